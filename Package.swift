@@ -1,0 +1,34 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "swift-megatron",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "megatron", targets: ["megatron"]),
+        .library(name: "MegatronCore", targets: ["MegatronCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // OpenBLAS's cblas.h (Debian: libopenblas-dev).
+        .systemLibrary(
+            name: "CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        // Hot loops in portable C11, compiled twice (AVX2+FMA+F16C and baseline x86-64)
+        // and chosen at load time.
+        .target(name: "CKernels", dependencies: ["CBLAS"]),
+        .target(name: "MegatronCore", dependencies: ["CBLAS", "CKernels"]),
+        .executableTarget(
+            name: "megatron",
+            dependencies: [
+                "MegatronCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "MegatronCoreTests", dependencies: ["MegatronCore"]),
+    ]
+)

@@ -1,0 +1,33 @@
+// fp32 ↔ fp16 / bfloat16 conversion, round to nearest even.
+#include "CKernels.h"
+#include "kernel_math.h"
+
+MG_KERNEL void mg_f32_to_f16(uint16_t *restrict y, const float *restrict x, long n) {
+    // The cast rounds to nearest even (vcvtps2ph in the AVX2 clone, compiler-rt otherwise),
+    // with correct subnormals, overflow to ±inf and NaN kept NaN.
+    for (long i = 0; i < n; i++) {
+        _Float16 h = (_Float16)x[i];
+        memcpy(&y[i], &h, 2);
+    }
+}
+
+MG_KERNEL void mg_f16_to_f32(float *restrict y, const uint16_t *restrict x, long n) {
+    for (long i = 0; i < n; i++) {
+        _Float16 h;
+        memcpy(&h, &x[i], 2);
+        y[i] = (float)h;
+    }
+}
+
+MG_KERNEL void mg_f32_to_bf16(uint16_t *restrict y, const float *restrict x, long n) {
+    for (long i = 0; i < n; i++) {
+        uint32_t b = mg_float_to_bits(x[i]);
+        uint32_t rounded = (b + 0x7FFFu + ((b >> 16) & 1u)) >> 16;
+        int is_nan = (b & 0x7FFFFFFFu) > 0x7F800000u;
+        y[i] = (uint16_t)(is_nan ? ((b >> 16) | 0x0040u) : rounded);
+    }
+}
+
+MG_KERNEL void mg_bf16_to_f32(float *restrict y, const uint16_t *restrict x, long n) {
+    for (long i = 0; i < n; i++) y[i] = mg_bits_to_float((uint32_t)x[i] << 16);
+}

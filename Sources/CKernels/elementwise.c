@@ -1,0 +1,161 @@
+// Memory-bound elementwise kernels: residual add, bias, GELU, SwiGLU, dropout, reductions.
+#include "CKernels.h"
+#include "kernel_math.h"
+
+MG_KERNEL void mg_add(float *restrict y, const float *a, const float *b, long n) {
+    for (long i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+MG_KERNEL void mg_axpy(float *restrict y, const float *restrict x, float alpha, long n) {
+    for (long i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
+MG_KERNEL void mg_scale(float *y, float alpha, long n) {
+    for (long i = 0; i < n; i++) y[i] *= alpha;
+}
+
+MG_KERNEL void mg_bias_add(float *restrict x, const float *restrict bias, long rows, long cols) {
+    for (long r = 0; r < rows; r++) {
+        float *row = x + r * cols;
+        for (long c = 0; c < cols; c++) row[c] += bias[c];
+    }
+}
+
+MG_KERNEL void mg_column_sum_accumulate(float *restrict sums, const float *restrict x, long rows, long cols) {
+    for (long r = 0; r < rows; r++) {
+        const float *row = x + r * cols;
+        for (long c = 0; c < cols; c++) sums[c] += row[c];
+    }
+}
+
+MG_KERNEL double mg_sum_of_squares(const float *restrict x, long n) {
+    // Eight float partial sums per block of 1024, folded into double: exact enough and vectorised.
+    double total = 0;
+    for (long start = 0; start < n; start += 1024) {
+        long end = start + 1024 < n ? start + 1024 : n;
+        float partial[8] = {0};
+        long i = start;
+        for (; i + 8 <= end; i += 8)
+            for (int l = 0; l < 8; l++) partial[l] += x[i + l] * x[i + l];
+        for (; i < end; i++) partial[0] += x[i] * x[i];
+        for (int l = 0; l < 8; l++) total += partial[l];
+    }
+    return total;
+}
+
+MG_KERNEL int mg_has_nonfinite(const float *restrict x, long n) {
+    uint32_t any = 0;
+    for (long i = 0; i < n; i++) any |= (mg_float_to_bits(x[i]) & 0x7F800000u) == 0x7F800000u;
+    return any != 0;
+}
+
+// MARK: GELU (tanh approximation, Megatron's gelu_impl / bias_gelu)
+
+#define GELU_K0 0.7978845608028654f   // √(2/π)
+#define GELU_K1 0.044715f
+
+MG_KERNEL void mg_gelu_forward(float *restrict y, const float *restrict x, const float *restrict bias,
+                               long rows, long cols) {
+    for (long r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        float *yr = y + r * cols;
+        for (long c = 0; c < cols; c++) {
+            float u = xr[c] + (bias ? bias[c] : 0.0f);
+            yr[c] = 0.5f * u * (1.0f + mg_tanh(GELU_K0 * u * (1.0f + GELU_K1 * u * u)));
+        }
+    }
+}
+
+MG_KERNEL void mg_gelu_backward(float *dx, const float *dy, const float *restrict x, const float *restrict bias,
+                                long rows, long cols) {
+    for (long r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        const float *dyr = dy + r * cols;
+        float *dxr = dx + r * cols;
+        for (long c = 0; c < cols; c++) {
+            float u = xr[c] + (bias ? bias[c] : 0.0f);
+            float t = mg_tanh(GELU_K0 * u * (1.0f + GELU_K1 * u * u));
+            // d/du ½u(1 + t) = ½(1 + t) + ½u(1 − t²)·√(2/π)(1 + 3·0.044715·u²)
+            float grad = 0.5f * (1.0f + t) + 0.5f * u * (1.0f - t * t) * (GELU_K0 + 3.0f * GELU_K0 * GELU_K1 * u * u);
+            dxr[c] = dyr[c] * grad;
+        }
+    }
+}
+
+// MARK: SwiGLU
+
+MG_KERNEL void mg_swiglu_forward(float *restrict y, const float *restrict x, long rows, long f) {
+    for (long r = 0; r < rows; r++) {
+        const float *x1 = x + r * 2 * f, *x2 = x1 + f;
+        float *yr = y + r * f;
+        for (long c = 0; c < f; c++) yr[c] = x1[c] * mg_sigmoid(x1[c]) * x2[c];
+    }
+}
+
+MG_KERNEL void mg_swiglu_backward(float *restrict dx, const float *restrict dy, const float *restrict x,
+                                  long rows, long f) {
+    for (long r = 0; r < rows; r++) {
+        const float *x1 = x + r * 2 * f, *x2 = x1 + f;
+        const float *dyr = dy + r * f;
+        float *dx1 = dx + r * 2 * f, *dx2 = dx1 + f;
+        for (long c = 0; c < f; c++) {
+            float s = mg_sigmoid(x1[c]);
+            float silu = x1[c] * s;
+            dx1[c] = dyr[c] * x2[c] * s * (1.0f + x1[c] * (1.0f - s));
+            dx2[c] = dyr[c] * silu;
+        }
+    }
+}
+
+// MARK: dropout
+
+MG_INLINE uint64_t keep_threshold(float p_keep) {
+    return p_keep >= 1.0f ? ((uint64_t)1 << 32) : (uint64_t)((double)p_keep * 4294967296.0);
+}
+
+MG_KERNEL void mg_dropout(float *y, const float *x, long n, uint64_t first, float p_keep,
+                          uint64_t seed, uint64_t stream) {
+    uint64_t threshold = keep_threshold(p_keep);
+    float multipliers[MG_MASK_CHUNK];
+    uint64_t end = first + (uint64_t)n;
+    for (uint64_t base = first & ~(uint64_t)(MG_MASK_CHUNK - 1); base < end; base += MG_MASK_CHUNK) {
+        mg_dropout_multipliers(multipliers, seed, stream, base, threshold, 1.0f / p_keep);
+        uint64_t lo = base > first ? base : first;
+        uint64_t hi = base + MG_MASK_CHUNK < end ? base + MG_MASK_CHUNK : end;
+        for (uint64_t i = lo; i < hi; i++) y[i - first] = x[i - first] * multipliers[i - base];
+    }
+}
+
+MG_KERNEL void mg_bias_dropout_add(float *out, const float *x, const float *restrict bias, const float *residual,
+                                   long row0, long rows, long cols, float p_keep, uint64_t seed, uint64_t stream) {
+    uint64_t threshold = keep_threshold(p_keep);
+    float multipliers[MG_MASK_CHUNK];
+    int dropping = p_keep < 1.0f;
+    for (long r = 0; r < rows; r++) {
+        const float *xr = x + r * cols, *rr = residual + r * cols;
+        float *outr = out + r * cols;
+        uint64_t first = (uint64_t)(row0 + r) * (uint64_t)cols, end = first + (uint64_t)cols;
+        if (!dropping) {
+            for (long c = 0; c < cols; c++) outr[c] = rr[c] + xr[c] + (bias ? bias[c] : 0.0f);
+            continue;
+        }
+        for (uint64_t base = first & ~(uint64_t)(MG_MASK_CHUNK - 1); base < end; base += MG_MASK_CHUNK) {
+            mg_dropout_multipliers(multipliers, seed, stream, base, threshold, 1.0f / p_keep);
+            uint64_t lo = base > first ? base : first;
+            uint64_t hi = base + MG_MASK_CHUNK < end ? base + MG_MASK_CHUNK : end;
+            for (uint64_t i = lo; i < hi; i++) {
+                long c = (long)(i - first);
+                outr[c] = rr[c] + (xr[c] + (bias ? bias[c] : 0.0f)) * multipliers[i - base];
+            }
+        }
+    }
+}
+
+int mg_cpu_has_avx2_fma(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+    return 0;
+#endif
+}

@@ -1,0 +1,32 @@
+// Embedding lookup (gather) and its backward (scatter-add).
+#include "CKernels.h"
+#include "kernel_math.h"
+
+MG_KERNEL void mg_embedding_forward(float *restrict out, const float *restrict word, const int32_t *restrict ids,
+                                    const float *restrict position, const int32_t *restrict positions,
+                                    long tokens, long hidden) {
+    for (long t = 0; t < tokens; t++) {
+        const float *w = word + (long)ids[t] * hidden;
+        float *o = out + t * hidden;
+        if (position) {
+            const float *p = position + (long)positions[t] * hidden;
+            for (long c = 0; c < hidden; c++) o[c] = w[c] + p[c];
+        } else {
+            memcpy(o, w, (size_t)hidden * sizeof(float));
+        }
+    }
+}
+
+MG_KERNEL void mg_embedding_backward(float *restrict dword, float *restrict dposition, const float *restrict dout,
+                                     const int32_t *restrict ids, const int32_t *restrict positions,
+                                     long tokens, long hidden, long col0, long col1) {
+    for (long t = 0; t < tokens; t++) {
+        const float *g = dout + t * hidden;
+        float *w = dword + (long)ids[t] * hidden;
+        for (long c = col0; c < col1; c++) w[c] += g[c];
+        if (dposition) {
+            float *p = dposition + (long)positions[t] * hidden;
+            for (long c = col0; c < col1; c++) p[c] += g[c];
+        }
+    }
+}

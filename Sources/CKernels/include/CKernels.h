@@ -1,0 +1,150 @@
+// CPU kernels of swift-megatron: the hot loops behind MegatronCore's Swift API.
+//
+// Conventions: matrices are row-major; `rows` × `cols` with rows = tokens and cols = features.
+// A kernel works on the row range its caller hands it, so the caller splits work across threads.
+// Parameter-gradient outputs (dgamma, dbeta, dbias, dweight) are accumulated (+=), as gradient
+// accumulation over micro-batches needs. Sizes are `long`.
+#ifndef MG_CKERNELS_H
+#define MG_CKERNELS_H
+
+#include <stdint.h>
+
+// MARK: elementwise (elementwise.c)
+
+/// y[i] = a[i] + b[i]
+void mg_add(float *y, const float *a, const float *b, long n);
+/// y[i] += alpha · x[i]
+void mg_axpy(float *y, const float *x, float alpha, long n);
+/// y[i] = alpha · y[i]
+void mg_scale(float *y, float alpha, long n);
+/// x[r, c] += bias[c]
+void mg_bias_add(float *x, const float *bias, long rows, long cols);
+/// sums[c] += Σ_r x[r, c]: the bias gradient of a linear layer.
+void mg_column_sum_accumulate(float *sums, const float *x, long rows, long cols);
+/// Σ x[i]², accumulated in double.
+double mg_sum_of_squares(const float *x, long n);
+/// 1 when any x[i] is NaN or ±inf.
+int mg_has_nonfinite(const float *x, long n);
+
+/// y = gelu(x + bias) with Megatron's tanh approximation
+/// gelu(u) = ½·u·(1 + tanh(√(2/π)·(u + 0.044715·u³))); bias may be NULL.
+void mg_gelu_forward(float *y, const float *x, const float *bias, long rows, long cols);
+/// dx = dy · gelu'(x + bias); bias may be NULL. dx may alias dy.
+void mg_gelu_backward(float *dx, const float *dy, const float *x, const float *bias, long rows, long cols);
+
+/// SwiGLU: x is [rows, 2·f] = [x1 | x2]; y[rows, f] = silu(x1) · x2 with silu(u) = u·σ(u).
+void mg_swiglu_forward(float *y, const float *x, long rows, long f);
+/// dx[rows, 2·f] = [dy · x2 · silu'(x1) | dy · silu(x1)].
+void mg_swiglu_backward(float *dx, const float *dy, const float *x, long rows, long f);
+
+/// y[i] = x[i] · keep_i / p_keep over flat indices [first, first + n) of the dropout stream
+/// (seed, stream); keep_i is Philox4x32-10 word i compared with p_keep (see kernel_math.h).
+/// Applying it to a gradient with the same arguments is dropout's backward. y may alias x.
+void mg_dropout(float *y, const float *x, long n, uint64_t first, float p_keep, uint64_t seed, uint64_t stream);
+
+/// Megatron's bias-dropout-add: out = residual + dropout(x + bias), bias may be NULL, over rows
+/// [row0, row0 + rows) of a [·, cols] tensor (the dropout index is row · cols + col).
+void mg_bias_dropout_add(float *out, const float *x, const float *bias, const float *residual,
+                         long row0, long rows, long cols, float p_keep, uint64_t seed, uint64_t stream);
+
+// MARK: normalisation (norms.c)
+
+/// LayerNorm: y = (x − μ)·ρ·γ + β with μ, σ² the row mean and (biased) variance and
+/// ρ = 1/√(σ² + eps); saves μ and ρ per row. beta may be NULL.
+void mg_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *gamma,
+                          const float *beta, long rows, long cols, float eps);
+/// dx = keep·dx + ρ·(g − mean(g) − x̂·mean(g·x̂)) with g = dy·γ, x̂ = (x − μ)·ρ, keep ∈ {0, 1};
+/// dgamma += Σ_r dy·x̂, dbeta += Σ_r dy (dbeta may be NULL).
+void mg_layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                           const float *gamma, const float *mean, const float *rstd,
+                           long rows, long cols, float keep);
+/// RMSNorm: y = x·ρ·γ with ρ = 1/√(mean(x²) + eps); saves ρ per row.
+void mg_rmsnorm_forward(float *y, float *rstd, const float *x, const float *gamma, long rows, long cols, float eps);
+/// dx = keep·dx + ρ·(g − x̂·mean(g·x̂)) with g = dy·γ, x̂ = x·ρ; dgamma += Σ_r dy·x̂.
+void mg_rmsnorm_backward(float *dx, float *dgamma, const float *dy, const float *x, const float *gamma,
+                         const float *rstd, long rows, long cols, float keep);
+
+// MARK: embedding (embedding.c)
+
+/// out[t, :] = word[ids[t], :] + (position ? position[positions[t], :] : 0).
+void mg_embedding_forward(float *out, const float *word, const int32_t *ids, const float *position,
+                          const int32_t *positions, long tokens, long hidden);
+/// dword[ids[t], c] += dout[t, c]; dposition[positions[t], c] += dout[t, c] (if dposition), for
+/// columns [col0, col1) only: threads split the hidden dimension, so no two write one row element.
+void mg_embedding_backward(float *dword, float *dposition, const float *dout, const int32_t *ids,
+                           const int32_t *positions, long tokens, long hidden, long col0, long col1);
+
+// MARK: rotary position embedding (rope.c)
+
+/// Rotates, in place, the first `rot_dim` features of each of `heads` heads of each token row:
+/// with x = [x1 | x2] (halves of rot_dim/2), y = [x1·cos − x2·sin | x2·cos + x1·sin], the angles of
+/// token t being cos_table/sin_table[positions[t], 0 ..< rot_dim/2]. head_offsets[h] is the first
+/// column of head h in a row of `ld` floats. `direction` −1 applies the inverse rotation, which is
+/// the backward of the forward.
+void mg_rope_apply(float *x, long ld, const long *head_offsets, long heads, long tokens, long rot_dim,
+                   const int32_t *positions, const float *cos_table, const float *sin_table, int direction);
+
+// MARK: attention (attention.c)
+
+/// Where one attention head's rows live: element (t, c) of Q is q[t·ldq + c], etc.
+typedef struct {
+    const float *q; long ldq;
+    const float *k; long ldk;
+    const float *v; long ldv;
+    float *out; long ldo;
+} mg_attention_head;
+
+/// Scratch floats one thread needs for mg_attention_*: two panels of block_rows × seq scores.
+long mg_attention_scratch_floats(long seq, long block_rows);
+
+/// Causal (or full) attention core for one head, `seq` tokens, head dimension `d`:
+/// out = dropout(softmax(scale·QKᵀ + mask))·V, computed one panel of `block_rows` query rows at a
+/// time, so at most block_rows × seq scores exist at once. Saves lse[i] = log Σ_j exp(scale·q_i·k_j)
+/// per query row for the backward. Dropout (p_keep < 1) of probability (i, j) uses element
+/// (head_index·seq + i)·seq + j of stream (seed, stream), head_index numbering (batch, head) pairs.
+void mg_attention_forward(mg_attention_head head, float *lse, long seq, long d, float scale, int causal,
+                          long block_rows, float p_keep, uint64_t seed, uint64_t stream, long head_index,
+                          float *scratch);
+
+/// Gradients of one query head given dO (ldo-strided like out): writes dq, accumulates dk and dv
+/// (the caller zeroes them once per key/value head, so query heads sharing them under
+/// grouped-query attention all add in). Recomputes the scores panel by panel from lse.
+void mg_attention_backward(mg_attention_head head, const float *lse, const float *dout,
+                           float *dq, long lddq, float *dk, long lddk, float *dv, long lddv,
+                           long seq, long d, float scale, int causal, long block_rows,
+                           float p_keep, uint64_t seed, uint64_t stream, long head_index, float *scratch);
+
+// MARK: loss (cross_entropy.c)
+
+/// Softmax cross-entropy over `vocab` logits per row, fused with its backward:
+/// loss[r] = logsumexp(logits[r]) − logits[r, target[r]]; when grad_weight is not NULL the logits
+/// row is overwritten by its gradient grad_weight[r]·(softmax(logits[r]) − onehot(target[r])).
+void mg_cross_entropy(float *logits, float *loss, const int32_t *target, const float *grad_weight,
+                      long rows, long vocab);
+
+// MARK: optimizer (optimizer.c)
+
+/// AdamW (decoupled weight decay, as Megatron's fused Adam with adam_w_mode):
+/// g ← grad_scale·g; m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;
+/// p ← p − lr·((m/bc1) / (√(v/bc2) + eps) + wd·p), bc1 = 1 − β1^step, bc2 = 1 − β2^step.
+void mg_adamw(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, long n,
+              float lr, float beta1, float beta2, float eps, float weight_decay,
+              float bias_correction1, float bias_correction2, float grad_scale);
+/// SGD with momentum and L2 weight decay, as torch.optim.SGD: g ← grad_scale·g + wd·p;
+/// buf ← first_step ? g : momentum·buf + g; p ← p − lr·buf.
+void mg_sgd(float *param, const float *grad, float *momentum_buffer, long n, float lr, float momentum,
+            float weight_decay, float grad_scale, int first_step);
+
+// MARK: precision conversion (convert.c)
+
+/// fp32 → IEEE fp16 / bfloat16, rounding to nearest, ties to even; NaN stays NaN.
+void mg_f32_to_f16(uint16_t *y, const float *x, long n);
+void mg_f32_to_bf16(uint16_t *y, const float *x, long n);
+/// fp16 / bfloat16 → fp32 (exact).
+void mg_f16_to_f32(float *y, const uint16_t *x, long n);
+void mg_bf16_to_f32(float *y, const uint16_t *x, long n);
+
+/// 1 when this CPU runs the AVX2+FMA+F16C clones of the kernels.
+int mg_cpu_has_avx2_fma(void);
+
+#endif

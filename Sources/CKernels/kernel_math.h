@@ -1,0 +1,96 @@
+// Shared helpers of the C kernels: the dispatch attribute and vectorisable math.
+//
+// Every exported kernel carries MG_KERNEL: clang compiles it twice, for Haswell-class x86-64
+// (AVX2, FMA, F16C) and for the baseline, and the loader picks the clone the CPU supports.
+// The helpers below are plain C that the loop vectoriser turns into 256-bit code inside the
+// AVX2 clone; none calls libm in a hot loop.
+#ifndef MG_KERNEL_MATH_H
+#define MG_KERNEL_MATH_H
+
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+
+#if defined(__x86_64__) && defined(__clang__)
+#define MG_KERNEL __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define MG_KERNEL
+#endif
+
+#define MG_INLINE static inline __attribute__((always_inline))
+
+/// Placed first in a function body: lets clang reorder float sums there so that row reductions
+/// vectorise (8 partial sums). Results stay deterministic for a given binary and CPU.
+#define MG_ALLOW_REASSOCIATION _Pragma("clang fp reassociate(on)")
+
+MG_INLINE float mg_bits_to_float(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
+MG_INLINE uint32_t mg_float_to_bits(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
+
+/// e^x for float, relative error below 2 ulp on [-87.3, 88.7]; 0 below, +inf above is clamped to
+/// e^88.7 (finite). Cody-Waite range reduction x = n·ln2 + r, |r| ≤ ln2/2, a degree-6 minimax
+/// polynomial for e^r (Cephes' coefficients), and 2^n built in the exponent bits.
+MG_INLINE float mg_exp(float x) {
+    const float hi = 88.7f, lo = -87.3f;
+    float xc = x > hi ? hi : x;
+    xc = xc < lo ? lo : xc;
+    float n = __builtin_rintf(xc * 1.44269504088896341f);
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    // 2^n as two factors so that n = 128 (x near 88.7) stays finite.
+    int32_t ni = (int32_t)n;
+    int32_t n1 = ni >> 1, n2 = ni - n1;
+    float s1 = mg_bits_to_float((uint32_t)(n1 + 127) << 23);
+    float s2 = mg_bits_to_float((uint32_t)(n2 + 127) << 23);
+    float y = p * s1 * s2;
+    return x < lo ? 0.0f : y;
+}
+
+/// tanh(x) = 1 − 2 / (e^{2x} + 1); absolute error below 2e-7.
+MG_INLINE float mg_tanh(float x) {
+    return 1.0f - 2.0f / (mg_exp(2.0f * x) + 1.0f);
+}
+
+/// Logistic sigmoid 1 / (1 + e^{−x}).
+MG_INLINE float mg_sigmoid(float x) {
+    return 1.0f / (1.0f + mg_exp(-x));
+}
+
+/// One Philox4x32-10 block (Salmon et al., 2011): four 32-bit words from a 128-bit counter and a
+/// 64-bit key. Counter-based, so any element's random word is recomputed from its index alone,
+/// which lets backward passes and activation recomputation replay dropout masks exactly.
+MG_INLINE void mg_philox4x32(uint32_t c[4], uint32_t k0, uint32_t k1) {
+    for (int round = 0; round < 10; round++) {
+        uint64_t p0 = (uint64_t)0xD2511F53u * c[0];
+        uint64_t p1 = (uint64_t)0xCD9E8D57u * c[2];
+        uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
+        uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
+        uint32_t n0 = hi1 ^ c[1] ^ k0, n2 = hi0 ^ c[3] ^ k1;
+        c[0] = n0; c[1] = lo1; c[2] = n2; c[3] = lo0;
+        k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
+    }
+}
+
+/// Dropout multipliers for elements [first, first + MG_MASK_CHUNK) of stream (`seed`, `stream`):
+/// element i is kept when word i mod 4 of Philox block (i / 4, stream) is below
+/// `threshold` = keep probability · 2^32, and gets `scale` = 1 / keep probability, else 0.
+/// `first` must be a multiple of 4.
+#define MG_MASK_CHUNK 256
+MG_INLINE void mg_dropout_multipliers(float out[MG_MASK_CHUNK], uint64_t seed, uint64_t stream,
+                                      uint64_t first, uint64_t threshold, float scale) {
+    uint64_t block0 = first >> 2;
+    for (int j = 0; j < MG_MASK_CHUNK / 4; j++) {
+        uint64_t block = block0 + (uint64_t)j;
+        uint32_t c[4] = {(uint32_t)block, (uint32_t)(block >> 32), (uint32_t)stream, (uint32_t)(stream >> 32)};
+        mg_philox4x32(c, (uint32_t)seed, (uint32_t)(seed >> 32));
+        for (int w = 0; w < 4; w++) out[4 * j + w] = (uint64_t)c[w] < threshold ? scale : 0.0f;
+    }
+}
+
+#endif

@@ -1,0 +1,128 @@
+import CKernels
+
+/// Where the heads of a fused QKV activation live. Rows are tokens, batch-major
+/// (row b·seq + t holds token t of sequence b); head h of Q starts at column `queryOffsets[h]`,
+/// key/value group g at `keyOffsets[g]` / `valueOffsets[g]`, each `headDim` wide. Query head h
+/// attends with group h / (heads / groups), as grouped-query attention shares keys and values.
+public struct AttentionLayout: Sendable, Equatable {
+    public let batch: Int
+    public let sequenceLength: Int
+    public let heads: Int
+    public let groups: Int
+    public let headDim: Int
+    /// Floats per token row of the QKV tensor.
+    public let rowWidth: Int
+    public let queryOffsets: [Int]
+    public let keyOffsets: [Int]
+    public let valueOffsets: [Int]
+
+    /// Megatron's fused QKV layout: each row is `groups` blocks of
+    /// [heads/groups query heads | one key head | one value head], each head `headDim` wide.
+    public static func megatronFusedQKV(batch: Int, sequenceLength: Int, heads: Int, groups: Int,
+                                        headDim: Int) throws -> AttentionLayout {
+        guard heads > 0, groups > 0, heads % groups == 0 else {
+            throw TensorError("attention: \(heads) heads cannot be split into \(groups) query groups")
+        }
+        let perGroup = heads / groups, block = (perGroup + 2) * headDim
+        return AttentionLayout(
+            batch: batch, sequenceLength: sequenceLength, heads: heads, groups: groups, headDim: headDim,
+            rowWidth: groups * block,
+            queryOffsets: (0 ..< heads).map { h in (h / perGroup) * block + (h % perGroup) * headDim },
+            keyOffsets: (0 ..< groups).map { g in g * block + perGroup * headDim },
+            valueOffsets: (0 ..< groups).map { g in g * block + (perGroup + 1) * headDim })
+    }
+
+    public var tokens: Int { batch * sequenceLength }
+}
+
+/// The attention core softmax(scale·QKᵀ + causal mask)·V with dropout on the probabilities,
+/// computed flash-attention style (Dao, 2022): a panel of `blockRows` query rows at a time, so at
+/// most blockRows × seq scores exist per thread, and the backward recomputes the probabilities from
+/// the saved per-row log-sum-exp instead of storing them.
+public enum Attention {
+    /// Query rows per panel.
+    public static let defaultBlockRows = 128
+
+    /// qkv [tokens, rowWidth] → (context [tokens, heads·headDim] with head h at columns h·headDim,
+    /// lse [batch, heads, seq]).
+    public static func forward(qkv: Tensor, layout: AttentionLayout, scale: Float, causal: Bool = true,
+                               dropout p: Float = 0, rng: PhiloxStream = PhiloxStream(seed: 0, stream: 0),
+                               blockRows: Int = defaultBlockRows, on device: CPUDevice) throws -> (context: Tensor, lse: Tensor) {
+        try validate(qkv, layout, p)
+        let l = layout, s = l.sequenceLength, d = l.headDim
+        let context = Tensor(shape: [l.tokens, l.heads * d], on: device, zeroed: false)
+        let lse = Tensor(shape: [l.batch, l.heads, s], on: device, zeroed: false)
+        let jobs = l.batch * l.heads
+        let scratchFloats = mg_attention_scratch_floats(s, blockRows)
+        let scratch = Tensor(shape: [device.taskCount(jobs), scratchFloats], on: device, zeroed: false)
+        device.withSingleThreadedBLAS {
+            device.parallelFor(jobs) { range, task in
+                for job in range {
+                    let b = job / l.heads, h = job % l.heads, g = h / (l.heads / l.groups)
+                    let head = headPointers(qkv, context, layout: l, batch: b, head: h, group: g)
+                    mg_attention_forward(head, lse.floats + job * s, s, d, scale, causal ? 1 : 0, blockRows,
+                                         1 - p, rng.seed, rng.stream, job, scratch.floats + task * scratchFloats)
+                }
+            }
+        }
+        return (context, lse)
+    }
+
+    /// Gradient of the fused QKV given the context's gradient, in a new tensor shaped like qkv.
+    public static func backward(_ gradContext: Tensor, qkv: Tensor, context: Tensor, lse: Tensor,
+                                layout: AttentionLayout, scale: Float, causal: Bool = true, dropout p: Float = 0,
+                                rng: PhiloxStream = PhiloxStream(seed: 0, stream: 0),
+                                blockRows: Int = defaultBlockRows, on device: CPUDevice) throws -> Tensor {
+        try validate(qkv, layout, p)
+        let l = layout, s = l.sequenceLength, d = l.headDim
+        try gradContext.expect(shape: [l.tokens, l.heads * d], "Attention.backward", "gradContext")
+        try context.expect(shape: [l.tokens, l.heads * d], "Attention.backward", "context")
+        try lse.expect(shape: [l.batch, l.heads, s], "Attention.backward", "lse")
+        // Zeroed: the key and value columns are accumulated into by every query head of a group.
+        let gradQKV = Tensor(shape: qkv.shape, on: device)
+        let jobs = l.batch * l.groups, perGroup = l.heads / l.groups
+        let scratchFloats = mg_attention_scratch_floats(s, blockRows)
+        let scratch = Tensor(shape: [device.taskCount(jobs), scratchFloats], on: device, zeroed: false)
+        device.withSingleThreadedBLAS {
+            device.parallelFor(jobs) { range, task in
+                for job in range {
+                    let b = job / l.groups, g = job % l.groups
+                    let rowBase = b * s * l.rowWidth
+                    for h in g * perGroup ..< (g + 1) * perGroup {
+                        let head = headPointers(qkv, context, layout: l, batch: b, head: h, group: g)
+                        let headJob = b * l.heads + h
+                        mg_attention_backward(
+                            head, lse.floats + headJob * s, gradContext.floats + b * s * l.heads * d + h * d,
+                            gradQKV.floats + rowBase + l.queryOffsets[h], l.rowWidth,
+                            gradQKV.floats + rowBase + l.keyOffsets[g], l.rowWidth,
+                            gradQKV.floats + rowBase + l.valueOffsets[g], l.rowWidth,
+                            s, d, scale, causal ? 1 : 0, blockRows, 1 - p, rng.seed, rng.stream, headJob,
+                            scratch.floats + task * scratchFloats)
+                    }
+                }
+            }
+        }
+        return gradQKV
+    }
+
+    private static func headPointers(_ qkv: Tensor, _ context: Tensor, layout l: AttentionLayout,
+                                     batch b: Int, head h: Int, group g: Int) -> mg_attention_head {
+        let rowBase = b * l.sequenceLength * l.rowWidth
+        let contextWidth = l.heads * l.headDim
+        return mg_attention_head(
+            q: qkv.floats + rowBase + l.queryOffsets[h], ldq: l.rowWidth,
+            k: qkv.floats + rowBase + l.keyOffsets[g], ldk: l.rowWidth,
+            v: qkv.floats + rowBase + l.valueOffsets[g], ldv: l.rowWidth,
+            out: context.floats + b * l.sequenceLength * contextWidth + h * l.headDim, ldo: contextWidth)
+    }
+
+    private static func validate(_ qkv: Tensor, _ l: AttentionLayout, _ p: Float) throws {
+        try qkv.expect(dtype: .float32, "Attention", "qkv")
+        try qkv.expect(shape: [l.tokens, l.rowWidth], "Attention", "qkv")
+        try Dropout.validate(p)
+        guard l.heads % l.groups == 0, l.queryOffsets.count == l.heads, l.keyOffsets.count == l.groups,
+              l.valueOffsets.count == l.groups,
+              (l.queryOffsets + l.keyOffsets + l.valueOffsets).allSatisfy({ $0 >= 0 && $0 + l.headDim <= l.rowWidth })
+        else { throw TensorError("Attention: layout \(l) is inconsistent") }
+    }
+}

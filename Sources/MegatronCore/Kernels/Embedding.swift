@@ -1,0 +1,60 @@
+import CKernels
+
+/// Word (and learned absolute position) embedding lookup, Megatron's `LanguageModelEmbedding`
+/// before its dropout: out[t] = word[ids[t]] + position[positions[t]].
+public enum Embedding {
+    /// ids [tokens] int32, word [vocab, h], optional position [maxPositions, h] with positions
+    /// [tokens] int32 → out [tokens, h]. An id or position outside its table is an error naming it.
+    public static func forward(ids: Tensor, word: Tensor, position: Tensor? = nil, positions: Tensor? = nil,
+                               on device: CPUDevice) throws -> Tensor {
+        let hidden = try validate(ids: ids, word: word, position: position, positions: positions)
+        let out = Tensor(shape: [ids.count, hidden], on: device, zeroed: false)
+        device.parallelRows(ids.count, columns: hidden) { r, _ in
+            let o = r.lowerBound
+            mg_embedding_forward(out.floats + o * hidden, word.floats, ids.int32s + o, position?.floats,
+                                 positions.map { $0.int32s + o }, r.count, hidden)
+        }
+        return out
+    }
+
+    /// Scatter-add: gradWord[ids[t]] += dout[t] and gradPosition[positions[t]] += dout[t]. Threads
+    /// split the hidden dimension, so repeated ids never race and the sum order is fixed.
+    public static func backward(_ gradOutput: Tensor, ids: Tensor, positions: Tensor? = nil, gradWord: Tensor,
+                                gradPosition: Tensor? = nil, on device: CPUDevice) throws {
+        let hidden = try validate(ids: ids, word: gradWord, position: gradPosition, positions: positions)
+        try gradOutput.expect(shape: [ids.count, hidden], "Embedding.backward", "gradOutput")
+        let minimumColumns = max(8, CPUDevice.minimumElementsPerTask / max(ids.count, 1))
+        device.parallelFor(hidden, minimumPerTask: minimumColumns) { cols, _ in
+            mg_embedding_backward(gradWord.floats, gradPosition?.floats, gradOutput.floats, ids.int32s,
+                                  positions?.int32s, ids.count, hidden, cols.lowerBound, cols.upperBound)
+        }
+    }
+
+    private static func validate(ids: Tensor, word: Tensor, position: Tensor?, positions: Tensor?) throws -> Int {
+        try ids.expect(dtype: .int32, "Embedding", "ids")
+        try word.expect(dtype: .float32, "Embedding", "word table")
+        guard word.rank == 2 else { throw TensorError("Embedding: word table \(word.shape) must be [vocab, hidden]") }
+        let vocab = word.shape[0], hidden = word.shape[1]
+        try checkRange(ids, below: vocab, what: "token id", table: "vocabulary")
+        guard (position == nil) == (positions == nil) else {
+            throw TensorError("Embedding: a position table and position ids come together")
+        }
+        if let position, let positions {
+            try position.expect(dtype: .float32, "Embedding", "position table")
+            guard position.rank == 2, position.shape[1] == hidden else {
+                throw TensorError.shape("Embedding", "position table", position.shape, expected: [position.shape.first ?? 0, hidden])
+            }
+            try positions.expect(shape: ids.shape, "Embedding", "positions")
+            try positions.expect(dtype: .int32, "Embedding", "positions")
+            try checkRange(positions, below: position.shape[0], what: "position", table: "position table")
+        }
+        return hidden
+    }
+
+    private static func checkRange(_ t: Tensor, below limit: Int, what: String, table: String) throws {
+        let values = UnsafeBufferPointer(start: t.int32s, count: t.count)
+        if let bad = values.firstIndex(where: { $0 < 0 || Int($0) >= limit }) {
+            throw TensorError("Embedding: \(what) \(values[bad]) at index \(bad) is outside the \(table) of \(limit) rows")
+        }
+    }
+}

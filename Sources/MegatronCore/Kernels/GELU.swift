@@ -1,0 +1,35 @@
+import CKernels
+
+/// GELU with Megatron's tanh approximation, fused with the preceding bias add (Megatron's
+/// `bias_gelu`): y = gelu(x + b), gelu(u) = ½·u·(1 + tanh(√(2/π)·(u + 0.044715·u³))).
+public enum GELU {
+    /// x [..., f], b [f] or nil → y [..., f].
+    public static func forward(_ input: Tensor, bias: Tensor?, on device: CPUDevice) throws -> Tensor {
+        try input.expect(dtype: .float32, "GELU", "input")
+        try bias?.expect(shape: [input.columns], "GELU", "bias")
+        let y = Tensor(shape: input.shape, on: device, zeroed: false)
+        let cols = input.columns
+        device.parallelRows(input.rows, columns: cols) { r, _ in
+            let o = r.lowerBound * cols
+            mg_gelu_forward(y.floats + o, input.floats + o, bias?.floats, r.count, cols)
+        }
+        return y
+    }
+
+    /// dx = dy·gelu′(x + b); adds Σ_rows dx into `gradBias` when given.
+    public static func backward(_ gradOutput: Tensor, input: Tensor, bias: Tensor?, gradBias: Tensor?,
+                                on device: CPUDevice) throws -> Tensor {
+        try input.expect(dtype: .float32, "GELU.backward", "input")
+        try gradOutput.expect(shape: input.shape, "GELU.backward", "gradOutput")
+        try bias?.expect(shape: [input.columns], "GELU.backward", "bias")
+        try gradBias?.expect(shape: [input.columns], "GELU.backward", "gradBias")
+        let dx = Tensor(shape: input.shape, on: device, zeroed: false)
+        let cols = input.columns
+        device.parallelRowsAccumulating(input.rows, columns: cols, into: [gradBias]) { r, grads in
+            let o = r.lowerBound * cols
+            mg_gelu_backward(dx.floats + o, gradOutput.floats + o, input.floats + o, bias?.floats, r.count, cols)
+            if let db = grads[0] { mg_column_sum_accumulate(db, dx.floats + o, r.count, cols) }
+        }
+        return dx
+    }
+}

@@ -1,0 +1,62 @@
+import CKernels
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The AdamW update over flat fp32 buffers (Loshchilov & Hutter, 2019), as Megatron's fused Adam with
+/// decoupled weight decay.
+public enum AdamW {
+    public struct Hyperparameters: Sendable, Equatable {
+        public var learningRate: Float
+        public var beta1: Float = 0.9
+        public var beta2: Float = 0.999
+        public var epsilon: Float = 1e-8
+        public var weightDecay: Float = 0.01
+
+        public init(learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8,
+                    weightDecay: Float = 0.01) {
+            self.learningRate = learningRate
+            self.beta1 = beta1
+            self.beta2 = beta2
+            self.epsilon = epsilon
+            self.weightDecay = weightDecay
+        }
+    }
+
+    /// One update at `step` (1-based, for the bias corrections) of `param` from `grad`·`gradScale`
+    /// (the inverse loss scale under fp16), updating the moments `expAvg` and `expAvgSq`.
+    public static func update(param: Tensor, grad: Tensor, expAvg: Tensor, expAvgSq: Tensor, step: Int,
+                              _ h: Hyperparameters, gradScale: Float = 1, on device: CPUDevice) throws {
+        try param.expect(dtype: .float32, "AdamW", "param")
+        for (name, t) in [("grad", grad), ("exp_avg", expAvg), ("exp_avg_sq", expAvgSq)] {
+            try t.expect(shape: param.shape, "AdamW", name)
+        }
+        guard step >= 1 else { throw TensorError("AdamW: step \(step) must be at least 1") }
+        let bc1 = Float(1 - pow(Double(h.beta1), Double(step)))
+        let bc2 = Float(1 - pow(Double(h.beta2), Double(step)))
+        device.parallelElements(param.count) { r in
+            let o = r.lowerBound
+            mg_adamw(param.floats + o, grad.floats + o, expAvg.floats + o, expAvgSq.floats + o, r.count,
+                     h.learningRate, h.beta1, h.beta2, h.epsilon, h.weightDecay, bc1, bc2, gradScale)
+        }
+    }
+}
+
+/// SGD with momentum and L2 weight decay, as torch.optim.SGD (Megatron's `--optimizer sgd`).
+public enum SGD {
+    /// p ← p − lr·buf, buf ← momentum·buf + (gradScale·g + wd·p) (buf = that gradient on the first step).
+    /// `momentumBuffer` nil means plain SGD.
+    public static func update(param: Tensor, grad: Tensor, momentumBuffer: Tensor?, firstStep: Bool,
+                              learningRate: Float, momentum: Float, weightDecay: Float, gradScale: Float = 1,
+                              on device: CPUDevice) throws {
+        try param.expect(dtype: .float32, "SGD", "param")
+        try grad.expect(shape: param.shape, "SGD", "grad")
+        try momentumBuffer?.expect(shape: param.shape, "SGD", "momentum buffer")
+        device.parallelElements(param.count) { r in
+            let o = r.lowerBound
+            mg_sgd(param.floats + o, grad.floats + o, momentumBuffer.map { $0.floats + o }, r.count, learningRate,
+                   momentum, weightDecay, gradScale, firstStep ? 1 : 0)
+        }
+    }
+}

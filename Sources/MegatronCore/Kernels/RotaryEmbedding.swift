@@ -1,0 +1,56 @@
+import CKernels
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Rotary position embedding (Su et al., 2021) in Megatron's default non-interleaved layout: of
+/// each head's first `rotaryDim` features, halves x1, x2 rotate by angle θ_{t,i} = t·base^(−2i/rotaryDim):
+/// y = [x1·cos θ − x2·sin θ | x2·cos θ + x1·sin θ]. The tables are computed in fp32 as Megatron's
+/// `RotaryEmbedding` does (fp32 inverse frequencies, fp32 outer product).
+public struct RotaryEmbedding: Sendable {
+    public let rotaryDim: Int
+    public let maxPositions: Int
+    let cosTable: Tensor
+    let sinTable: Tensor
+
+    /// Tables for positions 0 ..< maxPositions; `rotaryDim` = kv-channels × rotary-percent, even.
+    public init(rotaryDim: Int, base: Float = 10000, maxPositions: Int, on device: CPUDevice) throws {
+        guard rotaryDim > 0, rotaryDim % 2 == 0 else {
+            throw TensorError("RotaryEmbedding: rotary dimension \(rotaryDim) must be positive and even")
+        }
+        self.rotaryDim = rotaryDim
+        self.maxPositions = maxPositions
+        let half = rotaryDim / 2
+        cosTable = Tensor(shape: [maxPositions, half], on: device, zeroed: false)
+        sinTable = Tensor(shape: [maxPositions, half], on: device, zeroed: false)
+        let inverseFrequency = (0 ..< half).map { i in 1 / powf(base, Float(2 * i) / Float(rotaryDim)) }
+        for t in 0 ..< maxPositions {
+            for i in 0 ..< half {
+                let angle = Float(t) * inverseFrequency[i]
+                cosTable.floats[t * half + i] = cosf(angle)
+                sinTable.floats[t * half + i] = sinf(angle)
+            }
+        }
+    }
+
+    /// Rotates in place the heads at columns `headOffsets` of each token row of `x` [tokens, width],
+    /// token t at position positions[t]; `inverse` rotates back, which is the backward pass.
+    public func apply(to x: Tensor, headOffsets: [Int], positions: Tensor, inverse: Bool = false,
+                      on device: CPUDevice) throws {
+        try x.expect(dtype: .float32, "RotaryEmbedding", "x")
+        try positions.expect(shape: [x.rows], "RotaryEmbedding", "positions")
+        try positions.expect(dtype: .int32, "RotaryEmbedding", "positions")
+        guard headOffsets.allSatisfy({ $0 >= 0 && $0 + rotaryDim <= x.columns }) else {
+            throw TensorError("RotaryEmbedding: head offsets \(headOffsets) + rotary dimension \(rotaryDim) exceed the \(x.columns) columns of \(x.shape)")
+        }
+        let bad = UnsafeBufferPointer(start: positions.int32s, count: positions.count).first { $0 < 0 || Int($0) >= maxPositions }
+        if let bad { throw TensorError("RotaryEmbedding: position \(bad) outside 0 ..< \(maxPositions)") }
+        let rope = self
+        device.parallelRows(x.rows, columns: headOffsets.count * rotaryDim) { r, _ in
+            mg_rope_apply(x.floats + r.lowerBound * x.columns, x.columns, headOffsets, headOffsets.count, r.count,
+                          rope.rotaryDim, positions.int32s + r.lowerBound, rope.cosTable.floats, rope.sinTable.floats,
+                          inverse ? -1 : 1)
+        }
+    }
+}

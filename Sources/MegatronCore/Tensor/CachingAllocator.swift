@@ -1,0 +1,106 @@
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Hands out 64-byte-aligned blocks and keeps freed ones for reuse.
+///
+/// A training step allocates and frees the same activation sizes every iteration. glibc would return
+/// large freed blocks to the operating system and fault them back in, page by page, on the next step;
+/// keeping them here turns every step after the first into pure reuse. Requests are rounded up to a
+/// size class (multiples of 64 bytes up to 4 KiB, then four classes per power of two, so at most 25%
+/// is wasted) and a freed block waits in its class's free list.
+public final class CachingAllocator: Sendable {
+    /// Counters since creation (or the last `resetStatistics`).
+    public struct Statistics: Sendable, Equatable {
+        /// Blocks requested.
+        public var requests = 0
+        /// Requests served from a cached block.
+        public var reuses = 0
+        /// Bytes in blocks handed out and not yet returned.
+        public var liveBytes = 0
+        /// The most `liveBytes` has been.
+        public var peakLiveBytes = 0
+        /// Bytes held in free lists.
+        public var cachedBytes = 0
+
+        /// Share of requests served without a fresh allocation.
+        public var reuseRate: Double { requests == 0 ? 0 : Double(reuses) / Double(requests) }
+    }
+
+    private struct State {
+        /// Free blocks by size class, as addresses (plain integers, so the state is Sendable).
+        var freeBlocks: [Int: [UInt]] = [:]
+        var statistics = Statistics()
+    }
+
+    public static let alignment = 64
+    private let state = Mutex(State())
+
+    public init() {}
+
+    deinit {
+        releaseCachedBlocks()
+    }
+
+    /// The size class a request of `bytes` is rounded up to.
+    public static func sizeClass(_ bytes: Int) -> Int {
+        let minimum = max(bytes, alignment)
+        if minimum <= 4096 { return (minimum + alignment - 1) / alignment * alignment }
+        let power = Int.bitWidth - (minimum - 1).leadingZeroBitCount  // 2^power ≥ minimum
+        let step = 1 << (power - 3)
+        return (minimum + step - 1) / step * step
+    }
+
+    /// A block of at least `bytes` bytes, 64-byte aligned, contents undefined.
+    public func allocate(bytes: Int) -> (pointer: UnsafeMutableRawPointer, capacity: Int) {
+        let capacity = Self.sizeClass(bytes)
+        let cached: UInt? = state.withLock { state in
+            state.statistics.requests += 1
+            state.statistics.liveBytes += capacity
+            state.statistics.peakLiveBytes = max(state.statistics.peakLiveBytes, state.statistics.liveBytes)
+            guard let block = state.freeBlocks[capacity]?.popLast() else { return nil }
+            state.statistics.reuses += 1
+            state.statistics.cachedBytes -= capacity
+            return block
+        }
+        if let cached, let block = UnsafeMutableRawPointer(bitPattern: cached) { return (block, capacity) }
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, Self.alignment, capacity) == 0, let raw else {
+            fatalError("CachingAllocator: out of memory allocating \(capacity) bytes")
+        }
+        return (raw, capacity)
+    }
+
+    /// Returns a block obtained from `allocate` with the capacity it reported.
+    public func deallocate(_ pointer: UnsafeMutableRawPointer, capacity: Int) {
+        state.withLock { state in
+            state.freeBlocks[capacity, default: []].append(UInt(bitPattern: pointer))
+            state.statistics.liveBytes -= capacity
+            state.statistics.cachedBytes += capacity
+        }
+    }
+
+    /// Frees every cached block back to the system.
+    public func releaseCachedBlocks() {
+        let blocks = state.withLock { state in
+            let blocks = state.freeBlocks.values.flatMap { $0 }
+            state.freeBlocks.removeAll()
+            state.statistics.cachedBytes = 0
+            return blocks
+        }
+        for block in blocks { free(UnsafeMutableRawPointer(bitPattern: block)) }
+    }
+
+    public var statistics: Statistics { state.withLock { $0.statistics } }
+
+    public func resetStatistics() {
+        state.withLock { state in
+            let live = state.statistics.liveBytes, cached = state.statistics.cachedBytes
+            state.statistics = Statistics(liveBytes: live, peakLiveBytes: live, cachedBytes: cached)
+        }
+    }
+}

@@ -1,0 +1,298 @@
+import Foundation
+import MegatronCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The measurements behind `megatron bench kernels`.
+struct KernelBenchmarks {
+    let device: CPUDevice
+    let repeats: Int
+    let tokens, batch, seq, hidden, heads, ffn, vocab, memoryTokens: Int
+
+    init(device: CPUDevice, repeats: Int, tokens: Int, batch: Int, seq: Int, hidden: Int, heads: Int, ffn: Int,
+         vocab: Int, memoryTokens: Int) {
+        (self.device, self.repeats, self.tokens, self.batch, self.seq) = (device, repeats, tokens, batch, seq)
+        (self.hidden, self.heads, self.ffn, self.vocab, self.memoryTokens) = (hidden, heads, ffn, vocab, memoryTokens)
+    }
+
+    mutating func run() throws {
+        let ceiling = try sgemmCeiling()
+        try modelGEMMs(ceiling: ceiling)
+        try attention(ceiling: ceiling)
+        let copy = copyBandwidth()
+        try memoryBound(copyBandwidth: copy)
+        let stats = device.allocator.statistics
+        print("""
+
+            Caching allocator: \(stats.requests) requests, \(percent(stats.reuseRate)) served by reuse, \
+            peak live \(fixed(Double(stats.peakLiveBytes) / 1_073_741_824, 2)) GiB; \
+            peak RSS \(fixed(Double(peakResidentBytes()) / 1_073_741_824, 2)) GiB
+            """)
+    }
+
+    // MARK: GEMM
+
+    /// Best GFLOP/s of square sgemm at a few large sizes.
+    func sgemmCeiling() throws -> Double {
+        var table = TablePrinter("square sgemm", "median ms", "GFLOP/s median", "GFLOP/s best")
+        var best = 0.0
+        for n in [1024, 2048, 3072] {
+            let a = random([n, n]), b = random([n, n]), c = Tensor(shape: [n, n], on: device)
+            let t = try Timing.measure(repeats: repeats) { try GEMM.matmul(a, b, into: c, on: device) }
+            let flops = 2 * Double(n) * Double(n) * Double(n)
+            best = max(best, flops / t.best / 1e9)
+            table.add("\(n)×\(n)×\(n)", fixed(t.median * 1e3, 2), fixed(flops / t.median / 1e9), fixed(flops / t.best / 1e9))
+        }
+        print(table.render())
+        print("sgemm ceiling (best of the above): \(fixed(best)) GFLOP/s\n")
+        return best
+    }
+
+    /// Forward, data-gradient and weight-gradient GEMMs of every linear layer of the model.
+    func modelGEMMs(ceiling: Double) throws {
+        let layers: [(name: String, input: Int, output: Int)] = [
+            ("linear_qkv", hidden, 3 * hidden), ("linear_proj", hidden, hidden),
+            ("linear_fc1", hidden, ffn), ("linear_fc2", ffn, hidden), ("output_layer", hidden, vocab),
+        ]
+        var table = TablePrinter("GEMM (tokens \(tokens))", "M×N×K", "median ms", "GFLOP/s median", "GFLOP/s best", "best / ceiling")
+        var totalFlops = 0.0, totalSeconds = 0.0
+        for layer in layers {
+            let x = random([tokens, layer.input]), w = random([layer.output, layer.input])
+            let y = Tensor(shape: [tokens, layer.output], on: device), dy = random([tokens, layer.output])
+            let dx = Tensor(shape: [tokens, layer.input], on: device), dw = Tensor(shape: [layer.output, layer.input], on: device)
+            let cases: [(String, String, () throws -> Void)] = [
+                ("fwd  Y = X·Wᵀ", "\(tokens)×\(layer.output)×\(layer.input)", { try GEMM.matmul(x, w, transposeB: true, into: y, on: device) }),
+                ("dgrad dX = dY·W", "\(tokens)×\(layer.input)×\(layer.output)", { try GEMM.matmul(dy, w, into: dx, on: device) }),
+                ("wgrad dW += dYᵀ·X", "\(layer.output)×\(layer.input)×\(tokens)", {
+                    try GEMM.matmul(dy, transposeA: true, x, into: dw, beta: 1, on: device) }),
+            ]
+            let flops = 2 * Double(tokens) * Double(layer.input) * Double(layer.output)
+            for (label, mnk, body) in cases {
+                let t = try Timing.measure(repeats: repeats, body)
+                totalFlops += flops
+                totalSeconds += t.median
+                table.add("\(layer.name) \(label)", mnk, fixed(t.median * 1e3, 2), fixed(flops / t.median / 1e9),
+                          fixed(flops / t.best / 1e9), percent(flops / t.best / 1e9 / ceiling))
+            }
+        }
+        print(table.render())
+        print("All model GEMMs together: \(fixed(totalFlops / totalSeconds / 1e9)) GFLOP/s (medians), \(percent(totalFlops / totalSeconds / 1e9 / ceiling)) of the ceiling\n")
+    }
+
+    // MARK: attention
+
+    func attention(ceiling: Double) throws {
+        let d = hidden / heads
+        let layout = try AttentionLayout.megatronFusedQKV(batch: batch, sequenceLength: seq, heads: heads, groups: heads, headDim: d)
+        let qkv = random([layout.tokens, layout.rowWidth])
+        let scale = 1 / Float(d).squareRoot()
+        var saved = try Attention.forward(qkv: qkv, layout: layout, scale: scale, on: device)
+        let dContext = random(saved.context.shape)
+        var table = TablePrinter("attention core (causal, \(batch)×\(heads) heads, s \(seq), d \(d))", "median ms",
+                                 "GFLOP/s causal work", "best / ceiling", "GFLOP/s Megatron count")
+        // Causal work: the s(s+1)/2 visible pairs; forward 2 GEMMs, backward 4 (the recomputed
+        // scores, a 5th, are overhead and not counted). Megatron's formula counts all s² pairs.
+        let pairs = Double(seq) * Double(seq + 1) / 2 * Double(batch * heads)
+        let square = Double(seq) * Double(seq) * Double(batch * heads)
+        let forward = try Timing.measure(repeats: repeats) {
+            saved = try Attention.forward(qkv: qkv, layout: layout, scale: scale, on: device)
+        }
+        let backward = try Timing.measure(repeats: repeats) {
+            _ = try Attention.backward(dContext, qkv: qkv, context: saved.context, lse: saved.lse, layout: layout,
+                                       scale: scale, on: device)
+        }
+        for (label, t, matmuls) in [("forward", forward, 2.0), ("backward", backward, 4.0)] {
+            let flops = 2 * matmuls * Double(d)
+            table.add(label, fixed(t.median * 1e3, 2), fixed(flops * pairs / t.median / 1e9),
+                      percent(flops * pairs / t.best / 1e9 / ceiling), fixed(flops * square / t.median / 1e9))
+        }
+        let total = forward.median + backward.median, best = forward.best + backward.best
+        table.add("forward + backward", fixed(total * 1e3, 2), fixed(12 * Double(d) * pairs / total / 1e9),
+                  percent(12 * Double(d) * pairs / best / 1e9 / ceiling), fixed(12 * Double(d) * square / total / 1e9))
+        print(table.render())
+        print("")
+    }
+
+    // MARK: memory-bound kernels
+
+    /// Best GB/s (bytes read + written) of memcpy over 256 MiB, on one thread and split over all.
+    func copyBandwidth() -> Double {
+        let bytes = 256 << 20
+        let source = Tensor(shape: [bytes / 4], on: device), destination = Tensor(shape: [bytes / 4], on: device)
+        let single = Timing.measure(repeats: repeats) { memcpy(destination.rawPointer, source.rawPointer, bytes) }
+        let split = Timing.measure(repeats: repeats) {
+            device.parallelFor(bytes / 4, minimumPerTask: 1 << 16) { r, _ in
+                memcpy(destination.floats + r.lowerBound, source.floats + r.lowerBound, r.count * 4)
+            }
+        }
+        let best = 2 * Double(bytes) / min(single.best, split.best) / 1e9
+        print("Copy bandwidth (memcpy of 256 MiB, read + write): 1 thread \(fixed(2 * Double(bytes) / single.best / 1e9)) GB/s, \(device.threads) threads \(fixed(2 * Double(bytes) / split.best / 1e9)) GB/s → \(fixed(best)) GB/s\n")
+        return best
+    }
+
+    /// One memory-bound measurement: what runs, on what shape, moving how many bytes.
+    struct MemoryCase {
+        let name: String
+        let shape: String
+        let bytes: Double
+        let body: () throws -> Void
+    }
+
+    func memoryBound(copyBandwidth: Double) throws {
+        var table = TablePrinter("memory-bound kernel", "shape", "median ms", "GB/s", "of copy")
+        for group in [residualCases, normalisationCases, activationCases, embeddingCases, lossCases, optimizerCases] {
+            for c in try group() {
+                let timing = try Timing.measure(repeats: repeats, c.body)
+                let rate = c.bytes / timing.median / 1e9
+                table.add(c.name, c.shape, fixed(timing.median * 1e3, 2), fixed(rate), percent(rate / copyBandwidth))
+            }
+        }
+        print(table.render())
+    }
+
+    private var rng: PhiloxStream { PhiloxStream(seed: 1234, stream: 1) }
+
+    func residualCases() throws -> [MemoryCase] {
+        let (t, h) = (memoryTokens, hidden), shape = "[\(t), \(h)]", th = Double(t * h)
+        let x = random([t, h]), residual = random([t, h]), bias = random([h])
+        let (device, rng) = (device, rng)
+        return [
+            MemoryCase(name: "residual add", shape: shape, bytes: 12 * th) { _ = try Elementwise.add(x, residual, on: device) },
+            MemoryCase(name: "bias-dropout-add (p 0.1)", shape: shape, bytes: 12 * th) {
+                _ = try BiasDropoutAdd.forward(x, bias: bias, residual: residual, probability: 0.1, rng: rng, on: device)
+            },
+            MemoryCase(name: "dropout (p 0.1)", shape: shape, bytes: 8 * th) {
+                _ = try Dropout.apply(x, probability: 0.1, rng: rng, on: device)
+            },
+        ]
+    }
+
+    func normalisationCases() throws -> [MemoryCase] {
+        let (t, h) = (memoryTokens, hidden), shape = "[\(t), \(h)]", th = Double(t * h)
+        let x = random([t, h]), dy = random([t, h]), gamma = random([h]), beta = random([h])
+        let dGamma = Tensor(shape: [h], on: device), dBeta = Tensor(shape: [h], on: device)
+        let device = device
+        let (_, saved) = try LayerNorm.forward(x, weight: gamma, bias: beta, epsilon: 1e-5, on: device)
+        let (_, rstd) = try RMSNorm.forward(x, weight: gamma, epsilon: 1e-5, on: device)
+        return [
+            MemoryCase(name: "LayerNorm forward", shape: shape, bytes: 8 * th) {
+                _ = try LayerNorm.forward(x, weight: gamma, bias: beta, epsilon: 1e-5, on: device)
+            },
+            MemoryCase(name: "LayerNorm backward", shape: shape, bytes: 12 * th) {
+                _ = try LayerNorm.backward(dy, input: x, weight: gamma, saved: saved, gradWeight: dGamma, gradBias: dBeta, on: device)
+            },
+            MemoryCase(name: "RMSNorm forward", shape: shape, bytes: 8 * th) {
+                _ = try RMSNorm.forward(x, weight: gamma, epsilon: 1e-5, on: device)
+            },
+            MemoryCase(name: "RMSNorm backward", shape: shape, bytes: 12 * th) {
+                _ = try RMSNorm.backward(dy, input: x, weight: gamma, rstd: rstd, gradWeight: dGamma, on: device)
+            },
+        ]
+    }
+
+    func activationCases() throws -> [MemoryCase] {
+        let (t, f) = (memoryTokens, ffn), half = ffn / 2, tf = Double(t * f)
+        let wide = random([t, f]), bias = random([f]), dBias = Tensor(shape: [f], on: device), dHalf = random([t, half])
+        let d = hidden / heads, device = device
+        let layout = try AttentionLayout.megatronFusedQKV(batch: t / seq, sequenceLength: seq, heads: heads, groups: heads, headDim: d)
+        let qkv = random([layout.tokens, layout.rowWidth])
+        let positions = try Tensor(int32s: (0 ..< layout.tokens).map { Int32($0 % seq) }, shape: [layout.tokens], on: device)
+        let rope = try RotaryEmbedding(rotaryDim: d, maxPositions: seq, on: device)
+        return [
+            MemoryCase(name: "bias-GELU forward", shape: "[\(t), \(f)]", bytes: 8 * tf) {
+                _ = try GELU.forward(wide, bias: bias, on: device)
+            },
+            MemoryCase(name: "bias-GELU backward", shape: "[\(t), \(f)]", bytes: 12 * tf) {
+                _ = try GELU.backward(wide, input: wide, bias: bias, gradBias: dBias, on: device)
+            },
+            MemoryCase(name: "SwiGLU forward", shape: "[\(t), \(f)]→[\(t), \(half)]", bytes: 12 * Double(t * half)) {
+                _ = try SwiGLU.forward(wide, on: device)
+            },
+            MemoryCase(name: "SwiGLU backward", shape: "[\(t), \(half)]→[\(t), \(f)]", bytes: 20 * Double(t * half)) {
+                _ = try SwiGLU.backward(dHalf, input: wide, on: device)
+            },
+            MemoryCase(name: "rotary embedding (q and k)", shape: "[\(layout.tokens), \(layout.rowWidth)]",
+                       bytes: 16 * Double(layout.tokens * hidden)) {
+                try rope.apply(to: qkv, headOffsets: layout.queryOffsets + layout.keyOffsets, positions: positions, on: device)
+            },
+        ]
+    }
+
+    func embeddingCases() throws -> [MemoryCase] {
+        let (t, h, vocab, seq) = (memoryTokens, hidden, vocab, seq), th = Double(t * h), device = device
+        let word = random([vocab, h]), position = random([seq, h]), dOut = random([t, h])
+        let tokenIds = try Tensor(int32s: (0 ..< t).map { Int32(($0 * 7919) % vocab) }, shape: [t], on: device)
+        let positions = try Tensor(int32s: (0 ..< t).map { Int32($0 % seq) }, shape: [t], on: device)
+        let dWord = Tensor(shape: [vocab, h], on: device), dPosition = Tensor(shape: [seq, h], on: device)
+        return [
+            MemoryCase(name: "embedding forward (word + position)", shape: "[\(t), \(h)]", bytes: 12 * th) {
+                _ = try Embedding.forward(ids: tokenIds, word: word, position: position, positions: positions, on: device)
+            },
+            MemoryCase(name: "embedding backward (scatter-add)", shape: "[\(t), \(h)]", bytes: 20 * th) {
+                try Embedding.backward(dOut, ids: tokenIds, positions: positions, gradWord: dWord, gradPosition: dPosition, on: device)
+            },
+        ]
+    }
+
+    func lossCases() throws -> [MemoryCase] {
+        let (rows, vocab, device) = (tokens, vocab, device)
+        let logits = random([rows, vocab])
+        let targets = try Tensor(int32s: (0 ..< rows).map { Int32(($0 * 31) % vocab) }, shape: [rows], on: device)
+        let weights = try Tensor([Float](repeating: 1 / Float(rows), count: rows), shape: [rows], on: device)
+        return [
+            MemoryCase(name: "cross-entropy + backward, fused", shape: "[\(rows), \(vocab)]", bytes: 8 * Double(rows * vocab)) {
+                _ = try CrossEntropy.forwardBackward(logits: logits, targets: targets, gradWeights: weights, on: device)
+            },
+        ]
+    }
+
+    /// Optimizer and precision kernels over the 124M parameters of GPT-2 small.
+    func optimizerCases() throws -> [MemoryCase] {
+        let n = 124_475_904, device = device
+        let p = random([n]), g = random([n]), m = Tensor(shape: [n], on: device), v = Tensor(shape: [n], on: device)
+        let narrow = try p.converted(to: .bfloat16, on: device)
+        let step = TaskCounter()
+        return [
+            MemoryCase(name: "AdamW step", shape: "[\(n)]", bytes: 28 * Double(n)) {
+                try AdamW.update(param: p, grad: g, expAvg: m, expAvgSq: v, step: step.next(), .init(learningRate: 1e-4), on: device)
+            },
+            MemoryCase(name: "global L2 norm", shape: "[\(n)]", bytes: 4 * Double(n)) {
+                _ = try Elementwise.globalL2Norm([g], on: device)
+            },
+            MemoryCase(name: "fp32 → bfloat16", shape: "[\(n)]", bytes: 6 * Double(n)) { _ = try p.converted(to: .bfloat16, on: device) },
+            MemoryCase(name: "fp32 → float16", shape: "[\(n)]", bytes: 6 * Double(n)) { _ = try p.converted(to: .float16, on: device) },
+            MemoryCase(name: "bfloat16 → fp32", shape: "[\(n)]", bytes: 6 * Double(n)) { _ = try narrow.converted(to: .float32, on: device) },
+        ]
+    }
+
+    // MARK: helpers
+
+    /// A tensor of uniform values in [-1, 1) from a fixed generator.
+    func random(_ shape: [Int]) -> Tensor {
+        let t = Tensor(shape: shape, on: device, zeroed: false)
+        var state: UInt32 = 2_463_534_242
+        for i in 0 ..< t.count {
+            state ^= state << 13; state ^= state >> 17; state ^= state << 5
+            t.floats[i] = Float(state) / Float(UInt32.max) * 2 - 1
+        }
+        return t
+    }
+
+    static func cpuModel() -> String {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return "unknown" }
+        let line = text.split(separator: "\n").first { $0.hasPrefix("model name") }
+        return line.map { String($0.split(separator: ":", maxSplits: 1).last ?? "").trimmingCharacters(in: .whitespaces) } ?? "unknown"
+    }
+}
+
+/// Counts calls, for step numbers inside a timed closure.
+final class TaskCounter {
+    private var count = 0
+
+    func next() -> Int {
+        count += 1
+        return count
+    }
+}

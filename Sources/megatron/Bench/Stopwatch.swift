@@ -1,0 +1,37 @@
+import Foundation
+
+/// Wall-clock timing of repeated runs.
+struct Timing {
+    /// Seconds of each timed run, sorted.
+    let seconds: [Double]
+
+    var best: Double { seconds.first ?? .nan }
+    var median: Double { seconds.isEmpty ? .nan : seconds[seconds.count / 2] }
+
+    /// Runs `body` `warmup` times untimed, then `repeats` times timed.
+    static func measure(repeats: Int, warmup: Int = 1, _ body: () throws -> Void) rethrows -> Timing {
+        for _ in 0 ..< warmup { try body() }
+        var runs: [Double] = []
+        for _ in 0 ..< repeats {
+            let start = now()
+            try body()
+            runs.append(now() - start)
+        }
+        return Timing(seconds: runs.sorted())
+    }
+
+    static func now() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+    }
+}
+
+/// Peak resident set size of this process, in bytes (VmHWM of /proc/self/status; 0 where absent).
+func peakResidentBytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+          let kibibytes = Int(line.dropFirst(6).filter(\.isNumber))
+    else { return 0 }
+    return kibibytes * 1024
+}

@@ -1,0 +1,105 @@
+import Foundation
+import MegatronCore
+import Testing
+
+/// Naive attention in double: materialises the whole score matrix, applies the causal mask with
+/// −inf, softmax, optional multipliers (dropout) and ·V. qkv rows use the layout's column offsets.
+func referenceAttention(_ qkv: [Double], _ l: AttentionLayout, scale: Double, causal: Bool,
+                        multipliers: ((Int, Int, Int) -> Double)? = nil) -> [Double] {
+    let s = l.sequenceLength, d = l.headDim, width = l.heads * d
+    var out = [Double](repeating: 0, count: l.tokens * width)
+    for b in 0 ..< l.batch {
+        for h in 0 ..< l.heads {
+            let g = h / (l.heads / l.groups)
+            for i in 0 ..< s {
+                let row = (b * s + i) * l.rowWidth
+                var scores = (0 ..< s).map { j -> Double in
+                    if causal && j > i { return -.infinity }
+                    let col = (b * s + j) * l.rowWidth
+                    return scale * (0 ..< d).map { qkv[row + l.queryOffsets[h] + $0] * qkv[col + l.keyOffsets[g] + $0] }.reduce(0, +)
+                }
+                let m = scores.max()!
+                scores = scores.map { exp($0 - m) }
+                let z = scores.reduce(0, +)
+                for j in 0 ..< s {
+                    let p = scores[j] / z * (multipliers?(b * l.heads + h, i, j) ?? 1)
+                    let col = (b * s + j) * l.rowWidth
+                    for c in 0 ..< d { out[(b * s + i) * width + h * d + c] += p * qkv[col + l.valueOffsets[g] + c] }
+                }
+            }
+        }
+    }
+    return out
+}
+
+@Suite struct AttentionTests {
+    @Test(arguments: [(heads: 4, groups: 4, causal: true), (heads: 4, groups: 2, causal: true),
+                      (heads: 2, groups: 1, causal: false)])
+    func forwardAndBackwardMatchReference(heads: Int, groups: Int, causal: Bool) throws {
+        var rng = TestRandom(seed: 40)
+        let layout = try AttentionLayout.megatronFusedQKV(batch: 2, sequenceLength: 7, heads: heads, groups: groups, headDim: 3)
+        let qkv = rng.floats(layout.tokens * layout.rowWidth, scale: 2)
+        let w = rng.floats(layout.tokens * heads * 3)
+        let scale = 1 / Float(3).squareRoot()
+        // Block rows 3 with 7 tokens: full panels, a partial one, and the diagonal in every panel.
+        let (context, lse) = try Attention.forward(qkv: tensor(qkv, [layout.tokens, layout.rowWidth]), layout: layout,
+                                                   scale: scale, causal: causal, blockRows: 3, on: serial)
+        let expected = referenceAttention(qkv.doubles, layout, scale: Double(scale), causal: causal)
+        expectClose(context.toFloatArray(), expected, tolerance: 1e-6, "context")
+        let grad = try Attention.backward(tensor(w, context.shape), qkv: tensor(qkv, [layout.tokens, layout.rowWidth]),
+                                          context: context, lse: lse, layout: layout, scale: scale, causal: causal,
+                                          blockRows: 3, on: serial)
+        let fd = finiteDifferences(qkv.doubles) {
+            weightedSum(referenceAttention($0, layout, scale: Double(scale), causal: causal), w)
+        }
+        expectClose(grad.toFloatArray(), fd, tolerance: 1e-5, "dqkv")
+    }
+
+    @Test func dropoutForwardAndBackwardMatchReference() throws {
+        var rng = TestRandom(seed: 41)
+        let layout = try AttentionLayout.megatronFusedQKV(batch: 1, sequenceLength: 9, heads: 2, groups: 2, headDim: 4)
+        let (s, p) = (9, Float(0.2)), stream = PhiloxStream(seed: 77, stream: 5)
+        let qkv = rng.floats(layout.tokens * layout.rowWidth), w = rng.floats(layout.tokens * 8)
+        // The dropout multipliers are those of Dropout over the flat index (head·s + i)·s + j.
+        let ones = tensor([Float](repeating: 1, count: 2 * s * s), [2 * s * s])
+        let mask = try Dropout.apply(ones, probability: p, rng: stream, on: serial).toFloatArray()
+        let multipliers: (Int, Int, Int) -> Double = { head, i, j in Double(mask[(head * s + i) * s + j]) }
+        #expect(mask.contains(0) && mask.contains { $0 > 1 })
+        let (context, lse) = try Attention.forward(qkv: tensor(qkv, [9, layout.rowWidth]), layout: layout, scale: 0.5,
+                                                   dropout: p, rng: stream, blockRows: 4, on: serial)
+        expectClose(context.toFloatArray(), referenceAttention(qkv.doubles, layout, scale: 0.5, causal: true, multipliers: multipliers),
+                    tolerance: 1e-6, "context with dropout")
+        let grad = try Attention.backward(tensor(w, context.shape), qkv: tensor(qkv, [9, layout.rowWidth]), context: context,
+                                          lse: lse, layout: layout, scale: 0.5, dropout: p, rng: stream, blockRows: 4, on: serial)
+        let fd = finiteDifferences(qkv.doubles) {
+            weightedSum(referenceAttention($0, layout, scale: 0.5, causal: true, multipliers: multipliers), w)
+        }
+        expectClose(grad.toFloatArray(), fd, tolerance: 1e-5, "dqkv with dropout")
+    }
+
+    @Test func threadsAgree() throws {
+        var rng = TestRandom(seed: 42)
+        let layout = try AttentionLayout.megatronFusedQKV(batch: 2, sequenceLength: 64, heads: 4, groups: 2, headDim: 16)
+        let qkv = rng.floats(layout.tokens * layout.rowWidth), w = rng.floats(layout.tokens * 64)
+        var results: [[Float]] = []
+        for device in [serial, parallel] {
+            let x = tensor(qkv, [layout.tokens, layout.rowWidth], on: device)
+            let (context, lse) = try Attention.forward(qkv: x, layout: layout, scale: 0.25, blockRows: 16, on: device)
+            let grad = try Attention.backward(tensor(w, context.shape, on: device), qkv: x, context: context, lse: lse,
+                                              layout: layout, scale: 0.25, blockRows: 16, on: device)
+            results.append(context.toFloatArray() + grad.toFloatArray())
+        }
+        expectClose(results[1], results[0].doubles, tolerance: 1e-6, "2 threads vs 1")
+    }
+
+    @Test func megatronLayoutInterleavesGroups() throws {
+        let l = try AttentionLayout.megatronFusedQKV(batch: 1, sequenceLength: 1, heads: 4, groups: 2, headDim: 8)
+        #expect(l.rowWidth == 64)
+        #expect(l.queryOffsets == [0, 8, 32, 40])
+        #expect(l.keyOffsets == [16, 48])
+        #expect(l.valueOffsets == [24, 56])
+        #expect(throws: TensorError.self) {
+            try AttentionLayout.megatronFusedQKV(batch: 1, sequenceLength: 1, heads: 6, groups: 4, headDim: 8)
+        }
+    }
+}
