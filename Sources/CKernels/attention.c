@@ -26,8 +26,7 @@ MG_KERNEL void mg_attention_forward(mg_attention_head head, float *lse, long seq
         for (long r = 0; r < rows; r++) {
             long i = i0 + r, valid = visible_keys(i, kv, causal);
             float *p = scores + r * kv;
-            float zmax = -INFINITY;
-            for (long j = 0; j < valid; j++) zmax = p[j] > zmax ? p[j] : zmax;
+            float zmax = mg_row_max(p, valid);
             float sum = 0;
             for (long j = 0; j < valid; j++) { float e = mg_exp(p[j] - zmax); p[j] = e; sum += e; }
             float inv = 1.0f / sum;

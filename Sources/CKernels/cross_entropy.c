@@ -7,8 +7,7 @@ MG_KERNEL void mg_cross_entropy(float *restrict logits, float *restrict loss, co
     MG_ALLOW_REASSOCIATION
     for (long r = 0; r < rows; r++) {
         float *z = logits + r * vocab;
-        float zmax = -INFINITY;
-        for (long j = 0; j < vocab; j++) zmax = z[j] > zmax ? z[j] : zmax;
+        float zmax = mg_row_max(z, vocab);
         long t = target[r];
         float z_target = z[t];
         float sum = 0;

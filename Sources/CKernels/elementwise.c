@@ -2,6 +2,12 @@
 #include "CKernels.h"
 #include "kernel_math.h"
 
+// no_builtin: otherwise clang turns the loop into a memcpy call, whose large-size path (non-temporal
+// stores) is slower here than plain vector stores.
+MG_KERNEL __attribute__((no_builtin("memcpy"))) void mg_copy(float *restrict y, const float *restrict x, long n) {
+    for (long i = 0; i < n; i++) y[i] = x[i];
+}
+
 MG_KERNEL void mg_add(float *restrict y, const float *a, const float *b, long n) {
     for (long i = 0; i < n; i++) y[i] = a[i] + b[i];
 }
@@ -54,16 +60,26 @@ MG_KERNEL int mg_has_nonfinite(const float *restrict x, long n) {
 #define GELU_K0 0.7978845608028654f   // √(2/π)
 #define GELU_K1 0.044715f
 
+// ½·u·(1 + tanh(z)) = u·σ(2z) with z = √(2/π)·(u + 0.044715·u³): one exponential and one division.
+MG_INLINE float gelu(float u) {
+    float z2 = 2.0f * GELU_K0 * u * (1.0f + GELU_K1 * u * u);
+    return u / (1.0f + mg_exp(-z2));
+}
+
 MG_KERNEL void mg_gelu_forward(float *restrict y, const float *restrict x, const float *restrict bias,
                                long rows, long cols) {
     for (long r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         float *yr = y + r * cols;
-        for (long c = 0; c < cols; c++) {
-            float u = xr[c] + (bias ? bias[c] : 0.0f);
-            yr[c] = 0.5f * u * (1.0f + mg_tanh(GELU_K0 * u * (1.0f + GELU_K1 * u * u)));
-        }
+        if (bias) for (long c = 0; c < cols; c++) yr[c] = gelu(xr[c] + bias[c]);
+        else for (long c = 0; c < cols; c++) yr[c] = gelu(xr[c]);
     }
+}
+
+// d/du ½u(1 + t) = ½(1 + t) + ½u(1 − t²)·√(2/π)(1 + 3·0.044715·u²), t = tanh(z) = 2σ(2z) − 1.
+MG_INLINE float gelu_grad(float u) {
+    float t = 2.0f / (1.0f + mg_exp(-2.0f * GELU_K0 * u * (1.0f + GELU_K1 * u * u))) - 1.0f;
+    return 0.5f * (1.0f + t) + 0.5f * u * (1.0f - t * t) * (GELU_K0 + 3.0f * GELU_K0 * GELU_K1 * u * u);
 }
 
 MG_KERNEL void mg_gelu_backward(float *dx, const float *dy, const float *restrict x, const float *restrict bias,
@@ -72,13 +88,8 @@ MG_KERNEL void mg_gelu_backward(float *dx, const float *dy, const float *restric
         const float *xr = x + r * cols;
         const float *dyr = dy + r * cols;
         float *dxr = dx + r * cols;
-        for (long c = 0; c < cols; c++) {
-            float u = xr[c] + (bias ? bias[c] : 0.0f);
-            float t = mg_tanh(GELU_K0 * u * (1.0f + GELU_K1 * u * u));
-            // d/du ½u(1 + t) = ½(1 + t) + ½u(1 − t²)·√(2/π)(1 + 3·0.044715·u²)
-            float grad = 0.5f * (1.0f + t) + 0.5f * u * (1.0f - t * t) * (GELU_K0 + 3.0f * GELU_K0 * GELU_K1 * u * u);
-            dxr[c] = dyr[c] * grad;
-        }
+        if (bias) for (long c = 0; c < cols; c++) dxr[c] = dyr[c] * gelu_grad(xr[c] + bias[c]);
+        else for (long c = 0; c < cols; c++) dxr[c] = dyr[c] * gelu_grad(xr[c]);
     }
 }
 

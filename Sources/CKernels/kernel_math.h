@@ -1,7 +1,9 @@
 // Shared helpers of the C kernels: the dispatch attribute and vectorisable math.
 //
-// Every exported kernel carries MG_KERNEL: clang compiles it twice, for Haswell-class x86-64
-// (AVX2, FMA, F16C) and for the baseline, and the loader picks the clone the CPU supports.
+// Every exported kernel carries MG_KERNEL: clang compiles it twice, for x86-64-v3
+// (AVX2, FMA, F16C, …) and for the baseline, and the loader picks the clone by the CPU's feature
+// bits. ("arch=haswell" would not do: its resolver tests for an Intel Haswell model, so every
+// AMD CPU would get the baseline clone.)
 // The helpers below are plain C that the loop vectoriser turns into 256-bit code inside the
 // AVX2 clone; none calls libm in a hot loop.
 #ifndef MG_KERNEL_MATH_H
@@ -12,7 +14,7 @@
 #include <math.h>
 
 #if defined(__x86_64__) && defined(__clang__)
-#define MG_KERNEL __attribute__((target_clones("arch=haswell", "default")))
+#define MG_KERNEL __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define MG_KERNEL
 #endif
@@ -26,11 +28,12 @@
 MG_INLINE float mg_bits_to_float(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
 MG_INLINE uint32_t mg_float_to_bits(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
 
-/// e^x for float, relative error below 2 ulp on [-87.3, 88.7]; 0 below, +inf above is clamped to
-/// e^88.7 (finite). Cody-Waite range reduction x = n·ln2 + r, |r| ≤ ln2/2, a degree-6 minimax
-/// polynomial for e^r (Cephes' coefficients), and 2^n built in the exponent bits.
+/// e^x for float, relative error below 2 ulp on [-87.3, 88]: 0 below that range, and clamped to
+/// e^88 ≈ 1.65e38 (finite) above it, which callers (softmax after max subtraction, sigmoid, tanh)
+/// never distinguish from overflow. Cody-Waite range reduction x = n·ln2 + r, |r| ≤ ln2/2, a
+/// degree-6 polynomial for e^r (Cephes' coefficients), and 2^n written into the exponent bits.
 MG_INLINE float mg_exp(float x) {
-    const float hi = 88.7f, lo = -87.3f;
+    const float hi = 88.0f, lo = -87.3f;
     float xc = x > hi ? hi : x;
     xc = xc < lo ? lo : xc;
     float n = __builtin_rintf(xc * 1.44269504088896341f);
@@ -43,18 +46,28 @@ MG_INLINE float mg_exp(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    // 2^n as two factors so that n = 128 (x near 88.7) stays finite.
-    int32_t ni = (int32_t)n;
-    int32_t n1 = ni >> 1, n2 = ni - n1;
-    float s1 = mg_bits_to_float((uint32_t)(n1 + 127) << 23);
-    float s2 = mg_bits_to_float((uint32_t)(n2 + 127) << 23);
-    float y = p * s1 * s2;
-    return x < lo ? 0.0f : y;
+    float scale = mg_bits_to_float((uint32_t)((int32_t)n + 127) << 23);
+    return x < lo ? 0.0f : p * scale;
 }
 
 /// tanh(x) = 1 − 2 / (e^{2x} + 1); absolute error below 2e-7.
 MG_INLINE float mg_tanh(float x) {
     return 1.0f - 2.0f / (mg_exp(2.0f * x) + 1.0f);
+}
+
+/// √x without errno handling, so that loops containing it vectorise.
+MG_INLINE float mg_sqrt(float x) { return __builtin_elementwise_sqrt(x); }
+
+/// max_j z[j], eight running maxima so that the loop vectorises.
+MG_INLINE float mg_row_max(const float *z, long n) {
+    float m[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    long j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) m[l] = z[j + l] > m[l] ? z[j + l] : m[l];
+    for (; j < n; j++) m[0] = z[j] > m[0] ? z[j] : m[0];
+    float result = m[0];
+    for (int l = 1; l < 8; l++) result = m[l] > result ? m[l] : result;
+    return result;
 }
 
 /// Logistic sigmoid 1 / (1 + e^{−x}).

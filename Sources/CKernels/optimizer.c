@@ -12,7 +12,7 @@ MG_KERNEL void mg_adamw(float *restrict param, const float *restrict grad, float
         float v = beta2 * exp_avg_sq[i] + (1.0f - beta2) * g * g;
         exp_avg[i] = m;
         exp_avg_sq[i] = v;
-        float update = (m * inv_bc1) / (sqrtf(v * inv_bc2) + eps) + weight_decay * param[i];
+        float update = (m * inv_bc1) / (mg_sqrt(v * inv_bc2) + eps) + weight_decay * param[i];
         param[i] -= lr * update;
     }
 }

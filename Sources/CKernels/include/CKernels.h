@@ -11,6 +11,8 @@
 
 // MARK: elementwise (elementwise.c)
 
+/// y[i] = x[i]
+void mg_copy(float *y, const float *x, long n);
 /// y[i] = a[i] + b[i]
 void mg_add(float *y, const float *a, const float *b, long n);
 /// y[i] += alpha · x[i]

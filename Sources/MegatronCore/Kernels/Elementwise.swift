@@ -2,6 +2,15 @@ import CKernels
 
 /// Memory-bound elementwise operations and reductions over fp32 tensors.
 public enum Elementwise {
+    /// destination = source (fp32, same element count), with vector stores split over the threads.
+    public static func copy(_ source: Tensor, into destination: Tensor, on device: CPUDevice) throws {
+        try source.expect(dtype: .float32, "copy", "source")
+        try destination.expect(shape: source.shape, "copy", "destination")
+        device.parallelElements(source.count) { r in
+            mg_copy(destination.floats + r.lowerBound, source.floats + r.lowerBound, r.count)
+        }
+    }
+
     /// a + b, elementwise (the residual add).
     public static func add(_ a: Tensor, _ b: Tensor, on device: CPUDevice) throws -> Tensor {
         try a.expect(dtype: .float32, "add", "a")

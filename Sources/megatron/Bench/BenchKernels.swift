@@ -34,7 +34,7 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Timed repetitions per measurement (the median is reported).")
     var repeats = 5
     @Option(help: "Tokens for the memory-bound kernels, enough that tensors exceed the caches.")
-    var memoryTokens = 8192
+    var memoryTokens = 32768
 
     func validate() throws {
         guard hiddenSize % numAttentionHeads == 0 else {
