@@ -76,10 +76,10 @@ MG_KERNEL void mg_gelu_forward(float *restrict y, const float *restrict x, const
     }
 }
 
-// d/du ½u(1 + t) = ½(1 + t) + ½u(1 − t²)·√(2/π)(1 + 3·0.044715·u²), t = tanh(z) = 2σ(2z) − 1.
+// With s = σ(2z): gelu(u) = u·s, so gelu′(u) = s + 2u·s(1 − s)·dz/du, dz/du = √(2/π)(1 + 3·0.044715·u²).
 MG_INLINE float gelu_grad(float u) {
-    float t = 2.0f / (1.0f + mg_exp(-2.0f * GELU_K0 * u * (1.0f + GELU_K1 * u * u))) - 1.0f;
-    return 0.5f * (1.0f + t) + 0.5f * u * (1.0f - t * t) * (GELU_K0 + 3.0f * GELU_K0 * GELU_K1 * u * u);
+    float s = 1.0f / (1.0f + mg_exp(-2.0f * GELU_K0 * u * (1.0f + GELU_K1 * u * u)));
+    return s + 2.0f * u * s * (1.0f - s) * GELU_K0 * (1.0f + 3.0f * GELU_K1 * u * u);
 }
 
 MG_KERNEL void mg_gelu_backward(float *dx, const float *dy, const float *restrict x, const float *restrict bias,

@@ -28,9 +28,9 @@
 MG_INLINE float mg_bits_to_float(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
 MG_INLINE uint32_t mg_float_to_bits(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
 
-/// e^x for float, relative error below 2 ulp on [-87.3, 88]: 0 below that range, and clamped to
-/// e^88 ≈ 1.65e38 (finite) above it, which callers (softmax after max subtraction, sigmoid, tanh)
-/// never distinguish from overflow. Cody-Waite range reduction x = n·ln2 + r, |r| ≤ ln2/2, a
+/// e^x for float, relative error below 2 ulp on [-87.3, 88]; outside, x is clamped to that range
+/// (e^−87.3 ≈ 1.2e-38 for any smaller x, e^88 ≈ 1.65e38 for any larger), which the callers (softmax
+/// after max subtraction, sigmoid, tanh) cannot tell from underflow to 0 or overflow to inf. Cody-Waite range reduction x = n·ln2 + r, |r| ≤ ln2/2, a
 /// degree-6 polynomial for e^r (Cephes' coefficients), and 2^n written into the exponent bits.
 MG_INLINE float mg_exp(float x) {
     const float hi = 88.0f, lo = -87.3f;
@@ -46,8 +46,7 @@ MG_INLINE float mg_exp(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    float scale = mg_bits_to_float((uint32_t)((int32_t)n + 127) << 23);
-    return x < lo ? 0.0f : p * scale;
+    return p * mg_bits_to_float((uint32_t)((int32_t)n + 127) << 23);
 }
 
 /// tanh(x) = 1 − 2 / (e^{2x} + 1); absolute error below 2e-7.

@@ -24,7 +24,7 @@ MG_KERNEL void mg_layernorm_forward(float *restrict y, float *restrict mean, flo
 MG_KERNEL void mg_layernorm_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                                      const float *restrict dy, const float *restrict x,
                                      const float *restrict gamma, const float *restrict mean,
-                                     const float *restrict rstd, long rows, long cols, float keep) {
+                                     const float *restrict rstd, long rows, long cols, int accumulate) {
     MG_ALLOW_REASSOCIATION
     for (long r = 0; r < rows; r++) {
         const float *xr = x + r * cols, *dyr = dy + r * cols;
@@ -38,14 +38,15 @@ MG_KERNEL void mg_layernorm_backward(float *restrict dx, float *restrict dgamma,
             gx_mean += g * xhat;
             dgamma[c] += dyr[c] * xhat;
         }
-        if (dbeta) for (long c = 0; c < cols; c++) dbeta[c] += dyr[c];
+        if (dbeta)
+            for (long c = 0; c < cols; c++) dbeta[c] += dyr[c];
         g_mean /= (float)cols;
         gx_mean /= (float)cols;
-        for (long c = 0; c < cols; c++) {
-            float xhat = (xr[c] - mu) * rho;
-            float g = dyr[c] * gamma[c];
-            dxr[c] = keep * dxr[c] + rho * (g - g_mean - xhat * gx_mean);
-        }
+        // Two loops rather than β·dx with β = 0: a fresh dx may hold NaN bit patterns, and 0·NaN is NaN.
+        if (accumulate)
+            for (long c = 0; c < cols; c++) dxr[c] += rho * (dyr[c] * gamma[c] - g_mean - (xr[c] - mu) * rho * gx_mean);
+        else
+            for (long c = 0; c < cols; c++) dxr[c] = rho * (dyr[c] * gamma[c] - g_mean - (xr[c] - mu) * rho * gx_mean);
     }
 }
 
@@ -65,7 +66,7 @@ MG_KERNEL void mg_rmsnorm_forward(float *restrict y, float *restrict rstd, const
 
 MG_KERNEL void mg_rmsnorm_backward(float *restrict dx, float *restrict dgamma, const float *restrict dy,
                                    const float *restrict x, const float *restrict gamma,
-                                   const float *restrict rstd, long rows, long cols, float keep) {
+                                   const float *restrict rstd, long rows, long cols, int accumulate) {
     MG_ALLOW_REASSOCIATION
     for (long r = 0; r < rows; r++) {
         const float *xr = x + r * cols, *dyr = dy + r * cols;
@@ -78,9 +79,9 @@ MG_KERNEL void mg_rmsnorm_backward(float *restrict dx, float *restrict dgamma, c
             dgamma[c] += dyr[c] * xhat;
         }
         gx_mean /= (float)cols;
-        for (long c = 0; c < cols; c++) {
-            float xhat = xr[c] * rho;
-            dxr[c] = keep * dxr[c] + rho * (dyr[c] * gamma[c] - xhat * gx_mean);
-        }
+        if (accumulate)
+            for (long c = 0; c < cols; c++) dxr[c] += rho * (dyr[c] * gamma[c] - xr[c] * rho * gx_mean);
+        else
+            for (long c = 0; c < cols; c++) dxr[c] = rho * (dyr[c] * gamma[c] - xr[c] * rho * gx_mean);
     }
 }

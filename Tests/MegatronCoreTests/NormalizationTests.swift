@@ -70,6 +70,32 @@ func referenceRMSNorm(_ x: [Double], _ gamma: [Double], cols: Int, eps: Double) 
         expectClose(dg2.toFloatArray(), dg1.toFloatArray().map { Double($0) + 1 }, tolerance: 1e-6, "dgamma += ")
     }
 
+    /// A fresh gradient comes from the caching allocator and may hold a stale NaN: it must be
+    /// overwritten, not scaled by zero.
+    @Test func freshGradientIgnoresStaleMemory() throws {
+        let device = CPUDevice(threads: 1)
+        var rng = TestRandom(seed: 7)
+        let x = tensor(rng.floats(rows * cols), [rows, cols], on: device), g = tensor(rng.floats(cols), [cols], on: device)
+        let dy = tensor(rng.floats(rows * cols), [rows, cols], on: device)
+        let (_, saved) = try LayerNorm.forward(x, weight: g, bias: nil, epsilon: eps, on: device)
+        let (_, rstd) = try RMSNorm.forward(x, weight: g, epsilon: eps, on: device)
+        for _ in 0 ..< 2 {
+            do {
+                let stale = Tensor(shape: [rows, cols], on: device)
+                for i in 0 ..< stale.count { stale.floats[i] = .nan }
+            }  // returned to the allocator's cache, NaNs and all
+            let dx = try LayerNorm.backward(dy, input: x, weight: g, saved: saved, gradWeight: Tensor(shape: [cols], on: device),
+                                            gradBias: nil, on: device)
+            #expect(dx.toFloatArray().allSatisfy { $0.isFinite })
+            do {
+                let stale = Tensor(shape: [rows, cols], on: device)
+                for i in 0 ..< stale.count { stale.floats[i] = .nan }
+            }
+            let dxRMS = try RMSNorm.backward(dy, input: x, weight: g, rstd: rstd, gradWeight: Tensor(shape: [cols], on: device), on: device)
+            #expect(dxRMS.toFloatArray().allSatisfy { $0.isFinite })
+        }
+    }
+
     @Test func shapeMismatchNamesBothShapes() {
         let x = tensor([Float](repeating: 0, count: 12), [3, 4])
         #expect {

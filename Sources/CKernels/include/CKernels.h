@@ -55,16 +55,17 @@ void mg_bias_dropout_add(float *out, const float *x, const float *bias, const fl
 /// ρ = 1/√(σ² + eps); saves μ and ρ per row. beta may be NULL.
 void mg_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *gamma,
                           const float *beta, long rows, long cols, float eps);
-/// dx = keep·dx + ρ·(g − mean(g) − x̂·mean(g·x̂)) with g = dy·γ, x̂ = (x − μ)·ρ, keep ∈ {0, 1};
+/// dx = ρ·(g − mean(g) − x̂·mean(g·x̂)) with g = dy·γ, x̂ = (x − μ)·ρ, added to dx when `accumulate`,
+/// written over it (whatever it held) otherwise;
 /// dgamma += Σ_r dy·x̂, dbeta += Σ_r dy (dbeta may be NULL).
 void mg_layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                            const float *gamma, const float *mean, const float *rstd,
-                           long rows, long cols, float keep);
+                           long rows, long cols, int accumulate);
 /// RMSNorm: y = x·ρ·γ with ρ = 1/√(mean(x²) + eps); saves ρ per row.
 void mg_rmsnorm_forward(float *y, float *rstd, const float *x, const float *gamma, long rows, long cols, float eps);
-/// dx = keep·dx + ρ·(g − x̂·mean(g·x̂)) with g = dy·γ, x̂ = x·ρ; dgamma += Σ_r dy·x̂.
+/// dx (+)= ρ·(g − x̂·mean(g·x̂)) with g = dy·γ, x̂ = x·ρ, as for LayerNorm; dgamma += Σ_r dy·x̂.
 void mg_rmsnorm_backward(float *dx, float *dgamma, const float *dy, const float *x, const float *gamma,
-                         const float *rstd, long rows, long cols, float keep);
+                         const float *rstd, long rows, long cols, int accumulate);
 
 // MARK: embedding (embedding.c)
 

@@ -37,12 +37,12 @@ public enum LayerNorm {
         try saved.rstd.expect(shape: [rows], "LayerNorm.backward", "saved rstd")
         try gradInput?.expect(shape: input.shape, "LayerNorm.backward", "gradInput")
         let dx = gradInput ?? Tensor(shape: input.shape, on: device, zeroed: false)
-        let keep: Float = gradInput == nil ? 0 : 1
+        let accumulate: Int32 = gradInput == nil ? 0 : 1
         device.parallelRowsAccumulating(rows, columns: cols, into: [gradWeight, gradBias]) { r, grads in
             let o = r.lowerBound
             mg_layernorm_backward(dx.floats + o * cols, grads[0], grads[1], gradOutput.floats + o * cols,
                                   input.floats + o * cols, weight.floats, saved.mean.floats + o,
-                                  saved.rstd.floats + o, r.count, cols, keep)
+                                  saved.rstd.floats + o, r.count, cols, accumulate)
         }
         return dx
     }

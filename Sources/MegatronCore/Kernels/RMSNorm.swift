@@ -32,11 +32,11 @@ public enum RMSNorm {
         try rstd.expect(shape: [rows], "RMSNorm.backward", "rstd")
         try gradInput?.expect(shape: input.shape, "RMSNorm.backward", "gradInput")
         let dx = gradInput ?? Tensor(shape: input.shape, on: device, zeroed: false)
-        let keep: Float = gradInput == nil ? 0 : 1
+        let accumulate: Int32 = gradInput == nil ? 0 : 1
         device.parallelRowsAccumulating(rows, columns: cols, into: [gradWeight]) { r, grads in
             let o = r.lowerBound
             mg_rmsnorm_backward(dx.floats + o * cols, grads[0], gradOutput.floats + o * cols, input.floats + o * cols,
-                                weight.floats, rstd.floats + o, r.count, cols, keep)
+                                weight.floats, rstd.floats + o, r.count, cols, accumulate)
         }
         return dx
     }
