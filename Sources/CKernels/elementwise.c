@@ -82,14 +82,16 @@ MG_INLINE float gelu_grad(float u) {
     return s + 2.0f * u * s * (1.0f - s) * GELU_K0 * (1.0f + 3.0f * GELU_K1 * u * u);
 }
 
-MG_KERNEL void mg_gelu_backward(float *dx, const float *dy, const float *restrict x, const float *restrict bias,
-                                long rows, long cols) {
+MG_KERNEL void mg_gelu_backward(float *dx, float *restrict dbias, const float *dy, const float *restrict x,
+                                const float *restrict bias, long rows, long cols) {
     for (long r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         const float *dyr = dy + r * cols;
         float *dxr = dx + r * cols;
         if (bias) for (long c = 0; c < cols; c++) dxr[c] = dyr[c] * gelu_grad(xr[c] + bias[c]);
         else for (long c = 0; c < cols; c++) dxr[c] = dyr[c] * gelu_grad(xr[c]);
+        // While the row is still in L1, rather than a second pass over dx from memory.
+        if (dbias) for (long c = 0; c < cols; c++) dbias[c] += dxr[c];
     }
 }
 

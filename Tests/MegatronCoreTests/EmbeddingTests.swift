@@ -34,6 +34,23 @@ import Testing
         expectClose(dPos.toFloatArray(), expectedPos, tolerance: 1e-6, "dposition")
     }
 
+    @Test func backwardMatchesFiniteDifferences() throws {
+        var rng = TestRandom(seed: 35)
+        let (vocab, maxPos, h) = (5, 4, 3)
+        let word = rng.floats(vocab * h), pos = rng.floats(maxPos * h)
+        let tokenIds = [1, 4, 1, 0, 1], positionIds = [0, 1, 2, 3, 0], w = rng.floats(tokenIds.count * h)
+        func reference(_ word: [Double], _ pos: [Double]) -> [Double] {
+            (0 ..< tokenIds.count).flatMap { t in (0 ..< h).map { c in word[tokenIds[t] * h + c] + pos[positionIds[t] * h + c] } }
+        }
+        let dWord = Tensor(shape: [vocab, h], on: serial), dPos = Tensor(shape: [maxPos, h], on: serial)
+        try Embedding.backward(tensor(w, [tokenIds.count, h]), ids: ids(tokenIds), positions: ids(positionIds),
+                               gradWord: dWord, gradPosition: dPos, on: serial)
+        expectClose(dWord.toFloatArray(), finiteDifferences(word.doubles) { weightedSum(reference($0, pos.doubles), w) },
+                    tolerance: 1e-6, "dword")
+        expectClose(dPos.toFloatArray(), finiteDifferences(pos.doubles) { weightedSum(reference(word.doubles, $0), w) },
+                    tolerance: 1e-6, "dposition")
+    }
+
     @Test func threadsSplitColumnsWithoutRaces() throws {
         var rng = TestRandom(seed: 32)
         let (vocab, h, tokens) = (50, 768, 1024)

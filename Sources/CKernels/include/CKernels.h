@@ -31,8 +31,8 @@ int mg_has_nonfinite(const float *x, long n);
 /// y = gelu(x + bias) with Megatron's tanh approximation
 /// gelu(u) = ½·u·(1 + tanh(√(2/π)·(u + 0.044715·u³))); bias may be NULL.
 void mg_gelu_forward(float *y, const float *x, const float *bias, long rows, long cols);
-/// dx = dy · gelu'(x + bias); bias may be NULL. dx may alias dy.
-void mg_gelu_backward(float *dx, const float *dy, const float *x, const float *bias, long rows, long cols);
+/// dx = dy · gelu'(x + bias) and dbias += Σ_r dx; bias and dbias may be NULL. dx may alias dy.
+void mg_gelu_backward(float *dx, float *dbias, const float *dy, const float *x, const float *bias, long rows, long cols);
 
 /// SwiGLU: x is [rows, 2·f] = [x1 | x2]; y[rows, f] = silu(x1) · x2 with silu(u) = u·σ(u).
 void mg_swiglu_forward(float *y, const float *x, long rows, long f);

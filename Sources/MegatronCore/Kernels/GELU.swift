@@ -27,8 +27,7 @@ public enum GELU {
         let cols = input.columns
         device.parallelRowsAccumulating(input.rows, columns: cols, into: [gradBias]) { r, grads in
             let o = r.lowerBound * cols
-            mg_gelu_backward(dx.floats + o, gradOutput.floats + o, input.floats + o, bias?.floats, r.count, cols)
-            if let db = grads[0] { mg_column_sum_accumulate(db, dx.floats + o, r.count, cols) }
+            mg_gelu_backward(dx.floats + o, grads[0], gradOutput.floats + o, input.floats + o, bias?.floats, r.count, cols)
         }
         return dx
     }
