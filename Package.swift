@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "megatron", targets: ["megatron"]),
         .library(name: "MegatronCore", targets: ["MegatronCore"]),
+        .library(name: "MegatronModels", targets: ["MegatronModels"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -22,13 +23,17 @@ let package = Package(
         // and chosen at load time.
         .target(name: "CKernels", dependencies: ["CBLAS"]),
         .target(name: "MegatronCore", dependencies: ["CBLAS", "CKernels"]),
+        // GPT model: configuration, flat parameter layout, forward and backward.
+        .target(name: "MegatronModels", dependencies: ["MegatronCore"]),
         .executableTarget(
             name: "megatron",
             dependencies: [
                 "MegatronCore",
+                "MegatronModels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "MegatronCoreTests", dependencies: ["MegatronCore"]),
+        .testTarget(name: "MegatronModelsTests", dependencies: ["MegatronModels", "MegatronCore"]),
     ]
 )

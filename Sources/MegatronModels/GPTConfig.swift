@@ -1,0 +1,88 @@
+import MegatronCore
+
+/// The architecture of a GPT model, with Megatron-LM's option names and defaults.
+public struct GPTConfig: Sendable, Equatable {
+    public enum PositionEmbedding: String, Sendable, CaseIterable { case learnedAbsolute = "learned_absolute", rope }
+    public enum Normalization: String, Sendable, CaseIterable { case layerNorm = "LayerNorm", rmsNorm = "RMSNorm" }
+
+    public var numLayers: Int
+    public var hiddenSize: Int
+    public var numAttentionHeads: Int
+    /// Key/value heads (`--num-query-groups` under `--group-query-attention`); heads when not grouped.
+    public var numQueryGroups: Int
+    /// Features per attention head (`--kv-channels`, default hidden / heads).
+    public var kvChannels: Int
+    public var ffnHiddenSize: Int
+    /// The padded vocabulary: rows of the word embedding and of the logits.
+    public var paddedVocabSize: Int
+    public var maxPositionEmbeddings: Int
+    public var positionEmbedding: PositionEmbedding = .learnedAbsolute
+    public var rotaryBase: Float = 10000
+    public var rotaryPercent: Float = 1
+    public var normalization: Normalization = .layerNorm
+    public var normEpsilon: Float = 1e-5
+    public var swiglu = false
+    /// Biases on every linear layer (false under `--disable-bias-linear`).
+    public var addBiasLinear = true
+    /// A bias on the QKV projection even when `addBiasLinear` is false (`--add-qkv-bias`).
+    public var addQKVBias = false
+    public var untieEmbeddingsAndOutputWeights = false
+    public var hiddenDropout: Float = 0.1
+    public var attentionDropout: Float = 0.1
+    public var initMethodStd: Float = 0.02
+
+    public init(numLayers: Int, hiddenSize: Int, numAttentionHeads: Int, numQueryGroups: Int? = nil, kvChannels: Int? = nil,
+                ffnHiddenSize: Int? = nil, paddedVocabSize: Int, maxPositionEmbeddings: Int) {
+        self.numLayers = numLayers
+        self.hiddenSize = hiddenSize
+        self.numAttentionHeads = numAttentionHeads
+        self.numQueryGroups = numQueryGroups ?? numAttentionHeads
+        self.kvChannels = kvChannels ?? (numAttentionHeads > 0 ? hiddenSize / numAttentionHeads : 0)
+        self.ffnHiddenSize = ffnHiddenSize ?? 4 * hiddenSize
+        self.paddedVocabSize = paddedVocabSize
+        self.maxPositionEmbeddings = maxPositionEmbeddings
+    }
+
+    /// Megatron's vocabulary padding: the smallest multiple of `divisibleBy` (× tensor-parallel size)
+    /// that holds `vocabSize`.
+    public static func paddedVocabSize(_ vocabSize: Int, divisibleBy: Int = 128, tensorParallelSize: Int = 1) -> Int {
+        let multiple = divisibleBy * tensorParallelSize
+        return (vocabSize + multiple - 1) / multiple * multiple
+    }
+
+    /// Width of the attention context: heads × kv-channels.
+    public var attentionWidth: Int { numAttentionHeads * kvChannels }
+    /// Width of the fused QKV projection: (heads + 2·groups) × kv-channels.
+    public var qkvWidth: Int { (numAttentionHeads + 2 * numQueryGroups) * kvChannels }
+    /// Width of fc1's output: 2·ffn under SwiGLU (gate and value), ffn otherwise.
+    public var fc1Width: Int { swiglu ? 2 * ffnHiddenSize : ffnHiddenSize }
+    /// Features of each head that rotary embedding rotates.
+    public var rotaryDim: Int { Int((Float(kvChannels) * rotaryPercent).rounded(.down)) / 2 * 2 }
+    public var qkvHasBias: Bool { addBiasLinear || addQKVBias }
+    public var normHasBias: Bool { normalization == .layerNorm }
+
+    /// Throws a message naming the option at fault when the architecture is inconsistent.
+    public func validate() throws {
+        func fail(_ message: String) -> TensorError { TensorError(message) }
+        guard numLayers >= 1 else { throw fail("--num-layers \(numLayers): expected at least 1") }
+        guard hiddenSize >= 1, numAttentionHeads >= 1 else { throw fail("--hidden-size and --num-attention-heads must be positive") }
+        guard numAttentionHeads % numQueryGroups == 0 else {
+            throw fail("--num-attention-heads \(numAttentionHeads) is not divisible by --num-query-groups \(numQueryGroups)")
+        }
+        guard kvChannels >= 1 else {
+            throw fail("--hidden-size \(hiddenSize) gives no --kv-channels for \(numAttentionHeads) heads")
+        }
+        guard ffnHiddenSize >= 1, paddedVocabSize >= 1, maxPositionEmbeddings >= 1 else {
+            throw fail("--ffn-hidden-size, the vocabulary and --max-position-embeddings must be positive")
+        }
+        guard positionEmbedding != .rope || rotaryDim >= 2 else {
+            throw fail("--rotary-percent \(rotaryPercent) leaves no features of the \(kvChannels) kv-channels to rotate")
+        }
+        guard (0 ..< 1).contains(hiddenDropout), (0 ..< 1).contains(attentionDropout) else {
+            throw fail("--hidden-dropout and --attention-dropout must be in [0, 1)")
+        }
+    }
+
+    /// Parameters of the whole model.
+    public var parameterCount: Int { ParameterLayout(self).totalCount }
+}
