@@ -25,15 +25,19 @@ let package = Package(
         .target(name: "MegatronCore", dependencies: ["CBLAS", "CKernels"]),
         // GPT model: configuration, flat parameter layout, forward and backward.
         .target(name: "MegatronModels", dependencies: ["MegatronCore"]),
+        // Optimizer, learning-rate schedule, mock data, the training loop and its log.
+        .target(name: "MegatronTraining", dependencies: ["MegatronCore", "MegatronModels"]),
         .executableTarget(
             name: "megatron",
             dependencies: [
                 "MegatronCore",
                 "MegatronModels",
+                "MegatronTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "MegatronCoreTests", dependencies: ["MegatronCore"]),
         .testTarget(name: "MegatronModelsTests", dependencies: ["MegatronModels", "MegatronCore"]),
+        .testTarget(name: "MegatronTrainingTests", dependencies: ["MegatronTraining", "MegatronModels", "MegatronCore"]),
     ]
 )

@@ -1,0 +1,75 @@
+import Foundation
+
+/// Megatron's learning-rate schedule, counted in samples: linear warm-up from `initLR` to `maxLR`
+/// over `warmupSteps` samples, then decay to `minLR` by `decaySteps` samples (constant, linear,
+/// cosine, inverse square root, or warmup-stable-decay), then `minLR`.
+public struct OptimizerParamScheduler: Sendable, Equatable {
+    public enum DecayStyle: String, Sendable, CaseIterable {
+        case constant, linear, cosine
+        case inverseSquareRoot = "inverse-square-root"
+        case wsd = "WSD"
+    }
+
+    public enum WSDDecayStyle: String, Sendable, CaseIterable { case linear, cosine, exponential, minusSqrt = "minus_sqrt" }
+
+    public var maxLR: Double
+    public var minLR: Double
+    public var initLR: Double
+    public var warmupSteps: Int
+    public var decaySteps: Int
+    public var decayStyle: DecayStyle
+    /// Samples of the final annealing phase under WSD (`--lr-wsd-decay-samples`).
+    public var wsdDecaySteps: Int
+    public var wsdDecayStyle: WSDDecayStyle
+    /// Samples consumed so far.
+    public private(set) var numSteps = 0
+
+    public init(maxLR: Double, minLR: Double = 0, initLR: Double = 0, warmupSteps: Int, decaySteps: Int,
+                decayStyle: DecayStyle, wsdDecaySteps: Int = 0, wsdDecayStyle: WSDDecayStyle = .exponential) {
+        self.maxLR = maxLR
+        self.minLR = minLR
+        self.initLR = initLR
+        self.warmupSteps = warmupSteps
+        self.decaySteps = decaySteps
+        self.decayStyle = decayStyle
+        self.wsdDecaySteps = wsdDecaySteps
+        self.wsdDecayStyle = wsdDecayStyle
+    }
+
+    /// Advances by `increment` samples (the global batch size after each iteration).
+    public mutating func step(_ increment: Int) { numSteps += increment }
+
+    /// The learning rate at the current sample count.
+    public var learningRate: Double {
+        if warmupSteps > 0 && numSteps <= warmupSteps {
+            return initLR + (maxLR - initLR) * Double(numSteps) / Double(warmupSteps)
+        }
+        if decayStyle == .constant { return maxLR }
+        if numSteps > decaySteps { return minLR }
+        if decayStyle == .inverseSquareRoot {
+            let lr = maxLR * Double(max(warmupSteps, 1)).squareRoot() / Double(max(numSteps, 1)).squareRoot()
+            return max(minLR, lr)
+        }
+        let ratio = Double(numSteps - warmupSteps) / Double(max(decaySteps - warmupSteps, 1))
+        let coefficient: Double
+        switch decayStyle {
+        case .linear: coefficient = 1 - ratio
+        case .cosine: coefficient = 0.5 * (cos(Double.pi * ratio) + 1)
+        case .wsd:
+            let annealStart = decaySteps - wsdDecaySteps
+            if numSteps <= annealStart {
+                coefficient = 1
+            } else {
+                let r = Double(numSteps - annealStart) / Double(max(wsdDecaySteps, 1))
+                switch wsdDecayStyle {
+                case .linear: coefficient = 1 - r
+                case .cosine: coefficient = 0.5 * (cos(Double.pi * r) + 1)
+                case .exponential: coefficient = 2 * pow(0.5, r) - 1
+                case .minusSqrt: coefficient = 1 - r.squareRoot()
+                }
+            }
+        case .constant, .inverseSquareRoot: coefficient = 1
+        }
+        return minLR + coefficient * (maxLR - minLR)
+    }
+}

@@ -1,0 +1,157 @@
+import Foundation
+import MegatronCore
+import MegatronModels
+
+/// The pretraining loop: each iteration accumulates gradients over global-batch / micro-batch
+/// micro-batches, clips, steps the optimizer and the learning-rate schedule, and every
+/// `logInterval` iterations prints Megatron's log line.
+public final class Trainer {
+    public struct Settings: Sendable {
+        public var trainIters: Int
+        public var microBatchSize: Int
+        public var globalBatchSize: Int
+        public var sequenceLength: Int
+        public var logInterval = 100
+        public var seed: UInt64 = 1234
+
+        public init(trainIters: Int, microBatchSize: Int, globalBatchSize: Int, sequenceLength: Int) {
+            self.trainIters = trainIters
+            self.microBatchSize = microBatchSize
+            self.globalBatchSize = globalBatchSize
+            self.sequenceLength = sequenceLength
+        }
+    }
+
+    /// What one iteration produced.
+    public struct IterationResult: Sendable {
+        public let iteration: Int
+        public let loss: Float
+        public let gradNorm: Double
+        public let learningRate: Double
+        public let skipped: Bool
+        public let seconds: Double
+
+        public init(iteration: Int, loss: Float, gradNorm: Double, learningRate: Double, skipped: Bool, seconds: Double) {
+            self.iteration = iteration
+            self.loss = loss
+            self.gradNorm = gradNorm
+            self.learningRate = learningRate
+            self.skipped = skipped
+            self.seconds = seconds
+        }
+    }
+
+    public let model: GPTModel
+    public let optimizer: Optimizer
+    public private(set) var scheduler: OptimizerParamScheduler
+    public let settings: Settings
+    let sample: (Int) -> [Int32]
+    let log: (String) -> Void
+    public private(set) var consumedSamples = 0
+
+    /// `sample(i)` returns training sample i (sequence-length + 1 tokens).
+    public init(model: GPTModel, optimizer: Optimizer, scheduler: OptimizerParamScheduler, settings: Settings,
+                sample: @escaping (Int) -> [Int32], log: @escaping (String) -> Void) {
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.settings = settings
+        self.sample = sample
+        self.log = log
+    }
+
+    /// Runs `trainIters` iterations.
+    @discardableResult
+    public func train() throws -> [IterationResult] {
+        let s = settings
+        let microBatches = s.globalBatchSize / s.microBatchSize
+        let flops = modelFLOPsPerIteration(model.config, globalBatchSize: s.globalBatchSize, sequenceLength: s.sequenceLength)
+        var results: [IterationResult] = []
+        var interval = TrainingLog()
+        for iteration in 1 ... s.trainIters {
+            let start = Date()
+            model.zeroGradients()
+            var lossSum: Float = 0
+            for micro in 0 ..< microBatches {
+                let first = consumedSamples + micro * s.microBatchSize
+                let batch = try MicroBatch(samples: (first ..< first + s.microBatchSize).map(sample), on: model.device)
+                lossSum += try model.forwardBackward(batch, lossWeight: 1 / Float(microBatches),
+                                                     dropout: .init(seed: s.seed, iteration: iteration, microBatch: micro))
+            }
+            let learningRate = scheduler.learningRate
+            let (gradNorm, skipped) = try optimizer.step(learningRate: Float(learningRate))
+            if !skipped { scheduler.step(s.globalBatchSize) }
+            consumedSamples += s.globalBatchSize
+            let seconds = Date().timeIntervalSince(start)
+            let result = IterationResult(iteration: iteration, loss: lossSum / Float(microBatches), gradNorm: gradNorm,
+                                         learningRate: learningRate, skipped: skipped, seconds: seconds)
+            results.append(result)
+            interval.add(result)
+            if iteration % s.logInterval == 0 || iteration == s.trainIters {
+                log(interval.line(iteration: iteration, trainIters: s.trainIters, consumedSamples: consumedSamples,
+                                  flopsPerIteration: flops, learningRate: scheduler.learningRate,
+                                  globalBatchSize: s.globalBatchSize, gradNorm: gradNorm))
+                interval = TrainingLog()
+            }
+        }
+        return results
+    }
+}
+
+/// Megatron's per-iteration log line, averaged over the iterations since the last one:
+///  [2026-11-28 09:00:00.000000] iteration       10/     100 | consumed samples:          640 |
+/// elapsed time per iteration (ms): 1234.5 | throughput per GPU (TFLOP/s/GPU): 1.2 |
+/// learning rate: 1.000000E-04 | global batch size:    64 | lm loss: 1.234567E+00 | loss scale: 1.0 |
+/// grad norm: 1.234 | number of skipped iterations:   0 | number of nan iterations:   0 |
+/// (on one line). The learning rate shown is the schedule's after this iteration's step, as Megatron's.
+public struct TrainingLog {
+    var iterations = 0, skipped = 0, nan = 0
+
+    public init() {}
+    var seconds = 0.0
+    var lossSum = 0.0, lossCount = 0
+
+    public mutating func add(_ r: Trainer.IterationResult) {
+        iterations += 1
+        seconds += r.seconds
+        if r.skipped {
+            skipped += 1
+            if !r.gradNorm.isFinite { nan += 1 }
+        } else {
+            lossSum += Double(r.loss)
+            lossCount += 1
+        }
+    }
+
+    public func line(iteration: Int, trainIters: Int, consumedSamples: Int, flopsPerIteration: Double, learningRate: Double,
+              globalBatchSize: Int, gradNorm: Double) -> String {
+        let perIteration = seconds / Double(max(iterations, 1))
+        var line = " [\(Self.timestamp())]"
+        line += " iteration \(pad(iteration, 8))/\(pad(trainIters, 8)) |"
+        line += " consumed samples: \(pad(consumedSamples, 12)) |"
+        line += " elapsed time per iteration (ms): \(String(format: "%.1f", perIteration * 1000)) |"
+        line += " throughput per GPU (TFLOP/s/GPU): \(String(format: "%.1f", flopsPerIteration / perIteration / 1e12)) |"
+        line += " learning rate: \(String(format: "%.6E", learningRate)) |"
+        line += " global batch size: \(pad(globalBatchSize, 5)) |"
+        if lossCount > 0 { line += " lm loss: \(String(format: "%.6E", lossSum / Double(lossCount))) |" }
+        line += " loss scale: 1.0 |"
+        if gradNorm.isFinite { line += " grad norm: \(String(format: "%.3f", gradNorm)) |" }
+        line += " number of skipped iterations: \(pad(skipped, 3)) |"
+        line += " number of nan iterations: \(pad(nan, 3)) |"
+        return line
+    }
+
+    private func pad(_ n: Int, _ width: Int) -> String {
+        let text = String(n)
+        return String(repeating: " ", count: max(0, width - text.count)) + text
+    }
+
+    static func timestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var seconds = now.tv_sec, parts = tm()
+        localtime_r(&seconds, &parts)
+        return String(format: "%04d-%02d-%02d %02d:%02d:%02d.%06d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+                      parts.tm_hour, parts.tm_min, parts.tm_sec, now.tv_nsec / 1000)
+    }
+}

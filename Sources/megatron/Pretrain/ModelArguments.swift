@@ -1,0 +1,70 @@
+import ArgumentParser
+import MegatronModels
+
+/// Model-architecture flags of Megatron-LM's pretrain_gpt.py.
+struct ModelArguments: ParsableArguments {
+    @Option(name: .customLong("num-layers")) var numLayers: Int
+    @Option(name: .customLong("hidden-size")) var hiddenSize: Int
+    @Option(name: .customLong("num-attention-heads")) var numAttentionHeads: Int
+    @Option(name: .customLong("ffn-hidden-size"), help: "Default: 4 × hidden-size.") var ffnHiddenSize: Int?
+    @Option(name: .customLong("kv-channels"), help: "Default: hidden-size / num-attention-heads.") var kvChannels: Int?
+    @Flag(name: .customLong("group-query-attention")) var groupQueryAttention = false
+    @Option(name: .customLong("num-query-groups")) var numQueryGroups: Int?
+    @Option(name: .customLong("max-position-embeddings")) var maxPositionEmbeddings: Int?
+    @Option(name: .customLong("position-embedding-type"), help: "learned_absolute or rope.")
+    var positionEmbeddingType = "learned_absolute"
+    @Option(name: .customLong("rotary-base")) var rotaryBase: Float = 10000
+    @Option(name: .customLong("rotary-percent")) var rotaryPercent: Float = 1
+    @Option(name: .customLong("normalization"), help: "LayerNorm or RMSNorm.") var normalization = "LayerNorm"
+    @Option(name: .customLong("norm-epsilon")) var normEpsilon: Float = 1e-5
+    @Flag(name: .customLong("swiglu")) var swiglu = false
+    @Flag(name: .customLong("disable-bias-linear")) var disableBiasLinear = false
+    @Flag(name: .customLong("add-qkv-bias")) var addQKVBias = false
+    @Flag(name: .customLong("untie-embeddings-and-output-weights")) var untieEmbeddingsAndOutputWeights = false
+    @Option(name: .customLong("hidden-dropout")) var hiddenDropout: Float = 0.1
+    @Option(name: .customLong("attention-dropout")) var attentionDropout: Float = 0.1
+    @Option(name: .customLong("init-method-std")) var initMethodStd: Float = 0.02
+    @Option(name: .customLong("make-vocab-size-divisible-by")) var makeVocabSizeDivisibleBy = 128
+
+    /// The configuration, or a ValidationError naming the flag at fault.
+    func config(vocabSize: Int, seqLength: Int) throws -> GPTConfig {
+        guard numAttentionHeads > 0, hiddenSize % numAttentionHeads == 0 || kvChannels != nil else {
+            throw ValidationError("--hidden-size \(hiddenSize) is not divisible by --num-attention-heads \(numAttentionHeads)")
+        }
+        if numQueryGroups != nil && !groupQueryAttention {
+            throw ValidationError("--num-query-groups needs --group-query-attention")
+        }
+        guard let position = GPTConfig.PositionEmbedding(rawValue: positionEmbeddingType) else {
+            throw ValidationError("--position-embedding-type \(positionEmbeddingType): expected learned_absolute or rope")
+        }
+        guard let norm = GPTConfig.Normalization(rawValue: normalization) else {
+            throw ValidationError("--normalization \(normalization): expected LayerNorm or RMSNorm")
+        }
+        guard makeVocabSizeDivisibleBy >= 1 else {
+            throw ValidationError("--make-vocab-size-divisible-by \(makeVocabSizeDivisibleBy): expected a positive integer")
+        }
+        let maxPositions = maxPositionEmbeddings ?? seqLength
+        guard seqLength <= maxPositions else {
+            throw ValidationError("--seq-length \(seqLength) exceeds --max-position-embeddings \(maxPositions)")
+        }
+        var c = GPTConfig(numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
+                          numQueryGroups: groupQueryAttention ? (numQueryGroups ?? 1) : nil, kvChannels: kvChannels,
+                          ffnHiddenSize: ffnHiddenSize,
+                          paddedVocabSize: GPTConfig.paddedVocabSize(vocabSize, divisibleBy: makeVocabSizeDivisibleBy),
+                          maxPositionEmbeddings: maxPositions)
+        c.positionEmbedding = position
+        c.rotaryBase = rotaryBase
+        c.rotaryPercent = rotaryPercent
+        c.normalization = norm
+        c.normEpsilon = normEpsilon
+        c.swiglu = swiglu
+        c.addBiasLinear = !disableBiasLinear
+        c.addQKVBias = addQKVBias
+        c.untieEmbeddingsAndOutputWeights = untieEmbeddingsAndOutputWeights
+        c.hiddenDropout = hiddenDropout
+        c.attentionDropout = attentionDropout
+        c.initMethodStd = initMethodStd
+        do { try c.validate() } catch { throw ValidationError("\(error)") }
+        return c
+    }
+}

@@ -1,0 +1,94 @@
+import ArgumentParser
+import Foundation
+import MegatronCore
+import MegatronModels
+import MegatronTraining
+
+/// `megatron pretrain`: GPT pretraining with the flags of Megatron-LM's pretrain_gpt.py.
+struct Pretrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Pretrain a GPT model (Megatron-LM's pretrain_gpt.py flags).",
+        discussion: """
+            Throughput is model TFLOP/s by Megatron's formula (num_floating_point_operations in \
+            megatron/training/training.py: every GEMM three times, the attention core's causal half).
+            """)
+
+    @OptionGroup(title: "Model") var model: ModelArguments
+    @OptionGroup(title: "Training") var training: TrainingArguments
+    @OptionGroup(title: "Device") var device: DeviceOptions
+
+    @Flag(name: .customLong("mock-data"), help: "Train on synthetic documents (Megatron's --mock-data).")
+    var mockData = false
+    @Option(name: .customLong("data-path"), parsing: .upToNextOption, help: "Megatron .bin/.idx datasets (not yet supported).")
+    var dataPath: [String] = []
+    @Option(name: .customLong("tokenizer-type"), help: "NullTokenizer (with --vocab-size).") var tokenizerType = "NullTokenizer"
+    @Option(name: .customLong("vocab-size"), help: "Vocabulary of the NullTokenizer; its last id is end-of-document.")
+    var vocabSize: Int?
+    @Option(name: .customLong("greedy-sample-tokens"),
+            help: "After training, extend the first 16 tokens of sample 0 greedily by this many tokens and print them.")
+    var greedySampleTokens = 0
+
+    func validate() throws {
+        if !dataPath.isEmpty {
+            throw ValidationError("--data-path: .bin/.idx datasets are not supported yet; use --mock-data")
+        }
+        guard mockData else { throw ValidationError("give --mock-data (the only data source so far)") }
+        guard tokenizerType == "NullTokenizer" else {
+            throw ValidationError("--tokenizer-type \(tokenizerType): only NullTokenizer is supported so far")
+        }
+        guard let vocabSize, vocabSize >= 2 else { throw ValidationError("--tokenizer-type NullTokenizer needs --vocab-size ≥ 2") }
+        guard training.microBatchSize >= 1, training.seqLength >= 1 else {
+            throw ValidationError("--micro-batch-size and --seq-length must be positive")
+        }
+        let gbs = training.globalBatchSize ?? training.microBatchSize
+        guard gbs % training.microBatchSize == 0 else {
+            throw ValidationError("--global-batch-size \(gbs) is not divisible by --micro-batch-size \(training.microBatchSize) × data-parallel size 1")
+        }
+        guard training.logInterval >= 1 else { throw ValidationError("--log-interval must be at least 1") }
+        _ = try model.config(vocabSize: vocabSize, seqLength: training.seqLength)
+        _ = try training.iterations(globalBatchSize: gbs)
+        _ = try training.scheduler(globalBatchSize: gbs)
+        _ = try training.optimizerSettings()
+    }
+
+    func run() throws {
+        let device = try device.makeDevice()
+        let vocab = vocabSize!
+        let config = try model.config(vocabSize: vocab, seqLength: training.seqLength)
+        let gbs = training.globalBatchSize ?? training.microBatchSize
+        var settings = Trainer.Settings(trainIters: try training.iterations(globalBatchSize: gbs), microBatchSize: training.microBatchSize,
+                                        globalBatchSize: gbs, sequenceLength: training.seqLength)
+        settings.logInterval = training.logInterval
+        settings.seed = UInt64(training.seed)
+        let gpt = try GPTModel(config: config, seed: UInt64(training.seed), on: device)
+        print("> building GPT model: \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
+              + "padded vocab \(config.paddedVocabSize), \(gpt.layout.totalCount) parameters, \(device.threads) thread(s)")
+        let data = MockGPTDataset(vocabSize: vocab, sequenceLength: training.seqLength, seed: UInt64(training.seed))
+        let trainer = Trainer(model: gpt, optimizer: Optimizer(model: gpt, settings: try training.optimizerSettings()),
+                              scheduler: try training.scheduler(globalBatchSize: gbs), settings: settings,
+                              sample: data.sample, log: { print($0); fflush(nil) })
+        try trainer.train()
+        if greedySampleTokens > 0 {
+            let prompt = Array(data.sample(0).prefix(16))
+            let tokens = try greedyContinuation(gpt, prompt: prompt, count: greedySampleTokens, maxLength: training.seqLength)
+            print("> greedy sample (token ids): \(prompt.map(String.init).joined(separator: " ")) ⟶ "
+                  + tokens.map(String.init).joined(separator: " "))
+        }
+    }
+
+    /// Extends `prompt` by `count` argmax tokens, re-running the model on the last `maxLength` tokens.
+    func greedyContinuation(_ model: GPTModel, prompt: [Int32], count: Int, maxLength: Int) throws -> [Int32] {
+        var tokens = prompt, generated: [Int32] = []
+        for _ in 0 ..< count {
+            let window = Array(tokens.suffix(maxLength))
+            let batch = try MicroBatch(samples: [window + [0]], on: model.device)
+            let logits = try model.logits(batch)
+            let vocab = logits.columns, last = logits.floats + (window.count - 1) * vocab
+            var best = 0
+            for v in 1 ..< vocab where last[v] > last[best] { best = v }
+            tokens.append(Int32(best))
+            generated.append(Int32(best))
+        }
+        return generated
+    }
+}

@@ -1,0 +1,94 @@
+import ArgumentParser
+import MegatronTraining
+
+/// Training, optimizer and learning-rate flags of Megatron-LM's pretrain_gpt.py.
+struct TrainingArguments: ParsableArguments {
+    @Option(name: .customLong("seq-length")) var seqLength: Int
+    @Option(name: .customLong("micro-batch-size")) var microBatchSize = 1
+    @Option(name: .customLong("global-batch-size"), help: "Default: micro-batch-size × data-parallel size.")
+    var globalBatchSize: Int?
+    @Option(name: .customLong("train-iters")) var trainIters: Int?
+    @Option(name: .customLong("train-samples")) var trainSamples: Int?
+    @Option(name: .customLong("log-interval")) var logInterval = 100
+    @Option(name: .customLong("seed")) var seed = 1234
+
+    @Option(name: .customLong("optimizer"), help: "adam or sgd.") var optimizer = "adam"
+    @Option(name: .customLong("lr")) var lr: Double
+    @Option(name: .customLong("min-lr")) var minLR: Double = 0
+    @Option(name: .customLong("lr-decay-style"), help: "constant, linear, cosine, inverse-square-root or WSD.")
+    var lrDecayStyle = "linear"
+    @Option(name: .customLong("lr-decay-iters")) var lrDecayIters: Int?
+    @Option(name: .customLong("lr-decay-samples")) var lrDecaySamples: Int?
+    @Option(name: .customLong("lr-warmup-iters")) var lrWarmupIters = 0
+    @Option(name: .customLong("lr-warmup-samples")) var lrWarmupSamples = 0
+    @Option(name: .customLong("lr-warmup-fraction")) var lrWarmupFraction: Double?
+    @Option(name: .customLong("lr-warmup-init")) var lrWarmupInit: Double = 0
+    @Option(name: .customLong("lr-wsd-decay-iters")) var lrWSDDecayIters: Int?
+    @Option(name: .customLong("lr-wsd-decay-samples")) var lrWSDDecaySamples: Int?
+    @Option(name: .customLong("lr-wsd-decay-style"), help: "linear, cosine, exponential or minus_sqrt.")
+    var lrWSDDecayStyle = "exponential"
+    @Option(name: .customLong("weight-decay")) var weightDecay: Float = 0.01
+    @Option(name: .customLong("adam-beta1")) var adamBeta1: Float = 0.9
+    @Option(name: .customLong("adam-beta2")) var adamBeta2: Float = 0.999
+    @Option(name: .customLong("adam-eps")) var adamEps: Float = 1e-8
+    @Option(name: .customLong("sgd-momentum")) var sgdMomentum: Float = 0.9
+    @Option(name: .customLong("clip-grad")) var clipGrad: Float = 1
+
+    /// Iterations to run, from --train-iters or --train-samples (exactly one).
+    func iterations(globalBatchSize: Int) throws -> Int {
+        switch (trainIters, trainSamples) {
+        case (let iters?, nil):
+            guard iters >= 1 else { throw ValidationError("--train-iters \(iters): expected at least 1") }
+            return iters
+        case (nil, let samples?):
+            guard samples >= globalBatchSize else {
+                throw ValidationError("--train-samples \(samples) is less than one global batch (\(globalBatchSize))")
+            }
+            return samples / globalBatchSize
+        case (nil, nil): throw ValidationError("give --train-iters or --train-samples")
+        default: throw ValidationError("give only one of --train-iters and --train-samples")
+        }
+    }
+
+    /// Megatron's schedule in samples: decay over --lr-decay-iters (default --train-iters) × global
+    /// batch, or --lr-decay-samples (default --train-samples); warm-up by fraction of that, or iters/samples.
+    func scheduler(globalBatchSize gbs: Int) throws -> OptimizerParamScheduler {
+        guard let style = OptimizerParamScheduler.DecayStyle(rawValue: lrDecayStyle) else {
+            throw ValidationError("--lr-decay-style \(lrDecayStyle): expected constant, linear, cosine, inverse-square-root or WSD")
+        }
+        guard let wsdStyle = OptimizerParamScheduler.WSDDecayStyle(rawValue: lrWSDDecayStyle) else {
+            throw ValidationError("--lr-wsd-decay-style \(lrWSDDecayStyle): expected linear, cosine, exponential or minus_sqrt")
+        }
+        let decaySteps: Int, wsdSteps: Int, warmupSteps: Int
+        if let trainIters {
+            decaySteps = (lrDecayIters ?? trainIters) * gbs
+            wsdSteps = (lrWSDDecayIters ?? 0) * gbs
+            warmupSteps = lrWarmupFraction.map { Int($0 * Double(decaySteps)) } ?? lrWarmupIters * gbs
+        } else {
+            decaySteps = lrDecaySamples ?? trainSamples ?? 0
+            wsdSteps = lrWSDDecaySamples ?? 0
+            warmupSteps = lrWarmupFraction.map { Int($0 * Double(decaySteps)) } ?? lrWarmupSamples
+        }
+        if let f = lrWarmupFraction, !(0 ... 1).contains(f) {
+            throw ValidationError("--lr-warmup-fraction \(f): expected a value in [0, 1]")
+        }
+        guard minLR <= lr else { throw ValidationError("--min-lr \(minLR) exceeds --lr \(lr)") }
+        return OptimizerParamScheduler(maxLR: lr, minLR: minLR, initLR: lrWarmupInit, warmupSteps: warmupSteps,
+                                       decaySteps: decaySteps, decayStyle: style, wsdDecaySteps: wsdSteps, wsdDecayStyle: wsdStyle)
+    }
+
+    func optimizerSettings() throws -> Optimizer.Settings {
+        guard let kind = Optimizer.Kind(rawValue: optimizer) else {
+            throw ValidationError("--optimizer \(optimizer): expected adam or sgd")
+        }
+        var s = Optimizer.Settings()
+        s.kind = kind
+        s.weightDecay = weightDecay
+        s.adamBeta1 = adamBeta1
+        s.adamBeta2 = adamBeta2
+        s.adamEpsilon = adamEps
+        s.sgdMomentum = sgdMomentum
+        s.clipGrad = clipGrad
+        return s
+    }
+}

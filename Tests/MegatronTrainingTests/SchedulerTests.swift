@@ -1,0 +1,98 @@
+import Foundation
+import MegatronCore
+import MegatronModels
+import MegatronTraining
+import Testing
+
+@Suite struct OptimizerParamSchedulerTests {
+    /// lr after `samples` samples.
+    func lr(_ s: OptimizerParamScheduler, at samples: Int) -> Double {
+        var s = s
+        s.step(samples)
+        return s.learningRate
+    }
+
+    @Test func warmupThenCosineThenMinimum() {
+        let s = OptimizerParamScheduler(maxLR: 1e-3, minLR: 1e-5, initLR: 1e-4, warmupSteps: 100, decaySteps: 1100, decayStyle: .cosine)
+        #expect(lr(s, at: 0) == 1e-4)
+        #expect(abs(lr(s, at: 50) - 5.5e-4) < 1e-12)
+        #expect(lr(s, at: 100) == 1e-3)
+        #expect(abs(lr(s, at: 600) - (1e-5 + 0.5 * (1e-3 - 1e-5))) < 1e-12)
+        #expect(abs(lr(s, at: 1100) - 1e-5) < 1e-12)
+        #expect(lr(s, at: 5000) == 1e-5)
+    }
+
+    @Test func otherDecayStyles() {
+        func make(_ style: OptimizerParamScheduler.DecayStyle) -> OptimizerParamScheduler {
+            OptimizerParamScheduler(maxLR: 1, minLR: 0.1, warmupSteps: 10, decaySteps: 110, decayStyle: style,
+                                    wsdDecaySteps: 20, wsdDecayStyle: .linear)
+        }
+        #expect(lr(make(.constant), at: 1000) == 1)
+        #expect(abs(lr(make(.linear), at: 60) - 0.55) < 1e-12)
+        #expect(abs(lr(make(.inverseSquareRoot), at: 40) - 0.5) < 1e-12)  // 1·√10/√40
+        #expect(lr(make(.wsd), at: 90) == 1)                                 // stable until 110 − 20
+        #expect(abs(lr(make(.wsd), at: 100) - 0.55) < 1e-12)                // halfway through the anneal
+    }
+}
+
+@Suite struct TrainerTests {
+    @Test func logLineHasMegatronsFieldsInOrder() {
+        var interval = TrainingLog()
+        interval.add(.init(iteration: 1, loss: 2.5, gradNorm: 1.23456, learningRate: 1e-4, skipped: false, seconds: 0.5))
+        interval.add(.init(iteration: 2, loss: 1.5, gradNorm: 1.0, learningRate: 1e-4, skipped: false, seconds: 1.5))
+        let line = interval.line(iteration: 2, trainIters: 100, consumedSamples: 16, flopsPerIteration: 3e12, learningRate: 2e-4,
+                                 globalBatchSize: 8, gradNorm: 1.0)
+        let body = line.split(separator: "]", maxSplits: 1)[1]
+        #expect(body == " iteration        2/     100 | consumed samples:           16 | elapsed time per iteration (ms): 1000.0 | "
+                + "throughput per GPU (TFLOP/s/GPU): 3.0 | learning rate: 2.000000E-04 | global batch size:     8 | "
+                + "lm loss: 2.000000E+00 | loss scale: 1.0 | grad norm: 1.000 | number of skipped iterations:   0 | "
+                + "number of nan iterations:   0 |")
+        #expect(line.hasPrefix(" [") && line.dropFirst(2).prefix(4).allSatisfy(\.isNumber))
+    }
+
+    @Test func flopsFormulaMatchesMegatronForGPT2Small() {
+        let c = GPTConfig(numLayers: 12, hiddenSize: 768, numAttentionHeads: 12, paddedVocabSize: 50304, maxPositionEmbeddings: 1024)
+        // 1024 · 6 · (768·3072·2·12 + 12·(768·2304 + 768·768) + 768·50304) + 1024²·12·6·768
+        let perToken: Int = 768 * 3072 * 2 * 12 + 12 * (768 * 2304 + 768 * 768) + 768 * 50304
+        let core: Int = 1024 * 1024 * 12 * 6 * 768
+        let expected = Double(1024 * 6 * perToken + core)
+        #expect(modelFLOPsPerIteration(c, globalBatchSize: 1, sequenceLength: 1024) == expected)
+    }
+
+    @Test func mockDataPacksDocumentsEndingInEOD() {
+        // A vocabulary above the longest document, so that only end-of-document tokens equal 4999.
+        let data = MockGPTDataset(vocabSize: 5000, sequenceLength: 16, seed: 3)
+        let samples = (0 ..< 2000).map(data.sample)
+        #expect(samples.allSatisfy { $0.count == 17 })
+        for i in 1 ..< samples.count { #expect(samples[i - 1].last == samples[i].first, "samples overlap by one token") }
+        let stream = samples.flatMap { $0.dropLast() }
+        let eods = stream.indices.filter { stream[$0] == 4999 }
+        #expect(!eods.isEmpty)
+        // After an end of document comes 1, then counting up (mod the vocabulary).
+        for e in eods where e + 2 < stream.count { #expect(stream[e + 1] == 1 && stream[e + 2] == 2) }
+        for e in eods where e > 0 { #expect(stream[e - 1] != 4999) }
+        #expect(data.sample(5) == MockGPTDataset(vocabSize: 5000, sequenceLength: 16, seed: 3).sample(5))
+    }
+
+    @Test func trainingReducesLossWithAccumulationAndClipping() throws {
+        let device = CPUDevice(threads: 1)
+        var c = GPTConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 32)
+        c.hiddenDropout = 0
+        c.attentionDropout = 0
+        let model = try GPTModel(config: c, seed: 1, on: device)
+        let data = MockGPTDataset(vocabSize: 128, sequenceLength: 32, seed: 1)
+        var settings = Trainer.Settings(trainIters: 40, microBatchSize: 2, globalBatchSize: 4, sequenceLength: 32)
+        settings.logInterval = 20
+        var lines: [String] = []
+        var optimizerSettings = Optimizer.Settings()
+        optimizerSettings.clipGrad = 0.5
+        let trainer = Trainer(model: model, optimizer: Optimizer(model: model, settings: optimizerSettings),
+                              scheduler: .init(maxLR: 3e-3, warmupSteps: 16, decaySteps: 160, decayStyle: .cosine),
+                              settings: settings, sample: data.sample, log: { lines.append($0) })
+        let results = try trainer.train()
+        #expect(lines.count == 2)
+        #expect(results.first!.learningRate == 0, "Megatron's first iteration runs at the warm-up's initial rate")
+        #expect(results.last!.loss < results.first!.loss - 1, "loss \(results.first!.loss) → \(results.last!.loss)")
+        #expect(trainer.consumedSamples == 160)
+    }
+}
