@@ -1,0 +1,76 @@
+import Foundation
+
+/// Reading and writing the safetensors format (Hugging Face): an 8-byte little-endian header
+/// length, a JSON header mapping each tensor name to its dtype, shape and byte range
+/// (`data_offsets`, relative to the data section), then the raw little-endian data.
+public enum SafeTensors {
+    /// One tensor as stored: its dtype name ("F32", "F16", "BF16", "I32", …), shape and bytes.
+    public struct Entry: Sendable, Equatable {
+        public let dtype: String
+        public let shape: [Int]
+        public let data: Data
+
+        public init(dtype: String, shape: [Int], data: Data) {
+            self.dtype = dtype
+            self.shape = shape
+            self.data = data
+        }
+
+        /// The values of an "F32" entry.
+        public func floats() throws -> [Float] {
+            guard dtype == "F32" else { throw TensorError("safetensors: tensor is \(dtype), expected F32") }
+            return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        }
+    }
+
+    /// Every tensor of the file at `url` (and the header's `__metadata__`), or an error naming the file
+    /// and what is malformed.
+    public static func read(_ url: URL) throws -> (tensors: [String: Entry], metadata: [String: String]) {
+        let file = try Data(contentsOf: url, options: .mappedIfSafe)
+        func fail(_ what: String) -> TensorError { TensorError("\(url.path): not a valid safetensors file: \(what)") }
+        guard file.count >= 8 else { throw fail("shorter than the 8-byte header length") }
+        let headerLength = file.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        guard headerLength <= UInt64(file.count - 8) else { throw fail("header length \(headerLength) exceeds the file") }
+        let dataStart = 8 + Int(headerLength)
+        guard let header = try? JSONSerialization.jsonObject(with: file.subdata(in: 8 ..< dataStart)) as? [String: Any] else {
+            throw fail("header is not a JSON object")
+        }
+        var tensors: [String: Entry] = [:], metadata: [String: String] = [:]
+        for (name, value) in header {
+            if name == "__metadata__" {
+                metadata = value as? [String: String] ?? [:]
+                continue
+            }
+            guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
+                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2,
+                  offsets[0] >= 0, offsets[0] <= offsets[1], dataStart + offsets[1] <= file.count
+            else { throw fail("tensor \(name) has a malformed entry or lies outside the file") }
+            tensors[name] = Entry(dtype: dtype, shape: shape, data: file.subdata(in: dataStart + offsets[0] ..< dataStart + offsets[1]))
+        }
+        return (tensors, metadata)
+    }
+
+    /// Writes `tensors` (sorted by name) to `url` through a temporary file renamed into place, so an
+    /// interrupted write never leaves a truncated file under the final name.
+    public static func write(_ tensors: [String: Entry], metadata: [String: String] = [:], to url: URL) throws {
+        var header: [String: Any] = metadata.isEmpty ? [:] : ["__metadata__": metadata]
+        var offset = 0
+        let names = tensors.keys.sorted()
+        for name in names {
+            let e = tensors[name]!
+            header[name] = ["dtype": e.dtype, "shape": e.shape, "data_offsets": [offset, offset + e.data.count]]
+            offset += e.data.count
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while (8 + json.count) % 8 != 0 { json.append(0x20) }  // pad the header with spaces to 8-byte alignment
+        var out = Data(capacity: 8 + json.count + offset)
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        for name in names { out.append(tensors[name]!.data) }
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial")
+        try out.write(to: temporary)
+        guard rename(temporary.path, url.path) == 0 else {
+            throw TensorError("\(url.path): could not move the written file into place (errno \(errno))")
+        }
+    }
+}

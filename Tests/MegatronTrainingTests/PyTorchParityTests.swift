@@ -1,0 +1,104 @@
+import Foundation
+import MegatronCore
+import MegatronModels
+import MegatronTraining
+import Testing
+
+/// Parity with a PyTorch (float64) implementation of the same architecture, from fixtures written by
+/// Tests/Fixtures/make_gpt_fixtures.py: one step's loss and every gradient, and the losses of 10
+/// AdamW iterations with gradient accumulation, clipping, warm-up and cosine decay.
+@Suite struct PyTorchParityTests {
+    static let variants = ["base", "rope", "rmsnorm", "swiglu", "gqa", "no_bias_qkv_bias", "untied", "kv_channels_ffn"]
+    let device = CPUDevice(threads: 1)
+
+    struct Fixture {
+        let tensors: [String: SafeTensors.Entry]
+        let config: GPTConfig
+        let train: [String: Any]
+
+        init(_ variant: String) throws {
+            let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("Fixtures/gpt_\(variant).safetensors")
+            let (tensors, metadata) = try SafeTensors.read(url)
+            self.tensors = tensors
+            let c = try JSONSerialization.jsonObject(with: Data(metadata["config"]!.utf8)) as! [String: Any]
+            train = try JSONSerialization.jsonObject(with: Data(metadata["train"]!.utf8)) as! [String: Any]
+            var config = GPTConfig(numLayers: c["num_layers"] as! Int, hiddenSize: c["hidden_size"] as! Int,
+                                   numAttentionHeads: c["num_attention_heads"] as! Int, numQueryGroups: c["num_query_groups"] as? Int,
+                                   kvChannels: c["kv_channels"] as? Int, ffnHiddenSize: c["ffn_hidden_size"] as? Int,
+                                   paddedVocabSize: c["padded_vocab_size"] as! Int,
+                                   maxPositionEmbeddings: c["max_position_embeddings"] as! Int)
+            config.positionEmbedding = GPTConfig.PositionEmbedding(rawValue: c["position_embedding_type"] as! String)!
+            config.rotaryBase = Float(c["rotary_base"] as! Double)
+            config.rotaryPercent = Float(c["rotary_percent"] as! Double)
+            config.normalization = GPTConfig.Normalization(rawValue: c["normalization"] as! String)!
+            config.normEpsilon = Float(c["norm_epsilon"] as! Double)
+            config.swiglu = c["swiglu"] as! Bool
+            config.addBiasLinear = c["add_bias_linear"] as! Bool
+            config.addQKVBias = c["add_qkv_bias"] as! Bool
+            config.untieEmbeddingsAndOutputWeights = c["untie_embeddings_and_output_weights"] as! Bool
+            config.hiddenDropout = 0
+            config.attentionDropout = 0
+            self.config = config
+        }
+
+        /// A model holding the fixture's weights.
+        func model(on device: CPUDevice) throws -> GPTModel {
+            let model = try GPTModel(config: config, seed: 0, on: device)
+            for entry in model.layout.entries {
+                let values = try tensors[entry.name]!.floats()
+                #expect(values.count == entry.count, "\(entry.name)")
+                values.withUnsafeBufferPointer { (model.parameters.floats + entry.offset).update(from: $0.baseAddress!, count: entry.count) }
+            }
+            return model
+        }
+
+        func samples(_ name: String) -> [[Int32]] {
+            let e = tensors[name]!
+            let flat = e.data.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
+            return (0 ..< e.shape[0]).map { Array(flat[$0 * e.shape[1] ..< ($0 + 1) * e.shape[1]]) }
+        }
+    }
+
+    @Test(arguments: variants)
+    func oneStepLossAndGradients(variant: String) throws {
+        let fixture = try Fixture(variant)
+        let model = try fixture.model(on: device)
+        model.zeroGradients()
+        let loss = try model.forwardBackward(MicroBatch(samples: fixture.samples("step.tokens"), on: device),
+                                             dropout: .init(seed: 0, iteration: 0, microBatch: 0))
+        let expected = try fixture.tensors["step.loss"]!.floats()[0]
+        #expect(abs(loss - expected) <= 1e-5 * abs(expected), "\(variant): loss \(loss), PyTorch \(expected)")
+        for entry in model.layout.entries {
+            let reference = try fixture.tensors["grad." + entry.name]!.floats()
+            let ours = Array(UnsafeBufferPointer(start: model.gradients.floats + entry.offset, count: entry.count))
+            let scale = reference.map(abs).max()!
+            let error = zip(ours, reference).map { abs($0 - $1) }.max()! / scale
+            #expect(error <= 1e-5, "\(variant): \(entry.name): relative error \(error)")
+        }
+    }
+
+    @Test(arguments: variants)
+    func tenAdamWIterationsWithWarmupAndCosine(variant: String) throws {
+        let fixture = try Fixture(variant)
+        let model = try fixture.model(on: device)
+        let t = fixture.train
+        let iters = t["train_iters"] as! Int, gbs = t["global_batch_size"] as! Int, samples = fixture.samples("train.samples")
+        var settings = Trainer.Settings(trainIters: iters, microBatchSize: t["micro_batch_size"] as! Int, globalBatchSize: gbs,
+                                        sequenceLength: fixture.config.maxPositionEmbeddings / 2)
+        settings.logInterval = iters
+        var optimizer = Optimizer.Settings()
+        optimizer.weightDecay = Float(t["weight_decay"] as! Double)
+        optimizer.clipGrad = Float(t["clip_grad"] as! Double)
+        let scheduler = OptimizerParamScheduler(maxLR: t["lr"] as! Double, minLR: t["min_lr"] as! Double,
+                                                warmupSteps: (t["lr_warmup_iters"] as! Int) * gbs, decaySteps: iters * gbs,
+                                                decayStyle: .cosine)
+        let trainer = Trainer(model: model, optimizer: Optimizer(model: model, settings: optimizer), scheduler: scheduler,
+                              settings: settings, sample: { samples[$0] }, log: { _ in })
+        let losses = try trainer.train().map(\.loss)
+        let expected = try fixture.tensors["train.losses"]!.floats()
+        for (i, (ours, theirs)) in zip(losses, expected).enumerated() {
+            #expect(abs(ours - theirs) <= 1e-4 * abs(theirs), "\(variant): iteration \(i + 1): loss \(ours), PyTorch \(theirs)")
+        }
+    }
+}
