@@ -1,0 +1,104 @@
+import ArgumentParser
+import Foundation
+import MegatronCore
+import MegatronModels
+import MegatronTraining
+
+/// `megatron bench gpt`: training-step throughput of a GPT-2-shaped model, as the PyTorch reference
+/// benchmark (shared/bench/torch_gpt_bench.py) measures it: no dropout, AdamW, clipping at 1.0, the
+/// same batch every step; median over the measured steps.
+struct BenchGPT: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gpt", abstract: "Training-step throughput on a GPT-2-shaped model (tokens/s, model TFLOP/s, peak RSS).")
+
+    @OptionGroup var device: DeviceOptions
+    @Option(help: "tiny (L4 h256 s256), small (L6 h512 s512) or 124m (L12 h768 s1024); vocab 50304.")
+    var config = "124m"
+    @Option(name: .customLong("micro-batch-size")) var microBatchSize = 1
+    @Option(help: "Untimed steps first.") var warmup = 2
+    @Option(help: "Timed steps.") var steps = 6
+
+    func run() throws {
+        let shapes = ["tiny": (4, 256, 4, 256), "small": (6, 512, 8, 512), "124m": (12, 768, 12, 1024)]
+        guard let (layers, hidden, heads, seq) = shapes[config] else {
+            throw ValidationError("--config \(config): expected tiny, small or 124m")
+        }
+        let device = try device.makeDevice()
+        var c = GPTConfig(numLayers: layers, hiddenSize: hidden, numAttentionHeads: heads, paddedVocabSize: 50304,
+                          maxPositionEmbeddings: seq)
+        c.hiddenDropout = 0
+        c.attentionDropout = 0
+        let model = try GPTModel(config: c, seed: 0, on: device)
+        var settings = Optimizer.Settings()
+        settings.weightDecay = 0.1
+        settings.adamBeta2 = 0.95
+        let optimizer = Optimizer(model: model, settings: settings)
+        var state: UInt64 = 1
+        let samples = (0 ..< microBatchSize).map { _ in
+            (0 ... seq).map { _ -> Int32 in
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                return Int32((state >> 33) % 50304)
+            }
+        }
+        let batch = try MicroBatch(samples: samples, on: device)
+        var times: [Double] = [], losses: [Float] = []
+        for step in 0 ..< warmup + steps {
+            let start = Timing.now()
+            model.zeroGradients()
+            losses.append(try model.forwardBackward(batch, dropout: .init(seed: 0, iteration: step, microBatch: 0)))
+            try optimizer.step(learningRate: 3e-4)
+            let seconds = Timing.now() - start
+            if step >= warmup { times.append(seconds) }
+            FileHandle.standardError.write(Data("  step \(step) \(step < warmup ? "warm" : "meas") \(fixed(seconds * 1e3)) ms loss \(losses.last!)\n".utf8))
+        }
+        let median = times.sorted()[times.count / 2], tokens = Double(microBatchSize * seq)
+        let megatron = modelFLOPsPerIteration(c, globalBatchSize: microBatchSize, sequenceLength: seq)
+        let (b, s, l, h, v) = (Double(microBatchSize), Double(seq), Double(layers), Double(hidden), 50304.0)
+        let classic = 72 * b * s * l * h * h * (1 + s / (6 * h) + v / (12 * l * h))
+        let ceiling = try gemmCeiling(tokens: microBatchSize * seq, hidden: hidden, device: device)
+        let bytes = { (n: Int) in Double(n) * 4 / 1_073_741_824 }
+        let state16 = bytes(4 * model.layout.totalCount)  // parameters, gradients, two Adam moments
+        let activations = bytes(savedActivationFloats(c, tokens: microBatchSize * seq, batch: microBatchSize))
+        let rss = Double(peakResidentBytes()) / 1_073_741_824
+        print("""
+            megatron bench gpt — \(config), micro-batch \(microBatchSize), seq \(seq), \(device.threads) thread(s), fp32
+              step: median \(fixed(median * 1e3)) ms over \(steps) steps; \(fixed(tokens / median)) tokens/s
+              model TFLOP/s: \(fixed(megatron / median / 1e12, 4)) (Megatron's formula, causal attention halved), \
+            \(fixed(classic / median / 1e12, 4)) (72·B·s·L·h²(1 + s/6h + V/12Lh), as torch_gpt_bench.py)
+              sgemm ceiling on the model's own GEMM shapes: \(fixed(ceiling)) GFLOP/s → model FLOP/s at \
+            \(percent(megatron / median / 1e9 / ceiling)) of it
+              peak RSS \(fixed(rss, 2)) GiB; parameters + gradients + Adam \(fixed(state16, 2)) GiB, saved activations \
+            \(fixed(activations, 2)) GiB → \(fixed(rss / (state16 + activations), 2))× their sum
+              loss \(losses.first!) → \(losses.last!)
+            RESULT {"config": "\(config)", "batch": \(microBatchSize), "tokens_per_s": \(fixed(tokens / median)), \
+            "step_ms_median": \(fixed(median * 1e3)), "model_tflops_megatron": \(fixed(classic / median / 1e12, 4)), \
+            "peak_rss_gib": \(fixed(rss, 2))}
+            """)
+    }
+
+    /// Best GFLOP/s over the forward, data-gradient and weight-gradient GEMMs of the model's layers.
+    func gemmCeiling(tokens: Int, hidden: Int, device: CPUDevice) throws -> Double {
+        var best = 0.0
+        for (input, output) in [(hidden, 3 * hidden), (hidden, hidden), (hidden, 4 * hidden), (4 * hidden, hidden), (hidden, 50304)] {
+            let x = Tensor(shape: [tokens, input], on: device), w = Tensor(shape: [output, input], on: device)
+            let y = Tensor(shape: [tokens, output], on: device), dw = Tensor(shape: [output, input], on: device)
+            let flops = 2 * Double(tokens * input * output)
+            for body in [{ try GEMM.matmul(x, w, transposeB: true, into: y, on: device) },
+                         { try GEMM.matmul(y, w, into: x, on: device) },
+                         { try GEMM.matmul(y, transposeA: true, x, into: dw, beta: 1, on: device) }] {
+                best = max(best, flops / (try Timing.measure(repeats: 3, body)).best / 1e9)
+            }
+        }
+        return best
+    }
+
+    /// Floats the backward keeps from the forward: per layer the input, both norm outputs, QKV,
+    /// context, the attention output, fc1 and its activation (plus per-row statistics); then the
+    /// decoder output, final norm and the logits.
+    func savedActivationFloats(_ c: GPTConfig, tokens: Int, batch: Int) -> Int {
+        let h = c.hiddenSize
+        let perLayer = tokens * (5 * h + c.qkvWidth + c.attentionWidth + c.fc1Width + c.ffnHiddenSize + 4)
+            + batch * c.numAttentionHeads * (tokens / max(batch, 1))
+        return c.numLayers * perLayer + tokens * (2 * h + c.paddedVocabSize + 2)
+    }
+}
