@@ -14,11 +14,18 @@ torch_bench=${TORCH_BENCH:-../shared/bench/torch_gpt_bench.py}
 [ -f "$torch_bench" ] || { echo "no torch_gpt_bench.py at $torch_bench (set TORCH_BENCH)" >&2; exit 1; }
 swift build -c release --product megatron >/dev/null
 
-tokens() { sed -n 's/^RESULT //p' | "$python" -c 'import json,sys; print(json.load(sys.stdin)["tokens_per_s"])'; }
-ours=$(.build/release/megatron bench gpt --config "$config" --micro-batch-size "$batch" --steps "$steps" --threads 2 | tee /dev/stderr | tokens)
-torch_default=$(OMP_NUM_THREADS=2 "$python" "$torch_bench" train --config "$config" --batch "$batch" --steps "$steps" 2>/dev/null | tee /dev/stderr | tokens)
-torch_tuned=$(GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736 OMP_NUM_THREADS=2 \
-    "$python" "$torch_bench" train --config "$config" --batch "$batch" --steps "$steps" 2>/dev/null | tee /dev/stderr | tokens)
+logs=$(mktemp -d)
+tokens() { sed -n 's/^RESULT //p' "$1" | "$python" -c 'import json,sys; print(json.load(sys.stdin)["tokens_per_s"])'; }
+.build/release/megatron bench gpt --config "$config" --micro-batch-size "$batch" --steps "$steps" --threads 2 \
+    >"$logs/ours" 2>/dev/null
+OMP_NUM_THREADS=2 "$python" "$torch_bench" train --config "$config" --batch "$batch" --steps "$steps" \
+    >"$logs/torch_default" 2>/dev/null
+GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736 OMP_NUM_THREADS=2 \
+    "$python" "$torch_bench" train --config "$config" --batch "$batch" --steps "$steps" >"$logs/torch_tuned" 2>/dev/null
+grep -v '^RESULT' "$logs/ours"
+for run in torch_default torch_tuned; do echo "PyTorch ($run): $(sed -n 's/^RESULT //p' "$logs/$run")"; done
+ours=$(tokens "$logs/ours"); torch_default=$(tokens "$logs/torch_default"); torch_tuned=$(tokens "$logs/torch_tuned")
+rm -rf "$logs"
 "$python" - "$ours" "$torch_default" "$torch_tuned" <<'PY'
 import sys
 ours, default, tuned = map(float, sys.argv[1:])
