@@ -43,6 +43,7 @@ struct BenchGPT: ParsableCommand {
         let batch = try MicroBatch(samples: samples, on: device)
         var times: [Double] = [], losses: [Float] = []
         for step in 0 ..< warmup + steps {
+            if step == warmup { device.allocator.resetStatistics() }
             let start = Timing.now()
             model.zeroGradients()
             losses.append(try model.forwardBackward(batch, dropout: .init(seed: 0, iteration: step, microBatch: 0)))
@@ -51,6 +52,7 @@ struct BenchGPT: ParsableCommand {
             if step >= warmup { times.append(seconds) }
             FileHandle.standardError.write(Data("  step \(step) \(step < warmup ? "warm" : "meas") \(fixed(seconds * 1e3)) ms loss \(losses.last!)\n".utf8))
         }
+        let allocator = device.allocator.statistics  // before the ceiling measurement allocates its own
         let median = times.sorted()[times.count / 2], tokens = Double(microBatchSize * seq)
         let megatron = modelFLOPsPerIteration(c, globalBatchSize: microBatchSize, sequenceLength: seq)
         let (b, s, l, h, v) = (Double(microBatchSize), Double(seq), Double(layers), Double(hidden), 50304.0)
@@ -69,6 +71,7 @@ struct BenchGPT: ParsableCommand {
             \(percent(megatron / median / 1e9 / ceiling)) of it
               peak RSS \(fixed(rss, 2)) GiB; parameters + gradients + Adam \(fixed(state16, 2)) GiB, saved activations \
             \(fixed(activations, 2)) GiB → \(fixed(rss / (state16 + activations), 2))× their sum
+              caching allocator over the timed steps: \(allocator.requests) blocks requested, \(percent(allocator.reuseRate)) served by reuse
               loss \(losses.first!) → \(losses.last!)
             RESULT {"config": "\(config)", "batch": \(microBatchSize), "tokens_per_s": \(fixed(tokens / median)), \
             "step_ms_median": \(fixed(median * 1e3)), "model_tflops_megatron": \(fixed(classic / median / 1e12, 4)), \
