@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "megatron", targets: ["megatron"]),
         .library(name: "MegatronCore", targets: ["MegatronCore"]),
         .library(name: "MegatronModels", targets: ["MegatronModels"]),
+        .library(name: "MegatronData", targets: ["MegatronData"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -25,6 +26,8 @@ let package = Package(
         .target(name: "MegatronCore", dependencies: ["CBLAS", "CKernels"]),
         // GPT model: configuration, flat parameter layout, forward and backward.
         .target(name: "MegatronModels", dependencies: ["MegatronCore"]),
+        // Tokenizers and datasets.
+        .target(name: "MegatronData", dependencies: ["MegatronCore"]),
         // Optimizer, learning-rate schedule, mock data, the training loop and its log.
         .target(name: "MegatronTraining", dependencies: ["MegatronCore", "MegatronModels"]),
         .executableTarget(
@@ -38,6 +41,7 @@ let package = Package(
         ),
         .testTarget(name: "MegatronCoreTests", dependencies: ["MegatronCore"]),
         .testTarget(name: "MegatronModelsTests", dependencies: ["MegatronModels", "MegatronCore"]),
+        .testTarget(name: "MegatronDataTests", dependencies: ["MegatronData"]),
         .testTarget(name: "MegatronTrainingTests", dependencies: ["MegatronTraining", "MegatronModels", "MegatronCore"]),
     ]
 )
