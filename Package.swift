@@ -36,6 +36,7 @@ let package = Package(
                 "MegatronCore",
                 "MegatronModels",
                 "MegatronTraining",
+                "MegatronData",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
