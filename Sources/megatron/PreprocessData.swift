@@ -1,0 +1,118 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import MegatronData
+
+/// `megatron preprocess-data`: JSON lines in, Megatron's `PREFIX_KEY_document.bin/.idx` out, as
+/// Megatron-LM's tools/preprocess_data.py writes them (one sequence per document, the end-of-document
+/// token appended with --append-eod, empty documents kept as empty).
+struct PreprocessData: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "preprocess-data", abstract: "Tokenize JSONL into Megatron .bin/.idx datasets (tools/preprocess_data.py flags).")
+
+    @Option var input: String
+    @Option(name: .customLong("json-keys"), parsing: .upToNextOption) var jsonKeys: [String] = ["text"]
+    @Option(name: .customLong("output-prefix")) var outputPrefix: String
+    @Option(name: .customLong("tokenizer-type")) var tokenizerType = "GPT2BPETokenizer"
+    @Option(name: .customLong("vocab-file")) var vocabFile: String
+    @Option(name: .customLong("merge-file")) var mergeFile: String
+    @Flag(name: .customLong("append-eod")) var appendEOD = false
+    @Option(help: "Tokenizing threads.") var workers = 1
+    @Flag(name: .customLong("skip-invalid-lines"), help: "Skip (and count) malformed lines instead of stopping at the first.")
+    var skipInvalidLines = false
+
+    func validate() throws {
+        guard tokenizerType == "GPT2BPETokenizer" else {
+            throw ValidationError("--tokenizer-type \(tokenizerType): only GPT2BPETokenizer is supported so far")
+        }
+        guard workers >= 1 else { throw ValidationError("--workers \(workers): expected at least 1") }
+        guard !jsonKeys.isEmpty else { throw ValidationError("--json-keys: give at least one key") }
+    }
+
+    func run() throws {
+        let tokenizer = try GPT2BPETokenizer(vocabFile: URL(fileURLWithPath: vocabFile), mergesFile: URL(fileURLWithPath: mergeFile))
+        guard let data = try? Data(contentsOf: URL(fileURLWithPath: input), options: .alwaysMapped) else {
+            throw ValidationError("--input \(input): cannot be read")
+        }
+        let type = IndexedDataset.TokenType.optimal(vocabularySize: tokenizer.vocabSize)
+        let builders = try jsonKeys.map { try IndexedDatasetBuilder(prefix: "\(outputPrefix)_\($0)_document", tokenType: type) }
+        let lines = data.withUnsafeBytes { raw in
+            var ranges: [Range<Int>] = [], start = 0
+            for (i, byte) in raw.enumerated() where byte == UInt8(ascii: "\n") {
+                ranges.append(start ..< i)
+                start = i + 1
+            }
+            if start < raw.count { ranges.append(start ..< raw.count) }
+            return ranges
+        }
+        let started = Date()
+        var documents = 0, skipped = 0, bytesDone = 0
+        let batch = 256 * workers
+        for batchStart in stride(from: 0, to: lines.count, by: batch) {
+            let batchLines = Array(lines[batchStart ..< min(batchStart + batch, lines.count)])
+            let results = Results(count: batchLines.count)
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                for i in stride(from: worker, to: batchLines.count, by: workers) {
+                    results.set(i, encode(data[batchLines[i]], line: batchStart + i + 1, tokenizer: tokenizer))
+                }
+            }
+            for (i, result) in results.all.enumerated() {
+                switch result {
+                case .success(let perKey):
+                    for (builder, tokens) in zip(builders, perKey) {
+                        try builder.addDocument(tokens, lengths: tokens.isEmpty ? [] : [tokens.count])
+                    }
+                    documents += 1
+                case .failure(let error):
+                    if !skipInvalidLines { throw error }
+                    skipped += 1
+                    FileHandle.standardError.write(Data("skipped: \(error)\n".utf8))
+                }
+                bytesDone += batchLines[i].count + 1
+            }
+            let seconds = Date().timeIntervalSince(started)
+            let rate = Double(bytesDone) / max(seconds, 1e-9)
+            let eta = Double(data.count - bytesDone) / max(rate, 1)
+            FileHandle.standardError.write(Data(String(format: "\rprocessed %d documents (%.0f docs/s, %.2f MB/s), ETA %.0f s   ",
+                                                       documents, Double(documents) / max(seconds, 1e-9), rate / 1e6, eta).utf8))
+        }
+        for builder in builders { try builder.finish() }
+        FileHandle.standardError.write(Data("\n".utf8))
+        print("wrote \(jsonKeys.map { "\(outputPrefix)_\($0)_document.{bin,idx}" }.joined(separator: ", ")): "
+              + "\(documents) documents\(skipped > 0 ? ", \(skipped) invalid lines skipped" : "") (\(type) tokens)")
+    }
+
+    /// The token ids of each key of one JSON line (EOD appended to non-empty documents with --append-eod).
+    func encode(_ line: Data, line number: Int, tokenizer: GPT2BPETokenizer) -> Result<[[Int32]], TokenizerError> {
+        guard let object = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any] else {
+            return .failure(TokenizerError("\(input):\(number): not a JSON object (malformed JSON or invalid UTF-8)"))
+        }
+        var out: [[Int32]] = []
+        for key in jsonKeys {
+            let texts: [String]
+            if let text = object[key] as? String { texts = [text] } else if let list = object[key] as? [String] { texts = list } else {
+                return .failure(TokenizerError("\(input):\(number): no string (or list of strings) under key \"\(key)\""))
+            }
+            var ids = texts.flatMap { tokenizer.encode($0) }
+            if appendEOD && !ids.isEmpty { ids.append(tokenizer.eod) }
+            out.append(ids)
+        }
+        return .success(out)
+    }
+}
+
+/// Per-line results that the tokenizing threads fill in, each at its own index.
+final class Results: @unchecked Sendable {
+    private var values: [Result<[[Int32]], TokenizerError>?]
+    private let lock = NSLock()
+
+    init(count: Int) { values = Array(repeating: nil, count: count) }
+
+    func set(_ index: Int, _ value: Result<[[Int32]], TokenizerError>) {
+        lock.lock()
+        values[index] = value
+        lock.unlock()
+    }
+
+    var all: [Result<[[Int32]], TokenizerError>] { values.map { $0! } }
+}
