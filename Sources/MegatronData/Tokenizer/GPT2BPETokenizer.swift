@@ -62,7 +62,9 @@ public final class GPT2BPETokenizer: Sendable {
     /// Token ids of `text`.
     public func encode(_ text: String) -> [Int32] {
         var ids: [Int32] = []
-        var cache: [ArraySlice<UInt8>: [Int32]] = [:]
+        // Pieces repeat (words), so each distinct piece is encoded once. Keyed by a 64-bit FNV-1a hash,
+        // which is far cheaper than hashing the slice, with the bytes kept to rule out collisions.
+        var cache: [UInt64: (bytes: ArraySlice<UInt8>, ids: [Int32])] = [:]
         let scalars = Array(text.unicodeScalars)
         var utf8: [UInt8] = []
         var offsets = [Int](repeating: 0, count: scalars.count + 1)
@@ -73,11 +75,13 @@ public final class GPT2BPETokenizer: Sendable {
         offsets[scalars.count] = utf8.count
         for piece in GPT2PreTokenizer.pieces(scalars) {
             let bytes = utf8[offsets[piece.lowerBound] ..< offsets[piece.upperBound]]
-            if let known = cache[bytes] {
-                ids += known
+            var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+            for b in bytes { hash = (hash ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+            if let known = cache[hash], known.bytes.elementsEqual(bytes) {
+                ids += known.ids
             } else {
                 let encoded = bytePairEncode(bytes)
-                cache[bytes] = encoded
+                cache[hash] = (bytes, encoded)
                 ids += encoded
             }
         }
