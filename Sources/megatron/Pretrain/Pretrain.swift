@@ -30,8 +30,11 @@ struct Pretrain: ParsableCommand {
     @Option(name: .customLong("vocab-size"), help: "Vocabulary of the NullTokenizer; its last id is end-of-document.")
     var vocabSize: Int?
     @Option(name: .customLong("greedy-sample-tokens"),
-            help: "After training, extend the first 16 tokens of sample 0 greedily by this many tokens and print them.")
+            help: "After training, extend a prompt greedily by this many tokens and print the result.")
     var greedySampleTokens = 0
+    @Option(name: .customLong("greedy-sample-prompt"),
+            help: "The prompt for --greedy-sample-tokens (GPT-2 tokenizer); default: the first 16 tokens of the data.")
+    var greedySamplePrompt: String?
 
     func validate() throws {
         guard mockData != !dataPath.isEmpty else { throw ValidationError("give exactly one of --mock-data and --data-path") }
@@ -56,6 +59,9 @@ struct Pretrain: ParsableCommand {
             throw ValidationError("--global-batch-size \(gbs) is not divisible by --micro-batch-size \(training.microBatchSize) × data-parallel size 1")
         }
         guard training.logInterval >= 1 else { throw ValidationError("--log-interval must be at least 1") }
+        if greedySamplePrompt != nil && tokenizerType != "GPT2BPETokenizer" {
+            throw ValidationError("--greedy-sample-prompt needs --tokenizer-type GPT2BPETokenizer")
+        }
         _ = try model.config(vocabSize: vocabSize ?? 50257, seqLength: training.seqLength)
         _ = try training.iterations(globalBatchSize: gbs)
         _ = try training.scheduler(globalBatchSize: gbs)
@@ -99,8 +105,13 @@ struct Pretrain: ParsableCommand {
                               sample: sample, log: { print($0); fflush(nil) })
         try trainer.train()
         if greedySampleTokens > 0 {
-            let prompt = Array((dataPath.isEmpty ? sample(0) : try PackedSequenceDataset(IndexedDataset(prefix: dataPath[0]),
+            let prompt: [Int32]
+            if let text = greedySamplePrompt, let tokenizer, !tokenizer.encode(text).isEmpty {
+                prompt = tokenizer.encode(text)
+            } else {
+                prompt = Array((dataPath.isEmpty ? sample(0) : try PackedSequenceDataset(IndexedDataset(prefix: dataPath[0]),
                                                                                           sequenceLength: training.seqLength).sample(0)).prefix(16))
+            }
             let tokens = try greedyContinuation(gpt, prompt: prompt, count: greedySampleTokens, maxLength: training.seqLength)
             if let tokenizer {
                 print("> greedy sample:\n\(tokenizer.decode(prompt))⟪\(tokenizer.decode(tokens))⟫")
