@@ -14,6 +14,7 @@ import Testing
     struct Fixture {
         let tensors: [String: SafeTensors.Entry]
         let config: GPTConfig
+        let sequenceLength: Int
         let train: [String: Any]
 
         init(_ variant: String) throws {
@@ -40,6 +41,7 @@ import Testing
             config.hiddenDropout = 0
             config.attentionDropout = 0
             self.config = config
+            sequenceLength = c["seq_length"] as! Int
         }
 
         /// A model holding the fixture's weights.
@@ -85,7 +87,7 @@ import Testing
         let t = fixture.train
         let iters = t["train_iters"] as! Int, gbs = t["global_batch_size"] as! Int, samples = fixture.samples("train.samples")
         var settings = Trainer.Settings(trainIters: iters, microBatchSize: t["micro_batch_size"] as! Int, globalBatchSize: gbs,
-                                        sequenceLength: fixture.config.maxPositionEmbeddings / 2)
+                                        sequenceLength: fixture.sequenceLength)
         settings.logInterval = iters
         var optimizer = Optimizer.Settings()
         optimizer.weightDecay = Float(t["weight_decay"] as! Double)

@@ -282,7 +282,7 @@ struct KernelBenchmarks {
         let n = 124_475_904, device = device
         let p = random([n]), g = random([n]), m = Tensor(shape: [n], on: device), v = Tensor(shape: [n], on: device)
         let narrow = try p.converted(to: .bfloat16, on: device)
-        let step = TaskCounter()
+        let step = StepCounter()
         return [
             MemoryCase(name: "AdamW step", shape: "[\(n)]", bytes: 28 * Double(n)) {
                 try AdamW.update(param: p, grad: g, expAvg: m, expAvgSq: v, step: step.next(), .init(learningRate: 1e-4), on: device)
@@ -317,7 +317,7 @@ struct KernelBenchmarks {
 }
 
 /// Counts calls, for step numbers inside a timed closure.
-final class TaskCounter {
+final class StepCounter {
     private var count = 0
 
     func next() -> Int {

@@ -84,11 +84,9 @@ struct Pretrain: ParsableCommand {
         print("> building GPT model: \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
               + "padded vocab \(config.paddedVocabSize), \(gpt.layout.totalCount) parameters, \(device.threads) thread(s)")
         let sample: (Int) -> [Int32]
+        let firstSample: [Int32]
         if let prefix = dataPath.first {
             let dataset = try PackedSequenceDataset(IndexedDataset(prefix: prefix), sequenceLength: training.seqLength)
-            if let bad = dataset.dataset.sequenceLengths.indices.prefix(1000).flatMap(dataset.dataset.sequence).first(where: { $0 >= vocab }) {
-                throw ValidationError("--data-path \(prefix): token id \(bad) is outside the tokenizer's vocabulary of \(vocab)")
-            }
             // A seeded shuffle of the samples until GPTDataset brings Megatron's own order.
             var order = Array(0 ..< dataset.sampleCount), state = UInt64(training.seed) &+ 0x9E37_79B9_7F4A_7C15
             for i in stride(from: order.count - 1, to: 0, by: -1) {
@@ -97,8 +95,10 @@ struct Pretrain: ParsableCommand {
             }
             print("> dataset \(prefix): \(dataset.dataset.documentCount) documents, \(dataset.tokenCount) tokens, \(dataset.sampleCount) samples of \(training.seqLength + 1) tokens (seeded shuffle, not yet Megatron's GPTDataset order)")
             sample = { dataset.sample(order[$0 % order.count]) }
+            firstSample = dataset.sample(0)
         } else {
             sample = MockGPTDataset(vocabSize: vocab, sequenceLength: training.seqLength, seed: UInt64(training.seed)).sample
+            firstSample = sample(0)
         }
         let trainer = Trainer(model: gpt, optimizer: Optimizer(model: gpt, settings: try training.optimizerSettings()),
                               scheduler: try training.scheduler(globalBatchSize: gbs), settings: settings,
@@ -109,8 +109,7 @@ struct Pretrain: ParsableCommand {
             if let text = greedySamplePrompt, let tokenizer, !tokenizer.encode(text).isEmpty {
                 prompt = tokenizer.encode(text)
             } else {
-                prompt = Array((dataPath.isEmpty ? sample(0) : try PackedSequenceDataset(IndexedDataset(prefix: dataPath[0]),
-                                                                                          sequenceLength: training.seqLength).sample(0)).prefix(16))
+                prompt = Array(firstSample.prefix(16))
             }
             let tokens = try greedyContinuation(gpt, prompt: prompt, count: greedySampleTokens, maxLength: training.seqLength)
             if let tokenizer {
