@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "MegatronCore", targets: ["MegatronCore"]),
         .library(name: "MegatronModels", targets: ["MegatronModels"]),
         .library(name: "MegatronData", targets: ["MegatronData"]),
+        .library(name: "MegatronParallel", targets: ["MegatronParallel"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -20,6 +21,12 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        // OpenMPI's mpi.h and a shim for its macro handles (Debian: libopenmpi-dev).
+        .systemLibrary(
+            name: "CMPI",
+            pkgConfig: "mpi",
+            providers: [.apt(["libopenmpi-dev"])]
+        ),
         // Hot loops in portable C11, compiled twice (AVX2+FMA+F16C and baseline x86-64)
         // and chosen at load time.
         .target(name: "CKernels", dependencies: ["CBLAS"]),
@@ -28,8 +35,10 @@ let package = Package(
         .target(name: "MegatronModels", dependencies: ["MegatronCore"]),
         // Tokenizers and datasets.
         .target(name: "MegatronData", dependencies: ["MegatronCore"]),
+        // Communicators (MPI, in-process), the rank grid and its process groups.
+        .target(name: "MegatronParallel", dependencies: ["CMPI", "MegatronCore"]),
         // Optimizer, learning-rate schedule, mock data, the training loop and its log.
-        .target(name: "MegatronTraining", dependencies: ["MegatronCore", "MegatronModels"]),
+        .target(name: "MegatronTraining", dependencies: ["MegatronCore", "MegatronModels", "MegatronParallel"]),
         .executableTarget(
             name: "megatron",
             dependencies: [
@@ -37,12 +46,18 @@ let package = Package(
                 "MegatronModels",
                 "MegatronTraining",
                 "MegatronData",
+                "MegatronParallel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "MegatronCoreTests", dependencies: ["MegatronCore"]),
         .testTarget(name: "MegatronModelsTests", dependencies: ["MegatronModels", "MegatronCore"]),
         .testTarget(name: "MegatronDataTests", dependencies: ["MegatronData"]),
+        // The communicator conformance suite, and its runner for MPI worlds under mpirun.
+        .target(name: "CommunicatorConformance", dependencies: ["MegatronParallel"], path: "Tests/CommunicatorConformance"),
+        .executableTarget(name: "communicator-conformance", dependencies: ["CommunicatorConformance", "MegatronParallel"],
+                          path: "Tests/CommunicatorConformanceRunner"),
+        .testTarget(name: "MegatronParallelTests", dependencies: ["MegatronParallel", "CommunicatorConformance"]),
         .testTarget(name: "MegatronTrainingTests", dependencies: ["MegatronTraining", "MegatronModels", "MegatronCore"]),
     ]
 )

@@ -3,7 +3,7 @@
 # when everything is already there. Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
-packages=(libopenblas-dev pkg-config)
+packages=(libopenblas-dev pkg-config libopenmpi-dev openmpi-bin)
 
 missing=()
 for p in "${packages[@]}"; do

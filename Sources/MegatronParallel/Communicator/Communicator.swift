@@ -1,0 +1,88 @@
+/// A group of ranks that exchange and reduce buffers: the seam between the training code and the
+/// engine that moves bytes (MPI across processes and machines, or threads of one process).
+///
+/// Every method except `send` and `receive` is collective: all ranks of the group call it, in the
+/// same order, with buffers of the same length. Reductions sum or take the maximum in rank order,
+/// so every rank receives bit-identical results. A peer that fails makes the waiting ranks throw
+/// (in-process) or ends the job (MPI); nothing waits forever.
+public protocol Communicator: AnyObject, Sendable {
+    /// This rank's index in the group, 0 ..< size.
+    var rank: Int { get }
+    var size: Int { get }
+
+    /// Replaces `buffer` on every rank by the element-wise reduction over all ranks.
+    func allReduce<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws
+
+    /// `buffer` holds `size` equal chunks; afterwards chunk `rank` holds the element-wise reduction
+    /// of every rank's chunk `rank`. The other chunks are left undefined.
+    func reduceScatter<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws
+
+    /// `buffer` holds `size` equal chunks, chunk `rank` filled by this rank; afterwards every chunk
+    /// holds its owner's values on every rank.
+    func allGather<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>) throws
+
+    /// Copies `buffer` of rank `root` into `buffer` on every rank.
+    func broadcast<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws
+
+    /// Sends `buffer` to rank `destination`; a `receive` there with the same tag takes it.
+    func send<T: CommunicationScalar>(_ buffer: UnsafeBufferPointer<T>, to destination: Int, tag: Int) throws
+
+    /// Waits for the message with `tag` from rank `source` and copies it into `buffer`, whose length
+    /// must equal the message's.
+    func receive<T: CommunicationScalar>(into buffer: UnsafeMutableBufferPointer<T>, from source: Int, tag: Int) throws
+
+    /// Returns when every rank has called it.
+    func barrier() throws
+
+    /// Splits the group (collectively): ranks passing the same `color` form a new communicator in
+    /// which they are ordered by `key`, then by their rank here (MPI_Comm_split's rule).
+    func split(color: Int, key: Int) throws -> any Communicator
+}
+
+public enum ReduceOp: Sendable { case sum, max }
+
+/// Element types a communicator carries.
+public protocol CommunicationScalar: Numeric, Comparable, Sendable {
+    static var kind: ScalarKind { get }
+}
+
+public enum ScalarKind: Sendable { case float32, float64, int32 }
+
+extension Float: CommunicationScalar { public static var kind: ScalarKind { .float32 } }
+extension Double: CommunicationScalar { public static var kind: ScalarKind { .float64 } }
+extension Int32: CommunicationScalar { public static var kind: ScalarKind { .int32 } }
+
+/// A communication failure: names the rank, the operation and the cause.
+public struct CommunicatorError: Error, CustomStringConvertible {
+    public let description: String
+    /// The rank (in the world) whose failure caused this error, when known.
+    public let failedRank: Int?
+
+    public init(_ description: String, failedRank: Int? = nil) {
+        self.description = description
+        self.failedRank = failedRank
+    }
+}
+
+extension Communicator {
+    /// The reduction of one value over all ranks.
+    public func allReduce<T: CommunicationScalar>(_ value: T, op: ReduceOp) throws -> T {
+        var v = value
+        try withUnsafeMutablePointer(to: &v) { try allReduce(UnsafeMutableBufferPointer(start: $0, count: 1), op: op) }
+        return v
+    }
+
+    /// Checks that `count` elements split into `size` equal chunks, for reduce-scatter and all-gather.
+    func chunkLength(_ count: Int, operation: String) throws -> Int {
+        guard count % size == 0 else {
+            throw CommunicatorError("\(operation): \(count) elements do not split into \(size) equal chunks")
+        }
+        return count / size
+    }
+
+    func checkPeer(_ peer: Int, operation: String) throws {
+        guard (0 ..< size).contains(peer) else {
+            throw CommunicatorError("\(operation): rank \(peer) is outside the group of \(size)")
+        }
+    }
+}

@@ -1,0 +1,99 @@
+/// A rank of an `InProcessWorld` (or of a group split from it): collectives between threads of
+/// one process through shared memory. Reductions run in parallel, each rank reducing one chunk over
+/// all ranks in rank order, so the results match bit for bit on every rank.
+public final class InProcessCommunicator: Communicator, @unchecked Sendable {
+    let group: InProcessGroup
+    public let rank: Int
+    public var size: Int { group.size }
+
+    init(group: InProcessGroup, rank: Int) {
+        self.group = group
+        self.rank = rank
+    }
+
+    public func allReduce<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
+        try group.arrive(rank, buffer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count, operation: "all-reduce")
+        let mine = Self.chunk(rank, of: size, count: buffer.count)
+        let reduced = reduce(mine, as: T.self, op: op)
+        try group.arrive(rank, operation: "all-reduce")
+        // Every rank has read its inputs: write this rank's chunk of the result everywhere.
+        for peer in 0 ..< size {
+            let target = group.buffers[peer]!.assumingMemoryBound(to: T.self) + mine.lowerBound
+            target.update(from: reduced, count: mine.count)
+        }
+        try group.arrive(rank, operation: "all-reduce")
+    }
+
+    public func reduceScatter<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
+        let length = try chunkLength(buffer.count, operation: "reduce-scatter")
+        try group.arrive(rank, buffer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count, operation: "reduce-scatter")
+        let reduced = reduce(rank * length ..< (rank + 1) * length, as: T.self, op: op)
+        try group.arrive(rank, operation: "reduce-scatter")
+        if length > 0 { (buffer.baseAddress! + rank * length).update(from: reduced, count: length) }
+    }
+
+    public func allGather<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>) throws {
+        let length = try chunkLength(buffer.count, operation: "all-gather")
+        try group.arrive(rank, buffer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count, operation: "all-gather")
+        for peer in 0 ..< size where peer != rank && length > 0 {
+            let source = group.buffers[peer]!.assumingMemoryBound(to: T.self) + peer * length
+            (buffer.baseAddress! + peer * length).update(from: source, count: length)
+        }
+        try group.arrive(rank, operation: "all-gather")
+    }
+
+    public func broadcast<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws {
+        try checkPeer(root, operation: "broadcast")
+        try group.arrive(rank, buffer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count, operation: "broadcast")
+        if rank != root && buffer.count > 0 {
+            buffer.baseAddress!.update(from: group.buffers[root]!.assumingMemoryBound(to: T.self), count: buffer.count)
+        }
+        try group.arrive(rank, operation: "broadcast")
+    }
+
+    public func send<T: CommunicationScalar>(_ buffer: UnsafeBufferPointer<T>, to destination: Int, tag: Int) throws {
+        try checkPeer(destination, operation: "send")
+        group.post(Array(UnsafeRawBufferPointer(buffer)), from: rank, to: destination, tag: tag)
+    }
+
+    public func receive<T: CommunicationScalar>(into buffer: UnsafeMutableBufferPointer<T>, from source: Int, tag: Int) throws {
+        try checkPeer(source, operation: "receive")
+        let bytes = try group.take(from: source, to: rank, tag: tag)
+        guard bytes.count == buffer.count * MemoryLayout<T>.stride else {
+            throw CommunicatorError("receive from rank \(source) (tag \(tag)): message of \(bytes.count) bytes, "
+                                    + "expected \(buffer.count * MemoryLayout<T>.stride)")
+        }
+        bytes.withUnsafeBytes { UnsafeMutableRawBufferPointer(buffer).copyMemory(from: $0) }
+    }
+
+    public func barrier() throws { try group.arrive(rank, operation: "barrier") }
+
+    public func split(color: Int, key: Int) throws -> any Communicator {
+        let (child, childRank) = try group.split(rank, color: color, key: key)
+        return InProcessCommunicator(group: child, rank: childRank)
+    }
+
+    /// The reduction over every rank's deposited buffer of the elements in `range`, ranks in order.
+    private func reduce<T: CommunicationScalar>(_ range: Range<Int>, as _: T.Type, op: ReduceOp) -> [T] {
+        let inputs = (0 ..< size).map { group.buffers[$0].map { $0.assumingMemoryBound(to: T.self) + range.lowerBound } }
+        guard !range.isEmpty else { return [] }
+        var result = Array(UnsafeBufferPointer(start: inputs[0]!, count: range.count))
+        result.withUnsafeMutableBufferPointer { out in
+            for input in inputs.dropFirst() {
+                let values = input!
+                switch op {
+                case .sum: for i in out.indices { out[i] += values[i] }
+                case .max: for i in out.indices where values[i] > out[i] { out[i] = values[i] }
+                }
+            }
+        }
+        return result
+    }
+
+    /// The `index`-th of `parts` near-equal contiguous chunks of `0 ..< count`.
+    static func chunk(_ index: Int, of parts: Int, count: Int) -> Range<Int> {
+        let base = count / parts, extra = count % parts
+        let start = index * base + min(index, extra)
+        return start ..< start + base + (index < extra ? 1 : 0)
+    }
+}

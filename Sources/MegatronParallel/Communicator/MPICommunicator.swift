@@ -1,0 +1,146 @@
+import CMPI
+import Foundation
+
+/// A communicator over MPI (OpenMPI): the engine for runs across processes and machines, launched
+/// with `mpirun`. Collectives map one to one onto MPI's in-place collectives on `comm`; errors come
+/// back as codes (MPI_ERRORS_RETURN) and are thrown with MPI's own message. MPI is initialised with
+/// MPI_THREAD_MULTIPLE when the library provides it, at least MPI_THREAD_SERIALIZED: callers
+/// (the gradient bucket thread and the training thread) never call MPI at the same time.
+public final class MPICommunicator: Communicator, @unchecked Sendable {
+    let comm: MPI_Comm
+    public let rank: Int
+    public let size: Int
+
+    private init(comm: MPI_Comm) throws {
+        self.comm = comm
+        var r: Int32 = 0, s: Int32 = 0
+        try Self.check(MPI_Comm_rank(comm, &r), "MPI_Comm_rank")
+        try Self.check(MPI_Comm_size(comm, &s), "MPI_Comm_size")
+        rank = Int(r)
+        size = Int(s)
+        try Self.check(MPI_Comm_set_errhandler(comm, mg_mpi_errors_return()), "MPI_Comm_set_errhandler")
+    }
+
+    /// Whether this process was started by OpenMPI's `mpirun` (its environment names the rank).
+    public static var launchedByMPIRun: Bool {
+        ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil
+    }
+
+    /// Initialises MPI (once per process) and returns the world communicator.
+    public static func world() throws -> MPICommunicator {
+        var initialized: Int32 = 0
+        MPI_Initialized(&initialized)
+        if initialized == 0 {
+            var provided: Int32 = 0
+            try check(MPI_Init_thread(nil, nil, mg_mpi_thread_multiple(), &provided), "MPI_Init_thread")
+            guard provided >= mg_mpi_thread_serialized() else {
+                throw CommunicatorError("MPI provides thread level \(provided); swift-megatron needs MPI_THREAD_SERIALIZED or more")
+            }
+        }
+        return try MPICommunicator(comm: mg_mpi_comm_world())
+    }
+
+    /// Ends MPI; call once, after the last collective, on every rank.
+    public static func finalize() {
+        var finalized: Int32 = 0
+        MPI_Finalized(&finalized)
+        if finalized == 0 { MPI_Finalize() }
+    }
+
+    /// Ends the whole job: OpenMPI terminates every rank, and this process exits with `code`.
+    public static func abort(code: Int32) -> Never {
+        MPI_Abort(mg_mpi_comm_world(), code)
+        exit(code)
+    }
+
+    public func allReduce<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
+        // MPI counts are 32-bit: reduce a long buffer in pieces.
+        var start = 0
+        while start < buffer.count {
+            let n = min(buffer.count - start, Int(Int32.max))
+            try Self.check(MPI_Allreduce(mg_mpi_in_place(), buffer.baseAddress! + start, Int32(n), Self.datatype(T.self),
+                                         Self.mpiOp(op), comm), "MPI_Allreduce")
+            start += n
+        }
+    }
+
+    public func reduceScatter<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
+        let length = try chunkLength(buffer.count, operation: "reduce-scatter")
+        guard length > 0 else { return try barrier() }
+        try Self.check(MPI_Reduce_scatter_block(mg_mpi_in_place(), buffer.baseAddress!, try Self.count(length),
+                                                Self.datatype(T.self), Self.mpiOp(op), comm), "MPI_Reduce_scatter_block")
+        // In place, MPI leaves the result in chunk 0; this rank's chunk is where callers look.
+        if rank != 0 { (buffer.baseAddress! + rank * length).update(from: buffer.baseAddress!, count: length) }
+    }
+
+    public func allGather<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>) throws {
+        let length = try chunkLength(buffer.count, operation: "all-gather")
+        guard length > 0 else { return try barrier() }
+        try Self.check(MPI_Allgather(mg_mpi_in_place(), 0, Self.datatype(T.self), buffer.baseAddress!, try Self.count(length),
+                                     Self.datatype(T.self), comm), "MPI_Allgather")
+    }
+
+    public func broadcast<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws {
+        try checkPeer(root, operation: "broadcast")
+        guard buffer.count > 0 else { return try barrier() }
+        try Self.check(MPI_Bcast(buffer.baseAddress!, try Self.count(buffer.count), Self.datatype(T.self), Int32(root), comm),
+                       "MPI_Bcast")
+    }
+
+    public func send<T: CommunicationScalar>(_ buffer: UnsafeBufferPointer<T>, to destination: Int, tag: Int) throws {
+        try checkPeer(destination, operation: "send")
+        try Self.check(MPI_Send(buffer.baseAddress, try Self.count(buffer.count), Self.datatype(T.self), Int32(destination),
+                                Int32(tag), comm), "MPI_Send to rank \(destination)")
+    }
+
+    public func receive<T: CommunicationScalar>(into buffer: UnsafeMutableBufferPointer<T>, from source: Int, tag: Int) throws {
+        try checkPeer(source, operation: "receive")
+        var status = MPI_Status()
+        try Self.check(MPI_Recv(buffer.baseAddress, try Self.count(buffer.count), Self.datatype(T.self), Int32(source),
+                                Int32(tag), comm, &status), "MPI_Recv from rank \(source)")
+        var received: Int32 = 0
+        MPI_Get_count(&status, Self.datatype(T.self), &received)
+        guard Int(received) == buffer.count else {
+            throw CommunicatorError("receive from rank \(source) (tag \(tag)): \(received) elements, expected \(buffer.count)")
+        }
+    }
+
+    public func barrier() throws { try Self.check(MPI_Barrier(comm), "MPI_Barrier") }
+
+    public func split(color: Int, key: Int) throws -> any Communicator {
+        var child = mg_mpi_comm_null()
+        try Self.check(MPI_Comm_split(comm, Int32(color), Int32(key), &child), "MPI_Comm_split")
+        return try MPICommunicator(comm: child!)
+    }
+
+    // MARK: MPI's types and errors
+
+    static func datatype<T: CommunicationScalar>(_: T.Type) -> MPI_Datatype {
+        switch T.kind {
+        case .float32: mg_mpi_float()
+        case .float64: mg_mpi_double()
+        case .int32: mg_mpi_int32()
+        }
+    }
+
+    static func mpiOp(_ op: ReduceOp) -> MPI_Op {
+        switch op {
+        case .sum: mg_mpi_sum()
+        case .max: mg_mpi_max()
+        }
+    }
+
+    static func count(_ n: Int) throws -> Int32 {
+        guard n <= Int(Int32.max) else { throw CommunicatorError("MPI: \(n) elements exceed MPI's 32-bit count") }
+        return Int32(n)
+    }
+
+    static func check(_ code: Int32, _ call: String) throws {
+        guard code != mg_mpi_success() else { return }
+        var text = [CChar](repeating: 0, count: Int(mg_mpi_max_error_string()) + 1)
+        var length: Int32 = 0
+        MPI_Error_string(code, &text, &length)
+        let message = String(decoding: text.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        throw CommunicatorError("\(call) failed: \(message)")
+    }
+}

@@ -1,0 +1,159 @@
+import MegatronParallel
+
+/// The checks every `Communicator` implementation must pass, run collectively by every rank of a
+/// world: the in-process one under XCTest, the MPI one under `mpirun` (the
+/// `communicator-conformance` executable). Expected values are computed independently from the
+/// ranks, so a check fails on wrong data, not only on a crash.
+public struct CommunicatorConformance {
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    let world: any Communicator
+    public private(set) var checks = 0
+
+    public init(world: any Communicator) { self.world = world }
+
+    /// Runs every check; throws the first failure, naming the rank and the check.
+    public mutating func run() throws {
+        try identity()
+        try allReduce()
+        try reduceScatterAndAllGather()
+        try broadcast()
+        try pointToPoint()
+        try split()
+        try processGroups()
+        try world.barrier()
+    }
+
+    private mutating func expect(_ condition: Bool, _ what: @autoclosure () -> String) throws {
+        checks += 1
+        if !condition { throw Failure(description: "rank \(world.rank) of \(world.size): \(what())") }
+    }
+
+    /// Ranks are 0 ..< size, each exactly once.
+    mutating func identity() throws {
+        let n = world.size, r = world.rank
+        try expect(n >= 1 && (0 ..< n).contains(r), "rank \(r) outside 0..<\(n)")
+        var ranks = [Int32](repeating: -1, count: n)
+        ranks[r] = Int32(r)
+        try ranks.withUnsafeMutableBufferPointer { try world.allGather($0) }
+        try expect(ranks == (0 ..< n).map(Int32.init), "all-gather of ranks gave \(ranks)")
+    }
+
+    mutating func allReduce() throws {
+        let n = world.size, r = world.rank
+        // Float sum over a long buffer (longer than any chunking), exact in fp32: small integers.
+        let length = (1 << 20) + 3
+        var values = (0 ..< length).map { Float(($0 % 97) * (r + 1)) }
+        try values.withUnsafeMutableBufferPointer { try world.allReduce($0, op: .sum) }
+        let factor = Float(n * (n + 1) / 2)
+        try expect(values.indices.allSatisfy { values[$0] == Float($0 % 97) * factor }, "fp32 all-reduce sum")
+        // Max, with the maximum on a different rank per element.
+        var maxima = (0 ..< 1000).map { Double(($0 + r) % n) - 0.5 }
+        try maxima.withUnsafeMutableBufferPointer { try world.allReduce($0, op: .max) }
+        try expect(maxima.allSatisfy { $0 == Double(n - 1) - 0.5 }, "fp64 all-reduce max")
+        let sum = try world.allReduce(Int32(r + 1), op: .sum)
+        try expect(sum == Int32(n * (n + 1) / 2), "int32 all-reduce of one value gave \(sum)")
+        // Inexact sums must still agree bit for bit on every rank.
+        var noisy = (0 ..< 4096).map { Float(1) / Float(3 + $0 + 7 * r) }
+        try noisy.withUnsafeMutableBufferPointer { try world.allReduce($0, op: .sum) }
+        var low = noisy, high = noisy.map { -$0 }
+        try low.withUnsafeMutableBufferPointer { try world.allReduce($0, op: .max) }
+        try high.withUnsafeMutableBufferPointer { try world.allReduce($0, op: .max) }
+        try expect(zip(low, high).allSatisfy { $0.0 == -$0.1 }, "fp32 all-reduce results differ between ranks")
+        var empty: [Float] = []
+        try empty.withUnsafeMutableBufferPointer { try world.allReduce($0, op: .sum) }
+    }
+
+    mutating func reduceScatterAndAllGather() throws {
+        let n = world.size, r = world.rank, chunk = 1000
+        var values = (0 ..< n * chunk).map { Float($0 * (r + 1)) }
+        try values.withUnsafeMutableBufferPointer { try world.reduceScatter($0, op: .sum) }
+        let factor = Float(n * (n + 1) / 2)
+        try expect((r * chunk ..< (r + 1) * chunk).allSatisfy { values[$0] == Float($0) * factor }, "reduce-scatter sum")
+        var gathered = [Float](repeating: .nan, count: n * chunk)
+        for i in r * chunk ..< (r + 1) * chunk { gathered[i] = Float(i) + 0.25 }
+        try gathered.withUnsafeMutableBufferPointer { try world.allGather($0) }
+        try expect(gathered.indices.allSatisfy { gathered[$0] == Float($0) + 0.25 }, "all-gather")
+        var uneven = [Float](repeating: 0, count: n + 1)
+        if n > 1 {
+            do {
+                try uneven.withUnsafeMutableBufferPointer { try world.allGather($0) }
+                try expect(false, "all-gather of \(n + 1) elements over \(n) ranks did not throw")
+            } catch is CommunicatorError {}
+        }
+    }
+
+    mutating func broadcast() throws {
+        let n = world.size, r = world.rank
+        for root in 0 ..< n {
+            var values = (0 ..< 777).map { Double($0) + (r == root ? Double(root) * 1000 : -1) }
+            try values.withUnsafeMutableBufferPointer { try world.broadcast($0, root: root) }
+            try expect(values.indices.allSatisfy { values[$0] == Double($0) + Double(root) * 1000 }, "broadcast from \(root)")
+        }
+    }
+
+    /// A ring exchange, plus two tagged messages received in the opposite order to their sending.
+    mutating func pointToPoint() throws {
+        let n = world.size, r = world.rank
+        let next = (r + 1) % n, previous = (r + n - 1) % n
+        let outgoing = (0 ..< 300).map { Float(r * 1000 + $0) }
+        var incoming = [Float](repeating: 0, count: 300)
+        // Even ranks send first and odd ranks receive first, so blocking sends cannot deadlock.
+        if r % 2 == 0 || n == 1 {
+            try outgoing.withUnsafeBufferPointer { try world.send($0, to: next, tag: 7) }
+            try incoming.withUnsafeMutableBufferPointer { try world.receive(into: $0, from: previous, tag: 7) }
+        } else {
+            try incoming.withUnsafeMutableBufferPointer { try world.receive(into: $0, from: previous, tag: 7) }
+            try outgoing.withUnsafeBufferPointer { try world.send($0, to: next, tag: 7) }
+        }
+        try expect(incoming == (0 ..< 300).map { Float(previous * 1000 + $0) }, "ring send/receive")
+        if n > 1 && r < 2 {
+            let peer = 1 - r
+            if r == 0 {
+                try [Int32(1)].withUnsafeBufferPointer { try world.send($0, to: peer, tag: 1) }
+                try [Int32(2), 2].withUnsafeBufferPointer { try world.send($0, to: peer, tag: 2) }
+            } else {
+                var two = [Int32](repeating: 0, count: 2), one = [Int32(0)]
+                try two.withUnsafeMutableBufferPointer { try world.receive(into: $0, from: peer, tag: 2) }
+                try one.withUnsafeMutableBufferPointer { try world.receive(into: $0, from: peer, tag: 1) }
+                try expect(two == [2, 2] && one == [1], "tagged messages matched out of order")
+            }
+        }
+    }
+
+    /// Even and odd ranks split apart, ordered by descending world rank.
+    mutating func split() throws {
+        let n = world.size, r = world.rank
+        let group = try world.split(color: r % 2, key: -r)
+        let members = (0 ..< n).filter { $0 % 2 == r % 2 }.reversed().map { $0 }
+        try expect(group.size == members.count && group.rank == members.firstIndex(of: r)!,
+                   "split: rank \(group.rank) of \(group.size), expected \(members.firstIndex(of: r)!) of \(members.count)")
+        let sum = try group.allReduce(Int32(r), op: .sum)
+        try expect(sum == Int32(members.reduce(0, +)), "all-reduce within a split group")
+        try group.barrier()
+    }
+
+    /// The grid's groups, built with `ProcessGroups`, hold exactly the ranks `ParallelState` lists.
+    mutating func processGroups() throws {
+        let n = world.size
+        var layouts = [(1, 1)]
+        if n % 2 == 0 { layouts += [(2, 1), (1, 2)] }
+        if n % 4 == 0 { layouts.append((2, 2)) }
+        for (tp, pp) in layouts {
+            let state = try ParallelState(worldSize: n, tensorModelParallelSize: tp, pipelineModelParallelSize: pp)
+            let groups = try ProcessGroups(world: world, state: state)
+            for (communicator, dimensions) in [(groups.tensorModelParallel, [ParallelState.Dimension.tensor]),
+                                               (groups.pipelineModelParallel, [.pipeline]),
+                                               (groups.dataParallel, [.data]),
+                                               (groups.modelParallel, [.tensor, .pipeline])] {
+                let expected = state.group(varying: Set(dimensions), containing: world.rank)
+                var members = [Int32](repeating: -1, count: communicator.size)
+                members[communicator.rank] = Int32(world.rank)
+                try members.withUnsafeMutableBufferPointer { try communicator.allGather($0) }
+                try expect(members.map(Int.init) == expected, "TP=\(tp) PP=\(pp) \(dimensions) group \(members), expected \(expected)")
+            }
+        }
+    }
+}
