@@ -66,22 +66,20 @@ public struct CommunicatorConformance {
         try empty.withUnsafeMutableBufferPointer { try world.allReduce($0, op: .sum) }
     }
 
+    /// Chunks of equal length, and of lengths that differ by one (the first `count % size` longer).
     mutating func reduceScatterAndAllGather() throws {
-        let n = world.size, r = world.rank, chunk = 1000
-        var values = (0 ..< n * chunk).map { Float($0 * (r + 1)) }
-        try values.withUnsafeMutableBufferPointer { try world.reduceScatter($0, op: .sum) }
-        let factor = Float(n * (n + 1) / 2)
-        try expect((r * chunk ..< (r + 1) * chunk).allSatisfy { values[$0] == Float($0) * factor }, "reduce-scatter sum")
-        var gathered = [Float](repeating: .nan, count: n * chunk)
-        for i in r * chunk ..< (r + 1) * chunk { gathered[i] = Float(i) + 0.25 }
-        try gathered.withUnsafeMutableBufferPointer { try world.allGather($0) }
-        try expect(gathered.indices.allSatisfy { gathered[$0] == Float($0) + 0.25 }, "all-gather")
-        var uneven = [Float](repeating: 0, count: n + 1)
-        if n > 1 {
-            do {
-                try uneven.withUnsafeMutableBufferPointer { try world.allGather($0) }
-                try expect(false, "all-gather of \(n + 1) elements over \(n) ranks did not throw")
-            } catch is CommunicatorError {}
+        let n = world.size, r = world.rank
+        for count in [n * 1000, n * 1000 + n - 1, n - 1] {
+            let mine = world.chunk(rank: r, count: count)
+            try expect(mine.count == count / n + (r < count % n ? 1 : 0), "chunk \(mine) of \(count)")
+            var values = (0 ..< count).map { Float($0 * (r + 1)) }
+            try values.withUnsafeMutableBufferPointer { try world.reduceScatter($0, op: .sum) }
+            let factor = Float(n * (n + 1) / 2)
+            try expect(mine.allSatisfy { values[$0] == Float($0) * factor }, "reduce-scatter sum of \(count)")
+            var gathered = [Float](repeating: .nan, count: count)
+            for i in mine { gathered[i] = Float(i) + 0.25 }
+            try gathered.withUnsafeMutableBufferPointer { try world.allGather($0) }
+            try expect(gathered.indices.allSatisfy { gathered[$0] == Float($0) + 0.25 }, "all-gather of \(count)")
         }
     }
 

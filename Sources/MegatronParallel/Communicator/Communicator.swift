@@ -13,12 +13,13 @@ public protocol Communicator: AnyObject, Sendable {
     /// Replaces `buffer` on every rank by the element-wise reduction over all ranks.
     func allReduce<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws
 
-    /// `buffer` holds `size` equal chunks; afterwards chunk `rank` holds the element-wise reduction
-    /// of every rank's chunk `rank`. The other chunks are left undefined.
+    /// `buffer` splits into `size` contiguous chunks (`chunk(rank:count:)`); afterwards chunk `rank`
+    /// holds the element-wise reduction of every rank's chunk `rank`. The other chunks are left
+    /// undefined.
     func reduceScatter<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws
 
-    /// `buffer` holds `size` equal chunks, chunk `rank` filled by this rank; afterwards every chunk
-    /// holds its owner's values on every rank.
+    /// `buffer` splits into `size` contiguous chunks (`chunk(rank:count:)`), chunk `rank` filled by
+    /// this rank; afterwards every chunk holds its owner's values on every rank.
     func allGather<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>) throws
 
     /// Copies `buffer` of rank `root` into `buffer` on every rank.
@@ -72,12 +73,12 @@ extension Communicator {
         return v
     }
 
-    /// Checks that `count` elements split into `size` equal chunks, for reduce-scatter and all-gather.
-    func chunkLength(_ count: Int, operation: String) throws -> Int {
-        guard count % size == 0 else {
-            throw CommunicatorError("\(operation): \(count) elements do not split into \(size) equal chunks")
-        }
-        return count / size
+    /// The chunk of `count` elements that reduce-scatter and all-gather give `rank`: `size`
+    /// contiguous chunks in rank order, the first `count % size` of them one element longer.
+    public func chunk(rank: Int, count: Int) -> Range<Int> {
+        let base = count / size, extra = count % size
+        let start = rank * base + min(rank, extra)
+        return start ..< start + base + (rank < extra ? 1 : 0)
     }
 
     func checkPeer(_ peer: Int, operation: String) throws {

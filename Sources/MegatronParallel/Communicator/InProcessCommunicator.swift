@@ -13,7 +13,7 @@ public final class InProcessCommunicator: Communicator, @unchecked Sendable {
 
     public func allReduce<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
         try group.arrive(rank, buffer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count, operation: "all-reduce")
-        let mine = Self.chunk(rank, of: size, count: buffer.count)
+        let mine = chunk(rank: rank, count: buffer.count)
         let reduced = reduce(mine, as: T.self, op: op)
         try group.arrive(rank, operation: "all-reduce")
         // Every rank has read its inputs: write this rank's chunk of the result everywhere.
@@ -25,19 +25,20 @@ public final class InProcessCommunicator: Communicator, @unchecked Sendable {
     }
 
     public func reduceScatter<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
-        let length = try chunkLength(buffer.count, operation: "reduce-scatter")
         try group.arrive(rank, buffer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count, operation: "reduce-scatter")
-        let reduced = reduce(rank * length ..< (rank + 1) * length, as: T.self, op: op)
+        let mine = chunk(rank: rank, count: buffer.count)
+        let reduced = reduce(mine, as: T.self, op: op)
         try group.arrive(rank, operation: "reduce-scatter")
-        if length > 0 { (buffer.baseAddress! + rank * length).update(from: reduced, count: length) }
+        if !mine.isEmpty { (buffer.baseAddress! + mine.lowerBound).update(from: reduced, count: mine.count) }
     }
 
     public func allGather<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>) throws {
-        let length = try chunkLength(buffer.count, operation: "all-gather")
         try group.arrive(rank, buffer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count, operation: "all-gather")
-        for peer in 0 ..< size where peer != rank && length > 0 {
-            let source = group.buffers[peer]!.assumingMemoryBound(to: T.self) + peer * length
-            (buffer.baseAddress! + peer * length).update(from: source, count: length)
+        for peer in 0 ..< size where peer != rank {
+            let theirs = chunk(rank: peer, count: buffer.count)
+            guard !theirs.isEmpty else { continue }
+            let source = group.buffers[peer]!.assumingMemoryBound(to: T.self) + theirs.lowerBound
+            (buffer.baseAddress! + theirs.lowerBound).update(from: source, count: theirs.count)
         }
         try group.arrive(rank, operation: "all-gather")
     }
@@ -88,12 +89,5 @@ public final class InProcessCommunicator: Communicator, @unchecked Sendable {
             }
         }
         return result
-    }
-
-    /// The `index`-th of `parts` near-equal contiguous chunks of `0 ..< count`.
-    static func chunk(_ index: Int, of parts: Int, count: Int) -> Range<Int> {
-        let base = count / parts, extra = count % parts
-        let start = index * base + min(index, extra)
-        return start ..< start + base + (index < extra ? 1 : 0)
     }
 }

@@ -65,19 +65,27 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     }
 
     public func reduceScatter<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
-        let length = try chunkLength(buffer.count, operation: "reduce-scatter")
-        guard length > 0 else { return try barrier() }
-        try Self.check(MPI_Reduce_scatter_block(mg_mpi_in_place(), buffer.baseAddress!, try Self.count(length),
-                                                Self.datatype(T.self), Self.mpiOp(op), comm), "MPI_Reduce_scatter_block")
-        // In place, MPI leaves the result in chunk 0; this rank's chunk is where callers look.
-        if rank != 0 { (buffer.baseAddress! + rank * length).update(from: buffer.baseAddress!, count: length) }
+        guard buffer.count > 0 else { return try barrier() }
+        let counts = try chunkCounts(buffer.count)
+        try Self.check(MPI_Reduce_scatter(mg_mpi_in_place(), buffer.baseAddress!, counts, Self.datatype(T.self), Self.mpiOp(op), comm),
+                       "MPI_Reduce_scatter")
+        // In place, MPI leaves the result at the start of the buffer; callers look in this rank's
+        // chunk, which for rank > 0 lies wholly after the first chunk's length.
+        let mine = chunk(rank: rank, count: buffer.count)
+        if rank != 0 && !mine.isEmpty { (buffer.baseAddress! + mine.lowerBound).update(from: buffer.baseAddress!, count: mine.count) }
     }
 
     public func allGather<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>) throws {
-        let length = try chunkLength(buffer.count, operation: "all-gather")
-        guard length > 0 else { return try barrier() }
-        try Self.check(MPI_Allgather(mg_mpi_in_place(), 0, Self.datatype(T.self), buffer.baseAddress!, try Self.count(length),
-                                     Self.datatype(T.self), comm), "MPI_Allgather")
+        guard buffer.count > 0 else { return try barrier() }
+        let counts = try chunkCounts(buffer.count)
+        let displacements = (0 ..< size).map { Int32(chunk(rank: $0, count: buffer.count).lowerBound) }
+        try Self.check(MPI_Allgatherv(mg_mpi_in_place(), 0, Self.datatype(T.self), buffer.baseAddress!, counts, displacements,
+                                      Self.datatype(T.self), comm), "MPI_Allgatherv")
+    }
+
+    /// Every rank's chunk length, as MPI's 32-bit counts.
+    private func chunkCounts(_ count: Int) throws -> [Int32] {
+        try (0 ..< size).map { try Self.count(chunk(rank: $0, count: count).count) }
     }
 
     public func broadcast<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws {
