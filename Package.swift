@@ -58,6 +58,6 @@ let package = Package(
         .executableTarget(name: "communicator-conformance", dependencies: ["CommunicatorConformance", "MegatronParallel"],
                           path: "Tests/CommunicatorConformanceRunner"),
         .testTarget(name: "MegatronParallelTests", dependencies: ["MegatronParallel", "CommunicatorConformance"]),
-        .testTarget(name: "MegatronTrainingTests", dependencies: ["MegatronTraining", "MegatronModels", "MegatronCore"]),
+        .testTarget(name: "MegatronTrainingTests", dependencies: ["MegatronTraining", "MegatronModels", "MegatronCore", "MegatronParallel"]),
     ]
 )

@@ -98,8 +98,13 @@ public final class GPTModel: @unchecked Sendable {
     /// Runs forward and backward over one micro-batch and adds ∂(lossWeight·loss)/∂θ into `gradients`,
     /// where loss is the masked mean cross-entropy Σ mask·ℓ / Σ mask (Megatron's lm loss). Returns that
     /// loss. `lossWeight` is 1 / micro-batches per iteration (times the loss scale under fp16).
+    ///
+    /// `gradientsReady`, when given, is called during backward with each span of `gradients` as soon
+    /// as backward has finished adding to it (the output layer and final norm first, then each layer
+    /// from the last, then the embeddings), once per parameter: data parallelism starts reducing there.
     @discardableResult
-    public func forwardBackward(_ batch: MicroBatch, lossWeight: Float = 1, dropout: DropoutKey) throws -> Float {
+    public func forwardBackward(_ batch: MicroBatch, lossWeight: Float = 1, dropout: DropoutKey,
+                                gradientsReady: ((Range<Int>) throws -> Void)? = nil) throws -> Float {
         let (logits, final, saved) = try forward(batch, dropout: dropout, training: true)
         let mask = batch.lossMask.toFloatArray()
         let tokens = mask.reduce(0, +)
@@ -107,7 +112,7 @@ public final class GPTModel: @unchecked Sendable {
         let weights = try Tensor(mask.map { $0 * lossWeight / tokens }, shape: [mask.count], on: device)
         let losses = try CrossEntropy.forwardBackward(logits: logits, targets: batch.labels, gradWeights: weights, on: device)
         let loss = zip(losses.toFloatArray(), mask).reduce(Float(0)) { $0 + $1.0 * $1.1 } / tokens
-        try backward(dLogits: logits, final: final, saved: saved, batch: batch, dropout: dropout)
+        try backward(dLogits: logits, final: final, saved: saved, batch: batch, dropout: dropout, gradientsReady: gradientsReady)
         return loss
     }
 
@@ -180,7 +185,7 @@ public final class GPTModel: @unchecked Sendable {
     }
 
     private func backward(dLogits: Tensor, final: FinalActivations, saved: [LayerActivations], batch: MicroBatch,
-                          dropout: DropoutKey) throws {
+                          dropout: DropoutKey, gradientsReady: ((Range<Int>) throws -> Void)?) throws {
         let c = config
         let layout = try AttentionLayout.megatronFusedQKV(batch: batch.batch, sequenceLength: batch.sequenceLength,
                                                           heads: c.numAttentionHeads, groups: c.numQueryGroups, headDim: c.kvChannels)
@@ -190,6 +195,8 @@ public final class GPTModel: @unchecked Sendable {
                                              gradWeight: grads.outputWeight, gradBias: nil, on: device)
         var dx = try norm.backward(dFinalNorm, input: final.decoderOutput, weight: weights.finalNormWeight, saved: final.normSaved,
                                    gradWeight: grads.finalNormWeight, gradBias: grads.finalNormBias, on: device)
+        try gradientsReady?(self.layout.range(ofPrefix: "output_layer."))
+        try gradientsReady?(self.layout.range(ofPrefix: "decoder.final_layernorm."))
         for l in stride(from: c.numLayers - 1, through: 0, by: -1) {
             let a = saved[l], w = weights.layers[l], g = grads.layers[l]
             // MLP: x2 = x1 + dropout(fc2(act) + b2); dx (for x2) flows to x1 unchanged and into the MLP.
@@ -222,6 +229,7 @@ public final class GPTModel: @unchecked Sendable {
                                                  gradBias: g.qkvBias, on: device)
             dx = try norm.backward(dInputNorm, input: a.input, weight: w.inputNormWeight, saved: a.inputNormSaved,
                                    gradWeight: g.inputNormWeight, gradBias: g.inputNormBias, accumulatingInto: dx1, on: device)
+            try gradientsReady?(self.layout.range(ofPrefix: "decoder.layers.\(l)."))
         }
         if c.hiddenDropout > 0 {
             dx = try Dropout.apply(dx, probability: c.hiddenDropout,
@@ -229,5 +237,6 @@ public final class GPTModel: @unchecked Sendable {
         }
         try Embedding.backward(dx, ids: batch.tokens, positions: grads.positionEmbedding == nil ? nil : batch.positions,
                                gradWord: grads.wordEmbedding, gradPosition: grads.positionEmbedding, on: device)
+        try gradientsReady?(self.layout.range(ofPrefix: "embedding."))
     }
 }

@@ -47,4 +47,12 @@ public struct ParameterLayout: Sendable {
     }
 
     public func entry(_ name: String) -> Entry? { index[name].map { entries[$0] } }
+
+    /// The span of the flat buffer holding every parameter whose name starts with `prefix`
+    /// ("decoder.layers.3.", "embedding."); empty when there is none. Such parameters are adjacent.
+    public func range(ofPrefix prefix: String) -> Range<Int> {
+        let matching = entries.filter { $0.name.hasPrefix(prefix) }
+        guard let first = matching.first, let last = matching.last else { return 0 ..< 0 }
+        return first.offset ..< last.offset + last.count
+    }
 }

@@ -1,9 +1,15 @@
 import MegatronCore
 import MegatronModels
+import MegatronParallel
 
 /// The optimizer over a model's flat fp32 buffers: AdamW or SGD with Megatron's parameter groups
 /// (no weight decay on biases and one-dimensional parameters), gradient clipping by the global L2
 /// norm, and the state (moments, step count) it keeps.
+///
+/// It updates the spans of the flat buffer it owns: all of it, or under the distributed optimizer
+/// this data-parallel rank's shard, whose Adam state alone it stores (memory falls as 1/dp). The
+/// gradient norm then sums squares over every rank's shard (`gradNormGroup`), so all ranks clip
+/// by, and skip non-finite steps on, the same global norm.
 public final class Optimizer {
     public enum Kind: String, Sendable, CaseIterable { case adam, sgd }
 
@@ -25,26 +31,52 @@ public final class Optimizer {
     /// Adam's first moment, or SGD's momentum buffer.
     let firstMoment: Tensor
     let secondMoment: Tensor?
-    /// Contiguous runs of the flat buffer with one weight-decay setting: (range, decays).
-    let groups: [(range: Range<Int>, decays: Bool)]
+    /// Contiguous runs of the owned spans with one weight-decay setting: where they lie in the flat
+    /// buffer, where their state lies in the moment tensors, and whether they decay.
+    let groups: [(range: Range<Int>, stateOffset: Int, decays: Bool)]
+    /// The spans of the flat buffer this rank updates.
+    public let ownedRanges: [Range<Int>]
+    let gradNormGroup: (any Communicator)?
     public private(set) var step = 0
 
-    public init(model: GPTModel, settings: Settings) {
+    /// An optimizer over `ownedRanges` of the model's flat buffer (default: all of it). With
+    /// `gradNormGroup`, the gradient norm is reduced over that group's shards.
+    public init(model: GPTModel, settings: Settings, ownedRanges: [Range<Int>]? = nil, gradNormGroup: (any Communicator)? = nil) {
         self.model = model
         self.settings = settings
-        let n = model.layout.totalCount
+        self.ownedRanges = ownedRanges ?? [0 ..< model.layout.totalCount]
+        self.gradNormGroup = gradNormGroup
+        let n = self.ownedRanges.reduce(0) { $0 + $1.count }
         firstMoment = Tensor(shape: [n], on: model.device)
         secondMoment = settings.kind == .adam ? Tensor(shape: [n], on: model.device) : nil
-        var groups: [(Range<Int>, Bool)] = []
-        for entry in model.layout.entries {
-            let range = entry.offset ..< entry.offset + entry.count
-            if let last = groups.last, last.1 == entry.decays, last.0.upperBound == range.lowerBound {
-                groups[groups.count - 1].0 = last.0.lowerBound ..< range.upperBound
-            } else {
-                groups.append((range, entry.decays))
+        var groups: [(Range<Int>, Int, Bool)] = []
+        var stateOffset = 0
+        for owned in self.ownedRanges {
+            for entry in model.layout.entries {
+                let entryRange = entry.offset ..< entry.offset + entry.count
+                guard entryRange.overlaps(owned) else { continue }
+                let range = entryRange.clamped(to: owned)
+                if let last = groups.last, last.2 == entry.decays, last.0.upperBound == range.lowerBound {
+                    groups[groups.count - 1].0 = last.0.lowerBound ..< range.upperBound
+                } else {
+                    groups.append((range, stateOffset, entry.decays))
+                }
+                stateOffset += range.count
             }
         }
         self.groups = groups
+    }
+
+    /// Bytes of optimizer state (moments) this rank keeps.
+    public var stateBytes: Int { firstMoment.byteCount + (secondMoment?.byteCount ?? 0) }
+
+    /// The L2 norm of the gradients over every owned span, summed over `gradNormGroup`.
+    func gradientNorm() throws -> Double {
+        let device = model.device
+        let shards = try ownedRanges.map { try model.gradients.view(offset: $0.lowerBound, shape: [$0.count]) }
+        let local = try Elementwise.globalL2Norm(shards, on: device)
+        guard let gradNormGroup, gradNormGroup.size > 1 else { return local }
+        return try gradNormGroup.allReduce(local * local, op: .sum).squareRoot()
     }
 
     /// Clips the gradients and updates the parameters at `learningRate`. Returns the gradient norm
@@ -52,7 +84,7 @@ public final class Optimizer {
     @discardableResult
     public func step(learningRate: Float) throws -> (gradNorm: Double, skipped: Bool) {
         let device = model.device
-        let norm = try Elementwise.globalL2Norm([model.gradients], on: device)
+        let norm = try gradientNorm()
         guard norm.isFinite else { return (norm, true) }
         var gradScale: Float = 1
         if settings.clipGrad > 0 {
@@ -60,18 +92,19 @@ public final class Optimizer {
             if coefficient < 1 { gradScale = Float(coefficient) }
         }
         step += 1
-        for (range, decays) in groups {
+        for (range, stateOffset, decays) in groups {
             let view = { (t: Tensor) in try t.view(offset: range.lowerBound, shape: [range.count]) }
+            let state = { (t: Tensor) in try t.view(offset: stateOffset, shape: [range.count]) }
             let wd = decays ? settings.weightDecay : 0
             switch settings.kind {
             case .adam:
-                try AdamW.update(param: view(model.parameters), grad: view(model.gradients), expAvg: view(firstMoment),
-                                 expAvgSq: view(secondMoment!), step: step,
+                try AdamW.update(param: view(model.parameters), grad: view(model.gradients), expAvg: state(firstMoment),
+                                 expAvgSq: state(secondMoment!), step: step,
                                  .init(learningRate: learningRate, beta1: settings.adamBeta1, beta2: settings.adamBeta2,
                                        epsilon: settings.adamEpsilon, weightDecay: wd),
                                  gradScale: gradScale, on: device)
             case .sgd:
-                try SGD.update(param: view(model.parameters), grad: view(model.gradients), momentumBuffer: view(firstMoment),
+                try SGD.update(param: view(model.parameters), grad: view(model.gradients), momentumBuffer: state(firstMoment),
                                firstStep: step == 1, learningRate: learningRate, momentum: settings.sgdMomentum,
                                weightDecay: wd, gradScale: gradScale, on: device)
             }

@@ -2,9 +2,14 @@ import Foundation
 import MegatronCore
 import MegatronModels
 
-/// The pretraining loop: each iteration accumulates gradients over global-batch / micro-batch
-/// micro-batches, clips, steps the optimizer and the learning-rate schedule, and every
-/// `logInterval` iterations prints Megatron's log line.
+/// The pretraining loop: each iteration accumulates gradients over global-batch / (micro-batch · dp)
+/// micro-batches, synchronises them over the data-parallel group, clips, steps the optimizer and
+/// the learning-rate schedule, and every `logInterval` iterations logs Megatron's line.
+///
+/// Data-parallel rank r takes Megatron's share of each iteration's samples: of every
+/// micro-batch · dp consecutive samples, the r-th run of micro-batch samples. Its m-th micro-batch
+/// is therefore micro-batch m·dp + r of the iteration, which also names its dropout masks, so any
+/// data-parallel size computes the same thing as one rank.
 public final class Trainer {
     public struct Settings: Sendable {
         public var trainIters: Int
@@ -30,6 +35,9 @@ public final class Trainer {
         public let learningRate: Double
         public let skipped: Bool
         public let seconds: Double
+        /// Seconds the gradient reductions took, and how long the training thread waited for them
+        /// after backward (less than the first when they overlapped backward).
+        public var gradSyncSeconds = 0.0, gradSyncWaitSeconds = 0.0
 
         public init(iteration: Int, loss: Float, gradNorm: Double, learningRate: Double, skipped: Bool, seconds: Double) {
             self.iteration = iteration
@@ -45,14 +53,17 @@ public final class Trainer {
     public let optimizer: Optimizer
     public private(set) var scheduler: OptimizerParamScheduler
     public let settings: Settings
+    public let dataParallel: DistributedDataParallel?
     let sample: (Int) -> [Int32]
     let log: (String) -> Void
     public private(set) var consumedSamples = 0
 
-    /// `sample(i)` returns training sample i (sequence-length + 1 tokens).
+    /// `sample(i)` returns training sample i (sequence-length + 1 tokens). Without `dataParallel`
+    /// this is the only rank.
     public init(model: GPTModel, optimizer: Optimizer, scheduler: OptimizerParamScheduler, settings: Settings,
-                sample: @escaping (Int) -> [Int32], log: @escaping (String) -> Void) {
+                dataParallel: DistributedDataParallel? = nil, sample: @escaping (Int) -> [Int32], log: @escaping (String) -> Void) {
         self.model = model
+        self.dataParallel = dataParallel
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.settings = settings
@@ -64,7 +75,12 @@ public final class Trainer {
     @discardableResult
     public func train() throws -> [IterationResult] {
         let s = settings
-        let microBatches = s.globalBatchSize / s.microBatchSize
+        let dp = dataParallel?.dataParallel.size ?? 1, dpRank = dataParallel?.dataParallel.rank ?? 0
+        guard s.globalBatchSize % (s.microBatchSize * dp) == 0 else {
+            throw TensorError("--global-batch-size \(s.globalBatchSize) is not divisible by --micro-batch-size "
+                              + "\(s.microBatchSize) × data-parallel size \(dp)")
+        }
+        let microBatches = s.globalBatchSize / (s.microBatchSize * dp)
         let flops = modelFLOPsPerIteration(model.config, globalBatchSize: s.globalBatchSize, sequenceLength: s.sequenceLength)
         var results: [IterationResult] = []
         var interval = TrainingLog()
@@ -73,23 +89,36 @@ public final class Trainer {
             model.zeroGradients()
             var lossSum: Float = 0
             for micro in 0 ..< microBatches {
-                let first = consumedSamples + micro * s.microBatchSize
+                let first = consumedSamples + (micro * dp + dpRank) * s.microBatchSize
                 let batch = try MicroBatch(samples: (first ..< first + s.microBatchSize).map(sample), on: model.device)
+                // The last micro-batch's backward completes the gradients: reduce them as it goes.
+                let completes = micro == microBatches - 1
+                if completes { dataParallel?.startGradSync() }
+                let ready = completes ? dataParallel.map { ddp in { (range: Range<Int>) in try ddp.gradientsReady(range) } } : nil
                 lossSum += try model.forwardBackward(batch, lossWeight: 1 / Float(microBatches),
-                                                     dropout: .init(seed: s.seed, iteration: iteration, microBatch: micro))
+                                                     dropout: .init(seed: s.seed, iteration: iteration, microBatch: micro * dp + dpRank),
+                                                     gradientsReady: ready)
             }
+            try dataParallel?.finishGradSync()
+            var loss = lossSum / Float(microBatches)
+            if let group = dataParallel?.dataParallel, dp > 1 { loss = try group.allReduce(loss, op: .sum) / Float(dp) }
             let learningRate = scheduler.learningRate
             let (gradNorm, skipped) = try optimizer.step(learningRate: Float(learningRate))
-            if !skipped { scheduler.step(s.globalBatchSize) }
+            if !skipped {
+                try dataParallel?.gatherParameters()
+                scheduler.step(s.globalBatchSize)
+            }
             consumedSamples += s.globalBatchSize
             let seconds = Date().timeIntervalSince(start)
-            let result = IterationResult(iteration: iteration, loss: lossSum / Float(microBatches), gradNorm: gradNorm,
+            var result = IterationResult(iteration: iteration, loss: loss, gradNorm: gradNorm,
                                          learningRate: learningRate, skipped: skipped, seconds: seconds)
+            result.gradSyncSeconds = dataParallel?.lastCommunicationSeconds ?? 0
+            result.gradSyncWaitSeconds = dataParallel?.lastWaitSeconds ?? 0
             results.append(result)
             interval.add(result)
             if iteration % s.logInterval == 0 || iteration == s.trainIters {
                 log(interval.line(iteration: iteration, trainIters: s.trainIters, consumedSamples: consumedSamples,
-                                  flopsPerIteration: flops, learningRate: scheduler.learningRate,
+                                  flopsPerIteration: flops / Double(dp), learningRate: scheduler.learningRate,
                                   globalBatchSize: s.globalBatchSize, gradNorm: gradNorm))
                 interval = TrainingLog()
             }

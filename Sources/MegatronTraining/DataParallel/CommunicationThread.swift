@@ -1,0 +1,64 @@
+import Foundation
+
+/// A thread that runs communication work in submission order while the training thread computes:
+/// what lets a gradient bucket's all-reduce overlap the rest of backward. The first error a piece
+/// of work throws is kept and rethrown by `waitUntilIdle`; later work is skipped.
+final class CommunicationThread: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var pending: [() throws -> Void] = []
+    private var running = false
+    private var failure: Error?
+    private var stopped = false
+
+    init(name: String) {
+        let thread = Thread { [self] in loop() }
+        thread.name = name
+        thread.stackSize = 4 << 20
+        thread.start()
+    }
+
+    /// Queues `work` behind everything already submitted.
+    func submit(_ work: @escaping () throws -> Void) {
+        condition.lock()
+        pending.append(work)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits until all submitted work has run; rethrows the first failure.
+    func waitUntilIdle() throws {
+        condition.lock()
+        defer { condition.unlock() }
+        while !pending.isEmpty || running { condition.wait() }
+        if let failure { throw failure }
+    }
+
+    /// Ends the thread once the queue is empty.
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func loop() {
+        condition.lock()
+        while true {
+            while pending.isEmpty && !stopped { condition.wait() }
+            if pending.isEmpty { break }
+            let work = pending.removeFirst()
+            running = true
+            let skip = failure != nil
+            condition.unlock()
+            var error: Error?
+            if !skip {
+                do { try work() } catch let thrown { error = thrown }
+            }
+            condition.lock()
+            if failure == nil { failure = error }
+            running = false
+            condition.broadcast()
+        }
+        condition.unlock()
+    }
+}

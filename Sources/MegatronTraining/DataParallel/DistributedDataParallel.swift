@@ -1,0 +1,132 @@
+import Dispatch
+import MegatronCore
+import MegatronModels
+import MegatronParallel
+
+/// Data parallelism over a model's flat gradient buffer, as Megatron's DistributedDataParallel:
+/// the buffer is cut at parameter boundaries into buckets of at least `bucketSize` elements, in
+/// reverse parameter order (the order backward finishes them). Each bucket's gradients are scaled
+/// by 1/dp and summed over the data-parallel group, so every rank ends with the average gradient;
+/// under the distributed optimizer they are reduce-scattered instead, each rank keeping its chunk of
+/// every bucket, and the updated parameters are all-gathered back.
+///
+/// With `overlapGradReduce`, a bucket's reduction starts on a communication thread as soon as
+/// backward reports all of its gradients final (`gradientsReady`), while the rest of backward runs.
+public final class DistributedDataParallel: @unchecked Sendable {
+    public struct Settings: Sendable {
+        /// Elements per bucket (--ddp-bucket-size); nil: Megatron's default, max(40M, 1M·dp) when
+        /// overlapping and one bucket for the whole buffer otherwise.
+        public var bucketSize: Int?
+        /// --overlap-grad-reduce
+        public var overlapGradReduce = false
+        /// --use-distributed-optimizer
+        public var useDistributedOptimizer = false
+
+        public init() {}
+    }
+
+    public let settings: Settings
+    public let dataParallel: any Communicator
+    /// Spans of the flat buffer, bucket 0 at its end.
+    public let buckets: [Range<Int>]
+    let model: GPTModel
+    private let thread: CommunicationThread?
+    /// Per bucket: gradient elements that backward has not yet finished; and whether its reduction
+    /// has been started this iteration.
+    private var unfinished: [Int] = []
+    private var started: [Bool] = []
+    /// Seconds the training thread spent waiting for reductions in the last `finishGradSync`.
+    public private(set) var lastWaitSeconds = 0.0
+    /// Seconds the reductions themselves took in the last iteration.
+    public private(set) var lastCommunicationSeconds = 0.0
+
+    public init(model: GPTModel, dataParallel: any Communicator, settings: Settings) throws {
+        self.model = model
+        self.dataParallel = dataParallel
+        self.settings = settings
+        if let size = settings.bucketSize, size < 1 { throw TensorError("--ddp-bucket-size \(size): expected at least 1") }
+        let bucketSize = settings.overlapGradReduce ? settings.bucketSize ?? max(40_000_000, 1_000_000 * dataParallel.size) : nil
+        var buckets: [Range<Int>] = []
+        var end = model.layout.totalCount
+        for entry in model.layout.entries.reversed() {
+            if let bucketSize, end - entry.offset >= bucketSize {
+                buckets.append(entry.offset ..< end)
+                end = entry.offset
+            }
+        }
+        if end > 0 { buckets.append(0 ..< end) }
+        self.buckets = buckets
+        thread = settings.overlapGradReduce && dataParallel.size > 1 ? CommunicationThread(name: "grad-reduce") : nil
+    }
+
+    deinit { thread?.stop() }
+
+    /// The spans whose optimizer state this rank keeps: its chunk of every bucket under the
+    /// distributed optimizer, else the whole buffer.
+    public var ownedRanges: [Range<Int>] {
+        guard settings.useDistributedOptimizer else { return [0 ..< model.layout.totalCount] }
+        return buckets.reversed().map { bucket in
+            let chunk = dataParallel.chunk(rank: dataParallel.rank, count: bucket.count)
+            return bucket.lowerBound + chunk.lowerBound ..< bucket.lowerBound + chunk.upperBound
+        }.filter { !$0.isEmpty }
+    }
+
+    /// Call before the backward whose gradients complete the iteration (the last micro-batch's).
+    public func startGradSync() {
+        unfinished = buckets.map(\.count)
+        started = Array(repeating: false, count: buckets.count)
+        lastCommunicationSeconds = 0
+    }
+
+    /// Backward finished adding into `range`: start every bucket this completes, when overlapping.
+    public func gradientsReady(_ range: Range<Int>) throws {
+        guard thread != nil else { return }
+        for (b, bucket) in buckets.enumerated() where bucket.overlaps(range) {
+            unfinished[b] -= bucket.clamped(to: range).count
+            if unfinished[b] == 0 { launch(b) }
+        }
+    }
+
+    /// Reduces every bucket not yet started and waits until all reductions are done.
+    public func finishGradSync() throws {
+        guard dataParallel.size > 1 else { return }
+        let start = Self.now()
+        if let thread {
+            for b in buckets.indices where !started[b] { launch(b) }
+            try thread.waitUntilIdle()
+        } else {
+            for b in buckets.indices { try reduce(b) }
+        }
+        lastWaitSeconds = Self.now() - start
+    }
+
+    /// Under the distributed optimizer: all-gathers every bucket's parameters from their owners.
+    public func gatherParameters() throws {
+        guard settings.useDistributedOptimizer, dataParallel.size > 1 else { return }
+        for bucket in buckets {
+            try dataParallel.allGather(UnsafeMutableBufferPointer(start: model.parameters.floats + bucket.lowerBound, count: bucket.count))
+        }
+    }
+
+    private static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
+
+    private func launch(_ b: Int) {
+        started[b] = true
+        thread!.submit { [self] in try reduce(b) }
+    }
+
+    /// Scales bucket `b`'s gradients by 1/dp and sums them over the data-parallel group.
+    private func reduce(_ b: Int) throws {
+        let start = Self.now()
+        let bucket = buckets[b]
+        let gradients = try model.gradients.view(offset: bucket.lowerBound, shape: [bucket.count])
+        try Elementwise.scale(gradients, by: 1 / Float(dataParallel.size), on: model.device)
+        let values = UnsafeMutableBufferPointer(start: gradients.floats, count: bucket.count)
+        if settings.useDistributedOptimizer {
+            try dataParallel.reduceScatter(values, op: .sum)
+        } else {
+            try dataParallel.allReduce(values, op: .sum)
+        }
+        lastCommunicationSeconds += Self.now() - start
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import MegatronCore
+import MegatronModels
+import MegatronParallel
+import MegatronTraining
+import Testing
+
+/// Data parallelism computes what one rank computes: the same loss and gradient norm at every step
+/// for the same global batch, with dropout on (each micro-batch keeps its masks).
+struct DataParallelTests {
+    static let steps = 20
+
+    /// Trains the tiny model on `dp` in-process ranks; returns the losses and grad norms rank 0 saw.
+    static func train(dataParallelSize dp: Int, ddp: DistributedDataParallel.Settings = .init(),
+                      optimizerStateBytes: UnsafeMutablePointer<Int>? = nil) throws -> [(loss: Float, gradNorm: Double)] {
+        var config = GPTConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
+        config.hiddenDropout = 0.1
+        config.attentionDropout = 0.1
+        let modelConfig = config
+        let data = MockGPTDataset(vocabSize: 128, sequenceLength: 16, seed: 5)
+        let results = Results()
+        try InProcessWorld(size: dp).run { world in
+            let model = try GPTModel(config: modelConfig, seed: 3, on: CPUDevice(threads: 1))
+            let state = try ParallelState(worldSize: dp)
+            let groups = try ProcessGroups(world: world, state: state)
+            let dataParallel = try DistributedDataParallel(model: model, dataParallel: groups.dataParallel, settings: ddp)
+            var optimizerSettings = Optimizer.Settings()
+            optimizerSettings.clipGrad = 0.3
+            let optimizer = Optimizer(model: model, settings: optimizerSettings, ownedRanges: dataParallel.ownedRanges,
+                                      gradNormGroup: ddp.useDistributedOptimizer ? groups.dataParallel : nil)
+            var settings = Trainer.Settings(trainIters: steps, microBatchSize: 1, globalBatchSize: 8, sequenceLength: 16)
+            settings.logInterval = steps
+            let trainer = Trainer(model: model, optimizer: optimizer,
+                                  scheduler: .init(maxLR: 3e-3, warmupSteps: 4, decaySteps: 40, decayStyle: .cosine),
+                                  settings: settings, dataParallel: dataParallel, sample: data.sample, log: { _ in })
+            let trained = try trainer.train()
+            if world.rank == 0 { results.set(trained.map { ($0.loss, $0.gradNorm) }, stateBytes: optimizer.stateBytes) }
+        }
+        optimizerStateBytes?.pointee = results.stateBytes
+        return results.values
+    }
+
+    final class Results: @unchecked Sendable {
+        var values: [(loss: Float, gradNorm: Double)] = []
+        var stateBytes = 0
+        func set(_ v: [(loss: Float, gradNorm: Double)], stateBytes: Int) { values = v; self.stateBytes = stateBytes }
+    }
+
+    static func expectSame(_ a: [(loss: Float, gradNorm: Double)], _ b: [(loss: Float, gradNorm: Double)], _ what: String) {
+        #expect(a.count == steps && b.count == steps)
+        for (step, (x, y)) in zip(a, b).enumerated() {
+            #expect(abs(x.loss - y.loss) <= 1e-5 * abs(x.loss), "\(what): step \(step + 1) loss \(x.loss) vs \(y.loss)")
+            #expect(abs(x.gradNorm - y.gradNorm) <= 1e-4 * x.gradNorm, "\(what): step \(step + 1) grad norm \(x.gradNorm) vs \(y.gradNorm)")
+        }
+    }
+
+    @Test func dataParallelTwoAndFourMatchOneRank() throws {
+        let single = try Self.train(dataParallelSize: 1)
+        #expect(single.last!.loss < single.first!.loss - 0.2, "the run must learn for the comparison to mean anything")
+        Self.expectSame(single, try Self.train(dataParallelSize: 2), "DP=2")
+        Self.expectSame(single, try Self.train(dataParallelSize: 4), "DP=4")
+    }
+
+    @Test func overlappedBucketsMatchOneRank() throws {
+        var ddp = DistributedDataParallel.Settings()
+        ddp.overlapGradReduce = true
+        ddp.bucketSize = 3000
+        Self.expectSame(try Self.train(dataParallelSize: 1), try Self.train(dataParallelSize: 4, ddp: ddp), "DP=4 overlapped")
+    }
+
+    @Test func distributedOptimizerMatchesThePlainOneAndShardsItsState() throws {
+        var plainBytes = 0, shardedBytes = 0
+        let plain = try Self.train(dataParallelSize: 4, optimizerStateBytes: &plainBytes)
+        var ddp = DistributedDataParallel.Settings()
+        ddp.useDistributedOptimizer = true
+        ddp.overlapGradReduce = true
+        ddp.bucketSize = 3000
+        Self.expectSame(plain, try Self.train(dataParallelSize: 4, ddp: ddp, optimizerStateBytes: &shardedBytes), "distributed optimizer")
+        #expect(abs(shardedBytes * 4 - plainBytes) <= 4 * 8 * 16, "Adam state \(shardedBytes) B per rank vs \(plainBytes) B unsharded")
+    }
+
+    @Test func bucketsRunInReverseParameterOrderAndCoverTheBuffer() throws {
+        let config = GPTConfig(numLayers: 3, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
+        let model = try GPTModel(config: config, seed: 1, on: CPUDevice(threads: 1))
+        var settings = DistributedDataParallel.Settings()
+        settings.overlapGradReduce = true
+        settings.bucketSize = 5000
+        let ddp = try DistributedDataParallel(model: model, dataParallel: InProcessWorld(size: 1).communicator(rank: 0), settings: settings)
+        #expect(ddp.buckets.count > 2)
+        #expect(ddp.buckets.first!.upperBound == model.layout.totalCount && ddp.buckets.last!.lowerBound == 0)
+        for (a, b) in zip(ddp.buckets, ddp.buckets.dropFirst()) { #expect(b.upperBound == a.lowerBound) }
+        for bucket in ddp.buckets.dropLast() { #expect(bucket.count >= 5000) }
+        let starts = Set(model.layout.entries.map(\.offset))
+        #expect(ddp.buckets.allSatisfy { starts.contains($0.lowerBound) }, "buckets cut at parameter boundaries")
+    }
+}
