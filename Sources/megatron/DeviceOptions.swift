@@ -13,8 +13,11 @@ struct DeviceOptions: ParsableArguments {
         if let threads, threads < 1 { throw ValidationError("--threads \(threads): expected at least 1") }
     }
 
-    func makeDevice() throws -> CPUDevice {
-        let count = try threads ?? CPUDevice.defaultThreadCount(environment: ProcessInfo.processInfo.environment)
-        return CPUDevice(threads: count)
+    /// The device for one rank among `ranksSharingCores` on this machine: --threads threads, else
+    /// the default count divided among the ranks (at least one each).
+    func makeDevice(ranksSharingCores: Int = 1) throws -> CPUDevice {
+        if let threads { return CPUDevice(threads: threads) }
+        let count = try CPUDevice.defaultThreadCount(environment: ProcessInfo.processInfo.environment)
+        return CPUDevice(threads: max(1, count / ranksSharingCores))
     }
 }

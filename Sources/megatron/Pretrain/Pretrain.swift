@@ -3,6 +3,7 @@ import Foundation
 import MegatronCore
 import MegatronData
 import MegatronModels
+import MegatronParallel
 import MegatronTraining
 
 /// `megatron pretrain`: GPT pretraining with the flags of Megatron-LM's pretrain_gpt.py.
@@ -10,12 +11,18 @@ struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Pretrain a GPT model (Megatron-LM's pretrain_gpt.py flags).",
         discussion: """
-            Throughput is model TFLOP/s by Megatron's formula (num_floating_point_operations in \
+            Throughput is model TFLOP/s per rank by Megatron's formula (num_floating_point_operations in \
             megatron/training/training.py: every GEMM three times, the attention core's causal half).
+
+            Several ranks: `mpirun -np 4 megatron pretrain …` (one process per rank, on one machine or \
+            several), or `megatron pretrain --distributed-backend in-process --in-process-ranks 4 …` \
+            (threads of one process). Ranks share the cores of a machine: each uses cores ÷ ranks there \
+            unless --threads says otherwise. The last rank prints the training log, as Megatron's.
             """)
 
     @OptionGroup(title: "Model") var model: ModelArguments
     @OptionGroup(title: "Training") var training: TrainingArguments
+    @OptionGroup(title: "Distributed") var distributed: DistributedArguments
     @OptionGroup(title: "Device") var device: DeviceOptions
 
     @Flag(name: .customLong("mock-data"), help: "Train on synthetic documents (Megatron's --mock-data).")
@@ -54,9 +61,11 @@ struct Pretrain: ParsableCommand {
         guard training.microBatchSize >= 1, training.seqLength >= 1 else {
             throw ValidationError("--micro-batch-size and --seq-length must be positive")
         }
-        let gbs = training.globalBatchSize ?? training.microBatchSize
-        guard gbs % training.microBatchSize == 0 else {
-            throw ValidationError("--global-batch-size \(gbs) is not divisible by --micro-batch-size \(training.microBatchSize) × data-parallel size 1")
+        let dp = try distributed.parallelState().dataParallelSize
+        let gbs = globalBatchSize(dataParallelSize: dp)
+        guard gbs % (training.microBatchSize * dp) == 0 else {
+            throw ValidationError("--global-batch-size \(gbs) is not divisible by --micro-batch-size \(training.microBatchSize) "
+                                  + "× data-parallel size \(dp)")
         }
         guard training.logInterval >= 1 else { throw ValidationError("--log-interval must be at least 1") }
         if greedySamplePrompt != nil && tokenizerType != "GPT2BPETokenizer" {
@@ -68,22 +77,41 @@ struct Pretrain: ParsableCommand {
         _ = try training.optimizerSettings()
     }
 
+    /// --global-batch-size, by default one micro-batch per data-parallel rank.
+    func globalBatchSize(dataParallelSize: Int) -> Int { training.globalBatchSize ?? training.microBatchSize * dataParallelSize }
+
     func run() throws {
-        let device = try device.makeDevice()
+        try distributed.launch { world in try train(world: world) }
+    }
+
+    /// One rank's run: its model replica, its share of every global batch, and (on rank 0) the
+    /// greedy sample at the end.
+    func train(world: any Communicator) throws {
+        let groups = try ProcessGroups(world: world, state: distributed.parallelState())
+        let isFirst = world.rank == 0, isLast = groups.isLastRank
+        let device = try device.makeDevice(ranksSharingCores: distributed.ranksPerMachine)
         let tokenizer = tokenizerType == "GPT2BPETokenizer"
             ? try GPT2BPETokenizer(vocabFile: URL(fileURLWithPath: vocabFile!), mergesFile: URL(fileURLWithPath: mergeFile!))
             : nil
         let vocab = tokenizer?.vocabSize ?? vocabSize!
         let config = try model.config(vocabSize: vocab, seqLength: training.seqLength)
-        let gbs = training.globalBatchSize ?? training.microBatchSize
+        let gbs = globalBatchSize(dataParallelSize: groups.state.dataParallelSize)
         var settings = Trainer.Settings(trainIters: try training.iterations(globalBatchSize: gbs), microBatchSize: training.microBatchSize,
                                         globalBatchSize: gbs, sequenceLength: training.seqLength)
         settings.logInterval = training.logInterval
         settings.seed = UInt64(training.seed)
         let gpt = try GPTModel(config: config, seed: UInt64(training.seed), on: device)
-        print("> building GPT model: \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
-              + "padded vocab \(config.paddedVocabSize), \(gpt.layout.totalCount) parameters, \(device.threads) thread(s)")
-        let sample: (Int) -> [Int32]
+        let dataParallel = try DistributedDataParallel(model: gpt, dataParallel: groups.dataParallel, settings: distributed.ddpSettings)
+        let optimizer = Optimizer(model: gpt, settings: try training.optimizerSettings(), ownedRanges: dataParallel.ownedRanges,
+                                  gradNormGroup: distributed.useDistributedOptimizer ? groups.dataParallel : nil)
+        if isFirst {
+            print("> building GPT model: \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
+                  + "padded vocab \(config.paddedVocabSize), \(gpt.layout.totalCount) parameters")
+            print("> \(world.size) rank(s) (\(distributed.effectiveBackend.rawValue)), data-parallel size \(groups.state.dataParallelSize), "
+                  + "\(device.threads) thread(s) each; \(dataParallel.buckets.count) gradient bucket(s)"
+                  + (distributed.useDistributedOptimizer ? ", distributed optimizer (\(optimizer.stateBytes) bytes of state per rank)" : ""))
+        }
+        let sample: @Sendable (Int) -> [Int32]
         let firstSample: [Int32]
         if let prefix = dataPath.first {
             let dataset = try PackedSequenceDataset(IndexedDataset(prefix: prefix), sequenceLength: training.seqLength)
@@ -93,18 +121,23 @@ struct Pretrain: ParsableCommand {
                 state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
                 order.swapAt(i, Int((state >> 33) % UInt64(i + 1)))
             }
-            print("> dataset \(prefix): \(dataset.dataset.documentCount) documents, \(dataset.tokenCount) tokens, \(dataset.sampleCount) samples of \(training.seqLength + 1) tokens (seeded shuffle, not yet Megatron's GPTDataset order)")
-            sample = { dataset.sample(order[$0 % order.count]) }
+            if isFirst {
+                print("> dataset \(prefix): \(dataset.dataset.documentCount) documents, \(dataset.tokenCount) tokens, \(dataset.sampleCount) samples of \(training.seqLength + 1) tokens (seeded shuffle, not yet Megatron's GPTDataset order)")
+            }
+            let shuffled = order
+            sample = { dataset.sample(shuffled[$0 % shuffled.count]) }
             firstSample = dataset.sample(0)
         } else {
-            sample = MockGPTDataset(vocabSize: vocab, sequenceLength: training.seqLength, seed: UInt64(training.seed)).sample
+            let mock = MockGPTDataset(vocabSize: vocab, sequenceLength: training.seqLength, seed: UInt64(training.seed))
+            sample = { mock.sample($0) }
             firstSample = sample(0)
         }
-        let trainer = Trainer(model: gpt, optimizer: Optimizer(model: gpt, settings: try training.optimizerSettings()),
-                              scheduler: try training.scheduler(globalBatchSize: gbs), settings: settings,
-                              sample: sample, log: { print($0); fflush(nil) })
+        fflush(nil)
+        let trainer = Trainer(model: gpt, optimizer: optimizer, scheduler: try training.scheduler(globalBatchSize: gbs), settings: settings,
+                              dataParallel: dataParallel, sample: sample,
+                              log: { line in if isLast { print(line); fflush(nil) } })
         try trainer.train()
-        if greedySampleTokens > 0 {
+        if greedySampleTokens > 0 && isFirst {
             let prompt: [Int32]
             if let text = greedySamplePrompt, let tokenizer, !tokenizer.encode(text).isEmpty {
                 prompt = tokenizer.encode(text)
@@ -118,7 +151,10 @@ struct Pretrain: ParsableCommand {
                 print("> greedy sample (token ids): \(prompt.map(String.init).joined(separator: " ")) ⟶ "
                       + tokens.map(String.init).joined(separator: " "))
             }
+            fflush(nil)
         }
+        // Nobody leaves (and ends MPI) while rank 0 still samples.
+        try world.barrier()
     }
 
     /// Extends `prompt` by `count` argmax tokens, re-running the model on the last `maxLength` tokens.
@@ -137,3 +173,6 @@ struct Pretrain: ParsableCommand {
         return generated
     }
 }
+
+// Parsed once and read-only afterwards: every rank reads the same options.
+extension Pretrain: @unchecked Sendable {}

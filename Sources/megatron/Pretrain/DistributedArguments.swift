@@ -1,0 +1,101 @@
+import ArgumentParser
+import Foundation
+import MegatronParallel
+import MegatronTraining
+
+/// Megatron's parallelism and distributed flags, and how the ranks of a run come to be: processes
+/// started by `mpirun` (MPI), or threads of this process (in-process).
+struct DistributedArguments: ParsableArguments {
+    enum Backend: String, ExpressibleByArgument, CaseIterable { case mpi, inProcess = "in-process" }
+
+    @Option(name: .customLong("tensor-model-parallel-size")) var tensorModelParallelSize = 1
+    @Option(name: .customLong("pipeline-model-parallel-size")) var pipelineModelParallelSize = 1
+    @Option(name: .customLong("context-parallel-size")) var contextParallelSize = 1
+    @Option(name: .customLong("distributed-backend"),
+            help: "mpi (the default under mpirun: one rank per process) or in-process (ranks as threads of this process).")
+    var backend: Backend?
+    @Option(name: .customLong("in-process-ranks"),
+            help: "With the in-process backend: how many ranks to run as threads (default 1).")
+    var inProcessRanks = 1
+    @Option(name: .customLong("distributed-timeout-minutes"),
+            help: "In-process backend: how long a rank waits for its peers in a collective before the run fails.")
+    var timeoutMinutes: Double = 10
+    @Option(name: .customLong("ddp-bucket-size"),
+            help: "Gradient elements per data-parallel bucket (default with --overlap-grad-reduce: max(40M, 1M × dp)).")
+    var ddpBucketSize: Int?
+    @Flag(name: .customLong("overlap-grad-reduce"), help: "Reduce each gradient bucket during backward, on a communication thread.")
+    var overlapGradReduce = false
+    @Flag(name: .customLong("use-distributed-optimizer"),
+          help: "Shard the optimizer state over data-parallel ranks (reduce-scatter gradients, all-gather parameters).")
+    var useDistributedOptimizer = false
+
+    /// The backend in effect: as given, else MPI when this process was started by mpirun.
+    var effectiveBackend: Backend { backend ?? (MPICommunicator.launchedByMPIRun ? .mpi : .inProcess) }
+
+    /// The world size, known before any communicator exists: mpirun's, or the in-process rank count.
+    var worldSize: Int {
+        guard effectiveBackend == .mpi else { return inProcessRanks }
+        return ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"].flatMap(Int.init) ?? 1
+    }
+
+    /// Ranks on this machine: the in-process ranks, or mpirun's ranks on this node.
+    var ranksPerMachine: Int {
+        guard effectiveBackend == .mpi else { return inProcessRanks }
+        return ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1
+    }
+
+    func validate() throws {
+        guard inProcessRanks >= 1 else { throw ValidationError("--in-process-ranks \(inProcessRanks): expected at least 1") }
+        if inProcessRanks > 1 && effectiveBackend == .mpi {
+            throw ValidationError("--in-process-ranks needs --distributed-backend in-process (under mpirun, use mpirun -np)")
+        }
+        if effectiveBackend == .mpi && !MPICommunicator.launchedByMPIRun {
+            throw ValidationError("--distributed-backend mpi: start the run with mpirun -np N megatron pretrain …")
+        }
+        guard timeoutMinutes > 0 else { throw ValidationError("--distributed-timeout-minutes must be positive") }
+        if let ddpBucketSize, ddpBucketSize < 1 { throw ValidationError("--ddp-bucket-size \(ddpBucketSize): expected at least 1") }
+        let state = try parallelState()
+        for (flag, size) in [("--tensor-model-parallel-size", state.tensorModelParallelSize),
+                             ("--pipeline-model-parallel-size", state.pipelineModelParallelSize),
+                             ("--context-parallel-size", state.contextParallelSize)] where size > 1 {
+            throw ValidationError("\(flag) \(size): only data parallelism is implemented so far; tensor, pipeline and "
+                                  + "context parallelism will run on the same process groups")
+        }
+    }
+
+    func parallelState() throws -> ParallelState {
+        do {
+            return try ParallelState(worldSize: worldSize, tensorModelParallelSize: tensorModelParallelSize,
+                                     pipelineModelParallelSize: pipelineModelParallelSize, contextParallelSize: contextParallelSize)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    var ddpSettings: DistributedDataParallel.Settings {
+        var settings = DistributedDataParallel.Settings()
+        settings.bucketSize = ddpBucketSize
+        settings.overlapGradReduce = overlapGradReduce
+        settings.useDistributedOptimizer = useDistributedOptimizer
+        return settings
+    }
+
+    /// Runs `body` once per rank of the world: in this process under mpirun (a failing rank ends
+    /// the whole job through MPI_Abort, naming itself), or on one thread per in-process rank (a
+    /// failing rank releases the others; the run then fails with its error).
+    func launch(_ body: @escaping @Sendable (any Communicator) throws -> Void) throws {
+        switch effectiveBackend {
+        case .mpi:
+            let world = try MPICommunicator.world()
+            do {
+                try body(world)
+                MPICommunicator.finalize()
+            } catch {
+                FileHandle.standardError.write(Data("megatron: rank \(world.rank) failed: \(error)\n".utf8))
+                MPICommunicator.abort(code: 1)
+            }
+        case .inProcess:
+            try InProcessWorld(size: inProcessRanks, timeoutSeconds: timeoutMinutes * 60).run { try body($0) }
+        }
+    }
+}
