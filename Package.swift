@@ -47,6 +47,7 @@ let package = Package(
                 "MegatronTraining",
                 "MegatronData",
                 "MegatronParallel",
+                "CMPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

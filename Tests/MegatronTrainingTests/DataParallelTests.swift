@@ -94,3 +94,47 @@ struct DataParallelTests {
         #expect(ddp.buckets.allSatisfy { starts.contains($0.lowerBound) }, "buckets cut at parameter boundaries")
     }
 }
+
+/// The distributed optimizer's gradient norm covers every rank's shard: all ranks clip by the
+/// whole model's norm, and a non-finite gradient on one rank's shard skips the step everywhere.
+struct ShardedGradientNormTests {
+    final class Outcomes: @unchecked Sendable {
+        var values: [Int: (norm: Double, skipped: Bool)] = [:]
+        let lock = NSLock()
+        func record(_ rank: Int, _ value: (Double, Bool)) { lock.lock(); values[rank] = value; lock.unlock() }
+    }
+
+    static func step(poisonRank: Int?) throws -> (outcomes: [Int: (norm: Double, skipped: Bool)], fullNorm: Double) {
+        let config = GPTConfig(numLayers: 1, hiddenSize: 16, numAttentionHeads: 2, paddedVocabSize: 64, maxPositionEmbeddings: 8)
+        let outcomes = Outcomes()
+        let n = ParameterLayout(config).totalCount
+        let gradient: @Sendable (Int) -> Float = { Float($0 % 13) * 1e-3 - 5e-3 }
+        try InProcessWorld(size: 3).run { world in
+            let model = try GPTModel(config: config, seed: 1, on: CPUDevice(threads: 1))
+            var settings = DistributedDataParallel.Settings()
+            settings.useDistributedOptimizer = true
+            let ddp = try DistributedDataParallel(model: model, dataParallel: world, settings: settings)
+            for i in 0 ..< n { model.gradients.floats[i] = gradient(i) }
+            if world.rank == poisonRank { model.gradients.floats[ddp.ownedRanges[0].lowerBound] = .nan }
+            let optimizer = Optimizer(model: model, settings: .init(), ownedRanges: ddp.ownedRanges, gradNormGroup: world)
+            outcomes.record(world.rank, try optimizer.step(learningRate: 0))
+        }
+        let fullNorm = (0 ..< n).reduce(0.0) { $0 + Double(gradient($1)) * Double(gradient($1)) }.squareRoot()
+        return (outcomes.values, fullNorm)
+    }
+
+    @Test func everyRankSeesTheWholeModelsNorm() throws {
+        let (outcomes, fullNorm) = try Self.step(poisonRank: nil)
+        #expect(outcomes.count == 3)
+        for (rank, outcome) in outcomes {
+            #expect(!outcome.skipped)
+            #expect(abs(outcome.norm - fullNorm) <= 1e-6 * fullNorm, "rank \(rank): \(outcome.norm) vs \(fullNorm)")
+        }
+    }
+
+    @Test func aNaNOnOneRanksShardSkipsTheStepOnEveryRank() throws {
+        let (outcomes, _) = try Self.step(poisonRank: 1)
+        #expect(outcomes.count == 3)
+        #expect(outcomes.values.allSatisfy { $0.skipped && !$0.norm.isFinite })
+    }
+}

@@ -2,8 +2,8 @@
 /// engine that moves bytes (MPI across processes and machines, or threads of one process).
 ///
 /// Every method except `send` and `receive` is collective: all ranks of the group call it, in the
-/// same order, with buffers of the same length. Reductions sum or take the maximum in rank order,
-/// so every rank receives bit-identical results. A peer that fails makes the waiting ranks throw
+/// same order, with buffers of the same length. All-reduce gives every rank the same bits (the
+/// in-process backend sums in rank order; MPI implementations guarantee it for MPI_Allreduce). A peer that fails makes the waiting ranks throw
 /// (in-process) or ends the job (MPI); nothing waits forever.
 public protocol Communicator: AnyObject, Sendable {
     /// This rank's index in the group, 0 ..< size.
@@ -86,4 +86,41 @@ extension Communicator {
             throw CommunicatorError("\(operation): rank \(peer) is outside the group of \(size)")
         }
     }
+}
+
+/// `target[i] = op(target[i], source[i])` for `count` elements, in a loop compiled for the concrete
+/// scalar type (a generic loop runs through witness tables, many times slower).
+func accumulate<T: CommunicationScalar>(_ target: UnsafeMutablePointer<T>, _ source: UnsafePointer<T>, count: Int, op: ReduceOp) {
+    let t = UnsafeMutableRawPointer(target), s = UnsafeRawPointer(source)
+    switch T.kind {
+    case .float32: accumulate(t.assumingMemoryBound(to: Float.self), s.assumingMemoryBound(to: Float.self), count, op)
+    case .float64: accumulate(t.assumingMemoryBound(to: Double.self), s.assumingMemoryBound(to: Double.self), count, op)
+    case .int32: accumulate(t.assumingMemoryBound(to: Int32.self), s.assumingMemoryBound(to: Int32.self), count, op)
+    }
+}
+
+private func accumulate(_ t: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>, _ count: Int, _ op: ReduceOp) {
+    switch op {
+    case .sum: for i in 0 ..< count { t[i] += s[i] }
+    case .max: for i in 0 ..< count where s[i] > t[i] { t[i] = s[i] }
+    }
+}
+
+private func accumulate(_ t: UnsafeMutablePointer<Double>, _ s: UnsafePointer<Double>, _ count: Int, _ op: ReduceOp) {
+    switch op {
+    case .sum: for i in 0 ..< count { t[i] += s[i] }
+    case .max: for i in 0 ..< count where s[i] > t[i] { t[i] = s[i] }
+    }
+}
+
+private func accumulate(_ t: UnsafeMutablePointer<Int32>, _ s: UnsafePointer<Int32>, _ count: Int, _ op: ReduceOp) {
+    switch op {
+    case .sum: for i in 0 ..< count { t[i] &+= s[i] }
+    case .max: for i in 0 ..< count where s[i] > t[i] { t[i] = s[i] }
+    }
+}
+
+/// Copies `count` elements as bytes (memcpy; the regions must not overlap).
+func copyElements<T: CommunicationScalar>(_ target: UnsafeMutablePointer<T>, _ source: UnsafePointer<T>, count: Int) {
+    UnsafeMutableRawPointer(target).copyMemory(from: source, byteCount: count * MemoryLayout<T>.stride)
 }

@@ -19,7 +19,7 @@ public final class InProcessCommunicator: Communicator, @unchecked Sendable {
         // Every rank has read its inputs: write this rank's chunk of the result everywhere.
         for peer in 0 ..< size {
             let target = group.buffers[peer]!.assumingMemoryBound(to: T.self) + mine.lowerBound
-            target.update(from: reduced, count: mine.count)
+            copyElements(target, reduced, count: mine.count)
         }
         try group.arrive(rank, operation: "all-reduce")
     }
@@ -29,7 +29,7 @@ public final class InProcessCommunicator: Communicator, @unchecked Sendable {
         let mine = chunk(rank: rank, count: buffer.count)
         let reduced = reduce(mine, as: T.self, op: op)
         try group.arrive(rank, operation: "reduce-scatter")
-        if !mine.isEmpty { (buffer.baseAddress! + mine.lowerBound).update(from: reduced, count: mine.count) }
+        if !mine.isEmpty { copyElements(buffer.baseAddress! + mine.lowerBound, reduced, count: mine.count) }
     }
 
     public func allGather<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>) throws {
@@ -38,7 +38,7 @@ public final class InProcessCommunicator: Communicator, @unchecked Sendable {
             let theirs = chunk(rank: peer, count: buffer.count)
             guard !theirs.isEmpty else { continue }
             let source = group.buffers[peer]!.assumingMemoryBound(to: T.self) + theirs.lowerBound
-            (buffer.baseAddress! + theirs.lowerBound).update(from: source, count: theirs.count)
+            copyElements(buffer.baseAddress! + theirs.lowerBound, source, count: theirs.count)
         }
         try group.arrive(rank, operation: "all-gather")
     }
@@ -47,7 +47,7 @@ public final class InProcessCommunicator: Communicator, @unchecked Sendable {
         try checkPeer(root, operation: "broadcast")
         try group.arrive(rank, buffer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count, operation: "broadcast")
         if rank != root && buffer.count > 0 {
-            buffer.baseAddress!.update(from: group.buffers[root]!.assumingMemoryBound(to: T.self), count: buffer.count)
+            copyElements(buffer.baseAddress!, group.buffers[root]!.assumingMemoryBound(to: T.self), count: buffer.count)
         }
         try group.arrive(rank, operation: "broadcast")
     }
@@ -78,16 +78,10 @@ public final class InProcessCommunicator: Communicator, @unchecked Sendable {
     private func reduce<T: CommunicationScalar>(_ range: Range<Int>, as _: T.Type, op: ReduceOp) -> [T] {
         let inputs = (0 ..< size).map { group.buffers[$0].map { $0.assumingMemoryBound(to: T.self) + range.lowerBound } }
         guard !range.isEmpty else { return [] }
-        var result = Array(UnsafeBufferPointer(start: inputs[0]!, count: range.count))
-        result.withUnsafeMutableBufferPointer { out in
-            for input in inputs.dropFirst() {
-                let values = input!
-                switch op {
-                case .sum: for i in out.indices { out[i] += values[i] }
-                case .max: for i in out.indices where values[i] > out[i] { out[i] = values[i] }
-                }
-            }
+        return [T](unsafeUninitializedCapacity: range.count) { out, initialized in
+            copyElements(out.baseAddress!, inputs[0]!, count: range.count)
+            for input in inputs.dropFirst() { accumulate(out.baseAddress!, input!, count: range.count, op: op) }
+            initialized = range.count
         }
-        return result
     }
 }

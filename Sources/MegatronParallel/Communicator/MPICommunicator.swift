@@ -64,16 +64,29 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         }
     }
 
+    /// Pairwise exchange: in step k = 1 … n−1 this rank sends its copy of chunk (rank + k) mod n to
+    /// that chunk's owner and adds the copy of its own chunk that rank (rank − k) mod n sends. Each
+    /// rank sends (n−1)/n of the buffer once, the optimum; OpenMPI 4.1's MPI_Reduce_scatter measured
+    /// 2–5× slower than its MPI_Allreduce on the same buffer here (`megatron bench allreduce`).
     public func reduceScatter<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
-        guard buffer.count > 0 else { return try barrier() }
-        let counts = try chunkCounts(buffer.count)
-        try Self.check(MPI_Reduce_scatter(mg_mpi_in_place(), buffer.baseAddress!, counts, Self.datatype(T.self), Self.mpiOp(op), comm),
-                       "MPI_Reduce_scatter")
-        // In place, MPI leaves the result at the start of the buffer; callers look in this rank's
-        // chunk, which for rank > 0 lies wholly after the first chunk's length.
         let mine = chunk(rank: rank, count: buffer.count)
-        if rank != 0 && !mine.isEmpty { (buffer.baseAddress! + mine.lowerBound).update(from: buffer.baseAddress!, count: mine.count) }
+        let incoming = UnsafeMutableBufferPointer<T>.allocate(capacity: max(mine.count, 1))
+        defer { incoming.deallocate() }
+        let base = buffer.baseAddress, own = base.map { $0 + mine.lowerBound }
+        for k in 1 ..< max(size, 1) {
+            let destination = (rank + k) % size, source = (rank - k + size) % size
+            let outgoing = chunk(rank: destination, count: buffer.count)
+            var status = MPI_Status()
+            try Self.check(MPI_Sendrecv(base.map { $0 + outgoing.lowerBound }, try Self.count(outgoing.count), Self.datatype(T.self),
+                                        Int32(destination), Self.reduceScatterTag,
+                                        incoming.baseAddress, try Self.count(mine.count), Self.datatype(T.self),
+                                        Int32(source), Self.reduceScatterTag, comm, &status), "MPI_Sendrecv (reduce-scatter)")
+            if let own { accumulate(own, incoming.baseAddress!, count: mine.count, op: op) }
+        }
     }
+
+    /// The tag of reduce-scatter's messages, apart from the tags callers use with send/receive.
+    static let reduceScatterTag: Int32 = 0x7EED
 
     public func allGather<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>) throws {
         guard buffer.count > 0 else { return try barrier() }

@@ -4,6 +4,6 @@ import ArgumentParser
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (release builds only give meaningful figures).",
-        subcommands: [BenchKernels.self, BenchGPT.self, BenchTokenizer.self]
+        subcommands: [BenchKernels.self, BenchGPT.self, BenchTokenizer.self, BenchAllReduce.self, BenchDataParallel.self]
     )
 }
