@@ -1,0 +1,134 @@
+/// Megatron's GPTDataset over one indexed dataset: the documents of one split, repeated for as
+/// many epochs as `numSamples` needs, shuffled, packed into samples of sequence-length + 1 tokens
+/// that run across document boundaries, and the samples shuffled, all exactly as
+/// megatron/core/datasets/gpt_dataset.py builds them, so a seed gives Megatron's sample order.
+///
+/// - Document index: the split's documents once per epoch, shuffled by NumPy's RandomState(seed).
+///   When the last epoch would contribute under 80 % of an epoch's samples it is shuffled apart,
+///   so that its few samples are not drawn from the whole corpus.
+/// - Sample index: for sample i, (position in the document index, token offset) of its first
+///   token; sample i ends where sample i + 1 begins, one token further (the label of the last input).
+/// - Shuffle index: a permutation of the samples (the separated last epoch's shuffled apart).
+public struct GPTDataset: Sendable {
+    public let dataset: IndexedDataset
+    public let sequenceLength: Int
+    public let documentIndex: [Int32]
+    /// Flattened pairs: sampleIndex[2i] is the position in `documentIndex`, sampleIndex[2i + 1] the offset.
+    public let sampleIndex: [Int32]
+    public let shuffleIndex: [Int]
+    public let epochs: Int
+    public let separateFinalEpoch: Bool
+
+    /// Samples available (every epoch's; at least the `numSamples` asked for).
+    public var count: Int { shuffleIndex.count }
+
+    /// The dataset over `documents` (indices of the indexed dataset's sequences) giving at least
+    /// `numSamples` samples of `sequenceLength` + 1 tokens.
+    public init(_ dataset: IndexedDataset, documents: Range<Int>, numSamples: Int, sequenceLength: Int, seed: UInt32) throws {
+        guard sequenceLength > 1 else { throw TokenizerError("GPTDataset: --seq-length \(sequenceLength) must exceed 1") }
+        guard numSamples >= 1 else { throw TokenizerError("GPTDataset: \(numSamples) samples requested; expected at least 1") }
+        guard !documents.isEmpty, documents.upperBound <= dataset.sequenceCount else {
+            throw TokenizerError("GPTDataset: documents \(documents) outside the dataset's \(dataset.sequenceCount)")
+        }
+        self.dataset = dataset
+        self.sequenceLength = sequenceLength
+        let sizes = dataset.sequenceLengths
+        let tokensPerEpoch = documents.reduce(0) { $0 + Int(sizes[$1]) }
+        guard tokensPerEpoch > 1 else { throw TokenizerError("GPTDataset: the split's documents hold \(tokensPerEpoch) token(s)") }
+        var epochs = 1, tokens = tokensPerEpoch
+        while tokens < numSamples * sequenceLength + 1 {
+            epochs += 1
+            tokens += tokensPerEpoch
+        }
+        self.epochs = epochs
+        let samplesBeforeFinalEpoch = ((epochs - 1) * tokensPerEpoch - 1) / sequenceLength
+        var separate = false
+        if epochs > 1 {
+            let fromFinalEpoch = numSamples - samplesBeforeFinalEpoch
+            let perEpoch = (tokensPerEpoch - 1) / sequenceLength
+            separate = fromFinalEpoch < Int(0.80 * Double(perEpoch))
+        }
+        separateFinalEpoch = separate
+
+        var random = NumPyRandomState(seed: seed)
+        func shuffledDocuments(epochs: Int) -> [Int32] {
+            var index = [Int32]()
+            index.reserveCapacity(epochs * documents.count)
+            for _ in 0 ..< epochs { index += documents.map { Int32($0) } }
+            random.shuffle(&index)
+            return index
+        }
+        let documentIndex = separate ? shuffledDocuments(epochs: epochs - 1) + shuffledDocuments(epochs: 1)
+                                     : shuffledDocuments(epochs: epochs)
+        self.documentIndex = documentIndex
+
+        let sampleCount = (epochs * tokensPerEpoch - 1) / sequenceLength
+        var sampleIndex = [Int32](repeating: 0, count: 2 * (sampleCount + 1))
+        var position = 0, offset = 0
+        for i in 1 ... sampleCount {
+            var remaining = sequenceLength + 1
+            while remaining != 0 {
+                let length = Int(sizes[Int(documentIndex[position])]) - offset
+                remaining -= length
+                if remaining <= 0 {
+                    offset += remaining + length - 1
+                    remaining = 0
+                } else if position == documentIndex.count - 1 {
+                    offset = Int(sizes[Int(documentIndex[position])]) - 1
+                    break
+                } else {
+                    position += 1
+                    offset = 0
+                }
+            }
+            sampleIndex[2 * i] = Int32(position)
+            sampleIndex[2 * i + 1] = Int32(offset)
+        }
+        self.sampleIndex = sampleIndex
+
+        func shuffledRange(_ range: Range<Int>) -> [Int] {
+            var values = Array(range)
+            random.shuffle(&values)
+            return values
+        }
+        shuffleIndex = separate ? shuffledRange(0 ..< samplesBeforeFinalEpoch) + shuffledRange(samplesBeforeFinalEpoch ..< sampleCount)
+                                : shuffledRange(0 ..< sampleCount)
+    }
+
+    /// Sample `i` (in shuffled order): sequence-length + 1 tokens.
+    public func sample(_ i: Int) -> [Int32] {
+        let j = shuffleIndex[i]
+        let begin = Int(sampleIndex[2 * j]), beginOffset = Int(sampleIndex[2 * j + 1])
+        let end = Int(sampleIndex[2 * j + 2]), endOffset = Int(sampleIndex[2 * j + 3])
+        var out: [Int32] = []
+        out.reserveCapacity(sequenceLength + 1)
+        for p in begin ... end {
+            let tokens = dataset.sequence(Int(documentIndex[p]))
+            out += tokens[(p == begin ? beginOffset : 0) ..< (p == end ? endOffset + 1 : tokens.count)]
+        }
+        return out
+    }
+
+    /// Megatron's --split: the ranges of `count` documents for train, validation and test, from
+    /// weights such as "969,30,1" (normalised; book-ends rounded half to even, as Python's round).
+    /// A split with zero weight is nil.
+    public static func splitRanges(_ split: String, count: Int) throws -> [Range<Int>?] {
+        let parts = split.split(whereSeparator: { $0 == "," || $0 == "/" || $0 == " " }).map(String.init)
+        let weights = try parts.map { part -> Double in
+            guard let w = Double(part), w >= 0, w.isFinite else { throw TokenizerError("--split \(split): \(part) is not a weight ≥ 0") }
+            return w
+        }
+        guard (1 ... 3).contains(weights.count), weights.reduce(0, +) > 0 else {
+            throw TokenizerError("--split \(split): expected one to three weights (train, validation, test), not all zero")
+        }
+        let padded = weights + Array(repeating: 0, count: 3 - weights.count)
+        let total = padded.reduce(0, +)
+        var ends = [0.0]
+        for w in padded { ends.append(ends.last! + w / total) }
+        return (0 ..< 3).map { s in
+            guard ends[s + 1] > ends[s] else { return nil }
+            let bound = { (x: Double) in Int((x * Double(count)).rounded(.toNearestOrEven)) }
+            return bound(ends[s]) ..< bound(ends[s + 1])
+        }
+    }
+}

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Writes gpt_dataset_indices.json: Megatron GPTDataset's document, sample and shuffle indices for
+small cases, computed with NumPy's RandomState the way megatron/core/datasets/gpt_dataset.py and
+helpers.cpp (build_sample_idx) build them, re-expressed here in plain Python/NumPy, plus raw
+MT19937 outputs and RandomState.shuffle results. Run by hand (needs NumPy); the Swift tests read
+only the JSON.
+
+Document d of every case holds tokens (d * 100 + position) % 60000, so samples can be checked too.
+"""
+import json
+import math
+import os
+
+import numpy
+
+
+def split_bounds(split, count):
+    """--split "a,b,c": normalised weights, cumulative book-ends, rounded (Python's round: half to even)."""
+    weights = [float(x) for x in split.split(",")]
+    weights += [0.0] * (3 - len(weights))
+    total = numpy.sum(numpy.array(weights, dtype=numpy.float64))
+    weights = (numpy.array(weights, dtype=numpy.float64) / total).tolist()
+    ends = [0]
+    for w in weights:
+        ends.append(ends[-1] + w)
+    bounds = []
+    for begin, end in zip(ends[:-1], ends[1:]):
+        if end <= begin:
+            bounds.append(None)
+        else:
+            bounds.append((int(round(begin * float(count))), int(round(end * float(count)))))
+    return bounds
+
+
+def build_indices(sizes, documents, sequence_length, num_samples, seed):
+    sizes = numpy.array(sizes, dtype=numpy.int32)
+    documents = numpy.array(documents, dtype=numpy.int32)
+    tokens_per_epoch = int(numpy.sum(sizes[documents]))
+    epochs, tokens = 1, tokens_per_epoch
+    while tokens < num_samples * sequence_length + 1:
+        epochs += 1
+        tokens += tokens_per_epoch
+    separate = False
+    if epochs > 1:
+        sans_final = ((epochs - 1) * tokens_per_epoch - 1) // sequence_length
+        from_final = num_samples - sans_final
+        per_epoch = (tokens_per_epoch - 1) // sequence_length
+        separate = from_final < int(0.80 * per_epoch)
+    state = numpy.random.RandomState(seed)
+
+    def document_index(n_epochs):
+        index = numpy.tile(documents, n_epochs).astype(numpy.int32)
+        state.shuffle(index)
+        return index
+
+    if separate:
+        doc_index = numpy.concatenate((document_index(epochs - 1), document_index(1)))
+    else:
+        doc_index = document_index(epochs)
+
+    # Sample i starts at sample_index[i] = (position in doc_index, offset in that document) and
+    # spans sequence_length + 1 tokens, overlapping the next sample by one.
+    count = (epochs * tokens_per_epoch - 1) // sequence_length
+    sample_index = [(0, 0)]
+    position, offset = 0, 0
+    while len(sample_index) <= count:
+        remaining = sequence_length + 1
+        while remaining != 0:
+            length = int(sizes[doc_index[position]]) - offset
+            remaining -= length
+            if remaining <= 0:
+                offset += remaining + length - 1
+                remaining = 0
+            else:
+                if position == len(doc_index) - 1:
+                    offset = int(sizes[doc_index[position]]) - 1
+                    break
+                position += 1
+                offset = 0
+        sample_index.append((position, offset))
+
+    def shuffle_range(begin, end):
+        values = numpy.arange(begin, end, dtype=numpy.uint32)
+        state.shuffle(values)
+        return values
+
+    total = len(sample_index) - 1
+    if separate:
+        sans_final = ((epochs - 1) * tokens_per_epoch - 1) // sequence_length
+        shuffle_index = numpy.concatenate((shuffle_range(0, sans_final), shuffle_range(sans_final, total)))
+    else:
+        shuffle_index = shuffle_range(0, total)
+    return doc_index, sample_index, shuffle_index, epochs, separate
+
+
+def token(document, position):
+    return (document * 100 + position) % 60000
+
+
+def sample(i, sizes, doc_index, sample_index, shuffle_index, sequence_length):
+    j = int(shuffle_index[i])
+    (begin, begin_offset), (end, end_offset) = sample_index[j], sample_index[j + 1]
+    out = []
+    for p in range(begin, end + 1):
+        d = int(doc_index[p])
+        start = begin_offset if p == begin else 0
+        stop = end_offset + 1 if p == end else int(sizes[d])
+        out += [token(d, q) for q in range(start, stop)]
+    assert len(out) == sequence_length + 1
+    return out
+
+
+def main():
+    rng = numpy.random.RandomState(7)
+    cases = []
+    for name, n_docs, split, sequence_length, num_samples, seed in [
+        ("one epoch", 30, "1", 16, 20, 1234),
+        ("final epoch separated", 25, "1", 8, 130, 1234),
+        ("final epoch shuffled with the rest", 25, "1", 8, 250, 42),
+        ("split 80,15,5 train", 40, "80,15,5", 12, 300, 7),
+        ("split 969,30,1 train", 200, "969,30,1", 32, 500, 1234),
+    ]:
+        sizes = rng.randint(1, 60, size=n_docs).tolist()
+        begin, end = split_bounds(split, n_docs)[0]
+        doc_index, sample_index, shuffle_index, epochs, separate = build_indices(
+            sizes, list(range(begin, end)), sequence_length, num_samples, seed)
+        cases.append({
+            "name": name, "sizes": sizes, "split": split, "sequence_length": sequence_length,
+            "num_samples": num_samples, "seed": seed, "train_documents": [begin, end],
+            "epochs": epochs, "separate_final_epoch": separate,
+            "document_index": doc_index.tolist(),
+            "sample_index": [list(map(int, s)) for s in sample_index],
+            "shuffle_index": shuffle_index.tolist(),
+            "first_samples": [sample(i, sizes, doc_index, sample_index, shuffle_index, sequence_length)
+                              for i in range(min(6, len(shuffle_index)))],
+        })
+    state = numpy.random.RandomState(1234)
+    raw = numpy.frombuffer(state.bytes(4 * 1000), dtype="<u4").tolist()
+    shuffles = []
+    for n, seed in [(2, 0), (10, 1234), (1000, 5), (70000, 99)]:
+        values = numpy.arange(n, dtype=numpy.int64)
+        numpy.random.RandomState(seed).shuffle(values)
+        shuffles.append({"n": n, "seed": seed, "head": values[:50].tolist(), "sum_of_squares_weighted": int(
+            sum(int(v) * (i % 97) for i, v in enumerate(values.tolist())))})
+    split_cases = [{"split": s, "count": c, "bounds": split_bounds(s, c)}
+                   for s, c in [("969,30,1", 1000), ("969,30,1", 12345), ("99,1,0", 500), ("1", 7),
+                                ("80,15,5", 40), ("2,1,1", 10), ("98,2", 333)]]
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpt_dataset_indices.json")
+    with open(out, "w") as f:
+        json.dump({"numpy": numpy.__version__, "mt19937_seed_1234_first_1000": raw, "shuffles": shuffles,
+                   "splits": split_cases, "cases": cases}, f, separators=(",", ":"))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+import Foundation
+import MegatronData
+import Testing
+
+/// GPTDataset against Tests/Fixtures/gpt_dataset_indices.json, which
+/// Tests/Fixtures/make_gpt_dataset_fixtures.py writes with NumPy following Megatron's builders.
+@Suite struct GPTDatasetTests {
+    nonisolated(unsafe) static let fixture: [String: Any] = {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/gpt_dataset_indices.json")
+        return try! JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+    }()
+
+    static func ints(_ value: Any?) -> [Int] { (value as! [NSNumber]).map(\.intValue) }
+
+    @Test func mt19937MatchesNumPysRandomState() {
+        var random = NumPyRandomState(seed: 1234)
+        let expected = Self.ints(Self.fixture["mt19937_seed_1234_first_1000"])
+        #expect((0 ..< expected.count).map { _ in Int(random.nextUInt32()) } == expected)
+    }
+
+    @Test func shuffleMatchesNumPysRandomState() {
+        for case let shuffle as [String: Any] in Self.fixture["shuffles"] as! [Any] {
+            let n = (shuffle["n"] as! NSNumber).intValue, seed = (shuffle["seed"] as! NSNumber).uint32Value
+            var values = Array(0 ..< n), random = NumPyRandomState(seed: seed)
+            random.shuffle(&values)
+            #expect(Array(values.prefix(50)) == Self.ints(shuffle["head"]), "n \(n) seed \(seed)")
+            let weighted = values.enumerated().reduce(0) { $0 + $1.element * ($1.offset % 97) }
+            #expect(weighted == (shuffle["sum_of_squares_weighted"] as! NSNumber).intValue, "n \(n) seed \(seed)")
+        }
+    }
+
+    @Test func splitsMatchMegatrons() throws {
+        for case let split as [String: Any] in Self.fixture["splits"] as! [Any] {
+            let count = (split["count"] as! NSNumber).intValue
+            let expected = (split["bounds"] as! [Any]).map { ($0 as? [NSNumber]).map { $0[0].intValue ..< $0[1].intValue } }
+            #expect(try GPTDataset.splitRanges(split["split"] as! String, count: count) == expected, "\(split)")
+        }
+        #expect(throws: (any Error).self) { try GPTDataset.splitRanges("0,0,0", count: 10) }
+        #expect(throws: (any Error).self) { try GPTDataset.splitRanges("90,x", count: 10) }
+    }
+
+    @Test func indicesAndSamplesMatchMegatrons() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gptdataset-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for case let c as [String: Any] in Self.fixture["cases"] as! [Any] {
+            let name = c["name"] as! String
+            let sizes = Self.ints(c["sizes"])
+            let prefix = dir.appendingPathComponent(name.replacingOccurrences(of: " ", with: "_")).path
+            let builder = try IndexedDatasetBuilder(prefix: prefix, tokenType: .uint16)
+            for (d, size) in sizes.enumerated() {
+                try builder.addDocument((0 ..< size).map { Int32((d * 100 + $0) % 60000) }, lengths: [size])
+            }
+            try builder.finish()
+            let indexed = try IndexedDataset(prefix: prefix)
+            let train = try #require(try GPTDataset.splitRanges(c["split"] as! String, count: sizes.count)[0])
+            #expect([train.lowerBound, train.upperBound] == Self.ints(c["train_documents"]), "\(name)")
+            let dataset = try GPTDataset(indexed, documents: train, numSamples: (c["num_samples"] as! NSNumber).intValue,
+                                         sequenceLength: (c["sequence_length"] as! NSNumber).intValue,
+                                         seed: (c["seed"] as! NSNumber).uint32Value)
+            #expect(dataset.epochs == (c["epochs"] as! NSNumber).intValue, "\(name)")
+            #expect(dataset.separateFinalEpoch == (c["separate_final_epoch"] as! Bool), "\(name)")
+            #expect(dataset.documentIndex.map(Int.init) == Self.ints(c["document_index"]), "\(name): document index")
+            #expect(dataset.sampleIndex.map(Int.init) == (c["sample_index"] as! [[NSNumber]]).flatMap { $0.map(\.intValue) },
+                    "\(name): sample index")
+            #expect(dataset.shuffleIndex == Self.ints(c["shuffle_index"]), "\(name): shuffle index")
+            for (i, expected) in (c["first_samples"] as! [[NSNumber]]).enumerated() {
+                #expect(dataset.sample(i).map(Int.init) == expected.map(\.intValue), "\(name): sample \(i)")
+            }
+        }
+    }
+}
