@@ -65,23 +65,3 @@ import Testing
         #expect { try IndexedDataset(prefix: prefix) } throws: { "\($0)".contains("lies outside") }
     }
 }
-
-@Suite struct PackedSequenceDatasetTests {
-    @Test func samplesSpanSequencesAndWrap() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("packed-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let prefix = dir.appendingPathComponent("d").path
-        let builder = try IndexedDatasetBuilder(prefix: prefix, tokenType: .uint16)
-        try builder.addDocument([1, 2, 3], lengths: [3])
-        try builder.addDocument([], lengths: [])
-        try builder.addDocument([4, 5, 6, 7, 8, 9, 10], lengths: [2, 5])
-        try builder.finish()
-        let packed = try PackedSequenceDataset(IndexedDataset(prefix: prefix), sequenceLength: 4)
-        #expect(packed.tokenCount == 10 && packed.sampleCount == 2)
-        #expect(packed.sample(0) == [1, 2, 3, 4, 5])
-        #expect(packed.sample(1) == [5, 6, 7, 8, 9])
-        #expect(packed.sample(2) == packed.sample(0), "wraps around after the last full sample")
-        #expect(throws: TokenizerError.self) { try PackedSequenceDataset(IndexedDataset(prefix: prefix), sequenceLength: 10) }
-    }
-}

@@ -28,8 +28,11 @@ struct Pretrain: ParsableCommand {
     @Flag(name: .customLong("mock-data"), help: "Train on synthetic documents (Megatron's --mock-data).")
     var mockData = false
     @Option(name: .customLong("data-path"), parsing: .upToNextOption,
-            help: "One Megatron dataset prefix (PREFIX.bin/.idx), read in order without shuffling for now.")
+            help: "One Megatron dataset prefix (PREFIX.bin/.idx), sampled in Megatron's GPTDataset order.")
     var dataPath: [String] = []
+    @Option(name: .customLong("split"),
+            help: "Train, validation and test weights over the dataset's documents; training reads the first split.")
+    var split = "969,30,1"
     @Option(name: .customLong("tokenizer-type"), help: "GPT2BPETokenizer (with --vocab-file, --merge-file) or NullTokenizer (with --vocab-size).")
     var tokenizerType = "GPT2BPETokenizer"
     @Option(name: .customLong("vocab-file")) var vocabFile: String?
@@ -68,6 +71,10 @@ struct Pretrain: ParsableCommand {
                                   + "× data-parallel size \(dp)")
         }
         guard training.logInterval >= 1 else { throw ValidationError("--log-interval must be at least 1") }
+        guard (0 ... Int(UInt32.max)).contains(training.seed) else {
+            throw ValidationError("--seed \(training.seed): expected 0 ... 2^32 − 1 (NumPy's RandomState seeds the data order)")
+        }
+        do { _ = try GPTDataset.splitRanges(split, count: 1) } catch { throw ValidationError("\(error)") }
         if greedySamplePrompt != nil && tokenizerType != "GPT2BPETokenizer" {
             throw ValidationError("--greedy-sample-prompt needs --tokenizer-type GPT2BPETokenizer")
         }
@@ -114,19 +121,19 @@ struct Pretrain: ParsableCommand {
         let sample: @Sendable (Int) -> [Int32]
         let firstSample: [Int32]
         if let prefix = dataPath.first {
-            let dataset = try PackedSequenceDataset(IndexedDataset(prefix: prefix), sequenceLength: training.seqLength)
-            // A seeded shuffle of the samples until GPTDataset brings Megatron's own order.
-            var order = Array(0 ..< dataset.sampleCount), state = UInt64(training.seed) &+ 0x9E37_79B9_7F4A_7C15
-            for i in stride(from: order.count - 1, to: 0, by: -1) {
-                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-                order.swapAt(i, Int((state >> 33) % UInt64(i + 1)))
+            let indexed = try IndexedDataset(prefix: prefix)
+            guard let train = try GPTDataset.splitRanges(split, count: indexed.sequenceCount)[0], !train.isEmpty else {
+                throw ValidationError("--split \(split): the training split of \(prefix)'s \(indexed.sequenceCount) documents is empty")
             }
+            let dataset = try GPTDataset(indexed, documents: train, numSamples: settings.trainIters * gbs,
+                                         sequenceLength: training.seqLength, seed: UInt32(training.seed))
             if isFirst {
-                print("> dataset \(prefix): \(dataset.dataset.documentCount) documents, \(dataset.tokenCount) tokens, \(dataset.sampleCount) samples of \(training.seqLength + 1) tokens (seeded shuffle, not yet Megatron's GPTDataset order)")
+                print("> dataset \(prefix): training split documents \(train.lowerBound) ..< \(train.upperBound) of "
+                      + "\(indexed.sequenceCount); \(dataset.count) samples of \(training.seqLength + 1) tokens over "
+                      + "\(dataset.epochs) epoch(s)\(dataset.separateFinalEpoch ? ", the last shuffled apart" : "")")
             }
-            let shuffled = order
-            sample = { dataset.sample(shuffled[$0 % shuffled.count]) }
-            firstSample = dataset.sample(0)
+            sample = { dataset.sample($0) }
+            firstSample = indexed.sequence(train.lowerBound)
         } else {
             let mock = MockGPTDataset(vocabSize: vocab, sequenceLength: training.seqLength, seed: UInt64(training.seed))
             sample = { mock.sample($0) }
