@@ -10,9 +10,21 @@ public struct MicroBatch: Sendable {
     public let batch: Int
     public let sequenceLength: Int
 
+    /// What Megatron does at end-of-document tokens inside a sample (_get_ltor_masks_and_position_ids).
+    public struct DocumentBoundaries: Sendable {
+        /// The end-of-document token id.
+        public var endOfDocument: Int32
+        /// --eod-mask-loss: no loss where the input token is end-of-document.
+        public var eodMaskLoss = false
+        /// --reset-position-ids: positions restart at 0 after each end-of-document token.
+        public var resetPositionIDs = false
+
+        public init(endOfDocument: Int32) { self.endOfDocument = endOfDocument }
+    }
+
     /// From `batch` samples of sequenceLength + 1 tokens each: inputs are tokens 0 ..< s, labels 1 ... s,
-    /// positions 0 ..< s, every token counted.
-    public init(samples: [[Int32]], on device: CPUDevice) throws {
+    /// positions 0 ..< s, every token counted, unless `boundaries` masks or restarts at documents' ends.
+    public init(samples: [[Int32]], boundaries: DocumentBoundaries? = nil, on device: CPUDevice) throws {
         guard let first = samples.first, first.count >= 2, samples.allSatisfy({ $0.count == first.count }) else {
             throw TensorError("micro-batch: samples must share one length of at least 2 tokens")
         }
@@ -21,7 +33,19 @@ public struct MicroBatch: Sendable {
         sequenceLength = s
         tokens = try Tensor(int32s: samples.flatMap { $0.dropLast() }, shape: [batch * s], on: device)
         labels = try Tensor(int32s: samples.flatMap { $0.dropFirst() }, shape: [batch * s], on: device)
-        lossMask = try Tensor([Float](repeating: 1, count: batch * s), shape: [batch * s], on: device)
-        positions = try Tensor(int32s: (0 ..< batch).flatMap { _ in (0 ..< s).map(Int32.init) }, shape: [batch * s], on: device)
+        var mask = [Float](repeating: 1, count: batch * s)
+        var position = [Int32](repeating: 0, count: batch * s)
+        for (b, sample) in samples.enumerated() {
+            var next: Int32 = 0
+            for t in 0 ..< s {
+                position[b * s + t] = next
+                next += 1
+                guard let boundaries, sample[t] == boundaries.endOfDocument else { continue }
+                if boundaries.eodMaskLoss { mask[b * s + t] = 0 }
+                if boundaries.resetPositionIDs { next = 0 }
+            }
+        }
+        lossMask = try Tensor(mask, shape: [batch * s], on: device)
+        positions = try Tensor(int32s: position, shape: [batch * s], on: device)
     }
 }

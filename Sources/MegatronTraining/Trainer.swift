@@ -18,6 +18,8 @@ public final class Trainer {
         public var sequenceLength: Int
         public var logInterval = 100
         public var seed: UInt64 = 1234
+        /// --eod-mask-loss and --reset-position-ids, when either is set.
+        public var documentBoundaries: MicroBatch.DocumentBoundaries?
 
         public init(trainIters: Int, microBatchSize: Int, globalBatchSize: Int, sequenceLength: Int) {
             self.trainIters = trainIters
@@ -90,7 +92,8 @@ public final class Trainer {
             var lossSum: Float = 0
             for micro in 0 ..< microBatches {
                 let first = consumedSamples + (micro * dp + dpRank) * s.microBatchSize
-                let batch = try MicroBatch(samples: (first ..< first + s.microBatchSize).map(sample), on: model.device)
+                let batch = try MicroBatch(samples: (first ..< first + s.microBatchSize).map(sample), boundaries: s.documentBoundaries,
+                                           on: model.device)
                 // The last micro-batch's backward completes the gradients: reduce them as it goes.
                 let completes = micro == microBatches - 1
                 if completes { dataParallel?.startGradSync() }

@@ -112,3 +112,21 @@ func samples(_ batch: Int, _ length: Int, vocab: Int = 40, seed: UInt64 = 1) -> 
         }
     }
 }
+
+/// Megatron's _get_ltor_masks_and_position_ids for --eod-mask-loss and --reset-position-ids.
+struct MicroBatchBoundaryTests {
+    @Test func endOfDocumentMasksLossAndRestartsPositions() throws {
+        let sample: [Int32] = [5, 9, 7, 9, 9, 3, 4]   // 9 ends a document; inputs are the first six
+        var boundaries = MicroBatch.DocumentBoundaries(endOfDocument: 9)
+        let plain = try MicroBatch(samples: [sample], on: device)
+        #expect(plain.positions.toInt32Array() == [0, 1, 2, 3, 4, 5] && plain.lossMask.toFloatArray() == [1, 1, 1, 1, 1, 1])
+        boundaries.eodMaskLoss = true
+        let masked = try MicroBatch(samples: [sample], boundaries: boundaries, on: device)
+        #expect(masked.lossMask.toFloatArray() == [1, 0, 1, 0, 0, 1] && masked.positions.toInt32Array() == [0, 1, 2, 3, 4, 5])
+        boundaries.eodMaskLoss = false
+        boundaries.resetPositionIDs = true
+        let reset = try MicroBatch(samples: [sample, sample], boundaries: boundaries, on: device)
+        #expect(reset.positions.toInt32Array() == [0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0])
+        #expect(reset.lossMask.toFloatArray() == Array(repeating: 1, count: 12))
+    }
+}
