@@ -5,7 +5,12 @@ helpers.cpp (build_sample_idx) build them, re-expressed here in plain Python/Num
 MT19937 outputs and RandomState.shuffle results. Run by hand (needs NumPy); the Swift tests read
 only the JSON.
 
-Document d of every case holds tokens (d * 100 + position) % 60000, so samples can be checked too.
+Document d of every case holds tokens (d * 100 + position) % 60000, so samples can be checked too
+(in a blend, dataset k's document d holds (k * 30000 + d * 100 + position) % 60000).
+
+Blends follow megatron/core/datasets/blended_megatron_dataset_builder.py (weights normalised, the
+blend takes ceil(size * w) samples of each dataset, each built with ceil(ceil(size * w) * 1.005))
+and helpers.cpp build_blending_indices (greedy: the dataset lagging its weight most).
 """
 import json
 import math
@@ -93,11 +98,27 @@ def build_indices(sizes, documents, sequence_length, num_samples, seed):
     return doc_index, sample_index, shuffle_index, epochs, separate
 
 
-def token(document, position):
-    return (document * 100 + position) % 60000
+def token(document, position, dataset=0):
+    return (dataset * 30000 + document * 100 + position) % 60000
 
 
-def sample(i, sizes, doc_index, sample_index, shuffle_index, sequence_length):
+def blending_indices(weights, size):
+    drawn = [0] * len(weights)
+    dataset_index, dataset_sample_index = [], []
+    for i in range(size):
+        at = max(float(i), 1.0)
+        errors = [w * at - drawn[d] for d, w in enumerate(weights)]
+        best = 0
+        for d in range(1, len(weights)):
+            if errors[d] > errors[best]:
+                best = d
+        dataset_index.append(best)
+        dataset_sample_index.append(drawn[best])
+        drawn[best] += 1
+    return dataset_index, dataset_sample_index
+
+
+def sample(i, sizes, doc_index, sample_index, shuffle_index, sequence_length, dataset=0):
     j = int(shuffle_index[i])
     (begin, begin_offset), (end, end_offset) = sample_index[j], sample_index[j + 1]
     out = []
@@ -105,7 +126,7 @@ def sample(i, sizes, doc_index, sample_index, shuffle_index, sequence_length):
         d = int(doc_index[p])
         start = begin_offset if p == begin else 0
         stop = end_offset + 1 if p == end else int(sizes[d])
-        out += [token(d, q) for q in range(start, stop)]
+        out += [token(d, q, dataset) for q in range(start, stop)]
     assert len(out) == sequence_length + 1
     return out
 
@@ -134,6 +155,33 @@ def main():
             "first_samples": [sample(i, sizes, doc_index, sample_index, shuffle_index, sequence_length)
                               for i in range(min(6, len(shuffle_index)))],
         })
+    blends = []
+    for name, raw_weights, n_docs, split, sequence_length, size, seed in [
+        ("30/70 blend of two", [30.0, 70.0], [20, 35], "1", 8, 150, 1234),
+        ("three-way blend with a split", [0.5, 0.2, 0.3], [30, 12, 50], "90,8,2", 16, 400, 99),
+    ]:
+        weights = (numpy.array(raw_weights, dtype=numpy.float64) / numpy.sum(numpy.array(raw_weights))).tolist()
+        target = [int(math.ceil(size * w)) for w in weights]
+        build = [int(math.ceil(t * 1.005)) for t in target]
+        datasets = []
+        for k, count in enumerate(n_docs):
+            sizes = rng.randint(1, 60, size=count).tolist()
+            begin, end = split_bounds(split, count)[0]
+            doc_index, sample_index, shuffle_index, _, _ = build_indices(
+                sizes, list(range(begin, end)), sequence_length, build[k], seed)
+            datasets.append((sizes, doc_index, sample_index, shuffle_index))
+        dataset_index, dataset_sample_index = blending_indices(weights, sum(target))
+        samples = []
+        for i in range(8):
+            k, j = dataset_index[i], dataset_sample_index[i]
+            sizes, doc_index, sample_index, shuffle_index = datasets[k]
+            samples.append(sample(j, sizes, doc_index, sample_index, shuffle_index, sequence_length, k))
+        blends.append({
+            "name": name, "weights": raw_weights, "normalized_weights": weights, "split": split,
+            "sequence_length": sequence_length, "size": size, "seed": seed,
+            "dataset_sizes": [d[0] for d in datasets], "target": target, "build": build,
+            "dataset_index": dataset_index, "dataset_sample_index": dataset_sample_index, "first_samples": samples,
+        })
     state = numpy.random.RandomState(1234)
     raw = numpy.frombuffer(state.bytes(4 * 1000), dtype="<u4").tolist()
     shuffles = []
@@ -148,7 +196,8 @@ def main():
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpt_dataset_indices.json")
     with open(out, "w") as f:
         json.dump({"numpy": numpy.__version__, "mt19937_seed_1234_first_1000": raw, "shuffles": shuffles,
-                   "splits": split_cases, "cases": cases}, f, separators=(",", ":"))
+                   "splits": split_cases, "cases": cases,
+                   "blends": blends}, f, separators=(",", ":"))
     print(f"wrote {out}")
 
 

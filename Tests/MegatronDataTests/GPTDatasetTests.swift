@@ -71,3 +71,39 @@ import Testing
         }
     }
 }
+
+/// BlendedDataset against the blends in the same fixture.
+@Suite struct BlendedDatasetTests {
+    @Test func blendsMatchMegatrons() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("blend-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for case let (number, blend as [String: Any]) in (GPTDatasetTests.fixture["blends"] as! [Any]).enumerated() {
+            let name = blend["name"] as! String
+            let weights = BlendedDataset.normalize((blend["weights"] as! [NSNumber]).map(\.doubleValue))
+            #expect(weights == (blend["normalized_weights"] as! [NSNumber]).map(\.doubleValue), "\(name)")
+            let size = (blend["size"] as! NSNumber).intValue
+            let (target, build) = BlendedDataset.samplesPerDataset(weights: weights, size: size)
+            #expect(target == GPTDatasetTests.ints(blend["target"]) && build == GPTDatasetTests.ints(blend["build"]), "\(name)")
+            let datasets = try (blend["dataset_sizes"] as! [[NSNumber]]).enumerated().map { k, sizes in
+                let prefix = dir.appendingPathComponent("blend\(number)-dataset\(k)").path
+                let builder = try IndexedDatasetBuilder(prefix: prefix, tokenType: .uint16)
+                for (d, size) in sizes.map(\.intValue).enumerated() {
+                    try builder.addDocument((0 ..< size).map { Int32((k * 30000 + d * 100 + $0) % 60000) }, lengths: [size])
+                }
+                try builder.finish()
+                let indexed = try IndexedDataset(prefix: prefix)
+                let train = try #require(try GPTDataset.splitRanges(blend["split"] as! String, count: sizes.count)[0])
+                return try GPTDataset(indexed, documents: train, numSamples: build[k],
+                                      sequenceLength: (blend["sequence_length"] as! NSNumber).intValue,
+                                      seed: (blend["seed"] as! NSNumber).uint32Value)
+            }
+            let blended = try BlendedDataset(datasets: datasets, weights: weights, size: target.reduce(0, +))
+            #expect(blended.datasetIndex == GPTDatasetTests.ints(blend["dataset_index"]), "\(name): dataset index")
+            #expect(blended.datasetSampleIndex == GPTDatasetTests.ints(blend["dataset_sample_index"]), "\(name): sample index")
+            for (i, expected) in (blend["first_samples"] as! [[NSNumber]]).enumerated() {
+                #expect(blended.sample(i).map(Int.init) == expected.map(\.intValue), "\(name): sample \(i)")
+            }
+        }
+    }
+}

@@ -28,7 +28,7 @@ struct Pretrain: ParsableCommand {
     @Flag(name: .customLong("mock-data"), help: "Train on synthetic documents (Megatron's --mock-data).")
     var mockData = false
     @Option(name: .customLong("data-path"), parsing: .upToNextOption,
-            help: "One Megatron dataset prefix (PREFIX.bin/.idx), sampled in Megatron's GPTDataset order.")
+            help: "A Megatron dataset prefix (PREFIX.bin/.idx), or a blend: weight prefix weight prefix …; sampled in Megatron's GPTDataset / BlendedDataset order.")
     var dataPath: [String] = []
     @Option(name: .customLong("split"),
             help: "Train, validation and test weights over the dataset's documents; training reads the first split.")
@@ -53,9 +53,7 @@ struct Pretrain: ParsableCommand {
 
     func validate() throws {
         guard mockData != !dataPath.isEmpty else { throw ValidationError("give exactly one of --mock-data and --data-path") }
-        guard dataPath.count <= 1 else {
-            throw ValidationError("--data-path: blending several datasets (weights and prefixes) is not supported yet; give one prefix")
-        }
+        _ = try blend()
         switch tokenizerType {
         case "NullTokenizer":
             guard let vocabSize, vocabSize >= 2 else { throw ValidationError("--tokenizer-type NullTokenizer needs --vocab-size ≥ 2") }
@@ -90,6 +88,22 @@ struct Pretrain: ParsableCommand {
         _ = try training.iterations(globalBatchSize: gbs)
         _ = try training.scheduler(globalBatchSize: gbs)
         _ = try training.optimizerSettings()
+    }
+
+    /// --data-path as (normalised weight, prefix) pairs: one prefix (weight 1), or weight-prefix pairs.
+    func blend() throws -> [(weight: Double, prefix: String)]? {
+        guard !dataPath.isEmpty else { return nil }
+        if dataPath.count == 1 { return [(1, dataPath[0])] }
+        guard dataPath.count % 2 == 0 else {
+            throw ValidationError("--data-path: a blend is weight-prefix pairs (w1 p1 w2 p2 …); got \(dataPath.count) values")
+        }
+        let pairs = try stride(from: 0, to: dataPath.count, by: 2).map { i -> (Double, String) in
+            guard let weight = Double(dataPath[i]), weight > 0, weight.isFinite else {
+                throw ValidationError("--data-path: \(dataPath[i]) (before \(dataPath[i + 1])) is not a positive weight")
+            }
+            return (weight, dataPath[i + 1])
+        }
+        return zip(BlendedDataset.normalize(pairs.map(\.0)), pairs.map(\.1)).map { ($0, $1) }
     }
 
     /// --global-batch-size, by default one micro-batch per data-parallel rank.
@@ -135,20 +149,33 @@ struct Pretrain: ParsableCommand {
         }
         let sample: @Sendable (Int) -> [Int32]
         let firstSample: [Int32]
-        if let prefix = dataPath.first {
-            let indexed = try IndexedDataset(prefix: prefix)
-            guard let train = try GPTDataset.splitRanges(split, count: indexed.sequenceCount)[0], !train.isEmpty else {
-                throw ValidationError("--split \(split): the training split of \(prefix)'s \(indexed.sequenceCount) documents is empty")
+        if let blend = try blend() {
+            let numSamples = settings.trainIters * gbs
+            let (target, build) = blend.count == 1 ? ([numSamples], [numSamples])
+                : BlendedDataset.samplesPerDataset(weights: blend.map(\.weight), size: numSamples)
+            let datasets = try zip(blend, build).map { part, samples in
+                let indexed = try IndexedDataset(prefix: part.prefix)
+                guard let train = try GPTDataset.splitRanges(split, count: indexed.sequenceCount)[0], !train.isEmpty else {
+                    throw ValidationError("--split \(split): the training split of \(part.prefix)'s \(indexed.sequenceCount) documents is empty")
+                }
+                let dataset = try GPTDataset(indexed, documents: train, numSamples: samples,
+                                             sequenceLength: training.seqLength, seed: UInt32(training.seed))
+                if isFirst {
+                    print("> dataset \(part.prefix)\(blend.count > 1 ? " (weight \(part.weight))" : ""): training split documents "
+                          + "\(train.lowerBound) ..< \(train.upperBound) of \(indexed.sequenceCount); \(dataset.count) samples of "
+                          + "\(training.seqLength + 1) tokens over \(dataset.epochs) epoch(s)"
+                          + (dataset.separateFinalEpoch ? ", the last shuffled apart" : ""))
+                }
+                return dataset
             }
-            let dataset = try GPTDataset(indexed, documents: train, numSamples: settings.trainIters * gbs,
-                                         sequenceLength: training.seqLength, seed: UInt32(training.seed))
-            if isFirst {
-                print("> dataset \(prefix): training split documents \(train.lowerBound) ..< \(train.upperBound) of "
-                      + "\(indexed.sequenceCount); \(dataset.count) samples of \(training.seqLength + 1) tokens over "
-                      + "\(dataset.epochs) epoch(s)\(dataset.separateFinalEpoch ? ", the last shuffled apart" : "")")
+            if datasets.count == 1 {
+                let dataset = datasets[0]
+                sample = { dataset.sample($0) }
+            } else {
+                let blended = try BlendedDataset(datasets: datasets, weights: blend.map(\.weight), size: target.reduce(0, +))
+                sample = { blended.sample($0) }
             }
-            sample = { dataset.sample($0) }
-            firstSample = indexed.sequence(train.lowerBound)
+            firstSample = datasets[0].dataset.sequence(0)
         } else {
             let mock = MockGPTDataset(vocabSize: vocab, sequenceLength: training.seqLength, seed: UInt64(training.seed))
             sample = { mock.sample($0) }
