@@ -2,7 +2,8 @@
 import Glibc
 #endif
 
-/// Normal N(0, 1) samples for initialisation: SplitMix64 uniforms through the Box–Muller transform,
+/// Normal N(0, 1) samples for initialisation (and the uniforms they come from, for sampling text):
+/// SplitMix64 uniforms through the Box–Muller transform,
 /// in double precision. Each (seed, stream) pair is an independent, reproducible sequence, so a
 /// parameter's initial values depend only on the seed and the parameter, never on the layout.
 struct GaussianStream {
@@ -13,7 +14,7 @@ struct GaussianStream {
         state = seed &* 0x9E37_79B9_7F4A_7C15 ^ (stream &+ 1) &* 0xD1B5_4A32_D192_ED03
     }
 
-    private mutating func uniform() -> Double {
+    mutating func uniform() -> Double {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

@@ -56,6 +56,9 @@ public final class Trainer {
     public private(set) var scheduler: OptimizerParamScheduler
     public let settings: Settings
     public let dataParallel: DistributedDataParallel?
+    /// Validation and test evaluation, when set (before `train`).
+    public var evaluation: Evaluation?
+    public private(set) var consumedValidationSamples = 0
     let sample: (Int) -> [Int32]
     let log: (String) -> Void
     public private(set) var consumedSamples = 0
@@ -125,8 +128,72 @@ public final class Trainer {
                                   globalBatchSize: s.globalBatchSize, gradNorm: gradNorm))
                 interval = TrainingLog()
             }
+            if let evaluation, let validation = evaluation.validation, let every = evaluation.interval, iteration % every == 0 {
+                try evaluateAndLog(validation, from: consumedValidationSamples, label: "iteration \(iteration)")
+                consumedValidationSamples += evaluation.iterations * s.globalBatchSize
+            }
+        }
+        if let evaluation {
+            if let validation = evaluation.validation {
+                try evaluateAndLog(validation, from: consumedValidationSamples, label: "iteration \(s.trainIters) on validation set")
+                consumedValidationSamples += evaluation.iterations * s.globalBatchSize
+            }
+            if let test = evaluation.test {
+                try evaluateAndLog(test, from: 0, label: "iteration \(s.trainIters) on test set")
+            }
         }
         return results
+    }
+
+    /// Megatron's evaluation: the lm loss over `iterations` global batches, without dropout or
+    /// gradients, averaged over every token with a nonzero loss mask on every data-parallel rank.
+    public struct Evaluation {
+        /// --eval-interval: evaluate on the validation samples every this many iterations (nil: only at the end).
+        public var interval: Int?
+        /// --eval-iters: global batches per evaluation.
+        public var iterations: Int
+        /// Validation and test samples by index, when those splits exist.
+        public var validation: ((Int) -> [Int32])?
+        public var test: ((Int) -> [Int32])?
+
+        public init(interval: Int?, iterations: Int, validation: ((Int) -> [Int32])?, test: ((Int) -> [Int32])?) {
+            self.interval = interval
+            self.iterations = iterations
+            self.validation = validation
+            self.test = test
+        }
+
+        /// Validation samples a run needs: one evaluation per interval and one at the end
+        /// (Megatron's train_iters // eval_interval + 1 evaluations).
+        public func validationSamples(trainIters: Int, globalBatchSize: Int) -> Int {
+            ((interval.map { trainIters / $0 } ?? 0) + 1) * iterations * globalBatchSize
+        }
+    }
+
+    /// Evaluates on samples `first ..< first + iterations · global batch` of `sample` and logs Megatron's
+    /// validation lines (the loss and its perplexity, exp of the loss capped at 20).
+    private func evaluateAndLog(_ sample: (Int) -> [Int32], from first: Int, label: String) throws {
+        let s = settings, iterations = evaluation!.iterations
+        let dp = dataParallel?.dataParallel.size ?? 1, dpRank = dataParallel?.dataParallel.rank ?? 0
+        let microBatches = s.globalBatchSize / (s.microBatchSize * dp)
+        var sums = [0.0, 0.0]   // Σ loss·tokens, Σ tokens
+        for batch in 0 ..< iterations * microBatches {
+            let start = first + (batch * dp + dpRank) * s.microBatchSize
+            let micro = try MicroBatch(samples: (start ..< start + s.microBatchSize).map(sample), boundaries: s.documentBoundaries,
+                                       on: model.device)
+            let tokens = Double(micro.lossMask.toFloatArray().reduce(0, +))
+            guard tokens > 0 else { continue }
+            sums[0] += Double(try model.loss(micro)) * tokens
+            sums[1] += tokens
+        }
+        if let group = dataParallel?.dataParallel, dp > 1 {
+            try sums.withUnsafeMutableBufferPointer { try group.allReduce($0, op: .sum) }
+        }
+        let loss = sums[0] / sums[1]
+        let line = " validation loss at \(label) | lm loss value: \(String(format: "%.6E", loss)) | "
+            + "lm loss PPL: \(String(format: "%.6E", exp(min(20, loss)))) | "
+        let rule = String(repeating: "-", count: line.count + 1)
+        log(rule + "\n" + line + "\n" + rule)
     }
 }
 

@@ -12,7 +12,8 @@ struct DataParallelTests {
 
     /// Trains the tiny model on `dp` in-process ranks; returns the losses and grad norms rank 0 saw.
     static func train(dataParallelSize dp: Int, ddp: DistributedDataParallel.Settings = .init(),
-                      optimizerStateBytes: UnsafeMutablePointer<Int>? = nil) throws -> [(loss: Float, gradNorm: Double)] {
+                      optimizerStateBytes: UnsafeMutablePointer<Int>? = nil,
+                      validationLog: UnsafeMutablePointer<[String]>? = nil) throws -> [(loss: Float, gradNorm: Double)] {
         var config = GPTConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
         config.hiddenDropout = 0.1
         config.attentionDropout = 0.1
@@ -30,19 +31,28 @@ struct DataParallelTests {
                                       gradNormGroup: ddp.useDistributedOptimizer ? groups.dataParallel : nil)
             var settings = Trainer.Settings(trainIters: steps, microBatchSize: 1, globalBatchSize: 8, sequenceLength: 16)
             settings.logInterval = steps
+            var lines: [String] = []
             let trainer = Trainer(model: model, optimizer: optimizer,
-                                  scheduler: .init(maxLR: 3e-3, warmupSteps: 4, decaySteps: 40, decayStyle: .cosine),
-                                  settings: settings, dataParallel: dataParallel, sample: data.sample, log: { _ in })
+                                  scheduler: .init(maxLR: 3e-3, warmupSteps: 32, decaySteps: 320, decayStyle: .cosine),  // in samples
+                                  settings: settings, dataParallel: dataParallel, sample: data.sample,
+                                  log: { line in if line.contains("validation loss") { lines.append(line) } })
+            let heldOut = MockGPTDataset(vocabSize: 128, sequenceLength: 16, seed: 77)
+            trainer.evaluation = .init(interval: 10, iterations: 2, validation: heldOut.sample, test: nil)
             let trained = try trainer.train()
-            if world.rank == 0 { results.set(trained.map { ($0.loss, $0.gradNorm) }, stateBytes: optimizer.stateBytes) }
+            if world.rank == 0 {
+                results.set(trained.map { ($0.loss, $0.gradNorm) }, stateBytes: optimizer.stateBytes)
+                results.validationLog = lines
+            }
         }
         optimizerStateBytes?.pointee = results.stateBytes
+        validationLog?.pointee = results.validationLog
         return results.values
     }
 
     final class Results: @unchecked Sendable {
         var values: [(loss: Float, gradNorm: Double)] = []
         var stateBytes = 0
+        var validationLog: [String] = []
         func set(_ v: [(loss: Float, gradNorm: Double)], stateBytes: Int) { values = v; self.stateBytes = stateBytes }
     }
 
@@ -55,10 +65,19 @@ struct DataParallelTests {
     }
 
     @Test func dataParallelTwoAndFourMatchOneRank() throws {
-        let single = try Self.train(dataParallelSize: 1)
+        var singleLog: [String] = [], dpLog: [String] = []
+        let single = try Self.train(dataParallelSize: 1, validationLog: &singleLog)
         #expect(single.last!.loss < single.first!.loss - 0.2, "the run must learn for the comparison to mean anything")
-        Self.expectSame(single, try Self.train(dataParallelSize: 2), "DP=2")
+        Self.expectSame(single, try Self.train(dataParallelSize: 2, validationLog: &dpLog), "DP=2")
         Self.expectSame(single, try Self.train(dataParallelSize: 4), "DP=4")
+        // Evaluation at iterations 10 and 20 and at the end, each the same on any DP size.
+        let values = { (log: [String]) in log.map { $0.split(separator: "|")[1].split(separator: ":")[1].trimmingCharacters(in: .whitespaces) } }
+        #expect(singleLog.count == 3 && singleLog.last!.contains("iteration 20 on validation set"), "\(singleLog)")
+        #expect(zip(values(singleLog), values(dpLog)).allSatisfy { abs(Double($0)! - Double($1)!) <= 1e-5 * Double($0)! },
+                "\(singleLog) vs \(dpLog)")
+        // (Mock documents count modulo the vocabulary, so the end-of-run evaluation's samples repeat the
+        // iteration-20 ones: only the first two must differ, the weights having changed.)
+        #expect(values(singleLog)[0] != values(singleLog)[1], "\(singleLog)")
     }
 
     @Test func overlappedBucketsMatchOneRank() throws {

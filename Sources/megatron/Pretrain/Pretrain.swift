@@ -33,6 +33,10 @@ struct Pretrain: ParsableCommand {
     @Option(name: .customLong("split"),
             help: "Train, validation and test weights over the dataset's documents; training reads the first split.")
     var split = "969,30,1"
+    @Option(name: .customLong("eval-iters"), help: "Global batches per evaluation on the validation (and test) split; 0: none.")
+    var evalIters = 100
+    @Option(name: .customLong("eval-interval"), help: "Evaluate on the validation split every this many iterations (default: only at the end).")
+    var evalInterval: Int?
     @Flag(name: .customLong("eod-mask-loss"), help: "No loss on end-of-document input tokens.") var eodMaskLoss = false
     @Flag(name: .customLong("reset-position-ids"), help: "Positions restart at 0 after each end-of-document token.")
     var resetPositionIDs = false
@@ -44,16 +48,22 @@ struct Pretrain: ParsableCommand {
     @Option(name: .customLong("merge-file")) var mergeFile: String?
     @Option(name: .customLong("vocab-size"), help: "Vocabulary of the NullTokenizer; its last id is end-of-document.")
     var vocabSize: Int?
-    @Option(name: .customLong("greedy-sample-tokens"),
-            help: "After training, extend a prompt greedily by this many tokens and print the result.")
-    var greedySampleTokens = 0
-    @Option(name: .customLong("greedy-sample-prompt"),
-            help: "The prompt for --greedy-sample-tokens (GPT-2 tokenizer); default: the first 16 tokens of the data.")
-    var greedySamplePrompt: String?
+    @Option(name: .customLong("sample-tokens"),
+            help: "After training, extend a prompt by this many generated tokens and print the result (ours).")
+    var sampleTokens = 0
+    @Option(name: .customLong("sample-prompt"),
+            help: "The prompt for --sample-tokens (GPT-2 tokenizer); default: the first 16 tokens of the data.")
+    var samplePrompt: String?
+    @Option(name: .customLong("top-k"), help: "Sampling for --sample-tokens: draw from the k likeliest tokens (1: greedy, 0: all).")
+    var topK = 1
+    @Option(name: .customLong("temperature"), help: "Sampling for --sample-tokens: logits are divided by this.")
+    var temperature: Float = 1
 
     func validate() throws {
         guard mockData != !dataPath.isEmpty else { throw ValidationError("give exactly one of --mock-data and --data-path") }
         _ = try blend()
+        guard evalIters >= 0 else { throw ValidationError("--eval-iters \(evalIters): expected 0 or more") }
+        if let evalInterval, evalInterval < 1 { throw ValidationError("--eval-interval \(evalInterval): expected at least 1") }
         switch tokenizerType {
         case "NullTokenizer":
             guard let vocabSize, vocabSize >= 2 else { throw ValidationError("--tokenizer-type NullTokenizer needs --vocab-size ≥ 2") }
@@ -81,13 +91,47 @@ struct Pretrain: ParsableCommand {
             throw ValidationError("--seed \(training.seed): expected 0 ... 2^32 − 1 (NumPy's RandomState seeds the data order)")
         }
         do { _ = try GPTDataset.splitRanges(split, count: 1) } catch { throw ValidationError("\(error)") }
-        if greedySamplePrompt != nil && tokenizerType != "GPT2BPETokenizer" {
-            throw ValidationError("--greedy-sample-prompt needs --tokenizer-type GPT2BPETokenizer")
+        guard topK >= 0, temperature > 0 else { throw ValidationError("--top-k must be ≥ 0 and --temperature > 0") }
+        if samplePrompt != nil && tokenizerType != "GPT2BPETokenizer" {
+            throw ValidationError("--sample-prompt needs --tokenizer-type GPT2BPETokenizer")
         }
         _ = try model.config(vocabSize: vocabSize ?? 50257, seqLength: training.seqLength)
         _ = try training.iterations(globalBatchSize: gbs)
         _ = try training.scheduler(globalBatchSize: gbs)
         _ = try training.optimizerSettings()
+    }
+
+    /// Samples of split `split` (0 train, 1 validation, 2 test) of the --data-path blend: a GPTDataset
+    /// per prefix over that split's documents, blended by weight when there are several; nil when
+    /// the split is empty.
+    func splitSamples(_ blend: [(weight: Double, prefix: String)], split index: Int, numSamples: Int, log: Bool)
+        throws -> (@Sendable (Int) -> [Int32])? {
+        let (target, build) = blend.count == 1 ? ([numSamples], [numSamples])
+            : BlendedDataset.samplesPerDataset(weights: blend.map(\.weight), size: numSamples)
+        let name = ["training", "validation", "test"][index]
+        var datasets: [GPTDataset] = []
+        for (part, samples) in zip(blend, build) {
+            let indexed = try IndexedDataset(prefix: part.prefix)
+            guard let documents = try GPTDataset.splitRanges(split, count: indexed.sequenceCount)[index], !documents.isEmpty else {
+                if index > 0 && log { print("> dataset \(part.prefix): no \(name) documents under --split \(split)") }
+                return nil
+            }
+            let dataset = try GPTDataset(indexed, documents: documents, numSamples: samples,
+                                         sequenceLength: training.seqLength, seed: UInt32(training.seed))
+            if log {
+                print("> dataset \(part.prefix)\(blend.count > 1 ? " (weight \(part.weight))" : ""): \(name) split documents "
+                      + "\(documents.lowerBound) ..< \(documents.upperBound) of \(indexed.sequenceCount); \(dataset.count) samples of "
+                      + "\(training.seqLength + 1) tokens over \(dataset.epochs) epoch(s)"
+                      + (dataset.separateFinalEpoch ? ", the last shuffled apart" : ""))
+            }
+            datasets.append(dataset)
+        }
+        if datasets.count == 1 {
+            let dataset = datasets[0]
+            return { dataset.sample($0) }
+        }
+        let blended = try BlendedDataset(datasets: datasets, weights: blend.map(\.weight), size: target.reduce(0, +))
+        return { blended.sample($0) }
     }
 
     /// --data-path as (normalised weight, prefix) pairs: one prefix (weight 1), or weight-prefix pairs.
@@ -114,7 +158,7 @@ struct Pretrain: ParsableCommand {
     }
 
     /// One rank's run: its model replica, its share of every global batch, and (on rank 0) the
-    /// greedy sample at the end.
+    /// generated sample at the end.
     func train(world: any Communicator) throws {
         let groups = try ProcessGroups(world: world, state: distributed.parallelState())
         let isFirst = world.rank == 0, isLast = groups.isLastRank
@@ -149,33 +193,21 @@ struct Pretrain: ParsableCommand {
         }
         let sample: @Sendable (Int) -> [Int32]
         let firstSample: [Int32]
+        var evaluation: Trainer.Evaluation?
         if let blend = try blend() {
             let numSamples = settings.trainIters * gbs
-            let (target, build) = blend.count == 1 ? ([numSamples], [numSamples])
-                : BlendedDataset.samplesPerDataset(weights: blend.map(\.weight), size: numSamples)
-            let datasets = try zip(blend, build).map { part, samples in
-                let indexed = try IndexedDataset(prefix: part.prefix)
-                guard let train = try GPTDataset.splitRanges(split, count: indexed.sequenceCount)[0], !train.isEmpty else {
-                    throw ValidationError("--split \(split): the training split of \(part.prefix)'s \(indexed.sequenceCount) documents is empty")
-                }
-                let dataset = try GPTDataset(indexed, documents: train, numSamples: samples,
-                                             sequenceLength: training.seqLength, seed: UInt32(training.seed))
-                if isFirst {
-                    print("> dataset \(part.prefix)\(blend.count > 1 ? " (weight \(part.weight))" : ""): training split documents "
-                          + "\(train.lowerBound) ..< \(train.upperBound) of \(indexed.sequenceCount); \(dataset.count) samples of "
-                          + "\(training.seqLength + 1) tokens over \(dataset.epochs) epoch(s)"
-                          + (dataset.separateFinalEpoch ? ", the last shuffled apart" : ""))
-                }
-                return dataset
+            guard let train = try splitSamples(blend, split: 0, numSamples: numSamples, log: isFirst) else {
+                throw ValidationError("--split \(split): the training split is empty")
             }
-            if datasets.count == 1 {
-                let dataset = datasets[0]
-                sample = { dataset.sample($0) }
-            } else {
-                let blended = try BlendedDataset(datasets: datasets, weights: blend.map(\.weight), size: target.reduce(0, +))
-                sample = { blended.sample($0) }
+            sample = train
+            firstSample = try IndexedDataset(prefix: blend[0].prefix).sequence(0)
+            if evalIters > 0 {
+                var plan = Trainer.Evaluation(interval: evalInterval, iterations: evalIters, validation: nil, test: nil)
+                plan.validation = try splitSamples(blend, split: 1, numSamples: plan.validationSamples(trainIters: settings.trainIters,
+                                                                                                      globalBatchSize: gbs), log: isFirst)
+                plan.test = try splitSamples(blend, split: 2, numSamples: evalIters * gbs, log: isFirst)
+                evaluation = plan
             }
-            firstSample = datasets[0].dataset.sequence(0)
         } else {
             let mock = MockGPTDataset(vocabSize: vocab, sequenceLength: training.seqLength, seed: UInt64(training.seed))
             sample = { mock.sample($0) }
@@ -185,41 +217,29 @@ struct Pretrain: ParsableCommand {
         let trainer = Trainer(model: gpt, optimizer: optimizer, scheduler: try training.scheduler(globalBatchSize: gbs), settings: settings,
                               dataParallel: dataParallel, sample: sample,
                               log: { line in if isLast { print(line); fflush(nil) } })
+        trainer.evaluation = evaluation
         try trainer.train()
-        if greedySampleTokens > 0 && isFirst {
+        if sampleTokens > 0 && isFirst {
             let prompt: [Int32]
-            if let text = greedySamplePrompt, let tokenizer, !tokenizer.encode(text).isEmpty {
+            if let text = samplePrompt, let tokenizer, !tokenizer.encode(text).isEmpty {
                 prompt = tokenizer.encode(text)
             } else {
                 prompt = Array(firstSample.prefix(16))
             }
-            let tokens = try greedyContinuation(gpt, prompt: prompt, count: greedySampleTokens, maxLength: training.seqLength)
+            let generation = TextGeneration(topK: topK, temperature: temperature, seed: UInt64(training.seed))
+            let tokens = try generation.continuation(of: prompt, count: sampleTokens, model: gpt, vocabularySize: vocab,
+                                                     maxLength: training.seqLength)
+            let how = topK == 1 ? "greedy" : "top-k \(topK == 0 ? "off" : String(topK)), temperature \(temperature)"
             if let tokenizer {
-                print("> greedy sample:\n\(tokenizer.decode(prompt))⟪\(tokenizer.decode(tokens))⟫")
+                print("> sample (\(how)):\n\(tokenizer.decode(prompt))⟪\(tokenizer.decode(tokens))⟫")
             } else {
-                print("> greedy sample (token ids): \(prompt.map(String.init).joined(separator: " ")) ⟶ "
+                print("> sample (\(how), token ids): \(prompt.map(String.init).joined(separator: " ")) ⟶ "
                       + tokens.map(String.init).joined(separator: " "))
             }
             fflush(nil)
         }
         // Nobody leaves (and ends MPI) while rank 0 still samples.
         try world.barrier()
-    }
-
-    /// Extends `prompt` by `count` argmax tokens, re-running the model on the last `maxLength` tokens.
-    func greedyContinuation(_ model: GPTModel, prompt: [Int32], count: Int, maxLength: Int) throws -> [Int32] {
-        var tokens = prompt, generated: [Int32] = []
-        for _ in 0 ..< count {
-            let window = Array(tokens.suffix(maxLength))
-            let batch = try MicroBatch(samples: [window + [0]], on: model.device)
-            let logits = try model.logits(batch)
-            let vocab = logits.columns, last = logits.floats + (window.count - 1) * vocab
-            var best = 0
-            for v in 1 ..< vocab where last[v] > last[best] { best = v }
-            tokens.append(Int32(best))
-            generated.append(Int32(best))
-        }
-        return generated
     }
 }
 
