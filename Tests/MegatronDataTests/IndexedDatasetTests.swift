@@ -65,3 +65,29 @@ import Testing
         #expect { try IndexedDataset(prefix: prefix) } throws: { "\($0)".contains("lies outside") }
     }
 }
+
+/// Our writer against the files Tests/Fixtures/make_indexed_dataset_fixtures.py writes with NumPy
+/// in the layout of Megatron's _IndexWriter, and our reader on them.
+@Suite struct IndexedDatasetFixtureTests {
+    static let documents: [[[Int32]]] = [[[15496, 995, 50256]], [], [[64, 275], [11, 50256]], [[318, 257, 1332, 13, 50256]]]
+
+    @Test(arguments: [("uint16", IndexedDataset.TokenType.uint16), ("int32", .int32)])
+    func writesTheBytesOfMegatronsLayout(name: String, type: IndexedDataset.TokenType) throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/indexed_\(name)").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fixture-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let prefix = dir.appendingPathComponent(name).path
+        let builder = try IndexedDatasetBuilder(prefix: prefix, tokenType: type)
+        for document in Self.documents { try builder.addDocument(document.flatMap { $0 }, lengths: document.map(\.count)) }
+        try builder.finish()
+        for suffix in [".bin", ".idx"] {
+            #expect(try Data(contentsOf: URL(fileURLWithPath: prefix + suffix)) == Data(contentsOf: URL(fileURLWithPath: fixture + suffix)),
+                    "\(name)\(suffix)")
+        }
+        let read = try IndexedDataset(prefix: fixture)
+        #expect(read.tokenType == type && read.documentCount == 4 && read.sequenceCount == 4)
+        #expect((0 ..< 4).map { read.sequence($0) } == Self.documents.flatMap { $0 })
+    }
+}
