@@ -5,7 +5,9 @@ import MegatronData
 
 /// `megatron preprocess-data`: JSON lines in, Megatron's `PREFIX_KEY_document.bin/.idx` out, as
 /// Megatron-LM's tools/preprocess_data.py writes them (one sequence per document, the end-of-document
-/// token appended with --append-eod, empty documents kept as empty).
+/// token appended with --append-eod, empty documents kept as empty). Plain text too (ours,
+/// `--input-format text`): documents are separated by blank lines (lines of only spaces or tabs),
+/// and each keeps its own line breaks; the output is `PREFIX_text_document`.
 struct PreprocessData: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "preprocess-data", abstract: "Tokenize JSONL into Megatron .bin/.idx datasets (tools/preprocess_data.py flags).")
@@ -13,38 +15,46 @@ struct PreprocessData: ParsableCommand {
     @Option var input: String
     @Option(name: .customLong("json-keys"), parsing: .upToNextOption) var jsonKeys: [String] = ["text"]
     @Option(name: .customLong("output-prefix")) var outputPrefix: String
-    @Option(name: .customLong("tokenizer-type")) var tokenizerType = "GPT2BPETokenizer"
-    @Option(name: .customLong("vocab-file")) var vocabFile: String
-    @Option(name: .customLong("merge-file")) var mergeFile: String
+    @Option(name: .customLong("input-format"), help: "jsonl (Megatron's: one JSON object per line) or text (documents separated by blank lines).")
+    var inputFormat = "jsonl"
+    @Option(name: .customLong("tokenizer-type"), help: "GPT2BPETokenizer (--vocab-file, --merge-file) or NullTokenizer (--vocab-size).")
+    var tokenizerType = "GPT2BPETokenizer"
+    @Option(name: .customLong("vocab-file")) var vocabFile: String?
+    @Option(name: .customLong("merge-file")) var mergeFile: String?
+    @Option(name: .customLong("vocab-size"), help: "NullTokenizer: ids are 0 ..< vocab-size, the last one end-of-document.")
+    var vocabSize: Int?
     @Flag(name: .customLong("append-eod")) var appendEOD = false
     @Option(help: "Tokenizing threads.") var workers = 1
     @Flag(name: .customLong("skip-invalid-lines"), help: "Skip (and count) malformed lines instead of stopping at the first.")
     var skipInvalidLines = false
 
     func validate() throws {
-        guard tokenizerType == "GPT2BPETokenizer" else {
-            throw ValidationError("--tokenizer-type \(tokenizerType): only GPT2BPETokenizer is supported so far")
+        switch tokenizerType {
+        case "GPT2BPETokenizer":
+            guard vocabFile != nil, mergeFile != nil else {
+                throw ValidationError("--tokenizer-type GPT2BPETokenizer needs --vocab-file and --merge-file")
+            }
+        case "NullTokenizer":
+            guard let vocabSize, vocabSize >= 2 else { throw ValidationError("--tokenizer-type NullTokenizer needs --vocab-size ≥ 2") }
+        default:
+            throw ValidationError("--tokenizer-type \(tokenizerType): expected GPT2BPETokenizer or NullTokenizer")
         }
+        guard ["jsonl", "text"].contains(inputFormat) else { throw ValidationError("--input-format \(inputFormat): expected jsonl or text") }
         guard workers >= 1 else { throw ValidationError("--workers \(workers): expected at least 1") }
         guard !jsonKeys.isEmpty else { throw ValidationError("--json-keys: give at least one key") }
     }
 
     func run() throws {
-        let tokenizer = try GPT2BPETokenizer(vocabFile: URL(fileURLWithPath: vocabFile), mergesFile: URL(fileURLWithPath: mergeFile))
+        let tokenizer: any TextTokenizer = tokenizerType == "NullTokenizer"
+            ? try NullTokenizer(vocabSize: vocabSize!)
+            : try GPT2BPETokenizer(vocabFile: URL(fileURLWithPath: vocabFile!), mergesFile: URL(fileURLWithPath: mergeFile!))
         guard let data = try? Data(contentsOf: URL(fileURLWithPath: input), options: .alwaysMapped) else {
             throw ValidationError("--input \(input): cannot be read")
         }
         let type = IndexedDataset.TokenType.optimal(vocabularySize: tokenizer.vocabSize)
-        let builders = try jsonKeys.map { try IndexedDatasetBuilder(prefix: "\(outputPrefix)_\($0)_document", tokenType: type) }
-        let lines = data.withUnsafeBytes { raw in
-            var ranges: [Range<Int>] = [], start = 0
-            for (i, byte) in raw.enumerated() where byte == UInt8(ascii: "\n") {
-                ranges.append(start ..< i)
-                start = i + 1
-            }
-            if start < raw.count { ranges.append(start ..< raw.count) }
-            return ranges
-        }
+        let keys = inputFormat == "text" ? ["text"] : jsonKeys
+        let builders = try keys.map { try IndexedDatasetBuilder(prefix: "\(outputPrefix)_\($0)_document", tokenType: type) }
+        let lines = inputFormat == "text" ? InputDocuments.paragraphs(of: data) : InputDocuments.lines(of: data)
         let started = Date()
         var documents = 0, skipped = 0, bytesDone = 0
         let batch = 256 * workers
@@ -78,12 +88,20 @@ struct PreprocessData: ParsableCommand {
         }
         for builder in builders { try builder.finish() }
         FileHandle.standardError.write(Data("\n".utf8))
-        print("wrote \(jsonKeys.map { "\(outputPrefix)_\($0)_document.{bin,idx}" }.joined(separator: ", ")): "
+        print("wrote \(keys.map { "\(outputPrefix)_\($0)_document.{bin,idx}" }.joined(separator: ", ")): "
               + "\(documents) documents\(skipped > 0 ? ", \(skipped) invalid lines skipped" : "") (\(type) tokens)")
     }
 
-    /// The token ids of each key of one JSON line (EOD appended to non-empty documents with --append-eod).
-    func encode(_ line: Data, line number: Int, tokenizer: GPT2BPETokenizer) -> Result<[[Int32]], TokenizerError> {
+    /// The token ids of each key of one input line or document (EOD appended to non-empty documents
+    /// with --append-eod).
+    func encode(_ line: Data, line number: Int, tokenizer: any TextTokenizer) -> Result<[[Int32]], TokenizerError> {
+        if inputFormat == "text" {
+            guard let text = String(data: line, encoding: .utf8) else {
+                return .failure(TokenizerError("\(input): document \(number) is not valid UTF-8"))
+            }
+            return Result { [try tokens(of: [text], tokenizer: tokenizer)] }
+                .mapError { TokenizerError("\(input): document \(number): \($0)") }
+        }
         guard let object = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any] else {
             return .failure(TokenizerError("\(input):\(number): not a JSON object (malformed JSON or invalid UTF-8)"))
         }
@@ -93,11 +111,19 @@ struct PreprocessData: ParsableCommand {
             if let text = object[key] as? String { texts = [text] } else if let list = object[key] as? [String] { texts = list } else {
                 return .failure(TokenizerError("\(input):\(number): no string (or list of strings) under key \"\(key)\""))
             }
-            var ids = texts.flatMap { tokenizer.encode($0) }
-            if appendEOD && !ids.isEmpty { ids.append(tokenizer.eod) }
-            out.append(ids)
+            do {
+                out.append(try tokens(of: texts, tokenizer: tokenizer))
+            } catch {
+                return .failure(TokenizerError("\(input):\(number): \(error)"))
+            }
         }
         return .success(out)
+    }
+
+    func tokens(of texts: [String], tokenizer: any TextTokenizer) throws -> [Int32] {
+        var ids = try texts.flatMap { try tokenizer.encode($0) }
+        if appendEOD && !ids.isEmpty { ids.append(tokenizer.eod) }
+        return ids
     }
 }
 

@@ -90,7 +90,8 @@ public final class IndexedDataset: @unchecked Sendable {
 
 /// Writes an indexed dataset: documents are appended to PREFIX.bin as they come; `finish()` writes
 /// PREFIX.idx. Both are written under temporary names and renamed only when complete, so an
-/// interrupted run leaves nothing that looks like a finished dataset.
+/// interrupted run leaves nothing that looks like a finished dataset; a builder dropped before
+/// `finish()` (a run stopped by an error) deletes its temporary files.
 public final class IndexedDatasetBuilder {
     public let prefix: String
     public let tokenType: IndexedDataset.TokenType
@@ -98,6 +99,7 @@ public final class IndexedDatasetBuilder {
     private var sequenceLengths: [Int32] = []
     private var documentIndices: [Int64] = [0]
     private var buffer = Data()
+    private var finished = false
 
     public init(prefix: String, tokenType: IndexedDataset.TokenType) throws {
         self.prefix = prefix
@@ -152,5 +154,12 @@ public final class IndexedDatasetBuilder {
         for ext in [".bin", ".idx"] where rename(prefix + ext + ".partial", prefix + ext) != 0 {
             throw TokenizerError("\(prefix + ext): could not move the written file into place (errno \(errno))")
         }
+        finished = true
+    }
+
+    deinit {
+        guard !finished else { return }
+        try? binHandle.close()
+        for ext in [".bin", ".idx"] { unlink(prefix + ext + ".partial") }
     }
 }
