@@ -155,7 +155,8 @@ public final class GPTModel: @unchecked Sendable {
             let (n1, n1Saved) = try norm.forward(x, weight: w.inputNormWeight, bias: w.inputNormBias, on: device)
             let qkv = try Linear.forward(n1, weight: w.qkvWeight, bias: w.qkvBias, on: device)
             try rotary?.apply(to: qkv, headOffsets: layout.queryOffsets + layout.keyOffsets, positions: batch.positions, on: device)
-            let (context, lse) = try Attention.forward(qkv: qkv, layout: layout, scale: scale, dropout: attentionP,
+            let (context, lse) = try Attention.forward(qkv: qkv, layout: layout, scale: scale,
+                                                       firstKeys: batch.attentionFirstKeys, dropout: attentionP,
                                                        rng: dropout.stream(layer: l, site: DropoutSite.attentionProbabilities.rawValue),
                                                        on: device)
             let proj = try GEMM.matmul(context, w.projWeight, transposeB: true, on: device)
@@ -221,6 +222,7 @@ public final class GPTModel: @unchecked Sendable {
             let dContext = try Linear.backward(dProj, input: a.context, weight: w.projWeight, gradWeight: g.projWeight,
                                                gradBias: nil, on: device)
             let dQKV = try Attention.backward(dContext, qkv: a.qkv, context: a.context, lse: a.lse, layout: layout, scale: scale,
+                                              firstKeys: batch.attentionFirstKeys,
                                               dropout: c.attentionDropout,
                                               rng: dropout.stream(layer: l, site: DropoutSite.attentionProbabilities.rawValue), on: device)
             try rotary?.apply(to: dQKV, headOffsets: layout.queryOffsets + layout.keyOffsets, positions: batch.positions,

@@ -7,6 +7,9 @@ public struct MicroBatch: Sendable {
     public let labels: Tensor
     public let lossMask: Tensor
     public let positions: Tensor
+    /// Per token, the first key it may attend to when attention stays within documents
+    /// (--reset-attention-mask); nil: every earlier token of the sequence.
+    public let attentionFirstKeys: Tensor?
     public let batch: Int
     public let sequenceLength: Int
 
@@ -18,6 +21,8 @@ public struct MicroBatch: Sendable {
         public var eodMaskLoss = false
         /// --reset-position-ids: positions restart at 0 after each end-of-document token.
         public var resetPositionIDs = false
+        /// --reset-attention-mask: tokens after an end-of-document token do not attend to it or before.
+        public var resetAttentionMask = false
 
         public init(endOfDocument: Int32) { self.endOfDocument = endOfDocument }
     }
@@ -34,18 +39,21 @@ public struct MicroBatch: Sendable {
         tokens = try Tensor(int32s: samples.flatMap { $0.dropLast() }, shape: [batch * s], on: device)
         labels = try Tensor(int32s: samples.flatMap { $0.dropFirst() }, shape: [batch * s], on: device)
         var mask = [Float](repeating: 1, count: batch * s)
-        var position = [Int32](repeating: 0, count: batch * s)
+        var position = [Int32](repeating: 0, count: batch * s), firstKey = [Int32](repeating: 0, count: batch * s)
         for (b, sample) in samples.enumerated() {
-            var next: Int32 = 0
+            var next: Int32 = 0, documentStart: Int32 = 0
             for t in 0 ..< s {
                 position[b * s + t] = next
+                firstKey[b * s + t] = documentStart
                 next += 1
                 guard let boundaries, sample[t] == boundaries.endOfDocument else { continue }
                 if boundaries.eodMaskLoss { mask[b * s + t] = 0 }
                 if boundaries.resetPositionIDs { next = 0 }
+                if boundaries.resetAttentionMask { documentStart = Int32(t + 1) }
             }
         }
         lossMask = try Tensor(mask, shape: [batch * s], on: device)
         positions = try Tensor(int32s: position, shape: [batch * s], on: device)
+        attentionFirstKeys = boundaries?.resetAttentionMask == true ? try Tensor(int32s: firstKey, shape: [batch * s], on: device) : nil
     }
 }

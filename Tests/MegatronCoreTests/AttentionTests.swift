@@ -5,7 +5,7 @@ import Testing
 /// Naive attention in double: materialises the whole score matrix, applies the causal mask with
 /// −inf, softmax, optional multipliers (dropout) and ·V. qkv rows use the layout's column offsets.
 func referenceAttention(_ qkv: [Double], _ l: AttentionLayout, scale: Double, causal: Bool,
-                        multipliers: ((Int, Int, Int) -> Double)? = nil) -> [Double] {
+                        firstKeys: [Int32]? = nil, multipliers: ((Int, Int, Int) -> Double)? = nil) -> [Double] {
     let s = l.sequenceLength, d = l.headDim, width = l.heads * d
     var out = [Double](repeating: 0, count: l.tokens * width)
     for b in 0 ..< l.batch {
@@ -15,6 +15,7 @@ func referenceAttention(_ qkv: [Double], _ l: AttentionLayout, scale: Double, ca
                 let row = (b * s + i) * l.rowWidth
                 var scores = (0 ..< s).map { j -> Double in
                     if causal && j > i { return -.infinity }
+                    if let firstKeys, j < firstKeys[b * s + i] { return -.infinity }
                     let col = (b * s + j) * l.rowWidth
                     return scale * (0 ..< d).map { qkv[row + l.queryOffsets[h] + $0] * qkv[col + l.keyOffsets[g] + $0] }.reduce(0, +)
                 }
@@ -75,6 +76,36 @@ func referenceAttention(_ qkv: [Double], _ l: AttentionLayout, scale: Double, ca
             weightedSum(referenceAttention($0, layout, scale: 0.5, causal: true, multipliers: multipliers), w)
         }
         expectClose(grad.toFloatArray(), fd, tolerance: 1e-5, "dqkv with dropout")
+    }
+
+    /// Attention within documents (--reset-attention-mask), with dropout: row i of a sequence sees
+    /// keys firstKeys[i] ... i only.
+    @Test func documentMaskingForwardAndBackwardMatchReference() throws {
+        var rng = TestRandom(seed: 42)
+        let layout = try AttentionLayout.megatronFusedQKV(batch: 2, sequenceLength: 9, heads: 2, groups: 1, headDim: 3)
+        let s = 9, p = Float(0.1), stream = PhiloxStream(seed: 3, stream: 9)
+        // Sequence 0: documents [0, 4), [4, 5), [5, 9); sequence 1: one document.
+        let firstKeys: [Int32] = [0, 0, 0, 0, 4, 5, 5, 5, 5] + Array(repeating: 0, count: 9)
+        let qkv = rng.floats(layout.tokens * layout.rowWidth, scale: 2), w = rng.floats(layout.tokens * 6)
+        let ones = tensor([Float](repeating: 1, count: 4 * s * s), [4 * s * s])
+        let mask = try Dropout.apply(ones, probability: p, rng: stream, on: serial).toFloatArray()
+        let multipliers: (Int, Int, Int) -> Double = { head, i, j in Double(mask[(head * s + i) * s + j]) }
+        let keys = try Tensor(int32s: firstKeys, shape: [18], on: serial)
+        let x = tensor(qkv, [layout.tokens, layout.rowWidth])
+        let (context, lse) = try Attention.forward(qkv: x, layout: layout, scale: 0.5, firstKeys: keys, dropout: p, rng: stream,
+                                                   blockRows: 4, on: serial)
+        let reference = { (q: [Double]) in
+            referenceAttention(q, layout, scale: 0.5, causal: true, firstKeys: firstKeys, multipliers: multipliers)
+        }
+        expectClose(context.toFloatArray(), reference(qkv.doubles), tolerance: 1e-6, "context within documents")
+        let grad = try Attention.backward(tensor(w, context.shape), qkv: x, context: context, lse: lse, layout: layout, scale: 0.5,
+                                          firstKeys: keys, dropout: p, rng: stream, blockRows: 4, on: serial)
+        expectClose(grad.toFloatArray(), finiteDifferences(qkv.doubles) { weightedSum(reference($0), w) }, tolerance: 1e-5,
+                    "dqkv within documents")
+        #expect(throws: TensorError.self) {
+            try Attention.forward(qkv: x, layout: layout, scale: 0.5, firstKeys: Tensor(int32s: Array(repeating: 1, count: 18), shape: [18], on: serial),
+                                  on: serial)
+        }
     }
 
     @Test func threadsAgree() throws {

@@ -129,6 +129,28 @@ struct MicroBatchBoundaryTests {
         let reset = try MicroBatch(samples: [sample, sample], boundaries: boundaries, on: device)
         #expect(reset.positions.toInt32Array() == [0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0])
         #expect(reset.lossMask.toFloatArray() == Array(repeating: 1, count: 12))
+        #expect(reset.attentionFirstKeys == nil)
+        boundaries.resetAttentionMask = true
+        let documents = try MicroBatch(samples: [sample], boundaries: boundaries, on: device)
+        #expect(documents.attentionFirstKeys?.toInt32Array() == [0, 0, 2, 2, 4, 5])
+    }
+
+    /// With positions and attention reset at end-of-document tokens, a document packed after another
+    /// gets exactly the logits it gets alone.
+    @Test func aPackedDocumentSeesOnlyItself() throws {
+        for rope in [false, true] {
+            let model = try GPTModel(config: tinyConfig { if rope { $0.positionEmbedding = .rope } }, seed: 3, on: device)
+            var boundaries = MicroBatch.DocumentBoundaries(endOfDocument: 39)
+            boundaries.resetPositionIDs = true
+            boundaries.resetAttentionMask = true
+            let packed = try model.logits(MicroBatch(samples: [[3, 4, 5, 39, 6, 7, 8, 9]], boundaries: boundaries, on: device))
+            let alone = try model.logits(MicroBatch(samples: [[6, 7, 8, 9]], on: device))
+            let v = packed.columns
+            let tail = Array(packed.toFloatArray()[4 * v ..< 7 * v]), expected = alone.toFloatArray()
+            #expect(zip(tail, expected).allSatisfy { abs($0 - $1) <= 1e-5 }, "rope \(rope)")
+            let mixed = try model.logits(MicroBatch(samples: [[3, 4, 5, 39, 6, 7, 8, 9]], on: device))
+            #expect(!zip(Array(mixed.toFloatArray()[4 * v ..< 7 * v]), expected).allSatisfy { abs($0 - $1) <= 1e-5 })
+        }
     }
 }
 

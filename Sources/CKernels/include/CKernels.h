@@ -105,16 +105,18 @@ long mg_attention_scratch_floats(long seq, long block_rows);
 /// time, so at most block_rows × seq scores exist at once. Saves lse[i] = log Σ_j exp(scale·q_i·k_j)
 /// per query row for the backward. Dropout (p_keep < 1) of probability (i, j) uses element
 /// (head_index·seq + i)·seq + j of stream (seed, stream), head_index numbering (batch, head) pairs.
+/// first_key (NULL: all 0) gives per query row the first key it may see, for attention that stays
+/// within documents (Megatron's --reset-attention-mask); it must not exceed the row.
 void mg_attention_forward(mg_attention_head head, float *lse, long seq, long d, float scale, int causal,
-                          long block_rows, float p_keep, uint64_t seed, uint64_t stream, long head_index,
-                          float *scratch);
+                          const int32_t *first_key, long block_rows, float p_keep, uint64_t seed, uint64_t stream,
+                          long head_index, float *scratch);
 
 /// Gradients of one query head given dO (ldo-strided like out): writes dq, accumulates dk and dv
 /// (the caller zeroes them once per key/value head, so query heads sharing them under
 /// grouped-query attention all add in). Recomputes the scores panel by panel from lse.
 void mg_attention_backward(mg_attention_head head, const float *lse, const float *dout,
                            float *dq, long lddq, float *dk, long lddk, float *dv, long lddv,
-                           long seq, long d, float scale, int causal, long block_rows,
+                           long seq, long d, float scale, int causal, const int32_t *first_key, long block_rows,
                            float p_keep, uint64_t seed, uint64_t stream, long head_index, float *scratch);
 
 // MARK: loss (cross_entropy.c)

@@ -36,6 +36,8 @@ public struct AttentionLayout: Sendable, Equatable {
 }
 
 /// The attention core softmax(scale·QKᵀ + causal mask)·V with dropout on the probabilities,
+/// optionally kept within documents (`firstKeys`: per token row, the first key of its sequence it
+/// may see, as Megatron's --reset-attention-mask makes the mask),
 /// computed flash-attention style (Dao, 2022): a panel of `blockRows` query rows at a time, so at
 /// most blockRows × seq scores exist per thread, and the backward recomputes the probabilities from
 /// the saved per-row log-sum-exp instead of storing them.
@@ -46,9 +48,9 @@ public enum Attention {
     /// qkv [tokens, rowWidth] → (context [tokens, heads·headDim] with head h at columns h·headDim,
     /// lse [batch, heads, seq]).
     public static func forward(qkv: Tensor, layout: AttentionLayout, scale: Float, causal: Bool = true,
-                               dropout p: Float = 0, rng: PhiloxStream = PhiloxStream(seed: 0, stream: 0),
+                               firstKeys: Tensor? = nil, dropout p: Float = 0, rng: PhiloxStream = PhiloxStream(seed: 0, stream: 0),
                                blockRows: Int = defaultBlockRows, on device: CPUDevice) throws -> (context: Tensor, lse: Tensor) {
-        try validate(qkv, layout, p)
+        try validate(qkv, layout, p, firstKeys: firstKeys, causal: causal)
         let l = layout, s = l.sequenceLength, d = l.headDim
         let context = Tensor(shape: [l.tokens, l.heads * d], on: device, zeroed: false)
         let lse = Tensor(shape: [l.batch, l.heads, s], on: device, zeroed: false)
@@ -60,8 +62,8 @@ public enum Attention {
                 for job in range {
                     let b = job / l.heads, h = job % l.heads, g = h / (l.heads / l.groups)
                     let head = headPointers(qkv, context, layout: l, batch: b, head: h, group: g)
-                    mg_attention_forward(head, lse.floats + job * s, s, d, scale, causal ? 1 : 0, blockRows,
-                                         1 - p, rng.seed, rng.stream, job, scratch.floats + task * scratchFloats)
+                    mg_attention_forward(head, lse.floats + job * s, s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s },
+                                         blockRows, 1 - p, rng.seed, rng.stream, job, scratch.floats + task * scratchFloats)
                 }
             }
         }
@@ -70,10 +72,10 @@ public enum Attention {
 
     /// Gradient of the fused QKV given the context's gradient, in a new tensor shaped like qkv.
     public static func backward(_ gradContext: Tensor, qkv: Tensor, context: Tensor, lse: Tensor,
-                                layout: AttentionLayout, scale: Float, causal: Bool = true, dropout p: Float = 0,
-                                rng: PhiloxStream = PhiloxStream(seed: 0, stream: 0),
+                                layout: AttentionLayout, scale: Float, causal: Bool = true, firstKeys: Tensor? = nil,
+                                dropout p: Float = 0, rng: PhiloxStream = PhiloxStream(seed: 0, stream: 0),
                                 blockRows: Int = defaultBlockRows, on device: CPUDevice) throws -> Tensor {
-        try validate(qkv, layout, p)
+        try validate(qkv, layout, p, firstKeys: firstKeys, causal: causal)
         let l = layout, s = l.sequenceLength, d = l.headDim
         try gradContext.expect(shape: [l.tokens, l.heads * d], "Attention.backward", "gradContext")
         try context.expect(shape: [l.tokens, l.heads * d], "Attention.backward", "context")
@@ -96,7 +98,8 @@ public enum Attention {
                             gradQKV.floats + rowBase + l.queryOffsets[h], l.rowWidth,
                             gradQKV.floats + rowBase + l.keyOffsets[g], l.rowWidth,
                             gradQKV.floats + rowBase + l.valueOffsets[g], l.rowWidth,
-                            s, d, scale, causal ? 1 : 0, blockRows, 1 - p, rng.seed, rng.stream, headJob,
+                            s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s }, blockRows, 1 - p,
+                            rng.seed, rng.stream, headJob,
                             scratch.floats + task * scratchFloats)
                     }
                 }
@@ -116,8 +119,16 @@ public enum Attention {
             out: context.floats + b * l.sequenceLength * contextWidth + h * l.headDim, ldo: contextWidth)
     }
 
-    private static func validate(_ qkv: Tensor, _ l: AttentionLayout, _ p: Float) throws {
+    private static func validate(_ qkv: Tensor, _ l: AttentionLayout, _ p: Float, firstKeys: Tensor?, causal: Bool) throws {
         try qkv.expect(dtype: .float32, "Attention", "qkv")
+        if let firstKeys {
+            try firstKeys.expect(dtype: .int32, "Attention", "firstKeys")
+            try firstKeys.expect(shape: [l.tokens], "Attention", "firstKeys")
+            let keys = UnsafeBufferPointer(start: firstKeys.int32s, count: l.tokens)
+            guard causal, keys.indices.allSatisfy({ keys[$0] >= 0 && Int(keys[$0]) <= $0 % l.sequenceLength }) else {
+                throw TensorError("Attention: firstKeys must be causal and each row's first key in 0 ... its position")
+            }
+        }
         try qkv.expect(shape: [l.tokens, l.rowWidth], "Attention", "qkv")
         try Dropout.validate(p)
         guard l.heads % l.groups == 0, l.queryOffsets.count == l.heads, l.keyOffsets.count == l.groups,

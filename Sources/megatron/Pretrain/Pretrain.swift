@@ -40,7 +40,7 @@ struct Pretrain: ParsableCommand {
     @Flag(name: .customLong("eod-mask-loss"), help: "No loss on end-of-document input tokens.") var eodMaskLoss = false
     @Flag(name: .customLong("reset-position-ids"), help: "Positions restart at 0 after each end-of-document token.")
     var resetPositionIDs = false
-    @Flag(name: .customLong("reset-attention-mask"), help: "Not yet: tokens attending only within their document.")
+    @Flag(name: .customLong("reset-attention-mask"), help: "Tokens attend only within their document (after the last end-of-document token).")
     var resetAttentionMask = false
     @Option(name: .customLong("tokenizer-type"), help: "GPT2BPETokenizer (with --vocab-file, --merge-file) or NullTokenizer (with --vocab-size).")
     var tokenizerType = "GPT2BPETokenizer"
@@ -84,9 +84,6 @@ struct Pretrain: ParsableCommand {
                                   + "× data-parallel size \(dp)")
         }
         guard training.logInterval >= 1 else { throw ValidationError("--log-interval must be at least 1") }
-        if resetAttentionMask {
-            throw ValidationError("--reset-attention-mask is not supported yet: the attention kernel has no document masking")
-        }
         guard (0 ... Int(UInt32.max)).contains(training.seed) else {
             throw ValidationError("--seed \(training.seed): expected 0 ... 2^32 − 1 (NumPy's RandomState seeds the data order)")
         }
@@ -173,11 +170,12 @@ struct Pretrain: ParsableCommand {
                                         globalBatchSize: gbs, sequenceLength: training.seqLength)
         settings.logInterval = training.logInterval
         settings.seed = UInt64(training.seed)
-        if eodMaskLoss || resetPositionIDs {
+        if eodMaskLoss || resetPositionIDs || resetAttentionMask {
             // The end of document: GPT-2's <|endoftext|>, or the NullTokenizer's last id (as mock data's).
             var boundaries = MicroBatch.DocumentBoundaries(endOfDocument: tokenizer?.eod ?? Int32(vocab - 1))
             boundaries.eodMaskLoss = eodMaskLoss
             boundaries.resetPositionIDs = resetPositionIDs
+            boundaries.resetAttentionMask = resetAttentionMask
             settings.documentBoundaries = boundaries
         }
         let gpt = try GPTModel(config: config, seed: UInt64(training.seed), on: device)
