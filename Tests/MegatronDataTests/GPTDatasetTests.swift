@@ -107,3 +107,37 @@ import Testing
         }
     }
 }
+
+/// --data-cache-path: indices saved as .npy beside a description, loaded by a later identical request.
+@Suite struct GPTDatasetCacheTests {
+    @Test func indicesAreSavedAndReusedForTheSameRequestOnly() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cache-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let prefix = dir.appendingPathComponent("data").path
+        let builder = try IndexedDatasetBuilder(prefix: prefix, tokenType: .uint16)
+        for d in 0 ..< 30 { try builder.addDocument((0 ..< (d % 7 + 3)).map { Int32($0) }, lengths: [d % 7 + 3]) }
+        try builder.finish()
+        let indexed = try IndexedDataset(prefix: prefix), cache = dir.appendingPathComponent("cache").path
+        let make = { (samples: Int, cacheDirectory: String?) in
+            try GPTDataset(indexed, documents: 0 ..< 30, numSamples: samples, sequenceLength: 8, seed: 5, cacheDirectory: cacheDirectory)
+        }
+        let plain = try make(40, nil), first = try make(40, cache)
+        #expect(first.documentIndex == plain.documentIndex && first.sampleIndex == plain.sampleIndex && first.shuffleIndex == plain.shuffleIndex)
+        let files = try FileManager.default.contentsOfDirectory(atPath: cache).sorted()
+        #expect(files.count == 4 && files.allSatisfy { $0.contains("-GPTDataset-") }, "\(files)")
+        let npy = try #require(files.first { $0.hasSuffix("document_index.npy") })
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: cache + "/" + npy)))
+        #expect(Array(bytes[0 ..< 8]) == [0x93] + Array("NUMPY".utf8) + [1, 0] && (10 + Int(bytes[8])) % 64 == 0)
+        // Swap the first two document-index entries in the file: a load must show it.
+        let data = 10 + Int(bytes[8])
+        for k in 0 ..< 4 { bytes.swapAt(data + k, data + 4 + k) }
+        try Data(bytes).write(to: URL(fileURLWithPath: cache + "/" + npy))
+        let loaded = try make(40, cache)
+        #expect(loaded.documentIndex[0] == plain.documentIndex[1] && loaded.documentIndex[1] == plain.documentIndex[0])
+        // Another request gets its own files.
+        let other = try make(90, cache)
+        #expect(other.shuffleIndex == (try make(90, nil)).shuffleIndex)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: cache).count == 8)
+    }
+}

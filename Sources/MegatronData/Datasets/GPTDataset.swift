@@ -9,6 +9,10 @@
 /// - Sample index: for sample i, (position in the document index, token offset) of its first
 ///   token; sample i ends where sample i + 1 begins, one token further (the label of the last input).
 /// - Shuffle index: a permutation of the samples (the separated last epoch's shuffled apart).
+///
+/// With a cache directory (--data-cache-path) the three indices are saved there as .npy files
+/// named by a hash of what they depend on (written out beside them in a description file) and
+/// loaded instead of rebuilt when a later run asks for the same ones.
 public struct GPTDataset: Sendable {
     public let dataset: IndexedDataset
     public let sequenceLength: Int
@@ -24,7 +28,8 @@ public struct GPTDataset: Sendable {
 
     /// The dataset over `documents` (indices of the indexed dataset's sequences) giving at least
     /// `numSamples` samples of `sequenceLength` + 1 tokens.
-    public init(_ dataset: IndexedDataset, documents: Range<Int>, numSamples: Int, sequenceLength: Int, seed: UInt32) throws {
+    public init(_ dataset: IndexedDataset, documents: Range<Int>, numSamples: Int, sequenceLength: Int, seed: UInt32,
+                cacheDirectory: String? = nil) throws {
         guard sequenceLength > 1 else { throw TokenizerError("GPTDataset: --seq-length \(sequenceLength) must exceed 1") }
         guard numSamples >= 1 else { throw TokenizerError("GPTDataset: \(numSamples) samples requested; expected at least 1") }
         guard !documents.isEmpty, documents.upperBound <= dataset.sequenceCount else {
@@ -50,6 +55,31 @@ public struct GPTDataset: Sendable {
         }
         separateFinalEpoch = separate
 
+        let description = """
+            GPTDataset indices
+            dataset: \(dataset.prefix) (\(dataset.sequenceCount) sequences, \(dataset.sequenceLengths.reduce(0) { $0 + Int($1) }) tokens)
+            documents: \(documents.lowerBound) ..< \(documents.upperBound)
+            samples requested: \(numSamples)
+            sequence length: \(sequenceLength) (+ 1 extra token)
+            random seed: \(seed)
+            epochs: \(epochs), final epoch separate: \(separate)
+
+            """
+        let cache = cacheDirectory.map { IndexCache(directory: $0, description: description) }
+        if let cached = cache?.load() {
+            (documentIndex, sampleIndex, shuffleIndex) = cached
+            return
+        }
+        (documentIndex, sampleIndex, shuffleIndex) = Self.buildIndices(sizes: sizes, documents: documents, epochs: epochs,
+                                                                       separate: separate, sequenceLength: sequenceLength, seed: seed)
+        try cache?.save(documentIndex: documentIndex, sampleIndex: sampleIndex, shuffleIndex: shuffleIndex)
+    }
+
+    /// Megatron's three indices (see the type's description).
+    private static func buildIndices(sizes: [Int32], documents: Range<Int>, epochs: Int, separate: Bool, sequenceLength: Int,
+                                     seed: UInt32) -> (documentIndex: [Int32], sampleIndex: [Int32], shuffleIndex: [Int]) {
+        let tokensPerEpoch = documents.reduce(0) { $0 + Int(sizes[$1]) }
+        let samplesBeforeFinalEpoch = ((epochs - 1) * tokensPerEpoch - 1) / sequenceLength
         var random = NumPyRandomState(seed: seed)
         func shuffledDocuments(epochs: Int) -> [Int32] {
             var index = [Int32]()
@@ -60,7 +90,6 @@ public struct GPTDataset: Sendable {
         }
         let documentIndex = separate ? shuffledDocuments(epochs: epochs - 1) + shuffledDocuments(epochs: 1)
                                      : shuffledDocuments(epochs: epochs)
-        self.documentIndex = documentIndex
 
         let sampleCount = (epochs * tokensPerEpoch - 1) / sequenceLength
         var sampleIndex = [Int32](repeating: 0, count: 2 * (sampleCount + 1))
@@ -84,15 +113,15 @@ public struct GPTDataset: Sendable {
             sampleIndex[2 * i] = Int32(position)
             sampleIndex[2 * i + 1] = Int32(offset)
         }
-        self.sampleIndex = sampleIndex
 
         func shuffledRange(_ range: Range<Int>) -> [Int] {
             var values = Array(range)
             random.shuffle(&values)
             return values
         }
-        shuffleIndex = separate ? shuffledRange(0 ..< samplesBeforeFinalEpoch) + shuffledRange(samplesBeforeFinalEpoch ..< sampleCount)
-                                : shuffledRange(0 ..< sampleCount)
+        let shuffleIndex = separate ? shuffledRange(0 ..< samplesBeforeFinalEpoch) + shuffledRange(samplesBeforeFinalEpoch ..< sampleCount)
+                                    : shuffledRange(0 ..< sampleCount)
+        return (documentIndex, sampleIndex, shuffleIndex)
     }
 
     /// Sample `i` (in shuffled order): sequence-length + 1 tokens.

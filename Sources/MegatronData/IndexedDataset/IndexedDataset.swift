@@ -21,6 +21,8 @@ public final class IndexedDataset: @unchecked Sendable {
 
     static let magic: [UInt8] = Array("MMIDIDX".utf8) + [0, 0]
 
+    /// The path without .bin/.idx.
+    public let prefix: String
     public let tokenType: TokenType
     public let sequenceLengths: [Int32]
     public let sequencePointers: [Int64]
@@ -30,6 +32,7 @@ public final class IndexedDataset: @unchecked Sendable {
     /// Opens PREFIX.idx and PREFIX.bin (the .bin memory-mapped); a bad header, counts that do not fit
     /// the file lengths, or pointers outside the .bin are errors naming the file and the problem.
     public init(prefix: String) throws {
+        self.prefix = prefix
         let idxPath = prefix + ".idx", binPath = prefix + ".bin"
         func fail(_ path: String, _ what: String) -> TokenizerError { TokenizerError("\(path): \(what)") }
         guard let idx = try? Data(contentsOf: URL(fileURLWithPath: idxPath), options: .alwaysMapped) else {

@@ -33,6 +33,9 @@ struct Pretrain: ParsableCommand {
     @Option(name: .customLong("split"),
             help: "Train, validation and test weights over the dataset's documents; training reads the first split.")
     var split = "969,30,1"
+    @Option(name: .customLong("data-cache-path"),
+            help: "Keep GPTDataset's document, sample and shuffle indices here (.npy) and reuse them in later runs.")
+    var dataCachePath: String?
     @Option(name: .customLong("eval-iters"), help: "Global batches per evaluation on the validation (and test) split; 0: none.")
     var evalIters = 100
     @Option(name: .customLong("eval-interval"), help: "Evaluate on the validation split every this many iterations (default: only at the end).")
@@ -114,7 +117,7 @@ struct Pretrain: ParsableCommand {
                 return nil
             }
             let dataset = try GPTDataset(indexed, documents: documents, numSamples: samples,
-                                         sequenceLength: training.seqLength, seed: UInt32(training.seed))
+                                         sequenceLength: training.seqLength, seed: UInt32(training.seed), cacheDirectory: dataCachePath)
             if log {
                 print("> dataset \(part.prefix)\(blend.count > 1 ? " (weight \(part.weight))" : ""): \(name) split documents "
                       + "\(documents.lowerBound) ..< \(documents.upperBound) of \(indexed.sequenceCount); \(dataset.count) samples of "
