@@ -62,26 +62,23 @@ public final class GPT2BPETokenizer: Sendable {
     /// Token ids of `text`.
     public func encode(_ text: String) -> [Int32] {
         var ids: [Int32] = []
-        // Pieces repeat (words), so each distinct piece is encoded once. Keyed by a 64-bit FNV-1a hash,
-        // which is far cheaper than hashing the slice, with the bytes kept to rule out collisions.
-        var cache: [UInt64: (bytes: ArraySlice<UInt8>, ids: [Int32])] = [:]
         let scalars = Array(text.unicodeScalars)
         var utf8: [UInt8] = []
-        var offsets = [Int](repeating: 0, count: scalars.count + 1)
-        for (i, s) in scalars.enumerated() {
-            offsets[i] = utf8.count
-            UTF8.encode(s) { utf8.append($0) }
-        }
-        offsets[scalars.count] = utf8.count
+        utf8.reserveCapacity(scalars.count)
+        for s in scalars { UTF8.encode(s) { utf8.append($0) } }
+        // Pieces repeat (words), so each distinct piece is encoded once.
+        var cache = PieceCache()
+        var byteStart = 0
         for piece in GPT2PreTokenizer.pieces(scalars) {
-            let bytes = utf8[offsets[piece.lowerBound] ..< offsets[piece.upperBound]]
-            var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-            for b in bytes { hash = (hash ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
-            if let known = cache[hash], known.bytes.elementsEqual(bytes) {
-                ids += known.ids
+            var byteCount = 0
+            for i in piece { byteCount += UTF8.width(scalars[i]) }
+            let bytes = byteStart ..< byteStart + byteCount
+            byteStart += byteCount
+            if let known = cache.ids(of: bytes, in: utf8) {
+                ids += known
             } else {
-                let encoded = bytePairEncode(bytes)
-                cache[hash] = (bytes, encoded)
+                let encoded = bytePairEncode(utf8[bytes])
+                cache.insert(bytes, in: utf8, ids: encoded)
                 ids += encoded
             }
         }
@@ -110,6 +107,57 @@ public final class GPT2BPETokenizer: Sendable {
             parts.remove(at: best.index + 1)
         }
         return parts
+    }
+}
+
+/// The encodings of the pieces one `encode` call has seen: an open-addressing table keyed by a
+/// 64-bit FNV-1a hash of the piece's bytes (far cheaper than Dictionary's hashing of a slice),
+/// each entry keeping where its bytes lie to rule out collisions.
+struct PieceCache {
+    private var hashes = [UInt64](repeating: 0, count: 1024)   // 0: empty slot
+    private var entries = [Int](repeating: 0, count: 1024)
+    private var pieces: [(bytes: Range<Int>, ids: Range<Int>)] = []
+    private var idStore: [Int32] = []
+
+    private static func hash(_ bytes: Range<Int>, _ utf8: [UInt8]) -> UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for i in bytes { hash = (hash ^ UInt64(utf8[i])) &* 0x0000_0100_0000_01B3 }
+        return hash == 0 ? 1 : hash
+    }
+
+    func ids(of bytes: Range<Int>, in utf8: [UInt8]) -> ArraySlice<Int32>? {
+        let hash = Self.hash(bytes, utf8), mask = hashes.count - 1
+        var slot = Int(truncatingIfNeeded: hash) & mask
+        while hashes[slot] != 0 {
+            if hashes[slot] == hash {
+                let piece = pieces[entries[slot]]
+                if utf8[piece.bytes].elementsEqual(utf8[bytes]) { return idStore[piece.ids] }
+            }
+            slot = (slot + 1) & mask
+        }
+        return nil
+    }
+
+    mutating func insert(_ bytes: Range<Int>, in utf8: [UInt8], ids: [Int32]) {
+        if 2 * (pieces.count + 1) > hashes.count { grow() }
+        pieces.append((bytes, idStore.count ..< idStore.count + ids.count))
+        idStore += ids
+        place(Self.hash(bytes, utf8), entry: pieces.count - 1)
+    }
+
+    private mutating func place(_ hash: UInt64, entry: Int) {
+        let mask = hashes.count - 1
+        var slot = Int(truncatingIfNeeded: hash) & mask
+        while hashes[slot] != 0 { slot = (slot + 1) & mask }
+        hashes[slot] = hash
+        entries[slot] = entry
+    }
+
+    private mutating func grow() {
+        let old = hashes, oldEntries = entries
+        hashes = [UInt64](repeating: 0, count: 2 * old.count)
+        entries = [Int](repeating: 0, count: 2 * old.count)
+        for slot in old.indices where old[slot] != 0 { place(old[slot], entry: oldEntries[slot]) }
     }
 }
 
