@@ -24,7 +24,7 @@ struct PreprocessData: ParsableCommand {
     @Option(name: .customLong("vocab-size"), help: "NullTokenizer: ids are 0 ..< vocab-size, the last one end-of-document.")
     var vocabSize: Int?
     @Flag(name: .customLong("append-eod")) var appendEOD = false
-    @Option(help: "Tokenizing threads.") var workers = 1
+    @Option(help: "Tokenizing threads (default: every core).") var workers = ProcessInfo.processInfo.activeProcessorCount
     @Flag(name: .customLong("skip-invalid-lines"), help: "Skip (and count) malformed lines instead of stopping at the first.")
     var skipInvalidLines = false
 

@@ -122,9 +122,10 @@ public final class IndexedDatasetBuilder {
         if let bad = tokens.first(where: { $0 < 0 || $0 > limit }) {
             throw TokenizerError("\(prefix): token id \(bad) does not fit the dataset's \(tokenType) tokens")
         }
+        // Whole documents at once, little-endian: per-token appends to Data cost more than tokenizing.
         switch tokenType {
-        case .uint16: tokens.forEach { t in withUnsafeBytes(of: UInt16(t).littleEndian) { buffer.append(contentsOf: $0) } }
-        case .int32: tokens.forEach { t in withUnsafeBytes(of: t.littleEndian) { buffer.append(contentsOf: $0) } }
+        case .uint16: tokens.map { UInt16(truncatingIfNeeded: $0).littleEndian }.withUnsafeBytes { buffer.append(contentsOf: $0) }
+        case .int32: tokens.map(\.littleEndian).withUnsafeBytes { buffer.append(contentsOf: $0) }
         }
         if buffer.count > 1 << 24 { try flush() }
         sequenceLengths += lengths.map { Int32($0) }
