@@ -74,43 +74,34 @@ MG_INLINE float mg_sigmoid(float x) {
     return 1.0f / (1.0f + mg_exp(-x));
 }
 
-/// Dropout multipliers for elements [first, first + MG_MASK_CHUNK) of stream (`seed`, `stream`),
-/// from Philox4x32-10 (Salmon et al., 2011): four 32-bit words per block from a 128-bit counter
-/// (block, stream) and a 64-bit key (seed). Counter-based, so any element's random word is
-/// recomputed from its index alone, which lets backward passes and activation recomputation replay
-/// dropout masks exactly.
+/// One Philox4x32-10 block (Salmon et al., 2011): four 32-bit words from a 128-bit counter and a
+/// 64-bit key. Counter-based, so any element's random word is recomputed from its index alone,
+/// which lets backward passes and activation recomputation replay dropout masks exactly.
+MG_INLINE void mg_philox4x32(uint32_t c[4], uint32_t k0, uint32_t k1) {
+    for (int round = 0; round < 10; round++) {
+        uint64_t p0 = (uint64_t)0xD2511F53u * c[0];
+        uint64_t p1 = (uint64_t)0xCD9E8D57u * c[2];
+        uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
+        uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
+        uint32_t n0 = hi1 ^ c[1] ^ k0, n2 = hi0 ^ c[3] ^ k1;
+        c[0] = n0; c[1] = lo1; c[2] = n2; c[3] = lo0;
+        k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
+    }
+}
+
+/// Dropout multipliers for elements [first, first + MG_MASK_CHUNK) of stream (`seed`, `stream`):
 /// element i is kept when word i mod 4 of Philox block (i / 4, stream) is below
 /// `threshold` = keep probability · 2^32, and gets `scale` = 1 / keep probability, else 0.
 /// `first` must be a multiple of 4.
 #define MG_MASK_CHUNK 256
-#define MG_PHILOX_LANES 8
 MG_INLINE void mg_dropout_multipliers(float out[MG_MASK_CHUNK], uint64_t seed, uint64_t stream,
                                       uint64_t first, uint64_t threshold, float scale) {
     uint64_t block0 = first >> 2;
-    // Eight Philox blocks side by side (structure of arrays), so the rounds vectorise across blocks.
-    for (int j = 0; j < MG_MASK_CHUNK / 4; j += MG_PHILOX_LANES) {
-        uint32_t c0[MG_PHILOX_LANES], c1[MG_PHILOX_LANES], c2[MG_PHILOX_LANES], c3[MG_PHILOX_LANES];
-        for (int l = 0; l < MG_PHILOX_LANES; l++) {
-            uint64_t block = block0 + (uint64_t)(j + l);
-            c0[l] = (uint32_t)block; c1[l] = (uint32_t)(block >> 32);
-            c2[l] = (uint32_t)stream; c3[l] = (uint32_t)(stream >> 32);
-        }
-        uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-        for (int round = 0; round < 10; round++) {
-            for (int l = 0; l < MG_PHILOX_LANES; l++) {
-                uint64_t p0 = (uint64_t)0xD2511F53u * c0[l], p1 = (uint64_t)0xCD9E8D57u * c2[l];
-                uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[l] ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3[l] ^ k1;
-                c1[l] = (uint32_t)p1; c3[l] = (uint32_t)p0; c0[l] = n0; c2[l] = n2;
-            }
-            k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
-        }
-        for (int l = 0; l < MG_PHILOX_LANES; l++) {
-            float *o = out + 4 * (j + l);
-            o[0] = (uint64_t)c0[l] < threshold ? scale : 0.0f;
-            o[1] = (uint64_t)c1[l] < threshold ? scale : 0.0f;
-            o[2] = (uint64_t)c2[l] < threshold ? scale : 0.0f;
-            o[3] = (uint64_t)c3[l] < threshold ? scale : 0.0f;
-        }
+    for (int j = 0; j < MG_MASK_CHUNK / 4; j++) {
+        uint64_t block = block0 + (uint64_t)j;
+        uint32_t c[4] = {(uint32_t)block, (uint32_t)(block >> 32), (uint32_t)stream, (uint32_t)(stream >> 32)};
+        mg_philox4x32(c, (uint32_t)seed, (uint32_t)(seed >> 32));
+        for (int w = 0; w < 4; w++) out[4 * j + w] = (uint64_t)c[w] < threshold ? scale : 0.0f;
     }
 }
 
