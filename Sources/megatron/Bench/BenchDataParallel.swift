@@ -24,15 +24,8 @@ struct BenchDataParallel: ParsableCommand {
     @Option(help: "Timed steps.") var steps = 4
 
     func run() throws {
-        let shapes = ["tiny": (4, 256, 4, 256), "small": (6, 512, 8, 512), "124m": (12, 768, 12, 1024)]
-        guard let (layers, hidden, heads, seq) = shapes[config] else {
-            throw ValidationError("--config \(config): expected tiny, small or 124m")
-        }
-        var c = GPTConfig(numLayers: layers, hiddenSize: hidden, numAttentionHeads: heads, paddedVocabSize: 50304,
-                          maxPositionEmbeddings: seq)
-        c.hiddenDropout = 0
-        c.attentionDropout = 0
-        let modelConfig = c, options = self
+        let (modelConfig, seq) = try BenchGPT.benchmarkModel(config)
+        let options = self
         try distributed.launch { world in try options.measure(modelConfig, sequenceLength: seq, world: world) }
     }
 

@@ -18,16 +18,23 @@ struct BenchGPT: ParsableCommand {
     @Option(help: "Untimed steps first.") var warmup = 2
     @Option(help: "Timed steps.") var steps = 6
 
-    func run() throws {
+    /// The GPT-2-shaped benchmark model `name` (tiny, small, 124m), without dropout, and its sequence length.
+    static func benchmarkModel(_ name: String) throws -> (config: GPTConfig, sequenceLength: Int) {
         let shapes = ["tiny": (4, 256, 4, 256), "small": (6, 512, 8, 512), "124m": (12, 768, 12, 1024)]
-        guard let (layers, hidden, heads, seq) = shapes[config] else {
-            throw ValidationError("--config \(config): expected tiny, small or 124m")
+        guard let (layers, hidden, heads, seq) = shapes[name] else {
+            throw ValidationError("--config \(name): expected tiny, small or 124m")
         }
-        let device = try device.makeDevice()
         var c = GPTConfig(numLayers: layers, hiddenSize: hidden, numAttentionHeads: heads, paddedVocabSize: 50304,
                           maxPositionEmbeddings: seq)
         c.hiddenDropout = 0
         c.attentionDropout = 0
+        return (c, seq)
+    }
+
+    func run() throws {
+        let (c, seq) = try Self.benchmarkModel(config)
+        let (layers, hidden) = (c.numLayers, c.hiddenSize)
+        let device = try device.makeDevice()
         let model = try GPTModel(config: c, seed: 0, on: device)
         var settings = Optimizer.Settings()
         settings.weightDecay = 0.1
