@@ -135,6 +135,13 @@ import Testing
         try Data(bytes).write(to: URL(fileURLWithPath: cache + "/" + npy))
         let loaded = try make(40, cache)
         #expect(loaded.documentIndex[0] == plain.documentIndex[1] && loaded.documentIndex[1] == plain.documentIndex[0])
+        // A cached file whose header claims an impossible shape is rebuilt, not trusted (nor a crash).
+        var header = String(decoding: bytes[10 ..< data], as: UTF8.self)
+        header = header.replacingOccurrences(of: "(\(plain.documentIndex.count),)", with: "(9223372036854775807,)")
+        let padded = header.utf8.count <= data - 10 ? header + String(repeating: " ", count: data - 10 - header.utf8.count) : header
+        try Data(Array(bytes[0 ..< 10]) + Array(padded.utf8.prefix(data - 10)) + Array(bytes[data...]))
+            .write(to: URL(fileURLWithPath: cache + "/" + npy))
+        #expect(try make(40, cache).documentIndex == plain.documentIndex)
         // Another request gets its own files.
         let other = try make(90, cache)
         #expect(other.shuffleIndex == (try make(90, nil)).shuffleIndex)

@@ -34,7 +34,7 @@ struct IndexCache {
         try NumPyArrayFile.write(sampleIndex.map(Int.init), as: .int32, columns: 2, to: base + "sample_index.npy")
         let wide = (shuffleIndex.max() ?? 0) >= Int(UInt32.max) - 1
         try NumPyArrayFile.write(shuffleIndex, as: wide ? .int64 : .uint32, to: base + "shuffle_index.npy")
-        let temporary = base + "description.txt.\(getpid()).partial"
+        let temporary = base + "description.txt.\(getpid()).\(UInt32.random(in: 0 ... .max)).partial"
         try description.write(toFile: temporary, atomically: false, encoding: .utf8)
         guard rename(temporary, base + "description.txt") == 0 else {
             throw TokenizerError("\(base)description.txt: could not move the written file into place (errno \(errno))")

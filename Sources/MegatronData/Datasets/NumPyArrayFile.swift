@@ -48,9 +48,17 @@ enum NumPyArrayFile {
               header.contains("'fortran_order': False"),
               let open = header.range(of: "'shape': ("), let close = header[open.upperBound...].firstIndex(of: ")")
         else { throw TokenizerError("\(path): unexpected header \(header.trimmingCharacters(in: .whitespacesAndNewlines))") }
-        let count = header[open.upperBound ..< close].split(separator: ",")
-            .compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.reduce(1, *)
+        let dimensions = header[open.upperBound ..< close].split(separator: ",")
+            .compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         let size = element == .int64 ? 8 : 4, start = 10 + headerLength
+        // Checked against the file's length before any product can overflow.
+        var count = 1
+        for d in dimensions {
+            guard d >= 0, d <= (bytes.count - start) / size, case let (product, overflow) = count.multipliedReportingOverflow(by: d),
+                  !overflow, product <= (bytes.count - start) / size
+            else { throw TokenizerError("\(path): shape \(dimensions) does not fit the file's \(bytes.count - start) data bytes") }
+            count = product
+        }
         guard bytes.count == start + count * size else {
             throw TokenizerError("\(path): \(bytes.count - start) data bytes for \(count) elements of \(size) bytes")
         }

@@ -2,9 +2,11 @@
 /// engine that moves bytes (MPI across processes and machines, or threads of one process).
 ///
 /// Every method except `send` and `receive` is collective: all ranks of the group call it, in the
-/// same order, with buffers of the same length. All-reduce gives every rank the same bits (the
-/// in-process backend sums in rank order; MPI implementations guarantee it for MPI_Allreduce). A peer that fails makes the waiting ranks throw
-/// (in-process) or ends the job (MPI); nothing waits forever.
+/// same order, with buffers of the same length. The in-process backend sums in rank order, so every
+/// rank gets the same bits; the MPI standard only recommends that for MPI_Allreduce. A peer that
+/// fails makes the waiting ranks throw (in-process) or ends the job (MPI: a rank that throws calls
+/// MPI_Abort, mpirun ends the job when a process dies). A peer that hangs is caught by the
+/// in-process timeout; MPI has none (mpirun's --timeout bounds a whole job).
 public protocol Communicator: AnyObject, Sendable {
     /// This rank's index in the group, 0 ..< size.
     var rank: Int { get }

@@ -15,20 +15,20 @@ public final class InProcessCommunicator: Communicator, @unchecked Sendable {
         try group.arrive(rank, buffer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count, operation: "all-reduce")
         let mine = chunk(rank: rank, count: buffer.count)
         let reduced = reduce(mine, as: T.self, op: op)
-        try group.arrive(rank, operation: "all-reduce")
+        try group.arrive(rank, operation: "all-reduce", midCollective: true)
         // Every rank has read its inputs: write this rank's chunk of the result everywhere.
         for peer in 0 ..< size {
             let target = group.buffers[peer]!.assumingMemoryBound(to: T.self) + mine.lowerBound
             copyElements(target, reduced, count: mine.count)
         }
-        try group.arrive(rank, operation: "all-reduce")
+        try group.arrive(rank, operation: "all-reduce", midCollective: true)
     }
 
     public func reduceScatter<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
         try group.arrive(rank, buffer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count, operation: "reduce-scatter")
         let mine = chunk(rank: rank, count: buffer.count)
         let reduced = reduce(mine, as: T.self, op: op)
-        try group.arrive(rank, operation: "reduce-scatter")
+        try group.arrive(rank, operation: "reduce-scatter", midCollective: true)
         if !mine.isEmpty { copyElements(buffer.baseAddress! + mine.lowerBound, reduced, count: mine.count) }
     }
 
@@ -40,7 +40,7 @@ public final class InProcessCommunicator: Communicator, @unchecked Sendable {
             let source = group.buffers[peer]!.assumingMemoryBound(to: T.self) + theirs.lowerBound
             copyElements(buffer.baseAddress! + theirs.lowerBound, source, count: theirs.count)
         }
-        try group.arrive(rank, operation: "all-gather")
+        try group.arrive(rank, operation: "all-gather", midCollective: true)
     }
 
     public func broadcast<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws {
@@ -49,7 +49,7 @@ public final class InProcessCommunicator: Communicator, @unchecked Sendable {
         if rank != root && buffer.count > 0 {
             copyElements(buffer.baseAddress!, group.buffers[root]!.assumingMemoryBound(to: T.self), count: buffer.count)
         }
-        try group.arrive(rank, operation: "broadcast")
+        try group.arrive(rank, operation: "broadcast", midCollective: true)
     }
 
     public func send<T: CommunicationScalar>(_ buffer: UnsafeBufferPointer<T>, to destination: Int, tag: Int) throws {

@@ -43,11 +43,15 @@ final class InProcessGroup: @unchecked Sendable {
 
     /// Waits until every rank of the group has arrived (a barrier). `deposit` runs under the lock
     /// on arrival; `complete` runs under the lock by the last rank to arrive, before anyone leaves.
-    func arrive(_ rank: Int, operation: String, deposit: () -> Void = {}, complete: () -> Void = {}) throws {
+    /// A collective's later barriers pass `midCollective`: once every rank is inside, all of them
+    /// only copy memory to the next barrier, so they wait for each other even when some rank
+    /// elsewhere has failed — leaving early would free a buffer that peers are still writing.
+    func arrive(_ rank: Int, operation: String, midCollective: Bool = false, deposit: () -> Void = {},
+                complete: () -> Void = {}) throws {
         let condition = world.condition
         condition.lock()
         defer { condition.unlock() }
-        if let failure = world.failure { throw failure }
+        if !midCollective, let failure = world.failure { throw failure }
         deposit()
         let entered = generation
         arrived.insert(rank)
@@ -60,7 +64,7 @@ final class InProcessGroup: @unchecked Sendable {
         }
         let deadline = Date(timeIntervalSinceNow: world.timeoutSeconds)
         while generation == entered {
-            if let failure = world.failure { throw failure }
+            if !midCollective, let failure = world.failure { throw failure }
             if !condition.wait(until: deadline) && generation == entered {
                 let missing = (0 ..< size).filter { !arrived.contains($0) }.map { worldRanks[$0] }
                 world.record(CommunicatorError(

@@ -10,6 +10,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     let comm: MPI_Comm
     public let rank: Int
     public let size: Int
+    /// Whether MPI runs with MPI_THREAD_MULTIPLE: several threads may call it at once.
+    public let providesThreadMultiple: Bool
 
     private init(comm: MPI_Comm) throws {
         self.comm = comm
@@ -18,12 +20,22 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         try Self.check(MPI_Comm_size(comm, &s), "MPI_Comm_size")
         rank = Int(r)
         size = Int(s)
+        var level: Int32 = 0
+        try Self.check(MPI_Query_thread(&level), "MPI_Query_thread")
+        providesThreadMultiple = level >= mg_mpi_thread_multiple()
         try Self.check(MPI_Comm_set_errhandler(comm, mg_mpi_errors_return()), "MPI_Comm_set_errhandler")
     }
 
     /// Whether this process was started by OpenMPI's `mpirun` (its environment names the rank).
     public static var launchedByMPIRun: Bool {
         ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil
+    }
+
+    /// The process count a launcher announced in the environment (mpirun, a PMI launcher, Slurm's
+    /// srun), before MPI is initialised; nil when none did.
+    public static var launcherWorldSize: Int? {
+        let environment = ProcessInfo.processInfo.environment
+        return ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"].lazy.compactMap { environment[$0].flatMap(Int.init) }.first
     }
 
     /// Initialises MPI (once per process) and returns the world communicator.
@@ -91,7 +103,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     public func allGather<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>) throws {
         guard buffer.count > 0 else { return try barrier() }
         let counts = try chunkCounts(buffer.count)
-        let displacements = (0 ..< size).map { Int32(chunk(rank: $0, count: buffer.count).lowerBound) }
+        let displacements = try (0 ..< size).map { try Self.count(chunk(rank: $0, count: buffer.count).lowerBound) }
         try Self.check(MPI_Allgatherv(mg_mpi_in_place(), 0, Self.datatype(T.self), buffer.baseAddress!, counts, displacements,
                                       Self.datatype(T.self), comm), "MPI_Allgatherv")
     }

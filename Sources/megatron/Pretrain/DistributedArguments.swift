@@ -52,7 +52,13 @@ struct DistributedArguments: ParsableArguments {
         if effectiveBackend == .mpi && !MPICommunicator.launchedByMPIRun {
             throw ValidationError("--distributed-backend mpi: start the run with mpirun -np N megatron pretrain …")
         }
-        guard timeoutMinutes > 0 else { throw ValidationError("--distributed-timeout-minutes must be positive") }
+        if effectiveBackend == .inProcess, let launched = MPICommunicator.launcherWorldSize, launched > 1 {
+            throw ValidationError("--distributed-backend in-process: this process is one of \(launched) started by a launcher; "
+                                  + "each would train alone. Use the mpi backend (OpenMPI's mpirun), or run one process.")
+        }
+        guard timeoutMinutes > 0, timeoutMinutes <= 525_600 else {
+            throw ValidationError("--distributed-timeout-minutes \(timeoutMinutes): expected more than 0 and at most a year (525600)")
+        }
         if let ddpBucketSize, ddpBucketSize < 1 { throw ValidationError("--ddp-bucket-size \(ddpBucketSize): expected at least 1") }
         let state = try parallelState()
         for (flag, size) in [("--tensor-model-parallel-size", state.tensorModelParallelSize),
@@ -87,6 +93,11 @@ struct DistributedArguments: ParsableArguments {
         switch effectiveBackend {
         case .mpi:
             let world = try MPICommunicator.world()
+            // The gradient thread and the training thread both call MPI when --overlap-grad-reduce is on,
+            // and a failing rank may abort while the other is inside MPI.
+            if overlapGradReduce && !world.providesThreadMultiple {
+                throw ValidationError("--overlap-grad-reduce under MPI needs MPI_THREAD_MULTIPLE, which this MPI library does not provide")
+            }
             do {
                 try body(world)
                 MPICommunicator.finalize()

@@ -38,7 +38,8 @@ struct Pretrain: ParsableCommand {
     var dataCachePath: String?
     @Option(name: .customLong("eval-iters"), help: "Global batches per evaluation on the validation (and test) split; 0: none.")
     var evalIters = 100
-    @Option(name: .customLong("eval-interval"), help: "Evaluate on the validation split every this many iterations (default: only at the end).")
+    @Option(name: .customLong("eval-interval"),
+            help: "Evaluate on the validation split every this many iterations (default: only at the end; Megatron's older default was 1000).")
     var evalInterval: Int?
     @Flag(name: .customLong("eod-mask-loss"), help: "No loss on end-of-document input tokens.") var eodMaskLoss = false
     @Flag(name: .customLong("reset-position-ids"), help: "Positions restart at 0 after each end-of-document token.")
@@ -239,8 +240,6 @@ struct Pretrain: ParsableCommand {
             }
             fflush(nil)
         }
-        // Nobody leaves (and ends MPI) while rank 0 still samples.
-        try world.barrier()
     }
 }
 
