@@ -197,6 +197,10 @@ struct Pretrain: ParsableCommand {
         let firstSample: [Int32]
         var evaluation: Trainer.Evaluation?
         if let blend = try blend() {
+            // With a cache, rank 0 builds and saves the indices first and the others then load them,
+            // as Megatron does (one build, not one per rank).
+            let rank0BuildsFirst = dataCachePath != nil && world.size > 1
+            if rank0BuildsFirst && !isFirst { try world.barrier() }
             let numSamples = settings.trainIters * gbs
             guard let train = try splitSamples(blend, split: 0, numSamples: numSamples, log: isFirst) else {
                 throw ValidationError("--split \(split): the training split is empty")
@@ -210,6 +214,7 @@ struct Pretrain: ParsableCommand {
                 plan.test = try splitSamples(blend, split: 2, numSamples: evalIters * gbs, log: isFirst)
                 evaluation = plan
             }
+            if rank0BuildsFirst && isFirst { try world.barrier() }
         } else {
             let mock = MockGPTDataset(vocabSize: vocab, sequenceLength: training.seqLength, seed: UInt64(training.seed))
             sample = { mock.sample($0) }
