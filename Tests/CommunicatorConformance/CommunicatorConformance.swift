@@ -66,10 +66,11 @@ public struct CommunicatorConformance {
         try empty.withUnsafeMutableBufferPointer { try world.allReduce($0, op: .sum) }
     }
 
-    /// Chunks of equal length, and of lengths that differ by one (the first `count % size` longer).
+    /// Chunks of equal length, of lengths that differ by one (the first `count % size` longer), and
+    /// longer than a backend's message pieces (MPI: 65,536 elements).
     mutating func reduceScatterAndAllGather() throws {
         let n = world.size, r = world.rank
-        for count in [n * 1000, n * 1000 + n - 1, n - 1] {
+        for count in [n * 1000, n * 1000 + n - 1, n - 1, n * 140_001 + 1] {
             let mine = world.chunk(rank: r, count: count)
             try expect(mine.count == count / n + (r < count % n ? 1 : 0), "chunk \(mine) of \(count)")
             var values = (0 ..< count).map { Float($0 * (r + 1)) }

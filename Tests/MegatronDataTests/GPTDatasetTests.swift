@@ -13,6 +13,17 @@ import Testing
 
     static func ints(_ value: Any?) -> [Int] { (value as! [NSNumber]).map(\.intValue) }
 
+    /// Writes one single-sequence document of each size at `prefix`, document d of dataset k holding
+    /// tokens (k·30000 + d·100 + position) mod 60000 (the fixture script's rule), and opens it.
+    static func writeDocuments(sizes: [Int], dataset k: Int = 0, at prefix: String) throws -> IndexedDataset {
+        let builder = try IndexedDatasetBuilder(prefix: prefix, tokenType: .uint16)
+        for (d, size) in sizes.enumerated() {
+            try builder.addDocument((0 ..< size).map { Int32((k * 30000 + d * 100 + $0) % 60000) }, lengths: [size])
+        }
+        try builder.finish()
+        return try IndexedDataset(prefix: prefix)
+    }
+
     @Test func mt19937MatchesNumPysRandomState() {
         var random = NumPyRandomState(seed: 1234)
         let expected = Self.ints(Self.fixture["mt19937_seed_1234_first_1000"])
@@ -47,13 +58,7 @@ import Testing
         for case let c as [String: Any] in Self.fixture["cases"] as! [Any] {
             let name = c["name"] as! String
             let sizes = Self.ints(c["sizes"])
-            let prefix = dir.appendingPathComponent(name.replacingOccurrences(of: " ", with: "_")).path
-            let builder = try IndexedDatasetBuilder(prefix: prefix, tokenType: .uint16)
-            for (d, size) in sizes.enumerated() {
-                try builder.addDocument((0 ..< size).map { Int32((d * 100 + $0) % 60000) }, lengths: [size])
-            }
-            try builder.finish()
-            let indexed = try IndexedDataset(prefix: prefix)
+            let indexed = try Self.writeDocuments(sizes: sizes, at: dir.appendingPathComponent(name.replacingOccurrences(of: " ", with: "_")).path)
             let train = try #require(try GPTDataset.splitRanges(c["split"] as! String, count: sizes.count)[0])
             #expect([train.lowerBound, train.upperBound] == Self.ints(c["train_documents"]), "\(name)")
             let dataset = try GPTDataset(indexed, documents: train, numSamples: (c["num_samples"] as! NSNumber).intValue,
@@ -86,13 +91,8 @@ import Testing
             let (target, build) = BlendedDataset.samplesPerDataset(weights: weights, size: size)
             #expect(target == GPTDatasetTests.ints(blend["target"]) && build == GPTDatasetTests.ints(blend["build"]), "\(name)")
             let datasets = try (blend["dataset_sizes"] as! [[NSNumber]]).enumerated().map { k, sizes in
-                let prefix = dir.appendingPathComponent("blend\(number)-dataset\(k)").path
-                let builder = try IndexedDatasetBuilder(prefix: prefix, tokenType: .uint16)
-                for (d, size) in sizes.map(\.intValue).enumerated() {
-                    try builder.addDocument((0 ..< size).map { Int32((k * 30000 + d * 100 + $0) % 60000) }, lengths: [size])
-                }
-                try builder.finish()
-                let indexed = try IndexedDataset(prefix: prefix)
+                let indexed = try GPTDatasetTests.writeDocuments(sizes: sizes.map(\.intValue), dataset: k,
+                                                                 at: dir.appendingPathComponent("blend\(number)-dataset\(k)").path)
                 let train = try #require(try GPTDataset.splitRanges(blend["split"] as! String, count: sizes.count)[0])
                 return try GPTDataset(indexed, documents: train, numSamples: build[k],
                                       sequenceLength: (blend["sequence_length"] as! NSNumber).intValue,
@@ -114,11 +114,8 @@ import Testing
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cache-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let prefix = dir.appendingPathComponent("data").path
-        let builder = try IndexedDatasetBuilder(prefix: prefix, tokenType: .uint16)
-        for d in 0 ..< 30 { try builder.addDocument((0 ..< (d % 7 + 3)).map { Int32($0) }, lengths: [d % 7 + 3]) }
-        try builder.finish()
-        let indexed = try IndexedDataset(prefix: prefix), cache = dir.appendingPathComponent("cache").path
+        let indexed = try GPTDatasetTests.writeDocuments(sizes: (0 ..< 30).map { $0 % 7 + 3 }, at: dir.appendingPathComponent("data").path)
+        let cache = dir.appendingPathComponent("cache").path
         let make = { (samples: Int, cacheDirectory: String?) in
             try GPTDataset(indexed, documents: 0 ..< 30, numSamples: samples, sequenceLength: 8, seed: 5, cacheDirectory: cacheDirectory)
         }

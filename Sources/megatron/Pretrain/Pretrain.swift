@@ -102,17 +102,16 @@ struct Pretrain: ParsableCommand {
         _ = try training.optimizerSettings()
     }
 
-    /// Samples of split `split` (0 train, 1 validation, 2 test) of the --data-path blend: a GPTDataset
-    /// per prefix over that split's documents, blended by weight when there are several; nil when
-    /// the split is empty.
-    func splitSamples(_ blend: [(weight: Double, prefix: String)], split index: Int, numSamples: Int, log: Bool)
-        throws -> (@Sendable (Int) -> [Int32])? {
+    /// Samples of split `split` (0 train, 1 validation, 2 test) of the --data-path blend (its datasets
+    /// opened once, by `sources`): a GPTDataset per prefix over that split's documents, blended by
+    /// weight when there are several; nil when the split is empty.
+    func splitSamples(_ blend: [(weight: Double, prefix: String)], sources: [IndexedDataset], split index: Int, numSamples: Int,
+                      log: Bool) throws -> (@Sendable (Int) -> [Int32])? {
         let (target, build) = blend.count == 1 ? ([numSamples], [numSamples])
             : BlendedDataset.samplesPerDataset(weights: blend.map(\.weight), size: numSamples)
         let name = ["training", "validation", "test"][index]
         var datasets: [GPTDataset] = []
-        for (part, samples) in zip(blend, build) {
-            let indexed = try IndexedDataset(prefix: part.prefix)
+        for ((part, indexed), samples) in zip(zip(blend, sources), build) {
             guard let documents = try GPTDataset.splitRanges(split, count: indexed.sequenceCount)[index], !documents.isEmpty else {
                 if index > 0 && log { print("> dataset \(part.prefix): no \(name) documents under --split \(split)") }
                 return nil
@@ -202,16 +201,17 @@ struct Pretrain: ParsableCommand {
             let rank0BuildsFirst = dataCachePath != nil && world.size > 1
             if rank0BuildsFirst && !isFirst { try world.barrier() }
             let numSamples = settings.trainIters * gbs
-            guard let train = try splitSamples(blend, split: 0, numSamples: numSamples, log: isFirst) else {
+            let sources = try blend.map { try IndexedDataset(prefix: $0.prefix) }
+            guard let train = try splitSamples(blend, sources: sources, split: 0, numSamples: numSamples, log: isFirst) else {
                 throw ValidationError("--split \(split): the training split is empty")
             }
             sample = train
-            firstSample = try IndexedDataset(prefix: blend[0].prefix).sequence(0)
+            firstSample = sources[0].sequence(0)
             if evalIters > 0 {
                 var plan = Trainer.Evaluation(interval: evalInterval, iterations: evalIters, validation: nil, test: nil)
-                plan.validation = try splitSamples(blend, split: 1, numSamples: plan.validationSamples(trainIters: settings.trainIters,
-                                                                                                      globalBatchSize: gbs), log: isFirst)
-                plan.test = try splitSamples(blend, split: 2, numSamples: evalIters * gbs, log: isFirst)
+                let validationSamples = plan.validationSamples(trainIters: settings.trainIters, globalBatchSize: gbs)
+                plan.validation = try splitSamples(blend, sources: sources, split: 1, numSamples: validationSamples, log: isFirst)
+                plan.test = try splitSamples(blend, sources: sources, split: 2, numSamples: evalIters * gbs, log: isFirst)
                 evaluation = plan
             }
             if rank0BuildsFirst && isFirst { try world.barrier() }
