@@ -92,17 +92,9 @@ MG_INLINE void mg_philox4x32(uint32_t c[4], uint32_t k0, uint32_t k1) {
 /// Dropout multipliers for elements [first, first + MG_MASK_CHUNK) of stream (`seed`, `stream`):
 /// element i is kept when word i mod 4 of Philox block (i / 4, stream) is below
 /// `threshold` = keep probability · 2^32, and gets `scale` = 1 / keep probability, else 0.
-/// `first` must be a multiple of 4.
+/// `first` must be a multiple of 4. (philox.c: 32 blocks at a time in AVX2 registers where available.)
 #define MG_MASK_CHUNK 256
-MG_INLINE void mg_dropout_multipliers(float out[MG_MASK_CHUNK], uint64_t seed, uint64_t stream,
-                                      uint64_t first, uint64_t threshold, float scale) {
-    uint64_t block0 = first >> 2;
-    for (int j = 0; j < MG_MASK_CHUNK / 4; j++) {
-        uint64_t block = block0 + (uint64_t)j;
-        uint32_t c[4] = {(uint32_t)block, (uint32_t)(block >> 32), (uint32_t)stream, (uint32_t)(stream >> 32)};
-        mg_philox4x32(c, (uint32_t)seed, (uint32_t)(seed >> 32));
-        for (int w = 0; w < 4; w++) out[4 * j + w] = (uint64_t)c[w] < threshold ? scale : 0.0f;
-    }
-}
+void mg_dropout_multipliers(float out[MG_MASK_CHUNK], uint64_t seed, uint64_t stream, uint64_t first,
+                            uint64_t threshold, float scale);
 
 #endif

@@ -1,4 +1,5 @@
 import MegatronCore
+import CKernels
 import Testing
 
 @Suite struct DropoutTests {
@@ -55,25 +56,44 @@ import Testing
         }
     }
 
+    /// Philox4x32-10 written out from its definition (Salmon et al., 2011).
+    static func philox(block: UInt64, stream: UInt64, seed: UInt64) -> [UInt32] {
+        var c = [UInt32(truncatingIfNeeded: block), UInt32(block >> 32), UInt32(truncatingIfNeeded: stream), UInt32(stream >> 32)]
+        var k0 = UInt32(truncatingIfNeeded: seed), k1 = UInt32(seed >> 32)
+        for _ in 0 ..< 10 {
+            let p0 = UInt64(0xD251_1F53) * UInt64(c[0]), p1 = UInt64(0xCD9E_8D57) * UInt64(c[2])
+            c = [UInt32(p1 >> 32) ^ c[1] ^ k0, UInt32(truncatingIfNeeded: p1), UInt32(p0 >> 32) ^ c[3] ^ k1, UInt32(truncatingIfNeeded: p0)]
+            k0 &+= 0x9E37_79B9
+            k1 &+= 0xBB67_AE85
+        }
+        return c
+    }
+
+    /// Both multiplier paths (AVX2, 32 blocks at a time; portable, one block at a time) against the
+    /// definition, including a chunk whose block counter carries into its high word (block 2³²).
+    @Test(arguments: [Int32(1), Int32(0)])
+    func multiplierPathsFollowPhilox(vectorised: Int32) {
+        let seed: UInt64 = 0xDEAD_BEEF_0123_4567, stream: UInt64 = 0x0000_0001_FFFF_FFFF, keep: Float = 0.7
+        let threshold = UInt64(Double(keep) * 4_294_967_296.0)
+        for first: UInt64 in [0, 256 * 1_000_003, (UInt64(1) << 34) - 64] {
+            var out = [Float](repeating: -1, count: 256)
+            mg_dropout_multipliers_using(vectorised, &out, seed, stream, first, threshold, 1 / keep)
+            for i in 0 ..< 256 {
+                let element = first + UInt64(i)
+                let word = Self.philox(block: element / 4, stream: stream, seed: seed)[Int(element % 4)]
+                #expect(out[i] == (UInt64(word) < threshold ? 1 / keep : 0), "first \(first), element \(i)")
+            }
+        }
+    }
+
     /// Masks over several chunks, with a 64-bit seed and stream, against Philox4x32-10 written out here.
     @Test func masksFollowPhiloxForAnySeedStreamAndOffset() throws {
-        func philox(block: UInt64, stream: UInt64, seed: UInt64) -> [UInt32] {
-            var c = [UInt32(truncatingIfNeeded: block), UInt32(block >> 32), UInt32(truncatingIfNeeded: stream), UInt32(stream >> 32)]
-            var k0 = UInt32(truncatingIfNeeded: seed), k1 = UInt32(seed >> 32)
-            for _ in 0 ..< 10 {
-                let p0 = UInt64(0xD251_1F53) * UInt64(c[0]), p1 = UInt64(0xCD9E_8D57) * UInt64(c[2])
-                c = [UInt32(p1 >> 32) ^ c[1] ^ k0, UInt32(truncatingIfNeeded: p1), UInt32(p0 >> 32) ^ c[3] ^ k1, UInt32(truncatingIfNeeded: p0)]
-                k0 &+= 0x9E37_79B9
-                k1 &+= 0xBB67_AE85
-            }
-            return c
-        }
         let seed: UInt64 = 0x1234_5678_9ABC_DEF0, stream: UInt64 = 0x0FED_CBA9_8765_4321, n = 1500, p: Float = 0.3
         let kept = try Dropout.apply(tensor([Float](repeating: 1, count: n), [n]), probability: p,
                                      rng: PhiloxStream(seed: seed, stream: stream), on: serial).toFloatArray()
         let threshold = UInt64((Double(1 - p) * 4_294_967_296.0))
         for i in 0 ..< n {
-            let word = philox(block: UInt64(i / 4), stream: stream, seed: seed)[i % 4]
+            let word = Self.philox(block: UInt64(i / 4), stream: stream, seed: seed)[i % 4]
             #expect((kept[i] != 0) == (UInt64(word) < threshold), "element \(i)")
         }
     }

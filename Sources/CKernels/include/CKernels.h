@@ -44,6 +44,12 @@ void mg_swiglu_backward(float *dx, const float *dy, const float *x, long rows, l
 /// Applying it to a gradient with the same arguments is dropout's backward. y may alias x.
 void mg_dropout(float *y, const float *x, long n, uint64_t first, float p_keep, uint64_t seed, uint64_t stream);
 
+/// The 256 multipliers (1/p_keep or 0) of dropout elements [first, first + 256), first a multiple of 4,
+/// with `threshold` = p_keep·2³²: by the AVX2 path when `vectorised` and the CPU has AVX2, else by the
+/// portable one. The kernels always use the fastest; tests check that both give the same bits.
+void mg_dropout_multipliers_using(int vectorised, float *out, uint64_t seed, uint64_t stream, uint64_t first,
+                                  uint64_t threshold, float scale);
+
 /// Megatron's bias-dropout-add: out = residual + dropout(x + bias), bias may be NULL, over rows
 /// [row0, row0 + rows) of a [·, cols] tensor (the dropout index is row · cols + col).
 void mg_bias_dropout_add(float *out, const float *x, const float *bias, const float *residual,
