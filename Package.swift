@@ -51,7 +51,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "MegatronCoreTests", dependencies: ["MegatronCore", "CKernels"]),
+        .testTarget(name: "MegatronCoreTests", dependencies: ["MegatronCore", "CKernels", "CBLAS"]),
         .testTarget(name: "MegatronModelsTests", dependencies: ["MegatronModels", "MegatronCore"]),
         .testTarget(name: "MegatronDataTests", dependencies: ["MegatronData"]),
         // The communicator conformance suite, and its runner for MPI worlds under mpirun.

@@ -1,3 +1,5 @@
+import Foundation
+import CBLAS
 import MegatronCore
 import Testing
 
@@ -139,6 +141,19 @@ import Testing
         // β = 1 accumulates, as weight-gradient accumulation over micro-batches needs.
         try GEMM.matmul(tensor(a, [ar, ac]), transposeA: ta, tensor(b, [br, bc]), transposeB: tb, into: c, alpha: 2, beta: 1, on: serial)
         expectClose(c.toFloatArray(), reference(a, ar, ac, ta, b, br, bc, tb).map { 3 * $0 }, tolerance: 1e-6, "C += 2AB")
+    }
+
+    /// The first device shortens OpenBLAS's thread timeout (or keeps the user's) and restarts its
+    /// workers, which then compute a GEMM split over two threads correctly.
+    @Test func openBLASWorkersRestartWithTheShortenedTimeout() throws {
+        let device = CPUDevice(threads: 2)
+        let expected = ProcessInfo.processInfo.environment["OPENBLAS_THREAD_TIMEOUT"].flatMap { Int32($0) }
+        #expect(expected != nil && openblas_thread_timeout() == expected!)
+        var rng = TestRandom(seed: 71)
+        let (m, k, n) = (256, 192, 224)  // large enough for OpenBLAS to use both threads
+        let a = rng.floats(m * k), b = rng.floats(k * n)
+        let c = try GEMM.matmul(tensor(a, [m, k], on: device), tensor(b, [k, n], on: device), on: device)
+        expectClose(c.toFloatArray(), reference(a, m, k, false, b, k, n, false), tolerance: 1e-5, "C")
     }
 
     @Test func batchedMatchesPerBatch() throws {
