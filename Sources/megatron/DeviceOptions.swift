@@ -15,9 +15,9 @@ struct DeviceOptions: ParsableArguments {
 
     /// The device for one rank among `ranksSharingCores` on this machine: --threads threads, else
     /// the default count divided among the ranks (at least one each).
-    func makeDevice(ranksSharingCores: Int = 1) throws -> CPUDevice {
-        if let threads { return CPUDevice(threads: threads) }
+    func makeDevice(ranksSharingCores: Int = 1, timer: KernelTimer? = nil) throws -> CPUDevice {
+        if let threads { return CPUDevice(threads: threads, timer: timer) }
         let count = try CPUDevice.defaultThreadCount(environment: ProcessInfo.processInfo.environment)
-        return CPUDevice(threads: max(1, count / ranksSharingCores))
+        return CPUDevice(threads: max(1, count / ranksSharingCores), timer: timer)
     }
 }

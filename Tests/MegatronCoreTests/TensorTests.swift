@@ -156,6 +156,18 @@ import Testing
         expectClose(c.toFloatArray(), reference(a, m, k, false, b, k, n, false), tolerance: 1e-5, "C")
     }
 
+    /// A device with a timer reports each GEMM under its shape and transposes, with its FLOPs.
+    @Test func timerRecordsEachGEMMShape() throws {
+        let timer = KernelTimer()
+        let device = CPUDevice(threads: 1, timer: timer)
+        let a = tensor([Float](repeating: 1, count: 6), [2, 3], on: device), b = tensor([Float](repeating: 1, count: 12), [4, 3], on: device)
+        for _ in 0 ..< 3 { _ = try GEMM.matmul(a, b, transposeB: true, on: device) }
+        let entry = try #require(timer.snapshot["GEMM 2×4×3 NT"])
+        #expect(entry.calls == 3 && entry.flops == 3 * 2 * 2 * 4 * 3 && entry.seconds > 0)
+        timer.reset()
+        #expect(timer.snapshot.isEmpty)
+    }
+
     @Test func batchedMatchesPerBatch() throws {
         var rng = TestRandom(seed: 71)
         let (batch, m, k, n) = (4, 3, 5, 2)

@@ -14,15 +14,18 @@ public final class CPUDevice: Sendable {
     /// Threads for kernels and GEMM.
     public let threads: Int
     public let allocator: CachingAllocator
+    /// Where GEMM and attention report their wall time, when profiling.
+    public let timer: KernelTimer?
 
     /// The environment variable that sets the default thread count (`--threads` overrides it).
     public static let threadsEnvironmentVariable = "MEGATRON_NUM_THREADS"
 
     /// A device using `threads` threads (≥ 1); sets OpenBLAS to the same count.
-    public init(threads: Int) {
+    public init(threads: Int, timer: KernelTimer? = nil) {
         precondition(threads >= 1, "CPUDevice: threads must be at least 1")
         self.threads = threads
         self.allocator = CachingAllocator()
+        self.timer = timer
         _ = Self.shortenedBLASThreadTimeout
         openblas_set_num_threads(Int32(threads))
     }

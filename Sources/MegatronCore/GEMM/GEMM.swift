@@ -12,7 +12,9 @@ public enum GEMM {
                               into c: Tensor, alpha: Float = 1, beta: Float = 0, on device: CPUDevice) throws {
         let (m, k, n) = try dimensions(a, transposeA, b, transposeB, c)
         device.claimBLASThreads()
-        sgemm(transposeA, transposeB, m, n, k, alpha, a.floats, a.columns, b.floats, b.columns, beta, c.floats, c.columns)
+        device.timed("GEMM \(m)×\(n)×\(k) \(transposeA ? "T" : "N")\(transposeB ? "T" : "N")", flops: 2 * Double(m * n * k)) {
+            sgemm(transposeA, transposeB, m, n, k, alpha, a.floats, a.columns, b.floats, b.columns, beta, c.floats, c.columns)
+        }
     }
 
     /// op(A)·op(B) in a new [m, n] tensor.

@@ -57,13 +57,15 @@ public enum Attention {
         let jobs = l.batch * l.heads
         let scratchFloats = mg_attention_scratch_floats(s, blockRows)
         let scratch = Tensor(shape: [device.taskCount(jobs), scratchFloats], on: device, zeroed: false)
-        device.withSingleThreadedBLAS {
-            device.parallelFor(jobs) { range, task in
-                for job in range {
-                    let b = job / l.heads, h = job % l.heads, g = h / (l.heads / l.groups)
-                    let head = headPointers(qkv, context, layout: l, batch: b, head: h, group: g)
-                    mg_attention_forward(head, lse.floats + job * s, s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s },
-                                         blockRows, 1 - p, rng.seed, rng.stream, job, scratch.floats + task * scratchFloats)
+        device.timed("attention forward") {
+            device.withSingleThreadedBLAS {
+                device.parallelFor(jobs) { range, task in
+                    for job in range {
+                        let b = job / l.heads, h = job % l.heads, g = h / (l.heads / l.groups)
+                        let head = headPointers(qkv, context, layout: l, batch: b, head: h, group: g)
+                        mg_attention_forward(head, lse.floats + job * s, s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s },
+                                             blockRows, 1 - p, rng.seed, rng.stream, job, scratch.floats + task * scratchFloats)
+                    }
                 }
             }
         }
@@ -85,22 +87,24 @@ public enum Attention {
         let jobs = l.batch * l.groups, perGroup = l.heads / l.groups
         let scratchFloats = mg_attention_scratch_floats(s, blockRows)
         let scratch = Tensor(shape: [device.taskCount(jobs), scratchFloats], on: device, zeroed: false)
-        device.withSingleThreadedBLAS {
-            device.parallelFor(jobs) { range, task in
-                for job in range {
-                    let b = job / l.groups, g = job % l.groups
-                    let rowBase = b * s * l.rowWidth
-                    for h in g * perGroup ..< (g + 1) * perGroup {
-                        let head = headPointers(qkv, context, layout: l, batch: b, head: h, group: g)
-                        let headJob = b * l.heads + h
-                        mg_attention_backward(
-                            head, lse.floats + headJob * s, gradContext.floats + b * s * l.heads * d + h * d,
-                            gradQKV.floats + rowBase + l.queryOffsets[h], l.rowWidth,
-                            gradQKV.floats + rowBase + l.keyOffsets[g], l.rowWidth,
-                            gradQKV.floats + rowBase + l.valueOffsets[g], l.rowWidth,
-                            s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s }, blockRows, 1 - p,
-                            rng.seed, rng.stream, headJob,
-                            scratch.floats + task * scratchFloats)
+        device.timed("attention backward") {
+            device.withSingleThreadedBLAS {
+                device.parallelFor(jobs) { range, task in
+                    for job in range {
+                        let b = job / l.groups, g = job % l.groups
+                        let rowBase = b * s * l.rowWidth
+                        for h in g * perGroup ..< (g + 1) * perGroup {
+                            let head = headPointers(qkv, context, layout: l, batch: b, head: h, group: g)
+                            let headJob = b * l.heads + h
+                            mg_attention_backward(
+                                head, lse.floats + headJob * s, gradContext.floats + b * s * l.heads * d + h * d,
+                                gradQKV.floats + rowBase + l.queryOffsets[h], l.rowWidth,
+                                gradQKV.floats + rowBase + l.keyOffsets[g], l.rowWidth,
+                                gradQKV.floats + rowBase + l.valueOffsets[g], l.rowWidth,
+                                s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s }, blockRows, 1 - p,
+                                rng.seed, rng.stream, headJob,
+                                scratch.floats + task * scratchFloats)
+                        }
                     }
                 }
             }

@@ -17,6 +17,8 @@ struct BenchGPT: ParsableCommand {
     @Option(name: .customLong("micro-batch-size")) var microBatchSize = 1
     @Option(help: "Untimed steps first.") var warmup = 2
     @Option(help: "Timed steps.") var steps = 6
+    @Flag(help: "Also print where a step's time goes: each GEMM shape (with its in-place GFLOP/s), attention, the optimizer, the rest.")
+    var profile = false
 
     /// The GPT-2-shaped benchmark model `name` (tiny, small, 124m), without dropout, and its sequence length.
     static func benchmarkModel(_ name: String) throws -> (config: GPTConfig, sequenceLength: Int) {
@@ -34,7 +36,8 @@ struct BenchGPT: ParsableCommand {
     func run() throws {
         let (c, seq) = try Self.benchmarkModel(config)
         let (layers, hidden) = (c.numLayers, c.hiddenSize)
-        let device = try device.makeDevice()
+        let timer = profile ? KernelTimer() : nil
+        let device = try device.makeDevice(timer: timer)
         let model = try GPTModel(config: c, seed: 0, on: device)
         var settings = Optimizer.Settings()
         settings.weightDecay = 0.1
@@ -50,16 +53,24 @@ struct BenchGPT: ParsableCommand {
         let batch = try MicroBatch(samples: samples, on: device)
         var times: [Double] = [], losses: [Float] = []
         for step in 0 ..< warmup + steps {
-            if step == warmup { device.allocator.resetStatistics() }
+            if step == warmup {
+                device.allocator.resetStatistics()
+                timer?.reset()
+            }
             let start = Timing.now()
             model.zeroGradients()
             losses.append(try model.forwardBackward(batch, dropout: .init(seed: 0, iteration: step, microBatch: 0)))
-            try optimizer.step(learningRate: 3e-4)
+            if let timer {
+                try timer.measure("optimizer step") { try optimizer.step(learningRate: 3e-4) }
+            } else {
+                try optimizer.step(learningRate: 3e-4)
+            }
             let seconds = Timing.now() - start
             if step >= warmup { times.append(seconds) }
             FileHandle.standardError.write(Data("  step \(step) \(step < warmup ? "warm" : "meas") \(fixed(seconds * 1e3)) ms loss \(losses.last!)\n".utf8))
         }
         let allocator = device.allocator.statistics  // before the ceiling measurement allocates its own
+        let profiled = timer?.snapshot  // and runs its own GEMMs
         let median = times.sorted()[times.count / 2], tokens = Double(microBatchSize * seq)
         let megatron = modelFLOPsPerIteration(c, globalBatchSize: microBatchSize, sequenceLength: seq)
         let (b, s, l, h, v) = (Double(microBatchSize), Double(seq), Double(layers), Double(hidden), 50304.0)
@@ -84,6 +95,30 @@ struct BenchGPT: ParsableCommand {
             "step_ms_median": \(fixed(median * 1e3)), "model_tflops_megatron": \(fixed(classic / median / 1e12, 4)), \
             "peak_rss_gib": \(fixed(rss, 2))}
             """)
+        if let profiled { print(Self.profileTable(profiled, stepSeconds: times.reduce(0, +), steps: steps)) }
+    }
+
+    /// Mean time per timed step in each GEMM shape (largest first), attention, the optimizer, and
+    /// everything else (norms, GELU, cross-entropy, embeddings, zeroing gradients).
+    static func profileTable(_ entries: [String: KernelTimer.Entry], stepSeconds: Double, steps: Int) -> String {
+        var table = TablePrinter("where a step's time goes (mean per step)", "calls", "ms", "share", "GFLOP/s in place")
+        let gemms = entries.filter { $0.key.hasPrefix("GEMM") }
+        let gemmSeconds = gemms.values.reduce(0) { $0 + $1.seconds }, gemmFLOPs = gemms.values.reduce(0) { $0 + $1.flops }
+        let gemmCalls = gemms.values.reduce(0) { $0 + $1.calls }
+        func add(_ name: String, _ calls: Int, _ seconds: Double, _ flops: Double) {
+            table.add(name, calls > 0 ? String(calls / steps) : "", fixed(seconds / Double(steps) * 1e3), percent(seconds / stepSeconds),
+                      flops > 0 ? fixed(flops / seconds / 1e9) : "")
+        }
+        add("GEMM, all (M×N×K, transposes)", gemmCalls, gemmSeconds, gemmFLOPs)
+        for (name, entry) in gemms.sorted(by: { $0.value.seconds > $1.value.seconds }) {
+            add("  " + name.dropFirst(5), entry.calls, entry.seconds, entry.flops)
+        }
+        for (name, entry) in entries.filter({ !$0.key.hasPrefix("GEMM") }).sorted(by: { $0.key < $1.key }) {
+            add(name, entry.calls, entry.seconds, 0)
+        }
+        let other = stepSeconds - entries.values.reduce(0) { $0 + $1.seconds }
+        add("everything else", 0, other, 0)
+        return table.render()
     }
 
     /// Best GFLOP/s over the forward, data-gradient and weight-gradient GEMMs of the model's layers.
