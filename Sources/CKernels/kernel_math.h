@@ -90,9 +90,9 @@ MG_INLINE void mg_philox4x32(uint32_t c[4], uint32_t k0, uint32_t k1) {
 }
 
 /// Dropout multipliers for elements [first, first + MG_MASK_CHUNK) of stream (`seed`, `stream`):
-/// element i is kept when word i mod 4 of Philox block (i / 4, stream) is below
+/// element i is kept when its 16 random bits (philox.c says which) times 2^16 are below
 /// `threshold` = keep probability · 2^32, and gets `scale` = 1 / keep probability, else 0.
-/// `first` must be a multiple of 4. (philox.c: 32 blocks at a time in AVX2 registers where available.)
+/// `first` must be a multiple of MG_MASK_CHUNK.
 #define MG_MASK_CHUNK 256
 void mg_dropout_multipliers(float out[MG_MASK_CHUNK], uint64_t seed, uint64_t stream, uint64_t first,
                             uint64_t threshold, float scale);

@@ -1,6 +1,13 @@
-// Dropout keep multipliers from Philox4x32-10: eight blocks at a time in AVX2 registers where the
-// CPU has AVX2, one block at a time otherwise. Both give the same bits (tests compare them with a
-// reference written in Swift).
+// Dropout keep multipliers from Philox4x32-10, 16 random bits per element.
+//
+// A chunk of MG_MASK_CHUNK = 256 elements starting at a multiple of 256 takes its bits from the 32
+// Philox blocks 32·(first / 256) + b, b = 0 ..< 32 (counter: block index, then the stream; key: the
+// seed). Element 32·h + b of the chunk uses 16-bit half h mod 2 (0: low) of word h / 2 of block b,
+// h = 0 ..< 8, and is kept when that half · 2^16 is below `threshold` = keep probability · 2^32:
+// the keep probability is honoured to 1/65536 (FlashAttention's dropout uses 8 bits). The layout
+// puts eight consecutive elements in eight consecutive blocks, so the AVX2 path, which runs eight
+// blocks per register, stores its multipliers without a transpose. The portable path, one block at
+// a time, gives the same bits; tests compare both with a reference written in Swift.
 #include "kernel_math.h"
 
 #if defined(__x86_64__) && defined(__clang__)
@@ -12,17 +19,19 @@
 #define PHILOX_M1 0xCD9E8D57u
 #define PHILOX_W0 0x9E3779B9u
 #define PHILOX_W1 0xBB67AE85u
-/// Groups of eight blocks in flight per pass (measured: 2 → 1.0–1.1, 4 → 1.24 G elements/s per core).
-#define PHILOX_GROUPS 4
+#define BLOCKS_PER_CHUNK (MG_MASK_CHUNK / 8)
 
 static void multipliers_scalar(float out[MG_MASK_CHUNK], uint64_t seed, uint64_t stream, uint64_t first,
                                uint64_t threshold, float scale) {
-    uint64_t block0 = first >> 2;
-    for (int j = 0; j < MG_MASK_CHUNK / 4; j++) {
-        uint64_t block = block0 + (uint64_t)j;
+    uint64_t block0 = (first / MG_MASK_CHUNK) * BLOCKS_PER_CHUNK;
+    for (int b = 0; b < BLOCKS_PER_CHUNK; b++) {
+        uint64_t block = block0 + (uint64_t)b;
         uint32_t c[4] = {(uint32_t)block, (uint32_t)(block >> 32), (uint32_t)stream, (uint32_t)(stream >> 32)};
         mg_philox4x32(c, (uint32_t)seed, (uint32_t)(seed >> 32));
-        for (int w = 0; w < 4; w++) out[4 * j + w] = (uint64_t)c[w] < threshold ? scale : 0.0f;
+        for (int h = 0; h < 8; h++) {
+            uint64_t bits = (uint64_t)((c[h / 2] >> (16 * (h % 2))) & 0xFFFFu) << 16;
+            out[BLOCKS_PER_CHUNK * h + b] = bits < threshold ? scale : 0.0f;
+        }
     }
 }
 
@@ -36,72 +45,58 @@ __attribute__((target("avx2"), always_inline)) static inline void mulhilo8(__m25
     *hi = _mm256_blend_epi32(_mm256_shuffle_epi32(even, 0xF5), odd, 0xAA);
 }
 
-/// Lanes of `words` below `threshold` (≤ 2³²) as all-ones, else zero: an unsigned compare.
-__attribute__((target("avx2"), always_inline)) static inline __m256 below8(__m256i words, uint64_t threshold) {
-    if (threshold > 0xFFFFFFFFu) return _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+/// Multipliers of the eight lanes whose random bits (in the high half of each 32-bit lane, low
+/// half zero) are below `threshold` ≤ 2³²: `scales` there, else 0. An unsigned compare.
+__attribute__((target("avx2"), always_inline)) static inline __m256 keep8(__m256i bits, uint64_t threshold, __m256 scales) {
+    if (threshold > 0xFFFFFFFFu) return scales;
     const __m256i sign = _mm256_set1_epi32((int)0x80000000u);
     __m256i t = _mm256_set1_epi32((int)((uint32_t)threshold ^ 0x80000000u));
-    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(t, _mm256_xor_si256(words, sign)));
-}
-
-/// Stores the multipliers of eight blocks, whose words w are in c_w (lane l = block l), in element
-/// order: word w of block l is element 4l + w, so a 4 × 8 transpose.
-__attribute__((target("avx2"), always_inline)) static inline void store_multipliers(float *out, __m256i c0, __m256i c1, __m256i c2,
-                                                                                    __m256i c3, uint64_t threshold, __m256 scales) {
-    __m256 f0 = _mm256_and_ps(below8(c0, threshold), scales), f1 = _mm256_and_ps(below8(c1, threshold), scales);
-    __m256 f2 = _mm256_and_ps(below8(c2, threshold), scales), f3 = _mm256_and_ps(below8(c3, threshold), scales);
-    __m256 t0 = _mm256_unpacklo_ps(f0, f1), t1 = _mm256_unpackhi_ps(f0, f1);
-    __m256 t2 = _mm256_unpacklo_ps(f2, f3), t3 = _mm256_unpackhi_ps(f2, f3);
-    __m256 b04 = _mm256_shuffle_ps(t0, t2, 0x44), b15 = _mm256_shuffle_ps(t0, t2, 0xEE);  // blocks 0|4, 1|5
-    __m256 b26 = _mm256_shuffle_ps(t1, t3, 0x44), b37 = _mm256_shuffle_ps(t1, t3, 0xEE);  // blocks 2|6, 3|7
-    _mm256_storeu_ps(out, _mm256_permute2f128_ps(b04, b15, 0x20));
-    _mm256_storeu_ps(out + 8, _mm256_permute2f128_ps(b26, b37, 0x20));
-    _mm256_storeu_ps(out + 16, _mm256_permute2f128_ps(b04, b15, 0x31));
-    _mm256_storeu_ps(out + 24, _mm256_permute2f128_ps(b26, b37, 0x31));
+    return _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(t, _mm256_xor_si256(bits, sign))), scales);
 }
 
 __attribute__((target("avx2"))) static void multipliers_avx2(float out[MG_MASK_CHUNK], uint64_t seed, uint64_t stream,
                                                               uint64_t first, uint64_t threshold, float scale) {
-    __m256i k0[10], k1[10];
+    enum { GROUPS = BLOCKS_PER_CHUNK / 8 };  // four independent groups of eight blocks fill each other's multiply latency
+    const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
+    const __m256i high_half = _mm256_set1_epi32((int)0xFFFF0000u);
+    const __m256 scales = _mm256_set1_ps(scale);
+    uint64_t block0 = (first / MG_MASK_CHUNK) * BLOCKS_PER_CHUNK;
+    __m256i c0[GROUPS], c1[GROUPS], c2[GROUPS], c3[GROUPS];
+    for (int g = 0; g < GROUPS; g++) {
+        // Counters of blocks block0 + 8g + lane: (low word, high word, stream low, stream high).
+        uint32_t lo[8], hi[8];
+        for (int lane = 0; lane < 8; lane++) {
+            uint64_t block = block0 + (uint64_t)(8 * g + lane);
+            lo[lane] = (uint32_t)block; hi[lane] = (uint32_t)(block >> 32);
+        }
+        c0[g] = _mm256_loadu_si256((const __m256i *)lo); c1[g] = _mm256_loadu_si256((const __m256i *)hi);
+        c2[g] = _mm256_set1_epi32((int)(uint32_t)stream); c3[g] = _mm256_set1_epi32((int)(uint32_t)(stream >> 32));
+    }
     uint32_t key0 = (uint32_t)seed, key1 = (uint32_t)(seed >> 32);
     for (int round = 0; round < 10; round++) {
-        k0[round] = _mm256_set1_epi32((int)key0);
-        k1[round] = _mm256_set1_epi32((int)key1);
+        const __m256i k0 = _mm256_set1_epi32((int)key0), k1 = _mm256_set1_epi32((int)key1);
+        #pragma clang loop unroll(full)
+        for (int g = 0; g < GROUPS; g++) {
+            __m256i hi0, lo0, hi1, lo1;
+            mulhilo8(c0[g], m0, &hi0, &lo0);
+            mulhilo8(c2[g], m1, &hi1, &lo1);
+            c0[g] = _mm256_xor_si256(_mm256_xor_si256(hi1, c1[g]), k0);
+            c1[g] = lo1;
+            c2[g] = _mm256_xor_si256(_mm256_xor_si256(hi0, c3[g]), k1);
+            c3[g] = lo0;
+        }
         key0 += PHILOX_W0; key1 += PHILOX_W1;
     }
-    const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
-    const __m256i stream_lo = _mm256_set1_epi32((int)(uint32_t)stream), stream_hi = _mm256_set1_epi32((int)(uint32_t)(stream >> 32));
-    const __m256 scales = _mm256_set1_ps(scale);
-    uint64_t block0 = first >> 2;
-    // PHILOX_GROUPS independent groups of eight blocks per pass: one group's rounds are a chain of
-    // dependent multiplies, and the others fill the gaps in that chain.
-    for (int j = 0; j < MG_MASK_CHUNK / 32; j += PHILOX_GROUPS) {
-        __m256i c0[PHILOX_GROUPS], c1[PHILOX_GROUPS], c2[PHILOX_GROUPS], c3[PHILOX_GROUPS];
-        #pragma clang loop unroll(full)
-        for (int g = 0; g < PHILOX_GROUPS; g++) {
-            // Counters of blocks block0 + 8(j + g) + lane: (low word, high word, stream low, stream high).
-            uint32_t lo[8], hi[8];
-            for (int lane = 0; lane < 8; lane++) {
-                uint64_t block = block0 + (uint64_t)(8 * (j + g) + lane);
-                lo[lane] = (uint32_t)block; hi[lane] = (uint32_t)(block >> 32);
-            }
-            c0[g] = _mm256_loadu_si256((const __m256i *)lo); c1[g] = _mm256_loadu_si256((const __m256i *)hi);
-            c2[g] = stream_lo; c3[g] = stream_hi;
+    #pragma clang loop unroll(full)
+    for (int g = 0; g < GROUPS; g++) {
+        __m256i words[4] = {c0[g], c1[g], c2[g], c3[g]};
+        for (int w = 0; w < 4; w++) {
+            // Half 2w (low 16 bits) and 2w + 1 (high 16 bits), each moved to the high half.
+            _mm256_storeu_ps(out + BLOCKS_PER_CHUNK * (2 * w) + 8 * g,
+                             keep8(_mm256_slli_epi32(words[w], 16), threshold, scales));
+            _mm256_storeu_ps(out + BLOCKS_PER_CHUNK * (2 * w + 1) + 8 * g,
+                             keep8(_mm256_and_si256(words[w], high_half), threshold, scales));
         }
-        for (int round = 0; round < 10; round++) {
-            #pragma clang loop unroll(full)
-            for (int g = 0; g < PHILOX_GROUPS; g++) {
-                __m256i hi0, lo0, hi1, lo1;
-                mulhilo8(c0[g], m0, &hi0, &lo0);
-                mulhilo8(c2[g], m1, &hi1, &lo1);
-                c0[g] = _mm256_xor_si256(_mm256_xor_si256(hi1, c1[g]), k0[round]);
-                c1[g] = lo1;
-                c2[g] = _mm256_xor_si256(_mm256_xor_si256(hi0, c3[g]), k1[round]);
-                c3[g] = lo0;
-            }
-        }
-        #pragma clang loop unroll(full)
-        for (int g = 0; g < PHILOX_GROUPS; g++) store_multipliers(out + 32 * (j + g), c0[g], c1[g], c2[g], c3[g], threshold, scales);
     }
 }
 #endif

@@ -69,19 +69,27 @@ import Testing
         return c
     }
 
-    /// Both multiplier paths (AVX2, 32 blocks at a time; portable, one block at a time) against the
-    /// definition, including a chunk whose block counter carries into its high word (block 2³²).
+    /// The random bits deciding dropout element `element`, as philox.c defines them: 16 bits of
+    /// block 32·⌊element / 256⌋ + element mod 32, half (element mod 256) / 32 of its four words
+    /// (low half first), moved to the high half of a 32-bit word.
+    static func randomBits(element: UInt64, stream: UInt64, seed: UInt64) -> UInt64 {
+        let k = Int(element % 256), block = element / 256 * 32 + UInt64(k % 32), half = k / 32
+        let word = philox(block: block, stream: stream, seed: seed)[half / 2]
+        return UInt64((word >> (16 * UInt32(half % 2))) & 0xFFFF) << 16
+    }
+
+    /// Both multiplier paths (AVX2, 32 blocks per call; portable, one block at a time) against the
+    /// definition, including chunks whose block counters sit just below and above 2³².
     @Test(arguments: [Int32(1), Int32(0)])
     func multiplierPathsFollowPhilox(vectorised: Int32) {
         let seed: UInt64 = 0xDEAD_BEEF_0123_4567, stream: UInt64 = 0x0000_0001_FFFF_FFFF, keep: Float = 0.7
         let threshold = UInt64(Double(keep) * 4_294_967_296.0)
-        for first: UInt64 in [0, 256 * 1_000_003, (UInt64(1) << 34) - 64] {
+        for first: UInt64 in [0, 256 * 1_000_003, (UInt64(1) << 35) - 256, (UInt64(1) << 35) + 256 * 5] {
             var out = [Float](repeating: -1, count: 256)
             mg_dropout_multipliers_using(vectorised, &out, seed, stream, first, threshold, 1 / keep)
             for i in 0 ..< 256 {
-                let element = first + UInt64(i)
-                let word = Self.philox(block: element / 4, stream: stream, seed: seed)[Int(element % 4)]
-                #expect(out[i] == (UInt64(word) < threshold ? 1 / keep : 0), "first \(first), element \(i)")
+                let bits = Self.randomBits(element: first + UInt64(i), stream: stream, seed: seed)
+                #expect(out[i] == (bits < threshold ? 1 / keep : 0), "first \(first), element \(i)")
             }
         }
     }
@@ -93,23 +101,25 @@ import Testing
                                      rng: PhiloxStream(seed: seed, stream: stream), on: serial).toFloatArray()
         let threshold = UInt64((Double(1 - p) * 4_294_967_296.0))
         for i in 0 ..< n {
-            let word = Self.philox(block: UInt64(i / 4), stream: stream, seed: seed)[i % 4]
-            #expect((kept[i] != 0) == (UInt64(word) < threshold), "element \(i)")
+            let bits = Self.randomBits(element: UInt64(i), stream: stream, seed: seed)
+            #expect((kept[i] != 0) == (bits < threshold), "element \(i)")
         }
     }
 
     /// Philox4x32-10 known-answer vector from Random123 (Salmon et al.): counter 0, key 0 →
-    /// 6627e8d5 e169c58d bc57ac4c 9b00dbd8, i.e. seed 0, stream 0, elements 0 ..< 4.
+    /// 6627e8d5 e169c58d bc57ac4c 9b00dbd8, whose eight 16-bit halves (low first) decide elements
+    /// 0, 32, …, 224 of seed 0, stream 0.
     @Test func philoxMatchesTheReferenceVector() throws {
-        // Kept iff word < p·2³²: with p_keep just above word/2³², the element must be kept, just below dropped.
         let words: [UInt32] = [0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8]
-        for (index, word) in words.enumerated() {
-            let above = Float(Double(word) / 4_294_967_296.0 + 1e-6), below = Float(Double(word) / 4_294_967_296.0 - 1e-6)
-            let x = tensor([1, 1, 1, 1], [4])
+        let halves = words.flatMap { [$0 & 0xFFFF, $0 >> 16] }
+        let x = tensor([Float](repeating: 1, count: 256), [256])
+        for (h, half) in halves.enumerated() {
+            // Kept iff half < p_keep·2¹⁶: with p_keep half a step above, kept; half a step below, dropped.
+            let above = Float((Double(half) + 0.5) / 65536), below = Float((Double(half) - 0.5) / 65536)
             let keptAbove = try Dropout.apply(x, probability: 1 - above, rng: PhiloxStream(seed: 0, stream: 0), on: serial)
             let keptBelow = try Dropout.apply(x, probability: 1 - below, rng: PhiloxStream(seed: 0, stream: 0), on: serial)
-            #expect(keptAbove.toFloatArray()[index] != 0, "word \(index) should be kept")
-            #expect(keptBelow.toFloatArray()[index] == 0, "word \(index) should be dropped")
+            #expect(keptAbove.toFloatArray()[32 * h] != 0, "half \(h) should be kept")
+            #expect(keptBelow.toFloatArray()[32 * h] == 0, "half \(h) should be dropped")
         }
     }
 }

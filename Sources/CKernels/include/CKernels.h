@@ -40,11 +40,11 @@ void mg_swiglu_forward(float *y, const float *x, long rows, long f);
 void mg_swiglu_backward(float *dx, const float *dy, const float *x, long rows, long f);
 
 /// y[i] = x[i] · keep_i / p_keep over flat indices [first, first + n) of the dropout stream
-/// (seed, stream); keep_i is Philox4x32-10 word i compared with p_keep (see kernel_math.h).
+/// (seed, stream); keep_i compares 16 bits of Philox4x32-10 with p_keep (see philox.c).
 /// Applying it to a gradient with the same arguments is dropout's backward. y may alias x.
 void mg_dropout(float *y, const float *x, long n, uint64_t first, float p_keep, uint64_t seed, uint64_t stream);
 
-/// The 256 multipliers (1/p_keep or 0) of dropout elements [first, first + 256), first a multiple of 4,
+/// The 256 multipliers (1/p_keep or 0) of dropout elements [first, first + 256), first a multiple of 256,
 /// with `threshold` = p_keep·2³²: by the AVX2 path when `vectorised` and the CPU has AVX2, else by the
 /// portable one. The kernels always use the fastest; tests check that both give the same bits.
 void mg_dropout_multipliers_using(int vectorised, float *out, uint64_t seed, uint64_t stream, uint64_t first,

@@ -1,7 +1,8 @@
 import CKernels
 
-/// A counter-based random stream for dropout: element i of a tensor is kept when word i mod 4 of
-/// Philox4x32-10 block (i / 4, `stream`) under key `seed` is below p_keep·2³². Nothing is stored:
+/// A counter-based random stream for dropout: element i of a tensor is kept when 16 bits of
+/// Philox4x32-10 under key `seed`, from block 32·⌊i / 256⌋ + i mod 32 of `stream` (half i / 32 mod 8
+/// of its 128 bits, see Sources/CKernels/philox.c), scaled by 2¹⁶, are below p_keep·2³². Nothing is stored:
 /// the backward pass and activation recomputation regenerate the same mask from (seed, stream, i).
 /// Give every dropout site of every step its own `stream`.
 public struct PhiloxStream: Sendable, Hashable {
