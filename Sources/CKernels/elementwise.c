@@ -133,9 +133,10 @@ MG_KERNEL void mg_dropout(float *y, const float *x, long n, uint64_t first, floa
     uint64_t end = first + (uint64_t)n;
     for (uint64_t base = first & ~(uint64_t)(MG_MASK_CHUNK - 1); base < end; base += MG_MASK_CHUNK) {
         mg_dropout_multipliers(multipliers, seed, stream, base, threshold, 1.0f / p_keep);
-        uint64_t lo = base > first ? base : first;
-        uint64_t hi = base + MG_MASK_CHUNK < end ? base + MG_MASK_CHUNK : end;
-        for (uint64_t i = lo; i < hi; i++) y[i - first] = x[i - first] * multipliers[i - base];
+        // Elements [from, to) of y and x, relative to `first`; multiplier j − offset belongs to element j.
+        long offset = (long)(base - first), from = offset > 0 ? offset : 0;
+        long to = base + MG_MASK_CHUNK < end ? offset + MG_MASK_CHUNK : n;
+        for (long j = from; j < to; j++) y[j] = x[j] * multipliers[j - offset];
     }
 }
 
