@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job: tokenize the default corpus (Shakespeare, fetched by scripts/setup.sh) into
 # Megatron's .bin/.idx, pretrain a small GPT on it for about two minutes on 2 cores, and print a
-# continuation of a line of Romeo's, decoded greedily. Flags are Megatron-LM's; extra arguments go to
-# `megatron pretrain`.
+# continuation of a line of Romeo's (top-k 40 sampling: after two minutes the model is at a validation
+# loss of about 5.6, and its greedy continuation is a comma and 39 newlines; `--top-k 1` shows it).
+# Flags are Megatron-LM's; extra arguments go to `megatron pretrain`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 swift build -c release --product megatron >/dev/null
@@ -22,4 +23,4 @@ $megatron pretrain \
     --lr 2e-3 --min-lr 2e-4 --lr-decay-style cosine --lr-warmup-iters 15 \
     --hidden-dropout 0 --attention-dropout 0 \
     --weight-decay 0.01 --clip-grad 1.0 --log-interval 25 --eval-interval 50 --eval-iters 10 --seed 1234 \
-    --sample-tokens 40 --sample-prompt "ROMEO. O, she doth teach the torches to" "$@"
+    --sample-tokens 40 --top-k 40 --temperature 0.8 --sample-prompt "ROMEO. O, she doth teach the torches to" "$@"
