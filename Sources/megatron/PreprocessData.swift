@@ -17,37 +17,20 @@ struct PreprocessData: ParsableCommand {
     @Option(name: .customLong("output-prefix")) var outputPrefix: String
     @Option(name: .customLong("input-format"), help: "jsonl (Megatron's: one JSON object per line) or text (documents separated by blank lines).")
     var inputFormat = "jsonl"
-    @Option(name: .customLong("tokenizer-type"), help: "GPT2BPETokenizer (--vocab-file, --merge-file) or NullTokenizer (--vocab-size).")
-    var tokenizerType = "GPT2BPETokenizer"
-    @Option(name: .customLong("vocab-file")) var vocabFile: String?
-    @Option(name: .customLong("merge-file")) var mergeFile: String?
-    @Option(name: .customLong("vocab-size"), help: "NullTokenizer: ids are 0 ..< vocab-size, the last one end-of-document.")
-    var vocabSize: Int?
+    @OptionGroup var tokenizer: TokenizerOptions
     @Flag(name: .customLong("append-eod")) var appendEOD = false
     @Option(help: "Tokenizing threads (default: every core).") var workers = ProcessInfo.processInfo.activeProcessorCount
     @Flag(name: .customLong("skip-invalid-lines"), help: "Skip (and count) malformed lines instead of stopping at the first.")
     var skipInvalidLines = false
 
     func validate() throws {
-        switch tokenizerType {
-        case "GPT2BPETokenizer":
-            guard vocabFile != nil, mergeFile != nil else {
-                throw ValidationError("--tokenizer-type GPT2BPETokenizer needs --vocab-file and --merge-file")
-            }
-        case "NullTokenizer":
-            guard let vocabSize, vocabSize >= 2 else { throw ValidationError("--tokenizer-type NullTokenizer needs --vocab-size ≥ 2") }
-        default:
-            throw ValidationError("--tokenizer-type \(tokenizerType): expected GPT2BPETokenizer or NullTokenizer")
-        }
         guard ["jsonl", "text"].contains(inputFormat) else { throw ValidationError("--input-format \(inputFormat): expected jsonl or text") }
         guard workers >= 1 else { throw ValidationError("--workers \(workers): expected at least 1") }
         guard !jsonKeys.isEmpty else { throw ValidationError("--json-keys: give at least one key") }
     }
 
     func run() throws {
-        let tokenizer: any TextTokenizer = tokenizerType == "NullTokenizer"
-            ? try NullTokenizer(vocabSize: vocabSize!)
-            : try GPT2BPETokenizer(vocabFile: URL(fileURLWithPath: vocabFile!), mergesFile: URL(fileURLWithPath: mergeFile!))
+        let tokenizer = try tokenizer.makeTokenizer()
         guard let data = try? Data(contentsOf: URL(fileURLWithPath: input), options: .alwaysMapped) else {
             throw ValidationError("--input \(input): cannot be read")
         }

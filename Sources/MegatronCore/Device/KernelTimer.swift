@@ -24,9 +24,11 @@ public final class KernelTimer: @unchecked Sendable {
         defer {
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             lock.withLock {
-                entries[name, default: Entry()].calls += 1
-                entries[name, default: Entry()].seconds += seconds
-                entries[name, default: Entry()].flops += flops
+                var entry = entries[name, default: Entry()]
+                entry.calls += 1
+                entry.seconds += seconds
+                entry.flops += flops
+                entries[name] = entry
             }
         }
         return try body()

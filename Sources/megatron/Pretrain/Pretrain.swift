@@ -46,12 +46,7 @@ struct Pretrain: ParsableCommand {
     var resetPositionIDs = false
     @Flag(name: .customLong("reset-attention-mask"), help: "Tokens attend only within their document (after the last end-of-document token).")
     var resetAttentionMask = false
-    @Option(name: .customLong("tokenizer-type"), help: "GPT2BPETokenizer (with --vocab-file, --merge-file) or NullTokenizer (with --vocab-size).")
-    var tokenizerType = "GPT2BPETokenizer"
-    @Option(name: .customLong("vocab-file")) var vocabFile: String?
-    @Option(name: .customLong("merge-file")) var mergeFile: String?
-    @Option(name: .customLong("vocab-size"), help: "Vocabulary of the NullTokenizer; its last id is end-of-document.")
-    var vocabSize: Int?
+    @OptionGroup var tokenizerOptions: TokenizerOptions
     @Option(name: .customLong("sample-tokens"),
             help: "After training, extend a prompt by this many generated tokens and print the result (ours).")
     var sampleTokens = 0
@@ -68,16 +63,6 @@ struct Pretrain: ParsableCommand {
         _ = try blend()
         guard evalIters >= 0 else { throw ValidationError("--eval-iters \(evalIters): expected 0 or more") }
         if let evalInterval, evalInterval < 1 { throw ValidationError("--eval-interval \(evalInterval): expected at least 1") }
-        switch tokenizerType {
-        case "NullTokenizer":
-            guard let vocabSize, vocabSize >= 2 else { throw ValidationError("--tokenizer-type NullTokenizer needs --vocab-size ≥ 2") }
-        case "GPT2BPETokenizer":
-            guard vocabFile != nil, mergeFile != nil else {
-                throw ValidationError("--tokenizer-type GPT2BPETokenizer needs --vocab-file and --merge-file")
-            }
-        default:
-            throw ValidationError("--tokenizer-type \(tokenizerType): expected GPT2BPETokenizer or NullTokenizer")
-        }
         guard training.microBatchSize >= 1, training.seqLength >= 1 else {
             throw ValidationError("--micro-batch-size and --seq-length must be positive")
         }
@@ -93,10 +78,10 @@ struct Pretrain: ParsableCommand {
         }
         do { _ = try GPTDataset.splitRanges(split, count: 1) } catch { throw ValidationError("\(error)") }
         guard topK >= 0, temperature > 0 else { throw ValidationError("--top-k must be ≥ 0 and --temperature > 0") }
-        if samplePrompt != nil && tokenizerType != "GPT2BPETokenizer" {
+        if samplePrompt != nil && !tokenizerOptions.isGPT2BPE {
             throw ValidationError("--sample-prompt needs --tokenizer-type GPT2BPETokenizer")
         }
-        _ = try model.config(vocabSize: vocabSize ?? 50257, seqLength: training.seqLength)
+        _ = try model.config(vocabSize: tokenizerOptions.vocabSize ?? 50257, seqLength: training.seqLength)
         _ = try training.iterations(globalBatchSize: gbs)
         _ = try training.scheduler(globalBatchSize: gbs)
         _ = try training.optimizerSettings()
@@ -163,10 +148,9 @@ struct Pretrain: ParsableCommand {
         let groups = try ProcessGroups(world: world, state: distributed.parallelState())
         let isFirst = world.rank == 0, isLast = groups.isLastRank
         let device = try device.makeDevice(ranksSharingCores: distributed.ranksPerMachine)
-        let tokenizer = tokenizerType == "GPT2BPETokenizer"
-            ? try GPT2BPETokenizer(vocabFile: URL(fileURLWithPath: vocabFile!), mergesFile: URL(fileURLWithPath: mergeFile!))
-            : nil
-        let vocab = tokenizer?.vocabSize ?? vocabSize!
+        // Text in and out only with the GPT-2 tokenizer; NullTokenizer runs print token ids.
+        let tokenizer = tokenizerOptions.isGPT2BPE ? try tokenizerOptions.makeTokenizer() : nil
+        let vocab = tokenizer?.vocabSize ?? tokenizerOptions.vocabSize!
         let config = try model.config(vocabSize: vocab, seqLength: training.seqLength)
         let gbs = globalBatchSize(dataParallelSize: groups.state.dataParallelSize)
         var settings = Trainer.Settings(trainIters: try training.iterations(globalBatchSize: gbs), microBatchSize: training.microBatchSize,
@@ -227,12 +211,8 @@ struct Pretrain: ParsableCommand {
         trainer.evaluation = evaluation
         try trainer.train()
         if sampleTokens > 0 && isFirst {
-            let prompt: [Int32]
-            if let text = samplePrompt, let tokenizer, !tokenizer.encode(text).isEmpty {
-                prompt = tokenizer.encode(text)
-            } else {
-                prompt = Array(firstSample.prefix(16))
-            }
+            let encoded = try samplePrompt.flatMap { try tokenizer?.encode($0) } ?? []
+            let prompt = encoded.isEmpty ? Array(firstSample.prefix(16)) : encoded
             let generation = TextGeneration(topK: topK, temperature: temperature, seed: UInt64(training.seed))
             let tokens = try generation.continuation(of: prompt, count: sampleTokens, model: gpt, vocabularySize: vocab,
                                                      maxLength: training.seqLength)

@@ -1,0 +1,35 @@
+import ArgumentParser
+import Foundation
+import MegatronData
+
+/// Megatron's tokenizer flags, shared by `preprocess-data` and `pretrain`.
+struct TokenizerOptions: ParsableArguments {
+    @Option(name: .customLong("tokenizer-type"), help: "GPT2BPETokenizer (with --vocab-file, --merge-file) or NullTokenizer (with --vocab-size).")
+    var tokenizerType = "GPT2BPETokenizer"
+    @Option(name: .customLong("vocab-file")) var vocabFile: String?
+    @Option(name: .customLong("merge-file")) var mergeFile: String?
+    @Option(name: .customLong("vocab-size"), help: "NullTokenizer: ids are 0 ..< vocab-size, the last one end-of-document.")
+    var vocabSize: Int?
+
+    func validate() throws {
+        switch tokenizerType {
+        case "GPT2BPETokenizer":
+            guard vocabFile != nil, mergeFile != nil else {
+                throw ValidationError("--tokenizer-type GPT2BPETokenizer needs --vocab-file and --merge-file")
+            }
+        case "NullTokenizer":
+            guard let vocabSize, vocabSize >= 2 else { throw ValidationError("--tokenizer-type NullTokenizer needs --vocab-size ≥ 2") }
+        default:
+            throw ValidationError("--tokenizer-type \(tokenizerType): expected GPT2BPETokenizer or NullTokenizer")
+        }
+    }
+
+    var isGPT2BPE: Bool { tokenizerType == "GPT2BPETokenizer" }
+
+    /// The tokenizer the (validated) flags name; the GPT-2 one reads its vocabulary and merges files.
+    func makeTokenizer() throws -> any TextTokenizer {
+        isGPT2BPE
+            ? try GPT2BPETokenizer(vocabFile: URL(fileURLWithPath: vocabFile!), mergesFile: URL(fileURLWithPath: mergeFile!))
+            : try NullTokenizer(vocabSize: vocabSize!)
+    }
+}
