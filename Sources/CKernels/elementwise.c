@@ -60,10 +60,10 @@ MG_KERNEL int mg_has_nonfinite(const float *restrict x, long n) {
 #define GELU_K0 0.7978845608028654f   // √(2/π)
 #define GELU_K1 0.044715f
 
-// ½·u·(1 + tanh(z)) = u·σ(2z) with z = √(2/π)·(u + 0.044715·u³): one exponential and one division.
+// gelu(u) = ½·u·(1 + tanh(z)), z = √(2/π)·(u + 0.044715·u³), written as Megatron writes it.
 MG_INLINE float gelu(float u) {
-    float z2 = 2.0f * GELU_K0 * u * (1.0f + GELU_K1 * u * u);
-    return u / (1.0f + mg_exp(-z2));
+    float half = 0.5f * u;
+    return half + half * mg_tanh(GELU_K0 * u * (1.0f + GELU_K1 * u * u));
 }
 
 MG_KERNEL void mg_gelu_forward(float *restrict y, const float *restrict x, const float *restrict bias,
@@ -76,10 +76,13 @@ MG_KERNEL void mg_gelu_forward(float *restrict y, const float *restrict x, const
     }
 }
 
-// With s = σ(2z): gelu(u) = u·s, so gelu′(u) = s + 2u·s(1 − s)·dz/du, dz/du = √(2/π)(1 + 3·0.044715·u²).
+// gelu′(u) = ½(1 + t) + ½·u·(1 − t²)·dz/du with t = tanh(z), dz/du = √(2/π)(1 + 3·0.044715·u²);
+// factored as ½(1 + t)·(1 + u·(1 − t)·dz/du).
 MG_INLINE float gelu_grad(float u) {
-    float s = 1.0f / (1.0f + mg_exp(-2.0f * GELU_K0 * u * (1.0f + GELU_K1 * u * u)));
-    return s + 2.0f * u * s * (1.0f - s) * GELU_K0 * (1.0f + 3.0f * GELU_K1 * u * u);
+    float u2 = u * u;
+    float t = mg_tanh(GELU_K0 * u * (1.0f + GELU_K1 * u2));
+    float dz = GELU_K0 + (3.0f * GELU_K0 * GELU_K1) * u2;
+    return (0.5f + 0.5f * t) * (1.0f + u * (1.0f - t) * dz);
 }
 
 MG_KERNEL void mg_gelu_backward(float *dx, float *restrict dbias, const float *dy, const float *restrict x,

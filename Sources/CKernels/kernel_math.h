@@ -49,9 +49,29 @@ MG_INLINE float mg_exp(float x) {
     return p * mg_bits_to_float((uint32_t)((int32_t)n + 127) << 23);
 }
 
-/// tanh(x) = 1 − 2 / (e^{2x} + 1); absolute error below 2e-7.
+/// tanh(x) as a rational function x·P(x²)/Q(x²), P and Q of degree 4 in x², fitted to tanh on [0, 9]
+/// for the least maximum error by `scripts/fit_tanh_rational.py`. No exponential and 15 vector
+/// operations per eight values: GELU built on it streams 1.3× faster than on 1 − 2/(e^{2x} + 1). x is
+/// clamped to ±9 and the result to ±1, and P's leading coefficient is raised so that the fit passes 1
+/// at 9: tanh is exactly ±1 for |x| ≥ 9 (true tanh(9) = 1 − 3e-8), so 1 − tanh² is exactly 0 there.
+/// Absolute error below 4.5e-7 (about 7 ulp of values near 1) in fp32, with or without FMA.
 MG_INLINE float mg_tanh(float x) {
-    return 1.0f - 2.0f / (mg_exp(2.0f * x) + 1.0f);
+    x = x > 9.0f ? 9.0f : x;
+    x = x < -9.0f ? -9.0f : x;
+    float s = x * x;
+    float p = 1.333741217e-08f;
+    p = p * s + 2.059542498e-05f;
+    p = p * s + 3.494721201e-03f;
+    p = p * s + 1.338028741e-01f;
+    p = p * s + 1.0f;
+    float q = 7.769070128e-07f;
+    q = q * s + 3.284241615e-04f;
+    q = q * s + 2.587365405e-02f;
+    q = q * s + 4.671360486e-01f;
+    q = q * s + 1.0f;
+    float t = x * p / q;
+    t = t > 1.0f ? 1.0f : t;
+    return t < -1.0f ? -1.0f : t;
 }
 
 /// √x without errno handling, so that loops containing it vectorise.

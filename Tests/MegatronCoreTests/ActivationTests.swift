@@ -26,6 +26,28 @@ func referenceSiLU(_ u: Double) -> Double { u / (1 + exp(-u)) }
         #expect(abs(far[0]) < 1e-30 && abs(far[1]) < 1e-30, "gelu(u) → 0 as u → −∞: \(far)")
     }
 
+    /// Every 1/512 over [−12, 12]: the rational tanh under GELU is within 4.5e-7 of tanh, so
+    /// |gelu − reference| ≤ ½·|u|·4.5e-7 plus the rounding of the result; its derivative likewise.
+    /// Far out, the derivative must be exactly 0 and 1: a tanh that stopped short of ±1 would leave
+    /// u·(1 − tanh²)·dz/du, which grows like u³.
+    @Test func accurateAcrossTheRangeAndExactInTheTails() throws {
+        let u = (-6144...6144).map { Float($0) / 512 }
+        let y = try GELU.forward(tensor(u, [u.count]), bias: nil, on: serial).toFloatArray()
+        let dx = try GELU.backward(tensor([Float](repeating: 1, count: u.count), [u.count]),
+                                   input: tensor(u, [u.count]), bias: nil, gradBias: nil, on: serial).toFloatArray()
+        for (i, ui) in u.enumerated() {
+            let v = Double(ui), h = 1e-6
+            let reference = referenceGELU(v)
+            let slope = (referenceGELU(v + h) - referenceGELU(v - h)) / (2 * h)
+            #expect(abs(Double(y[i]) - reference) <= 2.5e-7 * abs(v) + 6e-8 * abs(reference), "gelu(\(ui)) = \(y[i])")
+            #expect(abs(Double(dx[i]) - slope) <= 2e-6 * max(1, v * v), "gelu′(\(ui)) = \(dx[i]), not \(slope)")
+        }
+        let far: [Float] = [-1e4, -30, -6, 6, 30, 1e4]
+        let farGrad = try GELU.backward(tensor([Float](repeating: 1, count: 6), [6]), input: tensor(far, [6]),
+                                        bias: nil, gradBias: nil, on: serial).toFloatArray()
+        #expect(farGrad == [0, 0, 0, 1, 1, 1])
+    }
+
     @Test func backwardMatchesFiniteDifferences() throws {
         var rng = TestRandom(seed: 11)
         let x = rng.floats(rows * cols, scale: 4), b = rng.floats(cols), w = rng.floats(rows * cols)
