@@ -29,7 +29,7 @@ let package = Package(
         ),
         // Hot loops in portable C11, compiled twice (AVX2+FMA+F16C and baseline x86-64)
         // and chosen at load time.
-        .target(name: "CKernels", dependencies: ["CBLAS"]),
+        .target(name: "CKernels"),
         .target(name: "MegatronCore", dependencies: ["CBLAS", "CKernels"]),
         // GPT model: configuration, flat parameter layout, forward and backward.
         .target(name: "MegatronModels", dependencies: ["MegatronCore"]),

@@ -56,6 +56,33 @@ func referenceAttention(_ qkv: [Double], _ l: AttentionLayout, scale: Double, ca
         expectClose(grad.toFloatArray(), fd, tolerance: 1e-5, "dqkv")
     }
 
+    /// Shapes that exercise the kernel's 6 × 16 tiles: 50 keys (three full 16-key blocks and a
+    /// partial one), head dimension 24 (one full 16-column block and a partial one), panels of 20
+    /// query rows (not a multiple of 6, so every panel ends in a partial row tile, and diagonal
+    /// tiles straddle the causal boundary). The backward is checked by directional derivatives of
+    /// the double reference along random directions, as a full finite-difference Jacobian would be slow.
+    @Test(arguments: [true, false])
+    func tiledShapesMatchReference(causal: Bool) throws {
+        var rng = TestRandom(seed: 43)
+        let layout = try AttentionLayout.megatronFusedQKV(batch: 1, sequenceLength: 50, heads: 2, groups: 1, headDim: 24)
+        let qkv = rng.floats(layout.tokens * layout.rowWidth, scale: 1.5), w = rng.floats(layout.tokens * 48)
+        let x = tensor(qkv, [layout.tokens, layout.rowWidth])
+        let (context, lse) = try Attention.forward(qkv: x, layout: layout, scale: 0.3, causal: causal, blockRows: 20, on: serial)
+        let reference = { (q: [Double]) in referenceAttention(q, layout, scale: 0.3, causal: causal) }
+        expectClose(context.toFloatArray(), reference(qkv.doubles), tolerance: 1e-6, "context")
+        let grad = try Attention.backward(tensor(w, context.shape), qkv: x, context: context, lse: lse, layout: layout,
+                                          scale: 0.3, causal: causal, blockRows: 20, on: serial).toFloatArray().doubles
+        let gradNorm = grad.map { $0 * $0 }.reduce(0, +).squareRoot()
+        for _ in 0 ..< 3 {
+            let v = rng.floats(qkv.count).doubles, h = 1e-6
+            let plus = zip(qkv.doubles, v).map { $0 + h * $1 }, minus = zip(qkv.doubles, v).map { $0 - h * $1 }
+            let directional = (weightedSum(reference(plus), w) - weightedSum(reference(minus), w)) / (2 * h)
+            let predicted = zip(grad, v).map { $0 * $1 }.reduce(0, +)
+            let vNorm = v.map { $0 * $0 }.reduce(0, +).squareRoot()
+            #expect(abs(predicted - directional) <= 1e-5 * gradNorm * vNorm, "⟨dqkv, v⟩ \(predicted) vs \(directional)")
+        }
+    }
+
     @Test func dropoutForwardAndBackwardMatchReference() throws {
         var rng = TestRandom(seed: 41)
         let layout = try AttentionLayout.megatronFusedQKV(batch: 1, sequenceLength: 9, heads: 2, groups: 2, headDim: 4)

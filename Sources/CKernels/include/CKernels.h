@@ -103,8 +103,9 @@ typedef struct {
     float *out; long ldo;
 } mg_attention_head;
 
-/// Scratch floats one thread needs for mg_attention_*: two panels of block_rows × seq scores.
-long mg_attention_scratch_floats(long seq, long block_rows);
+/// Scratch floats one thread needs for mg_attention_*: K and V packed for one head, and a panel's
+/// scores, their gradients, and its Q and dO rows.
+long mg_attention_scratch_floats(long seq, long d, long block_rows);
 
 /// Causal (or full) attention core for one head, `seq` tokens, head dimension `d`:
 /// out = dropout(softmax(scale·QKᵀ + mask))·V, computed one panel of `block_rows` query rows at a

@@ -42,8 +42,9 @@ public struct AttentionLayout: Sendable, Equatable {
 /// most blockRows × seq scores exist per thread, and the backward recomputes the probabilities from
 /// the saved per-row log-sum-exp instead of storing them.
 public enum Attention {
-    /// Query rows per panel.
-    public static let defaultBlockRows = 128
+    /// Query rows per panel: a multiple of the kernel's 6-row tiles whose scores and score
+    /// gradients (2 × 48 × 1040 floats at 1024 tokens) fit in a 512 KiB L2 cache.
+    public static let defaultBlockRows = 48
 
     /// qkv [tokens, rowWidth] → (context [tokens, heads·headDim] with head h at columns h·headDim,
     /// lse [batch, heads, seq]).
@@ -55,17 +56,15 @@ public enum Attention {
         let context = Tensor(shape: [l.tokens, l.heads * d], on: device, zeroed: false)
         let lse = Tensor(shape: [l.batch, l.heads, s], on: device, zeroed: false)
         let jobs = l.batch * l.heads
-        let scratchFloats = mg_attention_scratch_floats(s, blockRows)
+        let scratchFloats = mg_attention_scratch_floats(s, d, blockRows)
         let scratch = Tensor(shape: [device.taskCount(jobs), scratchFloats], on: device, zeroed: false)
         device.timed("attention forward") {
-            device.withSingleThreadedBLAS {
-                device.parallelFor(jobs) { range, task in
-                    for job in range {
-                        let b = job / l.heads, h = job % l.heads, g = h / (l.heads / l.groups)
-                        let head = headPointers(qkv, context, layout: l, batch: b, head: h, group: g)
-                        mg_attention_forward(head, lse.floats + job * s, s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s },
-                                             blockRows, 1 - p, rng.seed, rng.stream, job, scratch.floats + task * scratchFloats)
-                    }
+            device.parallelFor(jobs) { range, task in
+                for job in range {
+                    let b = job / l.heads, h = job % l.heads, g = h / (l.heads / l.groups)
+                    let head = headPointers(qkv, context, layout: l, batch: b, head: h, group: g)
+                    mg_attention_forward(head, lse.floats + job * s, s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s },
+                                         blockRows, 1 - p, rng.seed, rng.stream, job, scratch.floats + task * scratchFloats)
                 }
             }
         }
@@ -85,26 +84,24 @@ public enum Attention {
         // Zeroed: the key and value columns are accumulated into by every query head of a group.
         let gradQKV = Tensor(shape: qkv.shape, on: device)
         let jobs = l.batch * l.groups, perGroup = l.heads / l.groups
-        let scratchFloats = mg_attention_scratch_floats(s, blockRows)
+        let scratchFloats = mg_attention_scratch_floats(s, d, blockRows)
         let scratch = Tensor(shape: [device.taskCount(jobs), scratchFloats], on: device, zeroed: false)
         device.timed("attention backward") {
-            device.withSingleThreadedBLAS {
-                device.parallelFor(jobs) { range, task in
-                    for job in range {
-                        let b = job / l.groups, g = job % l.groups
-                        let rowBase = b * s * l.rowWidth
-                        for h in g * perGroup ..< (g + 1) * perGroup {
-                            let head = headPointers(qkv, context, layout: l, batch: b, head: h, group: g)
-                            let headJob = b * l.heads + h
-                            mg_attention_backward(
-                                head, lse.floats + headJob * s, gradContext.floats + b * s * l.heads * d + h * d,
-                                gradQKV.floats + rowBase + l.queryOffsets[h], l.rowWidth,
-                                gradQKV.floats + rowBase + l.keyOffsets[g], l.rowWidth,
-                                gradQKV.floats + rowBase + l.valueOffsets[g], l.rowWidth,
-                                s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s }, blockRows, 1 - p,
-                                rng.seed, rng.stream, headJob,
-                                scratch.floats + task * scratchFloats)
-                        }
+            device.parallelFor(jobs) { range, task in
+                for job in range {
+                    let b = job / l.groups, g = job % l.groups
+                    let rowBase = b * s * l.rowWidth
+                    for h in g * perGroup ..< (g + 1) * perGroup {
+                        let head = headPointers(qkv, context, layout: l, batch: b, head: h, group: g)
+                        let headJob = b * l.heads + h
+                        mg_attention_backward(
+                            head, lse.floats + headJob * s, gradContext.floats + b * s * l.heads * d + h * d,
+                            gradQKV.floats + rowBase + l.queryOffsets[h], l.rowWidth,
+                            gradQKV.floats + rowBase + l.keyOffsets[g], l.rowWidth,
+                            gradQKV.floats + rowBase + l.valueOffsets[g], l.rowWidth,
+                            s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s }, blockRows, 1 - p,
+                            rng.seed, rng.stream, headJob,
+                            scratch.floats + task * scratchFloats)
                     }
                 }
             }
