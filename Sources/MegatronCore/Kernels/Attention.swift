@@ -81,27 +81,44 @@ public enum Attention {
         try gradContext.expect(shape: [l.tokens, l.heads * d], "Attention.backward", "gradContext")
         try context.expect(shape: [l.tokens, l.heads * d], "Attention.backward", "context")
         try lse.expect(shape: [l.batch, l.heads, s], "Attention.backward", "lse")
-        // Zeroed: the key and value columns are accumulated into by every query head of a group.
+        // Zeroed: the kernel accumulates into the key and value columns.
         let gradQKV = Tensor(shape: qkv.shape, on: device)
-        let jobs = l.batch * l.groups, perGroup = l.heads / l.groups
+        let jobs = l.batch * l.heads, perGroup = l.heads / l.groups
+        // Under grouped-query attention several query heads add into one key/value head's gradient:
+        // each (sequence, head) job then writes its own zeroed copy, [dK; dV] of 2·s·d floats, and
+        // the copies are summed in head order afterwards. So every head is a job of its own (with
+        // few groups, jobs per group would leave cores idle), and the result does not depend on how
+        // heads are spread over threads.
+        let headGrads = perGroup > 1 ? Tensor(shape: [jobs, 2, s, d], on: device) : nil
         let scratchFloats = mg_attention_scratch_floats(s, d, blockRows)
         let scratch = Tensor(shape: [device.taskCount(jobs), scratchFloats], on: device, zeroed: false)
         device.timed("attention backward") {
             device.parallelFor(jobs) { range, task in
                 for job in range {
-                    let b = job / l.groups, g = job % l.groups
+                    let b = job / l.heads, h = job % l.heads, g = h / perGroup
                     let rowBase = b * s * l.rowWidth
-                    for h in g * perGroup ..< (g + 1) * perGroup {
-                        let head = headPointers(qkv, context, layout: l, batch: b, head: h, group: g)
-                        let headJob = b * l.heads + h
-                        mg_attention_backward(
-                            head, lse.floats + headJob * s, gradContext.floats + b * s * l.heads * d + h * d,
-                            gradQKV.floats + rowBase + l.queryOffsets[h], l.rowWidth,
-                            gradQKV.floats + rowBase + l.keyOffsets[g], l.rowWidth,
-                            gradQKV.floats + rowBase + l.valueOffsets[g], l.rowWidth,
-                            s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s }, blockRows, 1 - p,
-                            rng.seed, rng.stream, headJob,
-                            scratch.floats + task * scratchFloats)
+                    let (dk, lddk, dv, lddv) = headGrads.map { ($0.floats + job * 2 * s * d, d, $0.floats + (job * 2 + 1) * s * d, d) }
+                        ?? (gradQKV.floats + rowBase + l.keyOffsets[g], l.rowWidth, gradQKV.floats + rowBase + l.valueOffsets[g], l.rowWidth)
+                    mg_attention_backward(
+                        headPointers(qkv, context, layout: l, batch: b, head: h, group: g), lse.floats + job * s,
+                        gradContext.floats + b * s * l.heads * d + h * d,
+                        gradQKV.floats + rowBase + l.queryOffsets[h], l.rowWidth, dk, lddk, dv, lddv,
+                        s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s }, blockRows, 1 - p,
+                        rng.seed, rng.stream, job, scratch.floats + task * scratchFloats)
+                }
+            }
+            guard let headGrads else { return }
+            device.parallelFor(l.batch * l.groups) { range, _ in
+                for job in range {
+                    let b = job / l.groups, g = job % l.groups
+                    for (offset, half) in [(l.keyOffsets[g], 0), (l.valueOffsets[g], 1)] {
+                        let destination = gradQKV.floats + b * s * l.rowWidth + offset
+                        for h in g * perGroup ..< (g + 1) * perGroup {
+                            let source = headGrads.floats + ((b * l.heads + h) * 2 + half) * s * d
+                            for t in 0 ..< s {
+                                for c in 0 ..< d { destination[t * l.rowWidth + c] += source[t * d + c] }
+                            }
+                        }
                     }
                 }
             }
