@@ -46,9 +46,12 @@ public struct RotaryEmbedding: Sendable {
         }
         let bad = UnsafeBufferPointer(start: positions.int32s, count: positions.count).first { $0 < 0 || Int($0) >= maxPositions }
         if let bad { throw TensorError("RotaryEmbedding: position \(bad) outside 0 ..< \(maxPositions)") }
-        let rope = self
+        // In memory order: Megatron's QKV rows interleave [queries | key | value] per group, and
+        // walking the queries of every group and then the keys crosses each row twice with gaps,
+        // which the hardware prefetcher does not follow; [32768, 2304] went 19.8 → 9.9 ms sorted.
+        let offsets = headOffsets.sorted(), rope = self
         device.parallelRows(x.rows, columns: headOffsets.count * rotaryDim) { r, _ in
-            mg_rope_apply(x.floats + r.lowerBound * x.columns, x.columns, headOffsets, headOffsets.count, r.count,
+            mg_rope_apply(x.floats + r.lowerBound * x.columns, x.columns, offsets, offsets.count, r.count,
                           rope.rotaryDim, positions.int32s + r.lowerBound, rope.cosTable.floats, rope.sinTable.floats,
                           inverse ? -1 : 1)
         }
