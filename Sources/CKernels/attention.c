@@ -143,6 +143,7 @@ MG_KERNEL void mg_attention_forward(mg_attention_head head, float *lse, long seq
     MG_ALLOW_REASSOCIATION
     long s16 = round_up(seq, TILE_N), d16 = round_up(d, TILE_N);
     float *kt = scratch, *vp = kt + s16 * d16, *scores = vp + s16 * d16;
+    float *inverse_sums = scores + block_rows * scores_stride(seq);
     pack_transposed(kt, head.k, head.ldk, seq, s16, d);
     pack_rows(vp, head.v, head.ldv, seq, d, d16);
     for (long i0 = 0; i0 < seq; i0 += block_rows) {
@@ -155,9 +156,9 @@ MG_KERNEL void mg_attention_forward(mg_attention_head head, float *lse, long seq
             float *p = scores + r * ld;
             float zmax = mg_row_max(p + lo, valid - lo);
             float sum = 0;
+            // e^{z − max}, left unnormalised: the row's 1/Σ scales its output row after P·V.
             for (long j = lo; j < valid; j++) { float e = mg_exp(p[j] - zmax); p[j] = e; sum += e; }
-            float inv = 1.0f / sum;
-            for (long j = lo; j < valid; j++) p[j] *= inv;
+            inverse_sums[r] = 1.0f / sum;
             for (long j = 0; j < lo; j++) p[j] = 0.0f;
             for (long j = valid; j < kv; j++) p[j] = 0.0f;
             lse[i] = zmax + logf(sum);
@@ -165,8 +166,11 @@ MG_KERNEL void mg_attention_forward(mg_attention_head head, float *lse, long seq
                 mg_dropout(p + lo, p + lo, valid - lo, (uint64_t)((head_index * seq + i) * seq + lo), p_keep, seed, stream);
             }
         }
-        // out[i0 ..< i0+rows] = P · V[0 ..< kv]
-        gemm_rows_by_keys(rows, d, kv, scores, ld, vp, d16, head.out + i0 * head.ldo, head.ldo, 1.0f, diag);
+        // out[i0 ..< i0+rows] = P · V[0 ..< kv], P = e^{z − max} / Σ
+        float *out = head.out + i0 * head.ldo;
+        gemm_rows_by_keys(rows, d, kv, scores, ld, vp, d16, out, head.ldo, 1.0f, diag);
+        for (long r = 0; r < rows; r++)
+            for (long c = 0; c < d; c++) out[r * head.ldo + c] *= inverse_sums[r];
     }
 }
 
@@ -202,10 +206,14 @@ MG_KERNEL void mg_attention_backward(mg_attention_head head, const float *lse, c
             float D = 0;
             for (long c = 0; c < d; c++) D += g[c] * o[c];
             float li = lse[i];
-            for (long j = lo; j < valid; j++) p[j] = mg_exp(p[j] - li);
             if (!dropping) {
-                for (long j = lo; j < valid; j++) dp[j] = p[j] * (dp[j] - D);
+                for (long j = lo; j < valid; j++) {
+                    float e = mg_exp(p[j] - li);
+                    p[j] = e;
+                    dp[j] = e * (dp[j] - D);
+                }
             } else {
+                for (long j = lo; j < valid; j++) p[j] = mg_exp(p[j] - li);
                 // With keep multipliers m: dS = P·(m·dP' − D), and P' = m·P feeds dV.
                 uint64_t row = (uint64_t)((head_index * seq + i) * seq);
                 uint64_t first = row + (uint64_t)lo, end = row + (uint64_t)valid;
