@@ -163,4 +163,10 @@ func referenceAttention(_ qkv: [Double], _ l: AttentionLayout, scale: Double, ca
             try AttentionLayout.megatronFusedQKV(batch: 1, sequenceLength: 1, heads: 6, groups: 4, headDim: 8)
         }
     }
+
+    @Test func panelsOfNoRowsAreAnError() throws {
+        let layout = try AttentionLayout.megatronFusedQKV(batch: 1, sequenceLength: 4, heads: 1, groups: 1, headDim: 2)
+        let x = tensor([Float](repeating: 0.5, count: 4 * layout.rowWidth), [4, layout.rowWidth])
+        #expect(throws: TensorError.self) { try Attention.forward(qkv: x, layout: layout, scale: 1, blockRows: 0, on: serial) }
+    }
 }

@@ -51,7 +51,7 @@ public enum Attention {
     public static func forward(qkv: Tensor, layout: AttentionLayout, scale: Float, causal: Bool = true,
                                firstKeys: Tensor? = nil, dropout p: Float = 0, rng: PhiloxStream = PhiloxStream(seed: 0, stream: 0),
                                blockRows: Int = defaultBlockRows, on device: CPUDevice) throws -> (context: Tensor, lse: Tensor) {
-        try validate(qkv, layout, p, firstKeys: firstKeys, causal: causal)
+        try validate(qkv, layout, p, firstKeys: firstKeys, causal: causal, blockRows: blockRows)
         let l = layout, s = l.sequenceLength, d = l.headDim
         let context = Tensor(shape: [l.tokens, l.heads * d], on: device, zeroed: false)
         let lse = Tensor(shape: [l.batch, l.heads, s], on: device, zeroed: false)
@@ -76,7 +76,7 @@ public enum Attention {
                                 layout: AttentionLayout, scale: Float, causal: Bool = true, firstKeys: Tensor? = nil,
                                 dropout p: Float = 0, rng: PhiloxStream = PhiloxStream(seed: 0, stream: 0),
                                 blockRows: Int = defaultBlockRows, on device: CPUDevice) throws -> Tensor {
-        try validate(qkv, layout, p, firstKeys: firstKeys, causal: causal)
+        try validate(qkv, layout, p, firstKeys: firstKeys, causal: causal, blockRows: blockRows)
         let l = layout, s = l.sequenceLength, d = l.headDim
         try gradContext.expect(shape: [l.tokens, l.heads * d], "Attention.backward", "gradContext")
         try context.expect(shape: [l.tokens, l.heads * d], "Attention.backward", "context")
@@ -137,8 +137,10 @@ public enum Attention {
             out: context.floats + b * l.sequenceLength * contextWidth + h * l.headDim, ldo: contextWidth)
     }
 
-    private static func validate(_ qkv: Tensor, _ l: AttentionLayout, _ p: Float, firstKeys: Tensor?, causal: Bool) throws {
+    private static func validate(_ qkv: Tensor, _ l: AttentionLayout, _ p: Float, firstKeys: Tensor?, causal: Bool,
+                                 blockRows: Int) throws {
         try qkv.expect(dtype: .float32, "Attention", "qkv")
+        guard blockRows >= 1 else { throw TensorError("Attention: blockRows \(blockRows): expected at least 1 query row per panel") }
         if let firstKeys {
             try firstKeys.expect(dtype: .int32, "Attention", "firstKeys")
             try firstKeys.expect(shape: [l.tokens], "Attention", "firstKeys")
