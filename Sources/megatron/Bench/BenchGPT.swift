@@ -17,6 +17,10 @@ struct BenchGPT: ParsableCommand {
     @Option(name: .customLong("micro-batch-size")) var microBatchSize = 1
     @Option(help: "Untimed steps first.") var warmup = 2
     @Option(help: "Timed steps.") var steps = 6
+    @Option(name: .customLong("num-query-groups"), help: "Grouped-query attention with this many key/value heads (default: one per attention head).")
+    var numQueryGroups: Int?
+    @Option(name: .customLong("position-embedding-type"), help: "learned_absolute or rope.")
+    var positionEmbeddingType = GPTConfig.PositionEmbedding.learnedAbsolute.rawValue
     @Flag(help: "Also print where a step's time goes: each GEMM shape (with its in-place GFLOP/s), attention, the optimizer, the rest.")
     var profile = false
 
@@ -34,7 +38,17 @@ struct BenchGPT: ParsableCommand {
     }
 
     func run() throws {
-        let (c, seq) = try Self.benchmarkModel(config)
+        var (c, seq) = try Self.benchmarkModel(config)
+        if let numQueryGroups {
+            guard numQueryGroups >= 1, c.numAttentionHeads % numQueryGroups == 0 else {
+                throw ValidationError("--num-query-groups \(numQueryGroups): expected a divisor of the \(c.numAttentionHeads) attention heads")
+            }
+            c.numQueryGroups = numQueryGroups
+        }
+        guard let position = GPTConfig.PositionEmbedding(rawValue: positionEmbeddingType) else {
+            throw ValidationError("--position-embedding-type \(positionEmbeddingType): expected learned_absolute or rope")
+        }
+        c.positionEmbedding = position
         let (layers, hidden) = (c.numLayers, c.hiddenSize)
         let timer = profile ? KernelTimer() : nil
         let device = try device.makeDevice(timer: timer)
@@ -75,7 +89,7 @@ struct BenchGPT: ParsableCommand {
         let megatron = modelFLOPsPerIteration(c, globalBatchSize: microBatchSize, sequenceLength: seq)
         let (b, s, l, h, v) = (Double(microBatchSize), Double(seq), Double(layers), Double(hidden), 50304.0)
         let classic = 72 * b * s * l * h * h * (1 + s / (6 * h) + v / (12 * l * h))
-        let ceiling = try gemmCeiling(tokens: microBatchSize * seq, hidden: hidden, device: device)
+        let ceiling = try gemmCeiling(c, tokens: microBatchSize * seq, device: device)
         let bytes = { (n: Int) in Double(n) * 4 / 1_073_741_824 }
         let state16 = bytes(4 * model.layout.totalCount)  // parameters, gradients, two Adam moments
         let activations = bytes(savedActivationFloats(c, tokens: microBatchSize * seq, batch: microBatchSize))
@@ -122,9 +136,10 @@ struct BenchGPT: ParsableCommand {
     }
 
     /// Best GFLOP/s over the forward, data-gradient and weight-gradient GEMMs of the model's layers.
-    func gemmCeiling(tokens: Int, hidden: Int, device: CPUDevice) throws -> Double {
+    func gemmCeiling(_ c: GPTConfig, tokens: Int, device: CPUDevice) throws -> Double {
         var best = 0.0
-        for (input, output) in [(hidden, 3 * hidden), (hidden, hidden), (hidden, 4 * hidden), (4 * hidden, hidden), (hidden, 50304)] {
+        let h = c.hiddenSize
+        for (input, output) in [(h, c.qkvWidth), (c.attentionWidth, h), (h, c.fc1Width), (c.ffnHiddenSize, h), (h, c.paddedVocabSize)] {
             let x = Tensor(shape: [tokens, input], on: device), w = Tensor(shape: [output, input], on: device)
             let y = Tensor(shape: [tokens, output], on: device), dw = Tensor(shape: [output, input], on: device)
             let flops = 2 * Double(tokens * input * output)
