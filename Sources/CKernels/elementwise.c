@@ -129,18 +129,33 @@ MG_INLINE uint64_t keep_threshold(float p_keep) {
     return p_keep >= 1.0f ? ((uint64_t)1 << 32) : (uint64_t)((double)p_keep * 4294967296.0);
 }
 
+/// Elements [lo, hi) of one chunk, relative to `first` (the element y[0] and x[0] are).
+MG_INLINE void dropout_part_of_chunk(float *y, const float *x, uint64_t first, uint64_t lo, uint64_t hi,
+                                     uint64_t threshold, float scale, uint64_t seed, uint64_t stream) {
+    if (lo >= hi) return;
+    float multipliers[MG_MASK_CHUNK];
+    uint64_t base = lo & ~(uint64_t)(MG_MASK_CHUNK - 1);
+    mg_dropout_multipliers(multipliers, seed, stream, base, threshold, scale);
+    for (uint64_t i = lo; i < hi; i++) y[i - first] = x[i - first] * multipliers[i - base];
+}
+
 MG_KERNEL void mg_dropout(float *y, const float *x, long n, uint64_t first, float p_keep,
                           uint64_t seed, uint64_t stream) {
-    uint64_t threshold = keep_threshold(p_keep);
-    float multipliers[MG_MASK_CHUNK];
-    uint64_t end = first + (uint64_t)n;
-    for (uint64_t base = first & ~(uint64_t)(MG_MASK_CHUNK - 1); base < end; base += MG_MASK_CHUNK) {
-        mg_dropout_multipliers(multipliers, seed, stream, base, threshold, 1.0f / p_keep);
-        // Elements [from, to) of y and x, relative to `first`; multiplier j − offset belongs to element j.
-        long offset = (long)(base - first), from = offset > 0 ? offset : 0;
-        long to = base + MG_MASK_CHUNK < end ? offset + MG_MASK_CHUNK : n;
-        for (long j = from; j < to; j++) y[j] = x[j] * multipliers[j - offset];
+    uint64_t threshold = keep_threshold(p_keep), end = first + (uint64_t)n;
+    float scale = 1.0f / p_keep;
+    // [first, whole) and [tail, end) are parts of chunks; [whole, tail) is whole chunks.
+    uint64_t whole = (first + MG_MASK_CHUNK - 1) & ~(uint64_t)(MG_MASK_CHUNK - 1);
+    uint64_t tail = end & ~(uint64_t)(MG_MASK_CHUNK - 1);
+    if (whole >= tail) {  // within one chunk, or two without a whole one between
+        uint64_t split = whole < end ? whole : end;
+        dropout_part_of_chunk(y, x, first, first, split, threshold, scale, seed, stream);
+        dropout_part_of_chunk(y, x, first, split, end, threshold, scale, seed, stream);
+        return;
     }
+    dropout_part_of_chunk(y, x, first, first, whole, threshold, scale, seed, stream);
+    mg_dropout_whole_chunks(y + (whole - first), x + (whole - first), (long)((tail - whole) / MG_MASK_CHUNK), whole,
+                            seed, stream, threshold, scale);
+    dropout_part_of_chunk(y, x, first, tail, end, threshold, scale, seed, stream);
 }
 
 MG_KERNEL void mg_bias_dropout_add(float *out, const float *x, const float *restrict bias, const float *residual,

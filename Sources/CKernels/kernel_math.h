@@ -117,4 +117,17 @@ MG_INLINE void mg_philox4x32(uint32_t c[4], uint32_t k0, uint32_t k1) {
 void mg_dropout_multipliers(float out[MG_MASK_CHUNK], uint64_t seed, uint64_t stream, uint64_t first,
                             uint64_t threshold, float scale);
 
+/// y[i] = x[i] · multiplier of element first + i, for `chunks` whole chunks (`first` a multiple of
+/// MG_MASK_CHUNK; y may be x). Faster than a chunk's multipliers followed by its product: the AVX2 path
+/// streams one chunk while it computes the next one's multipliers.
+void mg_dropout_whole_chunks(float *y, const float *x, long chunks, uint64_t first, uint64_t seed, uint64_t stream,
+                             uint64_t threshold, float scale);
+
+/// One chunk being applied: y = x · multipliers, MG_MASK_CHUNK elements each.
+typedef struct {
+    float *y;
+    const float *x;
+    const float *multipliers;
+} mg_dropout_chunk;
+
 #endif

@@ -54,8 +54,12 @@ __attribute__((target("avx2"), always_inline)) static inline __m256 keep8(__m256
     return _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(t, _mm256_xor_si256(bits, sign))), scales);
 }
 
+/// The multipliers of the chunk at `first` into `out`. When `previous` is given, its chunk is applied
+/// meanwhile, 32 elements after each of the first eight rounds: y = x · multipliers of the chunk
+/// before, so that its loads and stores stream while the multiplies run instead of after them.
 __attribute__((target("avx2"))) static void multipliers_avx2(float out[MG_MASK_CHUNK], uint64_t seed, uint64_t stream,
-                                                              uint64_t first, uint64_t threshold, float scale) {
+                                                              uint64_t first, uint64_t threshold, float scale,
+                                                              const mg_dropout_chunk *previous) {
     enum { GROUPS = BLOCKS_PER_CHUNK / 8 };  // four independent groups of eight blocks fill each other's multiply latency
     const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
     const __m256i high_half = _mm256_set1_epi32((int)0xFFFF0000u);
@@ -86,6 +90,13 @@ __attribute__((target("avx2"))) static void multipliers_avx2(float out[MG_MASK_C
             c3[g] = lo0;
         }
         key0 += PHILOX_W0; key1 += PHILOX_W1;
+        if (previous && round < MG_MASK_CHUNK / 32) {
+            for (int v = 0; v < 4; v++) {
+                long i = 32 * round + 8 * v;
+                _mm256_storeu_ps(previous->y + i, _mm256_mul_ps(_mm256_loadu_ps(previous->x + i),
+                                                                _mm256_loadu_ps(previous->multipliers + i)));
+            }
+        }
     }
     #pragma clang loop unroll(full)
     for (int g = 0; g < GROUPS; g++) {
@@ -104,9 +115,31 @@ __attribute__((target("avx2"))) static void multipliers_avx2(float out[MG_MASK_C
 void mg_dropout_multipliers_using(int vectorised, float *out, uint64_t seed, uint64_t stream, uint64_t first,
                                   uint64_t threshold, float scale) {
 #ifdef MG_HAVE_AVX2_PATH
-    if (vectorised && __builtin_cpu_supports("avx2")) { multipliers_avx2(out, seed, stream, first, threshold, scale); return; }
+    if (vectorised && __builtin_cpu_supports("avx2")) { multipliers_avx2(out, seed, stream, first, threshold, scale, NULL); return; }
 #endif
     multipliers_scalar(out, seed, stream, first, threshold, scale);
+}
+
+void mg_dropout_whole_chunks(float *y, const float *x, long chunks, uint64_t first, uint64_t seed, uint64_t stream,
+                             uint64_t threshold, float scale) {
+    float multipliers[2][MG_MASK_CHUNK];
+#ifdef MG_HAVE_AVX2_PATH
+    if (chunks > 0 && __builtin_cpu_supports("avx2")) {
+        // Chunk k's multipliers are made while chunk k − 1 is applied; the last is applied after.
+        multipliers_avx2(multipliers[0], seed, stream, first, threshold, scale, NULL);
+        for (long k = 1; k < chunks; k++) {
+            mg_dropout_chunk previous = {y + (k - 1) * MG_MASK_CHUNK, x + (k - 1) * MG_MASK_CHUNK, multipliers[(k - 1) % 2]};
+            multipliers_avx2(multipliers[k % 2], seed, stream, first + (uint64_t)k * MG_MASK_CHUNK, threshold, scale, &previous);
+        }
+        long last = (chunks - 1) * MG_MASK_CHUNK;
+        for (long i = 0; i < MG_MASK_CHUNK; i++) y[last + i] = x[last + i] * multipliers[(chunks - 1) % 2][i];
+        return;
+    }
+#endif
+    for (long k = 0; k < chunks; k++) {
+        multipliers_scalar(multipliers[0], seed, stream, first + (uint64_t)k * MG_MASK_CHUNK, threshold, scale);
+        for (long i = 0; i < MG_MASK_CHUNK; i++) y[k * MG_MASK_CHUNK + i] = x[k * MG_MASK_CHUNK + i] * multipliers[0][i];
+    }
 }
 
 void mg_dropout_multipliers(float out[MG_MASK_CHUNK], uint64_t seed, uint64_t stream, uint64_t first,

@@ -95,14 +95,18 @@ import Testing
     }
 
     /// Masks over several chunks, with a 64-bit seed and stream, against Philox4x32-10 written out here.
+    /// 1500 elements: five whole chunks (made and applied in a pipeline on AVX2) and part of a sixth;
+    /// each kept element is x·(1/keep) exactly, so a chunk applied with another's multipliers or
+    /// another's x shows.
     @Test func masksFollowPhiloxForAnySeedStreamAndOffset() throws {
         let seed: UInt64 = 0x1234_5678_9ABC_DEF0, stream: UInt64 = 0x0FED_CBA9_8765_4321, n = 1500, p: Float = 0.3
-        let kept = try Dropout.apply(tensor([Float](repeating: 1, count: n), [n]), probability: p,
-                                     rng: PhiloxStream(seed: seed, stream: stream), on: serial).toFloatArray()
-        let threshold = UInt64((Double(1 - p) * 4_294_967_296.0))
+        let x = (0 ..< n).map { Float($0 % 7 + 1) }
+        let y = try Dropout.apply(tensor(x, [n]), probability: p, rng: PhiloxStream(seed: seed, stream: stream),
+                                  on: serial).toFloatArray()
+        let threshold = UInt64((Double(1 - p) * 4_294_967_296.0)), scale = 1 / (1 - p)
         for i in 0 ..< n {
             let bits = Self.randomBits(element: UInt64(i), stream: stream, seed: seed)
-            #expect((kept[i] != 0) == (bits < threshold), "element \(i)")
+            #expect(y[i] == (bits < threshold ? x[i] * scale : 0), "element \(i)")
         }
     }
 
