@@ -31,9 +31,11 @@ import Testing
         #expect(rows.toFloatArray() == Array(a[0 ..< 1000]))
     }
 
-    @Test func biasDropoutAddForwardAndBackward() throws {
+    /// Rows of 33 columns (chunks straddle rows) and of 512 (two whole chunks per row).
+    @Test(arguments: [33, 512])
+    func biasDropoutAddForwardAndBackward(columns c: Int) throws {
         var rng = TestRandom(seed: 20)
-        let (r, c) = (4, 33)
+        let r = 5
         let x = rng.floats(r * c), b = rng.floats(c), res = rng.floats(r * c), dy = rng.floats(r * c)
         let stream = PhiloxStream(seed: 9, stream: 1), p: Float = 0.25
         let out = try BiasDropoutAdd.forward(tensor(x, [r, c]), bias: tensor(b, [c]), residual: tensor(res, [r, c]),
