@@ -123,11 +123,4 @@ void mg_dropout_multipliers(float out[MG_MASK_CHUNK], uint64_t seed, uint64_t st
 void mg_dropout_whole_chunks(float *y, const float *x, long chunks, uint64_t first, uint64_t seed, uint64_t stream,
                              uint64_t threshold, float scale);
 
-/// One chunk being applied: y = x · multipliers, MG_MASK_CHUNK elements each.
-typedef struct {
-    float *y;
-    const float *x;
-    const float *multipliers;
-} mg_dropout_chunk;
-
 #endif

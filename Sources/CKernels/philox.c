@@ -21,6 +21,13 @@
 #define PHILOX_W1 0xBB67AE85u
 #define BLOCKS_PER_CHUNK (MG_MASK_CHUNK / 8)
 
+/// One chunk being applied: y = x · multipliers, MG_MASK_CHUNK elements each.
+typedef struct {
+    float *y;
+    const float *x;
+    const float *multipliers;
+} mg_dropout_chunk;
+
 static void multipliers_scalar(float out[MG_MASK_CHUNK], uint64_t seed, uint64_t stream, uint64_t first,
                                uint64_t threshold, float scale) {
     uint64_t block0 = (first / MG_MASK_CHUNK) * BLOCKS_PER_CHUNK;
