@@ -49,7 +49,8 @@ ours, tuned = rounds[0]
 print(f"swift-megatron {ours:.1f} tokens/s; PyTorch {default:.1f} (default malloc), {tuned:.1f} (tuned) "
       f"→ ratio {ours / max(default, tuned):.2f}× PyTorch's best")
 if len(rounds) > 1:
-    ratios = [o / max(t, default if i == 0 else 0) for i, (o, t) in enumerate(rounds)]
+    # Each round against PyTorch's best: its tuned run of that round, or the default-malloc run.
+    ratios = [o / max(t, default) for o, t in rounds]
     for i, ((o, t), r) in enumerate(zip(rounds, ratios), 1):
         print(f"  round {i}: swift-megatron {o:.1f}, PyTorch tuned {t:.1f} → {r:.2f}×")
     print(f"median over {len(rounds)} rounds: {statistics.median(ratios):.2f}× PyTorch's best")

@@ -189,7 +189,7 @@ MG_KERNEL void mg_attention_backward(mg_attention_head head, const float *lse, c
     pack_rows(kp, head.k, head.ldk, seq, d, d16);
     float multipliers[MG_MASK_CHUNK];
     int dropping = p_keep < 1.0f;
-    uint64_t threshold = dropping ? (uint64_t)((double)p_keep * 4294967296.0) : 0;
+    uint64_t threshold = mg_keep_threshold(p_keep);
     for (long i0 = 0; i0 < seq; i0 += block_rows) {
         long rows = min_long(block_rows, seq - i0);
         long kv = causal ? i0 + rows : seq, ld = scores_stride(kv), diag = causal ? i0 : -1;

@@ -125,11 +125,7 @@ MG_KERNEL void mg_swiglu_backward(float *restrict dx, const float *restrict dy, 
 
 // MARK: dropout
 
-MG_INLINE uint64_t keep_threshold(float p_keep) {
-    return p_keep >= 1.0f ? ((uint64_t)1 << 32) : (uint64_t)((double)p_keep * 4294967296.0);
-}
-
-/// Elements [lo, hi) of one chunk, relative to `first` (the element y[0] and x[0] are).
+/// Dropout of elements [lo, hi), all within one chunk; y[0] and x[0] are element `first`.
 MG_INLINE void dropout_part_of_chunk(float *y, const float *x, uint64_t first, uint64_t lo, uint64_t hi,
                                      uint64_t threshold, float scale, uint64_t seed, uint64_t stream) {
     if (lo >= hi) return;
@@ -141,17 +137,13 @@ MG_INLINE void dropout_part_of_chunk(float *y, const float *x, uint64_t first, u
 
 MG_KERNEL void mg_dropout(float *y, const float *x, long n, uint64_t first, float p_keep,
                           uint64_t seed, uint64_t stream) {
-    uint64_t threshold = keep_threshold(p_keep), end = first + (uint64_t)n;
+    uint64_t threshold = mg_keep_threshold(p_keep), end = first + (uint64_t)n;
     float scale = 1.0f / p_keep;
-    // [first, whole) and [tail, end) are parts of chunks; [whole, tail) is whole chunks.
+    // [first, whole) and [tail, end) are parts of chunks, [whole, tail) whole chunks (maybe none).
     uint64_t whole = (first + MG_MASK_CHUNK - 1) & ~(uint64_t)(MG_MASK_CHUNK - 1);
+    whole = whole < end ? whole : end;
     uint64_t tail = end & ~(uint64_t)(MG_MASK_CHUNK - 1);
-    if (whole >= tail) {  // within one chunk, or two without a whole one between
-        uint64_t split = whole < end ? whole : end;
-        dropout_part_of_chunk(y, x, first, first, split, threshold, scale, seed, stream);
-        dropout_part_of_chunk(y, x, first, split, end, threshold, scale, seed, stream);
-        return;
-    }
+    tail = tail > whole ? tail : whole;
     dropout_part_of_chunk(y, x, first, first, whole, threshold, scale, seed, stream);
     mg_dropout_whole_chunks(y + (whole - first), x + (whole - first), (long)((tail - whole) / MG_MASK_CHUNK), whole,
                             seed, stream, threshold, scale);
@@ -160,7 +152,7 @@ MG_KERNEL void mg_dropout(float *y, const float *x, long n, uint64_t first, floa
 
 MG_KERNEL void mg_bias_dropout_add(float *out, const float *x, const float *restrict bias, const float *residual,
                                    long row0, long rows, long cols, float p_keep, uint64_t seed, uint64_t stream) {
-    uint64_t threshold = keep_threshold(p_keep);
+    uint64_t threshold = mg_keep_threshold(p_keep);
     float multipliers[MG_MASK_CHUNK];
     int dropping = p_keep < 1.0f;
     for (long r = 0; r < rows; r++) {

@@ -109,6 +109,11 @@ MG_INLINE void mg_philox4x32(uint32_t c[4], uint32_t k0, uint32_t k1) {
     }
 }
 
+/// The `threshold` of the dropout functions below: keep probability · 2³² (2³² keeps all).
+MG_INLINE uint64_t mg_keep_threshold(float p_keep) {
+    return p_keep >= 1.0f ? ((uint64_t)1 << 32) : (uint64_t)((double)p_keep * 4294967296.0);
+}
+
 /// Dropout multipliers for elements [first, first + MG_MASK_CHUNK) of stream (`seed`, `stream`):
 /// element i is kept when its 16 random bits (philox.c says which) times 2^16 are below
 /// `threshold` = keep probability · 2^32, and gets `scale` = 1 / keep probability, else 0.

@@ -42,8 +42,8 @@ public final class KernelTimer: @unchecked Sendable {
 
 extension CPUDevice {
     /// `body`, timed under `name` when the device has a timer (the name is built only then).
-    @inline(__always)
-    func timed<R>(_ name: @autoclosure () -> String, flops: @autoclosure () -> Double = 0,
+    @inline(__always) @discardableResult
+    public func timed<R>(_ name: @autoclosure () -> String, flops: @autoclosure () -> Double = 0,
                   _ body: () throws -> R) rethrows -> R {
         guard let timer else { return try body() }
         return try timer.measure(name(), flops: flops(), body)

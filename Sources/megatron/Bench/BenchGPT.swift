@@ -74,11 +74,7 @@ struct BenchGPT: ParsableCommand {
             let start = Timing.now()
             model.zeroGradients()
             losses.append(try model.forwardBackward(batch, dropout: .init(seed: 0, iteration: step, microBatch: 0)))
-            if let timer {
-                try timer.measure("optimizer step") { try optimizer.step(learningRate: 3e-4) }
-            } else {
-                try optimizer.step(learningRate: 3e-4)
-            }
+            try device.timed("optimizer step") { try optimizer.step(learningRate: 3e-4) }
             let seconds = Timing.now() - start
             if step >= warmup { times.append(seconds) }
             FileHandle.standardError.write(Data("  step \(step) \(step < warmup ? "warm" : "meas") \(fixed(seconds * 1e3)) ms loss \(losses.last!)\n".utf8))
@@ -87,7 +83,7 @@ struct BenchGPT: ParsableCommand {
         let profiled = timer?.snapshot  // and runs its own GEMMs
         let median = times.sorted()[times.count / 2], tokens = Double(microBatchSize * seq)
         let megatron = modelFLOPsPerIteration(c, globalBatchSize: microBatchSize, sequenceLength: seq)
-        let (b, s, l, h, v) = (Double(microBatchSize), Double(seq), Double(layers), Double(hidden), 50304.0)
+        let (b, s, l, h, v) = (Double(microBatchSize), Double(seq), Double(layers), Double(hidden), Double(c.paddedVocabSize))
         let classic = 72 * b * s * l * h * h * (1 + s / (6 * h) + v / (12 * l * h))
         let ceiling = try gemmCeiling(c, tokens: microBatchSize * seq, device: device)
         let bytes = { (n: Int) in Double(n) * 4 / 1_073_741_824 }
