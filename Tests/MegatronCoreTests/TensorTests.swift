@@ -105,6 +105,12 @@ import Testing
         #expect(device.allocator.statistics.cachedBytes == 0)
     }
 
+    @Test func bigBlocksStartOnAHugePage() {
+        let device = CPUDevice(threads: 1)
+        let big = Tensor(shape: [1024, 768], on: device)  // 3 MiB
+        #expect(Int(bitPattern: big.rawPointer) % CachingAllocator.hugePageBytes == 0)
+    }
+
     @Test(arguments: [1, 64, 65, 4096, 4097, 3_000_000, 1 << 20])
     func sizeClassesWasteAtMostAQuarter(bytes: Int) {
         let size = CachingAllocator.sizeClass(bytes)

@@ -13,6 +13,13 @@ import Darwin
 /// keeping them here turns every step after the first into pure reuse. Requests are rounded up to a
 /// size class (multiples of 64 bytes up to 4 KiB, then four classes per power of two, so at most 25%
 /// is wasted) and a freed block waits in its class's free list.
+///
+/// Blocks of 2 MiB and more start on a 2 MiB boundary and are offered to the kernel for transparent
+/// huge pages (`madvise(MADV_HUGEPAGE)`; Linux's default THP mode honours only such requests). With
+/// 4 KiB pages every streaming kernel crossed a page, and its TLB entry, each 1024 floats: a C
+/// harness on the 2-core VM, 96 MiB buffers, alternating 20 times, measured memcpy on two threads
+/// at 22.7–24.9 GB/s with 4 KiB pages and 28.4–30.7 GB/s with huge pages, an add-and-scale kernel
+/// at 20.7–22.9 and 28.1–30.0 GB/s. GEMMs (which pack their operands) did not change.
 public final class CachingAllocator: Sendable {
     /// Counters since creation (or the last `resetStatistics`).
     public struct Statistics: Sendable, Equatable {
@@ -38,6 +45,8 @@ public final class CachingAllocator: Sendable {
     }
 
     public static let alignment = 64
+    /// The huge-page size big blocks are aligned to.
+    public static let hugePageBytes = 2 << 20
     private let state = Mutex(State())
 
     public init() {}
@@ -55,7 +64,7 @@ public final class CachingAllocator: Sendable {
         return (minimum + step - 1) / step * step
     }
 
-    /// A block of at least `bytes` bytes, 64-byte aligned, contents undefined.
+    /// A block of at least `bytes` bytes, 64-byte aligned (2 MiB from 2 MiB up), contents undefined.
     public func allocate(bytes: Int) -> (pointer: UnsafeMutableRawPointer, capacity: Int) {
         let capacity = Self.sizeClass(bytes)
         let cached: UInt? = state.withLock { state in
@@ -69,9 +78,13 @@ public final class CachingAllocator: Sendable {
         }
         if let cached, let block = UnsafeMutableRawPointer(bitPattern: cached) { return (block, capacity) }
         var raw: UnsafeMutableRawPointer?
-        guard posix_memalign(&raw, Self.alignment, capacity) == 0, let raw else {
+        let alignment = capacity >= Self.hugePageBytes ? Self.hugePageBytes : Self.alignment
+        guard posix_memalign(&raw, alignment, capacity) == 0, let raw else {
             fatalError("CachingAllocator: out of memory allocating \(capacity) bytes")
         }
+        #if os(Linux)
+        if alignment == Self.hugePageBytes { _ = madvise(raw, capacity, MADV_HUGEPAGE) }
+        #endif
         return (raw, capacity)
     }
 
