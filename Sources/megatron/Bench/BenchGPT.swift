@@ -65,6 +65,7 @@ struct BenchGPT: ParsableCommand {
             }
         }
         let batch = try MicroBatch(samples: samples, on: device)
+        let ceiling = GEMMCeiling(c, tokens: microBatchSize * seq, threads: device.threads)
         var times: [Double] = [], losses: [Float] = []
         for step in 0 ..< warmup + steps {
             if step == warmup {
@@ -76,27 +77,32 @@ struct BenchGPT: ParsableCommand {
             losses.append(try model.forwardBackward(batch, dropout: .init(seed: 0, iteration: step, microBatch: 0)))
             try device.timed("optimizer step") { try optimizer.step(learningRate: 3e-4) }
             let seconds = Timing.now() - start
-            if step >= warmup { times.append(seconds) }
             FileHandle.standardError.write(Data("  step \(step) \(step < warmup ? "warm" : "meas") \(fixed(seconds * 1e3)) ms loss \(losses.last!)\n".utf8))
+            if step >= warmup {
+                times.append(seconds)
+                try ceiling.sampleLayers()
+            }
         }
-        let allocator = device.allocator.statistics  // before the ceiling measurement allocates its own
-        let profiled = timer?.snapshot  // and runs its own GEMMs
+        let allocator = device.allocator.statistics
+        let profiled = timer?.snapshot
+        let rss = Double(peakResidentBytes()) / 1_073_741_824  // before the output layer's ceiling operands
+        try ceiling.sampleOutputLayer(repeats: 3)
         let median = times.sorted()[times.count / 2], tokens = Double(microBatchSize * seq)
         let megatron = modelFLOPsPerIteration(c, globalBatchSize: microBatchSize, sequenceLength: seq)
         let (b, s, l, h, v) = (Double(microBatchSize), Double(seq), Double(layers), Double(hidden), Double(c.paddedVocabSize))
         let classic = 72 * b * s * l * h * h * (1 + s / (6 * h) + v / (12 * l * h))
-        let ceiling = try gemmCeiling(c, tokens: microBatchSize * seq, device: device)
         let bytes = { (n: Int) in Double(n) * 4 / 1_073_741_824 }
         let state16 = bytes(4 * model.layout.totalCount)  // parameters, gradients, two Adam moments
         let activations = bytes(savedActivationFloats(c, tokens: microBatchSize * seq, batch: microBatchSize))
-        let rss = Double(peakResidentBytes()) / 1_073_741_824
+        let modelGFLOPs = megatron / median / 1e9
         print("""
             megatron bench gpt — \(config), micro-batch \(microBatchSize), seq \(seq), \(device.threads) thread(s), fp32
               step: median \(fixed(median * 1e3)) ms over \(steps) steps; \(fixed(tokens / median)) tokens/s
               model TFLOP/s: \(fixed(megatron / median / 1e12, 4)) (Megatron's formula, causal attention halved), \
             \(fixed(classic / median / 1e12, 4)) (72·B·s·L·h²(1 + s/6h + V/12Lh), as torch_gpt_bench.py)
-              sgemm ceiling on the model's own GEMM shapes: \(fixed(ceiling)) GFLOP/s → model FLOP/s at \
-            \(percent(megatron / median / 1e9 / ceiling)) of it
+              sgemm ceiling on the model's own GEMM shapes, timed between the steps: best shape's median \
+            \(fixed(ceiling.bestShapeMedian)) GFLOP/s → model FLOP/s at \(percent(modelGFLOPs / ceiling.bestShapeMedian)) of it; \
+            fastest single timing \(fixed(ceiling.bestTiming)) GFLOP/s → \(percent(modelGFLOPs / ceiling.bestTiming))
               peak RSS \(fixed(rss, 2)) GiB; parameters + gradients + Adam \(fixed(state16, 2)) GiB, saved activations \
             \(fixed(activations, 2)) GiB → \(fixed(rss / (state16 + activations), 2))× their sum
               caching allocator over the timed steps: \(allocator.requests) blocks requested, \(percent(allocator.reuseRate)) served by reuse
@@ -129,23 +135,6 @@ struct BenchGPT: ParsableCommand {
         let other = stepSeconds - entries.values.reduce(0) { $0 + $1.seconds }
         add("everything else", 0, other, 0)
         return table.render()
-    }
-
-    /// Best GFLOP/s over the forward, data-gradient and weight-gradient GEMMs of the model's layers.
-    func gemmCeiling(_ c: GPTConfig, tokens: Int, device: CPUDevice) throws -> Double {
-        var best = 0.0
-        let h = c.hiddenSize
-        for (input, output) in [(h, c.qkvWidth), (c.attentionWidth, h), (h, c.fc1Width), (c.ffnHiddenSize, h), (h, c.paddedVocabSize)] {
-            let x = Tensor(shape: [tokens, input], on: device), w = Tensor(shape: [output, input], on: device)
-            let y = Tensor(shape: [tokens, output], on: device), dw = Tensor(shape: [output, input], on: device)
-            let flops = 2 * Double(tokens * input * output)
-            for body in [{ try GEMM.matmul(x, w, transposeB: true, into: y, on: device) },
-                         { try GEMM.matmul(y, w, into: x, on: device) },
-                         { try GEMM.matmul(y, transposeA: true, x, into: dw, beta: 1, on: device) }] {
-                best = max(best, flops / (try Timing.measure(repeats: 3, body)).best / 1e9)
-            }
-        }
-        return best
     }
 
     /// Floats the backward keeps from the forward: per layer the input, both norm outputs, QKV,
