@@ -43,6 +43,12 @@ public struct GPTConfig: Sendable, Equatable {
         self.maxPositionEmbeddings = maxPositionEmbeddings
     }
 
+    /// Megatron's `--ffn-hidden-size` when the flag is absent: 4h, or with SwiGLU (whose fc1 is two
+    /// projections) ⌊(8h/3) / 64⌋·64, which keeps the MLP near the same parameter count.
+    public static func defaultFFNHiddenSize(hiddenSize: Int, swiglu: Bool) -> Int {
+        swiglu ? 4 * hiddenSize * 2 / 3 / 64 * 64 : 4 * hiddenSize
+    }
+
     /// Megatron's vocabulary padding: the smallest multiple of `divisibleBy` (× tensor-parallel size)
     /// that holds `vocabSize`.
     public static func paddedVocabSize(_ vocabSize: Int, divisibleBy: Int = 128, tensorParallelSize: Int = 1) -> Int {

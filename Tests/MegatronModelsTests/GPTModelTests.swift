@@ -104,6 +104,12 @@ func samples(_ batch: Int, _ length: Int, vocab: Int = 40, seed: UInt64 = 1) -> 
         #expect(layout.entry("decoder.layers.0.mlp.linear_fc1.weight")?.decays == true)
     }
 
+    @Test func swigluDefaultsToTwoThirdsOfTheFFNWidthAsMegatron() {
+        #expect(GPTConfig.defaultFFNHiddenSize(hiddenSize: 768, swiglu: false) == 3072)
+        #expect(GPTConfig.defaultFFNHiddenSize(hiddenSize: 768, swiglu: true) == 2048)   // int(3072·2/3 / 64)·64
+        #expect(GPTConfig.defaultFFNHiddenSize(hiddenSize: 4096, swiglu: true) == 10880)  // 10922.67 → 170·64
+    }
+
     @Test func inconsistentConfigurationsAreNamed() {
         #expect { try GPTModel(config: tinyConfig { $0.numQueryGroups = 3 }, seed: 1, on: device) } throws: {
             "\($0)" == "--num-attention-heads 4 is not divisible by --num-query-groups 3"

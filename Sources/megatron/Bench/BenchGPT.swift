@@ -21,6 +21,8 @@ struct BenchGPT: ParsableCommand {
     var numQueryGroups: Int?
     @Option(name: .customLong("position-embedding-type"), help: "learned_absolute or rope.")
     var positionEmbeddingType = GPTConfig.PositionEmbedding.learnedAbsolute.rawValue
+    @Option(help: "LayerNorm or RMSNorm.") var normalization = GPTConfig.Normalization.layerNorm.rawValue
+    @Flag(help: "SwiGLU MLP, with Megatron's default ffn width ⌊(8h/3) / 64⌋·64.") var swiglu = false
     @Flag(help: "Also print where a step's time goes: each GEMM shape (with its in-place GFLOP/s), attention, the optimizer, the rest.")
     var profile = false
 
@@ -49,6 +51,12 @@ struct BenchGPT: ParsableCommand {
             throw ValidationError("--position-embedding-type \(positionEmbeddingType): expected learned_absolute or rope")
         }
         c.positionEmbedding = position
+        guard let norm = GPTConfig.Normalization(rawValue: normalization) else {
+            throw ValidationError("--normalization \(normalization): expected LayerNorm or RMSNorm")
+        }
+        c.normalization = norm
+        c.swiglu = swiglu
+        if swiglu { c.ffnHiddenSize = GPTConfig.defaultFFNHiddenSize(hiddenSize: c.hiddenSize, swiglu: true) }
         let (layers, hidden) = (c.numLayers, c.hiddenSize)
         let timer = profile ? KernelTimer() : nil
         let device = try device.makeDevice(timer: timer)
@@ -96,7 +104,7 @@ struct BenchGPT: ParsableCommand {
         let activations = bytes(savedActivationFloats(c, tokens: microBatchSize * seq, batch: microBatchSize))
         let modelGFLOPs = megatron / median / 1e9
         print("""
-            megatron bench gpt — \(config), micro-batch \(microBatchSize), seq \(seq), \(device.threads) thread(s), fp32
+            megatron bench gpt — \(config)\(variant(c)), micro-batch \(microBatchSize), seq \(seq), \(device.threads) thread(s), fp32
               step: median \(fixed(median * 1e3)) ms over \(steps) steps; \(fixed(tokens / median)) tokens/s
               model TFLOP/s: \(fixed(megatron / median / 1e12, 4)) (Megatron's formula, causal attention halved), \
             \(fixed(classic / median / 1e12, 4)) (72·B·s·L·h²(1 + s/6h + V/12Lh), as torch_gpt_bench.py)
@@ -112,6 +120,16 @@ struct BenchGPT: ParsableCommand {
             "peak_rss_gib": \(fixed(rss, 2))}
             """)
         if let profiled { print(Self.profileTable(profiled, stepSeconds: times.reduce(0, +), steps: steps)) }
+    }
+
+    /// The options that differ from GPT-2's architecture, as ", RMSNorm, SwiGLU ffn 2048", or "".
+    func variant(_ c: GPTConfig) -> String {
+        var parts: [String] = []
+        if c.numQueryGroups != c.numAttentionHeads { parts.append("\(c.numQueryGroups) query groups") }
+        if c.positionEmbedding != .learnedAbsolute { parts.append(c.positionEmbedding.rawValue) }
+        if c.normalization != .layerNorm { parts.append(c.normalization.rawValue) }
+        if c.swiglu { parts.append("SwiGLU ffn \(c.ffnHiddenSize)") }
+        return parts.map { ", " + $0 }.joined()
     }
 
     /// Mean time per timed step in each GEMM shape (largest first), attention, the optimizer, and

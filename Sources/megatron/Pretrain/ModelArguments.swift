@@ -6,7 +6,7 @@ struct ModelArguments: ParsableArguments {
     @Option(name: .customLong("num-layers")) var numLayers: Int
     @Option(name: .customLong("hidden-size")) var hiddenSize: Int
     @Option(name: .customLong("num-attention-heads")) var numAttentionHeads: Int
-    @Option(name: .customLong("ffn-hidden-size"), help: "Default: 4 × hidden-size.") var ffnHiddenSize: Int?
+    @Option(name: .customLong("ffn-hidden-size"), help: "Default: 4 × hidden-size; with --swiglu, ⌊(8/3 × hidden-size) / 64⌋ × 64, as Megatron.") var ffnHiddenSize: Int?
     @Option(name: .customLong("kv-channels"), help: "Default: hidden-size / num-attention-heads.") var kvChannels: Int?
     @Flag(name: .customLong("group-query-attention")) var groupQueryAttention = false
     @Option(name: .customLong("num-query-groups")) var numQueryGroups: Int?
@@ -49,7 +49,7 @@ struct ModelArguments: ParsableArguments {
         }
         var c = GPTConfig(numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
                           numQueryGroups: groupQueryAttention ? (numQueryGroups ?? 1) : nil, kvChannels: kvChannels,
-                          ffnHiddenSize: ffnHiddenSize,
+                          ffnHiddenSize: ffnHiddenSize ?? GPTConfig.defaultFFNHiddenSize(hiddenSize: hiddenSize, swiglu: swiglu),
                           paddedVocabSize: GPTConfig.paddedVocabSize(vocabSize, divisibleBy: makeVocabSizeDivisibleBy),
                           maxPositionEmbeddings: maxPositions)
         c.positionEmbedding = position
