@@ -18,8 +18,7 @@ struct KernelBenchmarks {
     }
 
     mutating func run() throws {
-        let ceiling = try sgemmCeiling()
-        try modelGEMMs(ceiling: ceiling)
+        let ceiling = try gemms()
         try attention(ceiling: ceiling)
         try memoryBound(copy: copyReference())
         let stats = device.allocator.statistics
@@ -33,51 +32,81 @@ struct KernelBenchmarks {
 
     // MARK: GEMM
 
-    /// Best GFLOP/s of square sgemm at a few large sizes.
-    func sgemmCeiling() throws -> Double {
-        var table = TablePrinter("square sgemm", "median ms", "GFLOP/s median", "GFLOP/s best")
-        var best = 0.0
-        for n in [1024, 2048, 3072] {
-            let a = random([n, n]), b = random([n, n]), c = Tensor(shape: [n, n], on: device)
-            let t = try Timing.measure(repeats: repeats) { try GEMM.matmul(a, b, into: c, on: device) }
-            let flops = 2 * Double(n) * Double(n) * Double(n)
-            best = max(best, flops / t.best / 1e9)
-            table.add("\(n)×\(n)×\(n)", fixed(t.median * 1e3, 2), fixed(flops / t.median / 1e9), fixed(flops / t.best / 1e9))
-        }
-        print(table.render())
-        print("sgemm ceiling (best of the above): \(fixed(best)) GFLOP/s\n")
-        return best
+    /// One GEMM to time: its row in a table, its FLOPs and its body.
+    private struct GEMMCase {
+        let label, shape: String
+        let flops: Double
+        let run: () throws -> Void
     }
 
-    /// Forward, data-gradient and weight-gradient GEMMs of every linear layer of the model.
-    func modelGEMMs(ceiling: Double) throws {
-        let layers: [(name: String, input: Int, output: Int)] = [
-            ("linear_qkv", hidden, 3 * hidden), ("linear_proj", hidden, hidden),
-            ("linear_fc1", hidden, ffn), ("linear_fc2", ffn, hidden), ("output_layer", hidden, vocab),
-        ]
-        var table = TablePrinter("GEMM (tokens \(tokens))", "M×N×K", "median ms", "GFLOP/s median", "GFLOP/s best", "best / ceiling")
-        var totalFlops = 0.0, totalSeconds = 0.0
-        for layer in layers {
-            let x = random([tokens, layer.input]), w = random([layer.output, layer.input])
-            let y = Tensor(shape: [tokens, layer.output], on: device), dy = random([tokens, layer.output])
-            let dx = Tensor(shape: [tokens, layer.input], on: device), dw = Tensor(shape: [layer.output, layer.input], on: device)
-            let cases: [(String, String, () throws -> Void)] = [
-                ("fwd  Y = X·Wᵀ", "\(tokens)×\(layer.output)×\(layer.input)", { try GEMM.matmul(x, w, transposeB: true, into: y, on: device) }),
-                ("dgrad dX = dY·W", "\(tokens)×\(layer.input)×\(layer.output)", { try GEMM.matmul(dy, w, into: dx, on: device) }),
-                ("wgrad dW += dYᵀ·X", "\(layer.output)×\(layer.input)×\(tokens)", {
-                    try GEMM.matmul(dy, transposeA: true, x, into: dw, beta: 1, on: device) }),
+    /// Times square sgemm at a few large sizes and the forward, data-gradient and weight-gradient
+    /// GEMMs of every linear layer of the model, and returns the ceiling: the best GFLOP/s of a
+    /// square sgemm. The GEMMs are timed round-robin, one run of each per round, so that a slow
+    /// minute of this shared machine falls on all of them alike rather than on whichever was being
+    /// timed then.
+    func gemms() throws -> Double {
+        var squares: [GEMMCase] = []
+        for n in [1024, 2048, 3072] {
+            let a = random([n, n]), b = random([n, n]), c = Tensor(shape: [n, n], on: device)
+            squares.append(GEMMCase(label: "\(n)×\(n)×\(n)", shape: "", flops: 2 * Double(n * n * n)) {
+                try GEMM.matmul(a, b, into: c, on: device)
+            })
+        }
+        var model: [GEMMCase] = []
+        for (name, input, output) in [("linear_qkv", hidden, 3 * hidden), ("linear_proj", hidden, hidden),
+                                      ("linear_fc1", hidden, ffn), ("linear_fc2", ffn, hidden), ("output_layer", hidden, vocab)] {
+            let x = random([tokens, input]), w = random([output, input])
+            let y = Tensor(shape: [tokens, output], on: device), dy = random([tokens, output])
+            let dx = Tensor(shape: [tokens, input], on: device), dw = Tensor(shape: [output, input], on: device)
+            let flops = 2 * Double(tokens) * Double(input) * Double(output)
+            model += [
+                GEMMCase(label: "\(name) fwd  Y = X·Wᵀ", shape: "\(tokens)×\(output)×\(input)", flops: flops) {
+                    try GEMM.matmul(x, w, transposeB: true, into: y, on: device)
+                },
+                GEMMCase(label: "\(name) dgrad dX = dY·W", shape: "\(tokens)×\(input)×\(output)", flops: flops) {
+                    try GEMM.matmul(dy, w, into: dx, on: device)
+                },
+                GEMMCase(label: "\(name) wgrad dW += dYᵀ·X", shape: "\(output)×\(input)×\(tokens)", flops: flops) {
+                    try GEMM.matmul(dy, transposeA: true, x, into: dw, beta: 1, on: device)
+                },
             ]
-            let flops = 2 * Double(tokens) * Double(layer.input) * Double(layer.output)
-            for (label, mnk, body) in cases {
-                let t = try Timing.measure(repeats: repeats, body)
-                totalFlops += flops
-                totalSeconds += t.median
-                table.add("\(layer.name) \(label)", mnk, fixed(t.median * 1e3, 2), fixed(flops / t.median / 1e9),
-                          fixed(flops / t.best / 1e9), percent(flops / t.best / 1e9 / ceiling))
+        }
+        let all = squares + model
+        for gemm in all { try gemm.run() }  // warm-up
+        var seconds = [[Double]](repeating: [], count: all.count)
+        for _ in 0 ..< repeats {
+            for (i, gemm) in all.enumerated() {
+                let start = Timing.now()
+                try gemm.run()
+                seconds[i].append(Timing.now() - start)
             }
         }
+        let timings = seconds.map { Timing(seconds: $0.sorted()) }
+
+        var squareTable = TablePrinter("square sgemm", "median ms", "GFLOP/s median", "GFLOP/s best")
+        for (gemm, t) in zip(squares, timings) {
+            squareTable.add(gemm.label, fixed(t.median * 1e3, 2), fixed(gemm.flops / t.median / 1e9), fixed(gemm.flops / t.best / 1e9))
+        }
+        let ceiling = zip(squares, timings).map { $0.flops / $1.best / 1e9 }.max()!
+        let medianCeiling = zip(squares, timings).map { $0.flops / $1.median / 1e9 }.max()!
+        print(squareTable.render())
+        print("sgemm ceiling (best of the above): \(fixed(ceiling)) GFLOP/s; best median \(fixed(medianCeiling)) GFLOP/s\n")
+
+        var table = TablePrinter("GEMM (tokens \(tokens))", "M×N×K", "median ms", "GFLOP/s median", "GFLOP/s best", "best / ceiling",
+                                 "median / best median")
+        var totalFlops = 0.0, totalSeconds = 0.0
+        for (gemm, t) in zip(model, timings.dropFirst(squares.count)) {
+            totalFlops += gemm.flops
+            totalSeconds += t.median
+            table.add(gemm.label, gemm.shape, fixed(t.median * 1e3, 2), fixed(gemm.flops / t.median / 1e9),
+                      fixed(gemm.flops / t.best / 1e9), percent(gemm.flops / t.best / 1e9 / ceiling),
+                      percent(gemm.flops / t.median / 1e9 / medianCeiling))
+        }
         print(table.render())
-        print("All model GEMMs together: \(fixed(totalFlops / totalSeconds / 1e9)) GFLOP/s (medians), \(percent(totalFlops / totalSeconds / 1e9 / ceiling)) of the ceiling\n")
+        let together = totalFlops / totalSeconds / 1e9
+        print("All model GEMMs together: \(fixed(together)) GFLOP/s (medians), \(percent(together / ceiling)) of the ceiling, "
+              + "\(percent(together / medianCeiling)) of the best median\n")
+        return ceiling
     }
 
     // MARK: attention
