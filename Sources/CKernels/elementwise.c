@@ -71,8 +71,8 @@ MG_KERNEL void mg_gelu_forward(float *restrict y, const float *restrict x, const
     for (long r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         float *yr = y + r * cols;
-        if (bias) for (long c = 0; c < cols; c++) yr[c] = gelu(xr[c] + bias[c]);
-        else for (long c = 0; c < cols; c++) yr[c] = gelu(xr[c]);
+        if (bias) MG_INTERLEAVE_CHAINS for (long c = 0; c < cols; c++) yr[c] = gelu(xr[c] + bias[c]);
+        else MG_INTERLEAVE_CHAINS for (long c = 0; c < cols; c++) yr[c] = gelu(xr[c]);
     }
 }
 
@@ -91,8 +91,8 @@ MG_KERNEL void mg_gelu_backward(float *dx, float *restrict dbias, const float *d
         const float *xr = x + r * cols;
         const float *dyr = dy + r * cols;
         float *dxr = dx + r * cols;
-        if (bias) for (long c = 0; c < cols; c++) dxr[c] = dyr[c] * gelu_grad(xr[c] + bias[c]);
-        else for (long c = 0; c < cols; c++) dxr[c] = dyr[c] * gelu_grad(xr[c]);
+        if (bias) MG_INTERLEAVE_CHAINS for (long c = 0; c < cols; c++) dxr[c] = dyr[c] * gelu_grad(xr[c] + bias[c]);
+        else MG_INTERLEAVE_CHAINS for (long c = 0; c < cols; c++) dxr[c] = dyr[c] * gelu_grad(xr[c]);
         // While the row is still in L1, rather than a second pass over dx from memory.
         if (dbias) for (long c = 0; c < cols; c++) dbias[c] += dxr[c];
     }
@@ -104,7 +104,7 @@ MG_KERNEL void mg_swiglu_forward(float *restrict y, const float *restrict x, lon
     for (long r = 0; r < rows; r++) {
         const float *x1 = x + r * 2 * f, *x2 = x1 + f;
         float *yr = y + r * f;
-        for (long c = 0; c < f; c++) yr[c] = x1[c] * mg_sigmoid(x1[c]) * x2[c];
+        MG_INTERLEAVE_CHAINS for (long c = 0; c < f; c++) yr[c] = x1[c] * mg_sigmoid(x1[c]) * x2[c];
     }
 }
 
@@ -114,7 +114,7 @@ MG_KERNEL void mg_swiglu_backward(float *restrict dx, const float *restrict dy, 
         const float *x1 = x + r * 2 * f, *x2 = x1 + f;
         const float *dyr = dy + r * f;
         float *dx1 = dx + r * 2 * f, *dx2 = dx1 + f;
-        for (long c = 0; c < f; c++) {
+        MG_INTERLEAVE_CHAINS for (long c = 0; c < f; c++) {
             float s = mg_sigmoid(x1[c]);
             float silu = x1[c] * s;
             dx1[c] = dyr[c] * x2[c] * s * (1.0f + x1[c] * (1.0f - s));

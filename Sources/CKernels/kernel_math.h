@@ -21,6 +21,15 @@
 
 #define MG_INLINE static inline __attribute__((always_inline))
 
+/// Placed before a vectorised loop whose body is a long chain of arithmetic (GELU, SwiGLU, e^x):
+/// clang interleaves four 8-wide iterations, four independent chains, instead of one. Left to
+/// itself it picks one for such bodies, and each iteration's chain (tens of dependent operations,
+/// a division among them) then waits on latency rather than throughput. Old and new kernels
+/// alternated, in L2 on one core (medians of 1001 runs, G elements/s): GELU backward 1.19 → 1.36,
+/// forward 1.75 → 2.03, SwiGLU forward 1.69 → 2.15, backward 1.25 → 1.56. The e^x loops of softmax
+/// and cross-entropy, shorter chains, measured no faster with it and go without.
+#define MG_INTERLEAVE_CHAINS _Pragma("clang loop interleave_count(4)")
+
 /// Placed first in a function body: lets clang reorder float sums there so that row reductions
 /// vectorise (8 partial sums). Results stay deterministic for a given binary and CPU.
 #define MG_ALLOW_REASSOCIATION _Pragma("clang fp reassociate(on)")
