@@ -38,7 +38,7 @@ public struct GPTConfig: Sendable, Equatable {
         self.numAttentionHeads = numAttentionHeads
         self.numQueryGroups = numQueryGroups ?? numAttentionHeads
         self.kvChannels = kvChannels ?? (numAttentionHeads > 0 ? hiddenSize / numAttentionHeads : 0)
-        self.ffnHiddenSize = ffnHiddenSize ?? 4 * hiddenSize
+        self.ffnHiddenSize = ffnHiddenSize ?? Self.defaultFFNHiddenSize(hiddenSize: hiddenSize, swiglu: false)
         self.paddedVocabSize = paddedVocabSize
         self.maxPositionEmbeddings = maxPositionEmbeddings
     }
@@ -72,6 +72,7 @@ public struct GPTConfig: Sendable, Equatable {
         func fail(_ message: String) -> TensorError { TensorError(message) }
         guard numLayers >= 1 else { throw fail("--num-layers \(numLayers): expected at least 1") }
         guard hiddenSize >= 1, numAttentionHeads >= 1 else { throw fail("--hidden-size and --num-attention-heads must be positive") }
+        guard numQueryGroups >= 1 else { throw fail("--num-query-groups \(numQueryGroups): expected at least 1") }
         guard numAttentionHeads % numQueryGroups == 0 else {
             throw fail("--num-attention-heads \(numAttentionHeads) is not divisible by --num-query-groups \(numQueryGroups)")
         }

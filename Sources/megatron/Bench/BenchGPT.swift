@@ -41,20 +41,9 @@ struct BenchGPT: ParsableCommand {
 
     func run() throws {
         var (c, seq) = try Self.benchmarkModel(config)
-        if let numQueryGroups {
-            guard numQueryGroups >= 1, c.numAttentionHeads % numQueryGroups == 0 else {
-                throw ValidationError("--num-query-groups \(numQueryGroups): expected a divisor of the \(c.numAttentionHeads) attention heads")
-            }
-            c.numQueryGroups = numQueryGroups
-        }
-        guard let position = GPTConfig.PositionEmbedding(rawValue: positionEmbeddingType) else {
-            throw ValidationError("--position-embedding-type \(positionEmbeddingType): expected learned_absolute or rope")
-        }
-        c.positionEmbedding = position
-        guard let norm = GPTConfig.Normalization(rawValue: normalization) else {
-            throw ValidationError("--normalization \(normalization): expected LayerNorm or RMSNorm")
-        }
-        c.normalization = norm
+        if let numQueryGroups { c.numQueryGroups = numQueryGroups }  // checked by GPTModel (GPTConfig.validate)
+        c.positionEmbedding = try flagChoice(positionEmbeddingType, flag: "--position-embedding-type")
+        c.normalization = try flagChoice(normalization, flag: "--normalization")
         c.swiglu = swiglu
         if swiglu { c.ffnHiddenSize = GPTConfig.defaultFFNHiddenSize(hiddenSize: c.hiddenSize, swiglu: true) }
         let (layers, hidden) = (c.numLayers, c.hiddenSize)

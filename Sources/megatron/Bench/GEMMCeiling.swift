@@ -23,7 +23,7 @@ final class GEMMCeiling {
     private let device: CPUDevice
     private var layerShapes: [Shape] = []
     /// Each shape's FLOPs and the seconds of its timings, by name ("M×N×K NT").
-    private(set) var samples: [String: (flops: Double, seconds: [Double])] = [:]
+    private var samples: [String: (flops: Double, seconds: [Double])] = [:]
 
     init(_ config: GPTConfig, tokens: Int, threads: Int) {
         self.config = config

@@ -34,12 +34,8 @@ struct ModelArguments: ParsableArguments {
         if numQueryGroups != nil && !groupQueryAttention {
             throw ValidationError("--num-query-groups needs --group-query-attention")
         }
-        guard let position = GPTConfig.PositionEmbedding(rawValue: positionEmbeddingType) else {
-            throw ValidationError("--position-embedding-type \(positionEmbeddingType): expected learned_absolute or rope")
-        }
-        guard let norm = GPTConfig.Normalization(rawValue: normalization) else {
-            throw ValidationError("--normalization \(normalization): expected LayerNorm or RMSNorm")
-        }
+        let position: GPTConfig.PositionEmbedding = try flagChoice(positionEmbeddingType, flag: "--position-embedding-type")
+        let norm: GPTConfig.Normalization = try flagChoice(normalization, flag: "--normalization")
         guard makeVocabSizeDivisibleBy >= 1 else {
             throw ValidationError("--make-vocab-size-divisible-by \(makeVocabSizeDivisibleBy): expected a positive integer")
         }

@@ -53,12 +53,8 @@ struct TrainingArguments: ParsableArguments {
     /// Megatron's schedule in samples: decay over --lr-decay-iters (default --train-iters) × global
     /// batch, or --lr-decay-samples (default --train-samples); warm-up by fraction of that, or iters/samples.
     func scheduler(globalBatchSize gbs: Int) throws -> OptimizerParamScheduler {
-        guard let style = OptimizerParamScheduler.DecayStyle(rawValue: lrDecayStyle) else {
-            throw ValidationError("--lr-decay-style \(lrDecayStyle): expected constant, linear, cosine, inverse-square-root or WSD")
-        }
-        guard let wsdStyle = OptimizerParamScheduler.WSDDecayStyle(rawValue: lrWSDDecayStyle) else {
-            throw ValidationError("--lr-wsd-decay-style \(lrWSDDecayStyle): expected linear, cosine, exponential or minus_sqrt")
-        }
+        let style: OptimizerParamScheduler.DecayStyle = try flagChoice(lrDecayStyle, flag: "--lr-decay-style")
+        let wsdStyle: OptimizerParamScheduler.WSDDecayStyle = try flagChoice(lrWSDDecayStyle, flag: "--lr-wsd-decay-style")
         let decaySteps: Int, wsdSteps: Int, warmupSteps: Int
         if let trainIters {
             decaySteps = (lrDecayIters ?? trainIters) * gbs
@@ -78,9 +74,7 @@ struct TrainingArguments: ParsableArguments {
     }
 
     func optimizerSettings() throws -> Optimizer.Settings {
-        guard let kind = Optimizer.Kind(rawValue: optimizer) else {
-            throw ValidationError("--optimizer \(optimizer): expected adam or sgd")
-        }
+        let kind: Optimizer.Kind = try flagChoice(optimizer, flag: "--optimizer")
         var s = Optimizer.Settings()
         s.kind = kind
         s.weightDecay = weightDecay
