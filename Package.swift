@@ -60,5 +60,7 @@ let package = Package(
                           path: "Tests/CommunicatorConformanceRunner"),
         .testTarget(name: "MegatronParallelTests", dependencies: ["MegatronParallel", "CommunicatorConformance"]),
         .testTarget(name: "MegatronTrainingTests", dependencies: ["MegatronTraining", "MegatronModels", "MegatronCore", "MegatronParallel"]),
+        // `megatron pretrain` run as a user runs it (the executable, not a module).
+        .testTarget(name: "PretrainCommandTests"),
     ]
 )

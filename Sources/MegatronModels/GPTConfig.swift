@@ -62,8 +62,9 @@ public struct GPTConfig: Sendable, Equatable {
     public var qkvWidth: Int { (numAttentionHeads + 2 * numQueryGroups) * kvChannels }
     /// Width of fc1's output: 2·ffn under SwiGLU (gate and value), ffn otherwise.
     public var fc1Width: Int { swiglu ? 2 * ffnHiddenSize : ffnHiddenSize }
-    /// Features of each head that rotary embedding rotates.
-    public var rotaryDim: Int { Int((Float(kvChannels) * rotaryPercent).rounded(.down)) / 2 * 2 }
+    /// Features of each head that rotary embedding rotates: kv-channels × rotary-percent, even; a
+    /// percent above 1 means all of them, as in Megatron.
+    public var rotaryDim: Int { Int((Float(kvChannels) * min(rotaryPercent, 1)).rounded(.down)) / 2 * 2 }
     public var qkvHasBias: Bool { addBiasLinear || addQKVBias }
     public var normHasBias: Bool { normalization == .layerNorm }
 
@@ -85,6 +86,8 @@ public struct GPTConfig: Sendable, Equatable {
         guard positionEmbedding != .rope || rotaryDim >= 2 else {
             throw fail("--rotary-percent \(rotaryPercent) leaves no features of the \(kvChannels) kv-channels to rotate")
         }
+        guard positionEmbedding != .rope || rotaryBase > 0 else { throw fail("--rotary-base \(rotaryBase): expected a positive base") }
+        guard initMethodStd >= 0 else { throw fail("--init-method-std \(initMethodStd): expected 0 or more") }
         guard (0 ..< 1).contains(hiddenDropout), (0 ..< 1).contains(attentionDropout) else {
             throw fail("--hidden-dropout and --attention-dropout must be in [0, 1)")
         }

@@ -15,7 +15,8 @@ public struct OptimizerParamScheduler: Sendable, Equatable {
     public var maxLR: Double
     public var minLR: Double
     public var initLR: Double
-    public var warmupSteps: Int
+    /// Samples of warm-up: not always whole, as `--lr-warmup-fraction` × decay samples in Megatron.
+    public var warmupSteps: Double
     public var decaySteps: Int
     public var decayStyle: DecayStyle
     /// Samples of the final annealing phase under WSD (`--lr-wsd-decay-samples`).
@@ -24,7 +25,7 @@ public struct OptimizerParamScheduler: Sendable, Equatable {
     /// Samples consumed so far.
     public private(set) var numSteps = 0
 
-    public init(maxLR: Double, minLR: Double = 0, initLR: Double = 0, warmupSteps: Int, decaySteps: Int,
+    public init(maxLR: Double, minLR: Double = 0, initLR: Double = 0, warmupSteps: Double, decaySteps: Int,
                 decayStyle: DecayStyle, wsdDecaySteps: Int = 0, wsdDecayStyle: WSDDecayStyle = .exponential) {
         self.maxLR = maxLR
         self.minLR = minLR
@@ -41,26 +42,27 @@ public struct OptimizerParamScheduler: Sendable, Equatable {
 
     /// The learning rate at the current sample count.
     public var learningRate: Double {
+        let numSteps = Double(self.numSteps)
         if warmupSteps > 0 && numSteps <= warmupSteps {
-            return initLR + (maxLR - initLR) * Double(numSteps) / Double(warmupSteps)
+            return initLR + (maxLR - initLR) * numSteps / warmupSteps
         }
         if decayStyle == .constant { return maxLR }
-        if numSteps > decaySteps { return minLR }
+        if numSteps > Double(decaySteps) { return minLR }
         if decayStyle == .inverseSquareRoot {
-            let lr = maxLR * Double(max(warmupSteps, 1)).squareRoot() / Double(max(numSteps, 1)).squareRoot()
+            let lr = maxLR * max(warmupSteps, 1).squareRoot() / max(numSteps, 1).squareRoot()
             return max(minLR, lr)
         }
-        let ratio = Double(numSteps - warmupSteps) / Double(max(decaySteps - warmupSteps, 1))
+        let ratio = (numSteps - warmupSteps) / max(Double(decaySteps) - warmupSteps, 1)
         let coefficient: Double
         switch decayStyle {
         case .linear: coefficient = 1 - ratio
         case .cosine: coefficient = 0.5 * (cos(Double.pi * ratio) + 1)
         case .wsd:
-            let annealStart = decaySteps - wsdDecaySteps
+            let annealStart = Double(decaySteps - wsdDecaySteps)
             if numSteps <= annealStart {
                 coefficient = 1
             } else {
-                let r = Double(numSteps - annealStart) / Double(max(wsdDecaySteps, 1))
+                let r = (numSteps - annealStart) / Double(max(wsdDecaySteps, 1))
                 switch wsdDecayStyle {
                 case .linear: coefficient = 1 - r
                 case .cosine: coefficient = 0.5 * (cos(Double.pi * r) + 1)

@@ -110,6 +110,13 @@ func samples(_ batch: Int, _ length: Int, vocab: Int = 40, seed: UInt64 = 1) -> 
         #expect(GPTConfig.defaultFFNHiddenSize(hiddenSize: 4096, swiglu: true) == 10880)  // 10922.67 → 170·64
     }
 
+    @Test func rotaryPercentAboveOneRotatesEveryFeatureAsMegatron() {
+        let c = tinyConfig { $0.positionEmbedding = .rope }
+        #expect(c.rotaryDim == c.kvChannels)
+        #expect(tinyConfig { $0.positionEmbedding = .rope; $0.rotaryPercent = 2 }.rotaryDim == c.kvChannels)
+        #expect(tinyConfig { $0.positionEmbedding = .rope; $0.rotaryPercent = 0.5 }.rotaryDim == c.kvChannels / 2)
+    }
+
     @Test func inconsistentConfigurationsAreNamed() {
         #expect { try GPTModel(config: tinyConfig { $0.numQueryGroups = 3 }, seed: 1, on: device) } throws: {
             "\($0)" == "--num-attention-heads 4 is not divisible by --num-query-groups 3"

@@ -93,7 +93,7 @@ import Testing
         optimizer.weightDecay = Float(t["weight_decay"] as! Double)
         optimizer.clipGrad = Float(t["clip_grad"] as! Double)
         let scheduler = OptimizerParamScheduler(maxLR: t["lr"] as! Double, minLR: t["min_lr"] as! Double,
-                                                warmupSteps: (t["lr_warmup_iters"] as! Int) * gbs, decaySteps: iters * gbs,
+                                                warmupSteps: Double((t["lr_warmup_iters"] as! Int) * gbs), decaySteps: iters * gbs,
                                                 decayStyle: .cosine)
         let trainer = Trainer(model: model, optimizer: Optimizer(model: model, settings: optimizer), scheduler: scheduler,
                               settings: settings, sample: { samples[$0] }, log: { _ in })

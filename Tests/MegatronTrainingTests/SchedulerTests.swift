@@ -22,6 +22,13 @@ import Testing
         #expect(lr(s, at: 5000) == 1e-5)
     }
 
+    /// --lr-warmup-fraction 0.1 of 125 decay samples: Megatron warms up over 12.5 samples, not 12.
+    @Test func fractionalWarmupAsMegatron() {
+        let s = OptimizerParamScheduler(maxLR: 1, warmupSteps: 12.5, decaySteps: 125, decayStyle: .linear)
+        #expect(abs(lr(s, at: 12) - 12 / 12.5) < 1e-12)
+        #expect(abs(lr(s, at: 13) - (1 - 0.5 / 112.5)) < 1e-12)
+    }
+
     @Test func otherDecayStyles() {
         func make(_ style: OptimizerParamScheduler.DecayStyle) -> OptimizerParamScheduler {
             OptimizerParamScheduler(maxLR: 1, minLR: 0.1, warmupSteps: 10, decaySteps: 110, decayStyle: style,

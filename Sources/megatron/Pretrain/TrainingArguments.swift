@@ -51,30 +51,63 @@ struct TrainingArguments: ParsableArguments {
     }
 
     /// Megatron's schedule in samples: decay over --lr-decay-iters (default --train-iters) × global
-    /// batch, or --lr-decay-samples (default --train-samples); warm-up by fraction of that, or iters/samples.
+    /// batch, or --lr-decay-samples (default --train-samples); warm-up by fraction of that (a sample
+    /// count that need not be whole, as in Megatron), or iters/samples. The flags must agree as
+    /// arguments.py and OptimizerParamScheduler require, else an error names them.
     func scheduler(globalBatchSize gbs: Int) throws -> OptimizerParamScheduler {
         let style: OptimizerParamScheduler.DecayStyle = try flagChoice(lrDecayStyle, flag: "--lr-decay-style")
         let wsdStyle: OptimizerParamScheduler.WSDDecayStyle = try flagChoice(lrWSDDecayStyle, flag: "--lr-wsd-decay-style")
-        let decaySteps: Int, wsdSteps: Int, warmupSteps: Int
-        if let trainIters {
-            decaySteps = (lrDecayIters ?? trainIters) * gbs
-            wsdSteps = (lrWSDDecayIters ?? 0) * gbs
-            warmupSteps = lrWarmupFraction.map { Int($0 * Double(decaySteps)) } ?? lrWarmupIters * gbs
-        } else {
-            decaySteps = lrDecaySamples ?? trainSamples ?? 0
-            wsdSteps = lrWSDDecaySamples ?? 0
-            warmupSteps = lrWarmupFraction.map { Int($0 * Double(decaySteps)) } ?? lrWarmupSamples
+        // Iteration-based flags with --train-iters, sample-based ones with --train-samples.
+        let (unit, decayFlag, warmupFlag, wsdFlag) = trainIters != nil
+            ? ("iters", "--lr-decay-iters", "--lr-warmup-iters", "--lr-wsd-decay-iters")
+            : ("samples", "--lr-decay-samples", "--lr-warmup-samples", "--lr-wsd-decay-samples")
+        let otherUnitFlags: [(String, Bool)] = trainIters != nil
+            ? [("--lr-decay-samples", lrDecaySamples != nil), ("--lr-warmup-samples", lrWarmupSamples != 0),
+               ("--lr-wsd-decay-samples", lrWSDDecaySamples != nil)]
+            : [("--lr-decay-iters", lrDecayIters != nil), ("--lr-warmup-iters", lrWarmupIters != 0),
+               ("--lr-wsd-decay-iters", lrWSDDecayIters != nil)]
+        if let (flag, _) = otherUnitFlags.first(where: \.1) {
+            throw ValidationError("\(flag) does not go with --train-\(unit): the schedule is counted in \(unit) (\(decayFlag), \(warmupFlag), \(wsdFlag))")
         }
+        let warmupGiven = trainIters != nil ? lrWarmupIters != 0 : lrWarmupSamples != 0
+        if lrWarmupFraction != nil, warmupGiven { throw ValidationError("give only one of --lr-warmup-fraction and \(warmupFlag)") }
         if let f = lrWarmupFraction, !(0 ... 1).contains(f) {
             throw ValidationError("--lr-warmup-fraction \(f): expected a value in [0, 1]")
         }
+
+        let decaySteps: Int, wsdSteps: Int?, warmupSteps: Double
+        if let trainIters {
+            decaySteps = (lrDecayIters ?? trainIters) * gbs
+            wsdSteps = lrWSDDecayIters.map { $0 * gbs }
+            warmupSteps = lrWarmupFraction.map { $0 * Double(decaySteps) } ?? Double(lrWarmupIters * gbs)
+        } else {
+            decaySteps = lrDecaySamples ?? trainSamples ?? 0
+            wsdSteps = lrWSDDecaySamples
+            warmupSteps = lrWarmupFraction.map { $0 * Double(decaySteps) } ?? Double(lrWarmupSamples)
+        }
+        guard minLR >= 0 else { throw ValidationError("--min-lr \(minLR): expected 0 or more") }
         guard minLR <= lr else { throw ValidationError("--min-lr \(minLR) exceeds --lr \(lr)") }
+        guard lrWarmupInit <= lr else { throw ValidationError("--lr-warmup-init \(lrWarmupInit) exceeds --lr \(lr)") }
+        guard decaySteps > 0 else { throw ValidationError("\(decayFlag) \(decaySteps / (trainIters != nil ? gbs : 1)): expected at least 1") }
+        guard warmupSteps >= 0, warmupSteps < Double(decaySteps) else {
+            throw ValidationError("the warm-up (\(lrWarmupFraction != nil ? "--lr-warmup-fraction" : warmupFlag)) must end before the decay does: "
+                                  + "\(warmupSteps) samples of warm-up, \(decaySteps) samples to the end of the decay (\(decayFlag), default --train-\(unit))")
+        }
+        if style == .wsd, wsdSteps == nil { throw ValidationError("--lr-decay-style WSD needs \(wsdFlag)") }
         return OptimizerParamScheduler(maxLR: lr, minLR: minLR, initLR: lrWarmupInit, warmupSteps: warmupSteps,
-                                       decaySteps: decaySteps, decayStyle: style, wsdDecaySteps: wsdSteps, wsdDecayStyle: wsdStyle)
+                                       decaySteps: decaySteps, decayStyle: style, wsdDecaySteps: wsdSteps ?? 0, wsdDecayStyle: wsdStyle)
     }
 
     func optimizerSettings() throws -> Optimizer.Settings {
         let kind: Optimizer.Kind = try flagChoice(optimizer, flag: "--optimizer")
+        // The ranges torch.optim's AdamW and SGD accept.
+        for (flag, value) in [("--adam-beta1", adamBeta1), ("--adam-beta2", adamBeta2)] where !(0 ..< 1).contains(value) {
+            throw ValidationError("\(flag) \(value): expected a value in [0, 1)")
+        }
+        for (flag, value) in [("--lr", Float(lr)), ("--adam-eps", adamEps), ("--weight-decay", weightDecay),
+                              ("--sgd-momentum", sgdMomentum), ("--clip-grad", clipGrad)] where !(value >= 0) {
+            throw ValidationError("\(flag) \(value): expected 0 or more")
+        }
         var s = Optimizer.Settings()
         s.kind = kind
         s.weightDecay = weightDecay

@@ -1,0 +1,69 @@
+import Foundation
+import Testing
+
+/// `megatron pretrain` as a user runs it: flags that contradict each other, or that Megatron's
+/// arguments.py, OptimizerParamScheduler or torch.optim would reject, end the run before anything
+/// is built, with exit status 64 and a message naming the flag.
+@Suite struct PretrainFlagTests {
+    /// A run that is valid as it stands: each case adds or overrides flags (the last value wins).
+    static let validRun = ["pretrain", "--mock-data", "--tokenizer-type", "NullTokenizer", "--vocab-size", "64",
+                           "--num-layers", "1", "--hidden-size", "16", "--num-attention-heads", "2",
+                           "--seq-length", "8", "--max-position-embeddings", "8", "--micro-batch-size", "1",
+                           "--train-iters", "2", "--lr", "1e-3", "--threads", "1"]
+
+    /// The package's build directory, where the test runner and the `megatron` executable live.
+    static var productsDirectory: URL {
+        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var directory = runner.deletingLastPathComponent()
+        while directory.pathExtension == "xctest" || directory.lastPathComponent == "Contents" || directory.lastPathComponent == "MacOS" {
+            directory = directory.deletingLastPathComponent()
+        }
+        return directory
+    }
+
+    /// Runs `megatron` with `arguments`; returns its exit status and what it printed.
+    static func megatron(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process(), pipe = Pipe()
+        process.executableURL = productsDirectory.appendingPathComponent("megatron")
+        process.arguments = arguments
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+
+    @Test func theValidRunTrains() throws {
+        let (status, output) = try Self.megatron(Self.validRun)
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("iteration        2/       2"), "\(output)")
+    }
+
+    @Test(arguments: [
+        // arguments.py: iteration-based and sample-based schedule flags do not mix.
+        (["--lr-decay-samples", "100"], "--lr-decay-samples does not go with --train-iters"),
+        (["--lr-warmup-samples", "4"], "--lr-warmup-samples does not go with --train-iters"),
+        (["--lr-warmup-fraction", "0.1", "--lr-warmup-iters", "1"], "give only one of --lr-warmup-fraction and --lr-warmup-iters"),
+        // OptimizerParamScheduler's assertions.
+        (["--min-lr=-1e-4"], "--min-lr -0.0001: expected 0 or more"),
+        (["--lr-warmup-init", "1"], "--lr-warmup-init 1.0 exceeds --lr 0.001"),
+        (["--lr-decay-iters", "0"], "--lr-decay-iters 0: expected at least 1"),
+        (["--lr-warmup-iters", "2"], "the warm-up (--lr-warmup-iters) must end before the decay does"),
+        (["--lr-decay-style", "WSD"], "--lr-decay-style WSD needs --lr-wsd-decay-iters"),
+        // torch.optim's ranges.
+        (["--adam-beta1", "1"], "--adam-beta1 1.0: expected a value in [0, 1)"),
+        (["--adam-beta2", "1.5"], "--adam-beta2 1.5: expected a value in [0, 1)"),
+        (["--adam-eps=-1e-8"], "--adam-eps -1e-08: expected 0 or more"),
+        (["--weight-decay=-0.1"], "--weight-decay -0.1: expected 0 or more"),
+        (["--clip-grad=-1"], "--clip-grad -1.0: expected 0 or more"),
+        // The model.
+        (["--position-embedding-type", "rope", "--rotary-base", "0"], "--rotary-base 0.0: expected a positive base"),
+        (["--init-method-std=-0.02"], "--init-method-std -0.02: expected 0 or more"),
+    ])
+    func contradictoryFlagsAreErrorsNamingThem(extra: [String], message: String) throws {
+        let (status, output) = try Self.megatron(Self.validRun + extra)
+        #expect(status == 64, "\(extra): \(output)")
+        #expect(output.contains("Error: \(message)"), "\(extra): \(output)")
+    }
+}
