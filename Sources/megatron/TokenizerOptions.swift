@@ -14,8 +14,12 @@ struct TokenizerOptions: ParsableArguments {
     func validate() throws {
         switch tokenizerType {
         case "GPT2BPETokenizer":
-            guard vocabFile != nil, mergeFile != nil else {
+            guard let vocabFile, let mergeFile else {
                 throw ValidationError("--tokenizer-type GPT2BPETokenizer needs --vocab-file and --merge-file")
+            }
+            for (flag, path) in [("--vocab-file", vocabFile), ("--merge-file", mergeFile)]
+            where !FileManager.default.isReadableFile(atPath: path) {
+                throw ValidationError("\(flag) \(path): no such readable file")
             }
         case "NullTokenizer":
             guard let vocabSize, vocabSize >= 2 else { throw ValidationError("--tokenizer-type NullTokenizer needs --vocab-size ≥ 2") }

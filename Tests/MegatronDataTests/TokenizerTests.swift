@@ -97,4 +97,10 @@ let golden = repository.deletingLastPathComponent().appendingPathComponent("shar
             try GPT2BPETokenizer(vocabFile: repository.appendingPathComponent("data/gpt2/gpt2-vocab.json"), mergesFile: merges)
         } throws: { "\($0)".hasSuffix("merges.txt:3: expected two vocabulary tokens whose join is one, got \"this line is bad\"") }
     }
+
+    @Test func aMissingFileIsNamed() {
+        #expect {
+            try GPT2BPETokenizer(vocabFile: URL(fileURLWithPath: "/nonexistent/vocab.json"), mergesFile: URL(fileURLWithPath: "/nonexistent/merges.txt"))
+        } throws: { "\($0)".hasPrefix("/nonexistent/vocab.json: cannot read it (") }
+    }
 }

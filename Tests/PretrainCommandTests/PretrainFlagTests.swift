@@ -60,6 +60,12 @@ import Testing
         // The model.
         (["--position-embedding-type", "rope", "--rotary-base", "0"], "--rotary-base 0.0: expected a positive base"),
         (["--init-method-std=-0.02"], "--init-method-std -0.02: expected 0 or more"),
+        // Sampling after training.
+        (["--sample-tokens=-3"], "--sample-tokens -3: expected 0 or more"),
+        (["--sample-tokens", "4", "--temperature", "0"], "--temperature 0.0: expected more than 0"),
+        // Files.
+        (["--tokenizer-type", "GPT2BPETokenizer", "--vocab-file", "/nonexistent/vocab.json", "--merge-file", "/nonexistent/merges.txt"],
+         "--vocab-file /nonexistent/vocab.json: no such readable file"),
     ])
     func contradictoryFlagsAreErrorsNamingThem(extra: [String], message: String) throws {
         let (status, output) = try Self.megatron(Self.validRun + extra)

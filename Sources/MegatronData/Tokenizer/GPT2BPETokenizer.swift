@@ -20,7 +20,7 @@ public final class GPT2BPETokenizer: Sendable {
     /// a file that does not parse is an error naming it and the line.
     public init(vocabFile: URL, mergesFile: URL) throws {
         let decoder = ByteLevelAlphabet()
-        let vocabData = try Data(contentsOf: vocabFile)
+        let vocabData = try Self.read(vocabFile)
         guard let vocab = (try? JSONSerialization.jsonObject(with: vocabData)) as? [String: Int] else {
             throw TokenizerError("\(vocabFile.path): not a JSON object of token → id")
         }
@@ -38,7 +38,7 @@ public final class GPT2BPETokenizer: Sendable {
             guard let id = idOfBytes[[UInt8(b)]] else { throw TokenizerError("\(vocabFile.path): no token for byte \(b)") }
             return id
         }
-        guard let text = String(data: try Data(contentsOf: mergesFile), encoding: .utf8) else {
+        guard let text = String(data: try Self.read(mergesFile), encoding: .utf8) else {
             throw TokenizerError("\(mergesFile.path): not UTF-8 text")
         }
         var merges: [UInt64: (Int32, Int32)] = [:]
@@ -57,6 +57,13 @@ public final class GPT2BPETokenizer: Sendable {
         self.tokenBytes = tokenBytes
         self.merges = merges
         self.byteIDs = byteIDs
+    }
+
+    /// The file's bytes, or an error naming it and why it could not be read.
+    private static func read(_ file: URL) throws -> Data {
+        do { return try Data(contentsOf: file) } catch {
+            throw TokenizerError("\(file.path): cannot read it (\(error.localizedDescription))")
+        }
     }
 
     /// Token ids of `text`.

@@ -14,6 +14,10 @@ struct BenchAllReduce: ParsableCommand {
 
     @Option(help: "Timed repeats per size (fewer for sizes above 4 MiB).") var repeats = 20
 
+    func validate() throws {
+        guard repeats >= 1 else { throw ValidationError("--repeats \(repeats): expected at least 1") }
+    }
+
     func run() throws {
         guard MPICommunicator.launchedByMPIRun else { throw ValidationError("run under mpirun: mpirun -np 2 megatron bench allreduce") }
         let world = try MPICommunicator.world()

@@ -23,6 +23,12 @@ struct BenchDataParallel: ParsableCommand {
     @Option(help: "Untimed steps first.") var warmup = 1
     @Option(help: "Timed steps.") var steps = 4
 
+    func validate() throws {
+        guard globalBatchSize >= 1 else { throw ValidationError("--global-batch-size \(globalBatchSize): expected at least 1") }
+        guard steps >= 1 else { throw ValidationError("--steps \(steps): expected at least 1") }
+        guard warmup >= 0 else { throw ValidationError("--warmup \(warmup): expected 0 or more") }
+    }
+
     func run() throws {
         let (modelConfig, seq) = try BenchGPT.benchmarkModel(config)
         let options = self

@@ -39,6 +39,12 @@ struct BenchGPT: ParsableCommand {
         return (c, seq)
     }
 
+    func validate() throws {
+        guard microBatchSize >= 1 else { throw ValidationError("--micro-batch-size \(microBatchSize): expected at least 1") }
+        guard steps >= 1 else { throw ValidationError("--steps \(steps): expected at least 1") }
+        guard warmup >= 0 else { throw ValidationError("--warmup \(warmup): expected 0 or more") }
+    }
+
     func run() throws {
         var (c, seq) = try Self.benchmarkModel(config)
         if let numQueryGroups { c.numQueryGroups = numQueryGroups }  // checked by GPTModel (GPTConfig.validate)

@@ -12,6 +12,10 @@ struct BenchTokenizer: ParsableCommand {
     @Option(name: .customLong("merge-file")) var mergeFile = "data/gpt2/gpt2-merges.txt"
     @Option(help: "Timed repetitions (the best is reported).") var repeats = 3
 
+    func validate() throws {
+        guard repeats >= 1 else { throw ValidationError("--repeats \(repeats): expected at least 1") }
+    }
+
     func run() throws {
         let tokenizer = try GPT2BPETokenizer(vocabFile: URL(fileURLWithPath: vocabFile), mergesFile: URL(fileURLWithPath: mergeFile))
         guard let text = try? String(contentsOfFile: input, encoding: .utf8) else {

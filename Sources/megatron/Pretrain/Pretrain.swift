@@ -77,7 +77,9 @@ struct Pretrain: ParsableCommand {
             throw ValidationError("--seed \(training.seed): expected 0 ... 2^32 − 1 (NumPy's RandomState seeds the data order)")
         }
         do { _ = try GPTDataset.splitRanges(split, count: 1) } catch { throw ValidationError("\(error)") }
-        guard topK >= 0, temperature > 0 else { throw ValidationError("--top-k must be ≥ 0 and --temperature > 0") }
+        guard sampleTokens >= 0 else { throw ValidationError("--sample-tokens \(sampleTokens): expected 0 or more") }
+        guard topK >= 0 else { throw ValidationError("--top-k \(topK): expected 0 or more") }
+        guard temperature > 0 else { throw ValidationError("--temperature \(temperature): expected more than 0") }
         if samplePrompt != nil && !tokenizerOptions.isGPT2BPE {
             throw ValidationError("--sample-prompt needs --tokenizer-type GPT2BPETokenizer")
         }
