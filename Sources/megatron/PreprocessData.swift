@@ -65,7 +65,7 @@ struct PreprocessData: ParsableCommand {
             }
             let seconds = Date().timeIntervalSince(started)
             let rate = Double(bytesDone) / max(seconds, 1e-9)
-            let eta = Double(data.count - bytesDone) / max(rate, 1)
+            let eta = Double(max(data.count - bytesDone, 0)) / max(rate, 1)  // the last line may lack its newline
             FileHandle.standardError.write(Data(String(format: "\rprocessed %d documents (%.0f docs/s, %.2f MB/s), ETA %.0f s   ",
                                                        documents, Double(documents) / max(seconds, 1e-9), rate / 1e6, eta).utf8))
         }
