@@ -9,8 +9,10 @@ Document d of every case holds tokens (d * 100 + position) % 60000, so samples c
 (in a blend, dataset k's document d holds (k * 30000 + d * 100 + position) % 60000).
 
 Blends follow megatron/core/datasets/blended_megatron_dataset_builder.py (weights normalised, the
-blend takes ceil(size * w) samples of each dataset, each built with ceil(ceil(size * w) * 1.005))
-and helpers.cpp build_blending_indices (greedy: the dataset lagging its weight most).
+blend takes ceil(size * w) samples of each dataset, each built with ceil(ceil(size * w) * 1.005)),
+blended_dataset.py (which normalises the weights a second time) and helpers.cpp
+build_blending_indices (greedy: the dataset lagging its weight most). Weights are also written as
+hexadecimal floats: the last bit matters, and a JSON parser need not round decimals correctly.
 """
 import json
 import math
@@ -102,6 +104,12 @@ def token(document, position, dataset=0):
     return (dataset * 30000 + document * 100 + position) % 60000
 
 
+def normalize(weights):
+    """megatron/core/datasets/utils.py normalize: numpy's float64 sum, then a division."""
+    w = numpy.array(weights, dtype=numpy.float64)
+    return (w / numpy.sum(w)).tolist()
+
+
 def blending_indices(weights, size):
     drawn = [0] * len(weights)
     dataset_index, dataset_sample_index = [], []
@@ -159,8 +167,11 @@ def main():
     for name, raw_weights, n_docs, split, sequence_length, size, seed in [
         ("30/70 blend of two", [30.0, 70.0], [20, 35], "1", 8, 150, 1234),
         ("three-way blend with a split", [0.5, 0.2, 0.3], [30, 12, 50], "90,8,2", 16, 400, 99),
+        ("0.79/0.15: normalised twice, samples 282 and 283 swap", [0.79, 0.15], [40, 10], "1", 8, 400, 1234),
+        ("nine datasets: numpy's pairwise sum, not a running sum", [0.36, 0.31, 0.26, 0.1, 0.15, 0.1, 0.34, 0.25, 0.01],
+         [10] * 9, "1", 8, 300, 5),
     ]:
-        weights = (numpy.array(raw_weights, dtype=numpy.float64) / numpy.sum(numpy.array(raw_weights))).tolist()
+        weights = normalize(raw_weights)
         target = [int(math.ceil(size * w)) for w in weights]
         build = [int(math.ceil(t * 1.005)) for t in target]
         datasets = []
@@ -170,14 +181,15 @@ def main():
             doc_index, sample_index, shuffle_index, _, _ = build_indices(
                 sizes, list(range(begin, end)), sequence_length, build[k], seed)
             datasets.append((sizes, doc_index, sample_index, shuffle_index))
-        dataset_index, dataset_sample_index = blending_indices(weights, sum(target))
+        dataset_index, dataset_sample_index = blending_indices(normalize(weights), sum(target))
         samples = []
         for i in range(8):
             k, j = dataset_index[i], dataset_sample_index[i]
             sizes, doc_index, sample_index, shuffle_index = datasets[k]
             samples.append(sample(j, sizes, doc_index, sample_index, shuffle_index, sequence_length, k))
         blends.append({
-            "name": name, "weights": raw_weights, "normalized_weights": weights, "split": split,
+            "name": name, "weights": [w.hex() for w in raw_weights], "normalized_weights": [w.hex() for w in weights],
+            "split": split,
             "sequence_length": sequence_length, "size": size, "seed": seed,
             "dataset_sizes": [d[0] for d in datasets], "target": target, "build": build,
             "dataset_index": dataset_index, "dataset_sample_index": dataset_sample_index, "first_samples": samples,

@@ -85,8 +85,9 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         for case let (number, blend as [String: Any]) in (GPTDatasetTests.fixture["blends"] as! [Any]).enumerated() {
             let name = blend["name"] as! String
-            let weights = BlendedDataset.normalize((blend["weights"] as! [NSNumber]).map(\.doubleValue))
-            #expect(weights == (blend["normalized_weights"] as! [NSNumber]).map(\.doubleValue), "\(name)")
+            let hexFloats = { (key: String) in (blend[key] as! [String]).map { Double($0)! } }
+            let weights = BlendedDataset.normalize(hexFloats("weights"))
+            #expect(weights == hexFloats("normalized_weights"), "\(name)")
             let size = (blend["size"] as! NSNumber).intValue
             let (target, build) = BlendedDataset.samplesPerDataset(weights: weights, size: size)
             #expect(target == GPTDatasetTests.ints(blend["target"]) && build == GPTDatasetTests.ints(blend["build"]), "\(name)")

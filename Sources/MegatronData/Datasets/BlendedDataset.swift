@@ -4,7 +4,7 @@
 /// and is that dataset's next sample in its own (GPTDataset) order.
 public struct BlendedDataset: Sendable {
     public let datasets: [GPTDataset]
-    /// Weights normalised to sum to 1.
+    /// Weights normalised to sum to 1 (as Megatron: normalised again here).
     public let weights: [Double]
     /// Per sample: which dataset, and which of its samples.
     public let datasetIndex: [Int]
@@ -19,6 +19,8 @@ public struct BlendedDataset: Sendable {
             throw TokenizerError("blend: \(datasets.count) datasets for \(weights.count) weights")
         }
         self.datasets = datasets
+        // Megatron's BlendedDataset normalises the (already normalised) weights once more.
+        let weights = Self.normalize(weights)
         self.weights = weights
         var drawn = [Int](repeating: 0, count: datasets.count)
         var datasetIndex = [Int](repeating: 0, count: size), datasetSampleIndex = [Int](repeating: 0, count: size)
@@ -50,9 +52,31 @@ public struct BlendedDataset: Sendable {
         return (target, target.map { Int((Double($0) * (1 + surplus)).rounded(.up)) })
     }
 
-    /// `--data-path` weights normalised as Megatron's (each divided by their sum).
+    /// `--data-path` weights normalised as Megatron's utils.normalize: each divided by their sum,
+    /// summed as numpy.sum does (the last bit matters: the greedy rule compares exactly).
     public static func normalize(_ weights: [Double]) -> [Double] {
-        let total = weights.reduce(0, +)
+        let total = numpySum(weights[...])
         return weights.map { $0 / total }
+    }
+
+    /// numpy's pairwise summation of float64s: a running sum below 8 values; up to 128, eight
+    /// interleaved partial sums combined as ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)), then
+    /// the remainder; above, the two halves (the first a multiple of 8) summed apart.
+    static func numpySum(_ x: ArraySlice<Double>) -> Double {
+        let n = x.count, a = x.startIndex
+        if n < 8 { return x.reduce(-0.0, +) }
+        if n <= 128 {
+            var r = (0 ..< 8).map { x[a + $0] }
+            var i = 8
+            while i < n - n % 8 {
+                for j in 0 ..< 8 { r[j] += x[a + i + j] }
+                i += 8
+            }
+            var total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+            while i < n { total += x[a + i]; i += 1 }
+            return total
+        }
+        let half = n / 2 - (n / 2) % 8
+        return numpySum(x[a ..< a + half]) + numpySum(x[(a + half)...])
     }
 }
