@@ -96,32 +96,30 @@ public final class GPTModel: @unchecked Sendable {
     private enum DropoutSite: Int { case embedding, attentionProbabilities, attentionOutput, mlpOutput }
 
     /// Runs forward and backward over one micro-batch and adds ∂(lossWeight·loss)/∂θ into `gradients`,
-    /// where loss is the masked mean cross-entropy Σ mask·ℓ / Σ mask (Megatron's lm loss). Returns that
-    /// loss. `lossWeight` is 1 / micro-batches per iteration (times the loss scale under fp16).
+    /// where loss is the masked mean cross-entropy Σ mask·ℓ / max(Σ mask, 1) (Megatron's lm loss and
+    /// its clamp: a micro-batch with every token masked contributes no gradient). `lossWeight` is
+    /// 1 / micro-batches per iteration (times the loss scale under fp16).
     ///
     /// `gradientsReady`, when given, is called during backward with each span of `gradients` as soon
     /// as backward has finished adding to it (the output layer and final norm first, then each layer
     /// from the last, then the embeddings), once per parameter: data parallelism starts reducing there.
     @discardableResult
     public func forwardBackward(_ batch: MicroBatch, lossWeight: Float = 1, dropout: DropoutKey,
-                                gradientsReady: ((Range<Int>) throws -> Void)? = nil) throws -> Float {
+                                gradientsReady: ((Range<Int>) throws -> Void)? = nil) throws -> MaskedLoss {
         let (logits, final, saved) = try forward(batch, dropout: dropout, training: true)
         let mask = batch.lossMask.toFloatArray()
         let tokens = mask.reduce(0, +)
-        guard tokens > 0 else { throw TensorError("micro-batch has no token with a nonzero loss mask") }
-        let weights = try Tensor(mask.map { $0 * lossWeight / tokens }, shape: [mask.count], on: device)
+        let weights = try Tensor(mask.map { $0 * lossWeight / max(tokens, 1) }, shape: [mask.count], on: device)
         let losses = try CrossEntropy.forwardBackward(logits: logits, targets: batch.labels, gradWeights: weights, on: device)
-        let loss = zip(losses.toFloatArray(), mask).reduce(Float(0)) { $0 + $1.0 * $1.1 } / tokens
         try backward(dLogits: logits, final: final, saved: saved, batch: batch, dropout: dropout, gradientsReady: gradientsReady)
-        return loss
+        return MaskedLoss(losses: losses.toFloatArray(), mask: mask)
     }
 
-    /// The masked mean loss of a micro-batch, without dropout or gradients (evaluation).
-    public func loss(_ batch: MicroBatch) throws -> Float {
+    /// The loss of a micro-batch, without dropout or gradients (evaluation).
+    public func loss(_ batch: MicroBatch) throws -> MaskedLoss {
         let (logits, _, _) = try forward(batch, dropout: DropoutKey(seed: 0, iteration: 0, microBatch: 0), training: false)
-        let losses = try CrossEntropy.forward(logits: logits, targets: batch.labels, on: device).toFloatArray()
-        let mask = batch.lossMask.toFloatArray()
-        return zip(losses, mask).reduce(Float(0)) { $0 + $1.0 * $1.1 } / mask.reduce(0, +)
+        let losses = try CrossEntropy.forward(logits: logits, targets: batch.labels, on: device)
+        return MaskedLoss(losses: losses.toFloatArray(), mask: batch.lossMask.toFloatArray())
     }
 
     /// Logits [T, vocab] of a micro-batch (inference: no dropout).

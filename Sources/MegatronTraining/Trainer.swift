@@ -92,7 +92,7 @@ public final class Trainer {
         for iteration in 1 ... s.trainIters {
             let start = Date()
             model.zeroGradients()
-            var lossSum: Float = 0
+            var lossSums = [0.0, 0.0]   // Σ mask·ℓ, Σ mask over the iteration's micro-batches
             for micro in 0 ..< microBatches {
                 let first = consumedSamples + (micro * dp + dpRank) * s.microBatchSize
                 let batch = try MicroBatch(samples: (first ..< first + s.microBatchSize).map(sample), boundaries: s.documentBoundaries,
@@ -101,13 +101,18 @@ public final class Trainer {
                 let completes = micro == microBatches - 1
                 if completes { dataParallel?.startGradSync() }
                 let ready = completes ? dataParallel.map { ddp in { (range: Range<Int>) in try ddp.gradientsReady(range) } } : nil
-                lossSum += try model.forwardBackward(batch, lossWeight: 1 / Float(microBatches),
+                let loss = try model.forwardBackward(batch, lossWeight: 1 / Float(microBatches),
                                                      dropout: .init(seed: s.seed, iteration: iteration, microBatch: micro * dp + dpRank),
                                                      gradientsReady: ready)
+                lossSums[0] += Double(loss.sum)
+                lossSums[1] += Double(loss.tokens)
             }
             try dataParallel?.finishGradSync()
-            var loss = lossSum / Float(microBatches)
-            if let group = dataParallel?.dataParallel, dp > 1 { loss = try group.allReduce(loss, op: .sum) / Float(dp) }
+            if let group = dataParallel?.dataParallel, dp > 1 {
+                try lossSums.withUnsafeMutableBufferPointer { try group.allReduce($0, op: .sum) }
+            }
+            // Megatron's reported lm loss: averaged over every token of the global batch.
+            let loss = Float(lossSums[0] / lossSums[1])
             let learningRate = scheduler.learningRate
             let (gradNorm, skipped) = try optimizer.step(learningRate: Float(learningRate))
             if !skipped {
@@ -181,10 +186,9 @@ public final class Trainer {
             let start = first + (batch * dp + dpRank) * s.microBatchSize
             let micro = try MicroBatch(samples: (start ..< start + s.microBatchSize).map(sample), boundaries: s.documentBoundaries,
                                        on: model.device)
-            let tokens = Double(micro.lossMask.toFloatArray().reduce(0, +))
-            guard tokens > 0 else { continue }
-            sums[0] += Double(try model.loss(micro)) * tokens
-            sums[1] += tokens
+            let loss = try model.loss(micro)
+            sums[0] += Double(loss.sum)
+            sums[1] += Double(loss.tokens)
         }
         if let group = dataParallel?.dataParallel, dp > 1 {
             try sums.withUnsafeMutableBufferPointer { try group.allReduce($0, op: .sum) }

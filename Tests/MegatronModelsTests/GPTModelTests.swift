@@ -60,7 +60,7 @@ func samples(_ batch: Int, _ length: Int, vocab: Int = 40, seed: UInt64 = 1) -> 
                 var values: [Double] = []
                 for sign: Float in [1, -1] {
                     for i in 0 ..< entry.count { model.parameters.floats[entry.offset + i] = saved[i] + sign * epsilon * direction[i] }
-                    values.append(Double(try model.forwardBackward(batch, dropout: key)))
+                    values.append(Double(try model.forwardBackward(batch, dropout: key).mean))
                 }
                 for i in 0 ..< entry.count { model.parameters.floats[entry.offset + i] = saved[i] }
                 return (values[0] - values[1]) / (2 * Double(epsilon))
@@ -81,7 +81,7 @@ func samples(_ batch: Int, _ length: Int, vocab: Int = 40, seed: UInt64 = 1) -> 
             var run: [Float] = []
             for step in 1 ... 300 {
                 model.zeroGradients()
-                run.append(try model.forwardBackward(batch, dropout: .init(seed: 5, iteration: step, microBatch: 0)))
+                run.append(try model.forwardBackward(batch, dropout: .init(seed: 5, iteration: step, microBatch: 0)).mean)
                 try AdamW.update(param: model.parameters, grad: model.gradients, expAvg: m, expAvgSq: v, step: step,
                                  .init(learningRate: 1e-2, weightDecay: 0), on: device)
             }

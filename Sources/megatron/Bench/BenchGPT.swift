@@ -77,7 +77,7 @@ struct BenchGPT: ParsableCommand {
             }
             let start = Timing.now()
             model.zeroGradients()
-            losses.append(try model.forwardBackward(batch, dropout: .init(seed: 0, iteration: step, microBatch: 0)))
+            losses.append(try model.forwardBackward(batch, dropout: .init(seed: 0, iteration: step, microBatch: 0)).mean)
             try device.timed("optimizer step") { try optimizer.step(learningRate: 3e-4) }
             let seconds = Timing.now() - start
             FileHandle.standardError.write(Data("  step \(step) \(step < warmup ? "warm" : "meas") \(fixed(seconds * 1e3)) ms loss \(losses.last!)\n".utf8))
