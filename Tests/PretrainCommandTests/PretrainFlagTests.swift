@@ -40,6 +40,22 @@ import Testing
         #expect(output.contains("iteration        2/       2"), "\(output)")
     }
 
+    /// As Megatron's get_train_valid_test_num_samples: --train-samples samples are built (here 10,
+    /// over 7 epochs of the fixture's documents) though train_samples // global batch = 2 iterations
+    /// use 8 of them; the epochs decide the shuffle, so building 8 would train on other samples.
+    @Test func trainSamplesBuildsThatManySamples() throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/indexed_uint16").path
+        var run = Self.validRun.filter { $0 != "--mock-data" }
+        run.removeSubrange(run.firstIndex(of: "--train-iters")! ... run.firstIndex(of: "--train-iters")! + 1)
+        run += ["--data-path", fixture, "--split", "100,0,0", "--vocab-size", "50304", "--eval-iters", "0",
+                "--global-batch-size", "4", "--train-samples", "10"]
+        let (status, output) = try Self.megatron(run)
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("10 samples of 9 tokens over 7 epoch(s)"), "\(output)")
+        #expect(output.contains("iteration        2/       2"), "\(output)")
+    }
+
     @Test(arguments: [
         // arguments.py: iteration-based and sample-based schedule flags do not mix.
         (["--lr-decay-samples", "100"], "--lr-decay-samples does not go with --train-iters"),

@@ -186,7 +186,8 @@ struct Pretrain: ParsableCommand {
             // as Megatron does (one build, not one per rank).
             let rank0BuildsFirst = dataCachePath != nil && world.size > 1
             if rank0BuildsFirst && !isFirst { try world.barrier() }
-            let numSamples = settings.trainIters * gbs
+            // Megatron builds --train-samples samples, though its train_samples // gbs iterations use fewer.
+            let numSamples = training.trainSamples ?? settings.trainIters * gbs
             let sources = try blend.map { try IndexedDataset(prefix: $0.prefix) }
             guard let train = try splitSamples(blend, sources: sources, split: 0, numSamples: numSamples, log: isFirst) else {
                 throw ValidationError("--split \(split): the training split is empty")
