@@ -11,7 +11,8 @@ Document d of every case holds tokens (d * 100 + position) % 60000, so samples c
 Blends follow megatron/core/datasets/blended_megatron_dataset_builder.py (weights normalised, the
 blend takes ceil(size * w) samples of each dataset, each built with ceil(ceil(size * w) * 1.005)),
 blended_dataset.py (which normalises the weights a second time) and helpers.cpp
-build_blending_indices (greedy: the dataset lagging its weight most). Weights are also written as
+build_blending_indices (greedy: the dataset lagging its weight most); without weights, each
+dataset is one epoch and the blend weighs them by their sample counts. Weights are also written as
 hexadecimal floats: the last bit matters, and a JSON parser need not round decimals correctly.
 """
 import json
@@ -44,7 +45,7 @@ def build_indices(sizes, documents, sequence_length, num_samples, seed):
     documents = numpy.array(documents, dtype=numpy.int32)
     tokens_per_epoch = int(numpy.sum(sizes[documents]))
     epochs, tokens = 1, tokens_per_epoch
-    while tokens < num_samples * sequence_length + 1:
+    while num_samples is not None and tokens < num_samples * sequence_length + 1:
         epochs += 1
         tokens += tokens_per_epoch
     separate = False
@@ -170,10 +171,16 @@ def main():
         ("0.79/0.15: normalised twice, samples 282 and 283 swap", [0.79, 0.15], [40, 10], "1", 8, 400, 1234),
         ("nine datasets: numpy's pairwise sum, not a running sum", [0.36, 0.31, 0.26, 0.1, 0.15, 0.1, 0.34, 0.25, 0.01],
          [10] * 9, "1", 8, 300, 5),
+        ("one weighted prefix: built with the surplus, a third epoch", [1.0], [25], "1", 8, 198, 1234),
+        ("unweighted: one epoch each, blended by size", None, [20, 35, 8], "1", 8, 60, 1234),
     ]:
-        weights = normalize(raw_weights)
-        target = [int(math.ceil(size * w)) for w in weights]
-        build = [int(math.ceil(t * 1.005)) for t in target]
+        if raw_weights is None:
+            # No weights: each dataset is one epoch (num_samples None), blended by its sample count.
+            target, build = None, [None] * len(n_docs)
+        else:
+            weights = normalize(raw_weights)
+            target = [int(math.ceil(size * w)) for w in weights]
+            build = [int(math.ceil(t * 1.005)) for t in target]
         datasets = []
         for k, count in enumerate(n_docs):
             sizes = rng.randint(1, 60, size=count).tolist()
@@ -181,14 +188,20 @@ def main():
             doc_index, sample_index, shuffle_index, _, _ = build_indices(
                 sizes, list(range(begin, end)), sequence_length, build[k], seed)
             datasets.append((sizes, doc_index, sample_index, shuffle_index))
-        dataset_index, dataset_sample_index = blending_indices(normalize(weights), sum(target))
+        if raw_weights is None:
+            weights = normalize([len(d[3]) for d in datasets])
+            blend_size = min(size, sum(len(d[3]) for d in datasets))
+        else:
+            blend_size = sum(target)
+        dataset_index, dataset_sample_index = blending_indices(normalize(weights), blend_size)
         samples = []
         for i in range(8):
             k, j = dataset_index[i], dataset_sample_index[i]
             sizes, doc_index, sample_index, shuffle_index = datasets[k]
             samples.append(sample(j, sizes, doc_index, sample_index, shuffle_index, sequence_length, k))
         blends.append({
-            "name": name, "weights": [w.hex() for w in raw_weights], "normalized_weights": [w.hex() for w in weights],
+            "name": name, "weights": None if raw_weights is None else [w.hex() for w in raw_weights],
+            "normalized_weights": [w.hex() for w in weights],
             "split": split,
             "sequence_length": sequence_length, "size": size, "seed": seed,
             "dataset_sizes": [d[0] for d in datasets], "target": target, "build": build,

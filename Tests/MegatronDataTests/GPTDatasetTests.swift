@@ -86,11 +86,19 @@ import Testing
         for case let (number, blend as [String: Any]) in (GPTDatasetTests.fixture["blends"] as! [Any]).enumerated() {
             let name = blend["name"] as! String
             let hexFloats = { (key: String) in (blend[key] as! [String]).map { Double($0)! } }
-            let weights = BlendedDataset.normalize(hexFloats("weights"))
-            #expect(weights == hexFloats("normalized_weights"), "\(name)")
+            let rawWeights = blend["weights"] is NSNull ? nil : hexFloats("weights")
+            let weights = rawWeights.map(BlendedDataset.normalize)
+            if rawWeights != nil { #expect(weights == hexFloats("normalized_weights"), "\(name)") }
             let size = (blend["size"] as! NSNumber).intValue
-            let (target, build) = BlendedDataset.samplesPerDataset(weights: weights, size: size)
-            #expect(target == GPTDatasetTests.ints(blend["target"]) && build == GPTDatasetTests.ints(blend["build"]), "\(name)")
+            let plan = DataBlend(prefixes: (0 ..< (blend["dataset_sizes"] as! [Any]).count).map { "dataset\($0)" }, weights: weights)
+            let build = plan.samplesToBuild(size: size)
+            if let weights {
+                let target = BlendedDataset.samplesPerDataset(weights: weights, size: size).target
+                #expect(target == GPTDatasetTests.ints(blend["target"]), "\(name)")
+                #expect(build == GPTDatasetTests.ints(blend["build"]), "\(name)")
+            } else {
+                #expect(build.allSatisfy { $0 == nil }, "\(name): one epoch of each")
+            }
             let datasets = try (blend["dataset_sizes"] as! [[NSNumber]]).enumerated().map { k, sizes in
                 let indexed = try GPTDatasetTests.writeDocuments(sizes: sizes.map(\.intValue), dataset: k,
                                                                  at: dir.appendingPathComponent("blend\(number)-dataset\(k)").path)
@@ -99,7 +107,7 @@ import Testing
                                       sequenceLength: (blend["sequence_length"] as! NSNumber).intValue,
                                       seed: (blend["seed"] as! NSNumber).uint32Value)
             }
-            let blended = try BlendedDataset(datasets: datasets, weights: weights, size: target.reduce(0, +))
+            let blended = try #require(try plan.blend(datasets, size: size))
             #expect(blended.datasetIndex == GPTDatasetTests.ints(blend["dataset_index"]), "\(name): dataset index")
             #expect(blended.datasetSampleIndex == GPTDatasetTests.ints(blend["dataset_sample_index"]), "\(name): sample index")
             for (i, expected) in (blend["first_samples"] as! [[NSNumber]]).enumerated() {
@@ -144,5 +152,45 @@ import Testing
         let other = try make(90, cache)
         #expect(other.shuffleIndex == (try make(90, nil)).shuffleIndex)
         #expect(try FileManager.default.contentsOfDirectory(atPath: cache).count == 8)
+    }
+}
+
+/// --data-path read as Megatron's get_blend_from_list.
+@Suite struct DataBlendTests {
+    @Test func prefixesAloneOrWeightPrefixPairs() throws {
+        #expect(try DataBlend(dataPath: ["A"]) == DataBlend(prefixes: ["A"], weights: nil))
+        #expect(try DataBlend(dataPath: ["A", "B"]) == DataBlend(prefixes: ["A", "B"], weights: nil))
+        #expect(try DataBlend(dataPath: ["A", "B", "C"]) == DataBlend(prefixes: ["A", "B", "C"], weights: nil))
+        #expect(try DataBlend(dataPath: ["1.0", "A"]) == DataBlend(prefixes: ["A"], weights: [1]))
+        #expect(try DataBlend(dataPath: ["30", "A", "70", "B"]) == DataBlend(prefixes: ["A", "B"], weights: [0.3, 0.7]))
+    }
+
+    @Test(arguments: [(["0.5", "A", "B", "C"], "--data-path: B (before C) is not a positive weight"),
+                      (["-1", "A"], "--data-path: -1 (before A) is not a positive weight"),
+                      (["0", "A", "1", "B"], "--data-path: 0 (before A) is not a positive weight")])
+    func badWeightsAreNamed(values: [String], message: String) {
+        #expect { try DataBlend(dataPath: values) } throws: { "\($0)".hasPrefix(message) }
+    }
+
+    @Test func oneUnweightedPrefixIsItsOwnSplit() throws {
+        let plan = DataBlend(prefixes: ["A"], weights: nil)
+        #expect(plan.samplesToBuild(size: 40) == [40])
+    }
+
+    @Test func unweightedDatasetsTooSmallForTheRunAreAnError() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("blend-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let datasets = try (0 ..< 2).map { k in
+            let indexed = try GPTDatasetTests.writeDocuments(sizes: [30, 30], dataset: k, at: dir.appendingPathComponent("d\(k)").path)
+            return try GPTDataset(indexed, documents: 0 ..< 2, numSamples: nil, sequenceLength: 8, seed: 1)
+        }
+        #expect(datasets.map(\.count) == [7, 7], "one epoch: (60 − 1) / 8 samples")
+        let plan = DataBlend(prefixes: ["d0", "d1"], weights: nil)
+        #expect(try plan.blend(datasets, size: 14)?.count == 14)
+        #expect { try plan.blend(datasets, size: 15) } throws: {
+            "\($0)" == "--data-path: one epoch of each unweighted dataset gives 14 training samples, and the run needs 15; "
+                + "give weights (w1 p1 w2 p2 …) to repeat epochs"
+        }
     }
 }

@@ -1,5 +1,5 @@
 /// Megatron's GPTDataset over one indexed dataset: the documents of one split, repeated for as
-/// many epochs as `numSamples` needs, shuffled, packed into samples of sequence-length + 1 tokens
+/// many epochs as `numSamples` needs (one when it is nil), shuffled, packed into samples of sequence-length + 1 tokens
 /// that run across document boundaries, and the samples shuffled, all exactly as
 /// megatron/core/datasets/gpt_dataset.py builds them, so a seed gives Megatron's sample order.
 ///
@@ -27,11 +27,12 @@ public struct GPTDataset: Sendable {
     public var count: Int { shuffleIndex.count }
 
     /// The dataset over `documents` (indices of the indexed dataset's sequences) giving at least
-    /// `numSamples` samples of `sequenceLength` + 1 tokens.
-    public init(_ dataset: IndexedDataset, documents: Range<Int>, numSamples: Int, sequenceLength: Int, seed: UInt32,
+    /// `numSamples` samples of `sequenceLength` + 1 tokens, or, when `numSamples` is nil, the samples
+    /// of one epoch (Megatron's num_samples=None, as unweighted blends build their datasets).
+    public init(_ dataset: IndexedDataset, documents: Range<Int>, numSamples: Int?, sequenceLength: Int, seed: UInt32,
                 cacheDirectory: String? = nil) throws {
         guard sequenceLength > 1 else { throw TokenizerError("GPTDataset: --seq-length \(sequenceLength) must exceed 1") }
-        guard numSamples >= 1 else { throw TokenizerError("GPTDataset: \(numSamples) samples requested; expected at least 1") }
+        if let numSamples, numSamples < 1 { throw TokenizerError("GPTDataset: \(numSamples) samples requested; expected at least 1") }
         guard !documents.isEmpty, documents.upperBound <= dataset.sequenceCount else {
             throw TokenizerError("GPTDataset: documents \(documents) outside the dataset's \(dataset.sequenceCount)")
         }
@@ -41,14 +42,14 @@ public struct GPTDataset: Sendable {
         let tokensPerEpoch = documents.reduce(0) { $0 + Int(sizes[$1]) }
         guard tokensPerEpoch > 1 else { throw TokenizerError("GPTDataset: the split's documents hold \(tokensPerEpoch) token(s)") }
         var epochs = 1, tokens = tokensPerEpoch
-        while tokens < numSamples * sequenceLength + 1 {
+        while let numSamples, tokens < numSamples * sequenceLength + 1 {
             epochs += 1
             tokens += tokensPerEpoch
         }
         self.epochs = epochs
         let samplesBeforeFinalEpoch = ((epochs - 1) * tokensPerEpoch - 1) / sequenceLength
         var separate = false
-        if epochs > 1 {
+        if let numSamples, epochs > 1 {
             let fromFinalEpoch = numSamples - samplesBeforeFinalEpoch
             let perEpoch = (tokensPerEpoch - 1) / sequenceLength
             separate = fromFinalEpoch < Int(0.80 * Double(perEpoch))
@@ -59,7 +60,7 @@ public struct GPTDataset: Sendable {
             GPTDataset indices
             dataset: \(dataset.prefix) (\(dataset.sequenceCount) sequences, \(dataset.sequenceLengths.reduce(0) { $0 + Int($1) }) tokens)
             documents: \(documents.lowerBound) ..< \(documents.upperBound)
-            samples requested: \(numSamples)
+            samples requested: \(numSamples.map(String.init) ?? "one epoch")
             sequence length: \(sequenceLength) (+ 1 extra token)
             random seed: \(seed)
             epochs: \(epochs), final epoch separate: \(separate)

@@ -60,7 +60,9 @@ struct Pretrain: ParsableCommand {
 
     func validate() throws {
         guard mockData != !dataPath.isEmpty else { throw ValidationError("give exactly one of --mock-data and --data-path") }
-        _ = try blend()
+        if !dataPath.isEmpty {
+            do { _ = try DataBlend(dataPath: dataPath) } catch { throw ValidationError("\(error)") }
+        }
         guard evalIters >= 0 else { throw ValidationError("--eval-iters \(evalIters): expected 0 or more") }
         if let evalInterval, evalInterval < 1 { throw ValidationError("--eval-interval \(evalInterval): expected at least 1") }
         guard training.microBatchSize >= 1, training.seqLength >= 1 else {
@@ -90,51 +92,31 @@ struct Pretrain: ParsableCommand {
     }
 
     /// Samples of split `split` (0 train, 1 validation, 2 test) of the --data-path blend (its datasets
-    /// opened once, by `sources`): a GPTDataset per prefix over that split's documents, blended by
-    /// weight when there are several; nil when the split is empty.
-    func splitSamples(_ blend: [(weight: Double, prefix: String)], sources: [IndexedDataset], split index: Int, numSamples: Int,
+    /// opened once, by `sources`), built as Megatron's BlendedMegatronDatasetBuilder builds them (see
+    /// DataBlend); nil when the split is empty.
+    func splitSamples(_ blend: DataBlend, sources: [IndexedDataset], split index: Int, numSamples: Int,
                       log: Bool) throws -> (@Sendable (Int) -> [Int32])? {
-        let (target, build) = blend.count == 1 ? ([numSamples], [numSamples])
-            : BlendedDataset.samplesPerDataset(weights: blend.map(\.weight), size: numSamples)
         let name = ["training", "validation", "test"][index]
         var datasets: [GPTDataset] = []
-        for ((part, indexed), samples) in zip(zip(blend, sources), build) {
+        for ((prefix, indexed), samples) in zip(zip(blend.prefixes, sources), blend.samplesToBuild(size: numSamples)) {
             guard let documents = try GPTDataset.splitRanges(split, count: indexed.sequenceCount)[index], !documents.isEmpty else {
-                if index > 0 && log { print("> dataset \(part.prefix): no \(name) documents under --split \(split)") }
+                if index > 0 && log { print("> dataset \(prefix): no \(name) documents under --split \(split)") }
                 return nil
             }
             let dataset = try GPTDataset(indexed, documents: documents, numSamples: samples,
                                          sequenceLength: training.seqLength, seed: UInt32(training.seed), cacheDirectory: dataCachePath)
             if log {
-                print("> dataset \(part.prefix)\(blend.count > 1 ? " (weight \(part.weight))" : ""): \(name) split documents "
+                let weight = blend.weights.map { " (weight \($0[datasets.count]))" } ?? ""
+                print("> dataset \(prefix)\(weight): \(name) split documents "
                       + "\(documents.lowerBound) ..< \(documents.upperBound) of \(indexed.sequenceCount); \(dataset.count) samples of "
                       + "\(training.seqLength + 1) tokens over \(dataset.epochs) epoch(s)"
                       + (dataset.separateFinalEpoch ? ", the last shuffled apart" : ""))
             }
             datasets.append(dataset)
         }
-        if datasets.count == 1 {
-            let dataset = datasets[0]
-            return { dataset.sample($0) }
-        }
-        let blended = try BlendedDataset(datasets: datasets, weights: blend.map(\.weight), size: target.reduce(0, +))
-        return { blended.sample($0) }
-    }
-
-    /// --data-path as (normalised weight, prefix) pairs: one prefix (weight 1), or weight-prefix pairs.
-    func blend() throws -> [(weight: Double, prefix: String)]? {
-        guard !dataPath.isEmpty else { return nil }
-        if dataPath.count == 1 { return [(1, dataPath[0])] }
-        guard dataPath.count % 2 == 0 else {
-            throw ValidationError("--data-path: a blend is weight-prefix pairs (w1 p1 w2 p2 …); got \(dataPath.count) values")
-        }
-        let pairs = try stride(from: 0, to: dataPath.count, by: 2).map { i -> (Double, String) in
-            guard let weight = Double(dataPath[i]), weight > 0, weight.isFinite else {
-                throw ValidationError("--data-path: \(dataPath[i]) (before \(dataPath[i + 1])) is not a positive weight")
-            }
-            return (weight, dataPath[i + 1])
-        }
-        return zip(BlendedDataset.normalize(pairs.map(\.0)), pairs.map(\.1)).map { ($0, $1) }
+        if let blended = try blend.blend(datasets, size: numSamples, split: name) { return { blended.sample($0) } }
+        let dataset = datasets[0]
+        return { dataset.sample($0) }
     }
 
     /// --global-batch-size, by default one micro-batch per data-parallel rank.
@@ -181,14 +163,15 @@ struct Pretrain: ParsableCommand {
         let sample: @Sendable (Int) -> [Int32]
         let firstSample: [Int32]
         var evaluation: Trainer.Evaluation?
-        if let blend = try blend() {
+        if !dataPath.isEmpty {
+            let blend = try DataBlend(dataPath: dataPath)
             // With a cache, rank 0 builds and saves the indices first and the others then load them,
             // as Megatron does (one build, not one per rank).
             let rank0BuildsFirst = dataCachePath != nil && world.size > 1
             if rank0BuildsFirst && !isFirst { try world.barrier() }
             // Megatron builds --train-samples samples, though its train_samples // gbs iterations use fewer.
             let numSamples = training.trainSamples ?? settings.trainIters * gbs
-            let sources = try blend.map { try IndexedDataset(prefix: $0.prefix) }
+            let sources = try blend.prefixes.map { try IndexedDataset(prefix: $0) }
             guard let train = try splitSamples(blend, sources: sources, split: 0, numSamples: numSamples, log: isFirst) else {
                 throw ValidationError("--split \(split): the training split is empty")
             }
