@@ -60,7 +60,8 @@ let package = Package(
                           path: "Tests/CommunicatorConformanceRunner"),
         .testTarget(name: "MegatronParallelTests", dependencies: ["MegatronParallel", "CommunicatorConformance"]),
         .testTarget(name: "MegatronTrainingTests", dependencies: ["MegatronTraining", "MegatronModels", "MegatronCore", "MegatronParallel"]),
-        // `megatron pretrain` run as a user runs it (the executable, not a module).
-        .testTarget(name: "PretrainCommandTests"),
+        // `megatron pretrain` and `preprocess-data` run as a user runs them (the executable); the
+        // datasets they write are read back through MegatronData.
+        .testTarget(name: "CommandTests", dependencies: ["MegatronData"]),
     ]
 )

@@ -52,8 +52,8 @@ struct PreprocessData: ParsableCommand {
             for (i, result) in results.all.enumerated() {
                 switch result {
                 case .success(let perKey):
-                    for (builder, tokens) in zip(builders, perKey) {
-                        try builder.addDocument(tokens, lengths: tokens.isEmpty ? [] : [tokens.count])
+                    for (builder, document) in zip(builders, perKey) {
+                        try builder.addDocument(document.tokens, lengths: document.sentenceLengths)
                     }
                     documents += 1
                 case .failure(let error):
@@ -75,9 +75,16 @@ struct PreprocessData: ParsableCommand {
               + "\(documents) documents\(skipped > 0 ? ", \(skipped) invalid lines skipped" : "") (\(type) tokens)")
     }
 
-    /// The token ids of each key of one input line or document (EOD appended to non-empty documents
-    /// with --append-eod).
-    func encode(_ line: Data, line number: Int, tokenizer: any TextTokenizer) -> Result<[[Int32]], TokenizerError> {
+    /// One key's document: its token ids, and the lengths of the sequences they form in the .idx.
+    struct EncodedDocument {
+        var tokens: [Int32]
+        var sentenceLengths: [Int]
+    }
+
+    /// The document of each key of one input line or document, as Megatron's Encoder.encode: a list
+    /// of strings under a key is one sequence per non-empty string (as --split-sentences output is), a
+    /// string one sequence; with --append-eod, EOD ends a non-empty document's last sequence.
+    func encode(_ line: Data, line number: Int, tokenizer: any TextTokenizer) -> Result<[EncodedDocument], TokenizerError> {
         if inputFormat == "text" {
             guard let text = String(data: line, encoding: .utf8) else {
                 return .failure(TokenizerError("\(input): document \(number) is not valid UTF-8"))
@@ -88,7 +95,7 @@ struct PreprocessData: ParsableCommand {
         guard let object = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any] else {
             return .failure(TokenizerError("\(input):\(number): not a JSON object (malformed JSON or invalid UTF-8)"))
         }
-        var out: [[Int32]] = []
+        var out: [EncodedDocument] = []
         for key in jsonKeys {
             let texts: [String]
             if let text = object[key] as? String { texts = [text] } else if let list = object[key] as? [String] { texts = list } else {
@@ -103,25 +110,34 @@ struct PreprocessData: ParsableCommand {
         return .success(out)
     }
 
-    func tokens(of texts: [String], tokenizer: any TextTokenizer) throws -> [Int32] {
-        var ids = try texts.flatMap { try tokenizer.encode($0) }
-        if appendEOD && !ids.isEmpty { ids.append(tokenizer.eod) }
-        return ids
+    func tokens(of texts: [String], tokenizer: any TextTokenizer) throws -> EncodedDocument {
+        var document = EncodedDocument(tokens: [], sentenceLengths: [])
+        for text in texts {
+            let ids = try tokenizer.encode(text)
+            guard !ids.isEmpty else { continue }
+            document.tokens += ids
+            document.sentenceLengths.append(ids.count)
+        }
+        if appendEOD && !document.tokens.isEmpty {
+            document.tokens.append(tokenizer.eod)
+            document.sentenceLengths[document.sentenceLengths.count - 1] += 1
+        }
+        return document
     }
 }
 
 /// Per-line results that the tokenizing threads fill in, each at its own index.
 final class Results: @unchecked Sendable {
-    private var values: [Result<[[Int32]], TokenizerError>?]
+    private var values: [Result<[PreprocessData.EncodedDocument], TokenizerError>?]
     private let lock = NSLock()
 
     init(count: Int) { values = Array(repeating: nil, count: count) }
 
-    func set(_ index: Int, _ value: Result<[[Int32]], TokenizerError>) {
+    func set(_ index: Int, _ value: Result<[PreprocessData.EncodedDocument], TokenizerError>) {
         lock.lock()
         values[index] = value
         lock.unlock()
     }
 
-    var all: [Result<[[Int32]], TokenizerError>] { values.map { $0! } }
+    var all: [Result<[PreprocessData.EncodedDocument], TokenizerError>] { values.map { $0! } }
 }
