@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "MegatronData", dependencies: ["MegatronCore"]),
         // Communicators (MPI, in-process), the rank grid and its process groups.
         .target(name: "MegatronParallel", dependencies: ["CMPI", "MegatronCore"]),
-        // Optimizer, learning-rate schedule, mock data, the training loop and its log.
+        // Optimizer, learning-rate schedule, the training loop and its log.
         .target(name: "MegatronTraining", dependencies: ["MegatronCore", "MegatronModels", "MegatronParallel"]),
         .executableTarget(
             name: "megatron",
@@ -59,7 +59,8 @@ let package = Package(
         .executableTarget(name: "communicator-conformance", dependencies: ["CommunicatorConformance", "MegatronParallel"],
                           path: "Tests/CommunicatorConformanceRunner"),
         .testTarget(name: "MegatronParallelTests", dependencies: ["MegatronParallel", "CommunicatorConformance"]),
-        .testTarget(name: "MegatronTrainingTests", dependencies: ["MegatronTraining", "MegatronModels", "MegatronCore", "MegatronParallel"]),
+        .testTarget(name: "MegatronTrainingTests",
+                    dependencies: ["MegatronTraining", "MegatronModels", "MegatronCore", "MegatronParallel", "MegatronData"]),
         // `megatron pretrain` and `preprocess-data` run as a user runs them (the executable); the
         // datasets they write are read back through MegatronData.
         .testTarget(name: "CommandTests", dependencies: ["MegatronData"]),

@@ -207,6 +207,39 @@ def main():
             "dataset_sizes": [d[0] for d in datasets], "target": target, "build": build,
             "dataset_index": dataset_index, "dataset_sample_index": dataset_sample_index, "first_samples": samples,
         })
+    # numpy.random.default_rng: SeedSequence words, raw PCG64 outputs, bounded 32-bit integers, and
+    # Megatron's mock data (MockGPTLowLevelDataset: default_rng(0) lengths in [1, 4096), document i
+    # is (arange(length - 1) + 1) % vocab then the end of document) through GPTDataset's indices.
+    lengths = numpy.random.default_rng(0).integers(1, 4096, size=100000, dtype=numpy.int32)
+    mock_vocab, mock_sequence_length, mock_samples, mock_seed = 50304, 256, 1000, 1234
+    mock_begin, mock_end = split_bounds("969,30,1", 100000)[0]
+    mock_sizes = lengths.tolist()
+    m_doc, m_sample, m_shuffle, m_epochs, _ = build_indices(
+        mock_sizes, list(range(mock_begin, mock_end)), mock_sequence_length, mock_samples, mock_seed)
+
+    def mock_token(document, position):
+        return mock_vocab - 1 if position == mock_sizes[document] - 1 else (position + 1) % mock_vocab
+
+    def mock_sample(i):
+        j = int(m_shuffle[i])
+        (begin, begin_offset), (end, end_offset) = m_sample[j], m_sample[j + 1]
+        out = []
+        for p in range(begin, end + 1):
+            d = int(m_doc[p])
+            stop = end_offset + 1 if p == end else mock_sizes[d]
+            out += [mock_token(d, q) for q in range(begin_offset if p == begin else 0, stop)]
+        return out
+
+    default_rng = {
+        "seed_sequence_words": {str(seed): numpy.random.SeedSequence(seed).generate_state(8).tolist()
+                                for seed in [0, 1234, 2**40 + 5]},
+        "pcg64_seed_0_first_3": [str(int(x)) for x in numpy.random.default_rng(0).bit_generator.random_raw(3)],
+        "mock_lengths_head": lengths[:10].tolist(), "mock_lengths_tail": lengths[-3:].tolist(),
+        "mock_lengths_sum": int(lengths.astype(numpy.int64).sum()),
+        "mock": {"vocab_size": mock_vocab, "sequence_length": mock_sequence_length, "num_samples": mock_samples,
+                 "seed": mock_seed, "train_documents": [mock_begin, mock_end], "epochs": m_epochs,
+                 "count": len(m_shuffle), "first_samples": [mock_sample(i) for i in range(3)]},
+    }
     state = numpy.random.RandomState(1234)
     raw = numpy.frombuffer(state.bytes(4 * 1000), dtype="<u4").tolist()
     shuffles = []
@@ -222,7 +255,7 @@ def main():
     with open(out, "w") as f:
         json.dump({"numpy": numpy.__version__, "mt19937_seed_1234_first_1000": raw, "shuffles": shuffles,
                    "splits": split_cases, "cases": cases,
-                   "blends": blends}, f, separators=(",", ":"))
+                   "blends": blends, "default_rng": default_rng}, f, separators=(",", ":"))
     print(f"wrote {out}")
 
 

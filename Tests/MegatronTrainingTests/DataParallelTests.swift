@@ -18,7 +18,7 @@ struct DataParallelTests {
         config.hiddenDropout = 0.1
         config.attentionDropout = 0.1
         let modelConfig = config
-        let data = MockGPTDataset(vocabSize: 128, sequenceLength: 16, seed: 5)
+        let data = try MockData(vocabSize: 128, sequenceLength: 16, seed: 5)
         let results = Results()
         try InProcessWorld(size: dp).run { world in
             let model = try GPTModel(config: modelConfig, seed: 3, on: CPUDevice(threads: 1))
@@ -36,7 +36,7 @@ struct DataParallelTests {
                                   scheduler: .init(maxLR: 3e-3, warmupSteps: 32, decaySteps: 320, decayStyle: .cosine),  // in samples
                                   settings: settings, dataParallel: dataParallel, sample: data.sample,
                                   log: { line in if line.contains("validation loss") { lines.append(line) } })
-            let heldOut = MockGPTDataset(vocabSize: 128, sequenceLength: 16, seed: 77)
+            let heldOut = try MockData(vocabSize: 128, sequenceLength: 16, seed: 77)
             trainer.evaluation = .init(interval: 10, iterations: 2, validation: heldOut.sample, test: nil)
             let trained = try trainer.train()
             if world.rank == 0 {

@@ -66,28 +66,13 @@ import Testing
         #expect(modelFLOPsPerIteration(c, globalBatchSize: 1, sequenceLength: 1024) == expected)
     }
 
-    @Test func mockDataPacksDocumentsEndingInEOD() {
-        // A vocabulary above the longest document, so that only end-of-document tokens equal 4999.
-        let data = MockGPTDataset(vocabSize: 5000, sequenceLength: 16, seed: 3)
-        let samples = (0 ..< 2000).map(data.sample)
-        #expect(samples.allSatisfy { $0.count == 17 })
-        for i in 1 ..< samples.count { #expect(samples[i - 1].last == samples[i].first, "samples overlap by one token") }
-        let stream = samples.flatMap { $0.dropLast() }
-        let eods = stream.indices.filter { stream[$0] == 4999 }
-        #expect(!eods.isEmpty)
-        // After an end of document comes 1, then counting up (mod the vocabulary).
-        for e in eods where e + 2 < stream.count { #expect(stream[e + 1] == 1 && stream[e + 2] == 2) }
-        for e in eods where e > 0 { #expect(stream[e - 1] != 4999) }
-        #expect(data.sample(5) == MockGPTDataset(vocabSize: 5000, sequenceLength: 16, seed: 3).sample(5))
-    }
-
     @Test func trainingReducesLossWithAccumulationAndClipping() throws {
         let device = CPUDevice(threads: 1)
         var c = GPTConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 32)
         c.hiddenDropout = 0
         c.attentionDropout = 0
         let model = try GPTModel(config: c, seed: 1, on: device)
-        let data = MockGPTDataset(vocabSize: 128, sequenceLength: 32, seed: 1)
+        let data = try MockData(vocabSize: 128, sequenceLength: 32, seed: 1)
         var settings = Trainer.Settings(trainIters: 40, microBatchSize: 2, globalBatchSize: 4, sequenceLength: 32)
         settings.logInterval = 20
         var lines: [String] = []

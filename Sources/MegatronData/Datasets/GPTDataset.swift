@@ -14,7 +14,7 @@
 /// named by a hash of what they depend on (written out beside them in a description file) and
 /// loaded instead of rebuilt when a later run asks for the same ones.
 public struct GPTDataset: Sendable {
-    public let dataset: IndexedDataset
+    public let dataset: any LowLevelDataset
     public let sequenceLength: Int
     public let documentIndex: [Int32]
     /// Flattened pairs: sampleIndex[2i] is the position in `documentIndex`, sampleIndex[2i + 1] the offset.
@@ -29,7 +29,7 @@ public struct GPTDataset: Sendable {
     /// The dataset over `documents` (indices of the indexed dataset's sequences) giving at least
     /// `numSamples` samples of `sequenceLength` + 1 tokens, or, when `numSamples` is nil, the samples
     /// of one epoch (Megatron's num_samples=None, as unweighted blends build their datasets).
-    public init(_ dataset: IndexedDataset, documents: Range<Int>, numSamples: Int?, sequenceLength: Int, seed: UInt32,
+    public init(_ dataset: any LowLevelDataset, documents: Range<Int>, numSamples: Int?, sequenceLength: Int, seed: UInt32,
                 cacheDirectory: String? = nil) throws {
         guard sequenceLength > 1 else { throw TokenizerError("GPTDataset: --seq-length \(sequenceLength) must exceed 1") }
         if let numSamples, numSamples < 1 { throw TokenizerError("GPTDataset: \(numSamples) samples requested; expected at least 1") }
@@ -58,7 +58,7 @@ public struct GPTDataset: Sendable {
 
         let description = """
             GPTDataset indices
-            dataset: \(dataset.prefix) (\(dataset.sequenceCount) sequences, \(dataset.sequenceLengths.reduce(0) { $0 + Int($1) }) tokens)
+            dataset: \(dataset.identity)
             documents: \(documents.lowerBound) ..< \(documents.upperBound)
             samples requested: \(numSamples.map(String.init) ?? "one epoch")
             sequence length: \(sequenceLength) (+ 1 extra token)

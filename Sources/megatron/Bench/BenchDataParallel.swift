@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MegatronCore
+import MegatronData
 import MegatronModels
 import MegatronParallel
 import MegatronTraining
@@ -45,7 +46,9 @@ struct BenchDataParallel: ParsableCommand {
         var settings = Trainer.Settings(trainIters: warmup + steps, microBatchSize: 1, globalBatchSize: globalBatchSize,
                                         sequenceLength: seq)
         settings.logInterval = warmup + steps
-        let data = MockGPTDataset(vocabSize: 50257, sequenceLength: seq, seed: 1)
+        // Megatron's mock documents, the first thousand.
+        let data = try GPTDataset(MockGPTLowLevelDataset(vocabSize: 50257, endOfDocument: 50256), documents: 0 ..< 1000,
+                                  numSamples: (warmup + steps) * globalBatchSize, sequenceLength: seq, seed: 1)
         let trainer = Trainer(model: model, optimizer: optimizer, scheduler: .init(maxLR: 1e-4, warmupSteps: 0, decaySteps: 100, decayStyle: .constant),
                               settings: settings, dataParallel: ddp, sample: data.sample, log: { _ in })
         let timed = Array(try trainer.train().dropFirst(warmup))

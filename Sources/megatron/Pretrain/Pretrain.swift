@@ -94,7 +94,7 @@ struct Pretrain: ParsableCommand {
     /// Samples of split `split` (0 train, 1 validation, 2 test) of the --data-path blend (its datasets
     /// opened once, by `sources`), built as Megatron's BlendedMegatronDatasetBuilder builds them (see
     /// DataBlend); nil when the split is empty.
-    func splitSamples(_ blend: DataBlend, sources: [IndexedDataset], split index: Int, numSamples: Int,
+    func splitSamples(_ blend: DataBlend, sources: [any LowLevelDataset], split index: Int, numSamples: Int,
                       log: Bool) throws -> (@Sendable (Int) -> [Int32])? {
         let name = ["training", "validation", "test"][index]
         var datasets: [GPTDataset] = []
@@ -141,9 +141,10 @@ struct Pretrain: ParsableCommand {
                                         globalBatchSize: gbs, sequenceLength: training.seqLength)
         settings.logInterval = training.logInterval
         settings.seed = UInt64(training.seed)
+        // The end of document: GPT-2's <|endoftext|>, or the NullTokenizer's last id (as mock data's).
+        let endOfDocument = tokenizer?.eod ?? Int32(vocab - 1)
         if eodMaskLoss || resetPositionIDs || resetAttentionMask {
-            // The end of document: GPT-2's <|endoftext|>, or the NullTokenizer's last id (as mock data's).
-            var boundaries = MicroBatch.DocumentBoundaries(endOfDocument: tokenizer?.eod ?? Int32(vocab - 1))
+            var boundaries = MicroBatch.DocumentBoundaries(endOfDocument: endOfDocument)
             boundaries.eodMaskLoss = eodMaskLoss
             boundaries.resetPositionIDs = resetPositionIDs
             boundaries.resetAttentionMask = resetAttentionMask
@@ -163,15 +164,17 @@ struct Pretrain: ParsableCommand {
         let sample: @Sendable (Int) -> [Int32]
         let firstSample: [Int32]
         var evaluation: Trainer.Evaluation?
-        if !dataPath.isEmpty {
-            let blend = try DataBlend(dataPath: dataPath)
+        do {
+            // --mock-data: Megatron's mock documents, split, packed and shuffled as a corpus.
+            let blend = mockData ? DataBlend(prefixes: ["mock data"], weights: nil) : try DataBlend(dataPath: dataPath)
             // With a cache, rank 0 builds and saves the indices first and the others then load them,
             // as Megatron does (one build, not one per rank).
             let rank0BuildsFirst = dataCachePath != nil && world.size > 1
             if rank0BuildsFirst && !isFirst { try world.barrier() }
             // Megatron builds --train-samples samples, though its train_samples // gbs iterations use fewer.
             let numSamples = training.trainSamples ?? settings.trainIters * gbs
-            let sources = try blend.prefixes.map { try IndexedDataset(prefix: $0) }
+            let sources: [any LowLevelDataset] = mockData ? [MockGPTLowLevelDataset(vocabSize: vocab, endOfDocument: endOfDocument)]
+                : try blend.prefixes.map { try IndexedDataset(prefix: $0) }
             guard let train = try splitSamples(blend, sources: sources, split: 0, numSamples: numSamples, log: isFirst) else {
                 throw ValidationError("--split \(split): the training split is empty")
             }
@@ -185,10 +188,6 @@ struct Pretrain: ParsableCommand {
                 evaluation = plan
             }
             if rank0BuildsFirst && isFirst { try world.barrier() }
-        } else {
-            let mock = MockGPTDataset(vocabSize: vocab, sequenceLength: training.seqLength, seed: UInt64(training.seed))
-            sample = { mock.sample($0) }
-            firstSample = sample(0)
         }
         fflush(nil)
         let trainer = Trainer(model: gpt, optimizer: optimizer, scheduler: try training.scheduler(globalBatchSize: gbs), settings: settings,
