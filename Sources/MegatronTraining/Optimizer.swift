@@ -79,10 +79,11 @@ public final class Optimizer {
         return try gradNormGroup.allReduce(local * local, op: .sum).squareRoot()
     }
 
-    /// Clips the gradients and updates the parameters at `learningRate`. Returns the gradient norm
-    /// before clipping; a non-finite norm skips the update (Megatron counts it as a nan iteration).
+    /// Clips the gradients and updates the parameters at `learningRate`, decaying the parameters
+    /// that decay by `weightDecay` (default: the settings'). Returns the gradient norm before
+    /// clipping; a non-finite norm skips the update (Megatron counts it as a nan iteration).
     @discardableResult
-    public func step(learningRate: Float) throws -> (gradNorm: Double, skipped: Bool) {
+    public func step(learningRate: Float, weightDecay: Float? = nil) throws -> (gradNorm: Double, skipped: Bool) {
         let device = model.device
         let norm = try gradientNorm()
         guard norm.isFinite else { return (norm, true) }
@@ -95,7 +96,7 @@ public final class Optimizer {
         for (range, stateOffset, decays) in groups {
             let view = { (t: Tensor) in try t.view(offset: range.lowerBound, shape: [range.count]) }
             let state = { (t: Tensor) in try t.view(offset: stateOffset, shape: [range.count]) }
-            let wd = decays ? settings.weightDecay : 0
+            let wd = decays ? weightDecay ?? settings.weightDecay : 0
             switch settings.kind {
             case .adam:
                 try AdamW.update(param: view(model.parameters), grad: view(model.gradients), expAvg: state(firstMoment),

@@ -2,7 +2,8 @@ import Foundation
 
 /// Megatron's learning-rate schedule, counted in samples: linear warm-up from `initLR` to `maxLR`
 /// over `warmupSteps` samples, then decay to `minLR` by `decaySteps` samples (constant, linear,
-/// cosine, inverse square root, or warmup-stable-decay), then `minLR`.
+/// cosine, inverse square root, or warmup-stable-decay), then `minLR`; and, when set, its weight
+/// decay schedule (`--weight-decay-incr-style`).
 public struct OptimizerParamScheduler: Sendable, Equatable {
     public enum DecayStyle: String, Sendable, CaseIterable {
         case constant, linear, cosine
@@ -11,6 +12,33 @@ public struct OptimizerParamScheduler: Sendable, Equatable {
     }
 
     public enum WSDDecayStyle: String, Sendable, CaseIterable { case linear, cosine, exponential, minusSqrt = "minus_sqrt" }
+
+    /// Megatron's weight decay from `start` to `end` over `steps` samples (`--start-weight-decay`,
+    /// `--end-weight-decay`, the run's samples), then `end`: constant (start = end), linear, or along
+    /// a half cosine, start + (end − start)·½(cos(π(1 − t)) + 1) at fraction t of the way.
+    public struct WeightDecayIncrement: Sendable, Equatable {
+        public enum Style: String, Sendable, CaseIterable { case constant, linear, cosine }
+
+        public var start: Double
+        public var end: Double
+        public var steps: Int
+        public var style: Style
+
+        public init(start: Double, end: Double, steps: Int, style: Style) {
+            self.start = start
+            self.end = end
+            self.steps = steps
+            self.style = style
+        }
+
+        /// The weight decay after `numSteps` samples.
+        public func weightDecay(at numSteps: Int) -> Double {
+            if numSteps > steps || style == .constant { return end }
+            let t = Double(numSteps) / Double(steps)
+            let coefficient = style == .linear ? t : 0.5 * (cos(Double.pi * (1 - t)) + 1)
+            return start + coefficient * (end - start)
+        }
+    }
 
     public var maxLR: Double
     public var minLR: Double
@@ -22,11 +50,14 @@ public struct OptimizerParamScheduler: Sendable, Equatable {
     /// Samples of the final annealing phase under WSD (`--lr-wsd-decay-samples`).
     public var wsdDecaySteps: Int
     public var wsdDecayStyle: WSDDecayStyle
+    /// The weight decay schedule; nil leaves the optimizer's own constant weight decay.
+    public var weightDecayIncrement: WeightDecayIncrement?
     /// Samples consumed so far.
     public private(set) var numSteps = 0
 
     public init(maxLR: Double, minLR: Double = 0, initLR: Double = 0, warmupSteps: Double, decaySteps: Int,
-                decayStyle: DecayStyle, wsdDecaySteps: Int = 0, wsdDecayStyle: WSDDecayStyle = .exponential) {
+                decayStyle: DecayStyle, wsdDecaySteps: Int = 0, wsdDecayStyle: WSDDecayStyle = .exponential,
+                weightDecayIncrement: WeightDecayIncrement? = nil) {
         self.maxLR = maxLR
         self.minLR = minLR
         self.initLR = initLR
@@ -35,7 +66,11 @@ public struct OptimizerParamScheduler: Sendable, Equatable {
         self.decayStyle = decayStyle
         self.wsdDecaySteps = wsdDecaySteps
         self.wsdDecayStyle = wsdDecayStyle
+        self.weightDecayIncrement = weightDecayIncrement
     }
+
+    /// The weight decay at the current sample count, when the schedule sets it.
+    public var weightDecay: Double? { weightDecayIncrement?.weightDecay(at: numSteps) }
 
     /// Advances by `increment` samples (the global batch size after each iteration).
     public mutating func step(_ increment: Int) { numSteps += increment }

@@ -114,7 +114,7 @@ public final class Trainer {
             // Megatron's reported lm loss: averaged over every token of the global batch.
             let loss = Float(lossSums[0] / lossSums[1])
             let learningRate = scheduler.learningRate
-            let (gradNorm, skipped) = try optimizer.step(learningRate: Float(learningRate))
+            let (gradNorm, skipped) = try optimizer.step(learningRate: Float(learningRate), weightDecay: scheduler.weightDecay.map { Float($0) })
             if !skipped {
                 try dataParallel?.gatherParameters()
                 scheduler.step(s.globalBatchSize)

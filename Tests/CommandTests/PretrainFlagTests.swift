@@ -73,6 +73,12 @@ import Testing
         (["--adam-eps=-1e-8"], "--adam-eps -1e-08: expected 0 or more"),
         (["--weight-decay=-0.1"], "--weight-decay -0.1: expected 0 or more"),
         (["--clip-grad=-1"], "--clip-grad -1.0: expected 0 or more"),
+        // arguments.py's weight decay schedule.
+        (["--start-weight-decay", "0.01"], "--start-weight-decay needs --weight-decay-incr-style linear or cosine"),
+        (["--weight-decay-incr-style", "linear", "--end-weight-decay", "0.1"],
+         "--weight-decay-incr-style linear needs --start-weight-decay and --end-weight-decay"),
+        (["--weight-decay-incr-style", "cosine", "--start-weight-decay=-1", "--end-weight-decay", "0.1"],
+         "--start-weight-decay -1.0: expected 0 or more"),
         // The model.
         (["--position-embedding-type", "rope", "--rotary-base", "0"], "--rotary-base 0.0: expected a positive base"),
         (["--init-method-std=-0.02"], "--init-method-std -0.02: expected 0 or more"),

@@ -40,9 +40,50 @@ import Testing
         #expect(lr(make(.wsd), at: 90) == 1)                                 // stable until 110 − 20
         #expect(abs(lr(make(.wsd), at: 100) - 0.55) < 1e-12)                // halfway through the anneal
     }
+
+    /// Megatron's get_wd: from start to end over the run's samples, then end.
+    @Test func weightDecayIncrement() {
+        typealias Increment = OptimizerParamScheduler.WeightDecayIncrement
+        let linear = Increment(start: 0.02, end: 0.1, steps: 200, style: .linear)
+        #expect(linear.weightDecay(at: 0) == 0.02)
+        #expect(abs(linear.weightDecay(at: 50) - 0.04) < 1e-15)
+        #expect(linear.weightDecay(at: 200) == 0.1 && linear.weightDecay(at: 260) == 0.1)
+        let cosine = Increment(start: 0, end: 0.1, steps: 100, style: .cosine)
+        #expect(abs(cosine.weightDecay(at: 25) - 0.05 * (1 - 0.5.squareRoot())) < 1e-15, "½(cos(3π/4) + 1)·0.1")
+        #expect(abs(cosine.weightDecay(at: 50) - 0.05) < 1e-15)
+        #expect(Increment(start: 0.3, end: 0.3, steps: 10, style: .constant).weightDecay(at: 4) == 0.3)
+        var s = OptimizerParamScheduler(maxLR: 1, warmupSteps: 0, decaySteps: 200, decayStyle: .constant, weightDecayIncrement: linear)
+        #expect(s.weightDecay == 0.02, "the first iteration decays by the start value")
+        s.step(100)
+        #expect(abs(s.weightDecay! - 0.06) < 1e-15)
+    }
 }
 
 @Suite struct TrainerTests {
+    /// The scheduler's weight decay reaches the optimizer: a constant schedule of 0.3 trains exactly
+    /// as an optimizer whose own weight decay is 0.3, and a linear one from 0.3 differs after its
+    /// first iteration.
+    @Test func scheduledWeightDecayReachesTheOptimizer() throws {
+        func train(optimizerWeightDecay: Float, schedule: OptimizerParamScheduler.WeightDecayIncrement?) throws -> [Float] {
+            let device = CPUDevice(threads: 1)
+            let c = GPTConfig(numLayers: 1, hiddenSize: 16, numAttentionHeads: 2, paddedVocabSize: 64, maxPositionEmbeddings: 8)
+            let model = try GPTModel(config: c, seed: 2, on: device)
+            let data = try MockData(vocabSize: 64, sequenceLength: 8, seed: 1)
+            var optimizer = Optimizer.Settings()
+            optimizer.weightDecay = optimizerWeightDecay
+            let trainer = Trainer(model: model, optimizer: Optimizer(model: model, settings: optimizer),
+                                  scheduler: .init(maxLR: 1e-2, warmupSteps: 0, decaySteps: 100, decayStyle: .constant,
+                                                   weightDecayIncrement: schedule),
+                                  settings: .init(trainIters: 3, microBatchSize: 2, globalBatchSize: 2, sequenceLength: 8),
+                                  sample: data.sample, log: { _ in })
+            try trainer.train()
+            return Array(UnsafeBufferPointer(start: model.parameters.floats, count: model.layout.totalCount))
+        }
+        let plain = try train(optimizerWeightDecay: 0.3, schedule: nil)
+        #expect(try train(optimizerWeightDecay: 0.01, schedule: .init(start: 0.3, end: 0.3, steps: 6, style: .constant)) == plain)
+        #expect(try train(optimizerWeightDecay: 0.01, schedule: .init(start: 0.3, end: 3, steps: 6, style: .linear)) != plain)
+    }
+
     @Test func logLineHasMegatronsFieldsInOrder() {
         var interval = TrainingLog()
         interval.add(.init(iteration: 1, loss: 2.5, gradNorm: 1.23456, learningRate: 1e-4, skipped: false, seconds: 0.5))

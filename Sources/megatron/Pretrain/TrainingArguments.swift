@@ -28,6 +28,12 @@ struct TrainingArguments: ParsableArguments {
     @Option(name: .customLong("lr-wsd-decay-style"), help: "linear, cosine, exponential or minus_sqrt.")
     var lrWSDDecayStyle = "exponential"
     @Option(name: .customLong("weight-decay")) var weightDecay: Float = 0.01
+    @Option(name: .customLong("start-weight-decay"), help: "Weight decay at the start of a linear or cosine --weight-decay-incr-style.")
+    var startWeightDecay: Double?
+    @Option(name: .customLong("end-weight-decay"), help: "Weight decay at the end of the run, reached by --weight-decay-incr-style.")
+    var endWeightDecay: Double?
+    @Option(name: .customLong("weight-decay-incr-style"), help: "constant (--weight-decay throughout), linear or cosine.")
+    var weightDecayIncrStyle = "constant"
     @Option(name: .customLong("adam-beta1")) var adamBeta1: Float = 0.9
     @Option(name: .customLong("adam-beta2")) var adamBeta2: Float = 0.999
     @Option(name: .customLong("adam-eps")) var adamEps: Float = 1e-8
@@ -95,7 +101,29 @@ struct TrainingArguments: ParsableArguments {
         }
         if style == .wsd, wsdSteps == nil { throw ValidationError("--lr-decay-style WSD needs \(wsdFlag)") }
         return OptimizerParamScheduler(maxLR: lr, minLR: minLR, initLR: lrWarmupInit, warmupSteps: warmupSteps,
-                                       decaySteps: decaySteps, decayStyle: style, wsdDecaySteps: wsdSteps ?? 0, wsdDecayStyle: wsdStyle)
+                                       decaySteps: decaySteps, decayStyle: style, wsdDecaySteps: wsdSteps ?? 0, wsdDecayStyle: wsdStyle,
+                                       weightDecayIncrement: try weightDecayIncrement(globalBatchSize: gbs))
+    }
+
+    /// Megatron's weight decay schedule over the run's samples: --weight-decay throughout when
+    /// constant (--start/--end-weight-decay then not given, as arguments.py asserts), else from
+    /// --start-weight-decay to --end-weight-decay (both needed).
+    func weightDecayIncrement(globalBatchSize gbs: Int) throws -> OptimizerParamScheduler.WeightDecayIncrement {
+        let style: OptimizerParamScheduler.WeightDecayIncrement.Style = try flagChoice(weightDecayIncrStyle, flag: "--weight-decay-incr-style")
+        let steps = trainIters.map { $0 * gbs } ?? trainSamples ?? 0
+        guard style != .constant else {
+            if let flag = [("--start-weight-decay", startWeightDecay), ("--end-weight-decay", endWeightDecay)].first(where: { $0.1 != nil })?.0 {
+                throw ValidationError("\(flag) needs --weight-decay-incr-style linear or cosine (constant uses --weight-decay)")
+            }
+            return .init(start: Double(weightDecay), end: Double(weightDecay), steps: steps, style: .constant)
+        }
+        guard let startWeightDecay, let endWeightDecay else {
+            throw ValidationError("--weight-decay-incr-style \(style.rawValue) needs --start-weight-decay and --end-weight-decay")
+        }
+        for (flag, value) in [("--start-weight-decay", startWeightDecay), ("--end-weight-decay", endWeightDecay)] where !(value >= 0) {
+            throw ValidationError("\(flag) \(value): expected 0 or more")
+        }
+        return .init(start: startWeightDecay, end: endWeightDecay, steps: steps, style: style)
     }
 
     func optimizerSettings() throws -> Optimizer.Settings {
