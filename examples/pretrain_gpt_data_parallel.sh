@@ -17,6 +17,6 @@ mpirun "${mpi_flags[@]}" -np "$np" .build/release/megatron pretrain \
     --seq-length 256 --max-position-embeddings 256 \
     --micro-batch-size 4 --global-batch-size 16 --train-iters 60 \
     --lr 1e-3 --min-lr 1e-4 --lr-decay-style cosine --lr-warmup-iters 6 \
-    --weight-decay 0.01 --clip-grad 1.0 --log-interval 10 --seed 1234 \
+    --weight-decay 0.01 --clip-grad 1.0 --log-interval 10 --log-throughput --seed 1234 \
     --overlap-grad-reduce --ddp-bucket-size 1000000 --use-distributed-optimizer \
     --sample-tokens 24 "$@"

@@ -12,5 +12,5 @@ swift build -c release --product megatron >/dev/null
     --seq-length 256 --max-position-embeddings 256 \
     --micro-batch-size 8 --global-batch-size 16 --train-iters 120 \
     --lr 1e-3 --min-lr 1e-4 --lr-decay-style cosine --lr-warmup-iters 12 \
-    --weight-decay 0.01 --clip-grad 1.0 --log-interval 20 --seed 1234 \
+    --weight-decay 0.01 --clip-grad 1.0 --log-interval 20 --log-throughput --seed 1234 \
     --eval-iters 10 --sample-tokens 24 "$@"

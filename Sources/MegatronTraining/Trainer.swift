@@ -20,6 +20,11 @@ public final class Trainer {
         public var seed: UInt64 = 1234
         /// --eod-mask-loss and --reset-position-ids, when either is set.
         public var documentBoundaries: MicroBatch.DocumentBoundaries?
+        /// --log-throughput: the log line shows model TFLOP/s.
+        public var logThroughput = false
+        /// Megatron's --check-for-nan-in-loss-and-grad (on by default): a non-finite lm loss or gradient
+        /// norm ends the run with an error. Off, such an iteration is skipped (no update) and counted.
+        public var checkForNaNInLossAndGrad = true
 
         public init(trainIters: Int, microBatchSize: Int, globalBatchSize: Int, sequenceLength: Int) {
             self.trainIters = trainIters
@@ -113,8 +118,16 @@ public final class Trainer {
             }
             // Megatron's reported lm loss: averaged over every token of the global batch.
             let loss = Float(lossSums[0] / lossSums[1])
+            if s.checkForNaNInLossAndGrad, !loss.isFinite, lossSums[1] > 0 {
+                throw TensorError("iteration \(iteration): the lm loss is \(loss.isNaN ? "NaN" : "\(loss)") (--check-for-nan-in-loss-and-grad, on by default, "
+                                  + "stops the run; with --no-check-for-nan-in-loss-and-grad the step is skipped instead)")
+            }
             let learningRate = scheduler.learningRate
             let (gradNorm, skipped) = try optimizer.step(learningRate: Float(learningRate), weightDecay: scheduler.weightDecay.map { Float($0) })
+            if s.checkForNaNInLossAndGrad, !gradNorm.isFinite {
+                throw TensorError("iteration \(iteration): the gradient norm is \(gradNorm.isNaN ? "NaN" : "\(gradNorm)") (--check-for-nan-in-loss-and-grad, on by default, "
+                                  + "stops the run; with --no-check-for-nan-in-loss-and-grad the step is skipped instead)")
+            }
             if !skipped {
                 try dataParallel?.gatherParameters()
                 scheduler.step(s.globalBatchSize)
@@ -127,11 +140,13 @@ public final class Trainer {
             result.gradSyncWaitSeconds = dataParallel?.lastWaitSeconds ?? 0
             results.append(result)
             interval.add(result)
-            if iteration % s.logInterval == 0 || iteration == s.trainIters {
+            // Megatron logs the first iteration too (to show the start-up cost), and keeps its
+            // sums, so the next line averages from iteration 1.
+            if iteration % s.logInterval == 0 || iteration == 1 {
                 log(interval.line(iteration: iteration, trainIters: s.trainIters, consumedSamples: consumedSamples,
-                                  flopsPerIteration: flops / Double(dp), learningRate: scheduler.learningRate,
-                                  globalBatchSize: s.globalBatchSize, gradNorm: gradNorm))
-                interval = TrainingLog()
+                                  flopsPerIteration: s.logThroughput ? flops / Double(dp) : nil, learningRate: scheduler.learningRate,
+                                  globalBatchSize: s.globalBatchSize, gradNorm: loggedGradNorm(gradNorm)))
+                if iteration > 1 { interval = TrainingLog() }
             }
             if let evaluation, let validation = evaluation.validation, let every = evaluation.interval, iteration % every == 0 {
                 try evaluateAndLog(validation, from: consumedValidationSamples, label: "iteration \(iteration)")
@@ -148,6 +163,13 @@ public final class Trainer {
             }
         }
         return results
+    }
+
+    /// The grad norm as Megatron's log shows it: its fp32 optimizer computes the norm only to clip
+    /// (--clip-grad > 0), so none is shown otherwise; its distributed optimizer then shows 0.000.
+    private func loggedGradNorm(_ norm: Double) -> Double? {
+        if optimizer.settings.clipGrad > 0 { return norm }
+        return dataParallel?.settings.useDistributedOptimizer == true ? 0 : nil
     }
 
     /// Megatron's evaluation: the lm loss over `iterations` global batches, without dropout or
@@ -201,7 +223,8 @@ public final class Trainer {
     }
 }
 
-/// Megatron's per-iteration log line, averaged over the iterations since the last one:
+/// Megatron's per-iteration log line, averaged over the iterations since the last one (the
+/// throughput only with --log-throughput, the grad norm only when the optimizer computed one):
 ///  [2026-11-28 09:00:00.000000] iteration       10/     100 | consumed samples:          640 |
 /// elapsed time per iteration (ms): 1234.5 | throughput per GPU (TFLOP/s/GPU): 1.2 |
 /// learning rate: 1.000000E-04 | global batch size:    64 | lm loss: 1.234567E+00 | loss scale: 1.0 |
@@ -226,19 +249,21 @@ public struct TrainingLog {
         }
     }
 
-    public func line(iteration: Int, trainIters: Int, consumedSamples: Int, flopsPerIteration: Double, learningRate: Double,
-              globalBatchSize: Int, gradNorm: Double) -> String {
+    public func line(iteration: Int, trainIters: Int, consumedSamples: Int, flopsPerIteration: Double?, learningRate: Double,
+              globalBatchSize: Int, gradNorm: Double?) -> String {
         let perIteration = seconds / Double(max(iterations, 1))
         var line = " [\(Self.timestamp())]"
         line += " iteration \(pad(iteration, 8))/\(pad(trainIters, 8)) |"
         line += " consumed samples: \(pad(consumedSamples, 12)) |"
         line += " elapsed time per iteration (ms): \(String(format: "%.1f", perIteration * 1000)) |"
-        line += " throughput per GPU (TFLOP/s/GPU): \(String(format: "%.1f", flopsPerIteration / perIteration / 1e12)) |"
+        if let flopsPerIteration {
+            line += " throughput per GPU (TFLOP/s/GPU): \(String(format: "%.1f", flopsPerIteration / perIteration / 1e12)) |"
+        }
         line += " learning rate: \(String(format: "%.6E", learningRate)) |"
         line += " global batch size: \(pad(globalBatchSize, 5)) |"
         if lossCount > 0 { line += " lm loss: \(String(format: "%.6E", lossSum / Double(lossCount))) |" }
         line += " loss scale: 1.0 |"
-        if gradNorm.isFinite { line += " grad norm: \(String(format: "%.3f", gradNorm)) |" }
+        if let gradNorm, gradNorm.isFinite { line += " grad norm: \(String(format: "%.3f", gradNorm)) |" }
         line += " number of skipped iterations: \(pad(skipped, 3)) |"
         line += " number of nan iterations: \(pad(nan, 3)) |"
         return line

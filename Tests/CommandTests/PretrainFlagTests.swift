@@ -9,7 +9,7 @@ import Testing
     static let validRun = ["pretrain", "--mock-data", "--tokenizer-type", "NullTokenizer", "--vocab-size", "64",
                            "--num-layers", "1", "--hidden-size", "16", "--num-attention-heads", "2",
                            "--seq-length", "8", "--max-position-embeddings", "8", "--micro-batch-size", "1",
-                           "--train-iters", "2", "--lr", "1e-3", "--threads", "1"]
+                           "--train-iters", "2", "--lr", "1e-3", "--threads", "1", "--log-interval", "1"]
 
     /// The package's build directory, where the test runner and the `megatron` executable live.
     static var productsDirectory: URL {
@@ -56,6 +56,29 @@ import Testing
         #expect(output.contains("iteration        2/       2"), "\(output)")
     }
 
+    /// Megatron requires these (arguments.py's required_args and its micro-batch assertion).
+    @Test(arguments: ["--max-position-embeddings", "--micro-batch-size"])
+    func requiredFlagsAreNamedWhenMissing(flag: String) throws {
+        var run = Self.validRun
+        run.removeSubrange(run.firstIndex(of: flag)! ... run.firstIndex(of: flag)! + 1)
+        let (status, output) = try Self.megatron(run)
+        #expect(status == 64, "\(output)")
+        #expect(output.contains("Missing expected argument '\(flag)"), "\(output)")
+    }
+
+    /// A learning rate of 1e30 sends the weights past fp32's range after one step, so iteration 2's
+    /// loss is not finite: by default the run stops there, naming it (Megatron's
+    /// --check-for-nan-in-loss-and-grad); with --no-check-for-nan-in-loss-and-grad it is skipped.
+    @Test func aNonFiniteLossStopsTheRunUnlessTheCheckIsOff() throws {
+        let diverging = Self.validRun + ["--lr", "1e30", "--train-iters", "3", "--eval-iters", "0"]
+        let (status, output) = try Self.megatron(diverging)
+        #expect(status != 0, "\(output)")
+        #expect(output.contains("iteration 2: the lm loss is"), "\(output)")
+        let (unchecked, log) = try Self.megatron(diverging + ["--no-check-for-nan-in-loss-and-grad"])
+        #expect(unchecked == 0, "\(log)")
+        #expect(log.contains("iteration        3/       3") && log.contains("number of skipped iterations:   1"), "\(log)")
+    }
+
     @Test(arguments: [
         // arguments.py: iteration-based and sample-based schedule flags do not mix.
         (["--lr-decay-samples", "100"], "--lr-decay-samples does not go with --train-iters"),
@@ -79,6 +102,8 @@ import Testing
          "--weight-decay-incr-style linear needs --start-weight-decay and --end-weight-decay"),
         (["--weight-decay-incr-style", "cosine", "--start-weight-decay=-1", "--end-weight-decay", "0.1"],
          "--start-weight-decay -1.0: expected 0 or more"),
+        (["--weight-decay-incr-style", "linear", "--start-weight-decay", "0.1", "--end-weight-decay", "0.01"],
+         "--end-weight-decay 0.01 is below --start-weight-decay 0.1: the schedule only increases"),
         // The model.
         (["--position-embedding-type", "rope", "--rotary-base", "0"], "--rotary-base 0.0: expected a positive base"),
         (["--init-method-std=-0.02"], "--init-method-std -0.02: expected 0 or more"),

@@ -90,6 +90,9 @@ import Testing
         interval.add(.init(iteration: 2, loss: 1.5, gradNorm: 1.0, learningRate: 1e-4, skipped: false, seconds: 1.5))
         let line = interval.line(iteration: 2, trainIters: 100, consumedSamples: 16, flopsPerIteration: 3e12, learningRate: 2e-4,
                                  globalBatchSize: 8, gradNorm: 1.0)
+        let plain = interval.line(iteration: 2, trainIters: 100, consumedSamples: 16, flopsPerIteration: nil, learningRate: 2e-4,
+                                  globalBatchSize: 8, gradNorm: nil)
+        #expect(!plain.contains("throughput") && !plain.contains("grad norm"), "without --log-throughput, and without clipping")
         let body = line.split(separator: "]", maxSplits: 1)[1]
         #expect(body == " iteration        2/     100 | consumed samples:           16 | elapsed time per iteration (ms): 1000.0 | "
                 + "throughput per GPU (TFLOP/s/GPU): 3.0 | learning rate: 2.000000E-04 | global batch size:     8 | "
@@ -123,7 +126,7 @@ import Testing
                               scheduler: .init(maxLR: 3e-3, warmupSteps: 16, decaySteps: 160, decayStyle: .cosine),
                               settings: settings, sample: data.sample, log: { lines.append($0) })
         let results = try trainer.train()
-        #expect(lines.count == 2)
+        #expect(lines.count == 3, "after iteration 1, 20 and 40")
         #expect(results.first!.learningRate == 0, "Megatron's first iteration runs at the warm-up's initial rate")
         #expect(results.last!.loss < results.first!.loss - 1, "loss \(results.first!.loss) → \(results.last!.loss)")
         #expect(trainer.consumedSamples == 160)

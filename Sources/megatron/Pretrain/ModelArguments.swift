@@ -9,8 +9,10 @@ struct ModelArguments: ParsableArguments {
     @Option(name: .customLong("ffn-hidden-size"), help: "Default: 4 × hidden-size; with --swiglu, ⌊(8/3 × hidden-size) / 64⌋ × 64, as Megatron.") var ffnHiddenSize: Int?
     @Option(name: .customLong("kv-channels"), help: "Default: hidden-size / num-attention-heads.") var kvChannels: Int?
     @Flag(name: .customLong("group-query-attention")) var groupQueryAttention = false
-    @Option(name: .customLong("num-query-groups")) var numQueryGroups: Int?
-    @Option(name: .customLong("max-position-embeddings")) var maxPositionEmbeddings: Int?
+    @Option(name: .customLong("num-query-groups"), help: "Key/value heads under --group-query-attention (ignored without it, as in Megatron).")
+    var numQueryGroups: Int?
+    @Option(name: .customLong("max-position-embeddings"), help: "Required, as in Megatron (its required_args).")
+    var maxPositionEmbeddings: Int
     @Option(name: .customLong("position-embedding-type"), help: "learned_absolute or rope.")
     var positionEmbeddingType = "learned_absolute"
     @Option(name: .customLong("rotary-base")) var rotaryBase: Float = 10000
@@ -31,23 +33,19 @@ struct ModelArguments: ParsableArguments {
         guard numAttentionHeads > 0, hiddenSize % numAttentionHeads == 0 || kvChannels != nil else {
             throw ValidationError("--hidden-size \(hiddenSize) is not divisible by --num-attention-heads \(numAttentionHeads)")
         }
-        if numQueryGroups != nil && !groupQueryAttention {
-            throw ValidationError("--num-query-groups needs --group-query-attention")
-        }
         let position: GPTConfig.PositionEmbedding = try flagChoice(positionEmbeddingType, flag: "--position-embedding-type")
         let norm: GPTConfig.Normalization = try flagChoice(normalization, flag: "--normalization")
         guard makeVocabSizeDivisibleBy >= 1 else {
             throw ValidationError("--make-vocab-size-divisible-by \(makeVocabSizeDivisibleBy): expected a positive integer")
         }
-        let maxPositions = maxPositionEmbeddings ?? seqLength
-        guard seqLength <= maxPositions else {
-            throw ValidationError("--seq-length \(seqLength) exceeds --max-position-embeddings \(maxPositions)")
+        guard seqLength <= maxPositionEmbeddings else {
+            throw ValidationError("--seq-length \(seqLength) exceeds --max-position-embeddings \(maxPositionEmbeddings)")
         }
         var c = GPTConfig(numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
                           numQueryGroups: groupQueryAttention ? (numQueryGroups ?? 1) : nil, kvChannels: kvChannels,
                           ffnHiddenSize: ffnHiddenSize ?? GPTConfig.defaultFFNHiddenSize(hiddenSize: hiddenSize, swiglu: swiglu),
                           paddedVocabSize: GPTConfig.paddedVocabSize(vocabSize, divisibleBy: makeVocabSizeDivisibleBy),
-                          maxPositionEmbeddings: maxPositions)
+                          maxPositionEmbeddings: maxPositionEmbeddings)
         c.positionEmbedding = position
         c.rotaryBase = rotaryBase
         c.rotaryPercent = rotaryPercent

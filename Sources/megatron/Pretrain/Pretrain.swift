@@ -140,6 +140,8 @@ struct Pretrain: ParsableCommand {
         var settings = Trainer.Settings(trainIters: try training.iterations(globalBatchSize: gbs), microBatchSize: training.microBatchSize,
                                         globalBatchSize: gbs, sequenceLength: training.seqLength)
         settings.logInterval = training.logInterval
+        settings.logThroughput = training.logThroughput
+        settings.checkForNaNInLossAndGrad = !training.noCheckForNaNInLossAndGrad
         settings.seed = UInt64(training.seed)
         // The end of document: GPT-2's <|endoftext|>, or the NullTokenizer's last id (as mock data's).
         let endOfDocument = tokenizer?.eod ?? Int32(vocab - 1)

@@ -4,12 +4,16 @@ import MegatronTraining
 /// Training, optimizer and learning-rate flags of Megatron-LM's pretrain_gpt.py.
 struct TrainingArguments: ParsableArguments {
     @Option(name: .customLong("seq-length")) var seqLength: Int
-    @Option(name: .customLong("micro-batch-size")) var microBatchSize = 1
+    @Option(name: .customLong("micro-batch-size"), help: "Required, as in Megatron.") var microBatchSize: Int
     @Option(name: .customLong("global-batch-size"), help: "Default: micro-batch-size × data-parallel size.")
     var globalBatchSize: Int?
     @Option(name: .customLong("train-iters")) var trainIters: Int?
     @Option(name: .customLong("train-samples")) var trainSamples: Int?
     @Option(name: .customLong("log-interval")) var logInterval = 100
+    @Flag(name: .customLong("log-throughput"), help: "Show model TFLOP/s in the log line.") var logThroughput = false
+    @Flag(name: .customLong("no-check-for-nan-in-loss-and-grad"),
+          help: "Skip (and count) iterations whose lm loss or gradient norm is not finite, instead of stopping the run.")
+    var noCheckForNaNInLossAndGrad = false
     @Option(name: .customLong("seed")) var seed = 1234
 
     @Option(name: .customLong("optimizer"), help: "adam or sgd.") var optimizer = "adam"
@@ -122,6 +126,9 @@ struct TrainingArguments: ParsableArguments {
         }
         for (flag, value) in [("--start-weight-decay", startWeightDecay), ("--end-weight-decay", endWeightDecay)] where !(value >= 0) {
             throw ValidationError("\(flag) \(value): expected 0 or more")
+        }
+        guard endWeightDecay >= startWeightDecay else {
+            throw ValidationError("--end-weight-decay \(endWeightDecay) is below --start-weight-decay \(startWeightDecay): the schedule only increases")
         }
         return .init(start: startWeightDecay, end: endWeightDecay, steps: steps, style: style)
     }
