@@ -66,13 +66,32 @@ MG_INLINE float gelu(float u) {
     return half + half * mg_tanh(GELU_K0 * u * (1.0f + GELU_K1 * u * u));
 }
 
+// The exact GELU, PyTorch's F.gelu (approximate='none'): gelu(u) = ½·u·(1 + erf(u/√2)), and
+// gelu′(u) = ½(1 + erf(u/√2)) + u·φ(u), φ(u) = e^{−u²/2}/√(2π).
+#define SQRT_HALF 0.7071067811865476f
+#define INV_SQRT_2PI 0.3989422804014327f
+
+MG_INLINE float gelu_exact(float u) {
+    float half = 0.5f * u;
+    return half + half * mg_erf(u * SQRT_HALF);
+}
+
+MG_INLINE float gelu_exact_grad(float u) {
+    return 0.5f + 0.5f * mg_erf(u * SQRT_HALF) + u * INV_SQRT_2PI * mg_exp(-0.5f * u * u);
+}
+
 MG_KERNEL void mg_gelu_forward(float *restrict y, const float *restrict x, const float *restrict bias,
-                               long rows, long cols) {
+                               long rows, long cols, int exact) {
     for (long r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         float *yr = y + r * cols;
-        if (bias) MG_INTERLEAVE_CHAINS for (long c = 0; c < cols; c++) yr[c] = gelu(xr[c] + bias[c]);
-        else MG_INTERLEAVE_CHAINS for (long c = 0; c < cols; c++) yr[c] = gelu(xr[c]);
+        if (exact) {
+            if (bias) MG_INTERLEAVE_CHAINS for (long c = 0; c < cols; c++) yr[c] = gelu_exact(xr[c] + bias[c]);
+            else MG_INTERLEAVE_CHAINS for (long c = 0; c < cols; c++) yr[c] = gelu_exact(xr[c]);
+        } else {
+            if (bias) MG_INTERLEAVE_CHAINS for (long c = 0; c < cols; c++) yr[c] = gelu(xr[c] + bias[c]);
+            else MG_INTERLEAVE_CHAINS for (long c = 0; c < cols; c++) yr[c] = gelu(xr[c]);
+        }
     }
 }
 
@@ -86,13 +105,18 @@ MG_INLINE float gelu_grad(float u) {
 }
 
 MG_KERNEL void mg_gelu_backward(float *dx, float *restrict dbias, const float *dy, const float *restrict x,
-                                const float *restrict bias, long rows, long cols) {
+                                const float *restrict bias, long rows, long cols, int exact) {
     for (long r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         const float *dyr = dy + r * cols;
         float *dxr = dx + r * cols;
-        if (bias) MG_INTERLEAVE_CHAINS for (long c = 0; c < cols; c++) dxr[c] = dyr[c] * gelu_grad(xr[c] + bias[c]);
-        else MG_INTERLEAVE_CHAINS for (long c = 0; c < cols; c++) dxr[c] = dyr[c] * gelu_grad(xr[c]);
+        if (exact) {
+            if (bias) MG_INTERLEAVE_CHAINS for (long c = 0; c < cols; c++) dxr[c] = dyr[c] * gelu_exact_grad(xr[c] + bias[c]);
+            else MG_INTERLEAVE_CHAINS for (long c = 0; c < cols; c++) dxr[c] = dyr[c] * gelu_exact_grad(xr[c]);
+        } else {
+            if (bias) MG_INTERLEAVE_CHAINS for (long c = 0; c < cols; c++) dxr[c] = dyr[c] * gelu_grad(xr[c] + bias[c]);
+            else MG_INTERLEAVE_CHAINS for (long c = 0; c < cols; c++) dxr[c] = dyr[c] * gelu_grad(xr[c]);
+        }
         // While the row is still in L1, rather than a second pass over dx from memory.
         if (dbias) for (long c = 0; c < cols; c++) dbias[c] += dxr[c];
     }

@@ -22,6 +22,9 @@ public struct GPTConfig: Sendable, Equatable {
     public var normalization: Normalization = .layerNorm
     public var normEpsilon: Float = 1e-5
     public var swiglu = false
+    /// Megatron's `bias_gelu_fusion` (on unless --no-bias-gelu-fusion or --disable-bias-linear): the
+    /// MLP's GELU is its fused tanh approximation; off, it is F.gelu, the exact erf form.
+    public var biasGELUFusion = true
     /// Biases on every linear layer (false under `--disable-bias-linear`).
     public var addBiasLinear = true
     /// A bias on the QKV projection even when `addBiasLinear` is false (`--add-qkv-bias`).
@@ -66,6 +69,8 @@ public struct GPTConfig: Sendable, Equatable {
     /// percent above 1 means all of them, as in Megatron.
     public var rotaryDim: Int { Int((Float(kvChannels) * min(rotaryPercent, 1)).rounded(.down)) / 2 * 2 }
     public var qkvHasBias: Bool { addBiasLinear || addQKVBias }
+    /// The MLP's GELU: tanh-approximated when Megatron fuses it with the bias, else exact.
+    public var geluApproximation: GELU.Approximation { biasGELUFusion && addBiasLinear ? .tanh : .none }
     public var normHasBias: Bool { normalization == .layerNorm }
 
     /// Throws a message naming the option at fault when the architecture is inconsistent.

@@ -167,7 +167,7 @@ public final class GPTModel: @unchecked Sendable {
                 activation = try SwiGLU.forward(fc1, on: device)
             } else {
                 fc1 = try GEMM.matmul(n2, w.fc1Weight, transposeB: true, on: device)
-                activation = try GELU.forward(fc1, bias: w.fc1Bias, on: device)
+                activation = try GELU.forward(fc1, bias: w.fc1Bias, approximation: c.geluApproximation, on: device)
             }
             let fc2 = try GEMM.matmul(activation, w.fc2Weight, transposeB: true, on: device)
             let x2 = try BiasDropoutAdd.forward(fc2, bias: w.fc2Bias, residual: x1, probability: hiddenP,
@@ -208,7 +208,8 @@ public final class GPTModel: @unchecked Sendable {
                 dFc1 = try SwiGLU.backward(dActivation, input: a.fc1, on: device)
                 if let gb = g.fc1Bias { try Elementwise.accumulateColumnSums(of: dFc1, into: gb, on: device) }
             } else {
-                dFc1 = try GELU.backward(dActivation, input: a.fc1, bias: w.fc1Bias, gradBias: g.fc1Bias, on: device)
+                dFc1 = try GELU.backward(dActivation, input: a.fc1, bias: w.fc1Bias, gradBias: g.fc1Bias,
+                                         approximation: c.geluApproximation, on: device)
             }
             let dMlpNorm = try Linear.backward(dFc1, input: a.mlpNorm, weight: w.fc1Weight, gradWeight: g.fc1Weight,
                                                gradBias: nil, on: device)

@@ -8,7 +8,7 @@ Run by hand (needs torch; CI reads only the committed .safetensors files):
 
 For each architecture variant this builds a small GPT the way Megatron-LM defines it (pre-norm,
 fused QKV in Megatron's [groups, (heads/groups + 2) * head_dim] layout, rotate-half RoPE,
-tanh-GELU or SwiGLU MLP, output layer tied to the word embedding unless untied), in float64, with
+tanh-GELU (exact GELU when Megatron would not fuse it with a bias) or SwiGLU MLP, output layer tied to the word embedding unless untied), in float64, with
 random weights, and records:
   - the weights, under Megatron-core parameter names;
   - the loss and every parameter's gradient for one micro-batch (one step);
@@ -30,7 +30,7 @@ BASE = dict(num_layers=2, hidden_size=16, num_attention_heads=4, num_query_group
             ffn_hidden_size=24, vocab_size=50, padded_vocab_size=64, max_position_embeddings=16, seq_length=8,
             position_embedding_type="learned_absolute", rotary_base=10000.0, rotary_percent=1.0,
             normalization="LayerNorm", norm_epsilon=1e-5, swiglu=False, add_bias_linear=True, add_qkv_bias=False,
-            untie_embeddings_and_output_weights=False)
+            untie_embeddings_and_output_weights=False, bias_gelu_fusion=True)
 
 VARIANTS = {
     "base": {},
@@ -41,6 +41,7 @@ VARIANTS = {
     "no_bias_qkv_bias": dict(add_bias_linear=False, add_qkv_bias=True),
     "untied": dict(untie_embeddings_and_output_weights=True),
     "kv_channels_ffn": dict(kv_channels=6, ffn_hidden_size=40),
+    "no_bias_gelu_fusion": dict(bias_gelu_fusion=False),
 }
 
 
@@ -129,7 +130,10 @@ def forward(params, tokens, c):
             h1, h2 = torch.chunk(h, 2, dim=-1)
             h = torch.nn.functional.silu(h1) * h2
         else:
-            h = torch.nn.functional.gelu(h, approximate="tanh")
+            # Megatron's fused bias_gelu is the tanh form; without biases or with --no-bias-gelu-fusion
+            # its MLP calls F.gelu, the exact erf form.
+            fused = c["add_bias_linear"] and c["bias_gelu_fusion"]
+            h = torch.nn.functional.gelu(h, approximate="tanh" if fused else "none")
         x = x + torch.nn.functional.linear(h, get(p + "mlp.linear_fc2.weight"), get(p + "mlp.linear_fc2.bias"))
     x = norm(x, get("decoder.final_layernorm.weight"), get("decoder.final_layernorm.bias"), c)
     out = params.get("output_layer.weight", params["embedding.word_embeddings.weight"])

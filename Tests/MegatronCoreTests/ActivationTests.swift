@@ -8,6 +8,9 @@ func referenceGELU(_ u: Double) -> Double {
 
 func referenceSiLU(_ u: Double) -> Double { u / (1 + exp(-u)) }
 
+/// PyTorch's F.gelu (approximate='none').
+func referenceExactGELU(_ u: Double) -> Double { 0.5 * u * (1 + erf(u / 2.0.squareRoot())) }
+
 @Suite struct GELUTests {
     let rows = 4, cols = 9
 
@@ -46,6 +49,33 @@ func referenceSiLU(_ u: Double) -> Double { u / (1 + exp(-u)) }
         let farGrad = try GELU.backward(tensor([Float](repeating: 1, count: 6), [6]), input: tensor(far, [6]),
                                         bias: nil, gradBias: nil, on: serial).toFloatArray()
         #expect(farGrad == [0, 0, 0, 1, 1, 1])
+    }
+
+    /// The exact (erf) GELU every 1/512 over [−12, 12]: the rational erf is within 5e-7 of erf in fp32;
+    /// its backward against the reference's central difference, and the fused bias's gradients
+    /// against finite differences.
+    @Test func exactGELUMatchesErf() throws {
+        let u = (-6144...6144).map { Float($0) / 512 }
+        let y = try GELU.forward(tensor(u, [u.count]), bias: nil, approximation: .none, on: serial).toFloatArray()
+        let dx = try GELU.backward(tensor([Float](repeating: 1, count: u.count), [u.count]), input: tensor(u, [u.count]),
+                                   bias: nil, gradBias: nil, approximation: .none, on: serial).toFloatArray()
+        for (i, ui) in u.enumerated() {
+            let v = Double(ui), h = 1e-6
+            let reference = referenceExactGELU(v)
+            let slope = (referenceExactGELU(v + h) - referenceExactGELU(v - h)) / (2 * h)
+            #expect(abs(Double(y[i]) - reference) <= 2.5e-7 * abs(v) + 6e-8 * abs(reference), "gelu(\(ui)) = \(y[i])")
+            #expect(abs(Double(dx[i]) - slope) <= 1e-6, "gelu′(\(ui)) = \(dx[i]), not \(slope)")
+        }
+        var rng = TestRandom(seed: 12)
+        let x = rng.floats(rows * cols, scale: 4), b = rng.floats(cols), w = rng.floats(rows * cols)
+        let exact = { (x: [Double], b: [Double]) in x.indices.map { referenceExactGELU(x[$0] + b[$0 % self.cols]) } }
+        let db = tensor([Float](repeating: 0, count: cols), [cols])
+        let dxBias = try GELU.backward(tensor(w, [rows, cols]), input: tensor(x, [rows, cols]), bias: tensor(b, [cols]),
+                                       gradBias: db, approximation: .none, on: serial)
+        expectClose(dxBias.toFloatArray(), finiteDifferences(x.doubles) { weightedSum(exact($0, b.doubles), w) },
+                    tolerance: 1e-5, "dx")
+        expectClose(db.toFloatArray(), finiteDifferences(b.doubles) { weightedSum(exact(x.doubles, $0), w) },
+                    tolerance: 1e-5, "dbias")
     }
 
     @Test func backwardMatchesFiniteDifferences() throws {

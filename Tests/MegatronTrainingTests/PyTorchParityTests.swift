@@ -8,7 +8,8 @@ import Testing
 /// Tests/Fixtures/make_gpt_fixtures.py: one step's loss and every gradient, and the losses of 10
 /// AdamW iterations with gradient accumulation, clipping, warm-up and cosine decay.
 @Suite struct PyTorchParityTests {
-    static let variants = ["base", "rope", "rmsnorm", "swiglu", "gqa", "no_bias_qkv_bias", "untied", "kv_channels_ffn"]
+    static let variants = ["base", "rope", "rmsnorm", "swiglu", "gqa", "no_bias_qkv_bias", "untied", "kv_channels_ffn",
+                           "no_bias_gelu_fusion"]
     let device = CPUDevice(threads: 1)
 
     struct Fixture {
@@ -38,6 +39,7 @@ import Testing
             config.addBiasLinear = c["add_bias_linear"] as! Bool
             config.addQKVBias = c["add_qkv_bias"] as! Bool
             config.untieEmbeddingsAndOutputWeights = c["untie_embeddings_and_output_weights"] as! Bool
+            config.biasGELUFusion = c["bias_gelu_fusion"] as! Bool
             config.hiddenDropout = 0
             config.attentionDropout = 0
             self.config = config

@@ -29,10 +29,12 @@ double mg_sum_of_squares(const float *x, long n);
 int mg_has_nonfinite(const float *x, long n);
 
 /// y = gelu(x + bias) with Megatron's tanh approximation
-/// gelu(u) = ½·u·(1 + tanh(√(2/π)·(u + 0.044715·u³))); bias may be NULL.
-void mg_gelu_forward(float *y, const float *x, const float *bias, long rows, long cols);
+/// gelu(u) = ½·u·(1 + tanh(√(2/π)·(u + 0.044715·u³))), or with `exact` PyTorch's F.gelu
+/// gelu(u) = ½·u·(1 + erf(u/√2)); bias may be NULL.
+void mg_gelu_forward(float *y, const float *x, const float *bias, long rows, long cols, int exact);
 /// dx = dy · gelu'(x + bias) and dbias += Σ_r dx; bias and dbias may be NULL. dx may alias dy.
-void mg_gelu_backward(float *dx, float *dbias, const float *dy, const float *x, const float *bias, long rows, long cols);
+void mg_gelu_backward(float *dx, float *dbias, const float *dy, const float *x, const float *bias, long rows, long cols,
+                      int exact);
 
 /// SwiGLU: x is [rows, 2·f] = [x1 | x2]; y[rows, f] = silu(x1) · x2 with silu(u) = u·σ(u).
 void mg_swiglu_forward(float *y, const float *x, long rows, long f);

@@ -20,7 +20,10 @@ struct ModelArguments: ParsableArguments {
     @Option(name: .customLong("normalization"), help: "LayerNorm or RMSNorm.") var normalization = "LayerNorm"
     @Option(name: .customLong("norm-epsilon")) var normEpsilon: Float = 1e-5
     @Flag(name: .customLong("swiglu")) var swiglu = false
-    @Flag(name: .customLong("disable-bias-linear")) var disableBiasLinear = false
+    @Flag(name: .customLong("disable-bias-linear"), help: "No biases on linear layers (and so, as in Megatron, the exact erf GELU).")
+    var disableBiasLinear = false
+    @Flag(name: .customLong("no-bias-gelu-fusion"), help: "The MLP's GELU is exact (erf), not Megatron's fused tanh approximation.")
+    var noBiasGELUFusion = false
     @Flag(name: .customLong("add-qkv-bias")) var addQKVBias = false
     @Flag(name: .customLong("untie-embeddings-and-output-weights")) var untieEmbeddingsAndOutputWeights = false
     @Option(name: .customLong("hidden-dropout")) var hiddenDropout: Float = 0.1
@@ -52,6 +55,7 @@ struct ModelArguments: ParsableArguments {
         c.normalization = norm
         c.normEpsilon = normEpsilon
         c.swiglu = swiglu
+        c.biasGELUFusion = !noBiasGELUFusion
         c.addBiasLinear = !disableBiasLinear
         c.addQKVBias = addQKVBias
         c.untieEmbeddingsAndOutputWeights = untieEmbeddingsAndOutputWeights
