@@ -22,6 +22,8 @@ public final class Trainer {
         public var documentBoundaries: MicroBatch.DocumentBoundaries?
         /// --log-throughput: the log line shows model TFLOP/s.
         public var logThroughput = false
+        /// --log-params-norm: the log line shows the L2 norm of the parameters after the step.
+        public var logParamsNorm = false
         /// Megatron's --check-for-nan-in-loss-and-grad (on by default): a non-finite lm loss or gradient
         /// norm ends the run with an error. Off, such an iteration is skipped (no update) and counted.
         public var checkForNaNInLossAndGrad = true
@@ -145,7 +147,8 @@ public final class Trainer {
             if iteration % s.logInterval == 0 || iteration == 1 {
                 log(interval.line(iteration: iteration, trainIters: s.trainIters, consumedSamples: consumedSamples,
                                   flopsPerIteration: s.logThroughput ? flops / Double(dp) : nil, learningRate: scheduler.learningRate,
-                                  globalBatchSize: s.globalBatchSize, gradNorm: loggedGradNorm(gradNorm)))
+                                  globalBatchSize: s.globalBatchSize, gradNorm: loggedGradNorm(gradNorm),
+                                  paramsNorm: s.logParamsNorm ? try Elementwise.globalL2Norm([model.parameters], on: model.device) : nil))
                 if iteration > 1 { interval = TrainingLog() }
             }
             if let evaluation, let validation = evaluation.validation, let every = evaluation.interval, iteration % every == 0 {
@@ -224,7 +227,8 @@ public final class Trainer {
 }
 
 /// Megatron's per-iteration log line, averaged over the iterations since the last one (the
-/// throughput only with --log-throughput, the grad norm only when the optimizer computed one):
+/// throughput only with --log-throughput, the grad norm only when the optimizer computed one, the
+/// params norm only with --log-params-norm):
 ///  [2026-11-28 09:00:00.000000] iteration       10/     100 | consumed samples:          640 |
 /// elapsed time per iteration (ms): 1234.5 | throughput per GPU (TFLOP/s/GPU): 1.2 |
 /// learning rate: 1.000000E-04 | global batch size:    64 | lm loss: 1.234567E+00 | loss scale: 1.0 |
@@ -250,7 +254,7 @@ public struct TrainingLog {
     }
 
     public func line(iteration: Int, trainIters: Int, consumedSamples: Int, flopsPerIteration: Double?, learningRate: Double,
-              globalBatchSize: Int, gradNorm: Double?) -> String {
+              globalBatchSize: Int, gradNorm: Double?, paramsNorm: Double? = nil) -> String {
         let perIteration = seconds / Double(max(iterations, 1))
         var line = " [\(Self.timestamp())]"
         line += " iteration \(pad(iteration, 8))/\(pad(trainIters, 8)) |"
@@ -264,6 +268,7 @@ public struct TrainingLog {
         if lossCount > 0 { line += " lm loss: \(String(format: "%.6E", lossSum / Double(lossCount))) |" }
         line += " loss scale: 1.0 |"
         if let gradNorm, gradNorm.isFinite { line += " grad norm: \(String(format: "%.3f", gradNorm)) |" }
+        if let paramsNorm { line += " params norm: \(String(format: "%.3f", paramsNorm)) |" }
         line += " number of skipped iterations: \(pad(skipped, 3)) |"
         line += " number of nan iterations: \(pad(nan, 3)) |"
         return line

@@ -93,6 +93,10 @@ import Testing
         let plain = interval.line(iteration: 2, trainIters: 100, consumedSamples: 16, flopsPerIteration: nil, learningRate: 2e-4,
                                   globalBatchSize: 8, gradNorm: nil)
         #expect(!plain.contains("throughput") && !plain.contains("grad norm"), "without --log-throughput, and without clipping")
+        let withParams = interval.line(iteration: 2, trainIters: 100, consumedSamples: 16, flopsPerIteration: nil, learningRate: 2e-4,
+                                       globalBatchSize: 8, gradNorm: 1.0, paramsNorm: 123.4567)
+        #expect(withParams.hasSuffix("| grad norm: 1.000 | params norm: 123.457 | number of skipped iterations:   0 | "
+                                     + "number of nan iterations:   0 |"), "Megatron's place for it: after the grad norm")
         let body = line.split(separator: "]", maxSplits: 1)[1]
         #expect(body == " iteration        2/     100 | consumed samples:           16 | elapsed time per iteration (ms): 1000.0 | "
                 + "throughput per GPU (TFLOP/s/GPU): 3.0 | learning rate: 2.000000E-04 | global batch size:     8 | "

@@ -141,6 +141,7 @@ struct Pretrain: ParsableCommand {
                                         globalBatchSize: gbs, sequenceLength: training.seqLength)
         settings.logInterval = training.logInterval
         settings.logThroughput = training.logThroughput
+        settings.logParamsNorm = training.logParamsNorm
         settings.checkForNaNInLossAndGrad = !training.noCheckForNaNInLossAndGrad
         settings.seed = UInt64(training.seed)
         // The end of document: GPT-2's <|endoftext|>, or the NullTokenizer's last id (as mock data's).

@@ -11,6 +11,7 @@ struct TrainingArguments: ParsableArguments {
     @Option(name: .customLong("train-samples")) var trainSamples: Int?
     @Option(name: .customLong("log-interval")) var logInterval = 100
     @Flag(name: .customLong("log-throughput"), help: "Show model TFLOP/s in the log line.") var logThroughput = false
+    @Flag(name: .customLong("log-params-norm"), help: "Show the parameters' L2 norm in the log line.") var logParamsNorm = false
     @Flag(name: .customLong("no-check-for-nan-in-loss-and-grad"),
           help: "Skip (and count) iterations whose lm loss or gradient norm is not finite, instead of stopping the run.")
     var noCheckForNaNInLossAndGrad = false
