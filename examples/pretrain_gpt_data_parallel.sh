@@ -19,4 +19,4 @@ mpirun "${mpi_flags[@]}" -np "$np" .build/release/megatron pretrain \
     --lr 1e-3 --min-lr 1e-4 --lr-decay-style cosine --lr-warmup-iters 6 \
     --weight-decay 0.01 --clip-grad 1.0 --log-interval 10 --log-throughput --seed 1234 \
     --overlap-grad-reduce --ddp-bucket-size 1000000 --use-distributed-optimizer \
-    --sample-tokens 24 "$@"
+    --eval-iters 10 --sample-tokens 24 "$@"
