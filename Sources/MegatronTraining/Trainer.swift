@@ -121,14 +121,12 @@ public final class Trainer {
             // Megatron's reported lm loss: averaged over every token of the global batch.
             let loss = Float(lossSums[0] / lossSums[1])
             if s.checkForNaNInLossAndGrad, !loss.isFinite, lossSums[1] > 0 {
-                throw TensorError("iteration \(iteration): the lm loss is \(loss.isNaN ? "NaN" : "\(loss)") (--check-for-nan-in-loss-and-grad, on by default, "
-                                  + "stops the run; with --no-check-for-nan-in-loss-and-grad the step is skipped instead)")
+                throw Self.nonFinite("the lm loss", Double(loss), iteration: iteration)
             }
             let learningRate = scheduler.learningRate
             let (gradNorm, skipped) = try optimizer.step(learningRate: Float(learningRate), weightDecay: scheduler.weightDecay.map { Float($0) })
             if s.checkForNaNInLossAndGrad, !gradNorm.isFinite {
-                throw TensorError("iteration \(iteration): the gradient norm is \(gradNorm.isNaN ? "NaN" : "\(gradNorm)") (--check-for-nan-in-loss-and-grad, on by default, "
-                                  + "stops the run; with --no-check-for-nan-in-loss-and-grad the step is skipped instead)")
+                throw Self.nonFinite("the gradient norm", gradNorm, iteration: iteration)
             }
             if !skipped {
                 try dataParallel?.gatherParameters()
@@ -166,6 +164,12 @@ public final class Trainer {
             }
         }
         return results
+    }
+
+    /// The error that ends a run under --check-for-nan-in-loss-and-grad.
+    private static func nonFinite(_ what: String, _ value: Double, iteration: Int) -> TensorError {
+        TensorError("iteration \(iteration): \(what) is \(value.isNaN ? "NaN" : "\(value)") (--check-for-nan-in-loss-and-grad, "
+                    + "on by default, stops the run; with --no-check-for-nan-in-loss-and-grad the step is skipped instead)")
     }
 
     /// The grad norm as Megatron's log shows it: its fp32 optimizer computes the norm only to clip

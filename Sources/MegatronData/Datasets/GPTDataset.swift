@@ -133,8 +133,9 @@ public struct GPTDataset: Sendable {
         var out: [Int32] = []
         out.reserveCapacity(sequenceLength + 1)
         for p in begin ... end {
-            let tokens = dataset.sequence(Int(documentIndex[p]))
-            out += tokens[(p == begin ? beginOffset : 0) ..< (p == end ? endOffset + 1 : tokens.count)]
+            let document = Int(documentIndex[p])
+            let stop = p == end ? endOffset + 1 : Int(dataset.sequenceLengths[document])
+            out += dataset.sequence(document, tokens: (p == begin ? beginOffset : 0) ..< stop)
         }
         return out
     }

@@ -18,9 +18,10 @@ public struct MockGPTLowLevelDataset: LowLevelDataset {
         sequenceLengths = random.integers(low: 1, high: Self.maxSequenceLength, count: Self.documentCount)
     }
 
-    public func sequence(_ index: Int) -> [Int32] {
-        let length = Int(sequenceLengths[index])
-        return (1 ..< length).map { Int32($0 % vocabSize) } + [endOfDocument]
+    /// Token t of document i is (t + 1) mod vocabulary, the last one the end of document.
+    public func sequence(_ index: Int, tokens range: Range<Int>) -> [Int32] {
+        let last = Int(sequenceLengths[index]) - 1
+        return range.map { $0 == last ? endOfDocument : Int32(($0 + 1) % vocabSize) }
     }
 
     public var identity: String {

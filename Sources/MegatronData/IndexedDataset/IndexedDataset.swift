@@ -78,9 +78,9 @@ public final class IndexedDataset: @unchecked Sendable {
     public var sequenceCount: Int { sequenceLengths.count }
     public var documentCount: Int { documentIndices.count - 1 }
 
-    /// The token ids of sequence `index`.
-    public func sequence(_ index: Int) -> [Int32] {
-        let start = Int(sequencePointers[index]), count = Int(sequenceLengths[index])
+    /// Tokens `range` of sequence `index`.
+    public func sequence(_ index: Int, tokens range: Range<Int>) -> [Int32] {
+        let start = Int(sequencePointers[index]) + range.lowerBound * tokenType.size, count = range.count
         return bin.withUnsafeBytes { raw in
             let base = raw.baseAddress! + start
             switch tokenType {
