@@ -37,7 +37,8 @@ public final class Optimizer {
     /// The spans of the flat buffer this rank updates.
     public let ownedRanges: [Range<Int>]
     let gradNormGroup: (any Communicator)?
-    public private(set) var step = 0
+    /// Updates applied so far (Adam's bias correction counts them).
+    public internal(set) var step = 0
 
     /// An optimizer over `ownedRanges` of the model's flat buffer (default: all of it). With
     /// `gradNormGroup`, the gradient norm is reduced over that group's shards.
@@ -111,5 +112,41 @@ public final class Optimizer {
             }
         }
         return (norm, false)
+    }
+
+    /// The optimizer's state tensors by the name PyTorch's optimizers give them: Adam's `exp_avg` and
+    /// `exp_avg_sq`, SGD's `momentum_buffer`.
+    var stateTensors: [(name: String, values: Tensor)] {
+        settings.kind == .adam ? [("exp_avg", firstMoment), ("exp_avg_sq", secondMoment!)] : [("momentum_buffer", firstMoment)]
+    }
+
+    /// Calls `body` with each state tensor laid out like the flat parameter buffer: the tensors
+    /// themselves when this rank owns the whole buffer, else full-size copies holding this rank's
+    /// spans (zero elsewhere) that `body` may fill in; with `keep`, the owned spans of what `body`
+    /// left there become the state. (The copies are malloc'd, so their memory returns to the system.)
+    func withFullState<R>(keep: Bool, _ body: ([(name: String, values: UnsafeMutablePointer<Float>)]) throws -> R) rethrows -> R {
+        let total = model.layout.totalCount
+        guard ownedRanges != [0 ..< total] else { return try body(stateTensors.map { ($0.name, $0.values.floats) }) }
+        let full = stateTensors.map { name, state in
+            let values = UnsafeMutablePointer<Float>.allocate(capacity: total)
+            values.initialize(repeating: 0, count: total)
+            copyOwnedSpans(state, values, toFull: true)
+            return (name: name, values: values, state: state)
+        }
+        defer { for f in full { f.values.deallocate() } }
+        let result = try body(full.map { ($0.name, $0.values) })
+        if keep { for f in full { copyOwnedSpans(f.state, f.values, toFull: false) } }
+        return result
+    }
+
+    /// Copies `state` (this rank's spans, packed in `ownedRanges` order) to `full`, a buffer laid out like
+    /// the flat parameter buffer, at the spans' own offsets; `toFull: false` copies the other way.
+    private func copyOwnedSpans(_ state: Tensor, _ full: UnsafeMutablePointer<Float>, toFull: Bool) {
+        var offset = 0
+        for range in ownedRanges {
+            let packed = state.floats + offset, spread = full + range.lowerBound
+            if toFull { spread.update(from: packed, count: range.count) } else { packed.update(from: spread, count: range.count) }
+            offset += range.count
+        }
     }
 }

@@ -53,7 +53,7 @@ public struct OptimizerParamScheduler: Sendable, Equatable {
     /// The weight decay schedule; nil leaves the optimizer's own constant weight decay.
     public var weightDecayIncrement: WeightDecayIncrement?
     /// Samples consumed so far.
-    public private(set) var numSteps = 0
+    public internal(set) var numSteps = 0
 
     public init(maxLR: Double, minLR: Double = 0, initLR: Double = 0, warmupSteps: Double, decaySteps: Int,
                 decayStyle: DecayStyle, wsdDecaySteps: Int = 0, wsdDecayStyle: WSDDecayStyle = .exponential,

@@ -27,6 +27,13 @@ public final class Trainer {
         /// Megatron's --check-for-nan-in-loss-and-grad (on by default): a non-finite lm loss or gradient
         /// norm ends the run with an error. Off, such an iteration is skipped (no update) and counted.
         public var checkForNaNInLossAndGrad = true
+        /// --save and --save-interval: write a checkpoint there every this many iterations (nil: only
+        /// at the end), and at the end of training if the last iteration was not saved.
+        public var save: URL?
+        public var saveInterval: Int?
+        /// --exit-interval: stop after the first iteration divisible by this, saving a checkpoint first
+        /// under --save (no final evaluation: Megatron exits the program there).
+        public var exitInterval: Int?
 
         public init(trainIters: Int, microBatchSize: Int, globalBatchSize: Int, sequenceLength: Int) {
             self.trainIters = trainIters
@@ -69,6 +76,10 @@ public final class Trainer {
     let sample: (Int) -> [Int32]
     let log: (String) -> Void
     public private(set) var consumedSamples = 0
+    /// The last completed iteration: 0 before training, or the iteration a checkpoint resumed from.
+    public private(set) var iteration = 0
+    /// Whether the last `train` stopped at --exit-interval before --train-iters.
+    public private(set) var exited = false
 
     /// `sample(i)` returns training sample i (sequence-length + 1 tokens). Without `dataParallel`
     /// this is the only rank.
@@ -83,7 +94,7 @@ public final class Trainer {
         self.log = log
     }
 
-    /// Runs `trainIters` iterations.
+    /// Runs the iterations after `iteration` up to `trainIters` (or --exit-interval).
     @discardableResult
     public func train() throws -> [IterationResult] {
         let s = settings
@@ -96,7 +107,10 @@ public final class Trainer {
         let flops = modelFLOPsPerIteration(model.config, globalBatchSize: s.globalBatchSize, sequenceLength: s.sequenceLength)
         var results: [IterationResult] = []
         var interval = TrainingLog()
-        for iteration in 1 ... s.trainIters {
+        let firstIteration = iteration + 1
+        var savedIteration: Int?
+        exited = false
+        for iteration in firstIteration ..< max(firstIteration, s.trainIters + 1) {
             let start = Date()
             model.zeroGradients()
             var lossSums = [0.0, 0.0]   // Σ mask·ℓ, Σ mask over the iteration's micro-batches
@@ -133,6 +147,7 @@ public final class Trainer {
                 scheduler.step(s.globalBatchSize)
             }
             consumedSamples += s.globalBatchSize
+            self.iteration = iteration
             let seconds = Date().timeIntervalSince(start)
             var result = IterationResult(iteration: iteration, loss: loss, gradNorm: gradNorm,
                                          learningRate: learningRate, skipped: skipped, seconds: seconds)
@@ -141,29 +156,106 @@ public final class Trainer {
             results.append(result)
             interval.add(result)
             // Megatron logs the first iteration too (to show the start-up cost), and keeps its
-            // sums, so the next line averages from iteration 1.
-            if iteration % s.logInterval == 0 || iteration == 1 {
+            // sums, so the next line averages from the first.
+            if iteration % s.logInterval == 0 || iteration == firstIteration {
                 log(interval.line(iteration: iteration, trainIters: s.trainIters, consumedSamples: consumedSamples,
                                   flopsPerIteration: s.logThroughput ? flops / Double(dp) : nil, learningRate: scheduler.learningRate,
                                   globalBatchSize: s.globalBatchSize, gradNorm: loggedGradNorm(gradNorm),
                                   paramsNorm: s.logParamsNorm ? try Elementwise.globalL2Norm([model.parameters], on: model.device) : nil))
-                if iteration > 1 { interval = TrainingLog() }
+                if iteration > firstIteration { interval = TrainingLog() }
             }
             if let evaluation, let validation = evaluation.validation, let every = evaluation.interval, iteration % every == 0 {
                 try evaluateAndLog(validation, from: consumedValidationSamples, label: "iteration \(iteration)")
                 consumedValidationSamples += evaluation.iterations * s.globalBatchSize
             }
+            if let save = s.save, let every = s.saveInterval, iteration % every == 0 {
+                try saveCheckpoint(to: save)
+                savedIteration = iteration
+            }
+            if let every = s.exitInterval, iteration % every == 0 {
+                if let save = s.save, savedIteration != iteration { try saveCheckpoint(to: save) }
+                log(" exiting program at iteration \(iteration)")
+                exited = true
+                return results
+            }
         }
+        if let save = s.save, iteration >= firstIteration, savedIteration != iteration { try saveCheckpoint(to: save) }
         if let evaluation {
             if let validation = evaluation.validation {
-                try evaluateAndLog(validation, from: consumedValidationSamples, label: "iteration \(s.trainIters) on validation set")
+                try evaluateAndLog(validation, from: consumedValidationSamples, label: "iteration \(iteration) on validation set")
                 consumedValidationSamples += evaluation.iterations * s.globalBatchSize
             }
             if let test = evaluation.test {
-                try evaluateAndLog(test, from: 0, label: "iteration \(s.trainIters) on test set")
+                try evaluateAndLog(test, from: 0, label: "iteration \(iteration) on test set")
             }
         }
         return results
+    }
+
+    /// Saves the checkpoint of `iteration` to `directory` (see `Checkpoint`). Every data-parallel rank
+    /// takes part: under the distributed optimizer each contributes the state it owns; rank 0 writes,
+    /// and every rank learns whether that succeeded.
+    public func saveCheckpoint(to directory: URL) throws {
+        let group = dataParallel?.dataParallel
+        log(" saving checkpoint at iteration \(pad(iteration, 7)) to \(directory.path)")
+        let start = Date()
+        var failure: Error?
+        try optimizer.withFullState(keep: false) { state in
+            for (_, values) in state { try dataParallel?.gatherOwnedSpans(values) }
+            guard (group?.rank ?? 0) == 0 else { return }
+            do {
+                try Checkpoint.save(to: directory, progress: progress, model: model, optimizerState: state)
+            } catch { failure = error }
+        }
+        if let group, group.size > 1, try group.allReduce(Int32(failure == nil ? 0 : 1), op: .sum) > 0, failure == nil {
+            throw TensorError("saving the checkpoint of iteration \(iteration) to \(directory.path) failed on data-parallel rank 0")
+        }
+        if let failure { throw failure }
+        log("  successfully saved checkpoint from iteration \(pad(iteration, 7)) to \(directory.path) "
+            + "(\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
+    }
+
+    /// Where training stands, as a checkpoint records it.
+    var progress: Checkpoint.Progress {
+        .init(iteration: iteration, consumedTrainSamples: consumedSamples, consumedValidSamples: consumedValidationSamples,
+              optimizer: optimizer.settings.kind.rawValue, optimizerStep: optimizer.step, schedulerSteps: scheduler.numSteps)
+    }
+
+    /// Resumes from the latest checkpoint in `directory` (--load): the parameters, and unless
+    /// `finetune` the iteration, consumed samples and schedule position, and unless `finetune` or
+    /// `!loadOptimizer` the optimizer state. Returns the checkpoint's iteration, or nil when the
+    /// directory holds none (Megatron then warns and trains from the initialisation).
+    @discardableResult
+    public func loadCheckpoint(from directory: URL, loadOptimizer: Bool = true, finetune: Bool = false) throws -> Int? {
+        guard let latest = try Checkpoint.latestIteration(in: directory) else {
+            log(" WARNING: could not find the metadata file \(directory.appendingPathComponent(Checkpoint.trackerName).path); "
+                + "will not load any checkpoints and will start from random")
+            return nil
+        }
+        let start = Date()
+        let saved: Checkpoint.Progress
+        if loadOptimizer && !finetune {
+            saved = try optimizer.withFullState(keep: true) { state in
+                try Checkpoint.load(from: directory, iteration: latest, model: model,
+                                    optimizer: (optimizer.settings.kind.rawValue, state))
+            }
+            optimizer.step = saved.optimizerStep
+        } else {
+            saved = try Checkpoint.load(from: directory, iteration: latest, model: model, optimizer: nil)
+        }
+        if !finetune {
+            iteration = saved.iteration
+            consumedSamples = saved.consumedTrainSamples
+            consumedValidationSamples = saved.consumedValidSamples
+            scheduler.numSteps = saved.schedulerSteps
+        }
+        log("  successfully loaded checkpoint from \(directory.path) at iteration \(latest) "
+            + "(\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
+        return latest
+    }
+
+    private func pad(_ n: Int, _ width: Int) -> String {
+        String(repeating: " ", count: max(0, width - String(n).count)) + String(n)
     }
 
     /// The error that ends a run under --check-for-nan-in-loss-and-grad.

@@ -45,7 +45,8 @@ public enum SafeTensors {
                   let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2,
                   offsets[0] >= 0, offsets[0] <= offsets[1], dataStart + offsets[1] <= file.count
             else { throw fail("tensor \(name) has a malformed entry or lies outside the file") }
-            tensors[name] = Entry(dtype: dtype, shape: shape, data: file.subdata(in: dataStart + offsets[0] ..< dataStart + offsets[1]))
+            // A slice of the memory-mapped file, not a copy: a checkpoint's gigabytes are read once, into their tensors.
+            tensors[name] = Entry(dtype: dtype, shape: shape, data: file[dataStart + offsets[0] ..< dataStart + offsets[1]])
         }
         return (tensors, metadata)
     }
@@ -63,12 +64,22 @@ public enum SafeTensors {
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         while (8 + json.count) % 8 != 0 { json.append(0x20) }  // pad the header with spaces to 8-byte alignment
-        var out = Data(capacity: 8 + json.count + offset)
-        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
-        out.append(json)
-        for name in names { out.append(tensors[name]!.data) }
         let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial")
-        try out.write(to: temporary)
+        guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
+            throw TensorError("\(temporary.path): could not create the file")
+        }
+        // Streamed a tensor at a time: a checkpoint's tensors are views of the model's buffers, not copies.
+        let file = try FileHandle(forWritingTo: temporary)
+        do {
+            try file.write(contentsOf: withUnsafeBytes(of: UInt64(json.count).littleEndian) { Data($0) })
+            try file.write(contentsOf: json)
+            for name in names { try file.write(contentsOf: tensors[name]!.data) }
+            try file.synchronize()
+            try file.close()
+        } catch {
+            try? file.close()
+            throw TensorError("\(temporary.path): writing failed (\(error))")
+        }
         guard rename(temporary.path, url.path) == 0 else {
             throw TensorError("\(url.path): could not move the written file into place (errno \(errno))")
         }

@@ -101,10 +101,14 @@ public final class DistributedDataParallel: @unchecked Sendable {
     }
 
     /// Under the distributed optimizer: all-gathers every bucket's parameters from their owners.
-    public func gatherParameters() throws {
+    public func gatherParameters() throws { try gatherOwnedSpans(model.parameters.floats) }
+
+    /// Under the distributed optimizer: fills every rank's copy of `buffer` (laid out like the flat
+    /// parameter buffer) with each owner's `ownedRanges`.
+    func gatherOwnedSpans(_ buffer: UnsafeMutablePointer<Float>) throws {
         guard settings.useDistributedOptimizer, dataParallel.size > 1 else { return }
         for bucket in buckets {
-            try dataParallel.allGather(UnsafeMutableBufferPointer(start: model.parameters.floats + bucket.lowerBound, count: bucket.count))
+            try dataParallel.allGather(UnsafeMutableBufferPointer(start: buffer + bucket.lowerBound, count: bucket.count))
         }
     }
 

@@ -22,6 +22,7 @@ struct Pretrain: ParsableCommand {
 
     @OptionGroup(title: "Model") var model: ModelArguments
     @OptionGroup(title: "Training") var training: TrainingArguments
+    @OptionGroup(title: "Checkpointing") var checkpointing: CheckpointArguments
     @OptionGroup(title: "Distributed") var distributed: DistributedArguments
     @OptionGroup(title: "Device") var device: DeviceOptions
 
@@ -144,6 +145,9 @@ struct Pretrain: ParsableCommand {
         settings.logParamsNorm = training.logParamsNorm
         settings.checkForNaNInLossAndGrad = !training.noCheckForNaNInLossAndGrad
         settings.seed = UInt64(training.seed)
+        settings.save = checkpointing.save.map { URL(fileURLWithPath: $0) }
+        settings.saveInterval = checkpointing.saveInterval
+        settings.exitInterval = checkpointing.exitInterval
         // The end of document: GPT-2's <|endoftext|>, or the NullTokenizer's last id (as mock data's).
         let endOfDocument = tokenizer?.eod ?? Int32(vocab - 1)
         if eodMaskLoss || resetPositionIDs || resetAttentionMask {
@@ -197,8 +201,12 @@ struct Pretrain: ParsableCommand {
                               dataParallel: dataParallel, sample: sample,
                               log: { line in if isLast { print(line); fflush(nil) } })
         trainer.evaluation = evaluation
+        if let load = checkpointing.load {
+            try trainer.loadCheckpoint(from: URL(fileURLWithPath: load), loadOptimizer: !checkpointing.noLoadOptim,
+                                       finetune: checkpointing.finetune)
+        }
         try trainer.train()
-        if sampleTokens > 0 && isFirst {
+        if sampleTokens > 0 && isFirst && !trainer.exited {
             let encoded = try samplePrompt.flatMap { try tokenizer?.encode($0) } ?? []
             let prompt = encoded.isEmpty ? Array(firstSample.prefix(16)) : encoded
             let generation = TextGeneration(topK: topK, temperature: temperature, seed: UInt64(training.seed))

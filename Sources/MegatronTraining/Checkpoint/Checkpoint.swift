@@ -1,0 +1,159 @@
+import Foundation
+import MegatronCore
+import MegatronModels
+
+/// A training checkpoint in Megatron's directory layout, stored as safetensors:
+///
+///     DIR/latest_checkpointed_iteration.txt   the newest iteration saved ("10")
+///     DIR/iter_0000010/model.safetensors      every parameter by its Megatron-core name, fp32
+///     DIR/iter_0000010/optimizer.safetensors  the optimizer state of each parameter:
+///                                             "<name>.exp_avg", "<name>.exp_avg_sq" (Adam) or
+///                                             "<name>.momentum_buffer" (SGD)
+///     DIR/iter_0000010/checkpoint.json        where training stood (`Progress`)
+///
+/// Saving is atomic: an iteration's directory is written under a temporary name and renamed into
+/// place, and only then does the tracker file (itself replaced by a rename) name it, so a save
+/// interrupted at any point leaves the previous checkpoint the latest and intact. The files hold the
+/// whole model and state whatever the data-parallel layout, so a run may resume on another number
+/// of ranks.
+public enum Checkpoint {
+    /// Where training stood when the checkpoint was saved: with the model and optimizer state, all a
+    /// resumed run needs to continue exactly (dropout masks and the data order follow from the seed,
+    /// the iteration and the consumed samples).
+    public struct Progress: Codable, Equatable, Sendable {
+        public var iteration: Int
+        public var consumedTrainSamples: Int
+        public var consumedValidSamples: Int
+        /// The optimizer ("adam" or "sgd") and its update count (Adam's bias correction).
+        public var optimizer: String
+        public var optimizerStep: Int
+        /// Samples the learning-rate schedule has advanced by (fewer than consumed when updates were skipped).
+        public var schedulerSteps: Int
+
+        enum CodingKeys: String, CodingKey {
+            case iteration, optimizer
+            case consumedTrainSamples = "consumed_train_samples", consumedValidSamples = "consumed_valid_samples"
+            case optimizerStep = "optimizer_step", schedulerSteps = "scheduler_steps"
+        }
+    }
+
+    static let trackerName = "latest_checkpointed_iteration.txt"
+
+    /// DIR/iter_0000010, Megatron's name for an iteration's directory.
+    public static func iterationDirectory(_ directory: URL, iteration: Int) -> URL {
+        directory.appendingPathComponent(String(format: "iter_%07d", iteration))
+    }
+
+    /// The iteration the tracker file of `directory` names, nil when there is none (a run that saved
+    /// nothing yet), or an error naming the file when it is unreadable.
+    public static func latestIteration(in directory: URL) throws -> Int? {
+        let tracker = directory.appendingPathComponent(trackerName)
+        guard FileManager.default.fileExists(atPath: tracker.path) else { return nil }
+        let text = try String(contentsOf: tracker, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let iteration = Int(text), iteration >= 0 else {
+            throw TensorError("\(tracker.path): expected an iteration number, found \"\(text)\"")
+        }
+        return iteration
+    }
+
+    /// Writes the model's parameters and `optimizerState` (the optimizer's tensors laid out like the
+    /// flat parameter buffer, by state name) as the checkpoint of `progress.iteration`, and makes it the latest.
+    static func save(to directory: URL, progress: Progress, model: GPTModel,
+                     optimizerState: [(name: String, values: UnsafeMutablePointer<Float>)]) throws {
+        let files = FileManager.default
+        try files.createDirectory(at: directory, withIntermediateDirectories: true)
+        let final = iterationDirectory(directory, iteration: progress.iteration)
+        let partial = directory.appendingPathComponent(".\(final.lastPathComponent).partial")
+        try? files.removeItem(at: partial)
+        try files.createDirectory(at: partial, withIntermediateDirectories: false)
+
+        try SafeTensors.write(entries(of: model.parameters.floats, model.layout, suffix: ""),
+                              to: partial.appendingPathComponent("model.safetensors"))
+        var state: [String: SafeTensors.Entry] = [:]
+        for (name, values) in optimizerState { state.merge(entries(of: values, model.layout, suffix: "." + name)) { a, _ in a } }
+        try SafeTensors.write(state, to: partial.appendingPathComponent("optimizer.safetensors"))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(progress).write(to: partial.appendingPathComponent("checkpoint.json"))
+
+        // Replace an older save of the same iteration (a resumed run saving again) only once the new one is whole.
+        if files.fileExists(atPath: final.path) {
+            let old = directory.appendingPathComponent(".\(final.lastPathComponent).old")
+            try? files.removeItem(at: old)
+            try files.moveItem(at: final, to: old)
+            try files.moveItem(at: partial, to: final)
+            try files.removeItem(at: old)
+        } else {
+            try files.moveItem(at: partial, to: final)
+        }
+        let tracker = directory.appendingPathComponent(trackerName)
+        let trackerPartial = directory.appendingPathComponent(".\(trackerName).partial")
+        try Data("\(progress.iteration)\n".utf8).write(to: trackerPartial)
+        guard rename(trackerPartial.path, tracker.path) == 0 else {
+            throw TensorError("\(tracker.path): could not move the written file into place (errno \(errno))")
+        }
+    }
+
+    /// Reads the checkpoint of `iteration`: copies its parameters into the model and, given this run's
+    /// optimizer, its state into `optimizer.state` (buffers laid out like the flat parameter buffer, by
+    /// state name); returns its progress. Errors name the file and what does not fit this run.
+    static func load(from directory: URL, iteration: Int, model: GPTModel,
+                     optimizer: (kind: String, state: [(name: String, values: UnsafeMutablePointer<Float>)])?) throws -> Progress {
+        let folder = iterationDirectory(directory, iteration: iteration)
+        let progressFile = folder.appendingPathComponent("checkpoint.json")
+        let progress: Progress
+        do {
+            progress = try JSONDecoder().decode(Progress.self, from: Data(contentsOf: progressFile))
+        } catch {
+            throw TensorError("\(progressFile.path): not a readable checkpoint description (\(error))")
+        }
+        if let optimizer, optimizer.kind != progress.optimizer {
+            throw TensorError("\(progressFile.path): saved by --optimizer \(progress.optimizer), this run's is \(optimizer.kind) "
+                              + "(--no-load-optim starts a fresh optimizer from the saved model)")
+        }
+        let modelFile = folder.appendingPathComponent("model.safetensors")
+        try copy(try tensors(modelFile), of: modelFile, suffix: "", into: model.parameters.floats, model.layout)
+        guard let optimizer else { return progress }
+        let optimizerFile = folder.appendingPathComponent("optimizer.safetensors")
+        let stored = try tensors(optimizerFile)
+        for (name, values) in optimizer.state { try copy(stored, of: optimizerFile, suffix: "." + name, into: values, model.layout) }
+        return progress
+    }
+
+    /// One entry per parameter, viewing (not copying) `buffer` at the parameter's offset.
+    private static func entries(of buffer: UnsafeMutablePointer<Float>, _ layout: ParameterLayout, suffix: String) -> [String: SafeTensors.Entry] {
+        var entries: [String: SafeTensors.Entry] = [:]
+        for entry in layout.entries {
+            let bytes = Data(bytesNoCopy: buffer + entry.offset, count: entry.count * MemoryLayout<Float>.stride, deallocator: .none)
+            entries[entry.name + suffix] = SafeTensors.Entry(dtype: "F32", shape: entry.shape, data: bytes)
+        }
+        return entries
+    }
+
+    private static func tensors(_ file: URL) throws -> [String: SafeTensors.Entry] {
+        guard FileManager.default.fileExists(atPath: file.path) else { throw TensorError("\(file.path): no such file") }
+        return try SafeTensors.read(file).tensors
+    }
+
+    /// Copies every parameter's tensor `<name><suffix>` of `tensors` (read from `file`) into `buffer`,
+    /// checking that they are exactly this model's parameters with these shapes.
+    private static func copy(_ tensors: [String: SafeTensors.Entry], of file: URL, suffix: String,
+                             into buffer: UnsafeMutablePointer<Float>, _ layout: ParameterLayout) throws {
+        let expected = Set(layout.entries.map { $0.name + suffix })
+        if let stray = tensors.keys.filter({ $0.hasSuffix(suffix) && !expected.contains($0) }).sorted().first {
+            throw TensorError("\(file.path) holds \(stray), which this model does not have: was it saved with other "
+                              + "--num-layers, --untie-embeddings-and-output-weights, --position-embedding-type or bias flags?")
+        }
+        for entry in layout.entries {
+            let name = entry.name + suffix
+            guard let stored = tensors[name] else { throw TensorError("\(file.path) has no tensor \(name), which this model needs") }
+            guard stored.dtype == "F32", stored.shape == entry.shape else {
+                throw TensorError("\(file.path): \(name) is \(stored.dtype) \(stored.shape), this model's is F32 \(entry.shape) "
+                                  + "(a checkpoint of another --hidden-size, --ffn-hidden-size, --num-attention-heads or vocabulary?)")
+            }
+            stored.data.withUnsafeBytes { raw in
+                UnsafeMutableRawPointer(buffer + entry.offset).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+import Foundation
+import MegatronCore
+import MegatronModels
+import MegatronParallel
+import MegatronTraining
+import Testing
+
+/// A run saved at iteration 3 and resumed continues exactly as the run that never stopped: the
+/// same losses, gradient norms and final weights, bit for bit on the same layout; on another
+/// data-parallel size, as that size's own uninterrupted run would (the same to rounding).
+struct CheckpointTests {
+    static let trainIters = 6
+    static let config: GPTConfig = {
+        var config = GPTConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
+        config.hiddenDropout = 0.1
+        config.attentionDropout = 0.1
+        return config
+    }()
+
+    final class Outcome: @unchecked Sendable {
+        var steps: [(loss: Float, gradNorm: Double)] = []
+        var parameters: [Float] = []
+        var loaded: Int?
+        var exited = false
+    }
+
+    /// Trains on `dp` in-process ranks (model seed `modelSeed`), first loading `load` and saving to
+    /// `save` when given; returns what rank 0 saw.
+    static func run(dp: Int = 1, distributedOptimizer: Bool = false, optimizer kind: Optimizer.Kind = .adam, modelSeed: UInt64 = 3,
+                    save: URL? = nil, exitInterval: Int? = nil, load: URL? = nil) throws -> Outcome {
+        let data = try MockData(vocabSize: 128, sequenceLength: 16, seed: 5)
+        let outcome = Outcome()
+        try InProcessWorld(size: dp).run { world in
+            let model = try GPTModel(config: config, seed: modelSeed, on: CPUDevice(threads: 1))
+            var ddp = DistributedDataParallel.Settings()
+            ddp.useDistributedOptimizer = distributedOptimizer
+            ddp.bucketSize = 3000
+            let dataParallel = try DistributedDataParallel(model: model, dataParallel: world, settings: ddp)
+            var optimizerSettings = Optimizer.Settings()
+            optimizerSettings.kind = kind
+            optimizerSettings.clipGrad = 0.3
+            let optimizer = Optimizer(model: model, settings: optimizerSettings, ownedRanges: dataParallel.ownedRanges,
+                                      gradNormGroup: distributedOptimizer ? world : nil)
+            var settings = Trainer.Settings(trainIters: trainIters, microBatchSize: 1, globalBatchSize: 6, sequenceLength: 16)
+            settings.save = save
+            settings.exitInterval = exitInterval
+            let trainer = Trainer(model: model, optimizer: optimizer,
+                                  scheduler: .init(maxLR: 3e-3, warmupSteps: 12, decaySteps: 36, decayStyle: .cosine),
+                                  settings: settings, dataParallel: dataParallel, sample: data.sample, log: { _ in })
+            let loaded = try load.flatMap { try trainer.loadCheckpoint(from: $0) }
+            let steps = try trainer.train()
+            if world.rank == 0 {
+                outcome.steps = steps.map { ($0.loss, $0.gradNorm) }
+                outcome.parameters = model.parameters.toFloatArray()
+                outcome.loaded = loaded
+                outcome.exited = trainer.exited
+            }
+        }
+        return outcome
+    }
+
+    /// How many of the weights differ (bit for bit), or the count when the sizes do.
+    static func differing(_ a: [Float], _ b: [Float]) -> Int {
+        a.count == b.count ? zip(a, b).filter { $0.bitPattern != $1.bitPattern }.count : max(a.count, b.count)
+    }
+
+    static func temporaryDirectory() -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("checkpoint-test-\(UUID().uuidString)")
+    }
+
+    @Test(arguments: [Optimizer.Kind.adam, .sgd])
+    func resumingContinuesBitForBit(_ kind: Optimizer.Kind) throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let straight = try Self.run(optimizer: kind)
+        let first = try Self.run(optimizer: kind, save: directory, exitInterval: 3)
+        #expect(first.exited && first.steps.count == 3)
+        #expect(try Checkpoint.latestIteration(in: directory) == 3)
+        // Another initialisation, so only loading can make the weights agree.
+        let resumed = try Self.run(optimizer: kind, modelSeed: 99, save: directory, load: directory)
+        #expect(resumed.loaded == 3 && resumed.steps.count == 3)
+        for (step, (a, b)) in zip(straight.steps.dropFirst(3), resumed.steps).enumerated() {
+            #expect(a.loss == b.loss && a.gradNorm == b.gradNorm, "iteration \(step + 4): \(a) vs \(b)")
+        }
+        #expect(Self.differing(straight.parameters, resumed.parameters) == 0)
+        // Saving to the same directory, the resumed run saved its last iteration at the end.
+        #expect(try Checkpoint.latestIteration(in: directory) == Self.trainIters)
+    }
+
+    @Test func theDistributedOptimizerResumesOnItsOwnAndOnOtherDataParallelSizes() throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let straight = try Self.run(dp: 2, distributedOptimizer: true)
+        _ = try Self.run(dp: 2, distributedOptimizer: true, save: directory, exitInterval: 3)
+        let resumed = try Self.run(dp: 2, distributedOptimizer: true, modelSeed: 99, save: directory, load: directory)
+        #expect(zip(straight.steps.dropFirst(3), resumed.steps).allSatisfy { $0.loss == $1.loss && $0.gradNorm == $1.gradNorm },
+                "\(straight.steps) vs \(resumed.steps)")
+        #expect(Self.differing(straight.parameters, resumed.parameters) == 0)
+        // The files hold the whole state, so one rank, or three with the state sharded another way, resume too.
+        for dp in [1, 3] {
+            let other = try Self.run(dp: dp, distributedOptimizer: dp > 1, modelSeed: 99, load: directory)
+            #expect(other.loaded == Self.trainIters && other.steps.isEmpty, "the latest checkpoint is now the end of training")
+        }
+        try FileManager.default.removeItem(at: directory)
+        _ = try Self.run(dp: 2, distributedOptimizer: true, save: directory, exitInterval: 3)
+        for dp in [1, 3] {
+            let resharded = try Self.run(dp: dp, distributedOptimizer: dp > 1, modelSeed: 99, load: directory)
+            for (a, b) in zip(straight.steps.dropFirst(3), resharded.steps) {
+                #expect(abs(a.loss - b.loss) <= 1e-5 * a.loss && abs(a.gradNorm - b.gradNorm) <= 1e-4 * a.gradNorm,
+                        "dp \(dp): \(a) vs \(b)")
+            }
+            #expect(resharded.steps.count == 3)
+        }
+    }
+
+    @Test func aDirectoryWithoutCheckpointsTrainsFromTheStart() throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let outcome = try Self.run(load: directory)
+        #expect(outcome.loaded == nil && outcome.steps.count == Self.trainIters)
+    }
+
+    @Test func anInterruptedSaveLeavesThePreviousCheckpointTheLatest() throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        _ = try Self.run(save: directory, exitInterval: 3)
+        // What a save killed half-way through leaves: a partial directory and a partial tracker.
+        let partial = directory.appendingPathComponent(".iter_0000006.partial")
+        try FileManager.default.createDirectory(at: partial, withIntermediateDirectories: true)
+        try Data("garbage".utf8).write(to: partial.appendingPathComponent("model.safetensors"))
+        try Data("6".utf8).write(to: directory.appendingPathComponent(".latest_checkpointed_iteration.txt.partial"))
+        #expect(try Checkpoint.latestIteration(in: directory) == 3)
+        let resumed = try Self.run(load: directory)
+        #expect(resumed.loaded == 3 && resumed.steps.count == 3)
+    }
+
+    @Test func aCheckpointOfAnotherModelOrOptimizerIsAClearError() throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        _ = try Self.run(save: directory, exitInterval: 3)
+        let sgd = #expect(throws: (any Error).self) { try Self.run(optimizer: .sgd, load: directory) }
+        #expect(sgd.map { "\($0)" }?.contains("saved by --optimizer adam, this run's is sgd") == true, "\(String(describing: sgd))")
+
+        var wider = Self.config
+        wider.hiddenSize = 48
+        let model = try GPTModel(config: wider, seed: 1, on: CPUDevice(threads: 1))
+        let trainer = Trainer(model: model, optimizer: Optimizer(model: model, settings: .init()),
+                              scheduler: .init(maxLR: 1e-3, warmupSteps: 0, decaySteps: 1, decayStyle: .constant),
+                              settings: .init(trainIters: 1, microBatchSize: 1, globalBatchSize: 1, sequenceLength: 16),
+                              sample: { _ in [] }, log: { _ in })
+        let shape = #expect(throws: TensorError.self) { try trainer.loadCheckpoint(from: directory) }
+        #expect(shape?.description.contains("iter_0000003/model.safetensors: embedding.word_embeddings.weight is F32 [128, 32], "
+                                            + "this model's is F32 [128, 48]") == true, "\(String(describing: shape))")
+    }
+}
