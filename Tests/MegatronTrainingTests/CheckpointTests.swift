@@ -27,7 +27,8 @@ struct CheckpointTests {
     /// Trains on `dp` in-process ranks (model seed `modelSeed`), first loading `load` and saving to
     /// `save` when given; returns what rank 0 saw.
     static func run(dp: Int = 1, distributedOptimizer: Bool = false, optimizer kind: Optimizer.Kind = .adam, modelSeed: UInt64 = 3,
-                    save: URL? = nil, exitInterval: Int? = nil, load: URL? = nil) throws -> Outcome {
+                    save: URL? = nil, exitInterval: Int? = nil, load: URL? = nil, loadOptimizer: Bool = true,
+                    finetune: Bool = false) throws -> Outcome {
         let data = try MockData(vocabSize: 128, sequenceLength: 16, seed: 5)
         let outcome = Outcome()
         try InProcessWorld(size: dp).run { world in
@@ -47,7 +48,7 @@ struct CheckpointTests {
             let trainer = Trainer(model: model, optimizer: optimizer,
                                   scheduler: .init(maxLR: 3e-3, warmupSteps: 12, decaySteps: 36, decayStyle: .cosine),
                                   settings: settings, dataParallel: dataParallel, sample: data.sample, log: { _ in })
-            let loaded = try load.flatMap { try trainer.loadCheckpoint(from: $0) }
+            let loaded = try load.flatMap { try trainer.loadCheckpoint(from: $0, loadOptimizer: loadOptimizer, finetune: finetune) }
             let steps = try trainer.train()
             if world.rank == 0 {
                 outcome.steps = steps.map { ($0.loss, $0.gradNorm) }
@@ -111,6 +112,24 @@ struct CheckpointTests {
             }
             #expect(resharded.steps.count == 3)
         }
+    }
+
+    /// --no-load-optim resumes the iteration, data and schedule with a fresh optimizer: iteration 4's
+    /// loss and gradient (computed before any update) are the uninterrupted run's, its update is not.
+    /// --finetune takes only the weights and trains every iteration from the first.
+    @Test func noLoadOptimAndFinetuneTakeLessOfTheCheckpoint() throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let straight = try Self.run()
+        _ = try Self.run(save: directory, exitInterval: 3)
+        let freshOptimizer = try Self.run(modelSeed: 99, load: directory, loadOptimizer: false)
+        #expect(freshOptimizer.steps.count == 3)
+        #expect(freshOptimizer.steps[0].loss == straight.steps[3].loss && freshOptimizer.steps[0].gradNorm == straight.steps[3].gradNorm)
+        #expect(freshOptimizer.steps[1].loss != straight.steps[4].loss)
+        let finetuned = try Self.run(modelSeed: 99, load: directory, finetune: true)
+        let fresh = try Self.run(modelSeed: 99)
+        #expect(finetuned.loaded == 3 && finetuned.steps.count == Self.trainIters)
+        #expect(finetuned.steps[0].loss != fresh.steps[0].loss && finetuned.steps[0].loss != straight.steps[0].loss)
     }
 
     @Test func aDirectoryWithoutCheckpointsTrainsFromTheStart() throws {
