@@ -1,9 +1,9 @@
 import MegatronCore
 
 /// The architecture of a GPT model, with Megatron-LM's option names and defaults.
-public struct GPTConfig: Sendable, Equatable {
-    public enum PositionEmbedding: String, Sendable, CaseIterable { case learnedAbsolute = "learned_absolute", rope }
-    public enum Normalization: String, Sendable, CaseIterable { case layerNorm = "LayerNorm", rmsNorm = "RMSNorm" }
+public struct GPTConfig: Sendable, Equatable, Codable {
+    public enum PositionEmbedding: String, Sendable, CaseIterable, Codable { case learnedAbsolute = "learned_absolute", rope }
+    public enum Normalization: String, Sendable, CaseIterable, Codable { case layerNorm = "LayerNorm", rmsNorm = "RMSNorm" }
 
     public var numLayers: Int
     public var hiddenSize: Int
@@ -33,6 +33,33 @@ public struct GPTConfig: Sendable, Equatable {
     public var hiddenDropout: Float = 0.1
     public var attentionDropout: Float = 0.1
     public var initMethodStd: Float = 0.02
+
+    /// Encoded (in checkpoints) under Megatron's argument names.
+    enum CodingKeys: String, CodingKey {
+        case numLayers = "num_layers", hiddenSize = "hidden_size", numAttentionHeads = "num_attention_heads"
+        case numQueryGroups = "num_query_groups", kvChannels = "kv_channels", ffnHiddenSize = "ffn_hidden_size"
+        case paddedVocabSize = "padded_vocab_size", maxPositionEmbeddings = "max_position_embeddings"
+        case positionEmbedding = "position_embedding_type", rotaryBase = "rotary_base", rotaryPercent = "rotary_percent"
+        case normalization, normEpsilon = "norm_epsilon", swiglu, biasGELUFusion = "bias_gelu_fusion"
+        case addBiasLinear = "add_bias_linear", addQKVBias = "add_qkv_bias"
+        case untieEmbeddingsAndOutputWeights = "untie_embeddings_and_output_weights"
+        case hiddenDropout = "hidden_dropout", attentionDropout = "attention_dropout", initMethodStd = "init_method_std"
+    }
+
+    /// The fields in which `other` describes another network (dropout and initialisation aside),
+    /// each as "name: ours vs other's", by Megatron's argument names.
+    public func architectureDifferences(from other: GPTConfig) -> [String] {
+        func field<T: Equatable>(_ key: CodingKeys, _ path: KeyPath<GPTConfig, T>) -> String? {
+            self[keyPath: path] == other[keyPath: path] ? nil : "\(key.rawValue) \(self[keyPath: path]) vs \(other[keyPath: path])"
+        }
+        return [field(.numLayers, \.numLayers), field(.hiddenSize, \.hiddenSize), field(.numAttentionHeads, \.numAttentionHeads),
+                field(.numQueryGroups, \.numQueryGroups), field(.kvChannels, \.kvChannels), field(.ffnHiddenSize, \.ffnHiddenSize),
+                field(.paddedVocabSize, \.paddedVocabSize), field(.maxPositionEmbeddings, \.maxPositionEmbeddings),
+                field(.positionEmbedding, \.positionEmbedding), field(.rotaryBase, \.rotaryBase), field(.rotaryPercent, \.rotaryPercent),
+                field(.normalization, \.normalization), field(.normEpsilon, \.normEpsilon), field(.swiglu, \.swiglu),
+                field(.biasGELUFusion, \.biasGELUFusion), field(.addBiasLinear, \.addBiasLinear), field(.addQKVBias, \.addQKVBias),
+                field(.untieEmbeddingsAndOutputWeights, \.untieEmbeddingsAndOutputWeights)].compactMap { $0 }
+    }
 
     public init(numLayers: Int, hiddenSize: Int, numAttentionHeads: Int, numQueryGroups: Int? = nil, kvChannels: Int? = nil,
                 ffnHiddenSize: Int? = nil, paddedVocabSize: Int, maxPositionEmbeddings: Int) {

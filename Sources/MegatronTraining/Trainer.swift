@@ -204,7 +204,7 @@ public final class Trainer {
             for (_, values) in state { try dataParallel?.gatherOwnedSpans(values) }
             guard (group?.rank ?? 0) == 0 else { return }
             do {
-                try Checkpoint.save(to: directory, progress: progress, model: model, optimizerState: state)
+                try Checkpoint.save(to: directory, progress: progress, parameters: model.parameters.floats, optimizerState: state)
             } catch { failure = error }
         }
         if let group, group.size > 1, try group.allReduce(Int32(failure == nil ? 0 : 1), op: .sum) > 0, failure == nil {
@@ -218,7 +218,8 @@ public final class Trainer {
     /// Where training stands, as a checkpoint records it.
     var progress: Checkpoint.Progress {
         .init(iteration: iteration, consumedTrainSamples: consumedSamples, consumedValidSamples: consumedValidationSamples,
-              optimizer: optimizer.settings.kind.rawValue, optimizerStep: optimizer.step, schedulerSteps: scheduler.numSteps)
+              optimizer: optimizer.settings.kind.rawValue, optimizerStep: optimizer.step, schedulerSteps: scheduler.numSteps,
+              model: model.config)
     }
 
     /// Resumes from the latest checkpoint in `directory` (--load): the parameters, and unless

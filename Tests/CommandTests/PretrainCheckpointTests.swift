@@ -46,4 +46,29 @@ import Testing
             #expect(status == 64 && output.contains(message), "\(flags): \(output)")
         }
     }
+
+    /// import-hf writes a checkpoint at iteration 0 that pretrain --load trains on (its flags must
+    /// describe the same network, or the error names what differs); export-hf writes it back.
+    @Test func aHuggingFaceModelIsImportedTrainedAndExported() throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/hf_gpt2_tiny").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hf-import-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let checkpoint = directory.appendingPathComponent("checkpoint").path
+        let imported = try PretrainFlagTests.megatron(["import-hf", "--hf-dir", fixture, "--save", checkpoint])
+        #expect(imported.status == 0 && imported.output.contains("--num-layers 2 --hidden-size 32 --num-attention-heads 4"),
+                "\(imported.output)")
+        let run = ["pretrain", "--load", checkpoint, "--save", checkpoint, "--mock-data", "--tokenizer-type", "NullTokenizer",
+                   "--vocab-size", "100", "--num-layers", "2", "--hidden-size", "32", "--num-attention-heads", "4",
+                   "--max-position-embeddings", "16", "--seq-length", "16", "--micro-batch-size", "1", "--train-iters", "2",
+                   "--lr", "1e-4", "--threads", "1", "--eval-iters", "0"]
+        let trained = try PretrainFlagTests.megatron(run)
+        #expect(trained.status == 0 && trained.output.contains("successfully loaded checkpoint from \(checkpoint) at iteration 0"),
+                "\(trained.output)")
+        let wrong = try PretrainFlagTests.megatron(run + ["--num-layers", "3"])
+        #expect(wrong.status != 0 && wrong.output.contains("num_layers 3 vs 2"), "\(wrong.output)")
+        let exported = try PretrainFlagTests.megatron(["export-hf", "--load", checkpoint, "--hf-dir",
+                                                       directory.appendingPathComponent("hf").path, "--vocab-size", "100"])
+        #expect(exported.status == 0 && exported.output.contains("iter_0000002"), "\(exported.output)")
+    }
 }

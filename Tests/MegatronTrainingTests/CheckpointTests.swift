@@ -168,7 +168,17 @@ struct CheckpointTests {
                               settings: .init(trainIters: 1, microBatchSize: 1, globalBatchSize: 1, sequenceLength: 16),
                               sample: { _ in [] }, log: { _ in })
         let shape = #expect(throws: TensorError.self) { try trainer.loadCheckpoint(from: directory) }
-        #expect(shape?.description.contains("iter_0000003/model.safetensors: embedding.word_embeddings.weight is F32 [128, 32], "
-                                            + "this model's is F32 [128, 48]") == true, "\(String(describing: shape))")
+        #expect(shape?.description.contains("the checkpoint's model differs from this run's (this run vs the checkpoint): "
+                                            + "hidden_size 48 vs 32") == true,
+                "\(String(describing: shape))")
+
+        // A model file that lost a tensor (or holds one of another shape) is named with the tensor.
+        let modelFile = Checkpoint.iterationDirectory(directory, iteration: 3).appendingPathComponent("model.safetensors")
+        var tensors = try SafeTensors.read(modelFile).tensors
+        tensors["decoder.final_layernorm.bias"] = nil
+        try SafeTensors.write(tensors.mapValues { SafeTensors.Entry(dtype: $0.dtype, shape: $0.shape, data: Data($0.data)) }, to: modelFile)
+        let missing = #expect(throws: (any Error).self) { try Self.run(load: directory) }
+        #expect(missing.map { "\($0)" }?.contains("model.safetensors has no tensor decoder.final_layernorm.bias") == true,
+                "\(String(describing: missing))")
     }
 }

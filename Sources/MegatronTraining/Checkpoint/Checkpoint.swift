@@ -9,7 +9,10 @@ import MegatronModels
 ///     DIR/iter_0000010/optimizer.safetensors  the optimizer state of each parameter:
 ///                                             "<name>.exp_avg", "<name>.exp_avg_sq" (Adam) or
 ///                                             "<name>.momentum_buffer" (SGD)
-///     DIR/iter_0000010/checkpoint.json        where training stood (`Progress`)
+///     DIR/iter_0000010/checkpoint.json        where training stood and the architecture (`Progress`)
+///
+/// A checkpoint imported from elsewhere (Hugging Face GPT-2) has no optimizer file: training from it
+/// starts a fresh optimizer.
 ///
 /// Saving is atomic: an iteration's directory is written under a temporary name and renamed into
 /// place, and only then does the tracker file (itself replaced by a rename) name it, so a save
@@ -24,14 +27,28 @@ public enum Checkpoint {
         public var iteration: Int
         public var consumedTrainSamples: Int
         public var consumedValidSamples: Int
-        /// The optimizer ("adam" or "sgd") and its update count (Adam's bias correction).
-        public var optimizer: String
+        /// The optimizer ("adam" or "sgd"; nil when the checkpoint holds no optimizer state) and its
+        /// update count (Adam's bias correction).
+        public var optimizer: String?
         public var optimizerStep: Int
         /// Samples the learning-rate schedule has advanced by (fewer than consumed when updates were skipped).
         public var schedulerSteps: Int
+        /// The network the parameters belong to, under Megatron's argument names.
+        public var model: GPTConfig
+
+        public init(iteration: Int, consumedTrainSamples: Int, consumedValidSamples: Int, optimizer: String?, optimizerStep: Int,
+                    schedulerSteps: Int, model: GPTConfig) {
+            self.iteration = iteration
+            self.consumedTrainSamples = consumedTrainSamples
+            self.consumedValidSamples = consumedValidSamples
+            self.optimizer = optimizer
+            self.optimizerStep = optimizerStep
+            self.schedulerSteps = schedulerSteps
+            self.model = model
+        }
 
         enum CodingKeys: String, CodingKey {
-            case iteration, optimizer
+            case iteration, optimizer, model
             case consumedTrainSamples = "consumed_train_samples", consumedValidSamples = "consumed_valid_samples"
             case optimizerStep = "optimizer_step", schedulerSteps = "scheduler_steps"
         }
@@ -56,10 +73,12 @@ public enum Checkpoint {
         return iteration
     }
 
-    /// Writes the model's parameters and `optimizerState` (the optimizer's tensors laid out like the
-    /// flat parameter buffer, by state name) as the checkpoint of `progress.iteration`, and makes it the latest.
-    static func save(to directory: URL, progress: Progress, model: GPTModel,
-                     optimizerState: [(name: String, values: UnsafeMutablePointer<Float>)]) throws {
+    /// Writes `parameters` (laid out by `progress.model`) and `optimizerState` (the optimizer's tensors
+    /// laid out like the flat parameter buffer, by state name; none for a checkpoint without optimizer)
+    /// as the checkpoint of `progress.iteration`, and makes it the latest.
+    public static func save(to directory: URL, progress: Progress, parameters: UnsafeMutablePointer<Float>,
+                            optimizerState: [(name: String, values: UnsafeMutablePointer<Float>)]) throws {
+        let layout = ParameterLayout(progress.model)
         let files = FileManager.default
         try files.createDirectory(at: directory, withIntermediateDirectories: true)
         let final = iterationDirectory(directory, iteration: progress.iteration)
@@ -67,11 +86,12 @@ public enum Checkpoint {
         try? files.removeItem(at: partial)
         try files.createDirectory(at: partial, withIntermediateDirectories: false)
 
-        try SafeTensors.write(entries(of: model.parameters.floats, model.layout, suffix: ""),
-                              to: partial.appendingPathComponent("model.safetensors"))
-        var state: [String: SafeTensors.Entry] = [:]
-        for (name, values) in optimizerState { state.merge(entries(of: values, model.layout, suffix: "." + name)) { a, _ in a } }
-        try SafeTensors.write(state, to: partial.appendingPathComponent("optimizer.safetensors"))
+        try SafeTensors.write(entries(of: parameters, layout, suffix: ""), to: partial.appendingPathComponent("model.safetensors"))
+        if !optimizerState.isEmpty {
+            var state: [String: SafeTensors.Entry] = [:]
+            for (name, values) in optimizerState { state.merge(entries(of: values, layout, suffix: "." + name)) { a, _ in a } }
+            try SafeTensors.write(state, to: partial.appendingPathComponent("optimizer.safetensors"))
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(progress).write(to: partial.appendingPathComponent("checkpoint.json"))
@@ -94,26 +114,42 @@ public enum Checkpoint {
         }
     }
 
+    /// What `checkpoint.json` of iteration `iteration` records.
+    public static func progress(in directory: URL, iteration: Int) throws -> Progress {
+        let file = iterationDirectory(directory, iteration: iteration).appendingPathComponent("checkpoint.json")
+        do {
+            return try JSONDecoder().decode(Progress.self, from: Data(contentsOf: file))
+        } catch {
+            throw TensorError("\(file.path): not a readable checkpoint description (\(error))")
+        }
+    }
+
+    /// Copies the parameters of iteration `iteration` into `parameters`, laid out by `layout`.
+    public static func readParameters(from directory: URL, iteration: Int, layout: ParameterLayout,
+                                      into parameters: UnsafeMutablePointer<Float>) throws {
+        let file = iterationDirectory(directory, iteration: iteration).appendingPathComponent("model.safetensors")
+        try copy(try tensors(file), of: file, suffix: "", into: parameters, layout)
+    }
+
     /// Reads the checkpoint of `iteration`: copies its parameters into the model and, given this run's
-    /// optimizer, its state into `optimizer.state` (buffers laid out like the flat parameter buffer, by
-    /// state name); returns its progress. Errors name the file and what does not fit this run.
+    /// optimizer, its state (if it has any) into `optimizer.state` (buffers laid out like the flat
+    /// parameter buffer, by state name); returns its progress. Errors name the file and what does not
+    /// fit this run.
     static func load(from directory: URL, iteration: Int, model: GPTModel,
                      optimizer: (kind: String, state: [(name: String, values: UnsafeMutablePointer<Float>)])?) throws -> Progress {
         let folder = iterationDirectory(directory, iteration: iteration)
-        let progressFile = folder.appendingPathComponent("checkpoint.json")
-        let progress: Progress
-        do {
-            progress = try JSONDecoder().decode(Progress.self, from: Data(contentsOf: progressFile))
-        } catch {
-            throw TensorError("\(progressFile.path): not a readable checkpoint description (\(error))")
+        let progress = try progress(in: directory, iteration: iteration)
+        let differences = model.config.architectureDifferences(from: progress.model)
+        guard differences.isEmpty else {
+            throw TensorError("\(folder.path): the checkpoint's model differs from this run's "
+                              + "(this run vs the checkpoint): \(differences.joined(separator: ", "))")
         }
-        if let optimizer, optimizer.kind != progress.optimizer {
-            throw TensorError("\(progressFile.path): saved by --optimizer \(progress.optimizer), this run's is \(optimizer.kind) "
+        if let optimizer, let saved = progress.optimizer, optimizer.kind != saved {
+            throw TensorError("\(folder.path): saved by --optimizer \(saved), this run's is \(optimizer.kind) "
                               + "(--no-load-optim starts a fresh optimizer from the saved model)")
         }
-        let modelFile = folder.appendingPathComponent("model.safetensors")
-        try copy(try tensors(modelFile), of: modelFile, suffix: "", into: model.parameters.floats, model.layout)
-        guard let optimizer else { return progress }
+        try readParameters(from: directory, iteration: iteration, layout: model.layout, into: model.parameters.floats)
+        guard let optimizer, progress.optimizer != nil else { return progress }
         let optimizerFile = folder.appendingPathComponent("optimizer.safetensors")
         let stored = try tensors(optimizerFile)
         for (name, values) in optimizer.state { try copy(stored, of: optimizerFile, suffix: "." + name, into: values, model.layout) }

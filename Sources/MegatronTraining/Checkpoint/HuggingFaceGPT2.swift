@@ -1,0 +1,213 @@
+import Foundation
+import MegatronCore
+import MegatronModels
+
+/// Hugging Face GPT-2 models (a `GPT2LMHeadModel` directory: `config.json` and `model.safetensors`)
+/// as Megatron-core parameters, and back.
+///
+/// Hugging Face's Conv1D layers store weights [in, out]; Megatron's linear layers [out, in]. Its
+/// `c_attn` output is [all queries | all keys | all values], Megatron's fused QKV interleaves them
+/// per head: [q₀ k₀ v₀ | q₁ k₁ v₁ | …]. The vocabulary is padded to Megatron's size with copies of the
+/// last row, as Megatron's checkpoint converter pads it; export drops the padding again.
+public enum HuggingFaceGPT2 {
+    /// The architecture `config.json` describes.
+    public struct Config: Equatable, Sendable {
+        public var numLayers: Int
+        public var hiddenSize: Int
+        public var numAttentionHeads: Int
+        public var maxPositionEmbeddings: Int
+        public var vocabSize: Int
+        public var normEpsilon: Float
+
+        /// The Megatron model of this architecture (GPT-2: learned positions, LayerNorm, biases, the
+        /// tanh GELU, ffn 4h, tied output layer), its vocabulary padded to a multiple of `divisibleBy`.
+        public func gptConfig(makeVocabSizeDivisibleBy divisibleBy: Int = 128) throws -> GPTConfig {
+            var config = GPTConfig(numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
+                                   paddedVocabSize: GPTConfig.paddedVocabSize(vocabSize, divisibleBy: divisibleBy),
+                                   maxPositionEmbeddings: maxPositionEmbeddings)
+            config.normEpsilon = normEpsilon
+            try config.validate()
+            return config
+        }
+
+        /// The `megatron pretrain` flags that build this model.
+        public var flags: String {
+            "--num-layers \(numLayers) --hidden-size \(hiddenSize) --num-attention-heads \(numAttentionHeads) "
+                + "--max-position-embeddings \(maxPositionEmbeddings) --norm-epsilon \(normEpsilon)"
+        }
+    }
+
+    /// Reads `config.json` of `directory`, rejecting what Megatron's GPT cannot express.
+    public static func readConfig(_ directory: URL) throws -> Config {
+        let file = directory.appendingPathComponent("config.json")
+        guard let json = try? JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any] else {
+            throw TensorError("\(file.path): not a readable JSON object")
+        }
+        func integer(_ key: String) throws -> Int {
+            guard let value = json[key] as? Int, value > 0 else { throw TensorError("\(file.path): \"\(key)\" must be a positive integer") }
+            return value
+        }
+        let config = Config(numLayers: try integer("n_layer"), hiddenSize: try integer("n_embd"), numAttentionHeads: try integer("n_head"),
+                            maxPositionEmbeddings: try integer("n_positions"), vocabSize: try integer("vocab_size"),
+                            normEpsilon: Float((json["layer_norm_epsilon"] as? Double) ?? 1e-5))
+        let requirements: [(String, Bool, String)] = [
+            ("model_type", (json["model_type"] as? String) == "gpt2", "gpt2"),
+            ("activation_function", (json["activation_function"] as? String ?? "gelu_new") == "gelu_new", "gelu_new (Megatron's tanh GELU)"),
+            ("n_inner", json["n_inner"] == nil || json["n_inner"] is NSNull || (json["n_inner"] as? Int) == 4 * config.hiddenSize,
+             "null or 4 × n_embd"),
+            ("tie_word_embeddings", (json["tie_word_embeddings"] as? Bool) ?? true, "true"),
+            ("scale_attn_weights", (json["scale_attn_weights"] as? Bool) ?? true, "true"),
+            ("scale_attn_by_inverse_layer_idx", !((json["scale_attn_by_inverse_layer_idx"] as? Bool) ?? false), "false"),
+        ]
+        if let (key, _, expected) = requirements.first(where: { !$0.1 }) {
+            throw TensorError("\(file.path): \"\(key)\" must be \(expected) for a Megatron GPT, found \(json[key].map { "\($0)" } ?? "nothing")")
+        }
+        return config
+    }
+
+    /// Where each Megatron parameter comes from in the Hugging Face file, and how its values move.
+    enum Source {
+        /// The same values (norms, biases other than QKV's, position embeddings).
+        case same(String)
+        /// A Conv1D weight [in, out] of Megatron's [out, in].
+        case transposed(String)
+        /// `c_attn`'s weight [h, 3h] (`isBias`: its bias [3h]) of Megatron's per-head interleaved QKV.
+        case qkv(String, isBias: Bool)
+        /// The word embeddings, padded with copies of the last row.
+        case paddedRows(String)
+    }
+
+    static func source(of megatronName: String) throws -> Source {
+        if megatronName == "embedding.word_embeddings.weight" { return .paddedRows("wte.weight") }
+        if megatronName == "embedding.position_embeddings.weight" { return .same("wpe.weight") }
+        if megatronName.hasPrefix("decoder.final_layernorm.") { return .same("ln_f." + megatronName.split(separator: ".").last!) }
+        let parts = megatronName.split(separator: ".").map(String.init)
+        guard parts.count >= 5, parts[0] == "decoder", parts[1] == "layers" else {
+            throw TensorError("no Hugging Face GPT-2 tensor holds \(megatronName)")
+        }
+        let layer = "h.\(parts[2]).", kind = parts.last!, module = parts[3 ..< parts.count - 1].joined(separator: ".")
+        switch (module, kind) {
+        case ("input_layernorm", _): return .same(layer + "ln_1." + kind)
+        case ("pre_mlp_layernorm", _): return .same(layer + "ln_2." + kind)
+        case ("self_attention.linear_qkv", _): return .qkv(layer + "attn.c_attn." + kind, isBias: kind == "bias")
+        case ("self_attention.linear_proj", "weight"): return .transposed(layer + "attn.c_proj.weight")
+        case ("self_attention.linear_proj", "bias"): return .same(layer + "attn.c_proj.bias")
+        case ("mlp.linear_fc1", "weight"): return .transposed(layer + "mlp.c_fc.weight")
+        case ("mlp.linear_fc1", "bias"): return .same(layer + "mlp.c_fc.bias")
+        case ("mlp.linear_fc2", "weight"): return .transposed(layer + "mlp.c_proj.weight")
+        case ("mlp.linear_fc2", "bias"): return .same(layer + "mlp.c_proj.bias")
+        default: throw TensorError("no Hugging Face GPT-2 tensor holds \(megatronName)")
+        }
+    }
+
+    /// Megatron's fused-QKV row r (of 3h) is `c_attn` output column qkvColumn(r): row block j of
+    /// 3d rows is head j's query, key and value.
+    static func qkvColumn(_ row: Int, hiddenSize h: Int, headDim d: Int) -> Int {
+        let head = row / (3 * d), part = row % (3 * d) / d, offset = row % d
+        return part * h + head * d + offset
+    }
+
+    /// Copies the weights of the Hugging Face model in `directory` (its `model.safetensors`, keys
+    /// with or without the `transformer.` prefix) into `parameters`, laid out by `config`'s
+    /// ParameterLayout; `config` must be `readConfig(directory).gptConfig(…)`.
+    public static func importWeights(from directory: URL, config: GPTConfig, into parameters: UnsafeMutablePointer<Float>) throws {
+        let file = directory.appendingPathComponent("model.safetensors")
+        guard FileManager.default.fileExists(atPath: file.path) else { throw TensorError("\(file.path): no such file") }
+        var tensors: [String: SafeTensors.Entry] = [:]
+        for (name, entry) in try SafeTensors.read(file).tensors {
+            tensors[name.hasPrefix("transformer.") ? String(name.dropFirst("transformer.".count)) : name] = entry
+        }
+        let h = config.hiddenSize, d = config.kvChannels
+        for entry in ParameterLayout(config).entries {
+            let source = try source(of: entry.name)
+            let name: String
+            switch source { case .same(let n), .transposed(let n), .qkv(let n, _), .paddedRows(let n): name = n }
+            guard let stored = tensors[name] else { throw TensorError("\(file.path) has no tensor \(name) (for \(entry.name))") }
+            let values = try stored.floats()
+            let expectedShape: [Int]
+            switch source {
+            case .same: expectedShape = entry.shape
+            case .transposed: expectedShape = [entry.shape[1], entry.shape[0]]
+            case .qkv(_, let isBias): expectedShape = isBias ? [3 * h] : [h, 3 * h]
+            case .paddedRows: expectedShape = [stored.shape.first ?? 0, h]
+            }
+            guard stored.shape == expectedShape, values.count == expectedShape.reduce(1, *) else {
+                throw TensorError("\(file.path): \(name) has shape \(stored.shape), expected \(expectedShape) for \(entry.name)")
+            }
+            let out = parameters + entry.offset
+            switch source {
+            case .same:
+                out.update(from: values, count: values.count)
+            case .transposed:
+                let rows = entry.shape[0], columns = entry.shape[1]
+                for r in 0 ..< rows { for c in 0 ..< columns { out[r * columns + c] = values[c * rows + r] } }
+            case .qkv(_, let isBias):
+                for r in 0 ..< 3 * h {
+                    let column = qkvColumn(r, hiddenSize: h, headDim: d)
+                    if isBias { out[r] = values[column] } else { for c in 0 ..< h { out[r * h + c] = values[c * 3 * h + column] } }
+                }
+            case .paddedRows:
+                let vocab = stored.shape[0], padded = entry.shape[0]
+                guard vocab <= padded else { throw TensorError("\(file.path): \(name) has \(vocab) rows, more than the model's \(padded)") }
+                out.update(from: values, count: values.count)
+                let last = Array(values.suffix(h))
+                for row in vocab ..< padded { (out + row * h).update(from: last, count: h) }
+            }
+        }
+    }
+
+    /// Writes `parameters` (laid out by `config`) as a Hugging Face GPT-2 directory: `config.json`
+    /// for `vocabSize` tokens (the padding rows dropped) and `model.safetensors`, keys prefixed
+    /// `transformer.` as GPT2LMHeadModel.save_pretrained writes them.
+    public static func exportWeights(_ parameters: UnsafePointer<Float>, config: GPTConfig, vocabSize: Int, to directory: URL) throws {
+        guard config.positionEmbedding == .learnedAbsolute, config.normalization == .layerNorm, !config.swiglu,
+              config.addBiasLinear, config.numQueryGroups == config.numAttentionHeads,
+              config.kvChannels * config.numAttentionHeads == config.hiddenSize, config.ffnHiddenSize == 4 * config.hiddenSize,
+              !config.untieEmbeddingsAndOutputWeights, config.geluApproximation == .tanh
+        else {
+            throw TensorError("only GPT-2's architecture exports to Hugging Face GPT-2 (learned positions, LayerNorm, biases, "
+                              + "tanh GELU, ffn 4h, tied output layer, no grouped-query attention or --kv-channels)")
+        }
+        guard vocabSize >= 1, vocabSize <= config.paddedVocabSize else {
+            throw TensorError("--vocab-size \(vocabSize): expected 1 ... \(config.paddedVocabSize) (the model's padded vocabulary)")
+        }
+        let h = config.hiddenSize, d = config.kvChannels
+        var tensors: [String: SafeTensors.Entry] = [:]
+        for entry in ParameterLayout(config).entries {
+            let source = try source(of: entry.name)
+            let values = parameters + entry.offset
+            var out: [Float], shape: [Int], name: String
+            switch source {
+            case .same(let n):
+                (name, shape, out) = (n, entry.shape, Array(UnsafeBufferPointer(start: values, count: entry.count)))
+            case .transposed(let n):
+                let rows = entry.shape[0], columns = entry.shape[1]
+                out = [Float](repeating: 0, count: entry.count)
+                for r in 0 ..< rows { for c in 0 ..< columns { out[c * rows + r] = values[r * columns + c] } }
+                (name, shape) = (n, [columns, rows])
+            case .qkv(let n, let isBias):
+                out = [Float](repeating: 0, count: entry.count)
+                for r in 0 ..< 3 * h {
+                    let column = qkvColumn(r, hiddenSize: h, headDim: d)
+                    if isBias { out[column] = values[r] } else { for c in 0 ..< h { out[c * 3 * h + column] = values[r * h + c] } }
+                }
+                (name, shape) = (n, isBias ? [3 * h] : [h, 3 * h])
+            case .paddedRows(let n):
+                (name, shape, out) = (n, [vocabSize, h], Array(UnsafeBufferPointer(start: values, count: vocabSize * h)))
+            }
+            tensors["transformer." + name] = SafeTensors.Entry(dtype: "F32", shape: shape, data: out.withUnsafeBytes { Data($0) })
+        }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try SafeTensors.write(tensors, metadata: ["format": "pt"], to: directory.appendingPathComponent("model.safetensors"))
+        let json: [String: Any] = [
+            "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "activation_function": "gelu_new",
+            "n_layer": config.numLayers, "n_embd": h, "n_head": config.numAttentionHeads, "n_positions": config.maxPositionEmbeddings,
+            "n_inner": NSNull(), "vocab_size": vocabSize, "layer_norm_epsilon": Double(config.normEpsilon),
+            "tie_word_embeddings": true, "scale_attn_weights": true, "initializer_range": Double(config.initMethodStd),
+            "resid_pdrop": Double(config.hiddenDropout), "embd_pdrop": Double(config.hiddenDropout),
+            "attn_pdrop": Double(config.attentionDropout), "torch_dtype": "float32",
+        ]
+        try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+            .write(to: directory.appendingPathComponent("config.json"))
+    }
+}
