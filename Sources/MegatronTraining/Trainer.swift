@@ -72,6 +72,8 @@ public final class Trainer {
     public let dataParallel: DistributedDataParallel?
     /// Validation and test evaluation, when set (before `train`).
     public var evaluation: Evaluation?
+    /// --tensorboard-dir: Megatron's TensorBoard scalars, on the rank that prints the log.
+    public var tensorboard: TensorBoardLog?
     public private(set) var consumedValidationSamples = 0
     let sample: (Int) -> [Int32]
     let log: (String) -> Void
@@ -106,6 +108,7 @@ public final class Trainer {
         let microBatches = s.globalBatchSize / (s.microBatchSize * dp)
         let flops = modelFLOPsPerIteration(model.config, globalBatchSize: s.globalBatchSize, sequenceLength: s.sequenceLength)
         var results: [IterationResult] = []
+        defer { try? tensorboard?.writer.flush() }
         var interval = TrainingLog()
         let firstIteration = iteration + 1
         var savedIteration: Int?
@@ -157,11 +160,25 @@ public final class Trainer {
             interval.add(result)
             // Megatron logs the first iteration too (to show the start-up cost), and keeps its
             // sums, so the next line averages from the first.
-            if iteration % s.logInterval == 0 || iteration == firstIteration {
+            let logsLine = iteration % s.logInterval == 0 || iteration == firstIteration
+            let logsScalars = tensorboard.map { iteration % $0.interval == 0 } ?? false
+            let paramsNorm = s.logParamsNorm && (logsLine || logsScalars)
+                ? try Elementwise.globalL2Norm([model.parameters], on: model.device) : nil
+            if logsScalars {
+                tensorboard?.iteration(iteration, consumedSamples: consumedSamples, learningRate: scheduler.learningRate,
+                                       batchSize: s.globalBatchSize, loss: skipped ? nil : loss, gradNorm: loggedGradNorm(gradNorm),
+                                       paramsNorm: paramsNorm)
+            }
+            if logsLine {
+                let perIteration = interval.secondsPerIteration
+                if iteration > firstIteration {
+                    tensorboard?.timers(iteration, secondsPerIteration: perIteration,
+                                        throughput: s.logThroughput ? flops / Double(dp) / perIteration / 1e12 : nil)
+                }
                 log(interval.line(iteration: iteration, trainIters: s.trainIters, consumedSamples: consumedSamples,
                                   flopsPerIteration: s.logThroughput ? flops / Double(dp) : nil, learningRate: scheduler.learningRate,
-                                  globalBatchSize: s.globalBatchSize, gradNorm: loggedGradNorm(gradNorm),
-                                  paramsNorm: s.logParamsNorm ? try Elementwise.globalL2Norm([model.parameters], on: model.device) : nil))
+                                  globalBatchSize: s.globalBatchSize, gradNorm: loggedGradNorm(gradNorm), paramsNorm: paramsNorm))
+                try tensorboard?.writer.flush()
                 if iteration > firstIteration { interval = TrainingLog() }
             }
             if let evaluation, let validation = evaluation.validation, let every = evaluation.interval, iteration % every == 0 {
@@ -316,6 +333,7 @@ public final class Trainer {
             try sums.withUnsafeMutableBufferPointer { try group.allReduce($0, op: .sum) }
         }
         let loss = sums[0] / sums[1]
+        tensorboard?.validation(loss: loss, perplexity: exp(min(20, loss)), iteration: iteration, consumedSamples: consumedSamples)
         let line = " validation loss at \(label) | lm loss value: \(String(format: "%.6E", loss)) | "
             + "lm loss PPL: \(String(format: "%.6E", exp(min(20, loss)))) | "
         let rule = String(repeating: "-", count: line.count + 1)
@@ -350,9 +368,11 @@ public struct TrainingLog {
         }
     }
 
+    var secondsPerIteration: Double { seconds / Double(max(iterations, 1)) }
+
     public func line(iteration: Int, trainIters: Int, consumedSamples: Int, flopsPerIteration: Double?, learningRate: Double,
               globalBatchSize: Int, gradNorm: Double?, paramsNorm: Double? = nil) -> String {
-        let perIteration = seconds / Double(max(iterations, 1))
+        let perIteration = secondsPerIteration
         var line = " [\(Self.timestamp())]"
         line += " iteration \(pad(iteration, 8))/\(pad(trainIters, 8)) |"
         line += " consumed samples: \(pad(consumedSamples, 12)) |"

@@ -23,6 +23,7 @@ struct Pretrain: ParsableCommand {
     @OptionGroup(title: "Model") var model: ModelArguments
     @OptionGroup(title: "Training") var training: TrainingArguments
     @OptionGroup(title: "Checkpointing") var checkpointing: CheckpointArguments
+    @OptionGroup(title: "TensorBoard") var tensorboard: TensorBoardArguments
     @OptionGroup(title: "Distributed") var distributed: DistributedArguments
     @OptionGroup(title: "Device") var device: DeviceOptions
 
@@ -201,6 +202,10 @@ struct Pretrain: ParsableCommand {
                               dataParallel: dataParallel, sample: sample,
                               log: { line in if isLast { print(line); fflush(nil) } })
         trainer.evaluation = evaluation
+        if isLast {
+            trainer.tensorboard = try tensorboard.makeLog(worldSize: world.size)
+            if let file = trainer.tensorboard?.writer.file { print("> writing TensorBoard events to \(file.path)") }
+        }
         if let load = checkpointing.load {
             try trainer.loadCheckpoint(from: URL(fileURLWithPath: load), loadOptimizer: !checkpointing.noLoadOptim,
                                        finetune: checkpointing.finetune)

@@ -1,0 +1,48 @@
+/// Megatron's TensorBoard scalars (training.py `training_log` and `evaluate_and_print_results`),
+/// written by the rank that prints the log:
+/// - every `interval` iterations: `learning-rate`, `batch-size`, `lm loss` (that iteration's),
+///   `loss-scale` (unless `logLossScale` is off), `world-size` (with `logWorldSize`), `grad-norm` (when
+///   the optimizer computed one) and `params-norm` (under --log-params-norm), each at the iteration and
+///   again as "… vs samples" at the consumed samples;
+/// - with `logTimers`, at each log line after the first: `iteration-time` (seconds per iteration over
+///   the interval) and, under --log-throughput, `throughput` (model TFLOP/s);
+/// - at each evaluation: `lm loss validation` (and with `logValidationPPL` its perplexity), at the
+///   iteration and vs samples. Megatron writes the test set's loss under the same tag.
+public struct TensorBoardLog {
+    public let writer: TensorBoardWriter
+    public var interval = 1
+    public var logLossScale = true
+    public var logValidationPPL = false
+    public var logTimers = false
+    public var logWorldSize = false
+    public var worldSize = 1
+
+    public init(writer: TensorBoardWriter) { self.writer = writer }
+
+    private func pair(_ tag: String, _ value: Double, iteration: Int, samples: Int) {
+        writer.addScalar(tag, value, step: iteration)
+        writer.addScalar(tag + " vs samples", value, step: samples)
+    }
+
+    func iteration(_ iteration: Int, consumedSamples samples: Int, learningRate: Double, batchSize: Int, loss: Float?,
+                   gradNorm: Double?, paramsNorm: Double?) {
+        pair("learning-rate", learningRate, iteration: iteration, samples: samples)
+        pair("batch-size", Double(batchSize), iteration: iteration, samples: samples)
+        if let loss { pair("lm loss", Double(loss), iteration: iteration, samples: samples) }
+        if logLossScale { pair("loss-scale", 1, iteration: iteration, samples: samples) }
+        if logWorldSize { pair("world-size", Double(worldSize), iteration: iteration, samples: samples) }
+        if let gradNorm { pair("grad-norm", gradNorm, iteration: iteration, samples: samples) }
+        if let paramsNorm { pair("params-norm", paramsNorm, iteration: iteration, samples: samples) }
+    }
+
+    func timers(_ iteration: Int, secondsPerIteration: Double, throughput: Double?) {
+        guard logTimers else { return }
+        writer.addScalar("iteration-time", secondsPerIteration, step: iteration)
+        if let throughput { writer.addScalar("throughput", throughput, step: iteration) }
+    }
+
+    func validation(loss: Double, perplexity: Double, iteration: Int, consumedSamples samples: Int) {
+        pair("lm loss validation", loss, iteration: iteration, samples: samples)
+        if logValidationPPL { pair("lm loss validation ppl", perplexity, iteration: iteration, samples: samples) }
+    }
+}
