@@ -4,20 +4,20 @@ import Foundation
 /// over `warmupSteps` samples, then decay to `minLR` by `decaySteps` samples (constant, linear,
 /// cosine, inverse square root, or warmup-stable-decay), then `minLR`; and, when set, its weight
 /// decay schedule (`--weight-decay-incr-style`).
-public struct OptimizerParamScheduler: Sendable, Equatable {
-    public enum DecayStyle: String, Sendable, CaseIterable {
+public struct OptimizerParamScheduler: Sendable, Equatable, Codable {
+    public enum DecayStyle: String, Sendable, CaseIterable, Codable {
         case constant, linear, cosine
         case inverseSquareRoot = "inverse-square-root"
         case wsd = "WSD"
     }
 
-    public enum WSDDecayStyle: String, Sendable, CaseIterable { case linear, cosine, exponential, minusSqrt = "minus_sqrt" }
+    public enum WSDDecayStyle: String, Sendable, CaseIterable, Codable { case linear, cosine, exponential, minusSqrt = "minus_sqrt" }
 
     /// Megatron's weight decay from `start` to `end` over `steps` samples (`--start-weight-decay`,
     /// `--end-weight-decay`, the run's samples), then `end`: constant (start = end), linear, or along
     /// a half cosine, start + (end − start)·½(cos(π(1 − t)) + 1) at fraction t of the way.
-    public struct WeightDecayIncrement: Sendable, Equatable {
-        public enum Style: String, Sendable, CaseIterable { case constant, linear, cosine }
+    public struct WeightDecayIncrement: Sendable, Equatable, Codable {
+        public enum Style: String, Sendable, CaseIterable, Codable { case constant, linear, cosine }
 
         public var start: Double
         public var end: Double
@@ -108,5 +108,26 @@ public struct OptimizerParamScheduler: Sendable, Equatable {
         case .constant, .inverseSquareRoot: coefficient = 1
         }
         return minLR + coefficient * (maxLR - minLR)
+    }
+}
+
+extension OptimizerParamScheduler {
+    /// Megatron's checks when a checkpoint's schedule is loaded (OptimizerParamScheduler.load_state_dict):
+    /// the settings in which `saved` differs from this schedule, as "name: ours vs saved's" (the sample
+    /// count and the warm-up's initial rate aside).
+    public func settingDifferences(from saved: OptimizerParamScheduler) -> [String] {
+        func field<T: Equatable>(_ name: String, _ path: KeyPath<OptimizerParamScheduler, T>) -> String? {
+            self[keyPath: path] == saved[keyPath: path] ? nil : "\(name) \(self[keyPath: path]) vs \(saved[keyPath: path])"
+        }
+        return [field("learning rate", \.maxLR), field("minimum learning rate", \.minLR), field("warmup samples", \.warmupSteps),
+                field("decay samples", \.decaySteps), field("decay style", \.decayStyle), field("WSD decay samples", \.wsdDecaySteps),
+                field("WSD decay style", \.wsdDecayStyle), field("weight decay schedule", \.weightDecayIncrement)].compactMap { $0 }
+    }
+
+    /// This schedule with `saved`'s settings, keeping its own sample count.
+    func withSettings(of saved: OptimizerParamScheduler) -> OptimizerParamScheduler {
+        var adopted = saved
+        adopted.numSteps = numSteps
+        return adopted
     }
 }

@@ -166,15 +166,14 @@ public final class Trainer {
                 ? try Elementwise.globalL2Norm([model.parameters], on: model.device) : nil
             if logsScalars {
                 tensorboard?.iteration(iteration, consumedSamples: consumedSamples, learningRate: scheduler.learningRate,
-                                       batchSize: s.globalBatchSize, loss: skipped ? nil : loss, gradNorm: loggedGradNorm(gradNorm),
+                                       batchSize: s.globalBatchSize, loss: lossSums[1] > 0 ? loss : nil, gradNorm: loggedGradNorm(gradNorm),
                                        paramsNorm: paramsNorm)
             }
             if logsLine {
+                // Megatron writes no iteration time for the first iteration (its start-up cost), but its throughput.
                 let perIteration = interval.secondsPerIteration
-                if iteration > firstIteration {
-                    tensorboard?.timers(iteration, secondsPerIteration: perIteration,
-                                        throughput: s.logThroughput ? flops / Double(dp) / perIteration / 1e12 : nil)
-                }
+                tensorboard?.timers(iteration, secondsPerIteration: iteration > firstIteration ? perIteration : nil,
+                                    throughput: s.logThroughput ? flops / Double(dp) / perIteration / 1e12 : nil)
                 log(interval.line(iteration: iteration, trainIters: s.trainIters, consumedSamples: consumedSamples,
                                   flopsPerIteration: s.logThroughput ? flops / Double(dp) : nil, learningRate: scheduler.learningRate,
                                   globalBatchSize: s.globalBatchSize, gradNorm: loggedGradNorm(gradNorm), paramsNorm: paramsNorm))
@@ -224,10 +223,7 @@ public final class Trainer {
                 try Checkpoint.save(to: directory, progress: progress, parameters: model.parameters.floats, optimizerState: state)
             } catch { failure = error }
         }
-        if let group, group.size > 1, try group.allReduce(Int32(failure == nil ? 0 : 1), op: .sum) > 0, failure == nil {
-            throw TensorError("saving the checkpoint of iteration \(iteration) to \(directory.path) failed on data-parallel rank 0")
-        }
-        if let failure { throw failure }
+        try agree(failure, "saving the checkpoint of iteration \(iteration) to \(directory.path)")
         log("  successfully saved checkpoint from iteration \(pad(iteration, 7)) to \(directory.path) "
             + "(\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
     }
@@ -235,41 +231,85 @@ public final class Trainer {
     /// Where training stands, as a checkpoint records it.
     var progress: Checkpoint.Progress {
         .init(iteration: iteration, consumedTrainSamples: consumedSamples, consumedValidSamples: consumedValidationSamples,
-              optimizer: optimizer.settings.kind.rawValue, optimizerStep: optimizer.step, schedulerSteps: scheduler.numSteps,
+              optimizer: optimizer.settings.kind.rawValue, optimizerStep: optimizer.step, scheduler: scheduler,
               model: model.config)
     }
 
-    /// Resumes from the latest checkpoint in `directory` (--load): the parameters, and unless
-    /// `finetune` the iteration, consumed samples and schedule position, and unless `finetune` or
-    /// `!loadOptimizer` the optimizer state. Returns the checkpoint's iteration, or nil when the
-    /// directory holds none (Megatron then warns and trains from the initialisation).
+    /// What a loaded checkpoint's learning-rate schedule settings do to this run's (Megatron's
+    /// OptimizerParamScheduler.load_state_dict): they must match (its default), or this run's win
+    /// (--override-opt_param-scheduler), or the checkpoint's (--use-checkpoint-opt_param-scheduler).
+    public enum SchedulerSettingsOnLoad: Sendable { case mustMatch, override, useCheckpoint }
+
+    /// Resumes from the latest checkpoint in `directory` (--load), as Megatron's load_checkpoint: the
+    /// parameters; unless `finetune`, the iteration and consumed samples; unless `finetune` or
+    /// `!loadOptimizer` (--no-load-optim), the optimizer state and the schedule's position (so with
+    /// --no-load-optim the schedule starts over, as Megatron's). Returns the checkpoint's iteration, or
+    /// nil when the directory holds none (Megatron then warns and trains from the initialisation).
+    /// Every data-parallel rank must find the same checkpoint; a failure on one is an error on all.
     @discardableResult
-    public func loadCheckpoint(from directory: URL, loadOptimizer: Bool = true, finetune: Bool = false) throws -> Int? {
-        guard let latest = try Checkpoint.latestIteration(in: directory) else {
+    public func loadCheckpoint(from directory: URL, loadOptimizer: Bool = true, finetune: Bool = false,
+                               schedulerSettings: SchedulerSettingsOnLoad = .mustMatch) throws -> Int? {
+        var latest: Int?, failure: Error?
+        do { latest = try Checkpoint.latestIteration(in: directory) } catch { failure = error }
+        try agree(failure, "reading \(directory.appendingPathComponent(Checkpoint.trackerName).path)")
+        if let group = dataParallel?.dataParallel, group.size > 1 {
+            let mine = Int32(latest ?? -1)
+            let highest = try group.allReduce(mine, op: .max), lowest = -(try group.allReduce(-mine, op: .max))
+            guard highest == lowest else {
+                throw TensorError("--load \(directory.path): the data-parallel ranks find different checkpoints (iterations \(lowest) "
+                                  + "to \(highest), -1 meaning none): every rank must read the same directory")
+            }
+        }
+        guard let latest else {
             log(" WARNING: could not find the metadata file \(directory.appendingPathComponent(Checkpoint.trackerName).path); "
                 + "will not load any checkpoints and will start from random")
             return nil
         }
         let start = Date()
-        let saved: Checkpoint.Progress
-        if loadOptimizer && !finetune {
-            saved = try optimizer.withFullState(keep: true) { state in
-                try Checkpoint.load(from: directory, iteration: latest, model: model,
-                                    optimizer: (optimizer.settings.kind.rawValue, state))
+        let restoreOptimizer = loadOptimizer && !finetune
+        var loaded: Checkpoint.Progress?
+        do {
+            loaded = restoreOptimizer
+                ? try optimizer.withFullState(keep: true) { state in
+                    try Checkpoint.load(from: directory, iteration: latest, model: model, optimizer: (optimizer.settings.kind.rawValue, state))
+                }
+                : try Checkpoint.load(from: directory, iteration: latest, model: model, optimizer: nil)
+        } catch { failure = error }
+        try agree(failure, "loading the checkpoint of iteration \(latest) from \(directory.path)")
+        let saved = loaded!
+        if restoreOptimizer, let savedScheduler = saved.scheduler {
+            switch schedulerSettings {
+            case .mustMatch:
+                let differences = scheduler.settingDifferences(from: savedScheduler)
+                guard differences.isEmpty else {
+                    throw TensorError("--load \(directory.path): this run's learning-rate schedule differs from the checkpoint's "
+                                      + "(this run vs the checkpoint): \(differences.joined(separator: ", ")); "
+                                      + "--override-opt_param-scheduler keeps this run's, --use-checkpoint-opt_param-scheduler takes the checkpoint's")
+                }
+                scheduler.numSteps = savedScheduler.numSteps
+            case .override: scheduler.numSteps = savedScheduler.numSteps
+            case .useCheckpoint: scheduler = savedScheduler
             }
-            optimizer.step = saved.optimizerStep
-        } else {
-            saved = try Checkpoint.load(from: directory, iteration: latest, model: model, optimizer: nil)
         }
+        if restoreOptimizer { optimizer.step = saved.optimizerStep }
         if !finetune {
             iteration = saved.iteration
             consumedSamples = saved.consumedTrainSamples
             consumedValidationSamples = saved.consumedValidSamples
-            scheduler.numSteps = saved.schedulerSteps
         }
         log("  successfully loaded checkpoint from \(directory.path) at iteration \(latest) "
             + "(\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
         return latest
+    }
+
+    /// Throws on every data-parallel rank when `failure` happened on any: its own error where it
+    /// happened, elsewhere one saying that `what` failed on another rank.
+    private func agree(_ failure: Error?, _ what: String) throws {
+        if let group = dataParallel?.dataParallel, group.size > 1,
+           try group.allReduce(Int32(failure == nil ? 0 : 1), op: .sum) > 0, failure == nil {
+            throw TensorError("\(what) failed on another data-parallel rank")
+        }
+        if let failure { throw failure }
     }
 
     private func pad(_ n: Int, _ width: Int) -> String {

@@ -30,7 +30,7 @@ struct ImportHF: ParsableCommand {
         defer { parameters.deallocate() }
         try HuggingFaceGPT2.importWeights(from: source, config: config, into: parameters)
         let progress = Checkpoint.Progress(iteration: 0, consumedTrainSamples: 0, consumedValidSamples: 0, optimizer: nil,
-                                           optimizerStep: 0, schedulerSteps: 0, model: config)
+                                           optimizerStep: 0, scheduler: nil, model: config)
         try Checkpoint.save(to: URL(fileURLWithPath: save), progress: progress, parameters: parameters, optimizerState: [])
         print("> imported \(hfDir) (\(ParameterLayout(config).totalCount) parameters, vocabulary \(hf.vocabSize) padded to "
               + "\(config.paddedVocabSize)) as \(Checkpoint.iterationDirectory(URL(fileURLWithPath: save), iteration: 0).path)")

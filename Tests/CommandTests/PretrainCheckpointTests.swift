@@ -39,7 +39,8 @@ import Testing
     }
 
     @Test func checkpointFlagsThatNeedAnotherAreRejected() throws {
-        for (flags, message) in [(["--save-interval", "2"], "--save-interval needs --save"),
+        for (flags, message) in [(["--override-opt_param-scheduler", "--use-checkpoint-opt_param-scheduler"],
+                                  "give only one of --override-opt_param-scheduler and --use-checkpoint-opt_param-scheduler"),
                                  (["--finetune"], "--no-load-optim and --finetune need --load"),
                                  (["--exit-interval", "0"], "--exit-interval 0: expected at least 1")] {
             let (status, output) = try PretrainFlagTests.megatron(PretrainFlagTests.validRun + flags)

@@ -19,6 +19,7 @@ struct CheckpointTests {
 
     final class Outcome: @unchecked Sendable {
         var steps: [(loss: Float, gradNorm: Double)] = []
+        var learningRates: [Double] = []
         var parameters: [Float] = []
         var loaded: Int?
         var exited = false
@@ -28,7 +29,8 @@ struct CheckpointTests {
     /// `save` when given; returns what rank 0 saw.
     static func run(dp: Int = 1, distributedOptimizer: Bool = false, optimizer kind: Optimizer.Kind = .adam, modelSeed: UInt64 = 3,
                     save: URL? = nil, exitInterval: Int? = nil, load: URL? = nil, loadOptimizer: Bool = true,
-                    finetune: Bool = false) throws -> Outcome {
+                    finetune: Bool = false, maxLR: Double = 3e-3,
+                    schedulerSettings: Trainer.SchedulerSettingsOnLoad = .mustMatch) throws -> Outcome {
         let data = try MockData(vocabSize: 128, sequenceLength: 16, seed: 5)
         let outcome = Outcome()
         try InProcessWorld(size: dp).run { world in
@@ -46,12 +48,15 @@ struct CheckpointTests {
             settings.save = save
             settings.exitInterval = exitInterval
             let trainer = Trainer(model: model, optimizer: optimizer,
-                                  scheduler: .init(maxLR: 3e-3, warmupSteps: 12, decaySteps: 36, decayStyle: .cosine),
+                                  scheduler: .init(maxLR: maxLR, warmupSteps: 12, decaySteps: 36, decayStyle: .cosine),
                                   settings: settings, dataParallel: dataParallel, sample: data.sample, log: { _ in })
-            let loaded = try load.flatMap { try trainer.loadCheckpoint(from: $0, loadOptimizer: loadOptimizer, finetune: finetune) }
+            let loaded = try load.flatMap {
+                try trainer.loadCheckpoint(from: $0, loadOptimizer: loadOptimizer, finetune: finetune, schedulerSettings: schedulerSettings)
+            }
             let steps = try trainer.train()
             if world.rank == 0 {
                 outcome.steps = steps.map { ($0.loss, $0.gradNorm) }
+                outcome.learningRates = steps.map(\.learningRate)
                 outcome.parameters = model.parameters.toFloatArray()
                 outcome.loaded = loaded
                 outcome.exited = trainer.exited
@@ -114,9 +119,10 @@ struct CheckpointTests {
         }
     }
 
-    /// --no-load-optim resumes the iteration, data and schedule with a fresh optimizer: iteration 4's
-    /// loss and gradient (computed before any update) are the uninterrupted run's, its update is not.
-    /// --finetune takes only the weights and trains every iteration from the first.
+    /// As Megatron's load_checkpoint: --no-load-optim keeps the iteration and data position but
+    /// starts a fresh optimizer and schedule, so iteration 4's loss and gradient (computed before any
+    /// update) are the uninterrupted run's and its learning rate is iteration 1's; --finetune takes
+    /// only the weights and trains every iteration from the first on the fresh schedule.
     @Test func noLoadOptimAndFinetuneTakeLessOfTheCheckpoint() throws {
         let directory = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -125,11 +131,56 @@ struct CheckpointTests {
         let freshOptimizer = try Self.run(modelSeed: 99, load: directory, loadOptimizer: false)
         #expect(freshOptimizer.steps.count == 3)
         #expect(freshOptimizer.steps[0].loss == straight.steps[3].loss && freshOptimizer.steps[0].gradNorm == straight.steps[3].gradNorm)
-        #expect(freshOptimizer.steps[1].loss != straight.steps[4].loss)
+        #expect(freshOptimizer.learningRates == Array(straight.learningRates.prefix(3)), "the schedule starts over")
         let finetuned = try Self.run(modelSeed: 99, load: directory, finetune: true)
         let fresh = try Self.run(modelSeed: 99)
         #expect(finetuned.loaded == 3 && finetuned.steps.count == Self.trainIters)
+        #expect(finetuned.learningRates == fresh.learningRates)
         #expect(finetuned.steps[0].loss != fresh.steps[0].loss && finetuned.steps[0].loss != straight.steps[0].loss)
+    }
+
+    /// As Megatron's OptimizerParamScheduler.load_state_dict: a resumed run whose schedule settings
+    /// differ from the checkpoint's is an error naming them, unless told to keep its own
+    /// (--override-opt_param-scheduler) or take the checkpoint's (--use-checkpoint-opt_param-scheduler).
+    @Test func aDifferentScheduleIsAnErrorUnlessOverriddenOrTaken() throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let straight = try Self.run()
+        _ = try Self.run(save: directory, exitInterval: 3)
+        let error = #expect(throws: (any Error).self) { try Self.run(load: directory, maxLR: 1e-3) }
+        #expect(error.map { "\($0)" }?.contains("learning rate 0.001 vs 0.003") == true, "\(String(describing: error))")
+        let overridden = try Self.run(load: directory, maxLR: 1e-3, schedulerSettings: .override)
+        #expect(zip(overridden.learningRates, straight.learningRates.dropFirst(3)).allSatisfy { abs($0 / $1 - 1 / 3.0) < 1e-9 },
+                "this run's peak, the checkpoint's position: \(overridden.learningRates)")
+        let taken = try Self.run(load: directory, maxLR: 1e-3, schedulerSettings: .useCheckpoint)
+        #expect(taken.learningRates == Array(straight.learningRates.dropFirst(3)))
+        #expect(zip(taken.steps, straight.steps.dropFirst(3)).allSatisfy { $0.loss == $1.loss })
+    }
+
+    /// A save that fails on the writing rank is an error on every rank, not a hang.
+    @Test func aFailedSaveStopsEveryRank() throws {
+        let file = Self.temporaryDirectory()
+        try Data("not a directory".utf8).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let error = #expect(throws: (any Error).self) {
+            try Self.run(dp: 2, distributedOptimizer: true, save: file.appendingPathComponent("checkpoints"), exitInterval: 3)
+        }
+        #expect(error != nil)
+    }
+
+    /// Saving an iteration again (a resumed run reaching a saved iteration) replaces it whole; a swap
+    /// cut short between moving the old save aside and the new one in still loads, from the old one.
+    @Test func resavingAnIterationReplacesItAndASwapCutShortStillLoads() throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        _ = try Self.run(save: directory, exitInterval: 3)
+        _ = try Self.run(modelSeed: 99, save: directory, exitInterval: 3, load: directory, finetune: true)
+        let entries = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
+        #expect(entries == ["iter_0000003", "latest_checkpointed_iteration.txt"], "\(entries)")
+        let final = Checkpoint.iterationDirectory(directory, iteration: 3)
+        try FileManager.default.moveItem(at: final, to: directory.appendingPathComponent(".iter_0000003.old"))
+        let resumed = try Self.run(load: directory)
+        #expect(resumed.loaded == 3 && resumed.steps.count == 3)
     }
 
     @Test func aDirectoryWithoutCheckpointsTrainsFromTheStart() throws {

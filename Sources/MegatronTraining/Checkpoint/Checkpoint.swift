@@ -14,11 +14,12 @@ import MegatronModels
 /// A checkpoint imported from elsewhere (Hugging Face GPT-2) has no optimizer file: training from it
 /// starts a fresh optimizer.
 ///
-/// Saving is atomic: an iteration's directory is written under a temporary name and renamed into
-/// place, and only then does the tracker file (itself replaced by a rename) name it, so a save
-/// interrupted at any point leaves the previous checkpoint the latest and intact. The files hold the
-/// whole model and state whatever the data-parallel layout, so a run may resume on another number
-/// of ranks.
+/// Saving is atomic: an iteration's directory is written under a temporary name, synced to disk and
+/// renamed into place, and only then does the tracker file (itself written, synced and renamed) name
+/// it, so a save interrupted at any point leaves the previous checkpoint the latest and intact. (An
+/// earlier save of the same iteration is moved aside to `.iter_NNNNNNN.old` for the instant of the
+/// swap, and read from there if the swap was cut short.) The files hold the whole model and state
+/// whatever the data-parallel layout, so a run may resume on another number of ranks.
 public enum Checkpoint {
     /// Where training stood when the checkpoint was saved: with the model and optimizer state, all a
     /// resumed run needs to continue exactly (dropout masks and the data order follow from the seed,
@@ -31,26 +32,27 @@ public enum Checkpoint {
         /// update count (Adam's bias correction).
         public var optimizer: String?
         public var optimizerStep: Int
-        /// Samples the learning-rate schedule has advanced by (fewer than consumed when updates were skipped).
-        public var schedulerSteps: Int
+        /// The learning-rate and weight-decay schedule with the samples it has advanced by (fewer than
+        /// consumed when updates were skipped); nil with no optimizer state.
+        public var scheduler: OptimizerParamScheduler?
         /// The network the parameters belong to, under Megatron's argument names.
         public var model: GPTConfig
 
         public init(iteration: Int, consumedTrainSamples: Int, consumedValidSamples: Int, optimizer: String?, optimizerStep: Int,
-                    schedulerSteps: Int, model: GPTConfig) {
+                    scheduler: OptimizerParamScheduler?, model: GPTConfig) {
             self.iteration = iteration
             self.consumedTrainSamples = consumedTrainSamples
             self.consumedValidSamples = consumedValidSamples
             self.optimizer = optimizer
             self.optimizerStep = optimizerStep
-            self.schedulerSteps = schedulerSteps
+            self.scheduler = scheduler
             self.model = model
         }
 
         enum CodingKeys: String, CodingKey {
             case iteration, optimizer, model
             case consumedTrainSamples = "consumed_train_samples", consumedValidSamples = "consumed_valid_samples"
-            case optimizerStep = "optimizer_step", schedulerSteps = "scheduler_steps"
+            case optimizerStep = "optimizer_step", scheduler = "opt_param_scheduler"
         }
     }
 
@@ -59,6 +61,15 @@ public enum Checkpoint {
     /// DIR/iter_0000010, Megatron's name for an iteration's directory.
     public static func iterationDirectory(_ directory: URL, iteration: Int) -> URL {
         directory.appendingPathComponent(String(format: "iter_%07d", iteration))
+    }
+
+    /// Where iteration `iteration` is stored: its directory, or the earlier save of it that a replacing
+    /// save moved aside and did not get to swap back (see the type's documentation).
+    static func storedDirectory(_ directory: URL, iteration: Int) -> URL {
+        let final = iterationDirectory(directory, iteration: iteration)
+        let aside = directory.appendingPathComponent(".\(final.lastPathComponent).old")
+        let files = FileManager.default
+        return !files.fileExists(atPath: final.path) && files.fileExists(atPath: aside.path) ? aside : final
     }
 
     /// The iteration the tracker file of `directory` names, nil when there is none (a run that saved
@@ -94,29 +105,50 @@ public enum Checkpoint {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(progress).write(to: partial.appendingPathComponent("checkpoint.json"))
+        try writeSynced(try encoder.encode(progress), to: partial.appendingPathComponent("checkpoint.json"))
+        try syncDirectory(partial)
 
         // Replace an older save of the same iteration (a resumed run saving again) only once the new one is whole.
         if files.fileExists(atPath: final.path) {
-            let old = directory.appendingPathComponent(".\(final.lastPathComponent).old")
-            try? files.removeItem(at: old)
-            try files.moveItem(at: final, to: old)
+            let aside = directory.appendingPathComponent(".\(final.lastPathComponent).old")
+            try? files.removeItem(at: aside)
+            try files.moveItem(at: final, to: aside)
             try files.moveItem(at: partial, to: final)
-            try files.removeItem(at: old)
+            try syncDirectory(directory)
+            try files.removeItem(at: aside)
         } else {
             try files.moveItem(at: partial, to: final)
         }
+        try syncDirectory(directory)
         let tracker = directory.appendingPathComponent(trackerName)
         let trackerPartial = directory.appendingPathComponent(".\(trackerName).partial")
-        try Data("\(progress.iteration)\n".utf8).write(to: trackerPartial)
+        try writeSynced(Data("\(progress.iteration)\n".utf8), to: trackerPartial)
         guard rename(trackerPartial.path, tracker.path) == 0 else {
             throw TensorError("\(tracker.path): could not move the written file into place (errno \(errno))")
         }
+        try syncDirectory(directory)
+    }
+
+    /// Writes `data` to `url` and waits until it is on disk.
+    private static func writeSynced(_ data: Data, to url: URL) throws {
+        guard FileManager.default.createFile(atPath: url.path, contents: nil) else { throw TensorError("\(url.path): could not create the file") }
+        let handle = try FileHandle(forWritingTo: url)
+        defer { try? handle.close() }
+        try handle.write(contentsOf: data)
+        try handle.synchronize()
+    }
+
+    /// Makes the entries of `directory` (files created or renamed in it) durable.
+    private static func syncDirectory(_ directory: URL) throws {
+        let descriptor = open(directory.path, O_RDONLY)
+        guard descriptor >= 0 else { throw TensorError("\(directory.path): could not open the directory to sync it (errno \(errno))") }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw TensorError("\(directory.path): could not sync the directory (errno \(errno))") }
     }
 
     /// What `checkpoint.json` of iteration `iteration` records.
     public static func progress(in directory: URL, iteration: Int) throws -> Progress {
-        let file = iterationDirectory(directory, iteration: iteration).appendingPathComponent("checkpoint.json")
+        let file = storedDirectory(directory, iteration: iteration).appendingPathComponent("checkpoint.json")
         do {
             return try JSONDecoder().decode(Progress.self, from: Data(contentsOf: file))
         } catch {
@@ -127,7 +159,7 @@ public enum Checkpoint {
     /// Copies the parameters of iteration `iteration` into `parameters`, laid out by `layout`.
     public static func readParameters(from directory: URL, iteration: Int, layout: ParameterLayout,
                                       into parameters: UnsafeMutablePointer<Float>) throws {
-        let file = iterationDirectory(directory, iteration: iteration).appendingPathComponent("model.safetensors")
+        let file = storedDirectory(directory, iteration: iteration).appendingPathComponent("model.safetensors")
         try copy(try tensors(file), of: file, suffix: "", into: parameters, layout)
     }
 
@@ -137,7 +169,7 @@ public enum Checkpoint {
     /// fit this run.
     static func load(from directory: URL, iteration: Int, model: GPTModel,
                      optimizer: (kind: String, state: [(name: String, values: UnsafeMutablePointer<Float>)])?) throws -> Progress {
-        let folder = iterationDirectory(directory, iteration: iteration)
+        let folder = storedDirectory(directory, iteration: iteration)
         let progress = try progress(in: directory, iteration: iteration)
         let differences = model.config.architectureDifferences(from: progress.model)
         guard differences.isEmpty else {

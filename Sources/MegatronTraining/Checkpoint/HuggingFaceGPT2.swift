@@ -202,12 +202,17 @@ public enum HuggingFaceGPT2 {
         let json: [String: Any] = [
             "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "activation_function": "gelu_new",
             "n_layer": config.numLayers, "n_embd": h, "n_head": config.numAttentionHeads, "n_positions": config.maxPositionEmbeddings,
-            "n_inner": NSNull(), "vocab_size": vocabSize, "layer_norm_epsilon": Double(config.normEpsilon),
-            "tie_word_embeddings": true, "scale_attn_weights": true, "initializer_range": Double(config.initMethodStd),
-            "resid_pdrop": Double(config.hiddenDropout), "embd_pdrop": Double(config.hiddenDropout),
-            "attn_pdrop": Double(config.attentionDropout), "torch_dtype": "float32",
+            "n_inner": NSNull(), "vocab_size": vocabSize, "layer_norm_epsilon": decimal(config.normEpsilon),
+            "tie_word_embeddings": true, "scale_attn_weights": true, "initializer_range": decimal(config.initMethodStd),
+            "resid_pdrop": decimal(config.hiddenDropout), "embd_pdrop": decimal(config.hiddenDropout),
+            "attn_pdrop": decimal(config.attentionDropout), "torch_dtype": "float32",
+            // GPT-2's <|endoftext|>, the last id of its vocabulary, begins and ends its texts.
+            "bos_token_id": vocabSize - 1, "eos_token_id": vocabSize - 1,
         ]
         try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
             .write(to: directory.appendingPathComponent("config.json"))
     }
+
+    /// A Float as the shortest decimal that reads back as it (1e-05, not 9.99999974737875e-06).
+    private static func decimal(_ value: Float) -> Double { Double("\(value)")! }
 }

@@ -4,8 +4,8 @@
 ///   `loss-scale` (unless `logLossScale` is off), `world-size` (with `logWorldSize`), `grad-norm` (when
 ///   the optimizer computed one) and `params-norm` (under --log-params-norm), each at the iteration and
 ///   again as "… vs samples" at the consumed samples;
-/// - with `logTimers`, at each log line after the first: `iteration-time` (seconds per iteration over
-///   the interval) and, under --log-throughput, `throughput` (model TFLOP/s);
+/// - with `logTimers`, at each log line: `iteration-time` (seconds per iteration over the interval; not
+///   at the first line) and, under --log-throughput, `throughput` (model TFLOP/s);
 /// - at each evaluation: `lm loss validation` (and with `logValidationPPL` its perplexity), at the
 ///   iteration and vs samples. Megatron writes the test set's loss under the same tag.
 public struct TensorBoardLog {
@@ -35,9 +35,9 @@ public struct TensorBoardLog {
         if let paramsNorm { pair("params-norm", paramsNorm, iteration: iteration, samples: samples) }
     }
 
-    func timers(_ iteration: Int, secondsPerIteration: Double, throughput: Double?) {
+    func timers(_ iteration: Int, secondsPerIteration: Double?, throughput: Double?) {
         guard logTimers else { return }
-        writer.addScalar("iteration-time", secondsPerIteration, step: iteration)
+        if let secondsPerIteration { writer.addScalar("iteration-time", secondsPerIteration, step: iteration) }
         if let throughput { writer.addScalar("throughput", throughput, step: iteration) }
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MegatronTraining
 
 /// Checkpointing flags of Megatron-LM (see `Checkpoint` for what a checkpoint holds).
 struct CheckpointArguments: ParsableArguments {
@@ -12,13 +13,21 @@ struct CheckpointArguments: ParsableArguments {
     var noLoadOptim = false
     @Flag(name: .customLong("finetune"), help: "With --load: take only the saved model; iteration, samples and optimizer start anew.")
     var finetune = false
+    @Flag(name: .customLong("override-opt_param-scheduler"),
+          help: "With --load: keep this run's learning-rate schedule settings where the checkpoint's differ.")
+    var overrideOptParamScheduler = false
+    @Flag(name: .customLong("use-checkpoint-opt_param-scheduler"),
+          help: "With --load: take the checkpoint's learning-rate schedule settings.")
+    var useCheckpointOptParamScheduler = false
     @Option(name: .customLong("exit-interval"), help: "Stop after the first iteration divisible by this (saving first under --save).")
     var exitInterval: Int?
 
     func validate() throws {
         if let saveInterval, saveInterval < 1 { throw ValidationError("--save-interval \(saveInterval): expected at least 1") }
         if let exitInterval, exitInterval < 1 { throw ValidationError("--exit-interval \(exitInterval): expected at least 1") }
-        if saveInterval != nil && save == nil { throw ValidationError("--save-interval needs --save") }
+        if overrideOptParamScheduler && useCheckpointOptParamScheduler {
+            throw ValidationError("give only one of --override-opt_param-scheduler and --use-checkpoint-opt_param-scheduler")
+        }
         if (noLoadOptim || finetune) && load == nil { throw ValidationError("--no-load-optim and --finetune need --load") }
         if let save, FileManager.default.fileExists(atPath: save), !isDirectory(save) {
             throw ValidationError("--save \(save): exists and is not a directory")
@@ -28,5 +37,9 @@ struct CheckpointArguments: ParsableArguments {
     private func isDirectory(_ path: String) -> Bool {
         var directory: ObjCBool = false
         return FileManager.default.fileExists(atPath: path, isDirectory: &directory) && directory.boolValue
+    }
+
+    var schedulerSettingsOnLoad: Trainer.SchedulerSettingsOnLoad {
+        overrideOptParamScheduler ? .override : useCheckpointOptParamScheduler ? .useCheckpoint : .mustMatch
     }
 }

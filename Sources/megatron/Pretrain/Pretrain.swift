@@ -208,7 +208,7 @@ struct Pretrain: ParsableCommand {
         }
         if let load = checkpointing.load {
             try trainer.loadCheckpoint(from: URL(fileURLWithPath: load), loadOptimizer: !checkpointing.noLoadOptim,
-                                       finetune: checkpointing.finetune)
+                                       finetune: checkpointing.finetune, schedulerSettings: checkpointing.schedulerSettingsOnLoad)
         }
         try trainer.train()
         if sampleTokens > 0 && isFirst && !trainer.exited {
