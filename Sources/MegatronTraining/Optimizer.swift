@@ -120,33 +120,29 @@ public final class Optimizer {
         settings.kind == .adam ? [("exp_avg", firstMoment), ("exp_avg_sq", secondMoment!)] : [("momentum_buffer", firstMoment)]
     }
 
+    /// This rank's spans of `state`: where each owned range of the flat buffer lies in it.
+    func ownedSpans(of state: Tensor) -> [(range: Range<Int>, values: UnsafeMutablePointer<Float>)] {
+        var offset = 0
+        return ownedRanges.map { range in
+            defer { offset += range.count }
+            return (range, state.floats + offset)
+        }
+    }
+
     /// Calls `body` with each state tensor laid out like the flat parameter buffer: the tensors
     /// themselves when this rank owns the whole buffer, else full-size copies holding this rank's
-    /// spans (zero elsewhere) that `body` may fill in; with `keep`, the owned spans of what `body`
-    /// left there become the state. (The copies are malloc'd, so their memory returns to the system.)
-    func withFullState<R>(keep: Bool, _ body: ([(name: String, values: UnsafeMutablePointer<Float>)]) throws -> R) rethrows -> R {
+    /// spans (zero elsewhere) for `body` to fill in. (The copies are malloc'd, so their memory returns
+    /// to the system afterwards.)
+    func withFullState<R>(_ body: ([(name: String, values: UnsafeMutablePointer<Float>)]) throws -> R) rethrows -> R {
         let total = model.layout.totalCount
         guard ownedRanges != [0 ..< total] else { return try body(stateTensors.map { ($0.name, $0.values.floats) }) }
         let full = stateTensors.map { name, state in
             let values = UnsafeMutablePointer<Float>.allocate(capacity: total)
             values.initialize(repeating: 0, count: total)
-            copyOwnedSpans(state, values, toFull: true)
-            return (name: name, values: values, state: state)
+            for (range, owned) in ownedSpans(of: state) { (values + range.lowerBound).update(from: owned, count: range.count) }
+            return (name: name, values: values)
         }
         defer { for f in full { f.values.deallocate() } }
-        let result = try body(full.map { ($0.name, $0.values) })
-        if keep { for f in full { copyOwnedSpans(f.state, f.values, toFull: false) } }
-        return result
-    }
-
-    /// Copies `state` (this rank's spans, packed in `ownedRanges` order) to `full`, a buffer laid out like
-    /// the flat parameter buffer, at the spans' own offsets; `toFull: false` copies the other way.
-    private func copyOwnedSpans(_ state: Tensor, _ full: UnsafeMutablePointer<Float>, toFull: Bool) {
-        var offset = 0
-        for range in ownedRanges {
-            let packed = state.floats + offset, spread = full + range.lowerBound
-            if toFull { spread.update(from: packed, count: range.count) } else { packed.update(from: spread, count: range.count) }
-            offset += range.count
-        }
+        return try body(full)
     }
 }

@@ -215,18 +215,40 @@ public final class Trainer {
         let group = dataParallel?.dataParallel
         log(" saving checkpoint at iteration \(pad(iteration, 7)) to \(directory.path)")
         let start = Date()
+        // Under the distributed optimizer the other ranks send rank 0 their shards of the state, in
+        // state, rank and span order; rank 0 alone holds the whole state, for the moment of the save.
+        let shardedGroup = dataParallel?.settings.useDistributedOptimizer == true && (group?.size ?? 1) > 1 ? group : nil
         var failure: Error?
-        try optimizer.withFullState(keep: false) { state in
-            for (_, values) in state { try dataParallel?.gatherOwnedSpans(values) }
-            guard (group?.rank ?? 0) == 0 else { return }
-            do {
-                try Checkpoint.save(to: directory, progress: progress, parameters: model.parameters.floats, optimizerState: state)
-            } catch { failure = error }
+        if (group?.rank ?? 0) == 0 {
+            try optimizer.withFullState { state in
+                if let shardedGroup, let dataParallel {
+                    for (_, values) in state {
+                        for source in 1 ..< shardedGroup.size {
+                            for range in dataParallel.ownedRanges(ofRank: source) {
+                                try shardedGroup.receive(into: UnsafeMutableBufferPointer(start: values + range.lowerBound, count: range.count),
+                                                         from: source, tag: Self.checkpointTag)
+                            }
+                        }
+                    }
+                }
+                do {
+                    try Checkpoint.save(to: directory, progress: progress, parameters: model.parameters.floats, optimizerState: state)
+                } catch { failure = error }
+            }
+        } else if let shardedGroup {
+            for (_, state) in optimizer.stateTensors {
+                for (range, values) in optimizer.ownedSpans(of: state) {
+                    try shardedGroup.send(UnsafeBufferPointer(start: values, count: range.count), to: 0, tag: Self.checkpointTag)
+                }
+            }
         }
         try agree(failure, "saving the checkpoint of iteration \(iteration) to \(directory.path)")
         log("  successfully saved checkpoint from iteration \(pad(iteration, 7)) to \(directory.path) "
             + "(\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
     }
+
+    /// The message tag of the optimizer shards sent to rank 0 for a save.
+    static let checkpointTag = 7100
 
     /// Where training stands, as a checkpoint records it.
     var progress: Checkpoint.Progress {
@@ -269,11 +291,10 @@ public final class Trainer {
         let restoreOptimizer = loadOptimizer && !finetune
         var loaded: Checkpoint.Progress?
         do {
-            loaded = restoreOptimizer
-                ? try optimizer.withFullState(keep: true) { state in
-                    try Checkpoint.load(from: directory, iteration: latest, model: model, optimizer: (optimizer.settings.kind.rawValue, state))
-                }
-                : try Checkpoint.load(from: directory, iteration: latest, model: model, optimizer: nil)
+            // Each rank copies its own spans of the optimizer state straight from the (memory-mapped) file.
+            let state = optimizer.stateTensors.map { (name: $0.name, spans: optimizer.ownedSpans(of: $0.values)) }
+            loaded = try Checkpoint.load(from: directory, iteration: latest, model: model,
+                                         optimizer: restoreOptimizer ? (optimizer.settings.kind.rawValue, state) : nil)
         } catch { failure = error }
         try agree(failure, "loading the checkpoint of iteration \(latest) from \(directory.path)")
         let saved = loaded!

@@ -160,15 +160,15 @@ public enum Checkpoint {
     public static func readParameters(from directory: URL, iteration: Int, layout: ParameterLayout,
                                       into parameters: UnsafeMutablePointer<Float>) throws {
         let file = storedDirectory(directory, iteration: iteration).appendingPathComponent("model.safetensors")
-        try copy(try tensors(file), of: file, suffix: "", into: parameters, layout)
+        try copy(try tensors(file), of: file, suffix: "", into: [(0 ..< layout.totalCount, parameters)], layout)
     }
 
     /// Reads the checkpoint of `iteration`: copies its parameters into the model and, given this run's
-    /// optimizer, its state (if it has any) into `optimizer.state` (buffers laid out like the flat
-    /// parameter buffer, by state name); returns its progress. Errors name the file and what does not
-    /// fit this run.
+    /// optimizer, its state (if it has any) into `optimizer.state`: for each state name, spans of the
+    /// flat parameter layout and where each goes (a rank's shard under the distributed optimizer).
+    /// Returns its progress. Errors name the file and what does not fit this run.
     static func load(from directory: URL, iteration: Int, model: GPTModel,
-                     optimizer: (kind: String, state: [(name: String, values: UnsafeMutablePointer<Float>)])?) throws -> Progress {
+                     optimizer: (kind: String, state: [(name: String, spans: [Span])])?) throws -> Progress {
         let folder = storedDirectory(directory, iteration: iteration)
         let progress = try progress(in: directory, iteration: iteration)
         let differences = model.config.architectureDifferences(from: progress.model)
@@ -184,7 +184,7 @@ public enum Checkpoint {
         guard let optimizer, progress.optimizer != nil else { return progress }
         let optimizerFile = folder.appendingPathComponent("optimizer.safetensors")
         let stored = try tensors(optimizerFile)
-        for (name, values) in optimizer.state { try copy(stored, of: optimizerFile, suffix: "." + name, into: values, model.layout) }
+        for (name, spans) in optimizer.state { try copy(stored, of: optimizerFile, suffix: "." + name, into: spans, model.layout) }
         return progress
     }
 
@@ -203,10 +203,13 @@ public enum Checkpoint {
         return try SafeTensors.read(file).tensors
     }
 
-    /// Copies every parameter's tensor `<name><suffix>` of `tensors` (read from `file`) into `buffer`,
-    /// checking that they are exactly this model's parameters with these shapes.
+    /// A range of the flat parameter layout and where its values go.
+    typealias Span = (range: Range<Int>, values: UnsafeMutablePointer<Float>)
+
+    /// Copies what `spans` cover of every parameter's tensor `<name><suffix>` of `tensors` (read from
+    /// `file`), checking that they are exactly this model's parameters with these shapes.
     private static func copy(_ tensors: [String: SafeTensors.Entry], of file: URL, suffix: String,
-                             into buffer: UnsafeMutablePointer<Float>, _ layout: ParameterLayout) throws {
+                             into spans: [Span], _ layout: ParameterLayout) throws {
         let expected = Set(layout.entries.map { $0.name + suffix })
         if let stray = tensors.keys.filter({ $0.hasSuffix(suffix) && !expected.contains($0) }).sorted().first {
             throw TensorError("\(file.path) holds \(stray), which this model does not have: was it saved with other "
@@ -219,8 +222,14 @@ public enum Checkpoint {
                 throw TensorError("\(file.path): \(name) is \(stored.dtype) \(stored.shape), this model's is F32 \(entry.shape) "
                                   + "(a checkpoint of another --hidden-size, --ffn-hidden-size, --num-attention-heads or vocabulary?)")
             }
+            let entryRange = entry.offset ..< entry.offset + entry.count
             stored.data.withUnsafeBytes { raw in
-                UnsafeMutableRawPointer(buffer + entry.offset).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+                for (range, values) in spans where range.overlaps(entryRange) {
+                    let part = range.clamped(to: entryRange)
+                    UnsafeMutableRawPointer(values + (part.lowerBound - range.lowerBound))
+                        .copyMemory(from: raw.baseAddress! + (part.lowerBound - entry.offset) * MemoryLayout<Float>.stride,
+                                    byteCount: part.count * MemoryLayout<Float>.stride)
+                }
             }
         }
     }

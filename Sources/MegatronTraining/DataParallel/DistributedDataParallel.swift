@@ -63,10 +63,13 @@ public final class DistributedDataParallel: @unchecked Sendable {
 
     /// The spans whose optimizer state this rank keeps: its chunk of every bucket under the
     /// distributed optimizer, else the whole buffer.
-    public var ownedRanges: [Range<Int>] {
+    public var ownedRanges: [Range<Int>] { ownedRanges(ofRank: dataParallel.rank) }
+
+    /// The spans data-parallel rank `rank` owns.
+    public func ownedRanges(ofRank rank: Int) -> [Range<Int>] {
         guard settings.useDistributedOptimizer else { return [0 ..< model.layout.totalCount] }
         return buckets.reversed().map { bucket in
-            let chunk = dataParallel.chunk(rank: dataParallel.rank, count: bucket.count)
+            let chunk = dataParallel.chunk(rank: rank, count: bucket.count)
             return bucket.lowerBound + chunk.lowerBound ..< bucket.lowerBound + chunk.upperBound
         }.filter { !$0.isEmpty }
     }
@@ -101,14 +104,10 @@ public final class DistributedDataParallel: @unchecked Sendable {
     }
 
     /// Under the distributed optimizer: all-gathers every bucket's parameters from their owners.
-    public func gatherParameters() throws { try gatherOwnedSpans(model.parameters.floats) }
-
-    /// Under the distributed optimizer: fills every rank's copy of `buffer` (laid out like the flat
-    /// parameter buffer) with each owner's `ownedRanges`.
-    func gatherOwnedSpans(_ buffer: UnsafeMutablePointer<Float>) throws {
+    public func gatherParameters() throws {
         guard settings.useDistributedOptimizer, dataParallel.size > 1 else { return }
         for bucket in buckets {
-            try dataParallel.allGather(UnsafeMutableBufferPointer(start: buffer + bucket.lowerBound, count: bucket.count))
+            try dataParallel.allGather(UnsafeMutableBufferPointer(start: model.parameters.floats + bucket.lowerBound, count: bucket.count))
         }
     }
 
