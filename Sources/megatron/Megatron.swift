@@ -6,6 +6,6 @@ struct Megatron: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "megatron",
         abstract: "Megatron-style GPT training in Swift.",
-        subcommands: [Pretrain.self, PreprocessData.self, ImportHF.self, ExportHF.self, Bench.self]
+        subcommands: [Pretrain.self, PreprocessData.self, Generate.self, ImportHF.self, ExportHF.self, Bench.self]
     )
 }

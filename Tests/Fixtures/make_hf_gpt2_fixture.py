@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes hf_gpt2_tiny/: a small randomly initialised Hugging Face GPT-2 (GPT2LMHeadModel) as
 save_pretrained stores it (config.json, model.safetensors), plus expected.safetensors: two
-sequences of token ids and the logits the Hugging Face model computes for them (eval mode, fp32).
+sequences of token ids and the logits the Hugging Face model computes for them (eval mode, fp32),
+and its greedy continuation (generate) of the prompt 5 17 99 by six tokens.
 The Swift tests import the model and compare logits; run by hand (needs torch and transformers):
 
     python3 -m venv /tmp/torch-venv && /tmp/torch-venv/bin/pip install torch transformers
@@ -30,6 +31,9 @@ ids = torch.tensor([[5, 17, 99, 0, 42, 42, 7, 63, 1, 88, 23, 54, 3, 71, 9, 30],
                     [98, 2, 2, 2, 11, 76, 45, 60, 19, 4, 37, 81, 66, 12, 50, 0]])
 with torch.no_grad():
     logits = model(ids).logits
-save_file({"input_ids": ids.to(torch.int32).contiguous(), "logits": logits.contiguous()},
+    # Greedy generation: `megatron generate` must continue the prompt with the same tokens.
+    greedy = model.generate(torch.tensor([[5, 17, 99]]), max_new_tokens=6, do_sample=False, pad_token_id=0)
+save_file({"input_ids": ids.to(torch.int32).contiguous(), "logits": logits.contiguous(),
+           "greedy": greedy.to(torch.int32).contiguous()},
           os.path.join(here, "expected.safetensors"))
 print("wrote", here, sorted(os.listdir(here)))
