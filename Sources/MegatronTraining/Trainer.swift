@@ -34,6 +34,9 @@ public final class Trainer {
         /// --exit-interval: stop after the first iteration divisible by this, saving a checkpoint first
         /// under --save (no final evaluation: Megatron exits the program there).
         public var exitInterval: Int?
+        /// --skip-train: run no iterations, only the final evaluation (of a loaded checkpoint), which
+        /// then writes nothing to TensorBoard (Megatron's).
+        public var skipTrain = false
 
         public init(trainIters: Int, microBatchSize: Int, globalBatchSize: Int, sequenceLength: Int) {
             self.trainIters = trainIters
@@ -113,7 +116,9 @@ public final class Trainer {
         let firstIteration = iteration + 1
         var savedIteration: Int?
         exited = false
-        for iteration in firstIteration ..< max(firstIteration, s.trainIters + 1) {
+        if s.skipTrain { log(" skipping training (--skip-train is on) ...") }
+        let lastIteration = s.skipTrain ? iteration : s.trainIters
+        for iteration in firstIteration ..< max(firstIteration, lastIteration + 1) {
             let start = Date()
             model.zeroGradients()
             var lossSums = [0.0, 0.0]   // Σ mask·ℓ, Σ mask over the iteration's micro-batches
@@ -198,11 +203,12 @@ public final class Trainer {
         if let save = s.save, iteration >= firstIteration, savedIteration != iteration { try saveCheckpoint(to: save) }
         if let evaluation {
             if let validation = evaluation.validation {
-                try evaluateAndLog(validation, from: consumedValidationSamples, label: "iteration \(iteration) on validation set")
+                try evaluateAndLog(validation, from: consumedValidationSamples, label: "iteration \(iteration) on validation set",
+                                   toTensorBoard: !s.skipTrain)
                 consumedValidationSamples += evaluation.iterations * s.globalBatchSize
             }
             if let test = evaluation.test {
-                try evaluateAndLog(test, from: 0, label: "iteration \(iteration) on test set")
+                try evaluateAndLog(test, from: 0, label: "iteration \(iteration) on test set", toTensorBoard: !s.skipTrain)
             }
         }
         return results
@@ -252,7 +258,7 @@ public final class Trainer {
 
     /// Evaluates on samples `first ..< first + iterations · global batch` of `sample` and logs Megatron's
     /// validation lines (the loss and its perplexity, exp of the loss capped at 20).
-    private func evaluateAndLog(_ sample: (Int) -> [Int32], from first: Int, label: String) throws {
+    private func evaluateAndLog(_ sample: (Int) -> [Int32], from first: Int, label: String, toTensorBoard: Bool = true) throws {
         let s = settings, iterations = evaluation!.iterations
         let dp = dataParallel?.dataParallel.size ?? 1, dpRank = dataParallel?.dataParallel.rank ?? 0
         let microBatches = s.globalBatchSize / (s.microBatchSize * dp)
@@ -269,7 +275,9 @@ public final class Trainer {
             try sums.withUnsafeMutableBufferPointer { try group.allReduce($0, op: .sum) }
         }
         let loss = sums[0] / sums[1]
-        tensorboard?.validation(loss: loss, perplexity: exp(min(20, loss)), iteration: iteration, consumedSamples: consumedSamples)
+        if toTensorBoard {
+            tensorboard?.validation(loss: loss, perplexity: exp(min(20, loss)), iteration: iteration, consumedSamples: consumedSamples)
+        }
         let line = " validation loss at \(label) | lm loss value: \(String(format: "%.6E", loss)) | "
             + "lm loss PPL: \(String(format: "%.6E", exp(min(20, loss)))) | "
         let rule = String(repeating: "-", count: line.count + 1)

@@ -72,4 +72,19 @@ import Testing
                                                        directory.appendingPathComponent("hf").path, "--vocab-size", "100"])
         #expect(exported.status == 0 && exported.output.contains("iter_0000002"), "\(exported.output)")
     }
+
+    /// --skip-train with --load evaluates the checkpoint: the saved run's final validation and test
+    /// lines again (the save precedes that evaluation, so it reads the same validation samples).
+    @Test func skipTrainEvaluatesTheLoadedCheckpoint() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pretrain-skip-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let evaluations = { (output: String) in output.split(separator: "\n").filter { $0.contains("validation loss at iteration 6 on") } }
+        let trained = try PretrainFlagTests.megatron(Self.run + ["--save", directory])
+        let evaluated = try PretrainFlagTests.megatron(Self.run + ["--load", directory, "--skip-train"])
+        #expect(trained.status == 0 && evaluated.status == 0, "\(trained.output)\n\(evaluated.output)")
+        #expect(evaluated.output.contains("skipping training (--skip-train is on)"), "\(evaluated.output)")
+        #expect(!evaluated.output.contains("iteration        1/"), "\(evaluated.output)")
+        #expect(evaluations(trained.output).count == 2 && evaluations(trained.output) == evaluations(evaluated.output),
+                "\(evaluations(trained.output)) vs \(evaluations(evaluated.output))")
+    }
 }

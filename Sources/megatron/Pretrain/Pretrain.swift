@@ -149,6 +149,7 @@ struct Pretrain: ParsableCommand {
         settings.save = checkpointing.save.map { URL(fileURLWithPath: $0) }
         settings.saveInterval = checkpointing.saveInterval
         settings.exitInterval = checkpointing.exitInterval
+        settings.skipTrain = training.skipTrain
         // The end of document: GPT-2's <|endoftext|>, or the NullTokenizer's last id (as mock data's).
         let endOfDocument = tokenizer?.eod ?? Int32(vocab - 1)
         if eodMaskLoss || resetPositionIDs || resetAttentionMask {

@@ -16,6 +16,8 @@ struct TrainingArguments: ParsableArguments {
           help: "Skip (and count) iterations whose lm loss or gradient norm is not finite, instead of stopping the run.")
     var noCheckForNaNInLossAndGrad = false
     @Option(name: .customLong("seed")) var seed = 1234
+    @Flag(name: .customLong("skip-train"), help: "Run no iterations: only evaluate (a checkpoint from --load) on the validation and test splits.")
+    var skipTrain = false
 
     @Option(name: .customLong("optimizer"), help: "adam or sgd.") var optimizer = "adam"
     @Option(name: .customLong("lr")) var lr: Double
