@@ -160,18 +160,8 @@ public final class GPTModel: @unchecked Sendable {
             let proj = try GEMM.matmul(context, w.projWeight, transposeB: true, on: device)
             let x1 = try BiasDropoutAdd.forward(proj, bias: w.projBias, residual: x, probability: hiddenP,
                                                 rng: dropout.stream(layer: l, site: DropoutSite.attentionOutput.rawValue), on: device)
-            let (n2, n2Saved) = try norm.forward(x1, weight: w.mlpNormWeight, bias: w.mlpNormBias, on: device)
-            let fc1: Tensor, activation: Tensor
-            if c.swiglu {
-                fc1 = try Linear.forward(n2, weight: w.fc1Weight, bias: w.fc1Bias, on: device)
-                activation = try SwiGLU.forward(fc1, on: device)
-            } else {
-                fc1 = try GEMM.matmul(n2, w.fc1Weight, transposeB: true, on: device)
-                activation = try GELU.forward(fc1, bias: w.fc1Bias, approximation: c.geluApproximation, on: device)
-            }
-            let fc2 = try GEMM.matmul(activation, w.fc2Weight, transposeB: true, on: device)
-            let x2 = try BiasDropoutAdd.forward(fc2, bias: w.fc2Bias, residual: x1, probability: hiddenP,
-                                                rng: dropout.stream(layer: l, site: DropoutSite.mlpOutput.rawValue), on: device)
+            let (n2, n2Saved, fc1, activation, x2) = try mlpBlock(x1, w, dropout: hiddenP,
+                                                                  rng: dropout.stream(layer: l, site: DropoutSite.mlpOutput.rawValue))
             if training {
                 saved.append(LayerActivations(input: x, inputNorm: n1, inputNormSaved: n1Saved, qkv: qkv, context: context, lse: lse,
                                               attentionOutput: x1, mlpNorm: n2, mlpNormSaved: n2Saved, fc1: fc1, activation: activation))
@@ -181,6 +171,24 @@ public final class GPTModel: @unchecked Sendable {
         let (finalNorm, finalSaved) = try norm.forward(x, weight: weights.finalNormWeight, bias: weights.finalNormBias, on: device)
         let logits = try GEMM.matmul(finalNorm, weights.outputWeight, transposeB: true, on: device)
         return (logits, FinalActivations(decoderOutput: x, normOutput: finalNorm, normSaved: finalSaved), saved)
+    }
+
+    /// The MLP half of a layer: x1 + dropout(fc2(activation(fc1(norm(x1))))), with the intermediate
+    /// tensors the backward needs.
+    func mlpBlock(_ x1: Tensor, _ w: GPTWeights.Layer, dropout p: Float, rng: PhiloxStream)
+        throws -> (norm: Tensor, normSaved: Norm.Saved, fc1: Tensor, activation: Tensor, output: Tensor) {
+        let (n2, n2Saved) = try norm.forward(x1, weight: w.mlpNormWeight, bias: w.mlpNormBias, on: device)
+        let fc1: Tensor, activation: Tensor
+        if config.swiglu {
+            fc1 = try Linear.forward(n2, weight: w.fc1Weight, bias: w.fc1Bias, on: device)
+            activation = try SwiGLU.forward(fc1, on: device)
+        } else {
+            fc1 = try GEMM.matmul(n2, w.fc1Weight, transposeB: true, on: device)
+            activation = try GELU.forward(fc1, bias: w.fc1Bias, approximation: config.geluApproximation, on: device)
+        }
+        let fc2 = try GEMM.matmul(activation, w.fc2Weight, transposeB: true, on: device)
+        let output = try BiasDropoutAdd.forward(fc2, bias: w.fc2Bias, residual: x1, probability: p, rng: rng, on: device)
+        return (n2, n2Saved, fc1, activation, output)
     }
 
     private func backward(dLogits: Tensor, final: FinalActivations, saved: [LayerActivations], batch: MicroBatch,

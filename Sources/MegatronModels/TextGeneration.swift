@@ -17,11 +17,24 @@ public struct TextGeneration: Sendable {
         self.seed = seed
     }
 
-    /// `count` tokens following `prompt`, re-running the model on the last `maxLength` tokens.
+    /// `count` tokens following `prompt`: through a key/value cache when the whole sequence fits in
+    /// `maxLength` tokens, else re-running the model on the last `maxLength` tokens for each.
     public func continuation(of prompt: [Int32], count: Int, model: GPTModel, vocabularySize: Int, maxLength: Int) throws -> [Int32] {
         guard !prompt.isEmpty else { throw TensorError("generation: the prompt is empty") }
         guard temperature > 0 else { throw TensorError("generation: temperature \(temperature) must be positive") }
         var tokens = prompt, draws = GaussianStream(seed: seed, stream: 0)
+        // With room for the whole sequence, a key/value cache runs each new token alone.
+        if prompt.count + count <= maxLength {
+            let cache = KeyValueCache(for: model, capacity: prompt.count + count)
+            var logits = try model.logits(continuing: prompt, cache: cache)
+            for step in 0 ..< count {
+                let last = UnsafeBufferPointer(start: logits.floats + (logits.rows - 1) * logits.columns,
+                                               count: min(vocabularySize, logits.columns))
+                tokens.append(Int32(pick(from: last, uniform: draws.uniform())))
+                if step + 1 < count { logits = try model.logits(continuing: [tokens.last!], cache: cache) }
+            }
+            return Array(tokens.dropFirst(prompt.count))
+        }
         for _ in 0 ..< count {
             let window = Array(tokens.suffix(maxLength))
             let logits = try model.logits(MicroBatch(samples: [window + [0]], on: model.device))
