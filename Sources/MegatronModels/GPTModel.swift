@@ -24,8 +24,9 @@ public final class GPTModel: @unchecked Sendable {
 
     /// A model initialised as Megatron does: weights N(0, σ), the output projections of attention
     /// and MLP (linear_proj, linear_fc2) N(0, σ/√(2·layers)), biases 0, norm weights 1. The draw depends
-    /// only on the seed and each parameter's name and index, not on any parallel layout.
-    public init(config: GPTConfig, seed: UInt64, on device: CPUDevice) throws {
+    /// only on the seed and each parameter's name and index, not on any parallel layout. Without a
+    /// seed the parameters are left zero, for a model about to be loaded from a checkpoint.
+    public init(config: GPTConfig, seed: UInt64?, on device: CPUDevice) throws {
         try config.validate()
         self.config = config
         self.device = device
@@ -38,7 +39,7 @@ public final class GPTModel: @unchecked Sendable {
         rotary = config.positionEmbedding == .rope
             ? try RotaryEmbedding(rotaryDim: config.rotaryDim, base: config.rotaryBase, maxPositions: config.maxPositionEmbeddings, on: device)
             : nil
-        initialize(seed: seed)
+        if let seed { initialize(seed: seed) }
     }
 
     private func initialize(seed: UInt64) {

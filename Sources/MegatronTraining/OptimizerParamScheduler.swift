@@ -123,11 +123,4 @@ extension OptimizerParamScheduler {
                 field("decay samples", \.decaySteps), field("decay style", \.decayStyle), field("WSD decay samples", \.wsdDecaySteps),
                 field("WSD decay style", \.wsdDecayStyle), field("weight decay schedule", \.weightDecayIncrement)].compactMap { $0 }
     }
-
-    /// This schedule with `saved`'s settings, keeping its own sample count.
-    func withSettings(of saved: OptimizerParamScheduler) -> OptimizerParamScheduler {
-        var adopted = saved
-        adopted.numSteps = numSteps
-        return adopted
-    }
 }

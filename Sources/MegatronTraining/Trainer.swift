@@ -214,10 +214,6 @@ public final class Trainer {
         return results
     }
 
-    func pad(_ n: Int, _ width: Int) -> String {
-        String(repeating: " ", count: max(0, width - String(n).count)) + String(n)
-    }
-
     /// The error that ends a run under --check-for-nan-in-loss-and-grad.
     private static func nonFinite(_ what: String, _ value: Double, iteration: Int) -> TensorError {
         TensorError("iteration \(iteration): \(what) is \(value.isNaN ? "NaN" : "\(value)") (--check-for-nan-in-loss-and-grad, "

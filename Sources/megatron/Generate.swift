@@ -37,7 +37,7 @@ struct Generate: ParsableCommand {
         guard tokenizer.vocabSize <= config.paddedVocabSize else {
             throw ValidationError("the tokenizer's \(tokenizer.vocabSize) tokens exceed the checkpoint's vocabulary of \(config.paddedVocabSize)")
         }
-        let model = try GPTModel(config: config, seed: 0, on: device.makeDevice())
+        let model = try GPTModel(config: config, seed: nil, on: device.makeDevice())
         try Checkpoint.readParameters(from: directory, iteration: iteration, layout: model.layout, into: model.parameters.floats)
         let promptTokens: [Int32]
         if tokenizerOptions.isGPT2BPE {

@@ -51,8 +51,8 @@ public enum SafeTensors {
         return (tensors, metadata)
     }
 
-    /// Writes `tensors` (sorted by name) to `url` through a temporary file renamed into place, so an
-    /// interrupted write never leaves a truncated file under the final name.
+    /// Writes `tensors` (sorted by name) to `url` through a temporary file synced and renamed into
+    /// place (`DurableFile`), so an interrupted write never leaves a truncated file under the final name.
     public static func write(_ tensors: [String: Entry], metadata: [String: String] = [:], to url: URL) throws {
         var header: [String: Any] = metadata.isEmpty ? [:] : ["__metadata__": metadata]
         var offset = 0
@@ -64,24 +64,7 @@ public enum SafeTensors {
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         while (8 + json.count) % 8 != 0 { json.append(0x20) }  // pad the header with spaces to 8-byte alignment
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial")
-        guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
-            throw TensorError("\(temporary.path): could not create the file")
-        }
-        // Streamed a tensor at a time: a checkpoint's tensors are views of the model's buffers, not copies.
-        let file = try FileHandle(forWritingTo: temporary)
-        do {
-            try file.write(contentsOf: withUnsafeBytes(of: UInt64(json.count).littleEndian) { Data($0) })
-            try file.write(contentsOf: json)
-            for name in names { try file.write(contentsOf: tensors[name]!.data) }
-            try file.synchronize()
-            try file.close()
-        } catch {
-            try? file.close()
-            throw TensorError("\(temporary.path): writing failed (\(error))")
-        }
-        guard rename(temporary.path, url.path) == 0 else {
-            throw TensorError("\(url.path): could not move the written file into place (errno \(errno))")
-        }
+        let length = withUnsafeBytes(of: UInt64(json.count).littleEndian) { Data($0) }
+        try DurableFile.write([length, json] + names.map { tensors[$0]!.data }, to: url)
     }
 }

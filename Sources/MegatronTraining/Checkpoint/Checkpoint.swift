@@ -105,8 +105,8 @@ public enum Checkpoint {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try writeSynced(try encoder.encode(progress), to: partial.appendingPathComponent("checkpoint.json"))
-        try syncDirectory(partial)
+        try DurableFile.write([try encoder.encode(progress)], to: partial.appendingPathComponent("checkpoint.json"))
+        try DurableFile.syncDirectory(partial)
 
         // Replace an older save of the same iteration (a resumed run saving again) only once the new one is whole.
         if files.fileExists(atPath: final.path) {
@@ -114,36 +114,14 @@ public enum Checkpoint {
             try? files.removeItem(at: aside)
             try files.moveItem(at: final, to: aside)
             try files.moveItem(at: partial, to: final)
-            try syncDirectory(directory)
+            try DurableFile.syncDirectory(directory)
             try files.removeItem(at: aside)
         } else {
             try files.moveItem(at: partial, to: final)
         }
-        try syncDirectory(directory)
-        let tracker = directory.appendingPathComponent(trackerName)
-        let trackerPartial = directory.appendingPathComponent(".\(trackerName).partial")
-        try writeSynced(Data("\(progress.iteration)\n".utf8), to: trackerPartial)
-        guard rename(trackerPartial.path, tracker.path) == 0 else {
-            throw TensorError("\(tracker.path): could not move the written file into place (errno \(errno))")
-        }
-        try syncDirectory(directory)
-    }
-
-    /// Writes `data` to `url` and waits until it is on disk.
-    private static func writeSynced(_ data: Data, to url: URL) throws {
-        guard FileManager.default.createFile(atPath: url.path, contents: nil) else { throw TensorError("\(url.path): could not create the file") }
-        let handle = try FileHandle(forWritingTo: url)
-        defer { try? handle.close() }
-        try handle.write(contentsOf: data)
-        try handle.synchronize()
-    }
-
-    /// Makes the entries of `directory` (files created or renamed in it) durable.
-    private static func syncDirectory(_ directory: URL) throws {
-        let descriptor = open(directory.path, O_RDONLY)
-        guard descriptor >= 0 else { throw TensorError("\(directory.path): could not open the directory to sync it (errno \(errno))") }
-        defer { close(descriptor) }
-        guard fsync(descriptor) == 0 else { throw TensorError("\(directory.path): could not sync the directory (errno \(errno))") }
+        try DurableFile.syncDirectory(directory)
+        try DurableFile.write([Data("\(progress.iteration)\n".utf8)], to: directory.appendingPathComponent(trackerName))
+        try DurableFile.syncDirectory(directory)
     }
 
     /// What `checkpoint.json` of iteration `iteration` records.

@@ -65,37 +65,54 @@ public enum HuggingFaceGPT2 {
         return config
     }
 
-    /// Where each Megatron parameter comes from in the Hugging Face file, and how its values move.
-    enum Source {
-        /// The same values (norms, biases other than QKV's, position embeddings).
-        case same(String)
-        /// A Conv1D weight [in, out] of Megatron's [out, in].
-        case transposed(String)
-        /// `c_attn`'s weight [h, 3h] (`isBias`: its bias [3h]) of Megatron's per-head interleaved QKV.
-        case qkv(String, isBias: Bool)
-        /// The word embeddings, padded with copies of the last row.
-        case paddedRows(String)
+    /// Where a Megatron parameter lies in the Hugging Face file (`name`, without `transformer.`), and
+    /// how its values move.
+    struct Source {
+        enum Kind {
+            /// The same values (norms, biases other than QKV's, position embeddings).
+            case same
+            /// A Conv1D weight [in, out] of Megatron's [out, in].
+            case transposed
+            /// `c_attn`'s weight [h, 3h] (`isBias`: its bias [3h]) of Megatron's per-head interleaved QKV.
+            case qkv(isBias: Bool)
+            /// The word embeddings, padded with copies of the last row.
+            case paddedRows
+        }
+
+        let name: String
+        let kind: Kind
+
+        /// The Hugging Face tensor's shape for the Megatron parameter of shape `shape` (its
+        /// vocabulary `vocabularyRows` for the word embeddings).
+        func shape(megatron shape: [Int], vocabularyRows: Int) -> [Int] {
+            switch kind {
+            case .same: shape
+            case .transposed: [shape[1], shape[0]]
+            case .qkv(let isBias): isBias ? [shape[0]] : [shape[1], shape[0]]
+            case .paddedRows: [vocabularyRows, shape[1]]
+            }
+        }
     }
 
     static func source(of megatronName: String) throws -> Source {
-        if megatronName == "embedding.word_embeddings.weight" { return .paddedRows("wte.weight") }
-        if megatronName == "embedding.position_embeddings.weight" { return .same("wpe.weight") }
-        if megatronName.hasPrefix("decoder.final_layernorm.") { return .same("ln_f." + megatronName.split(separator: ".").last!) }
+        if megatronName == "embedding.word_embeddings.weight" { return Source(name: "wte.weight", kind: .paddedRows) }
+        if megatronName == "embedding.position_embeddings.weight" { return Source(name: "wpe.weight", kind: .same) }
+        if megatronName.hasPrefix("decoder.final_layernorm.") { return Source(name: "ln_f." + megatronName.split(separator: ".").last!, kind: .same) }
         let parts = megatronName.split(separator: ".").map(String.init)
         guard parts.count >= 5, parts[0] == "decoder", parts[1] == "layers" else {
             throw TensorError("no Hugging Face GPT-2 tensor holds \(megatronName)")
         }
-        let layer = "h.\(parts[2]).", kind = parts.last!, module = parts[3 ..< parts.count - 1].joined(separator: ".")
-        switch (module, kind) {
-        case ("input_layernorm", _): return .same(layer + "ln_1." + kind)
-        case ("pre_mlp_layernorm", _): return .same(layer + "ln_2." + kind)
-        case ("self_attention.linear_qkv", _): return .qkv(layer + "attn.c_attn." + kind, isBias: kind == "bias")
-        case ("self_attention.linear_proj", "weight"): return .transposed(layer + "attn.c_proj.weight")
-        case ("self_attention.linear_proj", "bias"): return .same(layer + "attn.c_proj.bias")
-        case ("mlp.linear_fc1", "weight"): return .transposed(layer + "mlp.c_fc.weight")
-        case ("mlp.linear_fc1", "bias"): return .same(layer + "mlp.c_fc.bias")
-        case ("mlp.linear_fc2", "weight"): return .transposed(layer + "mlp.c_proj.weight")
-        case ("mlp.linear_fc2", "bias"): return .same(layer + "mlp.c_proj.bias")
+        let layer = "h.\(parts[2]).", field = parts.last!, module = parts[3 ..< parts.count - 1].joined(separator: ".")
+        switch (module, field) {
+        case ("input_layernorm", _): return Source(name: layer + "ln_1." + field, kind: .same)
+        case ("pre_mlp_layernorm", _): return Source(name: layer + "ln_2." + field, kind: .same)
+        case ("self_attention.linear_qkv", _): return Source(name: layer + "attn.c_attn." + field, kind: .qkv(isBias: field == "bias"))
+        case ("self_attention.linear_proj", "weight"): return Source(name: layer + "attn.c_proj.weight", kind: .transposed)
+        case ("self_attention.linear_proj", "bias"): return Source(name: layer + "attn.c_proj.bias", kind: .same)
+        case ("mlp.linear_fc1", "weight"): return Source(name: layer + "mlp.c_fc.weight", kind: .transposed)
+        case ("mlp.linear_fc1", "bias"): return Source(name: layer + "mlp.c_fc.bias", kind: .same)
+        case ("mlp.linear_fc2", "weight"): return Source(name: layer + "mlp.c_proj.weight", kind: .transposed)
+        case ("mlp.linear_fc2", "bias"): return Source(name: layer + "mlp.c_proj.bias", kind: .same)
         default: throw TensorError("no Hugging Face GPT-2 tensor holds \(megatronName)")
         }
     }
@@ -120,35 +137,27 @@ public enum HuggingFaceGPT2 {
         let h = config.hiddenSize, d = config.kvChannels
         for entry in ParameterLayout(config).entries {
             let source = try source(of: entry.name)
-            let name: String
-            switch source { case .same(let n), .transposed(let n), .qkv(let n, _), .paddedRows(let n): name = n }
-            guard let stored = tensors[name] else { throw TensorError("\(file.path) has no tensor \(name) (for \(entry.name))") }
+            guard let stored = tensors[source.name] else { throw TensorError("\(file.path) has no tensor \(source.name) (for \(entry.name))") }
+            let expectedShape = source.shape(megatron: entry.shape, vocabularyRows: stored.shape.first ?? 0)
             let values = try stored.floats()
-            let expectedShape: [Int]
-            switch source {
-            case .same: expectedShape = entry.shape
-            case .transposed: expectedShape = [entry.shape[1], entry.shape[0]]
-            case .qkv(_, let isBias): expectedShape = isBias ? [3 * h] : [h, 3 * h]
-            case .paddedRows: expectedShape = [stored.shape.first ?? 0, h]
-            }
             guard stored.shape == expectedShape, values.count == expectedShape.reduce(1, *) else {
-                throw TensorError("\(file.path): \(name) has shape \(stored.shape), expected \(expectedShape) for \(entry.name)")
+                throw TensorError("\(file.path): \(source.name) has shape \(stored.shape), expected \(expectedShape) for \(entry.name)")
             }
             let out = parameters + entry.offset
-            switch source {
+            switch source.kind {
             case .same:
                 out.update(from: values, count: values.count)
             case .transposed:
                 let rows = entry.shape[0], columns = entry.shape[1]
                 for r in 0 ..< rows { for c in 0 ..< columns { out[r * columns + c] = values[c * rows + r] } }
-            case .qkv(_, let isBias):
+            case .qkv(let isBias):
                 for r in 0 ..< 3 * h {
                     let column = qkvColumn(r, hiddenSize: h, headDim: d)
                     if isBias { out[r] = values[column] } else { for c in 0 ..< h { out[r * h + c] = values[c * 3 * h + column] } }
                 }
             case .paddedRows:
                 let vocab = stored.shape[0], padded = entry.shape[0]
-                guard vocab <= padded else { throw TensorError("\(file.path): \(name) has \(vocab) rows, more than the model's \(padded)") }
+                guard vocab <= padded else { throw TensorError("\(file.path): \(source.name) has \(vocab) rows, more than the model's \(padded)") }
                 out.update(from: values, count: values.count)
                 let last = Array(values.suffix(h))
                 for row in vocab ..< padded { (out + row * h).update(from: last, count: h) }
@@ -176,26 +185,25 @@ public enum HuggingFaceGPT2 {
         for entry in ParameterLayout(config).entries {
             let source = try source(of: entry.name)
             let values = parameters + entry.offset
-            var out: [Float], shape: [Int], name: String
-            switch source {
-            case .same(let n):
-                (name, shape, out) = (n, entry.shape, Array(UnsafeBufferPointer(start: values, count: entry.count)))
-            case .transposed(let n):
+            var out: [Float]
+            switch source.kind {
+            case .same:
+                out = Array(UnsafeBufferPointer(start: values, count: entry.count))
+            case .transposed:
                 let rows = entry.shape[0], columns = entry.shape[1]
                 out = [Float](repeating: 0, count: entry.count)
                 for r in 0 ..< rows { for c in 0 ..< columns { out[c * rows + r] = values[r * columns + c] } }
-                (name, shape) = (n, [columns, rows])
-            case .qkv(let n, let isBias):
+            case .qkv(let isBias):
                 out = [Float](repeating: 0, count: entry.count)
                 for r in 0 ..< 3 * h {
                     let column = qkvColumn(r, hiddenSize: h, headDim: d)
                     if isBias { out[column] = values[r] } else { for c in 0 ..< h { out[c * 3 * h + column] = values[r * h + c] } }
                 }
-                (name, shape) = (n, isBias ? [3 * h] : [h, 3 * h])
-            case .paddedRows(let n):
-                (name, shape, out) = (n, [vocabSize, h], Array(UnsafeBufferPointer(start: values, count: vocabSize * h)))
+            case .paddedRows:
+                out = Array(UnsafeBufferPointer(start: values, count: vocabSize * h))
             }
-            tensors["transformer." + name] = SafeTensors.Entry(dtype: "F32", shape: shape, data: out.withUnsafeBytes { Data($0) })
+            tensors["transformer." + source.name] = SafeTensors.Entry(
+                dtype: "F32", shape: source.shape(megatron: entry.shape, vocabularyRows: vocabSize), data: out.withUnsafeBytes { Data($0) })
         }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try SafeTensors.write(tensors, metadata: ["format": "pt"], to: directory.appendingPathComponent("model.safetensors"))

@@ -8,7 +8,7 @@ extension Trainer {
     /// and every rank learns whether that succeeded.
     public func saveCheckpoint(to directory: URL) throws {
         let group = dataParallel?.dataParallel
-        log(" saving checkpoint at iteration \(pad(iteration, 7)) to \(directory.path)")
+        log(" saving checkpoint at iteration \(String(format: "%7d", iteration)) to \(directory.path)")
         let start = Date()
         // Under the distributed optimizer the other ranks send rank 0 their shards of the state, in
         // state, rank and span order; rank 0 alone holds the whole state, for the moment of the save.
@@ -38,7 +38,7 @@ extension Trainer {
             }
         }
         try agree(failure, "saving the checkpoint of iteration \(iteration) to \(directory.path)")
-        log("  successfully saved checkpoint from iteration \(pad(iteration, 7)) to \(directory.path) "
+        log("  successfully saved checkpoint from iteration \(String(format: "%7d", iteration)) to \(directory.path) "
             + "(\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
     }
 

@@ -29,14 +29,10 @@ struct CheckpointArguments: ParsableArguments {
             throw ValidationError("give only one of --override-opt_param-scheduler and --use-checkpoint-opt_param-scheduler")
         }
         if (noLoadOptim || finetune) && load == nil { throw ValidationError("--no-load-optim and --finetune need --load") }
-        if let save, FileManager.default.fileExists(atPath: save), !isDirectory(save) {
+        var directory: ObjCBool = false
+        if let save, FileManager.default.fileExists(atPath: save, isDirectory: &directory), !directory.boolValue {
             throw ValidationError("--save \(save): exists and is not a directory")
         }
-    }
-
-    private func isDirectory(_ path: String) -> Bool {
-        var directory: ObjCBool = false
-        return FileManager.default.fileExists(atPath: path, isDirectory: &directory) && directory.boolValue
     }
 
     var schedulerSettingsOnLoad: Trainer.SchedulerSettingsOnLoad {
