@@ -32,7 +32,8 @@ let package = Package(
         .target(name: "CKernels"),
         .target(name: "MegatronCore", dependencies: ["CBLAS", "CKernels"]),
         // GPT model: configuration, flat parameter layout, forward and backward.
-        .target(name: "MegatronModels", dependencies: ["MegatronCore"]),
+        // Its tensor-parallel layers communicate over a MegatronParallel group.
+        .target(name: "MegatronModels", dependencies: ["MegatronCore", "CKernels", "MegatronParallel"]),
         // Tokenizers and datasets.
         .target(name: "MegatronData", dependencies: ["MegatronCore"]),
         // Communicators (MPI, in-process), the rank grid and its process groups.
@@ -52,7 +53,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "MegatronCoreTests", dependencies: ["MegatronCore", "CKernels", "CBLAS"]),
-        .testTarget(name: "MegatronModelsTests", dependencies: ["MegatronModels", "MegatronCore"]),
+        .testTarget(name: "MegatronModelsTests", dependencies: ["MegatronModels", "MegatronCore", "MegatronParallel"]),
         .testTarget(name: "MegatronDataTests", dependencies: ["MegatronData"]),
         // The communicator conformance suite, and its runner for MPI worlds under mpirun.
         .target(name: "CommunicatorConformance", dependencies: ["MegatronParallel"], path: "Tests/CommunicatorConformance"),

@@ -125,6 +125,23 @@ public struct GPTConfig: Sendable, Equatable, Codable {
         }
     }
 
+    /// Throws a message naming the option at fault when the model cannot be split over
+    /// `tensorParallelSize` ranks: each must hold whole query groups (so whole heads), an equal
+    /// share of the MLP's features and of the padded vocabulary.
+    public func validate(tensorParallelSize t: Int) throws {
+        guard t > 1 else { return }
+        let flag = "--tensor-model-parallel-size \(t)"
+        guard numQueryGroups % t == 0 else {
+            throw TensorError(numQueryGroups == numAttentionHeads
+                ? "--num-attention-heads \(numAttentionHeads) is not divisible by \(flag)"
+                : "--num-query-groups \(numQueryGroups) is not divisible by \(flag)")
+        }
+        guard ffnHiddenSize % t == 0 else { throw TensorError("--ffn-hidden-size \(ffnHiddenSize) is not divisible by \(flag)") }
+        guard paddedVocabSize % t == 0 else {
+            throw TensorError("the padded vocabulary of \(paddedVocabSize) is not divisible by \(flag)")
+        }
+    }
+
     /// Parameters of the whole model.
     public var parameterCount: Int { ParameterLayout(self).totalCount }
 }

@@ -1,9 +1,15 @@
 import MegatronCore
+import MegatronParallel
 
 /// A GPT decoder as Megatron builds it: word (+ learned position) embeddings, pre-norm transformer
 /// layers (fused QKV, causal self-attention, output projection, MLP), a final norm, and an output
 /// layer tied to the word embedding unless untied. Parameters live in one flat fp32 buffer and
 /// gradients in a twin buffer with the same layout (`ParameterLayout`).
+///
+/// Under tensor parallelism (`tensorParallel`, t ranks) each rank holds heads/t heads (whole query
+/// groups), ffn/t MLP features and vocab/t rows of the word embedding and output layer, as
+/// Megatron's column- and row-parallel layers do; activations between the layers are whole on
+/// every rank, and the widths below are then per rank.
 ///
 /// Shapes (T = batch·seq tokens, h hidden, a = heads·kv-channels, f = ffn):
 /// embeddings [T, h] → per layer: norm → QKV [T, (heads + 2·groups)·d] → attention [T, a] →
@@ -13,6 +19,7 @@ public final class GPTModel: @unchecked Sendable {
     public let config: GPTConfig
     public let layout: ParameterLayout
     public let device: CPUDevice
+    public let tensorParallel: TensorParallel
     /// All parameters, flat, in `layout` order.
     public let parameters: Tensor
     /// Their gradients, same layout; backward accumulates here.
@@ -25,12 +32,15 @@ public final class GPTModel: @unchecked Sendable {
     /// A model initialised as Megatron does: weights N(0, σ), the output projections of attention
     /// and MLP (linear_proj, linear_fc2) N(0, σ/√(2·layers)), biases 0, norm weights 1. The draw depends
     /// only on the seed and each parameter's name and index, not on any parallel layout. Without a
-    /// seed the parameters are left zero, for a model about to be loaded from a checkpoint.
-    public init(config: GPTConfig, seed: UInt64?, on device: CPUDevice) throws {
+    /// seed the parameters are left zero, for a model about to be loaded from a checkpoint. With a
+    /// tensor-parallel group, this rank's shard of the same model.
+    public init(config: GPTConfig, seed: UInt64?, tensorParallel group: (any Communicator)? = nil, on device: CPUDevice) throws {
         try config.validate()
+        tensorParallel = TensorParallel(group: group)
+        try config.validate(tensorParallelSize: tensorParallel.size)
         self.config = config
         self.device = device
-        layout = ParameterLayout(config)
+        layout = ParameterLayout(config, tensorParallelRank: tensorParallel.rank, tensorParallelSize: tensorParallel.size)
         parameters = Tensor(shape: [layout.totalCount], on: device)
         gradients = Tensor(shape: [layout.totalCount], on: device)
         weights = try GPTWeights(buffer: parameters, layout: layout, config: config)
@@ -46,7 +56,18 @@ public final class GPTModel: @unchecked Sendable {
         let sigma = config.initMethodStd
         let scaled = sigma / (2 * Float(config.numLayers)).squareRoot()
         for (index, entry) in layout.entries.enumerated() {
-            let values = UnsafeMutableBufferPointer(start: parameters.floats + entry.offset, count: entry.count)
+            // A shard is cut from the whole tensor's draw, so every layout starts from the same model.
+            let wholeCount = entry.wholeShape.reduce(1, *)
+            let values = entry.isSharded ? .allocate(capacity: wholeCount)
+                : UnsafeMutableBufferPointer(start: parameters.floats + entry.offset, count: entry.count)
+            defer {
+                if entry.isSharded {
+                    for piece in entry.pieces {
+                        (parameters.floats + entry.offset + piece.local).update(from: values.baseAddress! + piece.whole, count: piece.count)
+                    }
+                    values.deallocate()
+                }
+            }
             if entry.name.hasSuffix(".bias") {
                 values.update(repeating: 0)
             } else if entry.name.hasSuffix("layernorm.weight") {
@@ -57,6 +78,15 @@ public final class GPTModel: @unchecked Sendable {
                 for i in values.indices { values[i] = std * normal.next() }
             }
         }
+    }
+
+    /// The L2 norm over the whole model of `buffer` (the parameters or the gradients), each
+    /// replicated value counted once: collective over the tensor-parallel group.
+    public func wholeModelNorm(of buffer: Tensor) throws -> Double {
+        let spans = try layout.normSpans.map { try buffer.view(offset: $0.lowerBound, shape: [$0.count]) }
+        let local = try Elementwise.globalL2Norm(spans, on: device)
+        guard let group = tensorParallel.group, group.size > 1 else { return local }
+        return try group.allReduce(local * local, op: .sum).squareRoot()
     }
 
     /// Sets every gradient to zero (before an iteration's first micro-batch).
@@ -111,7 +141,7 @@ public final class GPTModel: @unchecked Sendable {
         let mask = batch.lossMask.toFloatArray()
         let tokens = mask.reduce(0, +)
         let weights = try Tensor(mask.map { $0 * lossWeight / max(tokens, 1) }, shape: [mask.count], on: device)
-        let losses = try CrossEntropy.forwardBackward(logits: logits, targets: batch.labels, gradWeights: weights, on: device)
+        let losses = try crossEntropy(logits: logits, targets: batch.labels, gradWeights: weights)
         try backward(dLogits: logits, final: final, saved: saved, batch: batch, dropout: dropout, gradientsReady: gradientsReady)
         return MaskedLoss(losses: losses.toFloatArray(), mask: mask)
     }
@@ -119,13 +149,53 @@ public final class GPTModel: @unchecked Sendable {
     /// The loss of a micro-batch, without dropout or gradients (evaluation).
     public func loss(_ batch: MicroBatch) throws -> MaskedLoss {
         let (logits, _, _) = try forward(batch, dropout: DropoutKey(seed: 0, iteration: 0, microBatch: 0), training: false)
-        let losses = try CrossEntropy.forward(logits: logits, targets: batch.labels, on: device)
+        let losses = try crossEntropy(logits: logits, targets: batch.labels, gradWeights: nil)
         return MaskedLoss(losses: losses.toFloatArray(), mask: batch.lossMask.toFloatArray())
     }
 
-    /// Logits [T, vocab] of a micro-batch (inference: no dropout).
+    /// Logits [T, padded vocab] of a micro-batch (inference: no dropout), whole on every
+    /// tensor-parallel rank.
     public func logits(_ batch: MicroBatch) throws -> Tensor {
-        try forward(batch, dropout: DropoutKey(seed: 0, iteration: 0, microBatch: 0), training: false).logits
+        let local = try forward(batch, dropout: DropoutKey(seed: 0, iteration: 0, microBatch: 0), training: false).logits
+        return try tensorParallel.gatherColumns(local, on: device)
+    }
+
+    /// Per-token losses of logits over this rank's vocabulary (see `CrossEntropy`), through
+    /// `VocabParallelCrossEntropy` when the vocabulary is split.
+    private func crossEntropy(logits: Tensor, targets: Tensor, gradWeights: Tensor?) throws -> Tensor {
+        guard tensorParallel.size > 1 else {
+            return try gradWeights.map { try CrossEntropy.forwardBackward(logits: logits, targets: targets, gradWeights: $0, on: device) }
+                ?? CrossEntropy.forward(logits: logits, targets: targets, on: device)
+        }
+        return try VocabParallelCrossEntropy.run(logits: logits, targets: targets, vocabStart: vocabStart, vocabSize: config.paddedVocabSize,
+                                                 gradWeights: gradWeights, tensorParallel: tensorParallel, on: device)
+    }
+
+    /// The first vocabulary row this rank's word embedding and output layer hold.
+    var vocabStart: Int { tensorParallel.rank * weights.wordEmbedding.shape[0] }
+
+    /// This rank's heads of `batch` sequences of `sequenceLength` in the fused QKV activation.
+    func attentionLayout(batch: Int, sequenceLength: Int) throws -> AttentionLayout {
+        let t = tensorParallel.size
+        return try AttentionLayout.megatronFusedQKV(batch: batch, sequenceLength: sequenceLength, heads: config.numAttentionHeads / t,
+                                                    groups: config.numQueryGroups / t, headDim: config.kvChannels)
+    }
+
+    /// Which of the model's heads this rank's are, for attention dropout.
+    var dropoutHeads: Attention.DropoutHeads {
+        let local = config.numAttentionHeads / tensorParallel.size
+        return .init(first: tensorParallel.rank * local, total: config.numAttentionHeads)
+    }
+
+    /// The embeddings [tokens, h] of `ids` at `positions` (Megatron's vocabulary-parallel lookup:
+    /// each rank looks up the ids in its rows, the first adds the positions, and the sum over the
+    /// group is the whole lookup).
+    func embed(ids: Tensor, positions: Tensor) throws -> Tensor {
+        let position = tensorParallel.rank == 0 ? weights.positionEmbedding : nil
+        let x = try Embedding.forward(ids: ids, word: weights.wordEmbedding, vocabStart: vocabStart, vocabSize: config.paddedVocabSize,
+                                      position: position, positions: position == nil ? nil : positions, on: device)
+        try tensorParallel.allReduce(x)
+        return x
     }
 
     struct FinalActivations {
@@ -141,13 +211,11 @@ public final class GPTModel: @unchecked Sendable {
             throw TensorError("sequence length \(batch.sequenceLength) exceeds --max-position-embeddings \(c.maxPositionEmbeddings)")
         }
         let hiddenP = training ? c.hiddenDropout : 0, attentionP = training ? c.attentionDropout : 0
-        var x = try Embedding.forward(ids: batch.tokens, word: weights.wordEmbedding, position: weights.positionEmbedding,
-                                      positions: weights.positionEmbedding == nil ? nil : batch.positions, on: device)
+        var x = try embed(ids: batch.tokens, positions: batch.positions)
         if hiddenP > 0 {
             x = try Dropout.apply(x, probability: hiddenP, rng: dropout.stream(layer: -1, site: DropoutSite.embedding.rawValue), on: device)
         }
-        let layout = try AttentionLayout.megatronFusedQKV(batch: batch.batch, sequenceLength: batch.sequenceLength,
-                                                          heads: c.numAttentionHeads, groups: c.numQueryGroups, headDim: c.kvChannels)
+        let layout = try attentionLayout(batch: batch.batch, sequenceLength: batch.sequenceLength)
         let scale = 1 / Float(c.kvChannels).squareRoot()
         var saved: [LayerActivations] = []
         for (l, w) in weights.layers.enumerated() {
@@ -157,8 +225,9 @@ public final class GPTModel: @unchecked Sendable {
             let (context, lse) = try Attention.forward(qkv: qkv, layout: layout, scale: scale,
                                                        firstKeys: batch.attentionFirstKeys, dropout: attentionP,
                                                        rng: dropout.stream(layer: l, site: DropoutSite.attentionProbabilities.rawValue),
-                                                       on: device)
+                                                       heads: dropoutHeads, on: device)
             let proj = try GEMM.matmul(context, w.projWeight, transposeB: true, on: device)
+            try tensorParallel.allReduce(proj)
             let x1 = try BiasDropoutAdd.forward(proj, bias: w.projBias, residual: x, probability: hiddenP,
                                                 rng: dropout.stream(layer: l, site: DropoutSite.attentionOutput.rawValue), on: device)
             let (n2, n2Saved, fc1, activation, x2) = try mlpBlock(x1, w, dropout: hiddenP,
@@ -188,6 +257,7 @@ public final class GPTModel: @unchecked Sendable {
             activation = try GELU.forward(fc1, bias: w.fc1Bias, approximation: config.geluApproximation, on: device)
         }
         let fc2 = try GEMM.matmul(activation, w.fc2Weight, transposeB: true, on: device)
+        try tensorParallel.allReduce(fc2)
         let output = try BiasDropoutAdd.forward(fc2, bias: w.fc2Bias, residual: x1, probability: p, rng: rng, on: device)
         return (n2, n2Saved, fc1, activation, output)
     }
@@ -195,12 +265,13 @@ public final class GPTModel: @unchecked Sendable {
     private func backward(dLogits: Tensor, final: FinalActivations, saved: [LayerActivations], batch: MicroBatch,
                           dropout: DropoutKey, gradientsReady: ((Range<Int>) throws -> Void)?) throws {
         let c = config
-        let layout = try AttentionLayout.megatronFusedQKV(batch: batch.batch, sequenceLength: batch.sequenceLength,
-                                                          heads: c.numAttentionHeads, groups: c.numQueryGroups, headDim: c.kvChannels)
+        let layout = try attentionLayout(batch: batch.batch, sequenceLength: batch.sequenceLength)
         let scale = 1 / Float(c.kvChannels).squareRoot()
-        // Output layer and final norm.
+        // Output layer and final norm. Each column-parallel layer's input gradient is a partial sum
+        // over the ranks' features (Megatron's f operator reduces it).
         let dFinalNorm = try Linear.backward(dLogits, input: final.normOutput, weight: weights.outputWeight,
                                              gradWeight: grads.outputWeight, gradBias: nil, on: device)
+        try tensorParallel.allReduce(dFinalNorm)
         var dx = try norm.backward(dFinalNorm, input: final.decoderOutput, weight: weights.finalNormWeight, saved: final.normSaved,
                                    gradWeight: grads.finalNormWeight, gradBias: grads.finalNormBias, on: device)
         try gradientsReady?(self.layout.range(ofPrefix: "output_layer."))
@@ -222,6 +293,7 @@ public final class GPTModel: @unchecked Sendable {
             }
             let dMlpNorm = try Linear.backward(dFc1, input: a.mlpNorm, weight: w.fc1Weight, gradWeight: g.fc1Weight,
                                                gradBias: nil, on: device)
+            try tensorParallel.allReduce(dMlpNorm)
             let dx1 = try norm.backward(dMlpNorm, input: a.attentionOutput, weight: w.mlpNormWeight, saved: a.mlpNormSaved,
                                         gradWeight: g.mlpNormWeight, gradBias: g.mlpNormBias, accumulatingInto: dx, on: device)
             // Attention: x1 = x + dropout(proj(context) + b).
@@ -232,11 +304,13 @@ public final class GPTModel: @unchecked Sendable {
             let dQKV = try Attention.backward(dContext, qkv: a.qkv, context: a.context, lse: a.lse, layout: layout, scale: scale,
                                               firstKeys: batch.attentionFirstKeys,
                                               dropout: c.attentionDropout,
-                                              rng: dropout.stream(layer: l, site: DropoutSite.attentionProbabilities.rawValue), on: device)
+                                              rng: dropout.stream(layer: l, site: DropoutSite.attentionProbabilities.rawValue),
+                                              heads: dropoutHeads, on: device)
             try rotary?.apply(to: dQKV, headOffsets: layout.queryOffsets + layout.keyOffsets, positions: batch.positions,
                               inverse: true, on: device)
             let dInputNorm = try Linear.backward(dQKV, input: a.inputNorm, weight: w.qkvWeight, gradWeight: g.qkvWeight,
                                                  gradBias: g.qkvBias, on: device)
+            try tensorParallel.allReduce(dInputNorm)
             dx = try norm.backward(dInputNorm, input: a.input, weight: w.inputNormWeight, saved: a.inputNormSaved,
                                    gradWeight: g.inputNormWeight, gradBias: g.inputNormBias, accumulatingInto: dx1, on: device)
             try gradientsReady?(self.layout.range(ofPrefix: "decoder.layers.\(l)."))
@@ -246,7 +320,8 @@ public final class GPTModel: @unchecked Sendable {
                                    rng: dropout.stream(layer: -1, site: DropoutSite.embedding.rawValue), on: device)
         }
         try Embedding.backward(dx, ids: batch.tokens, positions: grads.positionEmbedding == nil ? nil : batch.positions,
-                               gradWord: grads.wordEmbedding, gradPosition: grads.positionEmbedding, on: device)
+                               gradWord: grads.wordEmbedding, vocabStart: vocabStart, vocabSize: c.paddedVocabSize,
+                               gradPosition: grads.positionEmbedding, on: device)
         try gradientsReady?(self.layout.range(ofPrefix: "embedding."))
     }
 }

@@ -12,10 +12,11 @@ public final class KeyValueCache {
     /// Tokens held.
     public internal(set) var length = 0
 
-    /// An empty cache for up to `capacity` tokens (default: the model's --max-position-embeddings).
+    /// An empty cache for up to `capacity` tokens (default: the model's --max-position-embeddings), of
+    /// this tensor-parallel rank's key/value heads.
     public init(for model: GPTModel, capacity: Int? = nil) {
         let c = model.config
-        let rows = capacity ?? c.maxPositionEmbeddings, width = c.numQueryGroups * c.kvChannels
+        let rows = capacity ?? c.maxPositionEmbeddings, width = c.numQueryGroups / model.tensorParallel.size * c.kvChannels
         self.capacity = rows
         keys = (0 ..< c.numLayers).map { _ in Tensor(shape: [rows, width], on: model.device, zeroed: false) }
         values = (0 ..< c.numLayers).map { _ in Tensor(shape: [rows, width], on: model.device, zeroed: false) }
@@ -26,6 +27,7 @@ extension GPTModel {
     /// Logits [tokens.count, paddedVocab] of `tokens` continuing the sequence `cache` holds (at its
     /// positions cache.length ..< cache.length + tokens.count), without dropout; their keys and values
     /// join the cache. Row i equals what `logits` computes at that position for the whole sequence.
+    /// Under tensor parallelism every rank of the group calls it, and each gets the whole logits.
     public func logits(continuing tokens: [Int32], cache: KeyValueCache) throws -> Tensor {
         let c = config, n = tokens.count, start = cache.length
         guard n > 0 else { throw TensorError("generation: no tokens to add") }
@@ -35,10 +37,8 @@ extension GPTModel {
         }
         let ids = try Tensor(int32s: tokens, shape: [n], on: device)
         let positions = try Tensor(int32s: (start ..< start + n).map(Int32.init), shape: [n], on: device)
-        var x = try Embedding.forward(ids: ids, word: weights.wordEmbedding, position: weights.positionEmbedding,
-                                      positions: weights.positionEmbedding == nil ? nil : positions, on: device)
-        let layout = try AttentionLayout.megatronFusedQKV(batch: 1, sequenceLength: n, heads: c.numAttentionHeads,
-                                                          groups: c.numQueryGroups, headDim: c.kvChannels)
+        var x = try embed(ids: ids, positions: positions)
+        let layout = try attentionLayout(batch: 1, sequenceLength: n)
         let noDropout = PhiloxStream(seed: 0, stream: 0)
         for (l, w) in weights.layers.enumerated() {
             let (n1, _) = try norm.forward(x, weight: w.inputNormWeight, bias: w.inputNormBias, on: device)
@@ -46,12 +46,14 @@ extension GPTModel {
             try rotary?.apply(to: qkv, headOffsets: layout.queryOffsets + layout.keyOffsets, positions: positions, on: device)
             let context = try cachedAttention(qkv, layout: layout, layer: l, cache: cache)
             let proj = try GEMM.matmul(context, w.projWeight, transposeB: true, on: device)
+            try tensorParallel.allReduce(proj)
             let x1 = try BiasDropoutAdd.forward(proj, bias: w.projBias, residual: x, probability: 0, rng: noDropout, on: device)
             x = try mlpBlock(x1, w, dropout: 0, rng: noDropout).output
         }
         cache.length += n
         let (finalNorm, _) = try norm.forward(x, weight: weights.finalNormWeight, bias: weights.finalNormBias, on: device)
-        return try GEMM.matmul(finalNorm, weights.outputWeight, transposeB: true, on: device)
+        let logits = try GEMM.matmul(finalNorm, weights.outputWeight, transposeB: true, on: device)
+        return try tensorParallel.gatherColumns(logits, on: device)
     }
 
     /// Appends the n new tokens' keys and values (from qkv [n, rowWidth]) to layer `layer`'s cache and

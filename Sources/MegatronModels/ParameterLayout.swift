@@ -1,48 +1,106 @@
 /// Where every parameter of a GPT model lives in the flat parameter buffer (and, at the same
 /// offsets, in the gradient buffer). Names are Megatron-core's, so checkpoints can use them.
+///
+/// Under tensor parallelism each rank's buffer holds its shard of the split parameters (Megatron's
+/// partitioning: column-parallel weights by output rows, row-parallel weights by input columns, the
+/// word embedding and output layer by vocabulary rows) and the whole of the others. Every entry
+/// records where its shard lies in the whole tensor, so checkpoints and initialisation see whole
+/// tensors whatever the layout.
 public struct ParameterLayout: Sendable {
+    /// How a parameter is split over the tensor-parallel ranks.
+    public enum Split: Sendable, Equatable {
+        /// Every rank holds all of it (norms, the position embedding, biases added after a reduction).
+        case replicated
+        /// Rows (dimension 0) in contiguous chunks, rank order: column-parallel weights and biases,
+        /// the vocabulary-parallel embedding and output layer.
+        case rows
+        /// Columns (dimension 1) in contiguous chunks: row-parallel weights.
+        case columns
+        /// Each half of the rows in chunks: SwiGLU's fc1 [gate; value], of which a rank holds its
+        /// chunk of the gate and its chunk of the value.
+        case rowHalves
+    }
+
+    /// A run of a rank's shard: `count` elements at `local` in the shard, at `whole` in the whole
+    /// tensor (offsets within the parameter).
+    public struct Piece: Sendable, Equatable {
+        public let whole: Int, local: Int, count: Int
+    }
+
     public struct Entry: Sendable, Equatable {
         public let name: String
+        /// This rank's shape.
         public let shape: [Int]
+        /// The whole parameter's shape.
+        public let wholeShape: [Int]
         public let offset: Int
+        public let split: Split
+        /// Where this rank's elements lie in the whole tensor.
+        public let pieces: [Piece]
         /// Megatron skips weight decay on biases and other one-dimensional parameters (norm weights).
         public var decays: Bool { shape.count > 1 }
         public var count: Int { shape.reduce(1, *) }
+        /// Whether the ranks hold different parts of it (not the whole, replicated).
+        public var isSharded: Bool { shape != wholeShape }
     }
 
     public private(set) var entries: [Entry] = []
     public private(set) var totalCount = 0
+    public let tensorParallelRank: Int
+    public let tensorParallelSize: Int
     private var index: [String: Int] = [:]
 
-    public init(_ config: GPTConfig) {
-        let h = config.hiddenSize
-        add("embedding.word_embeddings.weight", [config.paddedVocabSize, h])
+    /// The layout of tensor-parallel rank `tensorParallelRank` of `tensorParallelSize` (whose
+    /// divisibility `GPTConfig.validate(tensorParallelSize:)` checks).
+    public init(_ config: GPTConfig, tensorParallelRank: Int = 0, tensorParallelSize: Int = 1) {
+        self.tensorParallelRank = tensorParallelRank
+        self.tensorParallelSize = tensorParallelSize
+        let h = config.hiddenSize, fc1Split: Split = config.swiglu ? .rowHalves : .rows
+        add("embedding.word_embeddings.weight", [config.paddedVocabSize, h], .rows)
         if config.positionEmbedding == .learnedAbsolute {
-            add("embedding.position_embeddings.weight", [config.maxPositionEmbeddings, h])
+            add("embedding.position_embeddings.weight", [config.maxPositionEmbeddings, h], .replicated)
         }
         for layer in 0 ..< config.numLayers {
             let p = "decoder.layers.\(layer)."
-            add(p + "input_layernorm.weight", [h])
-            if config.normHasBias { add(p + "input_layernorm.bias", [h]) }
-            add(p + "self_attention.linear_qkv.weight", [config.qkvWidth, h])
-            if config.qkvHasBias { add(p + "self_attention.linear_qkv.bias", [config.qkvWidth]) }
-            add(p + "self_attention.linear_proj.weight", [h, config.attentionWidth])
-            if config.addBiasLinear { add(p + "self_attention.linear_proj.bias", [h]) }
-            add(p + "pre_mlp_layernorm.weight", [h])
-            if config.normHasBias { add(p + "pre_mlp_layernorm.bias", [h]) }
-            add(p + "mlp.linear_fc1.weight", [config.fc1Width, h])
-            if config.addBiasLinear { add(p + "mlp.linear_fc1.bias", [config.fc1Width]) }
-            add(p + "mlp.linear_fc2.weight", [h, config.ffnHiddenSize])
-            if config.addBiasLinear { add(p + "mlp.linear_fc2.bias", [h]) }
+            add(p + "input_layernorm.weight", [h], .replicated)
+            if config.normHasBias { add(p + "input_layernorm.bias", [h], .replicated) }
+            add(p + "self_attention.linear_qkv.weight", [config.qkvWidth, h], .rows)
+            if config.qkvHasBias { add(p + "self_attention.linear_qkv.bias", [config.qkvWidth], .rows) }
+            add(p + "self_attention.linear_proj.weight", [h, config.attentionWidth], .columns)
+            if config.addBiasLinear { add(p + "self_attention.linear_proj.bias", [h], .replicated) }
+            add(p + "pre_mlp_layernorm.weight", [h], .replicated)
+            if config.normHasBias { add(p + "pre_mlp_layernorm.bias", [h], .replicated) }
+            add(p + "mlp.linear_fc1.weight", [config.fc1Width, h], fc1Split)
+            if config.addBiasLinear { add(p + "mlp.linear_fc1.bias", [config.fc1Width], fc1Split) }
+            add(p + "mlp.linear_fc2.weight", [h, config.ffnHiddenSize], .columns)
+            if config.addBiasLinear { add(p + "mlp.linear_fc2.bias", [h], .replicated) }
         }
-        add("decoder.final_layernorm.weight", [h])
-        if config.normHasBias { add("decoder.final_layernorm.bias", [h]) }
-        if config.untieEmbeddingsAndOutputWeights { add("output_layer.weight", [config.paddedVocabSize, h]) }
+        add("decoder.final_layernorm.weight", [h], .replicated)
+        if config.normHasBias { add("decoder.final_layernorm.bias", [h], .replicated) }
+        if config.untieEmbeddingsAndOutputWeights { add("output_layer.weight", [config.paddedVocabSize, h], .rows) }
     }
 
-    private mutating func add(_ name: String, _ shape: [Int]) {
+    private mutating func add(_ name: String, _ whole: [Int], _ split: Split) {
+        let t = tensorParallelSize, r = tensorParallelRank
+        let split = t == 1 ? .replicated : split
+        let inner = whole.dropFirst().reduce(1, *), wholeCount = whole.reduce(1, *)
+        var shape = whole, pieces: [Piece] = []
+        switch split {
+        case .replicated:
+            pieces = [Piece(whole: 0, local: 0, count: wholeCount)]
+        case .rows:
+            shape[0] /= t
+            pieces = [Piece(whole: r * shape[0] * inner, local: 0, count: shape[0] * inner)]
+        case .rowHalves:
+            shape[0] /= t
+            let chunk = shape[0] / 2 * inner, half = whole[0] / 2 * inner
+            pieces = [Piece(whole: r * chunk, local: 0, count: chunk), Piece(whole: half + r * chunk, local: chunk, count: chunk)]
+        case .columns:
+            shape[1] /= t
+            pieces = (0 ..< whole[0]).map { row in Piece(whole: row * whole[1] + r * shape[1], local: row * shape[1], count: shape[1]) }
+        }
         index[name] = entries.count
-        entries.append(Entry(name: name, shape: shape, offset: totalCount))
+        entries.append(Entry(name: name, shape: shape, wholeShape: whole, offset: totalCount, split: split, pieces: pieces))
         totalCount += shape.reduce(1, *)
     }
 
@@ -54,5 +112,22 @@ public struct ParameterLayout: Sendable {
         let matching = entries.filter { $0.name.hasPrefix(prefix) }
         guard let first = matching.first, let last = matching.last else { return 0 ..< 0 }
         return first.offset ..< last.offset + last.count
+    }
+
+    /// The spans of the flat buffer that count toward a norm over the whole model on this rank:
+    /// the sharded parameters, and the replicated ones on tensor-parallel rank 0 only (Megatron's
+    /// rule against counting duplicates). Summed over the tensor-parallel group, the squares of
+    /// these spans give the whole model's.
+    public var normSpans: [Range<Int>] {
+        var spans: [Range<Int>] = []
+        for entry in entries where entry.isSharded || tensorParallelRank == 0 {
+            let range = entry.offset ..< entry.offset + entry.count
+            if let last = spans.last, last.upperBound == range.lowerBound {
+                spans[spans.count - 1] = last.lowerBound ..< range.upperBound
+            } else {
+                spans.append(range)
+            }
+        }
+        return spans
     }
 }

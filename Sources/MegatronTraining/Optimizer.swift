@@ -9,7 +9,8 @@ import MegatronParallel
 /// It updates the spans of the flat buffer it owns: all of it, or under the distributed optimizer
 /// this data-parallel rank's shard, whose Adam state alone it stores (memory falls as 1/dp). The
 /// gradient norm then sums squares over every rank's shard (`gradNormGroup`), so all ranks clip
-/// by, and skip non-finite steps on, the same global norm.
+/// by, and skip non-finite steps on, the same global norm. Under tensor parallelism the squares are
+/// summed over the tensor-parallel group too, each replicated parameter counted once.
 public final class Optimizer {
     public enum Kind: String, Sendable, CaseIterable { case adam, sgd }
 
@@ -36,6 +37,8 @@ public final class Optimizer {
     let groups: [(range: Range<Int>, stateOffset: Int, decays: Bool)]
     /// The spans of the flat buffer this rank updates.
     public let ownedRanges: [Range<Int>]
+    /// The owned spans that count toward the gradient norm (`ParameterLayout.normSpans`).
+    let normSpans: [Range<Int>]
     let gradNormGroup: (any Communicator)?
     /// Updates applied so far (Adam's bias correction counts them).
     public internal(set) var step = 0
@@ -47,6 +50,8 @@ public final class Optimizer {
         self.settings = settings
         self.ownedRanges = ownedRanges ?? [0 ..< model.layout.totalCount]
         self.gradNormGroup = gradNormGroup
+        let counted = model.layout.normSpans
+        normSpans = self.ownedRanges.flatMap { owned in counted.map { $0.clamped(to: owned) }.filter { !$0.isEmpty } }
         let n = self.ownedRanges.reduce(0) { $0 + $1.count }
         firstMoment = Tensor(shape: [n], on: model.device)
         secondMoment = settings.kind == .adam ? Tensor(shape: [n], on: model.device) : nil
@@ -71,13 +76,14 @@ public final class Optimizer {
     /// Bytes of optimizer state (moments) this rank keeps.
     public var stateBytes: Int { firstMoment.byteCount + (secondMoment?.byteCount ?? 0) }
 
-    /// The L2 norm of the gradients over every owned span, summed over `gradNormGroup`.
+    /// The L2 norm of the gradients over every counted span, summed over the tensor-parallel group
+    /// and `gradNormGroup`.
     func gradientNorm() throws -> Double {
-        let device = model.device
-        let shards = try ownedRanges.map { try model.gradients.view(offset: $0.lowerBound, shape: [$0.count]) }
-        let local = try Elementwise.globalL2Norm(shards, on: device)
-        guard let gradNormGroup, gradNormGroup.size > 1 else { return local }
-        return try gradNormGroup.allReduce(local * local, op: .sum).squareRoot()
+        let shards = try normSpans.map { try model.gradients.view(offset: $0.lowerBound, shape: [$0.count]) }
+        let local = try Elementwise.globalL2Norm(shards, on: model.device)
+        let groups = [model.tensorParallel.group, gradNormGroup].compactMap { $0 }.filter { $0.size > 1 }
+        guard !groups.isEmpty else { return local }
+        return try groups.reduce(local * local) { try $1.allReduce($0, op: .sum) }.squareRoot()
     }
 
     /// Clips the gradients and updates the parameters at `learningRate`, decaying the parameters

@@ -168,7 +168,7 @@ public final class Trainer {
             let logsLine = iteration % s.logInterval == 0 || iteration == firstIteration
             let logsScalars = tensorboard.map { iteration % $0.interval == 0 } ?? false
             let paramsNorm = s.logParamsNorm && (logsLine || logsScalars)
-                ? try Elementwise.globalL2Norm([model.parameters], on: model.device) : nil
+                ? try model.wholeModelNorm(of: model.parameters) : nil
             if logsScalars {
                 tensorboard?.iteration(iteration, consumedSamples: consumedSamples, learningRate: scheduler.learningRate,
                                        batchSize: s.globalBatchSize, loss: lossSums[1] > 0 ? loss : nil, gradNorm: loggedGradNorm(gradNorm),

@@ -77,13 +77,16 @@ void mg_rmsnorm_backward(float *dx, float *dgamma, const float *dy, const float 
 
 // MARK: embedding (embedding.c)
 
-/// out[t, :] = word[ids[t], :] + (position ? position[positions[t], :] : 0).
-void mg_embedding_forward(float *out, const float *word, const int32_t *ids, const float *position,
-                          const int32_t *positions, long tokens, long hidden);
-/// dword[ids[t], c] += dout[t, c]; dposition[positions[t], c] += dout[t, c] (if dposition), for
-/// columns [col0, col1) only: threads split the hidden dimension, so no two write one row element.
-void mg_embedding_backward(float *dword, float *dposition, const float *dout, const int32_t *ids,
-                           const int32_t *positions, long tokens, long hidden, long col0, long col1);
+/// out[t, :] = word[ids[t] − vocab_start, :] + (position ? position[positions[t], :] : 0), where
+/// `word` holds rows vocab_start ..< vocab_start + vocab_rows of the vocabulary (a tensor-parallel
+/// shard, or all of it); an id outside the shard contributes a zero row.
+void mg_embedding_forward(float *out, const float *word, long vocab_start, long vocab_rows, const int32_t *ids,
+                          const float *position, const int32_t *positions, long tokens, long hidden);
+/// dword[ids[t] − vocab_start, c] += dout[t, c] for ids in the shard; dposition[positions[t], c] +=
+/// dout[t, c] (if dposition), for columns [col0, col1) only: threads split the hidden dimension, so
+/// no two write one row element.
+void mg_embedding_backward(float *dword, long vocab_start, long vocab_rows, float *dposition, const float *dout,
+                           const int32_t *ids, const int32_t *positions, long tokens, long hidden, long col0, long col1);
 
 // MARK: rotary position embedding (rope.c)
 
@@ -135,6 +138,13 @@ void mg_attention_backward(mg_attention_head head, const float *lse, const float
 /// row is overwritten by its gradient grad_weight[r]·(softmax(logits[r]) − onehot(target[r])).
 void mg_cross_entropy(float *logits, float *loss, const int32_t *target, const float *grad_weight,
                       long rows, long vocab);
+/// Per row of a shard of the vocabulary's logits: row_max[r] = max_j logits[r, j].
+void mg_row_maxima(const float *logits, float *row_max, long rows, long vocab);
+/// Per row: sum_exp[r] = Σ_j exp(logits[r, j] − row_max[r]) (row_max: the maximum over the whole
+/// vocabulary); with `store`, the logits are overwritten by those exponentials.
+void mg_exp_row_sums(float *logits, const float *row_max, float *sum_exp, long rows, long vocab, int store);
+/// Per row: logits[r, :] *= scale[r].
+void mg_scale_rows(float *logits, const float *scale, long rows, long vocab);
 
 // MARK: optimizer (optimizer.c)
 

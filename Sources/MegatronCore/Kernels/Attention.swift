@@ -42,6 +42,22 @@ public struct AttentionLayout: Sendable, Equatable {
 /// most blockRows × seq scores exist per thread, and the backward recomputes the probabilities from
 /// the saved per-row log-sum-exp instead of storing them.
 public enum Attention {
+    /// Which of the model's heads the layout's heads are, for their dropout masks: under tensor
+    /// parallelism a rank holds heads `first ..< first + layout.heads` of `total`, and draws exactly
+    /// the masks those heads get on one rank, so the parallel layout does not change the model.
+    public struct DropoutHeads: Sendable {
+        public let first: Int
+        public let total: Int
+
+        public init(first: Int, total: Int) {
+            self.first = first
+            self.total = total
+        }
+
+        /// The mask's index for local head `head` of sequence `batch`.
+        func index(batch: Int, head: Int) -> Int { batch * total + first + head }
+    }
+
     /// Query rows per panel: a multiple of the kernel's 6-row tiles whose scores and score
     /// gradients (2 × 48 × 1040 floats at 1024 tokens) fit in a 512 KiB L2 cache.
     public static let defaultBlockRows = 48
@@ -50,8 +66,10 @@ public enum Attention {
     /// lse [batch, heads, seq]).
     public static func forward(qkv: Tensor, layout: AttentionLayout, scale: Float, causal: Bool = true,
                                firstKeys: Tensor? = nil, dropout p: Float = 0, rng: PhiloxStream = PhiloxStream(seed: 0, stream: 0),
-                               blockRows: Int = defaultBlockRows, on device: CPUDevice) throws -> (context: Tensor, lse: Tensor) {
+                               heads: DropoutHeads? = nil, blockRows: Int = defaultBlockRows,
+                               on device: CPUDevice) throws -> (context: Tensor, lse: Tensor) {
         try validate(qkv, layout, p, firstKeys: firstKeys, causal: causal, blockRows: blockRows)
+        let heads = heads ?? DropoutHeads(first: 0, total: layout.heads)
         let l = layout, s = l.sequenceLength, d = l.headDim
         let context = Tensor(shape: [l.tokens, l.heads * d], on: device, zeroed: false)
         let lse = Tensor(shape: [l.batch, l.heads, s], on: device, zeroed: false)
@@ -64,7 +82,8 @@ public enum Attention {
                     let b = job / l.heads, h = job % l.heads, g = h / (l.heads / l.groups)
                     let head = headPointers(qkv, context, layout: l, batch: b, head: h, group: g)
                     mg_attention_forward(head, lse.floats + job * s, s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s },
-                                         blockRows, 1 - p, rng.seed, rng.stream, job, scratch.floats + task * scratchFloats)
+                                         blockRows, 1 - p, rng.seed, rng.stream, heads.index(batch: b, head: h),
+                                         scratch.floats + task * scratchFloats)
                 }
             }
         }
@@ -75,8 +94,9 @@ public enum Attention {
     public static func backward(_ gradContext: Tensor, qkv: Tensor, context: Tensor, lse: Tensor,
                                 layout: AttentionLayout, scale: Float, causal: Bool = true, firstKeys: Tensor? = nil,
                                 dropout p: Float = 0, rng: PhiloxStream = PhiloxStream(seed: 0, stream: 0),
-                                blockRows: Int = defaultBlockRows, on device: CPUDevice) throws -> Tensor {
+                                heads: DropoutHeads? = nil, blockRows: Int = defaultBlockRows, on device: CPUDevice) throws -> Tensor {
         try validate(qkv, layout, p, firstKeys: firstKeys, causal: causal, blockRows: blockRows)
+        let heads = heads ?? DropoutHeads(first: 0, total: layout.heads)
         let l = layout, s = l.sequenceLength, d = l.headDim
         try gradContext.expect(shape: [l.tokens, l.heads * d], "Attention.backward", "gradContext")
         try context.expect(shape: [l.tokens, l.heads * d], "Attention.backward", "context")
@@ -104,7 +124,7 @@ public enum Attention {
                         gradContext.floats + b * s * l.heads * d + h * d,
                         gradQKV.floats + rowBase + l.queryOffsets[h], l.rowWidth, dk, lddk, dv, lddv,
                         s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s }, blockRows, 1 - p,
-                        rng.seed, rng.stream, job, scratch.floats + task * scratchFloats)
+                        rng.seed, rng.stream, heads.index(batch: b, head: h), scratch.floats + task * scratchFloats)
                 }
             }
             guard let headGrads else { return }

@@ -129,12 +129,12 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
     public var description: String { "Tensor(\(dtype), \(shape))" }
 
     /// Throws unless the shape is `expected`; `name` says which argument this is in `operation`.
-    func expect(shape expected: [Int], _ operation: String, _ name: String) throws {
+    public func expect(shape expected: [Int], _ operation: String, _ name: String) throws {
         guard shape == expected else { throw TensorError.shape(operation, name, shape, expected: expected) }
     }
 
     /// Throws unless the dtype is `expected`.
-    func expect(dtype expected: DType, _ operation: String, _ name: String) throws {
+    public func expect(dtype expected: DType, _ operation: String, _ name: String) throws {
         guard dtype == expected else { throw TensorError.dtype(operation, name, dtype, expected: expected) }
     }
 }

@@ -1,0 +1,42 @@
+import MegatronCore
+import MegatronParallel
+
+/// A model's tensor-parallel group, and the communication of Megatron's parallel layers over it.
+///
+/// A column-parallel layer (QKV, fc1, the output layer) holds a chunk of the output features and
+/// takes the whole input; a row-parallel layer (linear_proj, fc2) holds the matching chunk of the
+/// input features and produces a partial sum of the whole output. Megatron's conjugate operators
+/// join them: f at a column-parallel input (identity forward, all-reduce of the input gradient
+/// backward) and g at a row-parallel output (all-reduce forward, identity backward). Both are an
+/// all-reduce, done where the layers call `allReduce`. Without a group (one rank) nothing moves.
+public struct TensorParallel: Sendable {
+    public let group: (any Communicator)?
+
+    public init(group: (any Communicator)?) { self.group = group }
+
+    public var rank: Int { group?.rank ?? 0 }
+    public var size: Int { group?.size ?? 1 }
+
+    /// Sums `tensor` over the group, in place.
+    func allReduce(_ tensor: Tensor) throws {
+        guard let group, group.size > 1 else { return }
+        try group.allReduce(UnsafeMutableBufferPointer(start: tensor.floats, count: tensor.count), op: .sum)
+    }
+
+    /// The whole of a tensor split by columns over the group: [rows, size·columns] from each rank's
+    /// [rows, columns], rank r's at columns r·columns ..< (r+1)·columns (logits over the vocabulary).
+    func gatherColumns(_ local: Tensor, on device: CPUDevice) throws -> Tensor {
+        guard let group, group.size > 1 else { return local }
+        let rows = local.rows, columns = local.columns, t = group.size
+        let gathered = Tensor(shape: [t, rows, columns], on: device, zeroed: false)
+        (gathered.floats + group.rank * rows * columns).update(from: local.floats, count: rows * columns)
+        try group.allGather(UnsafeMutableBufferPointer(start: gathered.floats, count: gathered.count))
+        let whole = Tensor(shape: [rows, t * columns], on: device, zeroed: false)
+        for r in 0 ..< t {
+            for row in 0 ..< rows {
+                (whole.floats + row * t * columns + r * columns).update(from: gathered.floats + (r * rows + row) * columns, count: columns)
+            }
+        }
+        return whole
+    }
+}

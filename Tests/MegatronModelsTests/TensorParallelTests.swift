@@ -1,0 +1,103 @@
+import Foundation
+import MegatronCore
+import MegatronModels
+import MegatronParallel
+import Testing
+
+/// A model split over t tensor-parallel ranks (in-process) computes what one rank computes: each
+/// rank starts from its shard of the same initialisation, and after one forward and backward its
+/// loss is the whole model's and its gradients are its shard of the whole model's gradients (equal
+/// up to the order of the partial sums the ranks reduce). Dropout included: each rank draws its
+/// heads' masks.
+@Suite struct TensorParallelTests {
+    /// Whole-model values at a rank's shard of `entry`.
+    static func shard(_ whole: [Float], of entry: ParameterLayout.Entry, in wholeLayout: ParameterLayout) -> [Float] {
+        let base = wholeLayout.entry(entry.name)!.offset
+        var values = [Float](repeating: .nan, count: entry.count)
+        for piece in entry.pieces {
+            for i in 0 ..< piece.count { values[piece.local + i] = whole[base + piece.whole + i] }
+        }
+        return values
+    }
+
+    final class Failures: @unchecked Sendable {
+        private let lock = NSLock()
+        private(set) var messages: [String] = []
+        func add(_ message: String) { lock.lock(); messages.append(message); lock.unlock() }
+    }
+
+    @Test(arguments: [(0, 2), (1, 2), (2, 2), (0, 4)])
+    func shardsComputeTheWholeModel(variant: Int, tensorParallelSize t: Int) throws {
+        let (name, config) = GPTModelTests.variants[variant]
+        let batch = try MicroBatch(samples: samples(2, 8), on: device)
+        let key = GPTModel.DropoutKey(seed: 3, iteration: 1, microBatch: 0)
+        let whole = try GPTModel(config: config, seed: 7, on: device)
+        let wholeLoss = try whole.forwardBackward(batch, dropout: key).mean
+        let wholeParameters = whole.parameters.toFloatArray(), wholeGradients = whole.gradients.toFloatArray()
+        let wholeGradNorm = try whole.wholeModelNorm(of: whole.gradients)
+        let failures = Failures()
+        try InProcessWorld(size: t).run { group in
+            let model = try GPTModel(config: config, seed: 7, tensorParallel: group, on: CPUDevice(threads: 1))
+            let batch = try MicroBatch(samples: samples(2, 8), on: model.device)
+            for entry in model.layout.entries {
+                let expected = Self.shard(wholeParameters, of: entry, in: whole.layout)
+                let actual = Array(UnsafeBufferPointer(start: model.parameters.floats + entry.offset, count: entry.count))
+                if actual != expected { failures.add("rank \(group.rank): \(entry.name) is not its shard of the initialisation") }
+            }
+            let loss = try model.forwardBackward(batch, dropout: key).mean
+            if abs(loss - wholeLoss) > 1e-5 * abs(wholeLoss) { failures.add("rank \(group.rank): loss \(loss) vs \(wholeLoss)") }
+            let gradients = model.gradients.toFloatArray()
+            for entry in model.layout.entries {
+                let expected = Self.shard(wholeGradients, of: entry, in: whole.layout)
+                let actual = Array(gradients[entry.offset ..< entry.offset + entry.count])
+                let scale = expected.map(abs).max()!, worst = zip(actual, expected).map { abs($0 - $1) }.max()!
+                if !(worst <= 1e-5 * scale + 1e-9) {
+                    failures.add("rank \(group.rank): \(entry.name): gradient differs by \(worst) (values up to \(scale))")
+                }
+            }
+            let gradNorm = try model.wholeModelNorm(of: model.gradients)
+            if abs(gradNorm - wholeGradNorm) > 1e-5 * wholeGradNorm {
+                failures.add("rank \(group.rank): gradient norm \(gradNorm) vs \(wholeGradNorm)")
+            }
+        }
+        #expect(failures.messages.isEmpty, "\(name), tensor-parallel size \(t): \(failures.messages.prefix(5))")
+    }
+
+    /// Inference under tensor parallelism: every rank gets the whole logits, through the whole
+    /// sequence or the key/value cache.
+    @Test func logitsAreWholeOnEveryRank() throws {
+        let config = GPTModelTests.variants[1].1
+        let tokens = samples(1, 7)[0]
+        let whole = try GPTModel(config: config, seed: 7, on: device)
+        let expected = try whole.logits(MicroBatch(samples: [tokens + [0]], on: device)).toFloatArray()
+        let scale = expected.map(abs).max()!
+        let failures = Failures()
+        try InProcessWorld(size: 2).run { group in
+            let model = try GPTModel(config: config, seed: 7, tensorParallel: group, on: CPUDevice(threads: 1))
+            let logits = try model.logits(MicroBatch(samples: [tokens + [0]], on: model.device)).toFloatArray()
+            let cache = KeyValueCache(for: model)
+            var cached = try model.logits(continuing: Array(tokens.prefix(5)), cache: cache).toFloatArray()
+            for token in tokens.dropFirst(5) { cached += try model.logits(continuing: [token], cache: cache).toFloatArray() }
+            for (what, values) in [("logits", logits), ("cached logits", cached)] {
+                let worst = zip(values, expected).map { abs($0 - $1) }.max() ?? .infinity
+                if values.count != expected.count || !(worst <= 1e-5 * scale) {
+                    failures.add("rank \(group.rank): \(what) differ by \(worst) (\(values.count) of \(expected.count))")
+                }
+            }
+        }
+        #expect(failures.messages.isEmpty, "\(failures.messages)")
+    }
+
+    @Test func aSizeThatDoesNotDivideTheModelNamesTheFlag() throws {
+        let failures = Failures()
+        try InProcessWorld(size: 3).run { group in
+            do {
+                _ = try GPTModel(config: tinyConfig(), seed: 7, tensorParallel: group, on: CPUDevice(threads: 1))
+                failures.add("built a model of 4 heads on 3 ranks")
+            } catch {
+                if !"\(error)".contains("--tensor-model-parallel-size 3") { failures.add("\(error)") }
+            }
+        }
+        #expect(failures.messages.isEmpty, "\(failures.messages)")
+    }
+}
