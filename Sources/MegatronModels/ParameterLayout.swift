@@ -131,3 +131,16 @@ public struct ParameterLayout: Sendable {
         return spans
     }
 }
+
+extension ParameterLayout {
+    /// Copies a buffer laid out as this (a rank's) layout into its places in `whole`, a buffer laid
+    /// out as `wholeLayout` (the same model on one rank).
+    public func place(_ local: UnsafePointer<Float>, into whole: UnsafeMutablePointer<Float>, wholeLayout: ParameterLayout) {
+        for entry in entries {
+            let base = wholeLayout.entry(entry.name)!.offset
+            for piece in entry.pieces {
+                (whole + base + piece.whole).update(from: local + entry.offset + piece.local, count: piece.count)
+            }
+        }
+    }
+}

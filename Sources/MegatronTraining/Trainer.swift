@@ -109,7 +109,9 @@ public final class Trainer {
                               + "\(s.microBatchSize) × data-parallel size \(dp)")
         }
         let microBatches = s.globalBatchSize / (s.microBatchSize * dp)
+        // Megatron's throughput is per device: the model's FLOPs over every rank.
         let flops = modelFLOPsPerIteration(model.config, globalBatchSize: s.globalBatchSize, sequenceLength: s.sequenceLength)
+            / Double(dp * model.tensorParallel.size)
         var results: [IterationResult] = []
         defer { try? tensorboard?.writer.flush() }
         var interval = TrainingLog()
@@ -178,9 +180,9 @@ public final class Trainer {
                 // Megatron writes no iteration time for the first iteration (its start-up cost), but its throughput.
                 let perIteration = interval.secondsPerIteration
                 tensorboard?.timers(iteration, secondsPerIteration: iteration > firstIteration ? perIteration : nil,
-                                    throughput: s.logThroughput ? flops / Double(dp) / perIteration / 1e12 : nil)
+                                    throughput: s.logThroughput ? flops / perIteration / 1e12 : nil)
                 log(interval.line(iteration: iteration, trainIters: s.trainIters, consumedSamples: consumedSamples,
-                                  flopsPerIteration: s.logThroughput ? flops / Double(dp) : nil, learningRate: scheduler.learningRate,
+                                  flopsPerIteration: s.logThroughput ? flops : nil, learningRate: scheduler.learningRate,
                                   globalBatchSize: s.globalBatchSize, gradNorm: loggedGradNorm(gradNorm), paramsNorm: paramsNorm))
                 try tensorboard?.writer.flush()
                 if iteration > firstIteration { interval = TrainingLog() }

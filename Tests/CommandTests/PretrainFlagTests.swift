@@ -107,6 +107,13 @@ import Testing
         // The model.
         (["--position-embedding-type", "rope", "--rotary-base", "0"], "--rotary-base 0.0: expected a positive base"),
         (["--init-method-std=-0.02"], "--init-method-std -0.02: expected 0 or more"),
+        // Parallel layouts.
+        (["--in-process-ranks", "3", "--tensor-model-parallel-size", "3"],
+         "--num-attention-heads 2 is not divisible by --tensor-model-parallel-size 3"),
+        (["--in-process-ranks", "2", "--tensor-model-parallel-size", "4"],
+         "world size 2 is not divisible by --tensor-model-parallel-size 4"),
+        (["--in-process-ranks", "2", "--pipeline-model-parallel-size", "2"],
+         "--pipeline-model-parallel-size 2: only tensor and data parallelism are implemented so far"),
         // Sampling after training.
         (["--sample-tokens=-3"], "--sample-tokens -3: expected 0 or more"),
         (["--sample-tokens", "4", "--temperature", "0"], "--temperature 0.0: expected more than 0"),

@@ -25,25 +25,26 @@ struct CheckpointTests {
         var exited = false
     }
 
-    /// Trains on `dp` in-process ranks (model seed `modelSeed`), first loading `load` and saving to
+    /// Trains on dp × tp in-process ranks (model seed `modelSeed`), first loading `load` and saving to
     /// `save` when given; returns what rank 0 saw.
-    static func run(dp: Int = 1, distributedOptimizer: Bool = false, optimizer kind: Optimizer.Kind = .adam, modelSeed: UInt64 = 3,
+    static func run(dp: Int = 1, tp: Int = 1, distributedOptimizer: Bool = false, optimizer kind: Optimizer.Kind = .adam, modelSeed: UInt64 = 3,
                     save: URL? = nil, exitInterval: Int? = nil, load: URL? = nil, loadOptimizer: Bool = true,
                     finetune: Bool = false, maxLR: Double = 3e-3,
                     schedulerSettings: Trainer.SchedulerSettingsOnLoad = .mustMatch) throws -> Outcome {
         let data = try MockData(vocabSize: 128, sequenceLength: 16, seed: 5)
         let outcome = Outcome()
-        try InProcessWorld(size: dp).run { world in
-            let model = try GPTModel(config: config, seed: modelSeed, on: CPUDevice(threads: 1))
+        try InProcessWorld(size: dp * tp).run { world in
+            let groups = try ProcessGroups(world: world, state: ParallelState(worldSize: dp * tp, tensorModelParallelSize: tp))
+            let model = try GPTModel(config: config, seed: modelSeed, tensorParallel: groups.tensorModelParallel, on: CPUDevice(threads: 1))
             var ddp = DistributedDataParallel.Settings()
             ddp.useDistributedOptimizer = distributedOptimizer
             ddp.bucketSize = 3000
-            let dataParallel = try DistributedDataParallel(model: model, dataParallel: world, settings: ddp)
+            let dataParallel = try DistributedDataParallel(model: model, dataParallel: groups.dataParallel, settings: ddp)
             var optimizerSettings = Optimizer.Settings()
             optimizerSettings.kind = kind
             optimizerSettings.clipGrad = 0.3
             let optimizer = Optimizer(model: model, settings: optimizerSettings, ownedRanges: dataParallel.ownedRanges,
-                                      gradNormGroup: distributedOptimizer ? world : nil)
+                                      gradNormGroup: distributedOptimizer ? groups.dataParallel : nil)
             var settings = Trainer.Settings(trainIters: trainIters, microBatchSize: 1, globalBatchSize: 6, sequenceLength: 16)
             settings.save = save
             settings.exitInterval = exitInterval

@@ -19,7 +19,7 @@ import MegatronModels
 /// it, so a save interrupted at any point leaves the previous checkpoint the latest and intact. (An
 /// earlier save of the same iteration is moved aside to `.iter_NNNNNNN.old` for the instant of the
 /// swap, and read from there if the swap was cut short.) The files hold the whole model and state
-/// whatever the data-parallel layout, so a run may resume on another number of ranks.
+/// whatever the data- and tensor-parallel layout, so a run may resume on another number of ranks.
 public enum Checkpoint {
     /// Where training stood when the checkpoint was saved: with the model and optimizer state, all a
     /// resumed run needs to continue exactly (dropout masks and the data order follow from the seed,
@@ -196,17 +196,20 @@ public enum Checkpoint {
         for entry in layout.entries {
             let name = entry.name + suffix
             guard let stored = tensors[name] else { throw TensorError("\(file.path) has no tensor \(name), which this model needs") }
-            guard stored.dtype == "F32", stored.shape == entry.shape else {
-                throw TensorError("\(file.path): \(name) is \(stored.dtype) \(stored.shape), this model's is F32 \(entry.shape) "
+            guard stored.dtype == "F32", stored.shape == entry.wholeShape else {
+                throw TensorError("\(file.path): \(name) is \(stored.dtype) \(stored.shape), this model's is F32 \(entry.wholeShape) "
                                   + "(a checkpoint of another --hidden-size, --ffn-hidden-size, --num-attention-heads or vocabulary?)")
             }
-            let entryRange = entry.offset ..< entry.offset + entry.count
+            // A tensor-parallel rank takes its shard's pieces of the whole tensor.
             stored.data.withUnsafeBytes { raw in
-                for (range, values) in spans where range.overlaps(entryRange) {
-                    let part = range.clamped(to: entryRange)
-                    UnsafeMutableRawPointer(values + (part.lowerBound - range.lowerBound))
-                        .copyMemory(from: raw.baseAddress! + (part.lowerBound - entry.offset) * MemoryLayout<Float>.stride,
-                                    byteCount: part.count * MemoryLayout<Float>.stride)
+                for piece in entry.pieces {
+                    let pieceRange = entry.offset + piece.local ..< entry.offset + piece.local + piece.count
+                    for (range, values) in spans where range.overlaps(pieceRange) {
+                        let part = range.clamped(to: pieceRange)
+                        UnsafeMutableRawPointer(values + (part.lowerBound - range.lowerBound))
+                            .copyMemory(from: raw.baseAddress! + (piece.whole + part.lowerBound - pieceRange.lowerBound) * MemoryLayout<Float>.stride,
+                                        byteCount: part.count * MemoryLayout<Float>.stride)
+                    }
                 }
             }
         }

@@ -1,11 +1,14 @@
 import Foundation
 import MegatronCore
+import MegatronModels
+import MegatronParallel
 
 /// Saving and resuming a training run (`Checkpoint` holds the format).
 extension Trainer {
-    /// Saves the checkpoint of `iteration` to `directory` (see `Checkpoint`). Every data-parallel rank
-    /// takes part: under the distributed optimizer each contributes the state it owns; rank 0 writes,
-    /// and every rank learns whether that succeeded.
+    /// Saves the checkpoint of `iteration` to `directory` (see `Checkpoint`). Every rank takes part:
+    /// under the distributed optimizer each contributes the state it owns to its data-parallel rank 0;
+    /// under tensor parallelism those send their shards to the first of them, which writes the whole
+    /// model; every rank learns whether that succeeded.
     public func saveCheckpoint(to directory: URL) throws {
         let group = dataParallel?.dataParallel
         log(" saving checkpoint at iteration \(String(format: "%7d", iteration)) to \(directory.path)")
@@ -26,9 +29,11 @@ extension Trainer {
                         }
                     }
                 }
-                do {
-                    try Checkpoint.save(to: directory, progress: progress, parameters: model.parameters.floats, optimizerState: state)
-                } catch { failure = error }
+                try withWholeModel(state: state) { parameters, state in
+                    do {
+                        try Checkpoint.save(to: directory, progress: progress, parameters: parameters, optimizerState: state)
+                    } catch { failure = error }
+                }
             }
         } else if let shardedGroup {
             for (_, state) in optimizer.stateTensors {
@@ -42,8 +47,40 @@ extension Trainer {
             + "(\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
     }
 
-    /// The message tag of the optimizer shards sent to rank 0 for a save.
-    static let checkpointTag = 7100
+    /// The message tags of the optimizer shards sent to data-parallel rank 0, and of the model shards
+    /// sent to tensor-parallel rank 0, for a save.
+    static let checkpointTag = 7100, tensorParallelCheckpointTag = 7101
+
+    /// Calls `body` on tensor-parallel rank 0 with the whole model's parameters and `state` (laid out
+    /// like this rank's flat buffer), gathered from every tensor-parallel rank's shards; the other
+    /// ranks send theirs. On one rank, `body` gets this rank's buffers.
+    private func withWholeModel(state: [(name: String, values: UnsafeMutablePointer<Float>)],
+                                _ body: (UnsafeMutablePointer<Float>, [(name: String, values: UnsafeMutablePointer<Float>)]) throws -> Void) throws {
+        guard let group = model.tensorParallel.group, group.size > 1 else { return try body(model.parameters.floats, state) }
+        let local = model.layout.totalCount
+        let buffers = [model.parameters.floats] + state.map(\.values)
+        guard group.rank == 0 else {
+            for buffer in buffers { try group.send(UnsafeBufferPointer(start: buffer, count: local), to: 0, tag: Self.tensorParallelCheckpointTag) }
+            return
+        }
+        let wholeLayout = ParameterLayout(model.config)
+        let whole = buffers.map { _ in UnsafeMutablePointer<Float>.allocate(capacity: wholeLayout.totalCount) }
+        let received = UnsafeMutablePointer<Float>.allocate(capacity: local)
+        defer {
+            for w in whole { w.deallocate() }
+            received.deallocate()
+        }
+        for (buffer, target) in zip(buffers, whole) { model.layout.place(buffer, into: target, wholeLayout: wholeLayout) }
+        for source in 1 ..< group.size {
+            let layout = ParameterLayout(model.config, tensorParallelRank: source, tensorParallelSize: group.size)
+            for target in whole {
+                try group.receive(into: UnsafeMutableBufferPointer(start: received, count: local), from: source,
+                                  tag: Self.tensorParallelCheckpointTag)
+                layout.place(received, into: target, wholeLayout: wholeLayout)
+            }
+        }
+        try body(whole[0], zip(state, whole.dropFirst()).map { ($0.name, $1) })
+    }
 
     /// Where training stands, as a checkpoint records it.
     var progress: Checkpoint.Progress {
@@ -69,13 +106,12 @@ extension Trainer {
         var latest: Int?, failure: Error?
         do { latest = try Checkpoint.latestIteration(in: directory) } catch { failure = error }
         try agree(failure, "reading \(directory.appendingPathComponent(Checkpoint.trackerName).path)")
-        if let group = dataParallel?.dataParallel, group.size > 1 {
-            let mine = Int32(latest ?? -1)
-            let highest = try group.allReduce(mine, op: .max), lowest = -(try group.allReduce(-mine, op: .max))
-            guard highest == lowest else {
-                throw TensorError("--load \(directory.path): the data-parallel ranks find different checkpoints (iterations \(lowest) "
-                                  + "to \(highest), -1 meaning none): every rank must read the same directory")
-            }
+        let mine = Int32(latest ?? -1)
+        let highest = try peerGroups.reduce(mine) { try $1.allReduce($0, op: .max) }
+        let lowest = -(try peerGroups.reduce(-mine) { try $1.allReduce($0, op: .max) })
+        guard highest == lowest else {
+            throw TensorError("--load \(directory.path): the ranks find different checkpoints (iterations \(lowest) "
+                              + "to \(highest), -1 meaning none): every rank must read the same directory")
         }
         guard let latest else {
             log(" WARNING: could not find the metadata file \(directory.appendingPathComponent(Checkpoint.trackerName).path); "
@@ -118,13 +154,16 @@ extension Trainer {
         return latest
     }
 
-    /// Throws on every data-parallel rank when `failure` happened on any: its own error where it
-    /// happened, elsewhere one saying that `what` failed on another rank.
+    /// The groups that together span every rank of the run: tensor- and data-parallel.
+    var peerGroups: [any Communicator] {
+        [model.tensorParallel.group, dataParallel?.dataParallel].compactMap { $0 }.filter { $0.size > 1 }
+    }
+
+    /// Throws on every rank when `failure` happened on any: its own error where it happened,
+    /// elsewhere one saying that `what` failed on another rank.
     func agree(_ failure: Error?, _ what: String) throws {
-        if let group = dataParallel?.dataParallel, group.size > 1,
-           try group.allReduce(Int32(failure == nil ? 0 : 1), op: .sum) > 0, failure == nil {
-            throw TensorError("\(what) failed on another data-parallel rank")
-        }
+        let failures = try peerGroups.reduce(Int32(failure == nil ? 0 : 1)) { try $1.allReduce($0, op: .sum) }
         if let failure { throw failure }
+        if failures > 0 { throw TensorError("\(what) failed on another rank") }
     }
 }

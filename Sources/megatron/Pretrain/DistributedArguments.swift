@@ -61,10 +61,9 @@ struct DistributedArguments: ParsableArguments {
         }
         if let ddpBucketSize, ddpBucketSize < 1 { throw ValidationError("--ddp-bucket-size \(ddpBucketSize): expected at least 1") }
         let state = try parallelState()
-        for (flag, size) in [("--tensor-model-parallel-size", state.tensorModelParallelSize),
-                             ("--pipeline-model-parallel-size", state.pipelineModelParallelSize),
+        for (flag, size) in [("--pipeline-model-parallel-size", state.pipelineModelParallelSize),
                              ("--context-parallel-size", state.contextParallelSize)] where size > 1 {
-            throw ValidationError("\(flag) \(size): only data parallelism is implemented so far; tensor, pipeline and "
+            throw ValidationError("\(flag) \(size): only tensor and data parallelism are implemented so far; pipeline and "
                                   + "context parallelism will run on the same process groups")
         }
     }

@@ -31,8 +31,9 @@ struct ModelArguments: ParsableArguments {
     @Option(name: .customLong("init-method-std")) var initMethodStd: Float = 0.02
     @Option(name: .customLong("make-vocab-size-divisible-by")) var makeVocabSizeDivisibleBy = 128
 
-    /// The configuration, or a ValidationError naming the flag at fault.
-    func config(vocabSize: Int, seqLength: Int) throws -> GPTConfig {
+    /// The configuration, or a ValidationError naming the flag at fault. Megatron pads the
+    /// vocabulary to a multiple of --make-vocab-size-divisible-by × --tensor-model-parallel-size.
+    func config(vocabSize: Int, seqLength: Int, tensorParallelSize: Int = 1) throws -> GPTConfig {
         guard numAttentionHeads > 0, hiddenSize % numAttentionHeads == 0 || kvChannels != nil else {
             throw ValidationError("--hidden-size \(hiddenSize) is not divisible by --num-attention-heads \(numAttentionHeads)")
         }
@@ -47,7 +48,8 @@ struct ModelArguments: ParsableArguments {
         var c = GPTConfig(numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
                           numQueryGroups: groupQueryAttention ? (numQueryGroups ?? 1) : nil, kvChannels: kvChannels,
                           ffnHiddenSize: ffnHiddenSize ?? GPTConfig.defaultFFNHiddenSize(hiddenSize: hiddenSize, swiglu: swiglu),
-                          paddedVocabSize: GPTConfig.paddedVocabSize(vocabSize, divisibleBy: makeVocabSizeDivisibleBy),
+                          paddedVocabSize: GPTConfig.paddedVocabSize(vocabSize, divisibleBy: makeVocabSizeDivisibleBy,
+                                                                         tensorParallelSize: tensorParallelSize),
                           maxPositionEmbeddings: maxPositionEmbeddings)
         c.positionEmbedding = position
         c.rotaryBase = rotaryBase
@@ -62,7 +64,10 @@ struct ModelArguments: ParsableArguments {
         c.hiddenDropout = hiddenDropout
         c.attentionDropout = attentionDropout
         c.initMethodStd = initMethodStd
-        do { try c.validate() } catch { throw ValidationError("\(error)") }
+        do {
+            try c.validate()
+            try c.validate(tensorParallelSize: tensorParallelSize)
+        } catch { throw ValidationError("\(error)") }
         return c
     }
 }

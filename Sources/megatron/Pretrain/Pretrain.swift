@@ -87,7 +87,8 @@ struct Pretrain: ParsableCommand {
         if samplePrompt != nil && !tokenizerOptions.isGPT2BPE {
             throw ValidationError("--sample-prompt needs --tokenizer-type GPT2BPETokenizer")
         }
-        _ = try model.config(vocabSize: tokenizerOptions.vocabSize ?? 50257, seqLength: training.seqLength)
+        _ = try model.config(vocabSize: tokenizerOptions.vocabSize ?? 50257, seqLength: training.seqLength,
+                             tensorParallelSize: distributed.tensorModelParallelSize)
         _ = try training.iterations(globalBatchSize: gbs)
         _ = try training.scheduler(globalBatchSize: gbs)
         _ = try training.optimizerSettings()
@@ -128,8 +129,8 @@ struct Pretrain: ParsableCommand {
         try distributed.launch { world in try train(world: world) }
     }
 
-    /// One rank's run: its model replica, its share of every global batch, and (on rank 0) the
-    /// generated sample at the end.
+    /// One rank's run: its model replica (or tensor-parallel shard of one), its share of every global
+    /// batch, and the generated sample at the end (by the tensor-parallel group of rank 0, which prints it).
     func train(world: any Communicator) throws {
         let groups = try ProcessGroups(world: world, state: distributed.parallelState())
         let isFirst = world.rank == 0, isLast = groups.isLastRank
@@ -137,7 +138,7 @@ struct Pretrain: ParsableCommand {
         // Text in and out only with the GPT-2 tokenizer; NullTokenizer runs print token ids.
         let tokenizer = tokenizerOptions.isGPT2BPE ? try tokenizerOptions.makeTokenizer() : nil
         let vocab = tokenizer?.vocabSize ?? tokenizerOptions.vocabSize!
-        let config = try model.config(vocabSize: vocab, seqLength: training.seqLength)
+        let config = try model.config(vocabSize: vocab, seqLength: training.seqLength, tensorParallelSize: groups.state.tensorModelParallelSize)
         let gbs = globalBatchSize(dataParallelSize: groups.state.dataParallelSize)
         var settings = Trainer.Settings(trainIters: try training.iterations(globalBatchSize: gbs), microBatchSize: training.microBatchSize,
                                         globalBatchSize: gbs, sequenceLength: training.seqLength)
@@ -159,14 +160,16 @@ struct Pretrain: ParsableCommand {
             boundaries.resetAttentionMask = resetAttentionMask
             settings.documentBoundaries = boundaries
         }
-        let gpt = try GPTModel(config: config, seed: UInt64(training.seed), on: device)
+        let gpt = try GPTModel(config: config, seed: UInt64(training.seed), tensorParallel: groups.tensorModelParallel, on: device)
         let dataParallel = try DistributedDataParallel(model: gpt, dataParallel: groups.dataParallel, settings: distributed.ddpSettings)
         let optimizer = Optimizer(model: gpt, settings: try training.optimizerSettings(), ownedRanges: dataParallel.ownedRanges,
                                   gradNormGroup: distributed.useDistributedOptimizer ? groups.dataParallel : nil)
         if isFirst {
             print("> building GPT model: \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
-                  + "padded vocab \(config.paddedVocabSize), \(gpt.layout.totalCount) parameters")
-            print("> \(world.size) rank(s) (\(distributed.effectiveBackend.rawValue)), data-parallel size \(groups.state.dataParallelSize), "
+                  + "padded vocab \(config.paddedVocabSize), \(config.parameterCount) parameters"
+                  + (gpt.tensorParallel.size > 1 ? " (\(gpt.layout.totalCount) on each tensor-parallel rank)" : ""))
+            print("> \(world.size) rank(s) (\(distributed.effectiveBackend.rawValue)), tensor-parallel size "
+                  + "\(groups.state.tensorModelParallelSize), data-parallel size \(groups.state.dataParallelSize), "
                   + "\(device.threads) thread(s) each; \(dataParallel.buckets.count) gradient bucket(s)"
                   + (distributed.useDistributedOptimizer ? ", distributed optimizer (\(optimizer.stateBytes) bytes of state per rank)" : ""))
         }
@@ -212,20 +215,23 @@ struct Pretrain: ParsableCommand {
                                        finetune: checkpointing.finetune, schedulerSettings: checkpointing.schedulerSettingsOnLoad)
         }
         try trainer.train()
-        if sampleTokens > 0 && isFirst && !trainer.exited {
+        // The tensor-parallel group of rank 0 generates together (each rank holds part of every layer).
+        if sampleTokens > 0 && groups.dataParallel.rank == 0 && !trainer.exited {
             let encoded = try samplePrompt.flatMap { try tokenizer?.encode($0) } ?? []
             let prompt = encoded.isEmpty ? Array(firstSample.prefix(16)) : encoded
             let generation = TextGeneration(topK: topK, temperature: temperature, seed: UInt64(training.seed))
             let tokens = try generation.continuation(of: prompt, count: sampleTokens, model: gpt, vocabularySize: vocab,
                                                      maxLength: training.seqLength)
-            let how = topK == 1 ? "greedy" : "top-k \(topK == 0 ? "off" : String(topK)), temperature \(temperature)"
-            if let tokenizer {
-                print("> sample (\(how)):\n\(tokenizer.decode(prompt))⟪\(tokenizer.decode(tokens))⟫")
-            } else {
-                print("> sample (\(how), token ids): \(prompt.map(String.init).joined(separator: " ")) ⟶ "
-                      + tokens.map(String.init).joined(separator: " "))
+            if isFirst {
+                let how = topK == 1 ? "greedy" : "top-k \(topK == 0 ? "off" : String(topK)), temperature \(temperature)"
+                if let tokenizer {
+                    print("> sample (\(how)):\n\(tokenizer.decode(prompt))⟪\(tokenizer.decode(tokens))⟫")
+                } else {
+                    print("> sample (\(how), token ids): \(prompt.map(String.init).joined(separator: " ")) ⟶ "
+                          + tokens.map(String.init).joined(separator: " "))
+                }
+                fflush(nil)
             }
-            fflush(nil)
         }
     }
 }
