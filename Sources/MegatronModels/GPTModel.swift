@@ -20,6 +20,8 @@ public final class GPTModel: @unchecked Sendable {
     public let layout: ParameterLayout
     public let device: CPUDevice
     public let tensorParallel: TensorParallel
+    /// Which activations training keeps for the backward, and which it computes again.
+    public var recompute = ActivationRecompute.none
     /// All parameters, flat, in `layout` order.
     public let parameters: Tensor
     /// Their gradients, same layout; backward accumulates here.
@@ -124,7 +126,17 @@ public final class GPTModel: @unchecked Sendable {
         }
     }
 
-    private enum DropoutSite: Int { case embedding, attentionProbabilities, attentionOutput, mlpOutput }
+    enum DropoutSite: Int { case embedding, attentionProbabilities, attentionOutput, mlpOutput }
+
+    /// What every layer's forward needs of one micro-batch's pass (and the recomputation of it).
+    struct LayerPass {
+        let batch: MicroBatch
+        let layout: AttentionLayout
+        let scale: Float
+        let dropout: DropoutKey
+        /// Dropout probabilities: the configuration's in training, 0 in inference.
+        let hiddenDropout: Float, attentionDropout: Float
+    }
 
     /// Runs forward and backward over one micro-batch and adds ∂(lossWeight·loss)/∂θ into `gradients`,
     /// where loss is the masked mean cross-entropy Σ mask·ℓ / max(Σ mask, 1) (Megatron's lm loss and
@@ -137,18 +149,18 @@ public final class GPTModel: @unchecked Sendable {
     @discardableResult
     public func forwardBackward(_ batch: MicroBatch, lossWeight: Float = 1, dropout: DropoutKey,
                                 gradientsReady: ((Range<Int>) throws -> Void)? = nil) throws -> MaskedLoss {
-        let (logits, final, saved) = try forward(batch, dropout: dropout, training: true)
+        let (logits, final, saved, pass) = try forward(batch, dropout: dropout, training: true)
         let mask = batch.lossMask.toFloatArray()
         let tokens = mask.reduce(0, +)
         let weights = try Tensor(mask.map { $0 * lossWeight / max(tokens, 1) }, shape: [mask.count], on: device)
         let losses = try crossEntropy(logits: logits, targets: batch.labels, gradWeights: weights)
-        try backward(dLogits: logits, final: final, saved: saved, batch: batch, dropout: dropout, gradientsReady: gradientsReady)
+        try backward(dLogits: logits, final: final, saved: saved, pass: pass, gradientsReady: gradientsReady)
         return MaskedLoss(losses: losses.toFloatArray(), mask: mask)
     }
 
     /// The loss of a micro-batch, without dropout or gradients (evaluation).
     public func loss(_ batch: MicroBatch) throws -> MaskedLoss {
-        let (logits, _, _) = try forward(batch, dropout: DropoutKey(seed: 0, iteration: 0, microBatch: 0), training: false)
+        let (logits, _, _, _) = try forward(batch, dropout: DropoutKey(seed: 0, iteration: 0, microBatch: 0), training: false)
         let losses = try crossEntropy(logits: logits, targets: batch.labels, gradWeights: nil)
         return MaskedLoss(losses: losses.toFloatArray(), mask: batch.lossMask.toFloatArray())
     }
@@ -205,42 +217,54 @@ public final class GPTModel: @unchecked Sendable {
     }
 
     private func forward(_ batch: MicroBatch, dropout: DropoutKey, training: Bool)
-        throws -> (logits: Tensor, final: FinalActivations, saved: [LayerActivations]) {
+        throws -> (logits: Tensor, final: FinalActivations, saved: [SavedLayer], pass: LayerPass) {
         let c = config
         guard batch.sequenceLength <= c.maxPositionEmbeddings else {
             throw TensorError("sequence length \(batch.sequenceLength) exceeds --max-position-embeddings \(c.maxPositionEmbeddings)")
         }
-        let hiddenP = training ? c.hiddenDropout : 0, attentionP = training ? c.attentionDropout : 0
+        let pass = LayerPass(batch: batch, layout: try attentionLayout(batch: batch.batch, sequenceLength: batch.sequenceLength),
+                             scale: 1 / Float(c.kvChannels).squareRoot(), dropout: dropout,
+                             hiddenDropout: training ? c.hiddenDropout : 0, attentionDropout: training ? c.attentionDropout : 0)
         var x = try embed(ids: batch.tokens, positions: batch.positions)
-        if hiddenP > 0 {
-            x = try Dropout.apply(x, probability: hiddenP, rng: dropout.stream(layer: -1, site: DropoutSite.embedding.rawValue), on: device)
+        if pass.hiddenDropout > 0 {
+            x = try Dropout.apply(x, probability: pass.hiddenDropout, rng: dropout.stream(layer: -1, site: DropoutSite.embedding.rawValue),
+                                  on: device)
         }
-        let layout = try attentionLayout(batch: batch.batch, sequenceLength: batch.sequenceLength)
-        let scale = 1 / Float(c.kvChannels).squareRoot()
-        var saved: [LayerActivations] = []
-        for (l, w) in weights.layers.enumerated() {
-            let (n1, n1Saved) = try norm.forward(x, weight: w.inputNormWeight, bias: w.inputNormBias, on: device)
-            let qkv = try Linear.forward(n1, weight: w.qkvWeight, bias: w.qkvBias, on: device)
-            try rotary?.apply(to: qkv, headOffsets: layout.queryOffsets + layout.keyOffsets, positions: batch.positions, on: device)
-            let (context, lse) = try Attention.forward(qkv: qkv, layout: layout, scale: scale,
-                                                       firstKeys: batch.attentionFirstKeys, dropout: attentionP,
-                                                       rng: dropout.stream(layer: l, site: DropoutSite.attentionProbabilities.rawValue),
-                                                       heads: dropoutHeads, on: device)
-            let proj = try GEMM.matmul(context, w.projWeight, transposeB: true, on: device)
-            try tensorParallel.allReduce(proj)
-            let x1 = try BiasDropoutAdd.forward(proj, bias: w.projBias, residual: x, probability: hiddenP,
-                                                rng: dropout.stream(layer: l, site: DropoutSite.attentionOutput.rawValue), on: device)
-            let (n2, n2Saved, fc1, activation, x2) = try mlpBlock(x1, w, dropout: hiddenP,
-                                                                  rng: dropout.stream(layer: l, site: DropoutSite.mlpOutput.rawValue))
-            if training {
-                saved.append(LayerActivations(input: x, inputNorm: n1, inputNormSaved: n1Saved, qkv: qkv, context: context, lse: lse,
-                                              attentionOutput: x1, mlpNorm: n2, mlpNormSaved: n2Saved, fc1: fc1, activation: activation))
-            }
-            x = x2
+        var saved: [SavedLayer] = []
+        for l in 0 ..< c.numLayers {
+            let (output, activations) = try layerForward(x, layer: l, pass: pass)
+            if training { saved.append(save(activations, layer: l)) }
+            x = output
         }
         let (finalNorm, finalSaved) = try norm.forward(x, weight: weights.finalNormWeight, bias: weights.finalNormBias, on: device)
         let logits = try GEMM.matmul(finalNorm, weights.outputWeight, transposeB: true, on: device)
-        return (logits, FinalActivations(decoderOutput: x, normOutput: finalNorm, normSaved: finalSaved), saved)
+        return (logits, FinalActivations(decoderOutput: x, normOutput: finalNorm, normSaved: finalSaved), saved, pass)
+    }
+
+    /// One transformer layer: x1 = x + dropout(proj(attention(norm(x)))), then the MLP half.
+    func layerForward(_ x: Tensor, layer l: Int, pass: LayerPass) throws -> (output: Tensor, activations: LayerActivations) {
+        let w = weights.layers[l]
+        let (n1, n1Saved) = try norm.forward(x, weight: w.inputNormWeight, bias: w.inputNormBias, on: device)
+        let qkv = try Linear.forward(n1, weight: w.qkvWeight, bias: w.qkvBias, on: device)
+        try rotary?.apply(to: qkv, headOffsets: pass.layout.queryOffsets + pass.layout.keyOffsets, positions: pass.batch.positions,
+                          on: device)
+        let (context, lse) = try attentionCore(qkv, layer: l, pass: pass)
+        let proj = try GEMM.matmul(context, w.projWeight, transposeB: true, on: device)
+        try tensorParallel.allReduce(proj)
+        let x1 = try BiasDropoutAdd.forward(proj, bias: w.projBias, residual: x, probability: pass.hiddenDropout,
+                                            rng: pass.dropout.stream(layer: l, site: DropoutSite.attentionOutput.rawValue), on: device)
+        let (n2, n2Saved, fc1, activation, x2) = try mlpBlock(x1, w, dropout: pass.hiddenDropout,
+                                                              rng: pass.dropout.stream(layer: l, site: DropoutSite.mlpOutput.rawValue))
+        return (x2, LayerActivations(input: x, inputNorm: n1, inputNormSaved: n1Saved, qkv: qkv, context: context, lse: lse,
+                                     attentionOutput: x1, mlpNorm: n2, mlpNormSaved: n2Saved, fc1: fc1, activation: activation))
+    }
+
+    /// Layer `l`'s attention core over this rank's heads of `qkv`: (context, per-row log-sum-exp).
+    func attentionCore(_ qkv: Tensor, layer l: Int, pass: LayerPass) throws -> (context: Tensor, lse: Tensor) {
+        try Attention.forward(qkv: qkv, layout: pass.layout, scale: pass.scale, firstKeys: pass.batch.attentionFirstKeys,
+                              dropout: pass.attentionDropout,
+                              rng: pass.dropout.stream(layer: l, site: DropoutSite.attentionProbabilities.rawValue),
+                              heads: dropoutHeads, on: device)
     }
 
     /// The MLP half of a layer: x1 + dropout(fc2(activation(fc1(norm(x1))))), with the intermediate
@@ -248,25 +272,26 @@ public final class GPTModel: @unchecked Sendable {
     func mlpBlock(_ x1: Tensor, _ w: GPTWeights.Layer, dropout p: Float, rng: PhiloxStream)
         throws -> (norm: Tensor, normSaved: Norm.Saved, fc1: Tensor, activation: Tensor, output: Tensor) {
         let (n2, n2Saved) = try norm.forward(x1, weight: w.mlpNormWeight, bias: w.mlpNormBias, on: device)
-        let fc1: Tensor, activation: Tensor
-        if config.swiglu {
-            fc1 = try Linear.forward(n2, weight: w.fc1Weight, bias: w.fc1Bias, on: device)
-            activation = try SwiGLU.forward(fc1, on: device)
-        } else {
-            fc1 = try GEMM.matmul(n2, w.fc1Weight, transposeB: true, on: device)
-            activation = try GELU.forward(fc1, bias: w.fc1Bias, approximation: config.geluApproximation, on: device)
-        }
+        let (fc1, activation) = try mlpActivation(n2, w)
         let fc2 = try GEMM.matmul(activation, w.fc2Weight, transposeB: true, on: device)
         try tensorParallel.allReduce(fc2)
         let output = try BiasDropoutAdd.forward(fc2, bias: w.fc2Bias, residual: x1, probability: p, rng: rng, on: device)
         return (n2, n2Saved, fc1, activation, output)
     }
 
-    private func backward(dLogits: Tensor, final: FinalActivations, saved: [LayerActivations], batch: MicroBatch,
-                          dropout: DropoutKey, gradientsReady: ((Range<Int>) throws -> Void)?) throws {
-        let c = config
-        let layout = try attentionLayout(batch: batch.batch, sequenceLength: batch.sequenceLength)
-        let scale = 1 / Float(c.kvChannels).squareRoot()
+    /// fc1 and its activation (GELU with fc1's bias, or SwiGLU) of the MLP's normalised input.
+    func mlpActivation(_ n2: Tensor, _ w: GPTWeights.Layer) throws -> (fc1: Tensor, activation: Tensor) {
+        if config.swiglu {
+            let fc1 = try Linear.forward(n2, weight: w.fc1Weight, bias: w.fc1Bias, on: device)
+            return (fc1, try SwiGLU.forward(fc1, on: device))
+        }
+        let fc1 = try GEMM.matmul(n2, w.fc1Weight, transposeB: true, on: device)
+        return (fc1, try GELU.forward(fc1, bias: w.fc1Bias, approximation: config.geluApproximation, on: device))
+    }
+
+    private func backward(dLogits: Tensor, final: FinalActivations, saved: [SavedLayer], pass: LayerPass,
+                          gradientsReady: ((Range<Int>) throws -> Void)?) throws {
+        let c = config, batch = pass.batch, dropout = pass.dropout, layout = pass.layout, scale = pass.scale
         // Output layer and final norm. Each column-parallel layer's input gradient is a partial sum
         // over the ranks' features (Megatron's f operator reduces it).
         let dFinalNorm = try Linear.backward(dLogits, input: final.normOutput, weight: weights.outputWeight,
@@ -276,8 +301,9 @@ public final class GPTModel: @unchecked Sendable {
                                    gradWeight: grads.finalNormWeight, gradBias: grads.finalNormBias, on: device)
         try gradientsReady?(self.layout.range(ofPrefix: "output_layer."))
         try gradientsReady?(self.layout.range(ofPrefix: "decoder.final_layernorm."))
+        var chunk: [Int: LayerActivations] = [:]
         for l in stride(from: c.numLayers - 1, through: 0, by: -1) {
-            let a = saved[l], w = weights.layers[l], g = grads.layers[l]
+            let a = try restore(saved, layer: l, chunk: &chunk, pass: pass), w = weights.layers[l], g = grads.layers[l]
             // MLP: x2 = x1 + dropout(fc2(act) + b2); dx (for x2) flows to x1 unchanged and into the MLP.
             let dFc2 = try BiasDropoutAdd.backward(dx, gradBias: g.fc2Bias, probability: c.hiddenDropout,
                                                    rng: dropout.stream(layer: l, site: DropoutSite.mlpOutput.rawValue), on: device)

@@ -34,6 +34,21 @@ import Testing
         return (process.terminationStatus, output)
     }
 
+    /// Recomputing activations leaves every logged loss and gradient norm as it was.
+    @Test func recomputationLeavesTheRunUnchanged() throws {
+        let run = Self.validRun + ["--num-layers", "3", "--hidden-dropout", "0.1", "--attention-dropout", "0.1"]
+        let plain = try Self.megatron(run)
+        for flags in [["--recompute-granularity", "full", "--recompute-method", "uniform", "--recompute-num-layers", "2"],
+                      ["--recompute-activations", "--recompute-modules", "core_attn", "layernorm", "mlp"]] {
+            let recomputed = try Self.megatron(run + flags)
+            #expect(recomputed.status == 0, "\(flags): \(recomputed.output)")
+            for field in ["lm loss", "grad norm"] {
+                let a = PretrainTensorParallelTests.values(field, in: plain.output)
+                #expect(a.count == 2 && a == PretrainTensorParallelTests.values(field, in: recomputed.output), "\(flags): \(field)")
+            }
+        }
+    }
+
     @Test func theValidRunTrains() throws {
         let (status, output) = try Self.megatron(Self.validRun)
         #expect(status == 0, "\(output)")
@@ -114,6 +129,16 @@ import Testing
          "world size 2 is not divisible by --tensor-model-parallel-size 4"),
         (["--in-process-ranks", "2", "--pipeline-model-parallel-size", "2"],
          "--pipeline-model-parallel-size 2: only tensor and data parallelism are implemented so far"),
+        // Activation recomputation, as Megatron's TransformerConfig checks it.
+        (["--recompute-granularity", "full"], "--recompute-granularity full needs --recompute-method uniform or block"),
+        (["--recompute-granularity", "full", "--recompute-method", "uniform", "--recompute-num-layers", "5"],
+         "--recompute-granularity full needs --recompute-num-layers between 1 and --num-layers 1"),
+        (["--recompute-granularity", "full", "--recompute-method", "chunks", "--recompute-num-layers", "1"],
+         "--recompute-method chunks: expected uniform or block"),
+        (["--recompute-activations", "--recompute-method", "block"],
+         "--recompute-granularity selective takes no --recompute-method or --recompute-num-layers"),
+        (["--recompute-granularity", "selective", "--recompute-modules", "moe"], "--recompute-modules moe: expected core_attn, layernorm or mlp"),
+        (["--recompute-num-layers", "1"], "--recompute-method, --recompute-num-layers and --recompute-modules need --recompute-granularity"),
         // Sampling after training.
         (["--sample-tokens=-3"], "--sample-tokens -3: expected 0 or more"),
         (["--sample-tokens", "4", "--temperature", "0"], "--temperature 0.0: expected more than 0"),

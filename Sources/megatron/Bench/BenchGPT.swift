@@ -23,6 +23,7 @@ struct BenchGPT: ParsableCommand {
     var positionEmbeddingType = GPTConfig.PositionEmbedding.learnedAbsolute.rawValue
     @Option(help: "LayerNorm or RMSNorm.") var normalization = GPTConfig.Normalization.layerNorm.rawValue
     @Flag(help: "SwiGLU MLP, with Megatron's default ffn width ⌊(8h/3) / 64⌋·64.") var swiglu = false
+    @OptionGroup(title: "Activation recomputation") var recomputation: RecomputeArguments
     @Flag(help: "Also print where a step's time goes: each GEMM shape (with its in-place GFLOP/s), attention, the optimizer, the rest.")
     var profile = false
 
@@ -56,6 +57,7 @@ struct BenchGPT: ParsableCommand {
         let timer = profile ? KernelTimer() : nil
         let device = try device.makeDevice(timer: timer)
         let model = try GPTModel(config: c, seed: 0, on: device)
+        model.recompute = try recomputation.recompute(layers: c.numLayers)
         var settings = Optimizer.Settings()
         settings.weightDecay = 0.1
         settings.adamBeta2 = 0.95
@@ -96,10 +98,10 @@ struct BenchGPT: ParsableCommand {
         let classic = 72 * b * s * l * h * h * (1 + s / (6 * h) + v / (12 * l * h))
         let bytes = { (n: Int) in Double(n) * 4 / 1_073_741_824 }
         let state16 = bytes(4 * model.layout.totalCount)  // parameters, gradients, two Adam moments
-        let activations = bytes(savedActivationFloats(c, tokens: microBatchSize * seq, batch: microBatchSize))
+        let activations = bytes(model.savedActivationFloats(batch: microBatchSize, sequenceLength: seq))
         let modelGFLOPs = megatron / median / 1e9
         print("""
-            megatron bench gpt — \(config)\(variant(c)), micro-batch \(microBatchSize), seq \(seq), \(device.threads) thread(s), fp32
+            megatron bench gpt — \(config)\(variant(c))\(recomputed(model.recompute)), micro-batch \(microBatchSize), seq \(seq), \(device.threads) thread(s), fp32
               step: median \(fixed(median * 1e3)) ms over \(steps) steps; \(fixed(tokens / median)) tokens/s
               model TFLOP/s: \(fixed(megatron / median / 1e12, 4)) (Megatron's formula, causal attention halved), \
             \(fixed(classic / median / 1e12, 4)) (72·B·s·L·h²(1 + s/6h + V/12Lh), as torch_gpt_bench.py)
@@ -127,6 +129,15 @@ struct BenchGPT: ParsableCommand {
         return parts.map { ", " + $0 }.joined()
     }
 
+    /// The recomputation in effect, as ", full recomputation (uniform, 2 layers)", or "".
+    func recomputed(_ recompute: ActivationRecompute) -> String {
+        switch recompute {
+        case .none: return ""
+        case .full(let method, let layers): return ", full recomputation (\(method.rawValue), \(layers) layer(s))"
+        case .selective(let modules): return ", selective recomputation (\(modules.map(\.rawValue).sorted().joined(separator: ", ")))"
+        }
+    }
+
     /// Mean time per timed step in each GEMM shape (largest first), attention, the optimizer, and
     /// everything else (norms, GELU, cross-entropy, embeddings, zeroing gradients).
     static func profileTable(_ entries: [String: KernelTimer.Entry], stepSeconds: Double, steps: Int) -> String {
@@ -148,15 +159,5 @@ struct BenchGPT: ParsableCommand {
         let other = stepSeconds - entries.values.reduce(0) { $0 + $1.seconds }
         add("everything else", 0, other, 0)
         return table.render()
-    }
-
-    /// Floats the backward keeps from the forward: per layer the input, both norm outputs, QKV,
-    /// context, the attention output, fc1 and its activation (plus per-row statistics); then the
-    /// decoder output, final norm and the logits.
-    func savedActivationFloats(_ c: GPTConfig, tokens: Int, batch: Int) -> Int {
-        let h = c.hiddenSize
-        let perLayer = tokens * (5 * h + c.qkvWidth + c.attentionWidth + c.fc1Width + c.ffnHiddenSize + 4)
-            + batch * c.numAttentionHeads * (tokens / max(batch, 1))
-        return c.numLayers * perLayer + tokens * (2 * h + c.paddedVocabSize + 2)
     }
 }

@@ -22,6 +22,7 @@ struct Pretrain: ParsableCommand {
 
     @OptionGroup(title: "Model") var model: ModelArguments
     @OptionGroup(title: "Training") var training: TrainingArguments
+    @OptionGroup(title: "Activation recomputation") var recomputation: RecomputeArguments
     @OptionGroup(title: "Checkpointing") var checkpointing: CheckpointArguments
     @OptionGroup(title: "TensorBoard") var tensorboard: TensorBoardArguments
     @OptionGroup(title: "Distributed") var distributed: DistributedArguments
@@ -92,6 +93,7 @@ struct Pretrain: ParsableCommand {
         _ = try training.iterations(globalBatchSize: gbs)
         _ = try training.scheduler(globalBatchSize: gbs)
         _ = try training.optimizerSettings()
+        _ = try recomputation.recompute(layers: model.numLayers)
     }
 
     /// Samples of split `split` (0 train, 1 validation, 2 test) of the --data-path blend (its datasets
@@ -161,6 +163,7 @@ struct Pretrain: ParsableCommand {
             settings.documentBoundaries = boundaries
         }
         let gpt = try GPTModel(config: config, seed: UInt64(training.seed), tensorParallel: groups.tensorModelParallel, on: device)
+        gpt.recompute = try recomputation.recompute(layers: config.numLayers)
         let dataParallel = try DistributedDataParallel(model: gpt, dataParallel: groups.dataParallel, settings: distributed.ddpSettings)
         let optimizer = Optimizer(model: gpt, settings: try training.optimizerSettings(), ownedRanges: dataParallel.ownedRanges,
                                   gradNormGroup: distributed.useDistributedOptimizer ? groups.dataParallel : nil)

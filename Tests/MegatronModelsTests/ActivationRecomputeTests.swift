@@ -1,0 +1,54 @@
+import MegatronCore
+import MegatronModels
+import MegatronParallel
+import Testing
+
+/// Recomputing activations changes what the forward keeps, never what the backward computes: the
+/// loss and every gradient are bit for bit those of keeping everything, dropout included (the
+/// recomputed forward draws the same masks), for each method and module, also under tensor
+/// parallelism (whose recomputed layers all-reduce again).
+@Suite struct ActivationRecomputeTests {
+    static let settings: [ActivationRecompute] = [
+        .full(.uniform, layers: 1), .full(.uniform, layers: 2), .full(.uniform, layers: 3),
+        .full(.block, layers: 1), .full(.block, layers: 3),
+        .selective([.coreAttention]), .selective([.layerNorm]), .selective([.mlp]), .selective(Set(ActivationRecompute.Module.allCases)),
+    ]
+
+    /// Loss and gradients after one forward and backward of a 3-layer model with dropout and RoPE,
+    /// on `group`'s rank when given.
+    static func step(_ recompute: ActivationRecompute, swiglu: Bool, group: (any Communicator)? = nil) throws -> (Float, [Float]) {
+        let config = tinyConfig {
+            $0.numLayers = 3; $0.hiddenDropout = 0.2; $0.attentionDropout = 0.3; $0.swiglu = swiglu
+            $0.positionEmbedding = .rope; $0.normalization = swiglu ? .rmsNorm : .layerNorm
+        }
+        let model = try GPTModel(config: config, seed: 7, tensorParallel: group, on: CPUDevice(threads: 1))
+        model.recompute = recompute
+        let batch = try MicroBatch(samples: samples(2, 8), on: model.device)
+        let loss = try model.forwardBackward(batch, dropout: .init(seed: 3, iteration: 1, microBatch: 0)).mean
+        return (loss, model.gradients.toFloatArray())
+    }
+
+    @Test(arguments: settings)
+    func gradientsAreThoseOfKeepingEverything(_ recompute: ActivationRecompute) throws {
+        for swiglu in [false, true] {
+            let (loss, gradients) = try Self.step(.none, swiglu: swiglu)
+            let (recomputedLoss, recomputedGradients) = try Self.step(recompute, swiglu: swiglu)
+            #expect(loss.bitPattern == recomputedLoss.bitPattern, "\(recompute), SwiGLU \(swiglu): loss \(recomputedLoss) vs \(loss)")
+            let differing = zip(gradients, recomputedGradients).filter { $0.bitPattern != $1.bitPattern }.count
+            #expect(differing == 0, "\(recompute), SwiGLU \(swiglu): \(differing) gradients differ")
+        }
+    }
+
+    @Test func tensorParallelLayersRecomputeToo() throws {
+        let failures = TensorParallelTests.Failures()
+        try InProcessWorld(size: 2).run { group in
+            let (loss, gradients) = try Self.step(.none, swiglu: true, group: group)
+            let (recomputedLoss, recomputed) = try Self.step(.full(.uniform, layers: 2), swiglu: true, group: group)
+            let differing = zip(gradients, recomputed).filter { $0.bitPattern != $1.bitPattern }.count
+            if differing > 0 || loss.bitPattern != recomputedLoss.bitPattern {
+                failures.add("rank \(group.rank): loss \(recomputedLoss) vs \(loss), \(differing) gradients differ")
+            }
+        }
+        #expect(failures.messages.isEmpty, "\(failures.messages)")
+    }
+}
