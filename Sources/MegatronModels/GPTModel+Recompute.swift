@@ -46,9 +46,16 @@ extension GPTModel {
         switch saved[layer] {
         case .activations(let p):
             let w = weights.layers[layer]
-            let (n1, n1Saved) = try p.inputNorm ?? norm.forward(p.input, weight: w.inputNormWeight, bias: w.inputNormBias, on: device)
+            // A recomputed norm output is gathered to all rows, as the forward kept it.
+            let (n1, n1Saved) = try p.inputNorm ?? {
+                let (rows, saved) = try norm.forward(p.input, weight: w.inputNormWeight, bias: w.inputNormBias, on: device)
+                return (try gather(rows, pass.rows), saved)
+            }()
             let (context, lse) = try p.attention ?? attentionCore(p.qkv, layer: layer, pass: pass)
-            let (n2, n2Saved) = try p.mlpNorm ?? norm.forward(p.attentionOutput, weight: w.mlpNormWeight, bias: w.mlpNormBias, on: device)
+            let (n2, n2Saved) = try p.mlpNorm ?? {
+                let (rows, saved) = try norm.forward(p.attentionOutput, weight: w.mlpNormWeight, bias: w.mlpNormBias, on: device)
+                return (try gather(rows, pass.rows), saved)
+            }()
             let (fc1, activation) = try p.mlp ?? mlpActivation(n2, w)
             return LayerActivations(input: p.input, inputNorm: n1, inputNormSaved: n1Saved, qkv: p.qkv, context: context, lse: lse,
                                     attentionOutput: p.attentionOutput, mlpNorm: n2, mlpNormSaved: n2Saved, fc1: fc1, activation: activation)

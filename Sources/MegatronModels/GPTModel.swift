@@ -22,6 +22,10 @@ public final class GPTModel: @unchecked Sendable {
     public let tensorParallel: TensorParallel
     /// Which activations training keeps for the backward, and which it computes again.
     public var recompute = ActivationRecompute.none
+    /// Megatron's --sequence-parallel (with a tensor-parallel group): between the tensor-parallel
+    /// layers each rank holds and computes only its rows of the activations (see `TensorParallel`),
+    /// in training and evaluation; generation runs without it.
+    public var sequenceParallel = false
     /// All parameters, flat, in `layout` order.
     public let parameters: Tensor
     /// Their gradients, same layout; backward accumulates here.
@@ -91,6 +95,28 @@ public final class GPTModel: @unchecked Sendable {
         return try group.allReduce(local * local, op: .sum).squareRoot()
     }
 
+    /// Under sequence parallelism, sums over the tensor-parallel group the gradients of the
+    /// replicated parameters that act on rows (norms, and the biases added after a reduce-scatter):
+    /// each rank's cover only its rows. Call it once per iteration, after the last micro-batch's
+    /// backward (and after or before the data-parallel reduction: both are sums), as Megatron's
+    /// finalize_model_grads all-reduces the layernorm gradients.
+    public func reduceSequenceParallelGradients() throws {
+        guard sequenceParallel, let group = tensorParallel.group, group.size > 1 else { return }
+        let entries = layout.entries.filter { !$0.isSharded && $0.name != "embedding.position_embeddings.weight" }
+        let packed = Tensor(shape: [entries.reduce(0) { $0 + $1.count }], on: device, zeroed: false)
+        var offset = 0
+        for e in entries {
+            (packed.floats + offset).update(from: gradients.floats + e.offset, count: e.count)
+            offset += e.count
+        }
+        try group.allReduce(UnsafeMutableBufferPointer(start: packed.floats, count: packed.count), op: .sum)
+        offset = 0
+        for e in entries {
+            (gradients.floats + e.offset).update(from: packed.floats + offset, count: e.count)
+            offset += e.count
+        }
+    }
+
     /// Sets every gradient to zero (before an iteration's first micro-batch).
     public func zeroGradients() { gradients.zero() }
 
@@ -136,6 +162,17 @@ public final class GPTModel: @unchecked Sendable {
         let dropout: DropoutKey
         /// Dropout probabilities: the configuration's in training, 0 in inference.
         let hiddenDropout: Float, attentionDropout: Float
+        /// Which rows of the activations between the tensor-parallel layers this rank holds.
+        let rows: RowShard
+    }
+
+    /// The rows of the [T, h] activations between the tensor-parallel layers a rank holds: all of
+    /// them, or under sequence parallelism its T/t starting at `first`.
+    struct RowShard {
+        let sequenceParallel: Bool
+        let first: Int
+
+        static let all = RowShard(sequenceParallel: false, first: 0)
     }
 
     /// Runs forward and backward over one micro-batch and adds ∂(lossWeight·loss)/∂θ into `gradients`,
@@ -202,12 +239,22 @@ public final class GPTModel: @unchecked Sendable {
     /// The embeddings [tokens, h] of `ids` at `positions` (Megatron's vocabulary-parallel lookup:
     /// each rank looks up the ids in its rows, the first adds the positions, and the sum over the
     /// group is the whole lookup).
-    func embed(ids: Tensor, positions: Tensor) throws -> Tensor {
+    func embed(ids: Tensor, positions: Tensor, rows: RowShard) throws -> Tensor {
         let position = tensorParallel.rank == 0 ? weights.positionEmbedding : nil
         let x = try Embedding.forward(ids: ids, word: weights.wordEmbedding, vocabStart: vocabStart, vocabSize: config.paddedVocabSize,
                                       position: position, positions: position == nil ? nil : positions, on: device)
-        try tensorParallel.allReduce(x)
-        return x
+        return try reduce(x, rows)
+    }
+
+    /// The sum over the tensor-parallel group of a partial [T, h] (Megatron's g forward, f
+    /// backward): whole, or this rank's rows under sequence parallelism.
+    func reduce(_ partial: Tensor, _ rows: RowShard) throws -> Tensor {
+        try tensorParallel.reduce(partial, scatteringRows: rows.sequenceParallel, on: device)
+    }
+
+    /// Every row of a [T, h] activation of which this rank holds `rows` (f forward, g backward).
+    func gather(_ shard: Tensor, _ rows: RowShard) throws -> Tensor {
+        try tensorParallel.gather(shard, rows: rows.sequenceParallel, on: device)
     }
 
     struct FinalActivations {
@@ -222,13 +269,19 @@ public final class GPTModel: @unchecked Sendable {
         guard batch.sequenceLength <= c.maxPositionEmbeddings else {
             throw TensorError("sequence length \(batch.sequenceLength) exceeds --max-position-embeddings \(c.maxPositionEmbeddings)")
         }
+        let t = tensorParallel.size, tokens = batch.tokens.count
+        let split = sequenceParallel && t > 1
+        guard !split || tokens % t == 0 else {
+            throw TensorError("--sequence-parallel: the \(tokens) tokens of a micro-batch do not split over --tensor-model-parallel-size \(t)")
+        }
         let pass = LayerPass(batch: batch, layout: try attentionLayout(batch: batch.batch, sequenceLength: batch.sequenceLength),
                              scale: 1 / Float(c.kvChannels).squareRoot(), dropout: dropout,
-                             hiddenDropout: training ? c.hiddenDropout : 0, attentionDropout: training ? c.attentionDropout : 0)
-        var x = try embed(ids: batch.tokens, positions: batch.positions)
+                             hiddenDropout: training ? c.hiddenDropout : 0, attentionDropout: training ? c.attentionDropout : 0,
+                             rows: split ? RowShard(sequenceParallel: true, first: tensorParallel.rank * tokens / t) : .all)
+        var x = try embed(ids: batch.tokens, positions: batch.positions, rows: pass.rows)
         if pass.hiddenDropout > 0 {
             x = try Dropout.apply(x, probability: pass.hiddenDropout, rng: dropout.stream(layer: -1, site: DropoutSite.embedding.rawValue),
-                                  on: device)
+                                  firstRow: pass.rows.first, on: device)
         }
         var saved: [SavedLayer] = []
         for l in 0 ..< c.numLayers {
@@ -237,24 +290,28 @@ public final class GPTModel: @unchecked Sendable {
             x = output
         }
         let (finalNorm, finalSaved) = try norm.forward(x, weight: weights.finalNormWeight, bias: weights.finalNormBias, on: device)
-        let logits = try GEMM.matmul(finalNorm, weights.outputWeight, transposeB: true, on: device)
-        return (logits, FinalActivations(decoderOutput: x, normOutput: finalNorm, normSaved: finalSaved), saved, pass)
+        let outputInput = try gather(finalNorm, pass.rows)
+        let logits = try GEMM.matmul(outputInput, weights.outputWeight, transposeB: true, on: device)
+        return (logits, FinalActivations(decoderOutput: x, normOutput: outputInput, normSaved: finalSaved), saved, pass)
     }
 
-    /// One transformer layer: x1 = x + dropout(proj(attention(norm(x)))), then the MLP half.
+    /// One transformer layer: x1 = x + dropout(proj(attention(norm(x)))), then the MLP half. The
+    /// activations keep each norm's output as the following layer takes it: all rows.
     func layerForward(_ x: Tensor, layer l: Int, pass: LayerPass) throws -> (output: Tensor, activations: LayerActivations) {
         let w = weights.layers[l]
-        let (n1, n1Saved) = try norm.forward(x, weight: w.inputNormWeight, bias: w.inputNormBias, on: device)
+        let (n1Rows, n1Saved) = try norm.forward(x, weight: w.inputNormWeight, bias: w.inputNormBias, on: device)
+        let n1 = try gather(n1Rows, pass.rows)
         let qkv = try Linear.forward(n1, weight: w.qkvWeight, bias: w.qkvBias, on: device)
         try rotary?.apply(to: qkv, headOffsets: pass.layout.queryOffsets + pass.layout.keyOffsets, positions: pass.batch.positions,
                           on: device)
         let (context, lse) = try attentionCore(qkv, layer: l, pass: pass)
-        let proj = try GEMM.matmul(context, w.projWeight, transposeB: true, on: device)
-        try tensorParallel.allReduce(proj)
+        let proj = try reduce(GEMM.matmul(context, w.projWeight, transposeB: true, on: device), pass.rows)
         let x1 = try BiasDropoutAdd.forward(proj, bias: w.projBias, residual: x, probability: pass.hiddenDropout,
-                                            rng: pass.dropout.stream(layer: l, site: DropoutSite.attentionOutput.rawValue), on: device)
+                                            rng: pass.dropout.stream(layer: l, site: DropoutSite.attentionOutput.rawValue),
+                                            firstRow: pass.rows.first, on: device)
         let (n2, n2Saved, fc1, activation, x2) = try mlpBlock(x1, w, dropout: pass.hiddenDropout,
-                                                              rng: pass.dropout.stream(layer: l, site: DropoutSite.mlpOutput.rawValue))
+                                                              rng: pass.dropout.stream(layer: l, site: DropoutSite.mlpOutput.rawValue),
+                                                              rows: pass.rows)
         return (x2, LayerActivations(input: x, inputNorm: n1, inputNormSaved: n1Saved, qkv: qkv, context: context, lse: lse,
                                      attentionOutput: x1, mlpNorm: n2, mlpNormSaved: n2Saved, fc1: fc1, activation: activation))
     }
@@ -268,14 +325,15 @@ public final class GPTModel: @unchecked Sendable {
     }
 
     /// The MLP half of a layer: x1 + dropout(fc2(activation(fc1(norm(x1))))), with the intermediate
-    /// tensors the backward needs.
-    func mlpBlock(_ x1: Tensor, _ w: GPTWeights.Layer, dropout p: Float, rng: PhiloxStream)
+    /// tensors the backward needs (the norm's output with all rows).
+    func mlpBlock(_ x1: Tensor, _ w: GPTWeights.Layer, dropout p: Float, rng: PhiloxStream, rows: RowShard)
         throws -> (norm: Tensor, normSaved: Norm.Saved, fc1: Tensor, activation: Tensor, output: Tensor) {
-        let (n2, n2Saved) = try norm.forward(x1, weight: w.mlpNormWeight, bias: w.mlpNormBias, on: device)
+        let (n2Rows, n2Saved) = try norm.forward(x1, weight: w.mlpNormWeight, bias: w.mlpNormBias, on: device)
+        let n2 = try gather(n2Rows, rows)
         let (fc1, activation) = try mlpActivation(n2, w)
-        let fc2 = try GEMM.matmul(activation, w.fc2Weight, transposeB: true, on: device)
-        try tensorParallel.allReduce(fc2)
-        let output = try BiasDropoutAdd.forward(fc2, bias: w.fc2Bias, residual: x1, probability: p, rng: rng, on: device)
+        let fc2 = try reduce(GEMM.matmul(activation, w.fc2Weight, transposeB: true, on: device), rows)
+        let output = try BiasDropoutAdd.forward(fc2, bias: w.fc2Bias, residual: x1, probability: p, rng: rng, firstRow: rows.first,
+                                                on: device)
         return (n2, n2Saved, fc1, activation, output)
     }
 
@@ -294,9 +352,9 @@ public final class GPTModel: @unchecked Sendable {
         let c = config, batch = pass.batch, dropout = pass.dropout, layout = pass.layout, scale = pass.scale
         // Output layer and final norm. Each column-parallel layer's input gradient is a partial sum
         // over the ranks' features (Megatron's f operator reduces it).
-        let dFinalNorm = try Linear.backward(dLogits, input: final.normOutput, weight: weights.outputWeight,
-                                             gradWeight: grads.outputWeight, gradBias: nil, on: device)
-        try tensorParallel.allReduce(dFinalNorm)
+        let rows = pass.rows
+        let dFinalNorm = try reduce(Linear.backward(dLogits, input: final.normOutput, weight: weights.outputWeight,
+                                                    gradWeight: grads.outputWeight, gradBias: nil, on: device), rows)
         var dx = try norm.backward(dFinalNorm, input: final.decoderOutput, weight: weights.finalNormWeight, saved: final.normSaved,
                                    gradWeight: grads.finalNormWeight, gradBias: grads.finalNormBias, on: device)
         try gradientsReady?(self.layout.range(ofPrefix: "output_layer."))
@@ -305,8 +363,9 @@ public final class GPTModel: @unchecked Sendable {
         for l in stride(from: c.numLayers - 1, through: 0, by: -1) {
             let a = try restore(saved, layer: l, chunk: &chunk, pass: pass), w = weights.layers[l], g = grads.layers[l]
             // MLP: x2 = x1 + dropout(fc2(act) + b2); dx (for x2) flows to x1 unchanged and into the MLP.
-            let dFc2 = try BiasDropoutAdd.backward(dx, gradBias: g.fc2Bias, probability: c.hiddenDropout,
-                                                   rng: dropout.stream(layer: l, site: DropoutSite.mlpOutput.rawValue), on: device)
+            let dFc2 = try gather(BiasDropoutAdd.backward(dx, gradBias: g.fc2Bias, probability: c.hiddenDropout,
+                                                          rng: dropout.stream(layer: l, site: DropoutSite.mlpOutput.rawValue),
+                                                          firstRow: rows.first, on: device), rows)
             let dActivation = try Linear.backward(dFc2, input: a.activation, weight: w.fc2Weight, gradWeight: g.fc2Weight,
                                                   gradBias: nil, on: device)
             let dFc1: Tensor
@@ -317,14 +376,14 @@ public final class GPTModel: @unchecked Sendable {
                 dFc1 = try GELU.backward(dActivation, input: a.fc1, bias: w.fc1Bias, gradBias: g.fc1Bias,
                                          approximation: c.geluApproximation, on: device)
             }
-            let dMlpNorm = try Linear.backward(dFc1, input: a.mlpNorm, weight: w.fc1Weight, gradWeight: g.fc1Weight,
-                                               gradBias: nil, on: device)
-            try tensorParallel.allReduce(dMlpNorm)
+            let dMlpNorm = try reduce(Linear.backward(dFc1, input: a.mlpNorm, weight: w.fc1Weight, gradWeight: g.fc1Weight,
+                                                      gradBias: nil, on: device), rows)
             let dx1 = try norm.backward(dMlpNorm, input: a.attentionOutput, weight: w.mlpNormWeight, saved: a.mlpNormSaved,
                                         gradWeight: g.mlpNormWeight, gradBias: g.mlpNormBias, accumulatingInto: dx, on: device)
             // Attention: x1 = x + dropout(proj(context) + b).
-            let dProj = try BiasDropoutAdd.backward(dx1, gradBias: g.projBias, probability: c.hiddenDropout,
-                                                    rng: dropout.stream(layer: l, site: DropoutSite.attentionOutput.rawValue), on: device)
+            let dProj = try gather(BiasDropoutAdd.backward(dx1, gradBias: g.projBias, probability: c.hiddenDropout,
+                                                           rng: dropout.stream(layer: l, site: DropoutSite.attentionOutput.rawValue),
+                                                           firstRow: rows.first, on: device), rows)
             let dContext = try Linear.backward(dProj, input: a.context, weight: w.projWeight, gradWeight: g.projWeight,
                                                gradBias: nil, on: device)
             let dQKV = try Attention.backward(dContext, qkv: a.qkv, context: a.context, lse: a.lse, layout: layout, scale: scale,
@@ -334,17 +393,17 @@ public final class GPTModel: @unchecked Sendable {
                                               heads: dropoutHeads, on: device)
             try rotary?.apply(to: dQKV, headOffsets: layout.queryOffsets + layout.keyOffsets, positions: batch.positions,
                               inverse: true, on: device)
-            let dInputNorm = try Linear.backward(dQKV, input: a.inputNorm, weight: w.qkvWeight, gradWeight: g.qkvWeight,
-                                                 gradBias: g.qkvBias, on: device)
-            try tensorParallel.allReduce(dInputNorm)
+            let dInputNorm = try reduce(Linear.backward(dQKV, input: a.inputNorm, weight: w.qkvWeight, gradWeight: g.qkvWeight,
+                                                        gradBias: g.qkvBias, on: device), rows)
             dx = try norm.backward(dInputNorm, input: a.input, weight: w.inputNormWeight, saved: a.inputNormSaved,
                                    gradWeight: g.inputNormWeight, gradBias: g.inputNormBias, accumulatingInto: dx1, on: device)
             try gradientsReady?(self.layout.range(ofPrefix: "decoder.layers.\(l)."))
         }
         if c.hiddenDropout > 0 {
             dx = try Dropout.apply(dx, probability: c.hiddenDropout,
-                                   rng: dropout.stream(layer: -1, site: DropoutSite.embedding.rawValue), on: device)
+                                   rng: dropout.stream(layer: -1, site: DropoutSite.embedding.rawValue), firstRow: rows.first, on: device)
         }
+        dx = try gather(dx, rows)
         try Embedding.backward(dx, ids: batch.tokens, positions: grads.positionEmbedding == nil ? nil : batch.positions,
                                gradWord: grads.wordEmbedding, vocabStart: vocabStart, vocabSize: c.paddedVocabSize,
                                gradPosition: grads.positionEmbedding, on: device)

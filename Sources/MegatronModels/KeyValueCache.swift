@@ -37,7 +37,7 @@ extension GPTModel {
         }
         let ids = try Tensor(int32s: tokens, shape: [n], on: device)
         let positions = try Tensor(int32s: (start ..< start + n).map(Int32.init), shape: [n], on: device)
-        var x = try embed(ids: ids, positions: positions)
+        var x = try embed(ids: ids, positions: positions, rows: .all)
         let layout = try attentionLayout(batch: 1, sequenceLength: n)
         let noDropout = PhiloxStream(seed: 0, stream: 0)
         for (l, w) in weights.layers.enumerated() {
@@ -48,7 +48,7 @@ extension GPTModel {
             let proj = try GEMM.matmul(context, w.projWeight, transposeB: true, on: device)
             try tensorParallel.allReduce(proj)
             let x1 = try BiasDropoutAdd.forward(proj, bias: w.projBias, residual: x, probability: 0, rng: noDropout, on: device)
-            x = try mlpBlock(x1, w, dropout: 0, rng: noDropout).output
+            x = try mlpBlock(x1, w, dropout: 0, rng: noDropout, rows: .all).output
         }
         cache.length += n
         let (finalNorm, _) = try norm.forward(x, weight: weights.finalNormWeight, bias: weights.finalNormBias, on: device)

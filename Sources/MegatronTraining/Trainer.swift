@@ -139,6 +139,7 @@ public final class Trainer {
                 lossSums[1] += Double(loss.tokens)
             }
             try dataParallel?.finishGradSync()
+            try model.reduceSequenceParallelGradients()
             if let group = dataParallel?.dataParallel, dp > 1 {
                 try lossSums.withUnsafeMutableBufferPointer { try group.allReduce($0, op: .sum) }
             }

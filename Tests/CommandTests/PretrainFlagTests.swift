@@ -127,6 +127,8 @@ import Testing
          "--num-attention-heads 2 is not divisible by --tensor-model-parallel-size 3"),
         (["--in-process-ranks", "2", "--tensor-model-parallel-size", "4"],
          "world size 2 is not divisible by --tensor-model-parallel-size 4"),
+        (["--in-process-ranks", "2", "--tensor-model-parallel-size", "2", "--sequence-parallel", "--seq-length", "7"],
+         "--sequence-parallel: --seq-length 7 is not divisible by --tensor-model-parallel-size 2"),
         (["--in-process-ranks", "2", "--pipeline-model-parallel-size", "2"],
          "--pipeline-model-parallel-size 2: only tensor and data parallelism are implemented so far"),
         // Activation recomputation, as Megatron's TransformerConfig checks it.

@@ -1,8 +1,9 @@
 import Foundation
 import Testing
 
-/// `megatron pretrain --tensor-model-parallel-size 2` on two in-process ranks logs the run one rank
-/// logs (losses and gradient norms to rounding) and generates the same sample at the end.
+/// `megatron pretrain --tensor-model-parallel-size 2` on two in-process ranks, with and without
+/// --sequence-parallel, logs the run one rank logs (losses and gradient norms to rounding) and
+/// generates the same sample at the end.
 @Suite struct PretrainTensorParallelTests {
     /// The values of `field` ("lm loss", "grad norm") in the iteration lines of a log.
     static func values(_ field: String, in log: String) -> [Double] {
@@ -19,16 +20,18 @@ import Testing
                                                 "--hidden-dropout", "0.1", "--attention-dropout", "0.1", "--sample-tokens", "4",
                                                 "--make-vocab-size-divisible-by", "32"]
         let single = try PretrainFlagTests.megatron(run)
-        let parallel = try PretrainFlagTests.megatron(run + ["--tensor-model-parallel-size", "2", "--in-process-ranks", "2"])
-        #expect(single.status == 0 && parallel.status == 0, "\(single.output)\n\(parallel.output)")
-        #expect(parallel.output.contains("tensor-parallel size 2, data-parallel size 1"), "\(parallel.output)")
-        #expect(single.output.contains("padded vocab 64,") && parallel.output.contains("padded vocab 64,"))
-        for field in ["lm loss", "grad norm"] {
-            let a = Self.values(field, in: single.output), b = Self.values(field, in: parallel.output)
-            #expect(a.count == 4 && b.count == 4 && zip(a, b).allSatisfy { abs($0 - $1) <= 1e-4 * abs($0) + 1e-3 },
-                    "\(field): \(a) vs \(b)")
-        }
+        #expect(single.status == 0 && single.output.contains("padded vocab 64,"), "\(single.output)")
         let sample = { (log: String) in log.split(separator: "\n").first { $0.hasPrefix("> sample") } }
-        #expect(sample(single.output) != nil && sample(single.output) == sample(parallel.output), "\(parallel.output)")
+        for (flags, layout) in [([], "tensor-parallel size 2, data-parallel size 1"),
+                                (["--sequence-parallel"], "tensor-parallel size 2 (sequence parallel), data-parallel size 1")] {
+            let parallel = try PretrainFlagTests.megatron(run + ["--tensor-model-parallel-size", "2", "--in-process-ranks", "2"] + flags)
+            #expect(parallel.status == 0 && parallel.output.contains(layout), "\(parallel.output)")
+            for field in ["lm loss", "grad norm"] {
+                let a = Self.values(field, in: single.output), b = Self.values(field, in: parallel.output)
+                #expect(a.count == 4 && b.count == 4 && zip(a, b).allSatisfy { abs($0 - $1) <= 1e-4 * abs($0) + 1e-3 },
+                        "\(flags) \(field): \(a) vs \(b)")
+            }
+            #expect(sample(single.output) != nil && sample(single.output) == sample(parallel.output), "\(parallel.output)")
+        }
     }
 }

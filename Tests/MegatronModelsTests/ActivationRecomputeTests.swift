@@ -16,15 +16,18 @@ import Testing
 
     /// Loss and gradients after one forward and backward of a 3-layer model with dropout and RoPE,
     /// on `group`'s rank when given.
-    static func step(_ recompute: ActivationRecompute, swiglu: Bool, group: (any Communicator)? = nil) throws -> (Float, [Float]) {
+    static func step(_ recompute: ActivationRecompute, swiglu: Bool, group: (any Communicator)? = nil,
+                     sequenceParallel: Bool = false) throws -> (Float, [Float]) {
         let config = tinyConfig {
             $0.numLayers = 3; $0.hiddenDropout = 0.2; $0.attentionDropout = 0.3; $0.swiglu = swiglu
             $0.positionEmbedding = .rope; $0.normalization = swiglu ? .rmsNorm : .layerNorm
         }
         let model = try GPTModel(config: config, seed: 7, tensorParallel: group, on: CPUDevice(threads: 1))
         model.recompute = recompute
+        model.sequenceParallel = sequenceParallel
         let batch = try MicroBatch(samples: samples(2, 8), on: model.device)
         let loss = try model.forwardBackward(batch, dropout: .init(seed: 3, iteration: 1, microBatch: 0)).mean
+        try model.reduceSequenceParallelGradients()
         return (loss, model.gradients.toFloatArray())
     }
 
@@ -42,11 +45,16 @@ import Testing
     @Test func tensorParallelLayersRecomputeToo() throws {
         let failures = TensorParallelTests.Failures()
         try InProcessWorld(size: 2).run { group in
-            let (loss, gradients) = try Self.step(.none, swiglu: true, group: group)
-            let (recomputedLoss, recomputed) = try Self.step(.full(.uniform, layers: 2), swiglu: true, group: group)
-            let differing = zip(gradients, recomputed).filter { $0.bitPattern != $1.bitPattern }.count
-            if differing > 0 || loss.bitPattern != recomputedLoss.bitPattern {
-                failures.add("rank \(group.rank): loss \(recomputedLoss) vs \(loss), \(differing) gradients differ")
+            for sequenceParallel in [false, true] {
+                let (loss, gradients) = try Self.step(.none, swiglu: true, group: group, sequenceParallel: sequenceParallel)
+                for recompute in [ActivationRecompute.full(.uniform, layers: 2), .selective([.layerNorm, .mlp])] {
+                    let (recomputedLoss, recomputed) = try Self.step(recompute, swiglu: true, group: group, sequenceParallel: sequenceParallel)
+                    let differing = zip(gradients, recomputed).filter { $0.bitPattern != $1.bitPattern }.count
+                    if differing > 0 || loss.bitPattern != recomputedLoss.bitPattern {
+                        failures.add("rank \(group.rank), \(recompute), sequence parallel \(sequenceParallel): loss \(recomputedLoss) "
+                                     + "vs \(loss), \(differing) gradients differ")
+                    }
+                }
             }
         }
         #expect(failures.messages.isEmpty, "\(failures.messages)")

@@ -8,7 +8,7 @@ import Testing
 /// rank starts from its shard of the same initialisation, and after one forward and backward its
 /// loss is the whole model's and its gradients are its shard of the whole model's gradients (equal
 /// up to the order of the partial sums the ranks reduce). Dropout included: each rank draws its
-/// heads' masks.
+/// heads' masks, and under sequence parallelism its rows' masks.
 @Suite struct TensorParallelTests {
     /// Whole-model values at a rank's shard of `entry`.
     static func shard(_ whole: [Float], of entry: ParameterLayout.Entry, in wholeLayout: ParameterLayout) -> [Float] {
@@ -26,8 +26,8 @@ import Testing
         func add(_ message: String) { lock.lock(); messages.append(message); lock.unlock() }
     }
 
-    @Test(arguments: [(0, 2), (1, 2), (2, 2), (0, 4)])
-    func shardsComputeTheWholeModel(variant: Int, tensorParallelSize t: Int) throws {
+    @Test(arguments: [(0, 2, false), (1, 2, false), (2, 2, false), (0, 4, false), (0, 2, true), (0, 4, true), (2, 2, true)])
+    func shardsComputeTheWholeModel(variant: Int, tensorParallelSize t: Int, sequenceParallel: Bool) throws {
         let (name, config) = GPTModelTests.variants[variant]
         let batch = try MicroBatch(samples: samples(2, 8), on: device)
         let key = GPTModel.DropoutKey(seed: 3, iteration: 1, microBatch: 0)
@@ -38,6 +38,7 @@ import Testing
         let failures = Failures()
         try InProcessWorld(size: t).run { group in
             let model = try GPTModel(config: config, seed: 7, tensorParallel: group, on: CPUDevice(threads: 1))
+            model.sequenceParallel = sequenceParallel
             let batch = try MicroBatch(samples: samples(2, 8), on: model.device)
             for entry in model.layout.entries {
                 let expected = Self.shard(wholeParameters, of: entry, in: whole.layout)
@@ -45,6 +46,7 @@ import Testing
                 if actual != expected { failures.add("rank \(group.rank): \(entry.name) is not its shard of the initialisation") }
             }
             let loss = try model.forwardBackward(batch, dropout: key).mean
+            try model.reduceSequenceParallelGradients()
             if abs(loss - wholeLoss) > 1e-5 * abs(wholeLoss) { failures.add("rank \(group.rank): loss \(loss) vs \(wholeLoss)") }
             let gradients = model.gradients.toFloatArray()
             for entry in model.layout.entries {
@@ -60,7 +62,8 @@ import Testing
                 failures.add("rank \(group.rank): gradient norm \(gradNorm) vs \(wholeGradNorm)")
             }
         }
-        #expect(failures.messages.isEmpty, "\(name), tensor-parallel size \(t): \(failures.messages.prefix(5))")
+        #expect(failures.messages.isEmpty,
+                "\(name), tensor-parallel size \(t)\(sequenceParallel ? ", sequence parallel" : ""): \(failures.messages.prefix(5))")
     }
 
     /// Inference under tensor parallelism: every rank gets the whole logits, through the whole

@@ -11,7 +11,7 @@ struct DataParallelTests {
     static let steps = 20
 
     /// Trains the tiny model on dp × tp in-process ranks; returns the losses and grad norms rank 0 saw.
-    static func train(dataParallelSize dp: Int, tensorParallelSize tp: Int = 1, ddp: DistributedDataParallel.Settings = .init(),
+    static func train(dataParallelSize dp: Int, tensorParallelSize tp: Int = 1, sequenceParallel: Bool = false, ddp: DistributedDataParallel.Settings = .init(),
                       optimizerStateBytes: UnsafeMutablePointer<Int>? = nil,
                       validationLog: UnsafeMutablePointer<[String]>? = nil) throws -> [(loss: Float, gradNorm: Double)] {
         var config = GPTConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
@@ -24,6 +24,7 @@ struct DataParallelTests {
             let state = try ParallelState(worldSize: dp * tp, tensorModelParallelSize: tp)
             let groups = try ProcessGroups(world: world, state: state)
             let model = try GPTModel(config: modelConfig, seed: 3, tensorParallel: groups.tensorModelParallel, on: CPUDevice(threads: 1))
+            model.sequenceParallel = sequenceParallel
             let dataParallel = try DistributedDataParallel(model: model, dataParallel: groups.dataParallel, settings: ddp)
             var optimizerSettings = Optimizer.Settings()
             optimizerSettings.clipGrad = 0.3

@@ -18,6 +18,9 @@ struct TensorParallelTrainingTests {
         ddp.bucketSize = 3000
         DataParallelTests.expectSame(single, try DataParallelTests.train(dataParallelSize: 2, tensorParallelSize: 2, ddp: ddp),
                                      "TP=2 × DP=2, distributed optimizer", tolerance: 1e-4)
+        DataParallelTests.expectSame(single, try DataParallelTests.train(dataParallelSize: 2, tensorParallelSize: 2, sequenceParallel: true,
+                                                                         ddp: ddp),
+                                     "TP=2 × DP=2, sequence parallel, distributed optimizer", tolerance: 1e-4)
     }
 
     @Test func aTensorParallelCheckpointResumesOnTwoRanksAndOnOne() throws {

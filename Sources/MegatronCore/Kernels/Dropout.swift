@@ -17,14 +17,17 @@ public struct PhiloxStream: Sendable, Hashable {
 
 /// Inverted dropout: y = x·m/(1 − p) with m ~ Bernoulli(1 − p) from a `PhiloxStream`.
 public enum Dropout {
-    /// y = dropout(x). The backward is the same call on the gradient with the same stream.
-    public static func apply(_ input: Tensor, probability p: Float, rng: PhiloxStream,
+    /// y = dropout(x). The backward is the same call on the gradient with the same stream. When
+    /// `input` holds rows firstRow ..< firstRow + rows of a whole activation (a sequence-parallel
+    /// shard), it gets those rows' masks.
+    public static func apply(_ input: Tensor, probability p: Float, rng: PhiloxStream, firstRow: Int = 0,
                              on device: CPUDevice) throws -> Tensor {
         try input.expect(dtype: .float32, "Dropout", "input")
         try validate(p)
         let y = Tensor(shape: input.shape, on: device, zeroed: false)
+        let first = firstRow * input.columns
         device.parallelElements(input.count) { r in
-            mg_dropout(y.floats + r.lowerBound, input.floats + r.lowerBound, r.count, UInt64(r.lowerBound),
+            mg_dropout(y.floats + r.lowerBound, input.floats + r.lowerBound, r.count, UInt64(first + r.lowerBound),
                        1 - p, rng.seed, rng.stream)
         }
         return y
@@ -37,9 +40,10 @@ public enum Dropout {
 
 /// Megatron's fused bias-dropout-add closing each sub-layer: out = residual + dropout(x + bias).
 public enum BiasDropoutAdd {
-    /// x [..., h], bias [h] or nil, residual [..., h] → out [..., h].
+    /// x [..., h], bias [h] or nil, residual [..., h] → out [..., h]; the rows are rows firstRow ...
+    /// of the whole activation, for their dropout masks.
     public static func forward(_ input: Tensor, bias: Tensor?, residual: Tensor, probability p: Float,
-                               rng: PhiloxStream, on device: CPUDevice) throws -> Tensor {
+                               rng: PhiloxStream, firstRow: Int = 0, on device: CPUDevice) throws -> Tensor {
         try input.expect(dtype: .float32, "BiasDropoutAdd", "input")
         try residual.expect(shape: input.shape, "BiasDropoutAdd", "residual")
         try bias?.expect(shape: [input.columns], "BiasDropoutAdd", "bias")
@@ -49,7 +53,7 @@ public enum BiasDropoutAdd {
         device.parallelRows(input.rows, columns: cols) { r, _ in
             let o = r.lowerBound * cols
             mg_bias_dropout_add(out.floats + o, input.floats + o, bias?.floats, residual.floats + o,
-                                r.lowerBound, r.count, cols, 1 - p, rng.seed, rng.stream)
+                                firstRow + r.lowerBound, r.count, cols, 1 - p, rng.seed, rng.stream)
         }
         return out
     }
@@ -57,9 +61,9 @@ public enum BiasDropoutAdd {
     /// Gradient for x (the residual's is dout itself): dx = dropout(dout) with the forward's stream;
     /// adds Σ_rows dx into `gradBias` when given.
     public static func backward(_ gradOutput: Tensor, gradBias: Tensor?, probability p: Float,
-                                rng: PhiloxStream, on device: CPUDevice) throws -> Tensor {
+                                rng: PhiloxStream, firstRow: Int = 0, on device: CPUDevice) throws -> Tensor {
         try gradBias?.expect(shape: [gradOutput.columns], "BiasDropoutAdd.backward", "gradBias")
-        let dx = p == 0 ? gradOutput : try Dropout.apply(gradOutput, probability: p, rng: rng, on: device)
+        let dx = p == 0 ? gradOutput : try Dropout.apply(gradOutput, probability: p, rng: rng, firstRow: firstRow, on: device)
         if let gradBias { try Elementwise.accumulateColumnSums(of: dx, into: gradBias, on: device) }
         return dx
     }

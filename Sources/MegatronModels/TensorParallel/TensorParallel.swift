@@ -9,6 +9,11 @@ import MegatronParallel
 /// join them: f at a column-parallel input (identity forward, all-reduce of the input gradient
 /// backward) and g at a row-parallel output (all-reduce forward, identity backward). Both are an
 /// all-reduce, done where the layers call `allReduce`. Without a group (one rank) nothing moves.
+///
+/// Under sequence parallelism (Megatron's --sequence-parallel) the activations between those layers
+/// (norms, dropout, residuals) are split by rows: rank r holds rows r·T/t ..< (r+1)·T/t of the T
+/// token rows. g then reduce-scatters the rows and f all-gathers them (and in the backward the
+/// reverse): `reduce` and `gather` do the one or the other as the pass asks.
 public struct TensorParallel: Sendable {
     public let group: (any Communicator)?
 
@@ -21,6 +26,31 @@ public struct TensorParallel: Sendable {
     func allReduce(_ tensor: Tensor) throws {
         guard let group, group.size > 1 else { return }
         try group.allReduce(UnsafeMutableBufferPointer(start: tensor.floats, count: tensor.count), op: .sum)
+    }
+
+    /// g forward, or f backward: the sum over the group of `partial` [T, h]; with `scatteringRows`
+    /// (sequence parallelism) only this rank's rows of it, [T/t, h].
+    func reduce(_ partial: Tensor, scatteringRows: Bool, on device: CPUDevice) throws -> Tensor {
+        guard let group, group.size > 1 else { return partial }
+        guard scatteringRows else {
+            try allReduce(partial)
+            return partial
+        }
+        try group.reduceScatter(UnsafeMutableBufferPointer(start: partial.floats, count: partial.count), op: .sum)
+        let rows = partial.rows / group.size, columns = partial.columns
+        let shard = Tensor(shape: [rows, columns], on: device, zeroed: false)
+        shard.floats.update(from: partial.floats + group.rank * rows * columns, count: rows * columns)
+        return shard
+    }
+
+    /// f forward, or g backward, under sequence parallelism: every rank's rows [T/t, h] joined into
+    /// [T, h]; without it, `shard` itself.
+    func gather(_ shard: Tensor, rows sequenceParallel: Bool, on device: CPUDevice) throws -> Tensor {
+        guard let group, group.size > 1, sequenceParallel else { return shard }
+        let whole = Tensor(shape: [shard.rows * group.size, shard.columns], on: device, zeroed: false)
+        (whole.floats + group.rank * shard.count).update(from: shard.floats, count: shard.count)
+        try group.allGather(UnsafeMutableBufferPointer(start: whole.floats, count: whole.count))
+        return whole
     }
 
     /// The whole of a tensor split by columns over the group: [rows, size·columns] from each rank's

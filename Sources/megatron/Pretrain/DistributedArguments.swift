@@ -11,6 +11,9 @@ struct DistributedArguments: ParsableArguments {
     @Option(name: .customLong("tensor-model-parallel-size")) var tensorModelParallelSize = 1
     @Option(name: .customLong("pipeline-model-parallel-size")) var pipelineModelParallelSize = 1
     @Option(name: .customLong("context-parallel-size")) var contextParallelSize = 1
+    @Flag(name: .customLong("sequence-parallel"),
+          help: "Split the activations between tensor-parallel layers by rows over the tensor-parallel ranks (off when TP is 1).")
+    var sequenceParallel = false
     @Option(name: .customLong("distributed-backend"),
             help: "mpi (the default under mpirun: one rank per process) or in-process (ranks as threads of this process).")
     var backend: Backend?

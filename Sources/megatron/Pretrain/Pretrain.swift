@@ -94,6 +94,10 @@ struct Pretrain: ParsableCommand {
         _ = try training.scheduler(globalBatchSize: gbs)
         _ = try training.optimizerSettings()
         _ = try recomputation.recompute(layers: model.numLayers)
+        let tp = distributed.tensorModelParallelSize
+        if distributed.sequenceParallel && tp > 1 && training.seqLength % tp != 0 {
+            throw ValidationError("--sequence-parallel: --seq-length \(training.seqLength) is not divisible by --tensor-model-parallel-size \(tp)")
+        }
     }
 
     /// Samples of split `split` (0 train, 1 validation, 2 test) of the --data-path blend (its datasets
@@ -164,6 +168,11 @@ struct Pretrain: ParsableCommand {
         }
         let gpt = try GPTModel(config: config, seed: UInt64(training.seed), tensorParallel: groups.tensorModelParallel, on: device)
         gpt.recompute = try recomputation.recompute(layers: config.numLayers)
+        // As Megatron: sequence parallelism only over tensor-parallel ranks.
+        gpt.sequenceParallel = distributed.sequenceParallel && groups.state.tensorModelParallelSize > 1
+        if distributed.sequenceParallel && !gpt.sequenceParallel && isFirst {
+            print("WARNING: Disabling sequence parallelism because tensor model parallelism is disabled")
+        }
         let dataParallel = try DistributedDataParallel(model: gpt, dataParallel: groups.dataParallel, settings: distributed.ddpSettings)
         let optimizer = Optimizer(model: gpt, settings: try training.optimizerSettings(), ownedRanges: dataParallel.ownedRanges,
                                   gradNormGroup: distributed.useDistributedOptimizer ? groups.dataParallel : nil)
@@ -172,7 +181,8 @@ struct Pretrain: ParsableCommand {
                   + "padded vocab \(config.paddedVocabSize), \(config.parameterCount) parameters"
                   + (gpt.tensorParallel.size > 1 ? " (\(gpt.layout.totalCount) on each tensor-parallel rank)" : ""))
             print("> \(world.size) rank(s) (\(distributed.effectiveBackend.rawValue)), tensor-parallel size "
-                  + "\(groups.state.tensorModelParallelSize), data-parallel size \(groups.state.dataParallelSize), "
+                  + "\(groups.state.tensorModelParallelSize)\(gpt.sequenceParallel ? " (sequence parallel)" : ""), "
+                  + "data-parallel size \(groups.state.dataParallelSize), "
                   + "\(device.threads) thread(s) each; \(dataParallel.buckets.count) gradient bucket(s)"
                   + (distributed.useDistributedOptimizer ? ", distributed optimizer (\(optimizer.stateBytes) bytes of state per rank)" : ""))
         }
