@@ -108,6 +108,14 @@ public struct CommunicatorConformance {
             try outgoing.withUnsafeBufferPointer { try world.send($0, to: next, tag: 7) }
         }
         try expect(incoming == (0 ..< 300).map { Float(previous * 1000 + $0) }, "ring send/receive")
+        // Every rank sends and receives at once, around the ring the other way: 1M floats, beyond any
+        // eager limit, so blocking sends would deadlock.
+        let large = [Float](repeating: Float(r), count: 1 << 20)
+        var back = [Float](repeating: -1, count: 1 << 20)
+        try large.withUnsafeBufferPointer { out in
+            try back.withUnsafeMutableBufferPointer { try world.sendReceive(out, to: previous, into: $0, from: next, tag: 8) }
+        }
+        try expect(back.allSatisfy { $0 == Float(next) }, "ring sendReceive")
         if n > 1 && r < 2 {
             let peer = 1 - r
             if r == 0 {

@@ -1,7 +1,7 @@
 /// A group of ranks that exchange and reduce buffers: the seam between the training code and the
 /// engine that moves bytes (MPI across processes and machines, or threads of one process).
 ///
-/// Every method except `send` and `receive` is collective: all ranks of the group call it, in the
+/// Every method except `send`, `receive` and `sendReceive` is collective: all ranks of the group call it, in the
 /// same order, with buffers of the same length. The in-process backend sums in rank order, so every
 /// rank gets the same bits; the MPI standard only recommends that for MPI_Allreduce. A peer that
 /// fails makes the waiting ranks throw (in-process) or ends the job (MPI: a rank that throws calls
@@ -33,6 +33,12 @@ public protocol Communicator: AnyObject, Sendable {
     /// Waits for the message with `tag` from rank `source` and copies it into `buffer`, whose length
     /// must equal the message's.
     func receive<T: CommunicationScalar>(into buffer: UnsafeMutableBufferPointer<T>, from source: Int, tag: Int) throws
+
+    /// Sends `outgoing` to rank `destination` and receives the message with the same tag from rank
+    /// `source` into `incoming`, at once (MPI_Sendrecv): two ranks that exchange with each other,
+    /// or a ring, cannot deadlock on each other's blocking sends.
+    func sendReceive<T: CommunicationScalar>(_ outgoing: UnsafeBufferPointer<T>, to destination: Int,
+                                             into incoming: UnsafeMutableBufferPointer<T>, from source: Int, tag: Int) throws
 
     /// Returns when every rank has called it.
     func barrier() throws

@@ -67,6 +67,13 @@ public final class InProcessCommunicator: Communicator, @unchecked Sendable {
         bytes.withUnsafeBytes { UnsafeMutableRawBufferPointer(buffer).copyMemory(from: $0) }
     }
 
+    /// Sends are buffered in-process, so sending first never blocks.
+    public func sendReceive<T: CommunicationScalar>(_ outgoing: UnsafeBufferPointer<T>, to destination: Int,
+                                                    into incoming: UnsafeMutableBufferPointer<T>, from source: Int, tag: Int) throws {
+        try send(outgoing, to: destination, tag: tag)
+        try receive(into: incoming, from: source, tag: tag)
+    }
+
     public func barrier() throws { try group.arrive(rank, operation: "barrier") }
 
     public func split(color: Int, key: Int) throws -> any Communicator {

@@ -146,6 +146,22 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         }
     }
 
+    public func sendReceive<T: CommunicationScalar>(_ outgoing: UnsafeBufferPointer<T>, to destination: Int,
+                                                    into incoming: UnsafeMutableBufferPointer<T>, from source: Int, tag: Int) throws {
+        try checkPeer(destination, operation: "sendReceive")
+        try checkPeer(source, operation: "sendReceive")
+        var status = MPI_Status()
+        try Self.check(MPI_Sendrecv(outgoing.baseAddress, try Self.count(outgoing.count), Self.datatype(T.self), Int32(destination),
+                                    Int32(tag), incoming.baseAddress, try Self.count(incoming.count), Self.datatype(T.self),
+                                    Int32(source), Int32(tag), comm, &status),
+                       "MPI_Sendrecv to rank \(destination), from rank \(source)")
+        var received: Int32 = 0
+        MPI_Get_count(&status, Self.datatype(T.self), &received)
+        guard Int(received) == incoming.count else {
+            throw CommunicatorError("sendReceive from rank \(source) (tag \(tag)): \(received) elements, expected \(incoming.count)")
+        }
+    }
+
     public func barrier() throws { try Self.check(MPI_Barrier(comm), "MPI_Barrier") }
 
     public func split(color: Int, key: Int) throws -> any Communicator {
