@@ -126,9 +126,13 @@ public struct GPTConfig: Sendable, Equatable, Codable {
     }
 
     /// Throws a message naming the option at fault when the model cannot be split over
-    /// `tensorParallelSize` ranks: each must hold whole query groups (so whole heads), an equal
-    /// share of the MLP's features and of the padded vocabulary.
-    public func validate(tensorParallelSize t: Int) throws {
+    /// `tensorParallelSize` ranks (each must hold whole query groups, so whole heads, an equal share
+    /// of the MLP's features and of the padded vocabulary) and `pipelineParallelSize` stages (an
+    /// equal number of layers each).
+    public func validate(tensorParallelSize t: Int, pipelineParallelSize p: Int = 1) throws {
+        guard numLayers % p == 0 else {
+            throw TensorError("--num-layers \(numLayers) is not divisible by --pipeline-model-parallel-size \(p)")
+        }
         guard t > 1 else { return }
         let flag = "--tensor-model-parallel-size \(t)"
         guard numQueryGroups % t == 0 else {

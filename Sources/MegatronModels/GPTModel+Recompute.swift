@@ -30,22 +30,24 @@ extension GPTModel {
         }
     }
 
-    /// What to keep of layer `layer`'s activations `a`.
+    /// What to keep of layer `layer`'s activations `a` (Megatron counts the recomputed layers within
+    /// each pipeline stage).
     func save(_ a: LayerActivations, layer: Int) -> SavedLayer {
-        switch recompute.kept(layer: layer, of: config.numLayers) {
+        switch recompute.kept(layer: layer - stageLayers.lowerBound, of: stageLayers.count) {
         case .activations(let recomputed): return .activations(PartialActivations(a, recomputed: recomputed))
         case .chunkInput: return .chunkInput(a.input)
         case .nothing: return .insideChunk
         }
     }
 
-    /// Layer `layer`'s whole activations for its backward: computing again what the forward did not
-    /// keep. A layer inside a chunk comes from `chunk`, which the chunk's last layer fills by running
-    /// the chunk's forward again from its input.
+    /// Layer `layer`'s whole activations for its backward (`saved` holding this stage's layers):
+    /// computing again what the forward did not keep. A layer inside a chunk comes from `chunk`, which
+    /// the chunk's last layer fills by running the chunk's forward again from its input.
     func restore(_ saved: [SavedLayer], layer: Int, chunk: inout [Int: LayerActivations], pass: LayerPass) throws -> LayerActivations {
-        switch saved[layer] {
+        let first = stageLayers.lowerBound
+        switch saved[layer - first] {
         case .activations(let p):
-            let w = weights.layers[layer]
+            let w = weights.layer(layer)
             // A recomputed norm output is gathered to all rows, as the forward kept it.
             let (n1, n1Saved) = try p.inputNorm ?? {
                 let (rows, saved) = try norm.forward(p.input, weight: w.inputNormWeight, bias: w.inputNormBias, on: device)
@@ -62,8 +64,8 @@ extension GPTModel {
         case .chunkInput, .insideChunk:
             if let a = chunk.removeValue(forKey: layer) { return a }
             var start = layer
-            while case .insideChunk = saved[start] { start -= 1 }
-            guard case .chunkInput(var x) = saved[start] else { throw TensorError("activation recomputation: layer \(layer) has no chunk input") }
+            while case .insideChunk = saved[start - first] { start -= 1 }
+            guard case .chunkInput(var x) = saved[start - first] else { throw TensorError("activation recomputation: layer \(layer) has no chunk input") }
             for l in start ... layer {
                 let (output, a) = try layerForward(x, layer: l, pass: pass)
                 chunk[l] = a
@@ -79,14 +81,15 @@ extension GPTModel {
     /// needs at its peak: what the forward keeps of every layer (per layer at most its input, both
     /// norm outputs and their per-row statistics, QKV, the attention context and per-row
     /// log-sum-exp, the attention output, fc1 and its activation: this rank's widths), the decoder
-    /// output, final norm and logits, and under full recomputation one chunk's recomputed layers.
+    /// output, final norm and logits (on the last pipeline stage), and under full recomputation one
+    /// chunk's recomputed layers.
     public func savedActivationFloats(batch: Int, sequenceLength: Int) -> Int {
         let c = config, t = tensorParallel.size, tokens = batch * sequenceLength, h = c.hiddenSize
         let norms = 2 * h + 4, attention = c.attentionWidth / t + c.numAttentionHeads / t, mlp = (c.fc1Width + c.ffnHiddenSize) / t
         let whole = 2 * h + c.qkvWidth / t + norms + attention + mlp
         var kept = 0, chunk = 0, largestChunk = 0
-        for layer in 0 ..< c.numLayers {
-            switch recompute.kept(layer: layer, of: c.numLayers) {
+        for layer in 0 ..< stageLayers.count {
+            switch recompute.kept(layer: layer, of: stageLayers.count) {
             case .activations(let recomputed):
                 kept += whole - (recomputed.contains(.layerNorm) ? norms : 0) - (recomputed.contains(.coreAttention) ? attention : 0)
                     - (recomputed.contains(.mlp) ? mlp : 0)
@@ -99,6 +102,6 @@ extension GPTModel {
             }
             largestChunk = max(largestChunk, chunk)
         }
-        return tokens * (kept + largestChunk + 2 * h + 2 + c.paddedVocabSize / t)
+        return tokens * (kept + largestChunk + (pipeline.isLast ? 2 * h + 2 + c.paddedVocabSize / t : 0))
     }
 }

@@ -9,7 +9,9 @@ import MegatronParallel
 /// Under tensor parallelism (`tensorParallel`, t ranks) each rank holds heads/t heads (whole query
 /// groups), ffn/t MLP features and vocab/t rows of the word embedding and output layer, as
 /// Megatron's column- and row-parallel layers do; activations between the layers are whole on
-/// every rank, and the widths below are then per rank.
+/// every rank, and the widths below are then per rank. Under pipeline parallelism (`pipeline`) a
+/// rank holds one stage of the model (see `PipelineStage`), and `forward` and `backward` run that
+/// stage alone: a pipeline schedule passes the activations and gradients between the stages.
 ///
 /// Shapes (T = batch·seq tokens, h hidden, a = heads·kv-channels, f = ffn):
 /// embeddings [T, h] → per layer: norm → QKV [T, (heads + 2·groups)·d] → attention [T, a] →
@@ -20,6 +22,7 @@ public final class GPTModel: @unchecked Sendable {
     public let layout: ParameterLayout
     public let device: CPUDevice
     public let tensorParallel: TensorParallel
+    public let pipeline: PipelineStage
     /// Which activations training keeps for the backward, and which it computes again.
     public var recompute = ActivationRecompute.none
     /// Megatron's --sequence-parallel (with a tensor-parallel group): between the tensor-parallel
@@ -39,14 +42,18 @@ public final class GPTModel: @unchecked Sendable {
     /// and MLP (linear_proj, linear_fc2) N(0, σ/√(2·layers)), biases 0, norm weights 1. The draw depends
     /// only on the seed and each parameter's name and index, not on any parallel layout. Without a
     /// seed the parameters are left zero, for a model about to be loaded from a checkpoint. With a
-    /// tensor-parallel group, this rank's shard of the same model.
-    public init(config: GPTConfig, seed: UInt64?, tensorParallel group: (any Communicator)? = nil, on device: CPUDevice) throws {
+    /// tensor-parallel group, this rank's shard of the same model; with a pipeline group, this
+    /// rank's stage of it.
+    public init(config: GPTConfig, seed: UInt64?, tensorParallel group: (any Communicator)? = nil,
+                pipeline pipelineGroup: (any Communicator)? = nil, on device: CPUDevice) throws {
         try config.validate()
         tensorParallel = TensorParallel(group: group)
-        try config.validate(tensorParallelSize: tensorParallel.size)
+        pipeline = PipelineStage(group: pipelineGroup)
+        try config.validate(tensorParallelSize: tensorParallel.size, pipelineParallelSize: pipeline.count)
         self.config = config
         self.device = device
-        layout = ParameterLayout(config, tensorParallelRank: tensorParallel.rank, tensorParallelSize: tensorParallel.size)
+        layout = ParameterLayout(config, tensorParallelRank: tensorParallel.rank, tensorParallelSize: tensorParallel.size,
+                                 pipelineStage: pipeline.index, pipelineStages: pipeline.count)
         parameters = Tensor(shape: [layout.totalCount], on: device)
         gradients = Tensor(shape: [layout.totalCount], on: device)
         weights = try GPTWeights(buffer: parameters, layout: layout, config: config)
@@ -61,7 +68,9 @@ public final class GPTModel: @unchecked Sendable {
     private func initialize(seed: UInt64) {
         let sigma = config.initMethodStd
         let scaled = sigma / (2 * Float(config.numLayers)).squareRoot()
-        for (index, entry) in layout.entries.enumerated() {
+        // Each parameter draws from the stream of its index in the whole model, whatever this rank holds.
+        let streams = Dictionary(uniqueKeysWithValues: ParameterLayout(config).entries.enumerated().map { ($1.name, UInt64($0)) })
+        for entry in layout.entries {
             // A shard is cut from the whole tensor's draw, so every layout starts from the same model.
             let wholeCount = entry.wholeShape.reduce(1, *)
             let values = entry.isSharded ? .allocate(capacity: wholeCount)
@@ -80,20 +89,52 @@ public final class GPTModel: @unchecked Sendable {
                 values.update(repeating: 1)
             } else {
                 let std = entry.name.hasSuffix("linear_proj.weight") || entry.name.hasSuffix("linear_fc2.weight") ? scaled : sigma
-                var normal = GaussianStream(seed: seed, stream: UInt64(index))
+                var normal = GaussianStream(seed: seed, stream: streams[entry.name]!)
                 for i in values.indices { values[i] = std * normal.next() }
             }
         }
     }
 
     /// The L2 norm over the whole model of `buffer` (the parameters or the gradients), each
-    /// replicated value counted once: collective over the tensor-parallel group.
+    /// replicated value counted once: collective over the tensor- and pipeline-parallel groups.
     public func wholeModelNorm(of buffer: Tensor) throws -> Double {
         let spans = try layout.normSpans.map { try buffer.view(offset: $0.lowerBound, shape: [$0.count]) }
         let local = try Elementwise.globalL2Norm(spans, on: device)
-        guard let group = tensorParallel.group, group.size > 1 else { return local }
-        return try group.allReduce(local * local, op: .sum).squareRoot()
+        let groups = modelParallelGroups
+        guard !groups.isEmpty else { return local }
+        return try groups.reduce(local * local) { try $1.allReduce($0, op: .sum) }.squareRoot()
     }
+
+    /// The groups over which this rank holds part of one copy of the model: tensor- and pipeline-parallel.
+    public var modelParallelGroups: [any Communicator] {
+        [tensorParallel.group, pipeline.group].compactMap { $0 }.filter { $0.size > 1 }
+    }
+
+    /// The span of the last stage's copy of the word embedding (tied embeddings over several
+    /// stages), whose gradient `reduceSharedEmbeddingGradients` completes; nil elsewhere.
+    public var sharedEmbeddingRange: Range<Int>? {
+        guard pipeline.count > 1, !config.untieEmbeddingsAndOutputWeights, pipeline.isFirst || pipeline.isLast,
+              let e = layout.entry("embedding.word_embeddings.weight") else { return nil }
+        return e.offset ..< e.offset + e.count
+    }
+
+    /// Under pipeline parallelism with tied embeddings, adds the first stage's word-embedding gradient
+    /// and the last stage's (its copy's, from the output layer) on both, so the two copies take the
+    /// same step (Megatron's all-reduce of the embedding group). Once per iteration, after the last
+    /// backward; the other stages do nothing.
+    public func reduceSharedEmbeddingGradients() throws {
+        guard let range = sharedEmbeddingRange, let group = pipeline.group else { return }
+        let peer = pipeline.isFirst ? group.size - 1 : 0
+        let theirs = Tensor(shape: [range.count], on: device, zeroed: false)
+        let mine = try gradients.view(offset: range.lowerBound, shape: [range.count])
+        try group.sendReceive(UnsafeBufferPointer(start: mine.floats, count: range.count), to: peer,
+                              into: UnsafeMutableBufferPointer(start: theirs.floats, count: range.count), from: peer,
+                              tag: Self.sharedEmbeddingTag)
+        // a + b and b + a are the same float: both copies get the same bits.
+        try Elementwise.axpy(mine, theirs, alpha: 1, on: device)
+    }
+
+    static let sharedEmbeddingTag = 7200
 
     /// Under sequence parallelism, sums over the tensor-parallel group the gradients of the
     /// replicated parameters that act on rows (norms, and the biases added after a reduce-scatter):
@@ -178,7 +219,8 @@ public final class GPTModel: @unchecked Sendable {
     /// Runs forward and backward over one micro-batch and adds ∂(lossWeight·loss)/∂θ into `gradients`,
     /// where loss is the masked mean cross-entropy Σ mask·ℓ / max(Σ mask, 1) (Megatron's lm loss and
     /// its clamp: a micro-batch with every token masked contributes no gradient). `lossWeight` is
-    /// 1 / micro-batches per iteration (times the loss scale under fp16).
+    /// 1 / micro-batches per iteration (times the loss scale under fp16). The whole model (one
+    /// pipeline stage); a pipeline schedule calls the stage steps below instead.
     ///
     /// `gradientsReady`, when given, is called during backward with each span of `gradients` as soon
     /// as backward has finished adding to it (the output layer and final norm first, then each layer
@@ -186,27 +228,44 @@ public final class GPTModel: @unchecked Sendable {
     @discardableResult
     public func forwardBackward(_ batch: MicroBatch, lossWeight: Float = 1, dropout: DropoutKey,
                                 gradientsReady: ((Range<Int>) throws -> Void)? = nil) throws -> MaskedLoss {
-        let (logits, final, saved, pass) = try forward(batch, dropout: dropout, training: true)
-        let mask = batch.lossMask.toFloatArray()
-        let tokens = mask.reduce(0, +)
-        let weights = try Tensor(mask.map { $0 * lossWeight / max(tokens, 1) }, shape: [mask.count], on: device)
-        let losses = try crossEntropy(logits: logits, targets: batch.labels, gradWeights: weights)
-        try backward(dLogits: logits, final: final, saved: saved, pass: pass, gradientsReady: gradientsReady)
-        return MaskedLoss(losses: losses.toFloatArray(), mask: mask)
+        try requireWholeModel("training on one rank")
+        let activations = try forward(batch, input: nil, dropout: dropout, training: true)
+        let loss = try self.loss(of: activations, lossWeight: lossWeight)
+        _ = try backward(activations, gradOutput: nil, gradientsReady: gradientsReady)
+        return loss
     }
 
     /// The loss of a micro-batch, without dropout or gradients (evaluation).
     public func loss(_ batch: MicroBatch) throws -> MaskedLoss {
-        let (logits, _, _, _) = try forward(batch, dropout: DropoutKey(seed: 0, iteration: 0, microBatch: 0), training: false)
-        let losses = try crossEntropy(logits: logits, targets: batch.labels, gradWeights: nil)
-        return MaskedLoss(losses: losses.toFloatArray(), mask: batch.lossMask.toFloatArray())
+        try requireWholeModel("evaluation on one rank")
+        let activations = try forward(batch, input: nil, dropout: DropoutKey(seed: 0, iteration: 0, microBatch: 0), training: false)
+        return try loss(of: activations, lossWeight: nil)
     }
 
     /// Logits [T, padded vocab] of a micro-batch (inference: no dropout), whole on every
     /// tensor-parallel rank.
     public func logits(_ batch: MicroBatch) throws -> Tensor {
-        let local = try forward(batch, dropout: DropoutKey(seed: 0, iteration: 0, microBatch: 0), training: false).logits
+        try requireWholeModel("inference")
+        let local = try forward(batch, input: nil, dropout: DropoutKey(seed: 0, iteration: 0, microBatch: 0), training: false).output
         return try tensorParallel.gatherColumns(local, on: device)
+    }
+
+    func requireWholeModel(_ what: String) throws {
+        guard pipeline.count == 1 else {
+            throw TensorError("\(what) needs the whole model: this rank holds pipeline stage \(pipeline.index) of \(pipeline.count)")
+        }
+    }
+
+    /// On the last stage: the masked loss of the micro-batch whose logits `activations` holds. With
+    /// `lossWeight` (training), the logits are overwritten by ∂(lossWeight·loss)/∂logits, where loss
+    /// is the masked mean cross-entropy, for `backward`.
+    public func loss(of activations: StageActivations, lossWeight: Float?) throws -> MaskedLoss {
+        guard activations.final != nil else { throw TensorError("only the last pipeline stage computes the loss") }
+        let batch = activations.pass.batch, mask = batch.lossMask.toFloatArray()
+        let tokens = mask.reduce(0, +)
+        let weights = try lossWeight.map { w in try Tensor(mask.map { $0 * w / max(tokens, 1) }, shape: [mask.count], on: device) }
+        let losses = try crossEntropy(logits: activations.output, targets: batch.labels, gradWeights: weights)
+        return MaskedLoss(losses: losses.toFloatArray(), mask: mask)
     }
 
     /// Per-token losses of logits over this rank's vocabulary (see `CrossEntropy`), through
@@ -221,7 +280,7 @@ public final class GPTModel: @unchecked Sendable {
     }
 
     /// The first vocabulary row this rank's word embedding and output layer hold.
-    var vocabStart: Int { tensorParallel.rank * weights.wordEmbedding.shape[0] }
+    var vocabStart: Int { tensorParallel.rank * config.paddedVocabSize / tensorParallel.size }
 
     /// This rank's heads of `batch` sequences of `sequenceLength` in the fused QKV activation.
     func attentionLayout(batch: Int, sequenceLength: Int) throws -> AttentionLayout {
@@ -240,8 +299,9 @@ public final class GPTModel: @unchecked Sendable {
     /// each rank looks up the ids in its rows, the first adds the positions, and the sum over the
     /// group is the whole lookup).
     func embed(ids: Tensor, positions: Tensor, rows: RowShard) throws -> Tensor {
+        guard let word = weights.wordEmbedding, pipeline.isFirst else { throw TensorError("only the first pipeline stage embeds tokens") }
         let position = tensorParallel.rank == 0 ? weights.positionEmbedding : nil
-        let x = try Embedding.forward(ids: ids, word: weights.wordEmbedding, vocabStart: vocabStart, vocabSize: config.paddedVocabSize,
+        let x = try Embedding.forward(ids: ids, word: word, vocabStart: vocabStart, vocabSize: config.paddedVocabSize,
                                       position: position, positions: position == nil ? nil : positions, on: device)
         return try reduce(x, rows)
     }
@@ -263,8 +323,22 @@ public final class GPTModel: @unchecked Sendable {
         let normSaved: Norm.Saved
     }
 
-    private func forward(_ batch: MicroBatch, dropout: DropoutKey, training: Bool)
-        throws -> (logits: Tensor, final: FinalActivations, saved: [SavedLayer], pass: LayerPass) {
+    /// What a stage's backward needs from its forward over one micro-batch.
+    public struct StageActivations {
+        let pass: LayerPass
+        let saved: [SavedLayer]
+        /// On the last stage.
+        let final: FinalActivations?
+        /// The stage's output: the hidden states [T, h] for the next stage (this rank's rows of them
+        /// under sequence parallelism), or on the last stage this rank's logits [T, vocab/t], which
+        /// `loss(of:lossWeight:)` overwrites by their gradient.
+        public let output: Tensor
+    }
+
+    /// This stage's forward over one micro-batch: from its tokens on the first stage, else from
+    /// `input`, the previous stage's output. `training` keeps what the backward needs and applies
+    /// dropout.
+    public func forward(_ batch: MicroBatch, input: Tensor?, dropout: DropoutKey, training: Bool) throws -> StageActivations {
         let c = config
         guard batch.sequenceLength <= c.maxPositionEmbeddings else {
             throw TensorError("sequence length \(batch.sequenceLength) exceeds --max-position-embeddings \(c.maxPositionEmbeddings)")
@@ -278,27 +352,44 @@ public final class GPTModel: @unchecked Sendable {
                              scale: 1 / Float(c.kvChannels).squareRoot(), dropout: dropout,
                              hiddenDropout: training ? c.hiddenDropout : 0, attentionDropout: training ? c.attentionDropout : 0,
                              rows: split ? RowShard(sequenceParallel: true, first: tensorParallel.rank * tokens / t) : .all)
-        var x = try embed(ids: batch.tokens, positions: batch.positions, rows: pass.rows)
-        if pass.hiddenDropout > 0 {
-            x = try Dropout.apply(x, probability: pass.hiddenDropout, rng: dropout.stream(layer: -1, site: DropoutSite.embedding.rawValue),
-                                  firstRow: pass.rows.first, on: device)
+        var x: Tensor
+        if pipeline.isFirst {
+            x = try embed(ids: batch.tokens, positions: batch.positions, rows: pass.rows)
+            if pass.hiddenDropout > 0 {
+                x = try Dropout.apply(x, probability: pass.hiddenDropout, rng: dropout.stream(layer: -1, site: DropoutSite.embedding.rawValue),
+                                      firstRow: pass.rows.first, on: device)
+            }
+        } else {
+            let rows = split ? tokens / t : tokens
+            guard let input, input.shape == [rows, c.hiddenSize] else {
+                throw TensorError("pipeline stage \(pipeline.index): expected the previous stage's output [\(rows), \(c.hiddenSize)], "
+                                  + "got \(input.map { "\($0.shape)" } ?? "none")")
+            }
+            x = input
         }
         var saved: [SavedLayer] = []
-        for l in 0 ..< c.numLayers {
+        for l in stageLayers {
             let (output, activations) = try layerForward(x, layer: l, pass: pass)
             if training { saved.append(save(activations, layer: l)) }
             x = output
         }
-        let (finalNorm, finalSaved) = try norm.forward(x, weight: weights.finalNormWeight, bias: weights.finalNormBias, on: device)
+        guard pipeline.isLast, let finalNormWeight = weights.finalNormWeight, let outputWeight = weights.outputWeight else {
+            return StageActivations(pass: pass, saved: saved, final: nil, output: x)
+        }
+        let (finalNorm, finalSaved) = try norm.forward(x, weight: finalNormWeight, bias: weights.finalNormBias, on: device)
         let outputInput = try gather(finalNorm, pass.rows)
-        let logits = try GEMM.matmul(outputInput, weights.outputWeight, transposeB: true, on: device)
-        return (logits, FinalActivations(decoderOutput: x, normOutput: outputInput, normSaved: finalSaved), saved, pass)
+        let logits = try GEMM.matmul(outputInput, outputWeight, transposeB: true, on: device)
+        return StageActivations(pass: pass, saved: saved, final: FinalActivations(decoderOutput: x, normOutput: outputInput, normSaved: finalSaved),
+                                output: logits)
     }
+
+    /// The layers of this pipeline stage (all of them on one stage).
+    public var stageLayers: Range<Int> { weights.firstLayer ..< weights.firstLayer + weights.layers.count }
 
     /// One transformer layer: x1 = x + dropout(proj(attention(norm(x)))), then the MLP half. The
     /// activations keep each norm's output as the following layer takes it: all rows.
     func layerForward(_ x: Tensor, layer l: Int, pass: LayerPass) throws -> (output: Tensor, activations: LayerActivations) {
-        let w = weights.layers[l]
+        let w = weights.layer(l)
         let (n1Rows, n1Saved) = try norm.forward(x, weight: w.inputNormWeight, bias: w.inputNormBias, on: device)
         let n1 = try gather(n1Rows, pass.rows)
         let qkv = try Linear.forward(n1, weight: w.qkvWeight, bias: w.qkvBias, on: device)
@@ -347,21 +438,37 @@ public final class GPTModel: @unchecked Sendable {
         return (fc1, try GELU.forward(fc1, bias: w.fc1Bias, approximation: config.geluApproximation, on: device))
     }
 
-    private func backward(dLogits: Tensor, final: FinalActivations, saved: [SavedLayer], pass: LayerPass,
-                          gradientsReady: ((Range<Int>) throws -> Void)?) throws {
+    /// This stage's backward over the micro-batch of `activations`, adding into `gradients`:
+    /// `gradOutput` is the gradient of the stage's output (from the next stage); on the last stage
+    /// none, the logits holding theirs (`loss(of:lossWeight:)`). Returns the gradient of the stage's
+    /// input for the previous stage, nil on the first (whose input is the tokens).
+    public func backward(_ activations: StageActivations, gradOutput: Tensor?,
+                         gradientsReady: ((Range<Int>) throws -> Void)? = nil) throws -> Tensor? {
+        let pass = activations.pass, saved = activations.saved
         let c = config, batch = pass.batch, dropout = pass.dropout, layout = pass.layout, scale = pass.scale
-        // Output layer and final norm. Each column-parallel layer's input gradient is a partial sum
-        // over the ranks' features (Megatron's f operator reduces it).
         let rows = pass.rows
-        let dFinalNorm = try reduce(Linear.backward(dLogits, input: final.normOutput, weight: weights.outputWeight,
-                                                    gradWeight: grads.outputWeight, gradBias: nil, on: device), rows)
-        var dx = try norm.backward(dFinalNorm, input: final.decoderOutput, weight: weights.finalNormWeight, saved: final.normSaved,
-                                   gradWeight: grads.finalNormWeight, gradBias: grads.finalNormBias, on: device)
-        try gradientsReady?(self.layout.range(ofPrefix: "output_layer."))
-        try gradientsReady?(self.layout.range(ofPrefix: "decoder.final_layernorm."))
+        var dx: Tensor
+        if let final = activations.final, let finalNormWeight = weights.finalNormWeight, let outputWeight = weights.outputWeight,
+           let gradOutputWeight = grads.outputWeight, let gradFinalNorm = grads.finalNormWeight {
+            // Output layer and final norm. Each column-parallel layer's input gradient is a partial
+            // sum over the ranks' features (Megatron's f operator reduces it).
+            let dFinalNorm = try reduce(Linear.backward(activations.output, input: final.normOutput, weight: outputWeight,
+                                                        gradWeight: gradOutputWeight, gradBias: nil, on: device), rows)
+            dx = try norm.backward(dFinalNorm, input: final.decoderOutput, weight: finalNormWeight, saved: final.normSaved,
+                                   gradWeight: gradFinalNorm, gradBias: grads.finalNormBias, on: device)
+            try gradientsReady?(self.layout.range(ofPrefix: "output_layer."))
+            if !pipeline.isFirst { try gradientsReady?(self.layout.range(ofPrefix: "embedding.")) }
+            try gradientsReady?(self.layout.range(ofPrefix: "decoder.final_layernorm."))
+        } else {
+            guard let gradOutput, gradOutput.shape == activations.output.shape else {
+                throw TensorError("pipeline stage \(pipeline.index): expected the next stage's gradient \(activations.output.shape), "
+                                  + "got \(gradOutput.map { "\($0.shape)" } ?? "none")")
+            }
+            dx = gradOutput
+        }
         var chunk: [Int: LayerActivations] = [:]
-        for l in stride(from: c.numLayers - 1, through: 0, by: -1) {
-            let a = try restore(saved, layer: l, chunk: &chunk, pass: pass), w = weights.layers[l], g = grads.layers[l]
+        for l in stageLayers.reversed() {
+            let a = try restore(saved, layer: l, chunk: &chunk, pass: pass), w = weights.layer(l), g = grads.layer(l)
             // MLP: x2 = x1 + dropout(fc2(act) + b2); dx (for x2) flows to x1 unchanged and into the MLP.
             let dFc2 = try gather(BiasDropoutAdd.backward(dx, gradBias: g.fc2Bias, probability: c.hiddenDropout,
                                                           rng: dropout.stream(layer: l, site: DropoutSite.mlpOutput.rawValue),
@@ -399,14 +506,16 @@ public final class GPTModel: @unchecked Sendable {
                                    gradWeight: g.inputNormWeight, gradBias: g.inputNormBias, accumulatingInto: dx1, on: device)
             try gradientsReady?(self.layout.range(ofPrefix: "decoder.layers.\(l)."))
         }
+        guard pipeline.isFirst, let gradWord = grads.wordEmbedding else { return dx }
         if c.hiddenDropout > 0 {
             dx = try Dropout.apply(dx, probability: c.hiddenDropout,
                                    rng: dropout.stream(layer: -1, site: DropoutSite.embedding.rawValue), firstRow: rows.first, on: device)
         }
         dx = try gather(dx, rows)
         try Embedding.backward(dx, ids: batch.tokens, positions: grads.positionEmbedding == nil ? nil : batch.positions,
-                               gradWord: grads.wordEmbedding, vocabStart: vocabStart, vocabSize: c.paddedVocabSize,
+                               gradWord: gradWord, vocabStart: vocabStart, vocabSize: c.paddedVocabSize,
                                gradPosition: grads.positionEmbedding, on: device)
         try gradientsReady?(self.layout.range(ofPrefix: "embedding."))
+        return nil
     }
 }

@@ -1,7 +1,7 @@
 import MegatronCore
 
 /// Views of one flat buffer (the parameters, or their gradients at the same offsets) as the tensors
-/// of a GPT model.
+/// of a GPT model, or of one pipeline stage of it.
 struct GPTWeights: Sendable {
     struct Layer: Sendable {
         let inputNormWeight: Tensor, inputNormBias: Tensor?
@@ -12,12 +12,16 @@ struct GPTWeights: Sendable {
         let fc2Weight: Tensor, fc2Bias: Tensor?
     }
 
-    let wordEmbedding: Tensor
+    /// The word embedding: on the first stage, and the last stage's copy under tied embeddings.
+    let wordEmbedding: Tensor?
     let positionEmbedding: Tensor?
+    /// This stage's layers, the first being layer `firstLayer` of the model.
     let layers: [Layer]
-    let finalNormWeight: Tensor, finalNormBias: Tensor?
-    /// The output layer's weight: the word embedding itself unless untied.
-    let outputWeight: Tensor
+    let firstLayer: Int
+    /// On the last stage.
+    let finalNormWeight: Tensor?, finalNormBias: Tensor?
+    /// The output layer's weight, on the last stage: the word embedding (or its copy) unless untied.
+    let outputWeight: Tensor?
 
     init(buffer: Tensor, layout: ParameterLayout, config: GPTConfig) throws {
         func view(_ name: String) throws -> Tensor {
@@ -25,9 +29,11 @@ struct GPTWeights: Sendable {
             return try buffer.view(offset: e.offset, shape: e.shape)
         }
         func optional(_ name: String) throws -> Tensor? { layout.entry(name) == nil ? nil : try view(name) }
-        wordEmbedding = try view("embedding.word_embeddings.weight")
+        wordEmbedding = try optional("embedding.word_embeddings.weight")
         positionEmbedding = try optional("embedding.position_embeddings.weight")
-        layers = try (0 ..< config.numLayers).map { i in
+        let stageLayers = PipelineStage.layers(config.numLayers, stage: layout.pipelineStage, of: layout.pipelineStages)
+        firstLayer = stageLayers.lowerBound
+        layers = try stageLayers.map { i in
             let p = "decoder.layers.\(i)."
             return Layer(
                 inputNormWeight: try view(p + "input_layernorm.weight"), inputNormBias: try optional(p + "input_layernorm.bias"),
@@ -37,8 +43,11 @@ struct GPTWeights: Sendable {
                 fc1Weight: try view(p + "mlp.linear_fc1.weight"), fc1Bias: try optional(p + "mlp.linear_fc1.bias"),
                 fc2Weight: try view(p + "mlp.linear_fc2.weight"), fc2Bias: try optional(p + "mlp.linear_fc2.bias"))
         }
-        finalNormWeight = try view("decoder.final_layernorm.weight")
+        finalNormWeight = try optional("decoder.final_layernorm.weight")
         finalNormBias = try optional("decoder.final_layernorm.bias")
-        outputWeight = try optional("output_layer.weight") ?? wordEmbedding
+        outputWeight = finalNormWeight == nil ? nil : try optional("output_layer.weight") ?? wordEmbedding
     }
+
+    /// Layer `layer` of the model (which this stage must hold).
+    func layer(_ layer: Int) -> Layer { layers[layer - firstLayer] }
 }

@@ -29,6 +29,7 @@ extension GPTModel {
     /// join the cache. Row i equals what `logits` computes at that position for the whole sequence.
     /// Under tensor parallelism every rank of the group calls it, and each gets the whole logits.
     public func logits(continuing tokens: [Int32], cache: KeyValueCache) throws -> Tensor {
+        try requireWholeModel("generation")
         let c = config, n = tokens.count, start = cache.length
         guard n > 0 else { throw TensorError("generation: no tokens to add") }
         guard start + n <= cache.capacity, start + n <= c.maxPositionEmbeddings else {
@@ -40,7 +41,7 @@ extension GPTModel {
         var x = try embed(ids: ids, positions: positions, rows: .all)
         let layout = try attentionLayout(batch: 1, sequenceLength: n)
         let noDropout = PhiloxStream(seed: 0, stream: 0)
-        for (l, w) in weights.layers.enumerated() {
+        for (l, w) in zip(stageLayers, weights.layers) {
             let (n1, _) = try norm.forward(x, weight: w.inputNormWeight, bias: w.inputNormBias, on: device)
             let qkv = try Linear.forward(n1, weight: w.qkvWeight, bias: w.qkvBias, on: device)
             try rotary?.apply(to: qkv, headOffsets: layout.queryOffsets + layout.keyOffsets, positions: positions, on: device)
@@ -51,8 +52,8 @@ extension GPTModel {
             x = try mlpBlock(x1, w, dropout: 0, rng: noDropout, rows: .all).output
         }
         cache.length += n
-        let (finalNorm, _) = try norm.forward(x, weight: weights.finalNormWeight, bias: weights.finalNormBias, on: device)
-        let logits = try GEMM.matmul(finalNorm, weights.outputWeight, transposeB: true, on: device)
+        let (finalNorm, _) = try norm.forward(x, weight: weights.finalNormWeight!, bias: weights.finalNormBias, on: device)
+        let logits = try GEMM.matmul(finalNorm, weights.outputWeight!, transposeB: true, on: device)
         return try tensorParallel.gatherColumns(logits, on: device)
     }
 

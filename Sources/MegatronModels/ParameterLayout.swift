@@ -5,7 +5,8 @@
 /// partitioning: column-parallel weights by output rows, row-parallel weights by input columns, the
 /// word embedding and output layer by vocabulary rows) and the whole of the others. Every entry
 /// records where its shard lies in the whole tensor, so checkpoints and initialisation see whole
-/// tensors whatever the layout.
+/// tensors whatever the layout. Under pipeline parallelism a stage's layout holds only its part of
+/// the model (see `PipelineStage`), under the same names.
 public struct ParameterLayout: Sendable {
     /// How a parameter is split over the tensor-parallel ranks.
     public enum Split: Sendable, Equatable {
@@ -48,19 +49,27 @@ public struct ParameterLayout: Sendable {
     public private(set) var totalCount = 0
     public let tensorParallelRank: Int
     public let tensorParallelSize: Int
+    public let pipelineStage: Int
+    public let pipelineStages: Int
     private var index: [String: Int] = [:]
 
-    /// The layout of tensor-parallel rank `tensorParallelRank` of `tensorParallelSize` (whose
-    /// divisibility `GPTConfig.validate(tensorParallelSize:)` checks).
-    public init(_ config: GPTConfig, tensorParallelRank: Int = 0, tensorParallelSize: Int = 1) {
+    /// The layout of tensor-parallel rank `tensorParallelRank` of `tensorParallelSize` in pipeline
+    /// stage `pipelineStage` of `pipelineStages` (whose divisibility `GPTConfig.validate` checks).
+    public init(_ config: GPTConfig, tensorParallelRank: Int = 0, tensorParallelSize: Int = 1, pipelineStage: Int = 0,
+                pipelineStages: Int = 1) {
         self.tensorParallelRank = tensorParallelRank
         self.tensorParallelSize = tensorParallelSize
+        self.pipelineStage = pipelineStage
+        self.pipelineStages = pipelineStages
         let h = config.hiddenSize, fc1Split: Split = config.swiglu ? .rowHalves : .rows
-        add("embedding.word_embeddings.weight", [config.paddedVocabSize, h], .rows)
-        if config.positionEmbedding == .learnedAbsolute {
-            add("embedding.position_embeddings.weight", [config.maxPositionEmbeddings, h], .replicated)
+        let first = pipelineStage == 0, last = pipelineStage == pipelineStages - 1
+        if first {
+            add("embedding.word_embeddings.weight", [config.paddedVocabSize, h], .rows)
+            if config.positionEmbedding == .learnedAbsolute {
+                add("embedding.position_embeddings.weight", [config.maxPositionEmbeddings, h], .replicated)
+            }
         }
-        for layer in 0 ..< config.numLayers {
+        for layer in PipelineStage.layers(config.numLayers, stage: pipelineStage, of: pipelineStages) {
             let p = "decoder.layers.\(layer)."
             add(p + "input_layernorm.weight", [h], .replicated)
             if config.normHasBias { add(p + "input_layernorm.bias", [h], .replicated) }
@@ -75,9 +84,19 @@ public struct ParameterLayout: Sendable {
             add(p + "mlp.linear_fc2.weight", [h, config.ffnHiddenSize], .columns)
             if config.addBiasLinear { add(p + "mlp.linear_fc2.bias", [h], .replicated) }
         }
+        guard last else { return }
         add("decoder.final_layernorm.weight", [h], .replicated)
         if config.normHasBias { add("decoder.final_layernorm.bias", [h], .replicated) }
-        if config.untieEmbeddingsAndOutputWeights { add("output_layer.weight", [config.paddedVocabSize, h], .rows) }
+        if config.untieEmbeddingsAndOutputWeights {
+            add("output_layer.weight", [config.paddedVocabSize, h], .rows)
+        } else if !first {
+            add("embedding.word_embeddings.weight", [config.paddedVocabSize, h], .rows)
+        }
+    }
+
+    /// Whether `entry` is the last stage's copy of the word embedding (see `PipelineStage`).
+    public func isSharedEmbeddingCopy(_ entry: Entry) -> Bool {
+        pipelineStage > 0 && entry.name == "embedding.word_embeddings.weight"
     }
 
     private mutating func add(_ name: String, _ whole: [Int], _ split: Split) {
@@ -115,12 +134,12 @@ public struct ParameterLayout: Sendable {
     }
 
     /// The spans of the flat buffer that count toward a norm over the whole model on this rank:
-    /// the sharded parameters, and the replicated ones on tensor-parallel rank 0 only (Megatron's
-    /// rule against counting duplicates). Summed over the tensor-parallel group, the squares of
-    /// these spans give the whole model's.
+    /// the sharded parameters, and the replicated ones on tensor-parallel rank 0 only, less the last
+    /// stage's copy of the word embedding (Megatron's rule against counting duplicates). Summed
+    /// over the tensor- and pipeline-parallel groups, the squares of these spans give the whole model's.
     public var normSpans: [Range<Int>] {
         var spans: [Range<Int>] = []
-        for entry in entries where entry.isSharded || tensorParallelRank == 0 {
+        for entry in entries where (entry.isSharded || tensorParallelRank == 0) && !isSharedEmbeddingCopy(entry) {
             let range = entry.offset ..< entry.offset + entry.count
             if let last = spans.last, last.upperBound == range.lowerBound {
                 spans[spans.count - 1] = last.lowerBound ..< range.upperBound

@@ -1,0 +1,27 @@
+import MegatronParallel
+
+/// The part of a GPT model one pipeline-parallel rank holds (Megatron's pipeline stage): with L
+/// layers over `count` stages, stage i holds layers i·L/count ..< (i+1)·L/count; the first stage also
+/// the embeddings, the last the final norm and the output layer. With tied embeddings and more than
+/// one stage, the last stage keeps its own copy of the word embedding for the output layer
+/// (Megatron's shared embedding): the two copies start equal and their gradients are summed over
+/// the first and last stage every iteration, so they stay equal.
+///
+/// The stages exchange activations and gradients over `group` (ranked in stage order); the pipeline
+/// schedule moves them, the model computes one stage.
+public struct PipelineStage: Sendable {
+    public let group: (any Communicator)?
+
+    public init(group: (any Communicator)?) { self.group = group }
+
+    public var index: Int { group?.rank ?? 0 }
+    public var count: Int { group?.size ?? 1 }
+    public var isFirst: Bool { index == 0 }
+    public var isLast: Bool { index == count - 1 }
+
+    /// The layers stage `index` of `count` holds, of `numLayers` (which `count` must divide).
+    public static func layers(_ numLayers: Int, stage index: Int, of count: Int) -> Range<Int> {
+        let per = numLayers / count
+        return index * per ..< (index + 1) * per
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import MegatronCore
+import MegatronModels
+import MegatronParallel
+import Testing
+
+/// A model split into pipeline stages (and tensor-parallel shards of them) computes what one rank
+/// computes: each stage holds its layers of the same initialisation, the stages run one micro-batch
+/// forward and backward passing activations and gradients (as a schedule would), and the last
+/// stage's loss and every rank's gradients (after the shared word embedding's are summed) are the
+/// whole model's. Dropout included: the masks depend on the layer, not the stage.
+@Suite struct PipelineStageTests {
+    @Test(arguments: [(0, 2, 1, false), (1, 2, 1, false), (2, 4, 1, false), (0, 2, 2, true), (1, 2, 2, false)])
+    func stagesComputeTheWholeModel(variant: Int, pipelineSize pp: Int, tensorParallelSize tp: Int, sequenceParallel: Bool) throws {
+        let (name, variantConfig) = GPTModelTests.variants[variant]
+        var fourLayers = variantConfig
+        fourLayers.numLayers = 4
+        let config = fourLayers
+        let batch = try MicroBatch(samples: samples(2, 8), on: device)
+        let key = GPTModel.DropoutKey(seed: 3, iteration: 1, microBatch: 0)
+        let whole = try GPTModel(config: config, seed: 7, on: device)
+        let wholeLoss = try whole.forwardBackward(batch, dropout: key).mean
+        let wholeParameters = whole.parameters.toFloatArray(), wholeGradients = whole.gradients.toFloatArray()
+        let wholeNorm = try whole.wholeModelNorm(of: whole.gradients)
+        let failures = TensorParallelTests.Failures()
+        try InProcessWorld(size: pp * tp).run { world in
+            let groups = try ProcessGroups(world: world, state: ParallelState(worldSize: pp * tp, tensorModelParallelSize: tp,
+                                                                             pipelineModelParallelSize: pp))
+            let model = try GPTModel(config: config, seed: 7, tensorParallel: groups.tensorModelParallel,
+                                     pipeline: groups.pipelineModelParallel, on: CPUDevice(threads: 1))
+            model.sequenceParallel = sequenceParallel
+            let stage = model.pipeline, link = groups.pipelineModelParallel
+            let batch = try MicroBatch(samples: samples(2, 8), on: model.device)
+            let rows = sequenceParallel ? batch.tokens.count / tp : batch.tokens.count
+            var input: Tensor?
+            if !stage.isFirst {
+                let received = Tensor(shape: [rows, config.hiddenSize], on: model.device)
+                try link.receive(into: UnsafeMutableBufferPointer(start: received.floats, count: received.count), from: stage.index - 1, tag: 1)
+                input = received
+            }
+            let activations = try model.forward(batch, input: input, dropout: key, training: true)
+            var gradOutput: Tensor?
+            if stage.isLast {
+                let loss = try model.loss(of: activations, lossWeight: 1).mean
+                if abs(loss - wholeLoss) > 1e-5 * abs(wholeLoss) { failures.add("stage \(stage.index): loss \(loss) vs \(wholeLoss)") }
+            } else {
+                try link.send(UnsafeBufferPointer(start: activations.output.floats, count: activations.output.count), to: stage.index + 1, tag: 1)
+                let received = Tensor(shape: activations.output.shape, on: model.device)
+                try link.receive(into: UnsafeMutableBufferPointer(start: received.floats, count: received.count), from: stage.index + 1, tag: 2)
+                gradOutput = received
+            }
+            if let gradInput = try model.backward(activations, gradOutput: gradOutput) {
+                try link.send(UnsafeBufferPointer(start: gradInput.floats, count: gradInput.count), to: stage.index - 1, tag: 2)
+            }
+            try model.reduceSequenceParallelGradients()
+            try model.reduceSharedEmbeddingGradients()
+            let gradients = model.gradients.toFloatArray()
+            for entry in model.layout.entries {
+                let expected = TensorParallelTests.shard(wholeGradients, of: entry, in: whole.layout)
+                let initial = TensorParallelTests.shard(wholeParameters, of: entry, in: whole.layout)
+                let actual = Array(gradients[entry.offset ..< entry.offset + entry.count])
+                let scale = expected.map(abs).max()!, worst = zip(actual, expected).map { abs($0 - $1) }.max()!
+                if !(worst <= 1e-5 * scale + 1e-9) {
+                    failures.add("rank \(world.rank): \(entry.name): gradient differs by \(worst) (values up to \(scale))")
+                }
+                if Array(UnsafeBufferPointer(start: model.parameters.floats + entry.offset, count: entry.count)) != initial {
+                    failures.add("rank \(world.rank): \(entry.name) is not its part of the initialisation")
+                }
+            }
+            let norm = try model.wholeModelNorm(of: model.gradients)
+            if abs(norm - wholeNorm) > 1e-5 * wholeNorm { failures.add("rank \(world.rank): gradient norm \(norm) vs \(wholeNorm)") }
+        }
+        #expect(failures.messages.isEmpty, "\(name), PP=\(pp), TP=\(tp)\(sequenceParallel ? " SP" : ""): \(failures.messages.prefix(5))")
+    }
+
+    @Test func layersThatDoNotSplitIntoStagesNameTheFlag() throws {
+        let failures = TensorParallelTests.Failures()
+        try InProcessWorld(size: 3).run { group in
+            do {
+                _ = try GPTModel(config: tinyConfig(), seed: 7, pipeline: group, on: CPUDevice(threads: 1))
+                failures.add("built 2 layers in 3 stages")
+            } catch {
+                if !"\(error)".contains("--num-layers 2 is not divisible by --pipeline-model-parallel-size 3") { failures.add("\(error)") }
+            }
+        }
+        #expect(failures.messages.isEmpty, "\(failures.messages)")
+    }
+}
