@@ -9,8 +9,8 @@ import MegatronParallel
 /// It updates the spans of the flat buffer it owns: all of it, or under the distributed optimizer
 /// this data-parallel rank's shard, whose Adam state alone it stores (memory falls as 1/dp). The
 /// gradient norm then sums squares over every rank's shard (`gradNormGroup`), so all ranks clip
-/// by, and skip non-finite steps on, the same global norm. Under tensor parallelism the squares are
-/// summed over the tensor-parallel group too, each replicated parameter counted once.
+/// by, and skip non-finite steps on, the same global norm. Under tensor and pipeline parallelism the
+/// squares are summed over those groups too, each replicated parameter counted once.
 public final class Optimizer {
     public enum Kind: String, Sendable, CaseIterable { case adam, sgd }
 
@@ -76,12 +76,12 @@ public final class Optimizer {
     /// Bytes of optimizer state (moments) this rank keeps.
     public var stateBytes: Int { firstMoment.byteCount + (secondMoment?.byteCount ?? 0) }
 
-    /// The L2 norm of the gradients over every counted span, summed over the tensor-parallel group
+    /// The L2 norm of the gradients over every counted span, summed over the model-parallel groups
     /// and `gradNormGroup`.
     func gradientNorm() throws -> Double {
         let shards = try normSpans.map { try model.gradients.view(offset: $0.lowerBound, shape: [$0.count]) }
         let local = try Elementwise.globalL2Norm(shards, on: model.device)
-        let groups = [model.tensorParallel.group, gradNormGroup].compactMap { $0 }.filter { $0.size > 1 }
+        let groups = model.modelParallelGroups + [gradNormGroup].compactMap { $0 }.filter { $0.size > 1 }
         guard !groups.isEmpty else { return local }
         return try groups.reduce(local * local) { try $1.allReduce($0, op: .sum) }.squareRoot()
     }

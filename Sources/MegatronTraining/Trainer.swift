@@ -3,8 +3,9 @@ import MegatronCore
 import MegatronModels
 
 /// The pretraining loop: each iteration accumulates gradients over global-batch / (micro-batch · dp)
-/// micro-batches, synchronises them over the data-parallel group, clips, steps the optimizer and
-/// the learning-rate schedule, and every `logInterval` iterations logs Megatron's line.
+/// micro-batches (through the pipeline schedule when the model is one stage of several),
+/// synchronises them over the data-parallel group, clips, steps the optimizer and the learning-rate
+/// schedule, and every `logInterval` iterations logs Megatron's line.
 ///
 /// Data-parallel rank r takes Megatron's share of each iteration's samples: of every
 /// micro-batch · dp consecutive samples, the r-th run of micro-batch samples. Its m-th micro-batch
@@ -103,7 +104,7 @@ public final class Trainer {
     @discardableResult
     public func train() throws -> [IterationResult] {
         let s = settings
-        let dp = dataParallel?.dataParallel.size ?? 1, dpRank = dataParallel?.dataParallel.rank ?? 0
+        let dp = dataParallel?.dataParallel.size ?? 1
         guard s.globalBatchSize % (s.microBatchSize * dp) == 0 else {
             throw TensorError("--global-batch-size \(s.globalBatchSize) is not divisible by --micro-batch-size "
                               + "\(s.microBatchSize) × data-parallel size \(dp)")
@@ -111,7 +112,7 @@ public final class Trainer {
         let microBatches = s.globalBatchSize / (s.microBatchSize * dp)
         // Megatron's throughput is per device: the model's FLOPs over every rank.
         let flops = modelFLOPsPerIteration(model.config, globalBatchSize: s.globalBatchSize, sequenceLength: s.sequenceLength)
-            / Double(dp * model.tensorParallel.size)
+            / Double(dp * model.tensorParallel.size * model.pipeline.count)
         var results: [IterationResult] = []
         defer { try? tensorboard?.writer.flush() }
         var interval = TrainingLog()
@@ -123,26 +124,23 @@ public final class Trainer {
         for iteration in firstIteration ..< max(firstIteration, lastIteration + 1) {
             let start = Date()
             model.zeroGradients()
-            var lossSums = [0.0, 0.0]   // Σ mask·ℓ, Σ mask over the iteration's micro-batches
-            for micro in 0 ..< microBatches {
-                let first = consumedSamples + (micro * dp + dpRank) * s.microBatchSize
-                let batch = try MicroBatch(samples: (first ..< first + s.microBatchSize).map(sample), boundaries: s.documentBoundaries,
-                                           on: model.device)
-                // The last micro-batch's backward completes the gradients: reduce them as it goes.
-                let completes = micro == microBatches - 1
-                if completes { dataParallel?.startGradSync() }
-                let ready = completes ? dataParallel.map { ddp in { (range: Range<Int>) in try ddp.gradientsReady(range) } } : nil
-                let loss = try model.forwardBackward(batch, lossWeight: 1 / Float(microBatches),
-                                                     dropout: .init(seed: s.seed, iteration: iteration, microBatch: micro * dp + dpRank),
-                                                     gradientsReady: ready)
-                lossSums[0] += Double(loss.sum)
-                lossSums[1] += Double(loss.tokens)
+            dataParallel?.startGradSync()
+            // The last micro-batch's backward completes the gradients: data parallelism reduces each
+            // bucket as it goes, except the word embedding shared by the first and last pipeline
+            // stages, which is complete only once those two have summed theirs.
+            let shared = model.sharedEmbeddingRange
+            let ready = dataParallel.map { ddp in
+                { (range: Range<Int>) in for part in range.removing(shared) { try ddp.gradientsReady(part) } }
             }
+            let (lossSum, tokens) = try schedule(iteration: iteration).forwardBackward(count: microBatches, lossWeight: 1 / Float(microBatches),
+                                                                                      gradientsReady: ready)
+            try model.reduceSharedEmbeddingGradients()
+            if let shared { try dataParallel?.gradientsReady(shared) }
             try dataParallel?.finishGradSync()
             try model.reduceSequenceParallelGradients()
-            if let group = dataParallel?.dataParallel, dp > 1 {
-                try lossSums.withUnsafeMutableBufferPointer { try group.allReduce($0, op: .sum) }
-            }
+            // The last stage's loss, summed over the data-parallel ranks, reaches every rank.
+            var lossSums = [lossSum, tokens]
+            try allReduceOverDataAndPipeline(&lossSums)
             // Megatron's reported lm loss: averaged over every token of the global batch.
             let loss = Float(lossSums[0] / lossSums[1])
             if s.checkForNaNInLossAndGrad, !loss.isFinite, lossSums[1] > 0 {
@@ -217,6 +215,26 @@ public final class Trainer {
         return results
     }
 
+    /// The pipeline schedule of iteration `iteration`'s micro-batches on this data-parallel rank: of
+    /// every micro-batch · dp consecutive samples from `consumedSamples`, the dpRank-th run.
+    private func schedule(iteration: Int) -> PipelineSchedule {
+        let s = settings, first = consumedSamples, sample = self.sample, device = model.device
+        let dp = dataParallel?.dataParallel.size ?? 1, dpRank = dataParallel?.dataParallel.rank ?? 0
+        return PipelineSchedule(model: model) { m in
+            let start = first + (m * dp + dpRank) * s.microBatchSize
+            return (try MicroBatch(samples: (start ..< start + s.microBatchSize).map(sample), boundaries: s.documentBoundaries, on: device),
+                    GPTModel.DropoutKey(seed: s.seed, iteration: iteration, microBatch: m * dp + dpRank))
+        }
+    }
+
+    /// Sums `values` over the data-parallel ranks and the pipeline stages (the last stage's loss
+    /// reaches every rank).
+    private func allReduceOverDataAndPipeline(_ values: inout [Double]) throws {
+        for group in [dataParallel?.dataParallel, model.pipeline.group].compactMap({ $0 }) where group.size > 1 {
+            try values.withUnsafeMutableBufferPointer { try group.allReduce($0, op: .sum) }
+        }
+    }
+
     /// The error that ends a run under --check-for-nan-in-loss-and-grad.
     private static func nonFinite(_ what: String, _ value: Double, iteration: Int) -> TensorError {
         TensorError("iteration \(iteration): \(what) is \(value.isNaN ? "NaN" : "\(value)") (--check-for-nan-in-loss-and-grad, "
@@ -257,22 +275,19 @@ public final class Trainer {
 
     /// Evaluates on samples `first ..< first + iterations · global batch` of `sample` and logs Megatron's
     /// validation lines (the loss and its perplexity, exp of the loss capped at 20).
-    private func evaluateAndLog(_ sample: (Int) -> [Int32], from first: Int, label: String, toTensorBoard: Bool = true) throws {
+    private func evaluateAndLog(_ sample: @escaping (Int) -> [Int32], from first: Int, label: String, toTensorBoard: Bool = true) throws {
         let s = settings, iterations = evaluation!.iterations
         let dp = dataParallel?.dataParallel.size ?? 1, dpRank = dataParallel?.dataParallel.rank ?? 0
         let microBatches = s.globalBatchSize / (s.microBatchSize * dp)
-        var sums = [0.0, 0.0]   // Σ loss·tokens, Σ tokens
-        for batch in 0 ..< iterations * microBatches {
-            let start = first + (batch * dp + dpRank) * s.microBatchSize
-            let micro = try MicroBatch(samples: (start ..< start + s.microBatchSize).map(sample), boundaries: s.documentBoundaries,
-                                       on: model.device)
-            let loss = try model.loss(micro)
-            sums[0] += Double(loss.sum)
-            sums[1] += Double(loss.tokens)
+        let evaluation = PipelineSchedule(model: model) { m in
+            let start = first + (m * dp + dpRank) * s.microBatchSize
+            return (try MicroBatch(samples: (start ..< start + s.microBatchSize).map(sample), boundaries: s.documentBoundaries,
+                                   on: self.model.device),
+                    GPTModel.DropoutKey(seed: 0, iteration: 0, microBatch: 0))
         }
-        if let group = dataParallel?.dataParallel, dp > 1 {
-            try sums.withUnsafeMutableBufferPointer { try group.allReduce($0, op: .sum) }
-        }
+        let (lossSum, tokens) = try evaluation.forwardOnly(count: iterations * microBatches)
+        var sums = [lossSum, tokens]   // Σ loss·tokens, Σ tokens
+        try allReduceOverDataAndPipeline(&sums)
         let loss = sums[0] / sums[1]
         if toTensorBoard {
             tensorboard?.validation(loss: loss, perplexity: exp(min(20, loss)), iteration: iteration, consumedSamples: consumedSamples)

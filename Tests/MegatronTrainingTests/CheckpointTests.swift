@@ -26,16 +26,18 @@ struct CheckpointTests {
     }
 
     /// Trains on dp × tp in-process ranks (model seed `modelSeed`), first loading `load` and saving to
-    /// `save` when given; returns what rank 0 saw.
-    static func run(dp: Int = 1, tp: Int = 1, distributedOptimizer: Bool = false, optimizer kind: Optimizer.Kind = .adam, modelSeed: UInt64 = 3,
+    /// `save` when given; returns what the last rank (which logs) saw.
+    static func run(dp: Int = 1, tp: Int = 1, pp: Int = 1, distributedOptimizer: Bool = false, optimizer kind: Optimizer.Kind = .adam, modelSeed: UInt64 = 3,
                     save: URL? = nil, exitInterval: Int? = nil, load: URL? = nil, loadOptimizer: Bool = true,
                     finetune: Bool = false, maxLR: Double = 3e-3,
                     schedulerSettings: Trainer.SchedulerSettingsOnLoad = .mustMatch) throws -> Outcome {
         let data = try MockData(vocabSize: 128, sequenceLength: 16, seed: 5)
         let outcome = Outcome()
-        try InProcessWorld(size: dp * tp).run { world in
-            let groups = try ProcessGroups(world: world, state: ParallelState(worldSize: dp * tp, tensorModelParallelSize: tp))
-            let model = try GPTModel(config: config, seed: modelSeed, tensorParallel: groups.tensorModelParallel, on: CPUDevice(threads: 1))
+        try InProcessWorld(size: dp * tp * pp).run { world in
+            let groups = try ProcessGroups(world: world, state: ParallelState(worldSize: dp * tp * pp, tensorModelParallelSize: tp,
+                                                                             pipelineModelParallelSize: pp))
+            let model = try GPTModel(config: config, seed: modelSeed, tensorParallel: groups.tensorModelParallel,
+                                     pipeline: groups.pipelineModelParallel, on: CPUDevice(threads: 1))
             var ddp = DistributedDataParallel.Settings()
             ddp.useDistributedOptimizer = distributedOptimizer
             ddp.bucketSize = 3000
@@ -55,7 +57,7 @@ struct CheckpointTests {
                 try trainer.loadCheckpoint(from: $0, loadOptimizer: loadOptimizer, finetune: finetune, schedulerSettings: schedulerSettings)
             }
             let steps = try trainer.train()
-            if world.rank == 0 {
+            if groups.isLastRank {
                 outcome.steps = steps.map { ($0.loss, $0.gradNorm) }
                 outcome.learningRates = steps.map(\.learningRate)
                 outcome.parameters = model.parameters.toFloatArray()

@@ -11,7 +11,8 @@ struct DataParallelTests {
     static let steps = 20
 
     /// Trains the tiny model on dp × tp in-process ranks; returns the losses and grad norms rank 0 saw.
-    static func train(dataParallelSize dp: Int, tensorParallelSize tp: Int = 1, sequenceParallel: Bool = false, ddp: DistributedDataParallel.Settings = .init(),
+    static func train(dataParallelSize dp: Int, tensorParallelSize tp: Int = 1, pipelineParallelSize pp: Int = 1,
+                      sequenceParallel: Bool = false, ddp: DistributedDataParallel.Settings = .init(),
                       optimizerStateBytes: UnsafeMutablePointer<Int>? = nil,
                       validationLog: UnsafeMutablePointer<[String]>? = nil) throws -> [(loss: Float, gradNorm: Double)] {
         var config = GPTConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
@@ -20,10 +21,11 @@ struct DataParallelTests {
         let modelConfig = config
         let data = try MockData(vocabSize: 128, sequenceLength: 16, seed: 5)
         let results = Results()
-        try InProcessWorld(size: dp * tp).run { world in
-            let state = try ParallelState(worldSize: dp * tp, tensorModelParallelSize: tp)
+        try InProcessWorld(size: dp * tp * pp).run { world in
+            let state = try ParallelState(worldSize: dp * tp * pp, tensorModelParallelSize: tp, pipelineModelParallelSize: pp)
             let groups = try ProcessGroups(world: world, state: state)
-            let model = try GPTModel(config: modelConfig, seed: 3, tensorParallel: groups.tensorModelParallel, on: CPUDevice(threads: 1))
+            let model = try GPTModel(config: modelConfig, seed: 3, tensorParallel: groups.tensorModelParallel,
+                                     pipeline: groups.pipelineModelParallel, on: CPUDevice(threads: 1))
             model.sequenceParallel = sequenceParallel
             let dataParallel = try DistributedDataParallel(model: model, dataParallel: groups.dataParallel, settings: ddp)
             var optimizerSettings = Optimizer.Settings()

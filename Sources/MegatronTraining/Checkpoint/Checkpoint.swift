@@ -134,11 +134,13 @@ public enum Checkpoint {
         }
     }
 
-    /// Copies the parameters of iteration `iteration` into `parameters`, laid out by `layout`.
-    public static func readParameters(from directory: URL, iteration: Int, layout: ParameterLayout,
+    /// Copies the parameters of iteration `iteration` into `parameters`, laid out by `layout` (a
+    /// rank's part of the model whose whole layout is `wholeLayout`, by default `layout` itself).
+    public static func readParameters(from directory: URL, iteration: Int, layout: ParameterLayout, wholeLayout: ParameterLayout? = nil,
                                       into parameters: UnsafeMutablePointer<Float>) throws {
         let file = storedDirectory(directory, iteration: iteration).appendingPathComponent("model.safetensors")
-        try copy(try tensors(file), of: file, suffix: "", into: [(0 ..< layout.totalCount, parameters)], layout)
+        try copy(try tensors(file), of: file, suffix: "", into: [(0 ..< layout.totalCount, parameters)], layout,
+                 whole: wholeLayout ?? layout)
     }
 
     /// Reads the checkpoint of `iteration`: copies its parameters into the model and, given this run's
@@ -158,11 +160,14 @@ public enum Checkpoint {
             throw TensorError("\(folder.path): saved by --optimizer \(saved), this run's is \(optimizer.kind) "
                               + "(--no-load-optim starts a fresh optimizer from the saved model)")
         }
-        try readParameters(from: directory, iteration: iteration, layout: model.layout, into: model.parameters.floats)
+        let whole = ParameterLayout(model.config)
+        try readParameters(from: directory, iteration: iteration, layout: model.layout, wholeLayout: whole, into: model.parameters.floats)
         guard let optimizer, progress.optimizer != nil else { return progress }
         let optimizerFile = folder.appendingPathComponent("optimizer.safetensors")
         let stored = try tensors(optimizerFile)
-        for (name, spans) in optimizer.state { try copy(stored, of: optimizerFile, suffix: "." + name, into: spans, model.layout) }
+        for (name, spans) in optimizer.state {
+            try copy(stored, of: optimizerFile, suffix: "." + name, into: spans, model.layout, whole: whole)
+        }
         return progress
     }
 
@@ -185,10 +190,11 @@ public enum Checkpoint {
     typealias Span = (range: Range<Int>, values: UnsafeMutablePointer<Float>)
 
     /// Copies what `spans` cover of every parameter's tensor `<name><suffix>` of `tensors` (read from
-    /// `file`), checking that they are exactly this model's parameters with these shapes.
+    /// `file`) into `layout` (this rank's part), checking that they are exactly the parameters of
+    /// the model `whole` lays out, with its shapes.
     private static func copy(_ tensors: [String: SafeTensors.Entry], of file: URL, suffix: String,
-                             into spans: [Span], _ layout: ParameterLayout) throws {
-        let expected = Set(layout.entries.map { $0.name + suffix })
+                             into spans: [Span], _ layout: ParameterLayout, whole: ParameterLayout) throws {
+        let expected = Set(whole.entries.map { $0.name + suffix })
         if let stray = tensors.keys.filter({ $0.hasSuffix(suffix) && !expected.contains($0) }).sorted().first {
             throw TensorError("\(file.path) holds \(stray), which this model does not have: was it saved with other "
                               + "--num-layers, --untie-embeddings-and-output-weights, --position-embedding-type or bias flags?")

@@ -7,8 +7,8 @@ import MegatronParallel
 extension Trainer {
     /// Saves the checkpoint of `iteration` to `directory` (see `Checkpoint`). Every rank takes part:
     /// under the distributed optimizer each contributes the state it owns to its data-parallel rank 0;
-    /// under tensor parallelism those send their shards to the first of them, which writes the whole
-    /// model; every rank learns whether that succeeded.
+    /// under tensor and pipeline parallelism those send their parts to the first of them, which writes
+    /// the whole model; every rank learns whether that succeeded.
     public func saveCheckpoint(to directory: URL) throws {
         let group = dataParallel?.dataParallel
         log(" saving checkpoint at iteration \(String(format: "%7d", iteration)) to \(directory.path)")
@@ -47,39 +47,64 @@ extension Trainer {
             + "(\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
     }
 
-    /// The message tags of the optimizer shards sent to data-parallel rank 0, and of the model shards
-    /// sent to tensor-parallel rank 0, for a save.
-    static let checkpointTag = 7100, tensorParallelCheckpointTag = 7101
+    /// The message tags of the optimizer shards sent to data-parallel rank 0, and of the parts of the
+    /// model sent to tensor- and pipeline-parallel rank 0, for a save.
+    static let checkpointTag = 7100, modelParallelCheckpointTag = 7101
 
-    /// Calls `body` on tensor-parallel rank 0 with the whole model's parameters and `state` (laid out
-    /// like this rank's flat buffer), gathered from every tensor-parallel rank's shards; the other
-    /// ranks send theirs. On one rank, `body` gets this rank's buffers.
+    /// Calls `body` on rank 0 of the model-parallel ranks with the whole model's parameters and
+    /// `state` (laid out like this rank's flat buffer), gathered from every rank's part: first each
+    /// stage's tensor-parallel shards onto its tensor-parallel rank 0, then the stages onto the
+    /// first. The other ranks send theirs. On one rank, `body` gets this rank's buffers.
     private func withWholeModel(state: [(name: String, values: UnsafeMutablePointer<Float>)],
                                 _ body: (UnsafeMutablePointer<Float>, [(name: String, values: UnsafeMutablePointer<Float>)]) throws -> Void) throws {
-        guard let group = model.tensorParallel.group, group.size > 1 else { return try body(model.parameters.floats, state) }
-        let local = model.layout.totalCount
-        let buffers = [model.parameters.floats] + state.map(\.values)
-        guard group.rank == 0 else {
-            for buffer in buffers { try group.send(UnsafeBufferPointer(start: buffer, count: local), to: 0, tag: Self.tensorParallelCheckpointTag) }
-            return
-        }
-        let wholeLayout = ParameterLayout(model.config)
-        let whole = buffers.map { _ in UnsafeMutablePointer<Float>.allocate(capacity: wholeLayout.totalCount) }
-        let received = UnsafeMutablePointer<Float>.allocate(capacity: local)
-        defer {
-            for w in whole { w.deallocate() }
-            received.deallocate()
-        }
-        for (buffer, target) in zip(buffers, whole) { model.layout.place(buffer, into: target, wholeLayout: wholeLayout) }
-        for source in 1 ..< group.size {
-            let layout = ParameterLayout(model.config, tensorParallelRank: source, tensorParallelSize: group.size)
-            for target in whole {
-                try group.receive(into: UnsafeMutableBufferPointer(start: received, count: local), from: source,
-                                  tag: Self.tensorParallelCheckpointTag)
-                layout.place(received, into: target, wholeLayout: wholeLayout)
+        let config = model.config, tensorParallel = model.tensorParallel, stage = model.pipeline
+        let stageLayout = ParameterLayout(config, pipelineStage: stage.index, pipelineStages: stage.count)
+        try gather([model.parameters.floats] + state.map(\.values), over: tensorParallel.group, into: stageLayout) {
+            ParameterLayout(config, tensorParallelRank: $0, tensorParallelSize: tensorParallel.size, pipelineStage: stage.index,
+                            pipelineStages: stage.count)
+        } then: { stageBuffers in
+            try gather(stageBuffers, over: stage.group, into: ParameterLayout(config)) {
+                ParameterLayout(config, pipelineStage: $0, pipelineStages: stage.count)
+            } then: { whole in
+                try body(whole[0], zip(state, whole.dropFirst()).map { ($0.name, $1) })
             }
         }
-        try body(whole[0], zip(state, whole.dropFirst()).map { ($0.name, $1) })
+    }
+
+    /// Calls `body` on rank 0 with the whole model's parameters, gathered from the model-parallel
+    /// ranks' parts (for a one-rank model to generate from). Every rank calls it.
+    public func withWholeParameters(_ body: (UnsafeMutablePointer<Float>) throws -> Void) throws {
+        guard (dataParallel?.dataParallel.rank ?? 0) == 0 else { return }
+        try withWholeModel(state: []) { parameters, _ in try body(parameters) }
+    }
+
+    /// Gathers `buffers`, laid out on each rank r of `group` as `layout(r)`, onto the group's rank 0
+    /// laid out as `target`, and calls `body` there with the gathered buffers; the other ranks send
+    /// theirs and return. A group of one passes its buffers through.
+    private func gather(_ buffers: [UnsafeMutablePointer<Float>], over group: (any Communicator)?, into target: ParameterLayout,
+                        layout: (Int) -> ParameterLayout, then body: ([UnsafeMutablePointer<Float>]) throws -> Void) throws {
+        guard let group, group.size > 1 else { return try body(buffers) }
+        let mine = layout(group.rank)
+        guard group.rank == 0 else {
+            for buffer in buffers {
+                try group.send(UnsafeBufferPointer(start: buffer, count: mine.totalCount), to: 0, tag: Self.modelParallelCheckpointTag)
+            }
+            return
+        }
+        let gathered = buffers.map { _ in UnsafeMutablePointer<Float>.allocate(capacity: target.totalCount) }
+        defer { for g in gathered { g.deallocate() } }
+        for (buffer, destination) in zip(buffers, gathered) { mine.place(buffer, into: destination, wholeLayout: target) }
+        for source in 1 ..< group.size {
+            let theirs = layout(source)
+            let received = UnsafeMutablePointer<Float>.allocate(capacity: theirs.totalCount)
+            defer { received.deallocate() }
+            for destination in gathered {
+                try group.receive(into: UnsafeMutableBufferPointer(start: received, count: theirs.totalCount), from: source,
+                                  tag: Self.modelParallelCheckpointTag)
+                theirs.place(received, into: destination, wholeLayout: target)
+            }
+        }
+        try body(gathered)
     }
 
     /// Where training stands, as a checkpoint records it.
@@ -154,9 +179,9 @@ extension Trainer {
         return latest
     }
 
-    /// The groups that together span every rank of the run: tensor- and data-parallel.
+    /// The groups that together span every rank of the run: tensor-, pipeline- and data-parallel.
     var peerGroups: [any Communicator] {
-        [model.tensorParallel.group, dataParallel?.dataParallel].compactMap { $0 }.filter { $0.size > 1 }
+        model.modelParallelGroups + [dataParallel?.dataParallel].compactMap { $0 }.filter { $0.size > 1 }
     }
 
     /// Throws on every rank when `failure` happened on any: its own error where it happened,

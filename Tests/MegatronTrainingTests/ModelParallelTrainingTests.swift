@@ -1,0 +1,80 @@
+import Foundation
+import MegatronCore
+import MegatronModels
+import MegatronParallel
+import MegatronTraining
+import Testing
+
+/// Tensor and pipeline parallelism, alone and with data parallelism, train as one rank does (dropout
+/// on, the gradient clipped every step so the norm over the parts matters), and their checkpoints
+/// hold the whole model: saved on 2 tensor-parallel ranks or 2 pipeline stages, they resume exactly
+/// on the same layout and, to rounding, on one rank.
+struct ModelParallelTrainingTests {
+    @Test func tensorParallelTrainingMatchesOneRank() throws {
+        let single = try DataParallelTests.train(dataParallelSize: 1)
+        DataParallelTests.expectSame(single, try DataParallelTests.train(dataParallelSize: 1, tensorParallelSize: 2), "TP=2", tolerance: 1e-4)
+        var ddp = DistributedDataParallel.Settings()
+        ddp.useDistributedOptimizer = true
+        ddp.overlapGradReduce = true
+        ddp.bucketSize = 3000
+        DataParallelTests.expectSame(single, try DataParallelTests.train(dataParallelSize: 2, tensorParallelSize: 2, ddp: ddp),
+                                     "TP=2 × DP=2, distributed optimizer", tolerance: 1e-4)
+        DataParallelTests.expectSame(single, try DataParallelTests.train(dataParallelSize: 2, tensorParallelSize: 2, sequenceParallel: true,
+                                                                         ddp: ddp),
+                                     "TP=2 × DP=2, sequence parallel, distributed optimizer", tolerance: 1e-4)
+    }
+
+    @Test func pipelineParallelTrainingMatchesOneRank() throws {
+        let single = try DataParallelTests.train(dataParallelSize: 1)
+        // One stage per layer: 8 micro-batches a step, 1F1B with warm-up and cool-down.
+        DataParallelTests.expectSame(single, try DataParallelTests.train(dataParallelSize: 1, pipelineParallelSize: 2), "PP=2",
+                                     tolerance: 1e-4)
+        var ddp = DistributedDataParallel.Settings()
+        ddp.useDistributedOptimizer = true
+        ddp.overlapGradReduce = true
+        ddp.bucketSize = 3000
+        DataParallelTests.expectSame(single, try DataParallelTests.train(dataParallelSize: 2, pipelineParallelSize: 2, ddp: ddp),
+                                     "PP=2 × DP=2, distributed optimizer", tolerance: 1e-4)
+        DataParallelTests.expectSame(single, try DataParallelTests.train(dataParallelSize: 1, tensorParallelSize: 2, pipelineParallelSize: 2,
+                                                                         sequenceParallel: true),
+                                     "PP=2 × TP=2, sequence parallel", tolerance: 1e-4)
+    }
+
+    @Test func aPipelineParallelCheckpointResumesOnTwoStagesAndOnOne() throws {
+        let directory = CheckpointTests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let straight = try CheckpointTests.run(pp: 2)
+        _ = try CheckpointTests.run(pp: 2, save: directory, exitInterval: 3)
+        let resumed = try CheckpointTests.run(pp: 2, modelSeed: 99, load: directory)
+        #expect(resumed.loaded == 3)
+        for (step, (a, b)) in zip(straight.steps.dropFirst(3), resumed.steps).enumerated() {
+            #expect(a.loss == b.loss && a.gradNorm == b.gradNorm, "PP=2 resumed on PP=2, iteration \(step + 4): \(a) vs \(b)")
+        }
+        #expect(CheckpointTests.differing(straight.parameters, resumed.parameters) == 0)
+        let single = try CheckpointTests.run(tp: 2, modelSeed: 99, load: directory)
+        #expect(single.loaded == 3 && single.steps.count == 3)
+        for (step, (a, b)) in zip(straight.steps.dropFirst(3), single.steps).enumerated() {
+            #expect(abs(a.loss - b.loss) <= 1e-5 * a.loss && abs(a.gradNorm - b.gradNorm) <= 1e-4 * a.gradNorm,
+                    "PP=2 resumed on TP=2, iteration \(step + 4): \(a) vs \(b)")
+        }
+    }
+
+    @Test func aTensorParallelCheckpointResumesOnTwoRanksAndOnOne() throws {
+        let directory = CheckpointTests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let straight = try CheckpointTests.run(tp: 2)
+        _ = try CheckpointTests.run(tp: 2, save: directory, exitInterval: 3)
+        let resumed = try CheckpointTests.run(tp: 2, modelSeed: 99, load: directory)
+        #expect(resumed.loaded == 3)
+        for (step, (a, b)) in zip(straight.steps.dropFirst(3), resumed.steps).enumerated() {
+            #expect(a.loss == b.loss && a.gradNorm == b.gradNorm, "TP=2 resumed on TP=2, iteration \(step + 4): \(a) vs \(b)")
+        }
+        #expect(CheckpointTests.differing(straight.parameters, resumed.parameters) == 0)
+        let single = try CheckpointTests.run(modelSeed: 99, load: directory)
+        #expect(single.loaded == 3 && single.steps.count == 3)
+        for (step, (a, b)) in zip(straight.steps.dropFirst(3), single.steps).enumerated() {
+            #expect(abs(a.loss - b.loss) <= 1e-5 * a.loss && abs(a.gradNorm - b.gradNorm) <= 1e-4 * a.gradNorm,
+                    "TP=2 resumed on one rank, iteration \(step + 4): \(a) vs \(b)")
+        }
+    }
+}
