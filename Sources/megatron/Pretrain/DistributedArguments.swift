@@ -64,10 +64,9 @@ struct DistributedArguments: ParsableArguments {
         }
         if let ddpBucketSize, ddpBucketSize < 1 { throw ValidationError("--ddp-bucket-size \(ddpBucketSize): expected at least 1") }
         let state = try parallelState()
-        for (flag, size) in [("--pipeline-model-parallel-size", state.pipelineModelParallelSize),
-                             ("--context-parallel-size", state.contextParallelSize)] where size > 1 {
-            throw ValidationError("\(flag) \(size): only tensor and data parallelism are implemented so far; pipeline and "
-                                  + "context parallelism will run on the same process groups")
+        if state.contextParallelSize > 1 {
+            throw ValidationError("--context-parallel-size \(state.contextParallelSize): context parallelism is not implemented "
+                                  + "(tensor, sequence, pipeline and data parallelism are)")
         }
     }
 

@@ -33,7 +33,7 @@ struct ModelArguments: ParsableArguments {
 
     /// The configuration, or a ValidationError naming the flag at fault. Megatron pads the
     /// vocabulary to a multiple of --make-vocab-size-divisible-by × --tensor-model-parallel-size.
-    func config(vocabSize: Int, seqLength: Int, tensorParallelSize: Int = 1) throws -> GPTConfig {
+    func config(vocabSize: Int, seqLength: Int, tensorParallelSize: Int = 1, pipelineParallelSize: Int = 1) throws -> GPTConfig {
         guard numAttentionHeads > 0, hiddenSize % numAttentionHeads == 0 || kvChannels != nil else {
             throw ValidationError("--hidden-size \(hiddenSize) is not divisible by --num-attention-heads \(numAttentionHeads)")
         }
@@ -66,7 +66,7 @@ struct ModelArguments: ParsableArguments {
         c.initMethodStd = initMethodStd
         do {
             try c.validate()
-            try c.validate(tensorParallelSize: tensorParallelSize)
+            try c.validate(tensorParallelSize: tensorParallelSize, pipelineParallelSize: pipelineParallelSize)
         } catch { throw ValidationError("\(error)") }
         return c
     }

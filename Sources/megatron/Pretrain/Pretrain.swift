@@ -89,7 +89,8 @@ struct Pretrain: ParsableCommand {
             throw ValidationError("--sample-prompt needs --tokenizer-type GPT2BPETokenizer")
         }
         _ = try model.config(vocabSize: tokenizerOptions.vocabSize ?? 50257, seqLength: training.seqLength,
-                             tensorParallelSize: distributed.tensorModelParallelSize)
+                             tensorParallelSize: distributed.tensorModelParallelSize,
+                             pipelineParallelSize: distributed.pipelineModelParallelSize)
         _ = try training.iterations(globalBatchSize: gbs)
         _ = try training.scheduler(globalBatchSize: gbs)
         _ = try training.optimizerSettings()
@@ -144,7 +145,8 @@ struct Pretrain: ParsableCommand {
         // Text in and out only with the GPT-2 tokenizer; NullTokenizer runs print token ids.
         let tokenizer = tokenizerOptions.isGPT2BPE ? try tokenizerOptions.makeTokenizer() : nil
         let vocab = tokenizer?.vocabSize ?? tokenizerOptions.vocabSize!
-        let config = try model.config(vocabSize: vocab, seqLength: training.seqLength, tensorParallelSize: groups.state.tensorModelParallelSize)
+        let config = try model.config(vocabSize: vocab, seqLength: training.seqLength, tensorParallelSize: groups.state.tensorModelParallelSize,
+                                      pipelineParallelSize: groups.state.pipelineModelParallelSize)
         let gbs = globalBatchSize(dataParallelSize: groups.state.dataParallelSize)
         var settings = Trainer.Settings(trainIters: try training.iterations(globalBatchSize: gbs), microBatchSize: training.microBatchSize,
                                         globalBatchSize: gbs, sequenceLength: training.seqLength)
@@ -166,7 +168,8 @@ struct Pretrain: ParsableCommand {
             boundaries.resetAttentionMask = resetAttentionMask
             settings.documentBoundaries = boundaries
         }
-        let gpt = try GPTModel(config: config, seed: UInt64(training.seed), tensorParallel: groups.tensorModelParallel, on: device)
+        let gpt = try GPTModel(config: config, seed: UInt64(training.seed), tensorParallel: groups.tensorModelParallel,
+                               pipeline: groups.pipelineModelParallel, on: device)
         gpt.recompute = try recomputation.recompute(layers: config.numLayers)
         // As Megatron: sequence parallelism only over tensor-parallel ranks.
         gpt.sequenceParallel = distributed.sequenceParallel && groups.state.tensorModelParallelSize > 1
@@ -179,10 +182,10 @@ struct Pretrain: ParsableCommand {
         if isFirst {
             print("> building GPT model: \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
                   + "padded vocab \(config.paddedVocabSize), \(config.parameterCount) parameters"
-                  + (gpt.tensorParallel.size > 1 ? " (\(gpt.layout.totalCount) on each tensor-parallel rank)" : ""))
+                  + (gpt.layout.totalCount < config.parameterCount ? " (\(gpt.layout.totalCount) on rank 0)" : ""))
             print("> \(world.size) rank(s) (\(distributed.effectiveBackend.rawValue)), tensor-parallel size "
                   + "\(groups.state.tensorModelParallelSize)\(gpt.sequenceParallel ? " (sequence parallel)" : ""), "
-                  + "data-parallel size \(groups.state.dataParallelSize), "
+                  + "pipeline-parallel size \(groups.state.pipelineModelParallelSize), data-parallel size \(groups.state.dataParallelSize), "
                   + "\(device.threads) thread(s) each; \(dataParallel.buckets.count) gradient bucket(s)"
                   + (distributed.useDistributedOptimizer ? ", distributed optimizer (\(optimizer.stateBytes) bytes of state per rank)" : ""))
         }
@@ -228,12 +231,22 @@ struct Pretrain: ParsableCommand {
                                        finetune: checkpointing.finetune, schedulerSettings: checkpointing.schedulerSettingsOnLoad)
         }
         try trainer.train()
-        // The tensor-parallel group of rank 0 generates together (each rank holds part of every layer).
-        if sampleTokens > 0 && groups.dataParallel.rank == 0 && !trainer.exited {
+        guard sampleTokens > 0 && !trainer.exited else { return }
+        // The tensor-parallel group of rank 0 generates together (each rank holds part of every layer);
+        // over pipeline stages, rank 0 gathers the whole model and generates alone.
+        var generator: GPTModel? = groups.dataParallel.rank == 0 && gpt.pipeline.count == 1 ? gpt : nil
+        if gpt.pipeline.count > 1 {
+            try trainer.withWholeParameters { parameters in
+                let whole = try GPTModel(config: config, seed: nil, on: device)
+                whole.parameters.floats.update(from: parameters, count: whole.layout.totalCount)
+                generator = whole
+            }
+        }
+        if let generator {
             let encoded = try samplePrompt.flatMap { try tokenizer?.encode($0) } ?? []
             let prompt = encoded.isEmpty ? Array(firstSample.prefix(16)) : encoded
             let generation = TextGeneration(topK: topK, temperature: temperature, seed: UInt64(training.seed))
-            let tokens = try generation.continuation(of: prompt, count: sampleTokens, model: gpt, vocabularySize: vocab,
+            let tokens = try generation.continuation(of: prompt, count: sampleTokens, model: generator, vocabularySize: vocab,
                                                      maxLength: training.seqLength)
             if isFirst {
                 let how = topK == 1 ? "greedy" : "top-k \(topK == 0 ? "off" : String(topK)), temperature \(temperature)"

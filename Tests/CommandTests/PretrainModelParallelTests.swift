@@ -1,10 +1,10 @@
 import Foundation
 import Testing
 
-/// `megatron pretrain --tensor-model-parallel-size 2` on two in-process ranks, with and without
-/// --sequence-parallel, logs the run one rank logs (losses and gradient norms to rounding) and
-/// generates the same sample at the end.
-@Suite struct PretrainTensorParallelTests {
+/// `megatron pretrain` on two in-process ranks, as two tensor-parallel ranks (with and without
+/// --sequence-parallel) or two pipeline stages, logs the run one rank logs (losses and gradient
+/// norms to rounding) and generates the same sample at the end.
+@Suite struct PretrainModelParallelTests {
     /// The values of `field` ("lm loss", "grad norm") in the iteration lines of a log.
     static func values(_ field: String, in log: String) -> [Double] {
         log.split(separator: "\n").filter { $0.contains(" iteration ") }.compactMap { line in
@@ -13,18 +13,20 @@ import Testing
         }
     }
 
-    @Test func twoTensorParallelRanksTrainAsOne() throws {
+    @Test func twoModelParallelRanksTrainAsOne() throws {
         // Megatron pads the vocabulary to a multiple of 128 × tensor-parallel size by default, which
         // would give the two runs different models (128 and 256 rows); 32 pads 64 tokens to 64 on both.
-        let run = PretrainFlagTests.validRun + ["--num-attention-heads", "4", "--train-iters", "4", "--global-batch-size", "2",
+        let run = PretrainFlagTests.validRun + ["--num-layers", "2", "--num-attention-heads", "4", "--train-iters", "4", "--global-batch-size", "2",
                                                 "--hidden-dropout", "0.1", "--attention-dropout", "0.1", "--sample-tokens", "4",
                                                 "--make-vocab-size-divisible-by", "32"]
         let single = try PretrainFlagTests.megatron(run)
         #expect(single.status == 0 && single.output.contains("padded vocab 64,"), "\(single.output)")
         let sample = { (log: String) in log.split(separator: "\n").first { $0.hasPrefix("> sample") } }
-        for (flags, layout) in [([], "tensor-parallel size 2, data-parallel size 1"),
-                                (["--sequence-parallel"], "tensor-parallel size 2 (sequence parallel), data-parallel size 1")] {
-            let parallel = try PretrainFlagTests.megatron(run + ["--tensor-model-parallel-size", "2", "--in-process-ranks", "2"] + flags)
+        for (flags, layout) in [(["--tensor-model-parallel-size", "2"], "tensor-parallel size 2, pipeline-parallel size 1"),
+                                (["--tensor-model-parallel-size", "2", "--sequence-parallel"],
+                                 "tensor-parallel size 2 (sequence parallel), pipeline-parallel size 1"),
+                                (["--pipeline-model-parallel-size", "2"], "tensor-parallel size 1, pipeline-parallel size 2")] {
+            let parallel = try PretrainFlagTests.megatron(run + ["--in-process-ranks", "2"] + flags)
             #expect(parallel.status == 0 && parallel.output.contains(layout), "\(parallel.output)")
             for field in ["lm loss", "grad norm"] {
                 let a = Self.values(field, in: single.output), b = Self.values(field, in: parallel.output)
