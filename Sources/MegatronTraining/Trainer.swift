@@ -220,7 +220,7 @@ public final class Trainer {
     private func schedule(iteration: Int) -> PipelineSchedule {
         let s = settings, first = consumedSamples, sample = self.sample, device = model.device
         let dp = dataParallel?.dataParallel.size ?? 1, dpRank = dataParallel?.dataParallel.rank ?? 0
-        return PipelineSchedule(model: model) { m in
+        return PipelineSchedule(model: model, tokens: s.microBatchSize * s.sequenceLength) { m in
             let start = first + (m * dp + dpRank) * s.microBatchSize
             return (try MicroBatch(samples: (start ..< start + s.microBatchSize).map(sample), boundaries: s.documentBoundaries, on: device),
                     GPTModel.DropoutKey(seed: s.seed, iteration: iteration, microBatch: m * dp + dpRank))
@@ -279,7 +279,7 @@ public final class Trainer {
         let s = settings, iterations = evaluation!.iterations
         let dp = dataParallel?.dataParallel.size ?? 1, dpRank = dataParallel?.dataParallel.rank ?? 0
         let microBatches = s.globalBatchSize / (s.microBatchSize * dp)
-        let evaluation = PipelineSchedule(model: model) { m in
+        let evaluation = PipelineSchedule(model: model, tokens: s.microBatchSize * s.sequenceLength) { m in
             let start = first + (m * dp + dpRank) * s.microBatchSize
             return (try MicroBatch(samples: (start ..< start + s.microBatchSize).map(sample), boundaries: s.documentBoundaries,
                                    on: self.model.device),

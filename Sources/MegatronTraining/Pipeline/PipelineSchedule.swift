@@ -11,6 +11,8 @@ import MegatronParallel
 /// one stage it is the plain loop: forward, loss, backward, micro-batch by micro-batch.
 struct PipelineSchedule {
     let model: GPTModel
+    /// Token rows of every micro-batch (micro-batch size × sequence length).
+    let tokens: Int
     /// The micro-batch of index m (of this iteration, on this data-parallel rank) and its dropout masks.
     let microBatch: (Int) throws -> (MicroBatch, GPTModel.DropoutKey)
 
@@ -82,14 +84,12 @@ struct PipelineSchedule {
     // MARK: point-to-point steps (Megatron's p2p_communication names)
 
     /// The hidden states that pass between stages: [T, h], or this rank's rows under sequence parallelism.
-    private func activationShape() throws -> [Int] {
-        let (batch, _) = try microBatch(0)
-        let rows = model.sequenceParallel ? batch.tokens.count / model.tensorParallel.size : batch.tokens.count
-        return [rows, model.config.hiddenSize]
+    private var activationShape: [Int] {
+        [model.sequenceParallel ? tokens / model.tensorParallel.size : tokens, model.config.hiddenSize]
     }
 
     private func receive(from peer: Int) throws -> Tensor {
-        let tensor = Tensor(shape: try activationShape(), on: model.device, zeroed: false)
+        let tensor = Tensor(shape: activationShape, on: model.device, zeroed: false)
         try model.pipeline.group!.receive(into: UnsafeMutableBufferPointer(start: tensor.floats, count: tensor.count), from: peer, tag: Self.tag)
         return tensor
     }
@@ -100,7 +100,7 @@ struct PipelineSchedule {
 
     /// Sends `outgoing` to `peer` and receives from it at once.
     private func exchange(_ outgoing: Tensor, with peer: Int) throws -> Tensor {
-        let incoming = Tensor(shape: try activationShape(), on: model.device, zeroed: false)
+        let incoming = Tensor(shape: activationShape, on: model.device, zeroed: false)
         try model.pipeline.group!.sendReceive(UnsafeBufferPointer(start: outgoing.floats, count: outgoing.count), to: peer,
                                               into: UnsafeMutableBufferPointer(start: incoming.floats, count: incoming.count),
                                               from: peer, tag: Self.tag)
