@@ -38,6 +38,9 @@ public final class Trainer {
         /// --skip-train: run no iterations, only the final evaluation (of a loaded checkpoint), which
         /// then writes nothing to TensorBoard (Megatron's).
         public var skipTrain = false
+        /// --step-batch-size-schedule: each iteration's global batch size by the samples consumed
+        /// before it (`globalBatchSize` then serves evaluation, as Megatron's default batch does).
+        public var batchSizeSchedule: BatchSizeSchedule?
 
         public init(trainIters: Int, microBatchSize: Int, globalBatchSize: Int, sequenceLength: Int) {
             self.trainIters = trainIters
@@ -109,10 +112,6 @@ public final class Trainer {
             throw TensorError("--global-batch-size \(s.globalBatchSize) is not divisible by --micro-batch-size "
                               + "\(s.microBatchSize) × data-parallel size \(dp)")
         }
-        let microBatches = s.globalBatchSize / (s.microBatchSize * dp)
-        // Megatron's throughput is per device: the model's FLOPs over every rank.
-        let flops = modelFLOPsPerIteration(model.config, globalBatchSize: s.globalBatchSize, sequenceLength: s.sequenceLength)
-            / Double(dp * model.tensorParallel.size * model.pipeline.count)
         var results: [IterationResult] = []
         defer { try? tensorboard?.writer.flush() }
         var interval = TrainingLog()
@@ -123,6 +122,15 @@ public final class Trainer {
         let lastIteration = s.skipTrain ? iteration : s.trainIters
         for iteration in firstIteration ..< max(firstIteration, lastIteration + 1) {
             let start = Date()
+            let globalBatchSize = s.batchSizeSchedule?.globalBatchSize(consumedSamples: consumedSamples) ?? s.globalBatchSize
+            guard globalBatchSize % (s.microBatchSize * dp) == 0 else {
+                throw TensorError("--step-batch-size-schedule: the global batch size \(globalBatchSize) at \(consumedSamples) consumed "
+                                  + "samples is not divisible by --micro-batch-size \(s.microBatchSize) × data-parallel size \(dp)")
+            }
+            let microBatches = globalBatchSize / (s.microBatchSize * dp)
+            // Megatron's throughput is per device: the model's FLOPs over every rank.
+            let flops = modelFLOPsPerIteration(model.config, globalBatchSize: globalBatchSize, sequenceLength: s.sequenceLength)
+                / Double(dp * model.tensorParallel.size * model.pipeline.count)
             model.zeroGradients()
             dataParallel?.startGradSync()
             // The last micro-batch's backward completes the gradients: data parallelism reduces each
@@ -153,9 +161,9 @@ public final class Trainer {
             }
             if !skipped {
                 try dataParallel?.gatherParameters()
-                scheduler.step(s.globalBatchSize)
+                scheduler.step(globalBatchSize)
             }
-            consumedSamples += s.globalBatchSize
+            consumedSamples += globalBatchSize
             self.iteration = iteration
             let seconds = Date().timeIntervalSince(start)
             var result = IterationResult(iteration: iteration, loss: loss, gradNorm: gradNorm,
@@ -172,7 +180,7 @@ public final class Trainer {
                 ? try model.wholeModelNorm(of: model.parameters) : nil
             if logsScalars {
                 tensorboard?.iteration(iteration, consumedSamples: consumedSamples, learningRate: scheduler.learningRate,
-                                       batchSize: s.globalBatchSize, loss: lossSums[1] > 0 ? loss : nil, gradNorm: loggedGradNorm(gradNorm),
+                                       batchSize: globalBatchSize, loss: lossSums[1] > 0 ? loss : nil, gradNorm: loggedGradNorm(gradNorm),
                                        paramsNorm: paramsNorm)
             }
             if logsLine {
@@ -182,7 +190,7 @@ public final class Trainer {
                                     throughput: s.logThroughput ? flops / perIteration / 1e12 : nil)
                 log(interval.line(iteration: iteration, trainIters: s.trainIters, consumedSamples: consumedSamples,
                                   flopsPerIteration: s.logThroughput ? flops : nil, learningRate: scheduler.learningRate,
-                                  globalBatchSize: s.globalBatchSize, gradNorm: loggedGradNorm(gradNorm), paramsNorm: paramsNorm))
+                                  globalBatchSize: globalBatchSize, gradNorm: loggedGradNorm(gradNorm), paramsNorm: paramsNorm))
                 try tensorboard?.writer.flush()
                 if iteration > firstIteration { interval = TrainingLog() }
             }

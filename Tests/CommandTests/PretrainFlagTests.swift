@@ -132,6 +132,10 @@ import Testing
         (["--in-process-ranks", "2", "--pipeline-model-parallel-size", "2"],
          "--num-layers 1 is not divisible by --pipeline-model-parallel-size 2"),
         (["--in-process-ranks", "2", "--context-parallel-size", "2"], "--context-parallel-size 2: context parallelism is not implemented"),
+        // The step batch size schedule, as Megatron's arguments.py and StepBatchsizeNumMicroBatchesCalculator check it.
+        (["--step-batch-size-schedule", "0:2 16:4", "--global-batch-size", "2"],
+         "give only one of --step-batch-size-schedule and --global-batch-size"),
+        (["--step-batch-size-schedule", "8:2"], "--step-batch-size-schedule: the first threshold must be 0, got 8 tokens"),
         // Activation recomputation, as Megatron's TransformerConfig checks it.
         (["--recompute-granularity", "full"], "--recompute-granularity full needs --recompute-method uniform or block"),
         (["--recompute-granularity", "full", "--recompute-method", "uniform", "--recompute-num-layers", "5"],

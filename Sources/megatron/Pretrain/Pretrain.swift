@@ -91,6 +91,7 @@ struct Pretrain: ParsableCommand {
         _ = try model.config(vocabSize: tokenizerOptions.vocabSize ?? 50257, seqLength: training.seqLength,
                              tensorParallelSize: distributed.tensorModelParallelSize,
                              pipelineParallelSize: distributed.pipelineModelParallelSize)
+        _ = try training.batchSizeSchedule()
         _ = try training.iterations(globalBatchSize: gbs)
         _ = try training.scheduler(globalBatchSize: gbs)
         _ = try training.optimizerSettings()
@@ -159,6 +160,7 @@ struct Pretrain: ParsableCommand {
         settings.saveInterval = checkpointing.saveInterval
         settings.exitInterval = checkpointing.exitInterval
         settings.skipTrain = training.skipTrain
+        settings.batchSizeSchedule = try training.batchSizeSchedule()
         // The end of document: GPT-2's <|endoftext|>, or the NullTokenizer's last id (as mock data's).
         let endOfDocument = tokenizer?.eod ?? Int32(vocab - 1)
         if eodMaskLoss || resetPositionIDs || resetAttentionMask {
@@ -200,7 +202,8 @@ struct Pretrain: ParsableCommand {
             let rank0BuildsFirst = dataCachePath != nil && world.size > 1
             if rank0BuildsFirst && !isFirst { try world.barrier() }
             // Megatron builds --train-samples samples, though its train_samples // gbs iterations use fewer.
-            let numSamples = training.trainSamples ?? settings.trainIters * gbs
+            let numSamples = training.trainSamples
+                ?? settings.batchSizeSchedule.map { $0.samples(in: settings.trainIters) } ?? settings.trainIters * gbs
             let sources: [any LowLevelDataset] = mockData ? [MockGPTLowLevelDataset(vocabSize: vocab, endOfDocument: endOfDocument)]
                 : try blend.prefixes.map { try IndexedDataset(prefix: $0) }
             guard let train = try splitSamples(blend, sources: sources, split: 0, numSamples: numSamples, log: isFirst) else {

@@ -7,6 +7,11 @@ struct TrainingArguments: ParsableArguments {
     @Option(name: .customLong("micro-batch-size"), help: "Required, as in Megatron.") var microBatchSize: Int
     @Option(name: .customLong("global-batch-size"), help: "Default: micro-batch-size × data-parallel size.")
     var globalBatchSize: Int?
+    @Option(name: .customLong("step-batch-size-schedule"),
+            help: ArgumentHelp("Global batch size by tokens consumed, \"0:16 2.4B:320 …\" (Megatron's; instead of --global-batch-size).",
+                               discussion: "Evaluation then uses micro-batch × data-parallel samples per batch, and iteration-counted "
+                                   + "learning-rate flags count that many samples per iteration, as in Megatron: use --train-samples."))
+    var stepBatchSizeSchedule: String?
     @Option(name: .customLong("train-iters")) var trainIters: Int?
     @Option(name: .customLong("train-samples")) var trainSamples: Int?
     @Option(name: .customLong("log-interval")) var logInterval = 100
@@ -47,12 +52,25 @@ struct TrainingArguments: ParsableArguments {
     @Option(name: .customLong("sgd-momentum")) var sgdMomentum: Float = 0.9
     @Option(name: .customLong("clip-grad")) var clipGrad: Float = 1
 
-    /// Iterations to run, from --train-iters or --train-samples (exactly one).
+    /// --step-batch-size-schedule, parsed, or a ValidationError naming the entry at fault.
+    func batchSizeSchedule() throws -> BatchSizeSchedule? {
+        guard let stepBatchSizeSchedule else { return nil }
+        guard globalBatchSize == nil else { throw ValidationError("give only one of --step-batch-size-schedule and --global-batch-size") }
+        do { return try BatchSizeSchedule(parsing: stepBatchSizeSchedule, sequenceLength: seqLength) } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    /// Iterations to run, from --train-iters or --train-samples (exactly one): with a batch size
+    /// schedule, the iterations that consume --train-samples.
     func iterations(globalBatchSize: Int) throws -> Int {
         switch (trainIters, trainSamples) {
         case (let iters?, nil):
             guard iters >= 1 else { throw ValidationError("--train-iters \(iters): expected at least 1") }
             return iters
+        case (nil, let samples?) where stepBatchSizeSchedule != nil:
+            guard samples >= 1 else { throw ValidationError("--train-samples \(samples): expected at least 1") }
+            return try batchSizeSchedule()!.iterations(toConsume: samples)
         case (nil, let samples?):
             guard samples >= globalBatchSize else {
                 throw ValidationError("--train-samples \(samples) is less than one global batch (\(globalBatchSize))")
