@@ -49,6 +49,23 @@ import Testing
         }
     }
 
+    /// Megatron's switches between CUDA kernel implementations (and its nccl backend name) leave a
+    /// launch script runnable and the run unchanged.
+    @Test func kernelImplementationFlagsChangeNothing() throws {
+        let plain = try Self.megatron(Self.validRun)
+        let flags = ["--attention-backend", "flash", "--transformer-impl", "local", "--use-mcore-models", "--use-flash-attn",
+                     "--attention-softmax-in-fp32", "--no-masked-softmax-fusion", "--no-bias-swiglu-fusion", "--no-bias-dropout-fusion",
+                     "--no-rope-fusion", "--no-gradient-accumulation-fusion", "--distributed-backend", "nccl"]
+        let flagged = try Self.megatron(Self.validRun + flags)
+        #expect(flagged.status == 0, "\(flagged.output)")
+        for field in ["lm loss", "grad norm"] {
+            let a = PretrainModelParallelTests.values(field, in: plain.output)
+            #expect(a.count == 2 && a == PretrainModelParallelTests.values(field, in: flagged.output), "\(field)")
+        }
+        let wrong = try Self.megatron(Self.validRun + ["--attention-backend", "triton"])
+        #expect(wrong.status == 64 && wrong.output.contains("--attention-backend"), "\(wrong.output)")
+    }
+
     @Test func theValidRunTrains() throws {
         let (status, output) = try Self.megatron(Self.validRun)
         #expect(status == 0, "\(output)")

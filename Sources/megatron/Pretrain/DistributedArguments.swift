@@ -6,7 +6,10 @@ import MegatronTraining
 /// Megatron's parallelism and distributed flags, and how the ranks of a run come to be: processes
 /// started by `mpirun` (MPI), or threads of this process (in-process).
 struct DistributedArguments: ParsableArguments {
-    enum Backend: String, ExpressibleByArgument, CaseIterable { case mpi, inProcess = "in-process" }
+    enum Backend: String { case mpi, inProcess = "in-process" }
+    /// --distributed-backend's values: ours, and Megatron's nccl and gloo (its GPU and CPU
+    /// collectives), which here mean the default (MPI under mpirun, else in-process).
+    enum BackendChoice: String, ExpressibleByArgument, CaseIterable { case mpi, inProcess = "in-process", nccl, gloo }
 
     @Option(name: .customLong("tensor-model-parallel-size")) var tensorModelParallelSize = 1
     @Option(name: .customLong("pipeline-model-parallel-size")) var pipelineModelParallelSize = 1
@@ -15,8 +18,9 @@ struct DistributedArguments: ParsableArguments {
           help: "Split the activations between tensor-parallel layers by rows over the tensor-parallel ranks (off when TP is 1).")
     var sequenceParallel = false
     @Option(name: .customLong("distributed-backend"),
-            help: "mpi (the default under mpirun: one rank per process) or in-process (ranks as threads of this process).")
-    var backend: Backend?
+            help: ArgumentHelp("mpi (the default under mpirun: one rank per process) or in-process (ranks as threads of this "
+                               + "process); Megatron's nccl and gloo mean the default."))
+    var backend: BackendChoice?
     @Option(name: .customLong("in-process-ranks"),
             help: "With the in-process backend: how many ranks to run as threads (default 1).")
     var inProcessRanks = 1
@@ -33,7 +37,13 @@ struct DistributedArguments: ParsableArguments {
     var useDistributedOptimizer = false
 
     /// The backend in effect: as given, else MPI when this process was started by mpirun.
-    var effectiveBackend: Backend { backend ?? (MPICommunicator.launchedByMPIRun ? .mpi : .inProcess) }
+    var effectiveBackend: Backend {
+        switch backend {
+        case .mpi?: return .mpi
+        case .inProcess?: return .inProcess
+        case .nccl?, .gloo?, nil: return MPICommunicator.launchedByMPIRun ? .mpi : .inProcess
+        }
+    }
 
     /// The world size, known before any communicator exists: mpirun's, or the in-process rank count.
     var worldSize: Int {

@@ -27,6 +27,8 @@ struct Pretrain: ParsableCommand {
     @OptionGroup(title: "TensorBoard") var tensorboard: TensorBoardArguments
     @OptionGroup(title: "Distributed") var distributed: DistributedArguments
     @OptionGroup(title: "Device") var device: DeviceOptions
+    @OptionGroup(title: "Kernel implementations (Megatron's CUDA choices: one CPU implementation each)")
+    var kernelChoices: KernelChoiceArguments
 
     @Flag(name: .customLong("mock-data"), help: "Train on synthetic documents (Megatron's --mock-data).")
     var mockData = false
