@@ -9,7 +9,7 @@ import MegatronParallel
 /// Under tensor parallelism (`tensorParallel`, t ranks) each rank holds heads/t heads (whole query
 /// groups), ffn/t MLP features and vocab/t rows of the word embedding and output layer, as
 /// Megatron's column- and row-parallel layers do; activations between the layers are whole on
-/// every rank, and the widths below are then per rank. Under pipeline parallelism (`pipeline`) a
+/// every rank (or, under sequence parallelism, split by rows), and the widths below are then per rank. Under pipeline parallelism (`pipeline`) a
 /// rank holds one stage of the model (see `PipelineStage`), and `forward` and `backward` run that
 /// stage alone: a pipeline schedule passes the activations and gradients between the stages.
 ///
@@ -27,7 +27,7 @@ public final class GPTModel: @unchecked Sendable {
     public var recompute = ActivationRecompute.none
     /// Megatron's --sequence-parallel (with a tensor-parallel group): between the tensor-parallel
     /// layers each rank holds and computes only its rows of the activations (see `TensorParallel`),
-    /// in training and evaluation; generation runs without it.
+    /// in training and evaluation; `logits` and the key/value cache (generation) run without it.
     public var sequenceParallel = false
     /// All parameters, flat, in `layout` order.
     public let parameters: Tensor
@@ -246,7 +246,8 @@ public final class GPTModel: @unchecked Sendable {
     /// tensor-parallel rank.
     public func logits(_ batch: MicroBatch) throws -> Tensor {
         try requireWholeModel("inference")
-        let local = try forward(batch, input: nil, dropout: DropoutKey(seed: 0, iteration: 0, microBatch: 0), training: false).output
+        let local = try forward(batch, input: nil, dropout: DropoutKey(seed: 0, iteration: 0, microBatch: 0), training: false,
+                                splitRows: false).output
         return try tensorParallel.gatherColumns(local, on: device)
     }
 
@@ -263,8 +264,8 @@ public final class GPTModel: @unchecked Sendable {
         guard activations.final != nil else { throw TensorError("only the last pipeline stage computes the loss") }
         let batch = activations.pass.batch, mask = batch.lossMask.toFloatArray()
         let tokens = mask.reduce(0, +)
-        let weights = try lossWeight.map { w in try Tensor(mask.map { $0 * w / max(tokens, 1) }, shape: [mask.count], on: device) }
-        let losses = try crossEntropy(logits: activations.output, targets: batch.labels, gradWeights: weights)
+        let gradWeights = try lossWeight.map { w in try Tensor(mask.map { $0 * w / max(tokens, 1) }, shape: [mask.count], on: device) }
+        let losses = try crossEntropy(logits: activations.output, targets: batch.labels, gradWeights: gradWeights)
         return MaskedLoss(losses: losses.toFloatArray(), mask: mask)
     }
 
@@ -314,7 +315,7 @@ public final class GPTModel: @unchecked Sendable {
 
     /// Every row of a [T, h] activation of which this rank holds `rows` (f forward, g backward).
     func gather(_ shard: Tensor, _ rows: RowShard) throws -> Tensor {
-        try tensorParallel.gather(shard, rows: rows.sequenceParallel, on: device)
+        try tensorParallel.gather(shard, sequenceParallel: rows.sequenceParallel, on: device)
     }
 
     struct FinalActivations {
@@ -339,12 +340,18 @@ public final class GPTModel: @unchecked Sendable {
     /// `input`, the previous stage's output. `training` keeps what the backward needs and applies
     /// dropout.
     public func forward(_ batch: MicroBatch, input: Tensor?, dropout: DropoutKey, training: Bool) throws -> StageActivations {
+        try forward(batch, input: input, dropout: dropout, training: training, splitRows: sequenceParallel)
+    }
+
+    /// `forward`, splitting the rows between the tensor-parallel layers only with `splitRows`.
+    private func forward(_ batch: MicroBatch, input: Tensor?, dropout: DropoutKey, training: Bool,
+                         splitRows: Bool) throws -> StageActivations {
         let c = config
         guard batch.sequenceLength <= c.maxPositionEmbeddings else {
             throw TensorError("sequence length \(batch.sequenceLength) exceeds --max-position-embeddings \(c.maxPositionEmbeddings)")
         }
         let t = tensorParallel.size, tokens = batch.tokens.count
-        let split = sequenceParallel && t > 1
+        let split = splitRows && t > 1
         guard !split || tokens % t == 0 else {
             throw TensorError("--sequence-parallel: the \(tokens) tokens of a micro-batch do not split over --tensor-model-parallel-size \(t)")
         }

@@ -153,9 +153,10 @@ public struct ParameterLayout: Sendable {
 
 extension ParameterLayout {
     /// Copies a buffer laid out as this (a rank's) layout into its places in `whole`, a buffer laid
-    /// out as `wholeLayout` (the same model on one rank).
+    /// out as `wholeLayout` (the same model on one rank); the last stage's copy of the word embedding
+    /// is left out, the first stage's being the one.
     public func place(_ local: UnsafePointer<Float>, into whole: UnsafeMutablePointer<Float>, wholeLayout: ParameterLayout) {
-        for entry in entries {
+        for entry in entries where !isSharedEmbeddingCopy(entry) {
             let base = wholeLayout.entry(entry.name)!.offset
             for piece in entry.pieces {
                 (whole + base + piece.whole).update(from: local + entry.offset + piece.local, count: piece.count)

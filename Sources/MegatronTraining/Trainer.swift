@@ -176,7 +176,9 @@ public final class Trainer {
             // sums, so the next line averages from the first.
             let logsLine = iteration % s.logInterval == 0 || iteration == firstIteration
             let logsScalars = tensorboard.map { iteration % $0.interval == 0 } ?? false
-            let paramsNorm = s.logParamsNorm && (logsLine || logsScalars)
+            // A collective over the model-parallel ranks, so every rank computes it every iteration
+            // (as Megatron does), not only where a line or scalar is written.
+            let paramsNorm = s.logParamsNorm
                 ? try model.wholeModelNorm(of: model.parameters) : nil
             if logsScalars {
                 tensorboard?.iteration(iteration, consumedSamples: consumedSamples, learningRate: scheduler.learningRate,

@@ -13,6 +13,20 @@ import Testing
         }
     }
 
+    /// The parameter norm is a collective over the model-parallel ranks: with TensorBoard on the
+    /// last rank only, every rank must still compute it (else the run hangs; the short timeout turns
+    /// a hang into an error).
+    @Test func theParameterNormWithTensorBoardRunsOnEveryRank() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tb-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for layout in [["--tensor-model-parallel-size", "2"], ["--pipeline-model-parallel-size", "2"]] {
+            let run = try PretrainFlagTests.megatron(PretrainFlagTests.validRun + layout + [
+                "--num-layers", "2", "--train-iters", "3", "--log-interval", "2", "--in-process-ranks", "2", "--log-params-norm",
+                "--tensorboard-dir", directory.path, "--distributed-timeout-minutes", "0.2", "--make-vocab-size-divisible-by", "32"])
+            #expect(run.status == 0 && run.output.contains("params norm"), "\(layout): \(run.output)")
+        }
+    }
+
     @Test func twoModelParallelRanksTrainAsOne() throws {
         // Megatron pads the vocabulary to a multiple of 128 × tensor-parallel size by default, which
         // would give the two runs different models (128 and 256 rows); 32 pads 64 tokens to 64 on both.

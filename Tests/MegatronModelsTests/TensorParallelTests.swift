@@ -67,12 +67,14 @@ import Testing
     }
 
     /// Inference under tensor parallelism: every rank gets the whole logits, through the whole
-    /// sequence or the key/value cache.
+    /// sequence or the key/value cache, also when the model trains sequence-parallel and the
+    /// sequence does not split over the ranks.
     @Test func logitsAreWholeOnEveryRank() throws {
         let config = GPTModelTests.variants[1].1
         let tokens = samples(1, 7)[0]
         let whole = try GPTModel(config: config, seed: 7, on: device)
         let expected = try whole.logits(MicroBatch(samples: [tokens + [0]], on: device)).toFloatArray()
+        let oddExpected = try whole.logits(MicroBatch(samples: [Array(tokens.prefix(6))], on: device)).toFloatArray()
         let scale = expected.map(abs).max()!
         let failures = Failures()
         try InProcessWorld(size: 2).run { group in
@@ -81,6 +83,11 @@ import Testing
             let cache = KeyValueCache(for: model)
             var cached = try model.logits(continuing: Array(tokens.prefix(5)), cache: cache).toFloatArray()
             for token in tokens.dropFirst(5) { cached += try model.logits(continuing: [token], cache: cache).toFloatArray() }
+            model.sequenceParallel = true
+            let odd = try model.logits(MicroBatch(samples: [Array(tokens.prefix(6))], on: model.device)).toFloatArray()
+            if odd.count != oddExpected.count || zip(odd, oddExpected).contains(where: { abs($0 - $1) > 1e-5 * scale }) {
+                failures.add("rank \(group.rank): logits of 5 tokens under sequence parallelism differ")
+            }
             for (what, values) in [("logits", logits), ("cached logits", cached)] {
                 let worst = zip(values, expected).map { abs($0 - $1) }.max() ?? .infinity
                 if values.count != expected.count || !(worst <= 1e-5 * scale) {

@@ -104,6 +104,27 @@ struct DataParallelTests {
         #expect(abs(shardedBytes * 4 - plainBytes) <= 4 * 8 * 16, "Adam state \(shardedBytes) B per rank vs \(plainBytes) B unsharded")
     }
 
+    /// Over pipeline stages with tied embeddings, the word embedding each end stage holds is a bucket
+    /// of its own, so both stages reduce (and under the distributed optimizer shard) it alike.
+    @Test func theSharedWordEmbeddingIsABucketOfItsOwn() throws {
+        let config = GPTConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
+        let failures = Failures()
+        try InProcessWorld(size: 2).run { pipeline in
+            let model = try GPTModel(config: config, seed: 1, pipeline: pipeline, on: CPUDevice(threads: 1))
+            let ddp = try DistributedDataParallel(model: model, dataParallel: InProcessWorld(size: 1).communicator(rank: 0), settings: .init())
+            guard let shared = model.sharedEmbeddingRange, ddp.buckets.contains(shared), ddp.buckets.count == 2
+            else { return failures.add("stage \(pipeline.rank): buckets \(ddp.buckets), shared \(String(describing: model.sharedEmbeddingRange))") }
+            if ddp.buckets.reduce(0, { $0 + $1.count }) != model.layout.totalCount { failures.add("stage \(pipeline.rank): buckets miss parameters") }
+        }
+        #expect(failures.messages.isEmpty, "\(failures.messages)")
+    }
+
+    final class Failures: @unchecked Sendable {
+        private let lock = NSLock()
+        private(set) var messages: [String] = []
+        func add(_ message: String) { lock.lock(); messages.append(message); lock.unlock() }
+    }
+
     @Test func bucketsRunInReverseParameterOrderAndCoverTheBuffer() throws {
         let config = GPTConfig(numLayers: 3, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
         let model = try GPTModel(config: config, seed: 1, on: CPUDevice(threads: 1))

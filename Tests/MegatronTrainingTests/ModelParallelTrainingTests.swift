@@ -8,7 +8,7 @@ import Testing
 /// Tensor and pipeline parallelism, alone and with data parallelism, train as one rank does (dropout
 /// on, the gradient clipped every step so the norm over the parts matters), and their checkpoints
 /// hold the whole model: saved on 2 tensor-parallel ranks or 2 pipeline stages, they resume exactly
-/// on the same layout and, to rounding, on one rank.
+/// on the same layout and, to rounding, on another (one rank, or 2 tensor-parallel ranks).
 struct ModelParallelTrainingTests {
     @Test func tensorParallelTrainingMatchesOneRank() throws {
         let single = try DataParallelTests.train(dataParallelSize: 1)
@@ -40,7 +40,7 @@ struct ModelParallelTrainingTests {
                                      "PP=2 × TP=2, sequence parallel", tolerance: 1e-4)
     }
 
-    @Test func aPipelineParallelCheckpointResumesOnTwoStagesAndOnOne() throws {
+    @Test func aPipelineParallelCheckpointResumesOnTwoStagesAndOnTwoTensorParallelRanks() throws {
         let directory = CheckpointTests.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let straight = try CheckpointTests.run(pp: 2)

@@ -45,7 +45,7 @@ public struct TensorParallel: Sendable {
 
     /// f forward, or g backward, under sequence parallelism: every rank's rows [T/t, h] joined into
     /// [T, h]; without it, `shard` itself.
-    func gather(_ shard: Tensor, rows sequenceParallel: Bool, on device: CPUDevice) throws -> Tensor {
+    func gather(_ shard: Tensor, sequenceParallel: Bool, on device: CPUDevice) throws -> Tensor {
         guard let group, group.size > 1, sequenceParallel else { return shard }
         let whole = Tensor(shape: [shard.rows * group.size, shard.columns], on: device, zeroed: false)
         (whole.floats + group.rank * shard.count).update(from: shard.floats, count: shard.count)

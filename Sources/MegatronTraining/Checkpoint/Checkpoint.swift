@@ -19,7 +19,7 @@ import MegatronModels
 /// it, so a save interrupted at any point leaves the previous checkpoint the latest and intact. (An
 /// earlier save of the same iteration is moved aside to `.iter_NNNNNNN.old` for the instant of the
 /// swap, and read from there if the swap was cut short.) The files hold the whole model and state
-/// whatever the data- and tensor-parallel layout, so a run may resume on another number of ranks.
+/// whatever the data-, tensor- and pipeline-parallel layout, so a run may resume on another number of ranks.
 public enum Checkpoint {
     /// Where training stood when the checkpoint was saved: with the model and optimizer state, all a
     /// resumed run needs to continue exactly (dropout masks and the data order follow from the seed,

@@ -124,7 +124,7 @@ extension Trainer {
     /// `!loadOptimizer` (--no-load-optim), the optimizer state and the schedule's position (so with
     /// --no-load-optim the schedule starts over, as Megatron's). Returns the checkpoint's iteration, or
     /// nil when the directory holds none (Megatron then warns and trains from the initialisation).
-    /// Every data-parallel rank must find the same checkpoint; a failure on one is an error on all.
+    /// Every rank must find the same checkpoint; a failure on one is an error on all.
     @discardableResult
     public func loadCheckpoint(from directory: URL, loadOptimizer: Bool = true, finetune: Bool = false,
                                schedulerSettings: SchedulerSettingsOnLoad = .mustMatch) throws -> Int? {

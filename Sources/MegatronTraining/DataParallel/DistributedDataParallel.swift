@@ -48,7 +48,17 @@ public final class DistributedDataParallel: @unchecked Sendable {
         let bucketSize = settings.overlapGradReduce ? settings.bucketSize ?? max(40_000_000, 1_000_000 * dataParallel.size) : nil
         var buckets: [Range<Int>] = []
         var end = model.layout.totalCount
+        // The word embedding shared by the first and last pipeline stages is a bucket of its own on
+        // both (Megatron's distributed optimizer does the same): the two stages then reduce identical
+        // buffers and shard them alike, so the two copies get the same bits.
+        let shared = model.sharedEmbeddingRange
         for entry in model.layout.entries.reversed() {
+            if let shared, entry.offset == shared.lowerBound {
+                if end > shared.upperBound { buckets.append(shared.upperBound ..< end) }
+                buckets.append(shared)
+                end = shared.lowerBound
+                continue
+            }
             if let bucketSize, end - entry.offset >= bucketSize {
                 buckets.append(entry.offset ..< end)
                 end = entry.offset

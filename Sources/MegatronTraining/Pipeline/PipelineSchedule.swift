@@ -139,6 +139,7 @@ extension Range where Bound == Int {
     /// The parts of this range outside `other` (none, one or two ranges).
     func removing(_ other: Range<Int>?) -> [Range<Int>] {
         guard let other, overlaps(other) else { return isEmpty ? [] : [self] }
-        return [lowerBound ..< other.lowerBound, other.upperBound ..< upperBound].filter { !$0.isEmpty }
+        return [lowerBound ..< Swift.max(lowerBound, other.lowerBound), Swift.min(upperBound, other.upperBound) ..< upperBound]
+            .filter { !$0.isEmpty }
     }
 }

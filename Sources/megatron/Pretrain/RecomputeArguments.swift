@@ -19,8 +19,8 @@ struct RecomputeArguments: ParsableArguments {
 
     /// The recomputation these flags ask for in a model of `layers` layers, or an error naming the flag.
     func recompute(layers: Int) throws -> ActivationRecompute {
-        // Megatron's --recompute-activations is selective granularity.
-        let granularity = recomputeActivations ? granularity ?? "selective" : granularity
+        // Megatron's --recompute-activations sets selective granularity, whatever else is given.
+        let granularity = recomputeActivations ? "selective" : granularity
         switch granularity {
         case nil:
             guard method == nil, numLayers == nil, modules.isEmpty else {
