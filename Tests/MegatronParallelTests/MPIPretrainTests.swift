@@ -36,6 +36,28 @@ final class MPIPretrainTests: XCTestCase {
         }
     }
 
+    /// Tensor (sequence-parallel), pipeline and data parallelism under mpirun, where sends block:
+    /// TP=2 × PP=2, PP=2 × DP=2 with the distributed optimizer, PP=4 (1F1B with every warm-up
+    /// length) give one rank's losses.
+    func testModelParallelRunsMatchOneRank() throws {
+        let run = Self.tinyRun + ["--num-layers", "4", "--train-iters", "6"]
+        let (status, output) = try MPIRun.run(processes: nil, executable: "megatron", arguments: run)
+        XCTAssertEqual(status, 0, output)
+        let single = Self.losses(output)
+        XCTAssertEqual(single.count, 6, output)
+        for (processes, extra) in [(4, ["--tensor-model-parallel-size", "2", "--sequence-parallel", "--pipeline-model-parallel-size", "2"]),
+                                   (4, ["--pipeline-model-parallel-size", "2", "--use-distributed-optimizer", "--overlap-grad-reduce"]),
+                                   (4, ["--pipeline-model-parallel-size", "4"])] {
+            let (status, output) = try MPIRun.run(processes: processes, executable: "megatron", arguments: run + extra)
+            XCTAssertEqual(status, 0, output)
+            let losses = Self.losses(output)
+            XCTAssertEqual(losses.count, 6, "\(extra):\n\(output)")
+            for (step, (a, b)) in zip(single, losses).enumerated() {
+                XCTAssertLessThanOrEqual(abs(a - b), 1e-4 * abs(a), "\(extra): step \(step + 1) loss \(a) vs \(b)")
+            }
+        }
+    }
+
     /// SIGKILL one of four ranks mid-run: mpirun must end the job non-zero, naming the rank.
     func testKillingOneRankEndsTheJobAndNamesIt() throws {
         let run = try MPIRun(processes: 4, executable: "megatron", arguments: Self.tinyRun + ["--train-iters", "100000"])
