@@ -40,41 +40,35 @@ struct ModelParallelTrainingTests {
                                      "PP=2 × TP=2, sequence parallel", tolerance: 1e-4)
     }
 
-    @Test func aPipelineParallelCheckpointResumesOnTwoStagesAndOnTwoTensorParallelRanks() throws {
+    /// A model-parallel layout (tp, pp) and its name.
+    typealias Layout = (tp: Int, pp: Int, name: String)
+
+    /// Saves at iteration 3 on `saved`, resumes on the same layout (bit for bit the run that never
+    /// stopped) and on `other` (the same to rounding).
+    static func expectResumes(savedOn saved: Layout, andOn other: Layout) throws {
         let directory = CheckpointTests.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let straight = try CheckpointTests.run(pp: 2)
-        _ = try CheckpointTests.run(pp: 2, save: directory, exitInterval: 3)
-        let resumed = try CheckpointTests.run(pp: 2, modelSeed: 99, load: directory)
+        let straight = try CheckpointTests.run(tp: saved.tp, pp: saved.pp)
+        _ = try CheckpointTests.run(tp: saved.tp, pp: saved.pp, save: directory, exitInterval: 3)
+        let resumed = try CheckpointTests.run(tp: saved.tp, pp: saved.pp, modelSeed: 99, load: directory)
         #expect(resumed.loaded == 3)
         for (step, (a, b)) in zip(straight.steps.dropFirst(3), resumed.steps).enumerated() {
-            #expect(a.loss == b.loss && a.gradNorm == b.gradNorm, "PP=2 resumed on PP=2, iteration \(step + 4): \(a) vs \(b)")
+            #expect(a.loss == b.loss && a.gradNorm == b.gradNorm, "\(saved.name) resumed on itself, iteration \(step + 4): \(a) vs \(b)")
         }
         #expect(CheckpointTests.differing(straight.parameters, resumed.parameters) == 0)
-        let single = try CheckpointTests.run(tp: 2, modelSeed: 99, load: directory)
-        #expect(single.loaded == 3 && single.steps.count == 3)
-        for (step, (a, b)) in zip(straight.steps.dropFirst(3), single.steps).enumerated() {
+        let moved = try CheckpointTests.run(tp: other.tp, pp: other.pp, modelSeed: 99, load: directory)
+        #expect(moved.loaded == 3 && moved.steps.count == 3)
+        for (step, (a, b)) in zip(straight.steps.dropFirst(3), moved.steps).enumerated() {
             #expect(abs(a.loss - b.loss) <= 1e-5 * a.loss && abs(a.gradNorm - b.gradNorm) <= 1e-4 * a.gradNorm,
-                    "PP=2 resumed on TP=2, iteration \(step + 4): \(a) vs \(b)")
+                    "\(saved.name) resumed on \(other.name), iteration \(step + 4): \(a) vs \(b)")
         }
     }
 
+    @Test func aPipelineParallelCheckpointResumesOnTwoStagesAndOnTwoTensorParallelRanks() throws {
+        try Self.expectResumes(savedOn: (1, 2, "PP=2"), andOn: (2, 1, "TP=2"))
+    }
+
     @Test func aTensorParallelCheckpointResumesOnTwoRanksAndOnOne() throws {
-        let directory = CheckpointTests.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let straight = try CheckpointTests.run(tp: 2)
-        _ = try CheckpointTests.run(tp: 2, save: directory, exitInterval: 3)
-        let resumed = try CheckpointTests.run(tp: 2, modelSeed: 99, load: directory)
-        #expect(resumed.loaded == 3)
-        for (step, (a, b)) in zip(straight.steps.dropFirst(3), resumed.steps).enumerated() {
-            #expect(a.loss == b.loss && a.gradNorm == b.gradNorm, "TP=2 resumed on TP=2, iteration \(step + 4): \(a) vs \(b)")
-        }
-        #expect(CheckpointTests.differing(straight.parameters, resumed.parameters) == 0)
-        let single = try CheckpointTests.run(modelSeed: 99, load: directory)
-        #expect(single.loaded == 3 && single.steps.count == 3)
-        for (step, (a, b)) in zip(straight.steps.dropFirst(3), single.steps).enumerated() {
-            #expect(abs(a.loss - b.loss) <= 1e-5 * a.loss && abs(a.gradNorm - b.gradNorm) <= 1e-4 * a.gradNorm,
-                    "TP=2 resumed on one rank, iteration \(step + 4): \(a) vs \(b)")
-        }
+        try Self.expectResumes(savedOn: (2, 1, "TP=2"), andOn: (1, 1, "one rank"))
     }
 }
