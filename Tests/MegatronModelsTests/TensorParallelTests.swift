@@ -98,14 +98,20 @@ import Testing
         #expect(failures.messages.isEmpty, "\(failures.messages)")
     }
 
-    @Test func aSizeThatDoesNotDivideTheModelNamesTheFlag() throws {
+    /// Tensor-parallel ranks that cannot hold whole heads, or stages that cannot hold whole layers.
+    @Test(arguments: [(3, 1, "--num-attention-heads 4 is not divisible by --tensor-model-parallel-size 3"),
+                      (1, 3, "--num-layers 2 is not divisible by --pipeline-model-parallel-size 3")])
+    func aLayoutThatDoesNotDivideTheModelNamesTheFlag(tensorParallelSize tp: Int, pipelineParallelSize pp: Int, message: String) throws {
         let failures = Failures()
-        try InProcessWorld(size: 3).run { group in
+        try InProcessWorld(size: tp * pp).run { world in
+            let groups = try ProcessGroups(world: world, state: ParallelState(worldSize: tp * pp, tensorModelParallelSize: tp,
+                                                                             pipelineModelParallelSize: pp))
             do {
-                _ = try GPTModel(config: tinyConfig(), seed: 7, tensorParallel: group, on: CPUDevice(threads: 1))
-                failures.add("built a model of 4 heads on 3 ranks")
+                _ = try GPTModel(config: tinyConfig(), seed: 7, tensorParallel: groups.tensorModelParallel,
+                                 pipeline: groups.pipelineModelParallel, on: CPUDevice(threads: 1))
+                failures.add("built 4 heads and 2 layers on TP=\(tp), PP=\(pp)")
             } catch {
-                if !"\(error)".contains("--tensor-model-parallel-size 3") { failures.add("\(error)") }
+                if !"\(error)".contains(message) { failures.add("\(error)") }
             }
         }
         #expect(failures.messages.isEmpty, "\(failures.messages)")

@@ -10,34 +10,28 @@ import Testing
 /// hold the whole model: saved on 2 tensor-parallel ranks or 2 pipeline stages, they resume exactly
 /// on the same layout and, to rounding, on another (one rank, or 2 tensor-parallel ranks).
 struct ModelParallelTrainingTests {
-    @Test func tensorParallelTrainingMatchesOneRank() throws {
-        let single = try DataParallelTests.train(dataParallelSize: 1)
-        DataParallelTests.expectSame(single, try DataParallelTests.train(dataParallelSize: 1, tensorParallelSize: 2), "TP=2", tolerance: 1e-4)
-        var ddp = DistributedDataParallel.Settings()
-        ddp.useDistributedOptimizer = true
-        ddp.overlapGradReduce = true
-        ddp.bucketSize = 3000
-        DataParallelTests.expectSame(single, try DataParallelTests.train(dataParallelSize: 2, tensorParallelSize: 2, ddp: ddp),
-                                     "TP=2 × DP=2, distributed optimizer", tolerance: 1e-4)
-        DataParallelTests.expectSame(single, try DataParallelTests.train(dataParallelSize: 2, tensorParallelSize: 2, sequenceParallel: true,
-                                                                         ddp: ddp),
-                                     "TP=2 × DP=2, sequence parallel, distributed optimizer", tolerance: 1e-4)
-    }
-
-    @Test func pipelineParallelTrainingMatchesOneRank() throws {
-        let single = try DataParallelTests.train(dataParallelSize: 1)
+    /// Layouts that train as one rank: data-, tensor- and pipeline-parallel sizes, sequence
+    /// parallelism, and the distributed optimizer (with overlapped reduction in small buckets).
+    static let layouts: [(dp: Int, tp: Int, pp: Int, sequenceParallel: Bool, distributedOptimizer: Bool)] = [
+        (1, 2, 1, false, false), (2, 2, 1, false, true), (2, 2, 1, true, true),
         // One stage per layer: 8 micro-batches a step, 1F1B with warm-up and cool-down.
-        DataParallelTests.expectSame(single, try DataParallelTests.train(dataParallelSize: 1, pipelineParallelSize: 2), "PP=2",
-                                     tolerance: 1e-4)
+        (1, 1, 2, false, false), (2, 1, 2, false, true), (1, 2, 2, true, false),
+    ]
+
+    @Test(arguments: layouts.indices)
+    func trainsAsOneRank(layout index: Int) throws {
+        let l = Self.layouts[index]
         var ddp = DistributedDataParallel.Settings()
-        ddp.useDistributedOptimizer = true
-        ddp.overlapGradReduce = true
-        ddp.bucketSize = 3000
-        DataParallelTests.expectSame(single, try DataParallelTests.train(dataParallelSize: 2, pipelineParallelSize: 2, ddp: ddp),
-                                     "PP=2 × DP=2, distributed optimizer", tolerance: 1e-4)
-        DataParallelTests.expectSame(single, try DataParallelTests.train(dataParallelSize: 1, tensorParallelSize: 2, pipelineParallelSize: 2,
-                                                                         sequenceParallel: true),
-                                     "PP=2 × TP=2, sequence parallel", tolerance: 1e-4)
+        if l.distributedOptimizer {
+            ddp.useDistributedOptimizer = true
+            ddp.overlapGradReduce = true
+            ddp.bucketSize = 3000
+        }
+        let name = "DP=\(l.dp) TP=\(l.tp) PP=\(l.pp)\(l.sequenceParallel ? " SP" : "")\(l.distributedOptimizer ? ", distributed optimizer" : "")"
+        DataParallelTests.expectSame(try DataParallelTests.train(dataParallelSize: 1),
+                                     try DataParallelTests.train(dataParallelSize: l.dp, tensorParallelSize: l.tp, pipelineParallelSize: l.pp,
+                                                                 sequenceParallel: l.sequenceParallel, ddp: ddp),
+                                     name, tolerance: 1e-4)
     }
 
     /// A model-parallel layout (tp, pp) and its name.
