@@ -9,9 +9,10 @@ import MegatronParallel
 /// Under tensor parallelism (`tensorParallel`, t ranks) each rank holds heads/t heads (whole query
 /// groups), ffn/t MLP features and vocab/t rows of the word embedding and output layer, as
 /// Megatron's column- and row-parallel layers do; activations between the layers are whole on
-/// every rank (or, under sequence parallelism, split by rows), and the widths below are then per rank. Under pipeline parallelism (`pipeline`) a
-/// rank holds one stage of the model (see `PipelineStage`), and `forward` and `backward` run that
-/// stage alone: a pipeline schedule passes the activations and gradients between the stages.
+/// every rank (or, under sequence parallelism, split by rows), and the widths below are then per
+/// rank. Under pipeline parallelism (`pipeline`) a rank holds one stage of the model (see
+/// `PipelineStage`), and `forward` and `backward` run that stage alone: a pipeline schedule passes
+/// the activations and gradients between the stages.
 ///
 /// Shapes (T = batch·seq tokens, h hidden, a = heads·kv-channels, f = ffn):
 /// embeddings [T, h] → per layer: norm → QKV [T, (heads + 2·groups)·d] → attention [T, a] →
@@ -102,7 +103,7 @@ public final class GPTModel: @unchecked Sendable {
         let local = try Elementwise.globalL2Norm(spans, on: device)
         let groups = modelParallelGroups
         guard !groups.isEmpty else { return local }
-        return try groups.reduce(local * local) { try $1.allReduce($0, op: .sum) }.squareRoot()
+        return try groups.allReduce(local * local, op: .sum).squareRoot()
     }
 
     /// The groups over which this rank holds part of one copy of the model: tensor- and pipeline-parallel.
@@ -367,9 +368,9 @@ public final class GPTModel: @unchecked Sendable {
                                       firstRow: pass.rows.first, on: device)
             }
         } else {
-            let rows = split ? tokens / t : tokens
-            guard let input, input.shape == [rows, c.hiddenSize] else {
-                throw TensorError("pipeline stage \(pipeline.index): expected the previous stage's output [\(rows), \(c.hiddenSize)], "
+            let expected = hiddenStatesShape(tokens: tokens, splitRows: split)
+            guard let input, input.shape == expected else {
+                throw TensorError("pipeline stage \(pipeline.index): expected the previous stage's output \(expected), "
                                   + "got \(input.map { "\($0.shape)" } ?? "none")")
             }
             x = input
@@ -388,6 +389,13 @@ public final class GPTModel: @unchecked Sendable {
         let logits = try GEMM.matmul(outputInput, outputWeight, transposeB: true, on: device)
         return StageActivations(pass: pass, saved: saved, final: FinalActivations(decoderOutput: x, normOutput: outputInput, normSaved: finalSaved),
                                 output: logits)
+    }
+
+    /// The shape of the hidden states that pass between pipeline stages for a micro-batch of
+    /// `tokens` tokens: [tokens, h], or this rank's rows of them under sequence parallelism.
+    public func hiddenStatesShape(tokens: Int, splitRows: Bool? = nil) -> [Int] {
+        let split = (splitRows ?? sequenceParallel) && tensorParallel.size > 1
+        return [split ? tokens / tensorParallel.size : tokens, config.hiddenSize]
     }
 
     /// The layers of this pipeline stage (all of them on one stage).

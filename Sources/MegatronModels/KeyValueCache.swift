@@ -46,8 +46,7 @@ extension GPTModel {
             let qkv = try Linear.forward(n1, weight: w.qkvWeight, bias: w.qkvBias, on: device)
             try rotary?.apply(to: qkv, headOffsets: layout.queryOffsets + layout.keyOffsets, positions: positions, on: device)
             let context = try cachedAttention(qkv, layout: layout, layer: l, cache: cache)
-            let proj = try GEMM.matmul(context, w.projWeight, transposeB: true, on: device)
-            try tensorParallel.allReduce(proj)
+            let proj = try reduce(GEMM.matmul(context, w.projWeight, transposeB: true, on: device), .all)
             let x1 = try BiasDropoutAdd.forward(proj, bias: w.projBias, residual: x, probability: 0, rng: noDropout, on: device)
             x = try mlpBlock(x1, w, dropout: 0, rng: noDropout, rows: .all).output
         }

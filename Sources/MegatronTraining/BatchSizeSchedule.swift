@@ -3,11 +3,9 @@
 /// THRESHOLD tokens have been consumed (thresholds and sizes take K, M, B, T suffixes; tokens count
 /// as samples × sequence length, rounded down). The first threshold must be 0, the thresholds
 /// strictly increasing, the batch sizes positive.
-public struct BatchSizeSchedule: Sendable, Equatable {
+public struct BatchSizeSchedule: Sendable {
     /// (consumed samples from which it applies, global batch size), ascending.
     public let steps: [(samples: Int, batchSize: Int)]
-
-    public static func == (a: Self, b: Self) -> Bool { a.steps.elementsEqual(b.steps) { $0 == $1 } }
 
     /// Parses `text` (entries separated by spaces or commas) with token thresholds converted to
     /// samples of `sequenceLength` tokens; an error names the flag and the entry at fault.

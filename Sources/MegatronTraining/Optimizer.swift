@@ -83,7 +83,7 @@ public final class Optimizer {
         let local = try Elementwise.globalL2Norm(shards, on: model.device)
         let groups = model.modelParallelGroups + [gradNormGroup].compactMap { $0 }.filter { $0.size > 1 }
         guard !groups.isEmpty else { return local }
-        return try groups.reduce(local * local) { try $1.allReduce($0, op: .sum) }.squareRoot()
+        return try groups.allReduce(local * local, op: .sum).squareRoot()
     }
 
     /// Clips the gradients and updates the parameters at `learningRate`, decaying the parameters

@@ -140,8 +140,8 @@ public final class Trainer {
             let ready = dataParallel.map { ddp in
                 { (range: Range<Int>) in for part in range.removing(shared) { try ddp.gradientsReady(part) } }
             }
-            let (lossSum, tokens) = try schedule(iteration: iteration).forwardBackward(count: microBatches, lossWeight: 1 / Float(microBatches),
-                                                                                      gradientsReady: ready)
+            let (lossSum, tokens) = try schedule(of: sample, from: consumedSamples, iteration: iteration)
+                .forwardBackward(count: microBatches, lossWeight: 1 / Float(microBatches), gradientsReady: ready)
             try model.reduceSharedEmbeddingGradients()
             if let shared { try dataParallel?.gradientsReady(shared) }
             try dataParallel?.finishGradSync()
@@ -178,8 +178,7 @@ public final class Trainer {
             let logsScalars = tensorboard.map { iteration % $0.interval == 0 } ?? false
             // A collective over the model-parallel ranks, so every rank computes it every iteration
             // (as Megatron does), not only where a line or scalar is written.
-            let paramsNorm = s.logParamsNorm
-                ? try model.wholeModelNorm(of: model.parameters) : nil
+            let paramsNorm = s.logParamsNorm ? try model.wholeModelNorm(of: model.parameters) : nil
             if logsScalars {
                 tensorboard?.iteration(iteration, consumedSamples: consumedSamples, learningRate: scheduler.learningRate,
                                        batchSize: globalBatchSize, loss: lossSums[1] > 0 ? loss : nil, gradNorm: loggedGradNorm(gradNorm),
@@ -225,10 +224,12 @@ public final class Trainer {
         return results
     }
 
-    /// The pipeline schedule of iteration `iteration`'s micro-batches on this data-parallel rank: of
-    /// every micro-batch · dp consecutive samples from `consumedSamples`, the dpRank-th run.
-    private func schedule(iteration: Int) -> PipelineSchedule {
-        let s = settings, first = consumedSamples, sample = self.sample, device = model.device
+    /// The pipeline schedule of this data-parallel rank's micro-batches of `sample` from sample
+    /// `first`: of every micro-batch · dp consecutive samples, the dpRank-th run. Micro-batch m's
+    /// dropout masks are those of micro-batch m·dp + dpRank of `iteration` (0 in evaluation, which
+    /// draws none).
+    private func schedule(of sample: @escaping (Int) -> [Int32], from first: Int, iteration: Int) -> PipelineSchedule {
+        let s = settings, device = model.device
         let dp = dataParallel?.dataParallel.size ?? 1, dpRank = dataParallel?.dataParallel.rank ?? 0
         return PipelineSchedule(model: model, tokens: s.microBatchSize * s.sequenceLength) { m in
             let start = first + (m * dp + dpRank) * s.microBatchSize
@@ -240,9 +241,8 @@ public final class Trainer {
     /// Sums `values` over the data-parallel ranks and the pipeline stages (the last stage's loss
     /// reaches every rank).
     private func allReduceOverDataAndPipeline(_ values: inout [Double]) throws {
-        for group in [dataParallel?.dataParallel, model.pipeline.group].compactMap({ $0 }) where group.size > 1 {
-            try values.withUnsafeMutableBufferPointer { try group.allReduce($0, op: .sum) }
-        }
+        let groups = [dataParallel?.dataParallel, model.pipeline.group].compactMap { $0 }.filter { $0.size > 1 }
+        try values.withUnsafeMutableBufferPointer { try groups.allReduce($0, op: .sum) }
     }
 
     /// The error that ends a run under --check-for-nan-in-loss-and-grad.
@@ -287,15 +287,9 @@ public final class Trainer {
     /// validation lines (the loss and its perplexity, exp of the loss capped at 20).
     private func evaluateAndLog(_ sample: @escaping (Int) -> [Int32], from first: Int, label: String, toTensorBoard: Bool = true) throws {
         let s = settings, iterations = evaluation!.iterations
-        let dp = dataParallel?.dataParallel.size ?? 1, dpRank = dataParallel?.dataParallel.rank ?? 0
+        let dp = dataParallel?.dataParallel.size ?? 1
         let microBatches = s.globalBatchSize / (s.microBatchSize * dp)
-        let evaluation = PipelineSchedule(model: model, tokens: s.microBatchSize * s.sequenceLength) { m in
-            let start = first + (m * dp + dpRank) * s.microBatchSize
-            return (try MicroBatch(samples: (start ..< start + s.microBatchSize).map(sample), boundaries: s.documentBoundaries,
-                                   on: self.model.device),
-                    GPTModel.DropoutKey(seed: 0, iteration: 0, microBatch: 0))
-        }
-        let (lossSum, tokens) = try evaluation.forwardOnly(count: iterations * microBatches)
+        let (lossSum, tokens) = try schedule(of: sample, from: first, iteration: 0).forwardOnly(count: iterations * microBatches)
         var sums = [lossSum, tokens]   // Σ loss·tokens, Σ tokens
         try allReduceOverDataAndPipeline(&sums)
         let loss = sums[0] / sums[1]

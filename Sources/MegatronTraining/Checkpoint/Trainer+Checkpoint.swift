@@ -132,8 +132,7 @@ extension Trainer {
         do { latest = try Checkpoint.latestIteration(in: directory) } catch { failure = error }
         try agree(failure, "reading \(directory.appendingPathComponent(Checkpoint.trackerName).path)")
         let mine = Int32(latest ?? -1)
-        let highest = try peerGroups.reduce(mine) { try $1.allReduce($0, op: .max) }
-        let lowest = -(try peerGroups.reduce(-mine) { try $1.allReduce($0, op: .max) })
+        let highest = try peerGroups.allReduce(mine, op: .max), lowest = -(try peerGroups.allReduce(-mine, op: .max))
         guard highest == lowest else {
             throw TensorError("--load \(directory.path): the ranks find different checkpoints (iterations \(lowest) "
                               + "to \(highest), -1 meaning none): every rank must read the same directory")
@@ -187,7 +186,7 @@ extension Trainer {
     /// Throws on every rank when `failure` happened on any: its own error where it happened,
     /// elsewhere one saying that `what` failed on another rank.
     func agree(_ failure: Error?, _ what: String) throws {
-        let failures = try peerGroups.reduce(Int32(failure == nil ? 0 : 1)) { try $1.allReduce($0, op: .sum) }
+        let failures = try peerGroups.allReduce(Int32(failure == nil ? 0 : 1), op: .sum)
         if let failure { throw failure }
         if failures > 0 { throw TensorError("\(what) failed on another rank") }
     }

@@ -83,10 +83,8 @@ struct PipelineSchedule {
 
     // MARK: point-to-point steps (Megatron's p2p_communication names)
 
-    /// The hidden states that pass between stages: [T, h], or this rank's rows under sequence parallelism.
-    private var activationShape: [Int] {
-        [model.sequenceParallel ? tokens / model.tensorParallel.size : tokens, model.config.hiddenSize]
-    }
+    /// The hidden states that pass between stages.
+    private var activationShape: [Int] { model.hiddenStatesShape(tokens: tokens) }
 
     private func receive(from peer: Int) throws -> Tensor {
         let tensor = Tensor(shape: activationShape, on: model.device, zeroed: false)
