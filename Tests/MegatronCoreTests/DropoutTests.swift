@@ -31,21 +31,25 @@ import Testing
         #expect(rows.toFloatArray() == Array(a[0 ..< 1000]))
     }
 
-    /// Rows of 33 columns (chunks straddle rows) and of 512 (two whole chunks per row).
-    @Test(arguments: [33, 512])
-    func biasDropoutAddForwardAndBackward(columns c: Int) throws {
+    /// Rows of 33 columns (chunks straddle rows), of 512 (two whole chunks per row), and 13 rows of
+    /// 768 from row 3 on (blocks of x + bias that start mid-chunk and span several rows), with and
+    /// without a bias, split over threads.
+    @Test(arguments: [(33, 5, 0), (512, 5, 0), (768, 13, 3)], [true, false])
+    func biasDropoutAddForwardAndBackward(shape: (columns: Int, rows: Int, firstRow: Int), withBias: Bool) throws {
         var rng = TestRandom(seed: 20)
-        let r = 5
-        let x = rng.floats(r * c), b = rng.floats(c), res = rng.floats(r * c), dy = rng.floats(r * c)
+        let (r, c, firstRow) = (shape.rows, shape.columns, shape.firstRow)
+        let x = rng.floats(r * c), b = withBias ? rng.floats(c) : [Float](repeating: 0, count: c)
+        let res = rng.floats(r * c), dy = rng.floats(r * c)
         let stream = PhiloxStream(seed: 9, stream: 1), p: Float = 0.25
-        let out = try BiasDropoutAdd.forward(tensor(x, [r, c]), bias: tensor(b, [c]), residual: tensor(res, [r, c]),
-                                             probability: p, rng: stream, on: serial).toFloatArray()
+        let out = try BiasDropoutAdd.forward(tensor(x, [r, c]), bias: withBias ? tensor(b, [c]) : nil, residual: tensor(res, [r, c]),
+                                             probability: p, rng: stream, firstRow: firstRow, on: parallel).toFloatArray()
         let mask = try Dropout.apply(tensor([Float](repeating: 1, count: r * c), [r, c]), probability: p, rng: stream,
-                                     on: serial).toFloatArray()
+                                     firstRow: firstRow, on: serial).toFloatArray()
         expectClose(out, (0 ..< r * c).map { Double(res[$0]) + (Double(x[$0]) + Double(b[$0 % c])) * Double(mask[$0]) },
                     tolerance: 1e-6, "out")
         let db = tensor([Float](repeating: 0, count: c), [c])
-        let dx = try BiasDropoutAdd.backward(tensor(dy, [r, c]), gradBias: db, probability: p, rng: stream, on: serial)
+        let dx = try BiasDropoutAdd.backward(tensor(dy, [r, c]), gradBias: db, probability: p, rng: stream, firstRow: firstRow,
+                                             on: serial)
         let expectedDx = (0 ..< r * c).map { Double(dy[$0]) * Double(mask[$0]) }
         expectClose(dx.toFloatArray(), expectedDx, tolerance: 1e-6, "dx")
         expectClose(db.toFloatArray(), (0 ..< c).map { col in (0 ..< r).map { expectedDx[$0 * c + col] }.reduce(0, +) },
