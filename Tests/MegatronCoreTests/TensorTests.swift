@@ -55,6 +55,23 @@ import Testing
         #expect(try floats([0x3F82, 0x0001, 0xFF80], from: .bfloat16) == [Float(bitPattern: 0x3F82_0000), Float(bitPattern: 0x0001_0000), -.infinity])
     }
 
+    /// Rounding in place gives exactly what a 16-bit copy converted back holds, for the tie, overflow,
+    /// subnormal and NaN cases above and for random values of every magnitude.
+    @Test(arguments: [DType.float16, .bfloat16])
+    func roundingInPlaceMatchesTheConversions(precision: DType) throws {
+        var rng = TestRandom(seed: 61)
+        let special: [Float] = [1 + 0x1p-11, 1 + 0x3p-11, 1 + 0x1p-8, 1 + 0x3p-8, 65504, 65519, 65520, 0x1p-24, 0x1p-25,
+                                Float(bitPattern: 0x7F7F_FFFF), Float(bitPattern: 0x0001_8000), .infinity, -.infinity, -0.0]
+        let x = special + rng.floats(100_000, scale: 1).enumerated().map { $1 * Float(sign: .plus, exponent: $0 % 60 - 30, significand: 1) }
+        let rounded = tensor(x, [x.count], on: parallel)
+        try rounded.round(to: precision, on: parallel)
+        let expected = try tensor(x, [x.count]).converted(to: precision, on: serial).converted(to: .float32, on: serial).toFloatArray()
+        #expect(rounded.toFloatArray().map(\.bitPattern) == expected.map(\.bitPattern))
+        let nan = tensor([Float(bitPattern: 0x7F80_0001)], [1])
+        try nan.round(to: precision, on: serial)
+        #expect(nan.toFloatArray()[0].isNaN)
+    }
+
     @Test func roundTripAcrossThreads() throws {
         var rng = TestRandom(seed: 60)
         let x = rng.floats(300_000, scale: 100)

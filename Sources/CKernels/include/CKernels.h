@@ -167,6 +167,10 @@ void mg_f32_to_bf16(uint16_t *y, const float *x, long n);
 /// fp16 / bfloat16 → fp32 (exact).
 void mg_f16_to_f32(float *y, const uint16_t *x, long n);
 void mg_bf16_to_f32(float *y, const uint16_t *x, long n);
+/// y = x rounded to the nearest fp16 / bfloat16 value (as above), kept in fp32: what a 16-bit copy
+/// of x holds. y may be x.
+void mg_round_to_f16(float *y, const float *x, long n);
+void mg_round_to_bf16(float *y, const float *x, long n);
 
 /// 1 when this CPU runs the AVX2+FMA+F16C clones of the kernels.
 int mg_cpu_has_avx2_fma(void);

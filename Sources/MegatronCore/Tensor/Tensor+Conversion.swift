@@ -23,3 +23,21 @@ extension Tensor {
         return out
     }
 }
+
+extension Tensor {
+    /// Sets this fp32 tensor to `source` (default: itself) rounded to the nearest value of `precision`
+    /// (fp16 or bf16; fp32 copies), as converting to it and back would: what a 16-bit copy holds, kept
+    /// in fp32 so that the fp32 kernels compute on it. fp16 overflow becomes ±inf.
+    public func round(to precision: DType, from source: Tensor? = nil, on device: CPUDevice) throws {
+        let source = source ?? self
+        try expect(dtype: .float32, "round(to:)", "tensor")
+        try source.expect(shape: shape, "round(to:)", "source")
+        let (x, y) = (source, self)
+        switch precision {
+        case .float32: if source.rawPointer != rawPointer { try copy(from: source) }
+        case .float16: device.parallelElements(count) { r in mg_round_to_f16(y.floats + r.lowerBound, x.floats + r.lowerBound, r.count) }
+        case .bfloat16: device.parallelElements(count) { r in mg_round_to_bf16(y.floats + r.lowerBound, x.floats + r.lowerBound, r.count) }
+        default: throw TensorError("round(to:): \(precision) is not a floating-point precision")
+        }
+    }
+}
