@@ -11,6 +11,13 @@ import MegatronParallel
 /// gradient norm then sums squares over every rank's shard (`gradNormGroup`), so all ranks clip
 /// by, and skip non-finite steps on, the same global norm. Under tensor and pipeline parallelism the
 /// squares are summed over those groups too, each replicated parameter counted once.
+///
+/// Mixed precision (`paramsDType` fp16 or bf16, Megatron's --fp16 / --bf16): the model's parameters
+/// are rounded to that precision (kept in fp32 buffers, as this CPU backend computes in fp32), and
+/// the optimizer keeps fp32 main parameters for its spans: it updates those and writes their rounded
+/// values back into the model. With a `gradScaler` the gradients arrive multiplied by the loss scale;
+/// the step first rounds them to `gradBufferDType` (an fp16 buffer overflows to inf there, as on a
+/// GPU), divides them by the scale and skips the update when any rank found an inf or NaN.
 public final class Optimizer {
     public enum Kind: String, Sendable, CaseIterable { case adam, sgd }
 
@@ -23,6 +30,13 @@ public final class Optimizer {
         public var sgdMomentum: Float = 0.9
         /// Clip gradients to this global L2 norm; 0 disables clipping.
         public var clipGrad: Float = 1
+        /// The model's parameter precision (--fp16, --bf16); fp32 main parameters are kept for other than fp32.
+        public var paramsDType: DType = .float32
+        /// The gradients' precision before they are unscaled: fp16 under --fp16 unless
+        /// --accumulate-allreduce-grads-in-fp32.
+        public var gradBufferDType: DType = .float32
+        /// The loss scaler, or nil for none (fp32, and bf16 without --loss-scale).
+        public var gradScaler: GradScaler?
 
         public init() {}
     }
@@ -32,6 +46,10 @@ public final class Optimizer {
     /// Adam's first moment, or SGD's momentum buffer.
     let firstMoment: Tensor
     let secondMoment: Tensor?
+    /// The fp32 main parameters of the owned spans under mixed precision (Megatron's fp32_param).
+    let mainParameters: Tensor?
+    /// The loss scaler's current state.
+    public internal(set) var gradScaler: GradScaler?
     /// Contiguous runs of the owned spans with one weight-decay setting: where they lie in the flat
     /// buffer, where their state lies in the moment tensors, and whether they decay.
     let groups: [(range: Range<Int>, stateOffset: Int, decays: Bool)]
@@ -55,6 +73,8 @@ public final class Optimizer {
         let n = self.ownedRanges.reduce(0) { $0 + $1.count }
         firstMoment = Tensor(shape: [n], on: model.device)
         secondMoment = settings.kind == .adam ? Tensor(shape: [n], on: model.device) : nil
+        mainParameters = settings.paramsDType == .float32 ? nil : Tensor(shape: [n], on: model.device, zeroed: false)
+        gradScaler = settings.gradScaler
         var groups: [(Range<Int>, Int, Bool)] = []
         var stateOffset = 0
         for owned in self.ownedRanges {
@@ -71,10 +91,28 @@ public final class Optimizer {
             }
         }
         self.groups = groups
+        try? castModelParameters(mainParametersRestored: false)
     }
 
-    /// Bytes of optimizer state (moments) this rank keeps.
-    public var stateBytes: Int { firstMoment.byteCount + (secondMoment?.byteCount ?? 0) }
+    /// Bytes of optimizer state (moments, main parameters) this rank keeps.
+    public var stateBytes: Int { stateTensors.reduce(0) { $0 + $1.values.byteCount } }
+
+    /// The loss scale the backward multiplies the loss by (1 without a scaler).
+    public var lossScale: Float { gradScaler?.scale ?? 1 }
+
+    /// Under mixed precision, makes the model's parameters those of `paramsDType`, as Megatron's
+    /// Float16Module casts the model: the main parameters take the model's values first unless
+    /// `mainParametersRestored` (a checkpoint supplied them), then the model's whole buffer is rounded.
+    /// Called at construction and after a checkpoint is loaded.
+    func castModelParameters(mainParametersRestored: Bool) throws {
+        guard let mainParameters else { return }
+        if !mainParametersRestored {
+            for (range, values) in ownedSpans(of: mainParameters) {
+                values.update(from: model.parameters.floats + range.lowerBound, count: range.count)
+            }
+        }
+        try model.parameters.round(to: settings.paramsDType, on: model.device)
+    }
 
     /// The L2 norm of the gradients over every counted span, summed over the model-parallel groups
     /// and `gradNormGroup`.
@@ -86,12 +124,35 @@ public final class Optimizer {
         return try groups.allReduce(local * local, op: .sum).squareRoot()
     }
 
+    /// Under a loss scaler: rounds the owned gradients to `gradBufferDType`, divides them by the
+    /// scale, and returns whether any rank found an inf or NaN in its (Megatron's
+    /// _unscale_main_grads_and_check_for_nan, the flag reduced by max over the model-parallel groups
+    /// and `gradNormGroup`). Then moves the scale.
+    private func unscaleGradients() throws -> Bool {
+        guard var scaler = gradScaler else { return false }
+        let inverse = Float(1 / Double(scaler.scale))
+        var found: Int32 = 0
+        for range in ownedRanges {
+            let grads = try model.gradients.view(offset: range.lowerBound, shape: [range.count])
+            try grads.round(to: settings.gradBufferDType, on: model.device)
+            try Elementwise.scale(grads, by: inverse, on: model.device)
+            if try Elementwise.hasNonfinite(grads, on: model.device) { found = 1 }
+        }
+        let groups = model.modelParallelGroups + [gradNormGroup].compactMap { $0 }.filter { $0.size > 1 }
+        let foundInf = try groups.allReduce(found, op: .max) > 0
+        scaler.update(foundInf: foundInf)
+        gradScaler = scaler
+        return foundInf
+    }
+
     /// Clips the gradients and updates the parameters at `learningRate`, decaying the parameters
     /// that decay by `weightDecay` (default: the settings'). Returns the gradient norm before
-    /// clipping; a non-finite norm skips the update (Megatron counts it as a nan iteration).
+    /// clipping; a non-finite norm skips the update (Megatron counts it as a nan iteration), and so
+    /// does a loss-scaled gradient that overflowed, with no norm computed.
     @discardableResult
-    public func step(learningRate: Float, weightDecay: Float? = nil) throws -> (gradNorm: Double, skipped: Bool) {
+    public func step(learningRate: Float, weightDecay: Float? = nil) throws -> (gradNorm: Double?, skipped: Bool) {
         let device = model.device
+        if try unscaleGradients() { return (nil, true) }
         let norm = try gradientNorm()
         guard norm.isFinite else { return (norm, true) }
         var gradScale: Float = 1
@@ -104,27 +165,46 @@ public final class Optimizer {
             let view = { (t: Tensor) in try t.view(offset: range.lowerBound, shape: [range.count]) }
             let state = { (t: Tensor) in try t.view(offset: stateOffset, shape: [range.count]) }
             let wd = decays ? weightDecay ?? settings.weightDecay : 0
+            // Under mixed precision the update goes to the main parameters, rounded into the model below.
+            let param = try mainParameters.map(state) ?? view(model.parameters)
             switch settings.kind {
             case .adam:
-                try AdamW.update(param: view(model.parameters), grad: view(model.gradients), expAvg: state(firstMoment),
+                try AdamW.update(param: param, grad: view(model.gradients), expAvg: state(firstMoment),
                                  expAvgSq: state(secondMoment!), step: step,
                                  .init(learningRate: learningRate, beta1: settings.adamBeta1, beta2: settings.adamBeta2,
                                        epsilon: settings.adamEpsilon, weightDecay: wd),
                                  gradScale: gradScale, on: device)
             case .sgd:
-                try SGD.update(param: view(model.parameters), grad: view(model.gradients), momentumBuffer: state(firstMoment),
+                try SGD.update(param: param, grad: view(model.gradients), momentumBuffer: state(firstMoment),
                                firstStep: step == 1, learningRate: learningRate, momentum: settings.sgdMomentum,
                                weightDecay: wd, gradScale: gradScale, on: device)
             }
         }
+        try copyMainParametersToModel()
         return (norm, false)
+    }
+
+    /// Under mixed precision, the model's owned spans ← the main parameters rounded to `paramsDType`.
+    private func copyMainParametersToModel() throws {
+        guard let mainParameters else { return }
+        var offset = 0
+        for range in ownedRanges {
+            let main = try mainParameters.view(offset: offset, shape: [range.count])
+            try model.parameters.view(offset: range.lowerBound, shape: [range.count])
+                .round(to: settings.paramsDType, from: main, on: model.device)
+            offset += range.count
+        }
     }
 
     /// The optimizer's state tensors by the name PyTorch's optimizers give them: Adam's `exp_avg` and
     /// `exp_avg_sq`, SGD's `momentum_buffer`.
+    /// Under mixed precision also the main parameters, by Megatron's name `fp32_param`.
     var stateTensors: [(name: String, values: Tensor)] {
-        settings.kind == .adam ? [("exp_avg", firstMoment), ("exp_avg_sq", secondMoment!)] : [("momentum_buffer", firstMoment)]
+        let moments = settings.kind == .adam ? [("exp_avg", firstMoment), ("exp_avg_sq", secondMoment!)] : [("momentum_buffer", firstMoment)]
+        return mainParameters.map { [(Self.mainParametersName, $0)] + moments } ?? moments
     }
+
+    static let mainParametersName = "fp32_param"
 
     /// This rank's spans of `state`: where each owned range of the flat buffer lies in it.
     func ownedSpans(of state: Tensor) -> [(range: Range<Int>, values: UnsafeMutablePointer<Float>)] {

@@ -54,6 +54,8 @@ public final class Trainer {
     public struct IterationResult: Sendable {
         public let iteration: Int
         public let loss: Float
+        /// The gradient norm before clipping: NaN when the loss scaler found the gradients overflowed
+        /// and none was computed.
         public let gradNorm: Double
         public let learningRate: Double
         public let skipped: Bool
@@ -140,8 +142,9 @@ public final class Trainer {
             let ready = dataParallel.map { ddp in
                 { (range: Range<Int>) in for part in range.removing(shared) { try ddp.gradientsReady(part) } }
             }
+            // Under a loss scaler the gradients come out multiplied by its scale (the optimizer divides it out).
             let (lossSum, tokens) = try schedule(of: sample, from: consumedSamples, iteration: iteration)
-                .forwardBackward(count: microBatches, lossWeight: 1 / Float(microBatches), gradientsReady: ready)
+                .forwardBackward(count: microBatches, lossWeight: optimizer.lossScale / Float(microBatches), gradientsReady: ready)
             try model.reduceSharedEmbeddingGradients()
             if let shared { try dataParallel?.gradientsReady(shared) }
             try dataParallel?.finishGradSync()
@@ -155,10 +158,13 @@ public final class Trainer {
                 throw Self.nonFinite("the lm loss", Double(loss), iteration: iteration)
             }
             let learningRate = scheduler.learningRate
-            let (gradNorm, skipped) = try optimizer.step(learningRate: Float(learningRate), weightDecay: scheduler.weightDecay.map { Float($0) })
-            if s.checkForNaNInLossAndGrad, !gradNorm.isFinite {
-                throw Self.nonFinite("the gradient norm", gradNorm, iteration: iteration)
+            let (computedNorm, skipped) = try optimizer.step(learningRate: Float(learningRate),
+                                                             weightDecay: scheduler.weightDecay.map { Float($0) })
+            if s.checkForNaNInLossAndGrad, let computedNorm, !computedNorm.isFinite {
+                throw Self.nonFinite("the gradient norm", computedNorm, iteration: iteration)
             }
+            // No norm when the loss scaler found the gradients overflowed (Megatron logs none).
+            let gradNorm = computedNorm ?? .nan
             if !skipped {
                 try dataParallel?.gatherParameters()
                 scheduler.step(globalBatchSize)
@@ -181,7 +187,8 @@ public final class Trainer {
             let paramsNorm = s.logParamsNorm ? try model.wholeModelNorm(of: model.parameters) : nil
             if logsScalars {
                 tensorboard?.iteration(iteration, consumedSamples: consumedSamples, learningRate: scheduler.learningRate,
-                                       batchSize: globalBatchSize, loss: lossSums[1] > 0 ? loss : nil, gradNorm: loggedGradNorm(gradNorm),
+                                       batchSize: globalBatchSize, loss: lossSums[1] > 0 ? loss : nil, lossScale: optimizer.lossScale,
+                                       gradNorm: loggedGradNorm(gradNorm),
                                        paramsNorm: paramsNorm)
             }
             if logsLine {
@@ -191,7 +198,8 @@ public final class Trainer {
                                     throughput: s.logThroughput ? flops / perIteration / 1e12 : nil)
                 log(interval.line(iteration: iteration, trainIters: s.trainIters, consumedSamples: consumedSamples,
                                   flopsPerIteration: s.logThroughput ? flops : nil, learningRate: scheduler.learningRate,
-                                  globalBatchSize: globalBatchSize, gradNorm: loggedGradNorm(gradNorm), paramsNorm: paramsNorm))
+                                  globalBatchSize: globalBatchSize, lossScale: optimizer.lossScale, gradNorm: loggedGradNorm(gradNorm),
+                                  paramsNorm: paramsNorm))
                 try tensorboard?.writer.flush()
                 if iteration > firstIteration { interval = TrainingLog() }
             }
@@ -254,7 +262,7 @@ public final class Trainer {
     /// The grad norm as Megatron's log shows it: its fp32 optimizer computes the norm only to clip
     /// (--clip-grad > 0), so none is shown otherwise; its distributed optimizer then shows 0.000.
     private func loggedGradNorm(_ norm: Double) -> Double? {
-        if optimizer.settings.clipGrad > 0 { return norm }
+        if optimizer.settings.clipGrad > 0 { return norm.isNaN && optimizer.gradScaler != nil ? nil : norm }
         return dataParallel?.settings.useDistributedOptimizer == true ? 0 : nil
     }
 

@@ -66,6 +66,19 @@ import Testing
         #expect(wrong.status == 64 && wrong.output.contains("--attention-backend"), "\(wrong.output)")
     }
 
+    /// --fp16 from Megatron's initial loss scale: the first iterations overflow and are skipped, the
+    /// log line shows the scale and the count, and training goes on once the scale fits.
+    @Test func fp16LogsTheLossScaleAndTheSkippedIterations() throws {
+        var run = Self.validRun + ["--fp16"]
+        run[run.firstIndex(of: "--train-iters")! + 1] = "40"
+        let (status, output) = try Self.megatron(run)
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("loss scale: 4294967296.0 | number of skipped iterations:   1 | number of nan iterations:   0 |"),
+                "\(output)")
+        let last = try #require(output.split(separator: "\n").last { $0.contains("iteration       40/") })
+        #expect(last.contains("lm loss:") && last.contains("grad norm:") && last.contains("number of skipped iterations:   0"), "\(last)")
+    }
+
     @Test func theValidRunTrains() throws {
         let (status, output) = try Self.megatron(Self.validRun)
         #expect(status == 0, "\(output)")
@@ -163,6 +176,13 @@ import Testing
          "--recompute-granularity selective takes no --recompute-method or --recompute-num-layers"),
         (["--recompute-granularity", "selective", "--recompute-modules", "moe"], "--recompute-modules moe: expected core_attn, layernorm or mlp"),
         (["--recompute-num-layers", "1"], "--recompute-method, --recompute-num-layers and --recompute-modules need --recompute-granularity"),
+        // Mixed precision, as Megatron's arguments and DynamicGradScaler check it.
+        (["--fp16", "--bf16"], "--fp16 and --bf16 exclude each other: pick one"),
+        (["--fp16", "--hysteresis", "0"], "--hysteresis 0: expected at least 1"),
+        (["--fp16", "--loss-scale-window", "0"], "--loss-scale-window 0: expected at least 1"),
+        (["--fp16", "--initial-loss-scale", "2", "--min-loss-scale", "4"],
+         "--min-loss-scale 4.0: expected above 0 and at most --initial-loss-scale 2.0"),
+        (["--bf16", "--loss-scale", "0"], "--loss-scale 0.0: expected a positive number"),
         // Sampling after training.
         (["--sample-tokens=-3"], "--sample-tokens -3: expected 0 or more"),
         (["--sample-tokens", "4", "--temperature", "0"], "--temperature 0.0: expected more than 0"),

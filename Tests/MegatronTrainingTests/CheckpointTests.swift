@@ -23,6 +23,8 @@ struct CheckpointTests {
         var parameters: [Float] = []
         var loaded: Int?
         var exited = false
+        var gradScaler: GradScaler?
+        var skipped: [Bool] = []
     }
 
     /// Trains on dp × tp in-process ranks (model seed `modelSeed`), first loading `load` and saving to
@@ -30,7 +32,8 @@ struct CheckpointTests {
     static func run(dp: Int = 1, tp: Int = 1, pp: Int = 1, distributedOptimizer: Bool = false, optimizer kind: Optimizer.Kind = .adam, modelSeed: UInt64 = 3,
                     save: URL? = nil, exitInterval: Int? = nil, load: URL? = nil, loadOptimizer: Bool = true,
                     finetune: Bool = false, maxLR: Double = 3e-3,
-                    schedulerSettings: Trainer.SchedulerSettingsOnLoad = .mustMatch) throws -> Outcome {
+                    schedulerSettings: Trainer.SchedulerSettingsOnLoad = .mustMatch,
+                    precision: @escaping @Sendable (inout Optimizer.Settings) -> Void = { _ in }) throws -> Outcome {
         let data = try MockData(vocabSize: 128, sequenceLength: 16, seed: 5)
         let outcome = Outcome()
         try InProcessWorld(size: dp * tp * pp).run { world in
@@ -45,6 +48,7 @@ struct CheckpointTests {
             var optimizerSettings = Optimizer.Settings()
             optimizerSettings.kind = kind
             optimizerSettings.clipGrad = 0.3
+            precision(&optimizerSettings)
             let optimizer = Optimizer(model: model, settings: optimizerSettings, ownedRanges: dataParallel.ownedRanges,
                                       gradNormGroup: distributedOptimizer ? groups.dataParallel : nil)
             var settings = Trainer.Settings(trainIters: trainIters, microBatchSize: 1, globalBatchSize: 6, sequenceLength: 16)
@@ -63,6 +67,8 @@ struct CheckpointTests {
                 outcome.parameters = model.parameters.toFloatArray()
                 outcome.loaded = loaded
                 outcome.exited = trainer.exited
+                outcome.gradScaler = optimizer.gradScaler
+                outcome.skipped = steps.map(\.skipped)
             }
         }
         return outcome

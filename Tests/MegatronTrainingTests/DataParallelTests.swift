@@ -14,7 +14,8 @@ struct DataParallelTests {
     static func train(dataParallelSize dp: Int, tensorParallelSize tp: Int = 1, pipelineParallelSize pp: Int = 1,
                       sequenceParallel: Bool = false, ddp: DistributedDataParallel.Settings = .init(),
                       optimizerStateBytes: UnsafeMutablePointer<Int>? = nil,
-                      validationLog: UnsafeMutablePointer<[String]>? = nil) throws -> [(loss: Float, gradNorm: Double)] {
+                      validationLog: UnsafeMutablePointer<[String]>? = nil,
+                      precision: @escaping @Sendable (inout Optimizer.Settings) -> Void = { _ in }) throws -> [(loss: Float, gradNorm: Double)] {
         var config = GPTConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
         config.hiddenDropout = 0.1
         config.attentionDropout = 0.1
@@ -30,6 +31,7 @@ struct DataParallelTests {
             let dataParallel = try DistributedDataParallel(model: model, dataParallel: groups.dataParallel, settings: ddp)
             var optimizerSettings = Optimizer.Settings()
             optimizerSettings.clipGrad = 0.3
+            precision(&optimizerSettings)
             let optimizer = Optimizer(model: model, settings: optimizerSettings, ownedRanges: dataParallel.ownedRanges,
                                       gradNormGroup: ddp.useDistributedOptimizer ? groups.dataParallel : nil)
             var settings = Trainer.Settings(trainIters: steps, microBatchSize: 1, globalBatchSize: 8, sequenceLength: 16)
@@ -163,7 +165,8 @@ struct ShardedGradientNormTests {
             for i in 0 ..< n { model.gradients.floats[i] = gradient(i) }
             if world.rank == poisonRank { model.gradients.floats[ddp.ownedRanges[0].lowerBound] = .nan }
             let optimizer = Optimizer(model: model, settings: .init(), ownedRanges: ddp.ownedRanges, gradNormGroup: world)
-            outcomes.record(world.rank, try optimizer.step(learningRate: 0))
+            let (norm, skipped) = try optimizer.step(learningRate: 0)
+            outcomes.record(world.rank, (norm ?? .nan, skipped))
         }
         let fullNorm = (0 ..< n).reduce(0.0) { $0 + Double(gradient($1)) * Double(gradient($1)) }.squareRoot()
         return (outcomes.values, fullNorm)

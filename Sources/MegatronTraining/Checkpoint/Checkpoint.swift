@@ -8,7 +8,8 @@ import MegatronModels
 ///     DIR/iter_0000010/model.safetensors      every parameter by its Megatron-core name, fp32
 ///     DIR/iter_0000010/optimizer.safetensors  the optimizer state of each parameter:
 ///                                             "<name>.exp_avg", "<name>.exp_avg_sq" (Adam) or
-///                                             "<name>.momentum_buffer" (SGD)
+///                                             "<name>.momentum_buffer" (SGD), and under
+///                                             mixed precision "<name>.fp32_param" (main parameters)
 ///     DIR/iter_0000010/checkpoint.json        where training stood and the architecture (`Progress`)
 ///
 /// A checkpoint imported from elsewhere (Hugging Face GPT-2) has no optimizer file: training from it
@@ -37,9 +38,11 @@ public enum Checkpoint {
         public var scheduler: OptimizerParamScheduler?
         /// The network the parameters belong to, under Megatron's argument names.
         public var model: GPTConfig
+        /// The loss scaler's state (--fp16, --loss-scale), nil without one.
+        public var gradScaler: GradScaler?
 
         public init(iteration: Int, consumedTrainSamples: Int, consumedValidSamples: Int, optimizer: String?, optimizerStep: Int,
-                    scheduler: OptimizerParamScheduler?, model: GPTConfig) {
+                    scheduler: OptimizerParamScheduler?, model: GPTConfig, gradScaler: GradScaler? = nil) {
             self.iteration = iteration
             self.consumedTrainSamples = consumedTrainSamples
             self.consumedValidSamples = consumedValidSamples
@@ -47,10 +50,11 @@ public enum Checkpoint {
             self.optimizerStep = optimizerStep
             self.scheduler = scheduler
             self.model = model
+            self.gradScaler = gradScaler
         }
 
         enum CodingKeys: String, CodingKey {
-            case iteration, optimizer, model
+            case iteration, optimizer, model, gradScaler = "grad_scaler"
             case consumedTrainSamples = "consumed_train_samples", consumedValidSamples = "consumed_valid_samples"
             case optimizerStep = "optimizer_step", scheduler = "opt_param_scheduler"
         }
@@ -146,9 +150,12 @@ public enum Checkpoint {
     /// Reads the checkpoint of `iteration`: copies its parameters into the model and, given this run's
     /// optimizer, its state (if it has any) into `optimizer.state`: for each state name, spans of the
     /// flat parameter layout and where each goes (a rank's shard under the distributed optimizer).
-    /// Returns its progress. Errors name the file and what does not fit this run.
+    /// A state named in `optional` may be missing (the main parameters, which a checkpoint of an fp32
+    /// run does not have). Returns its progress and the states it restored. Errors name the file and
+    /// what does not fit this run.
     static func load(from directory: URL, iteration: Int, model: GPTModel,
-                     optimizer: (kind: String, state: [(name: String, spans: [Span])])?) throws -> Progress {
+                     optimizer: (kind: String, state: [(name: String, spans: [Span])], optional: Set<String>)?) throws
+        -> (progress: Progress, restoredStates: Set<String>) {
         let folder = storedDirectory(directory, iteration: iteration)
         let progress = try progress(in: directory, iteration: iteration)
         let differences = model.config.architectureDifferences(from: progress.model)
@@ -162,13 +169,17 @@ public enum Checkpoint {
         }
         let whole = ParameterLayout(model.config)
         try readParameters(from: directory, iteration: iteration, layout: model.layout, wholeLayout: whole, into: model.parameters.floats)
-        guard let optimizer, progress.optimizer != nil else { return progress }
+        guard let optimizer, progress.optimizer != nil else { return (progress, []) }
         let optimizerFile = folder.appendingPathComponent("optimizer.safetensors")
         let stored = try tensors(optimizerFile)
+        var restored: Set<String> = []
         for (name, spans) in optimizer.state {
-            try copy(stored, of: optimizerFile, suffix: "." + name, into: spans, model.layout, whole: whole)
+            let suffix = "." + name
+            if optimizer.optional.contains(name), !stored.keys.contains(where: { $0.hasSuffix(suffix) }) { continue }
+            try copy(stored, of: optimizerFile, suffix: suffix, into: spans, model.layout, whole: whole)
+            restored.insert(name)
         }
-        return progress
+        return (progress, restored)
     }
 
     /// One entry per parameter, viewing (not copying) `buffer` at the parameter's offset.

@@ -111,7 +111,7 @@ extension Trainer {
     var progress: Checkpoint.Progress {
         .init(iteration: iteration, consumedTrainSamples: consumedSamples, consumedValidSamples: consumedValidationSamples,
               optimizer: optimizer.settings.kind.rawValue, optimizerStep: optimizer.step, scheduler: scheduler,
-              model: model.config)
+              model: model.config, gradScaler: optimizer.gradScaler)
     }
 
     /// What a loaded checkpoint's learning-rate schedule settings do to this run's (Megatron's
@@ -144,15 +144,20 @@ extension Trainer {
         }
         let start = Date()
         let restoreOptimizer = loadOptimizer && !finetune
-        var loaded: Checkpoint.Progress?
+        var loaded: (progress: Checkpoint.Progress, restoredStates: Set<String>)?
         do {
             // Each rank copies its own spans of the optimizer state straight from the (memory-mapped) file.
             let state = optimizer.stateTensors.map { (name: $0.name, spans: optimizer.ownedSpans(of: $0.values)) }
             loaded = try Checkpoint.load(from: directory, iteration: latest, model: model,
-                                         optimizer: restoreOptimizer ? (optimizer.settings.kind.rawValue, state) : nil)
+                                         optimizer: restoreOptimizer ? (optimizer.settings.kind.rawValue, state, [Optimizer.mainParametersName]) : nil)
         } catch { failure = error }
         try agree(failure, "loading the checkpoint of iteration \(latest) from \(directory.path)")
-        let saved = loaded!
+        let saved = loaded!.progress
+        // Main parameters the checkpoint lacks (an fp32 run's, or none loaded) start from the model's.
+        try optimizer.castModelParameters(mainParametersRestored: loaded!.restoredStates.contains(Optimizer.mainParametersName))
+        if restoreOptimizer, let scaler = optimizer.gradScaler, let savedScaler = saved.gradScaler {
+            optimizer.gradScaler = scaler.resuming(from: savedScaler)
+        }
         if restoreOptimizer, let savedScheduler = saved.scheduler {
             switch schedulerSettings {
             case .mustMatch:

@@ -25,11 +25,11 @@ public struct TensorBoardLog {
     }
 
     func iteration(_ iteration: Int, consumedSamples samples: Int, learningRate: Double, batchSize: Int, loss: Float?,
-                   gradNorm: Double?, paramsNorm: Double?) {
+                   lossScale: Float, gradNorm: Double?, paramsNorm: Double?) {
         pair("learning-rate", learningRate, iteration: iteration, samples: samples)
         pair("batch-size", Double(batchSize), iteration: iteration, samples: samples)
         if let loss { pair("lm loss", Double(loss), iteration: iteration, samples: samples) }
-        if logLossScale { pair("loss-scale", 1, iteration: iteration, samples: samples) }
+        if logLossScale { pair("loss-scale", Double(lossScale), iteration: iteration, samples: samples) }
         if logWorldSize { pair("world-size", Double(worldSize), iteration: iteration, samples: samples) }
         if let gradNorm { pair("grad-norm", gradNorm, iteration: iteration, samples: samples) }
         if let paramsNorm { pair("params-norm", paramsNorm, iteration: iteration, samples: samples) }

@@ -7,7 +7,7 @@ import Foundation
 /// elapsed time per iteration (ms): 1234.5 | throughput per GPU (TFLOP/s/GPU): 1.2 |
 /// learning rate: 1.000000E-04 | global batch size:    64 | lm loss: 1.234567E+00 | loss scale: 1.0 |
 /// grad norm: 1.234 | number of skipped iterations:   0 | number of nan iterations:   0 |
-/// (on one line). The learning rate shown is the schedule's after this iteration's step, as Megatron's.
+/// (on one line). The learning rate and loss scale shown are those after this iteration's step, as Megatron's.
 public struct TrainingLog {
     var iterations = 0, skipped = 0, nan = 0
 
@@ -19,8 +19,9 @@ public struct TrainingLog {
         iterations += 1
         seconds += r.seconds
         if r.skipped {
+            // Megatron's nan iterations: skipped ones whose loss was not finite.
             skipped += 1
-            if !r.gradNorm.isFinite { nan += 1 }
+            if !r.loss.isFinite { nan += 1 }
         } else {
             lossSum += Double(r.loss)
             lossCount += 1
@@ -30,7 +31,7 @@ public struct TrainingLog {
     var secondsPerIteration: Double { seconds / Double(max(iterations, 1)) }
 
     public func line(iteration: Int, trainIters: Int, consumedSamples: Int, flopsPerIteration: Double?, learningRate: Double,
-              globalBatchSize: Int, gradNorm: Double?, paramsNorm: Double? = nil) -> String {
+              globalBatchSize: Int, lossScale: Float = 1, gradNorm: Double?, paramsNorm: Double? = nil) -> String {
         let perIteration = secondsPerIteration
         var line = " [\(Self.timestamp())]"
         line += " iteration \(pad(iteration, 8))/\(pad(trainIters, 8)) |"
@@ -42,7 +43,7 @@ public struct TrainingLog {
         line += " learning rate: \(String(format: "%.6E", learningRate)) |"
         line += " global batch size: \(pad(globalBatchSize, 5)) |"
         if lossCount > 0 { line += " lm loss: \(String(format: "%.6E", lossSum / Double(lossCount))) |" }
-        line += " loss scale: 1.0 |"
+        line += " loss scale: \(String(format: "%.1f", Double(lossScale))) |"
         if let gradNorm, gradNorm.isFinite { line += " grad norm: \(String(format: "%.3f", gradNorm)) |" }
         if let paramsNorm { line += " params norm: \(String(format: "%.3f", paramsNorm)) |" }
         line += " number of skipped iterations: \(pad(skipped, 3)) |"

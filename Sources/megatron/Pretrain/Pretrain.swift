@@ -22,6 +22,7 @@ struct Pretrain: ParsableCommand {
 
     @OptionGroup(title: "Model") var model: ModelArguments
     @OptionGroup(title: "Training") var training: TrainingArguments
+    @OptionGroup(title: "Mixed precision") var precision: MixedPrecisionArguments
     @OptionGroup(title: "Activation recomputation") var recomputation: RecomputeArguments
     @OptionGroup(title: "Checkpointing") var checkpointing: CheckpointArguments
     @OptionGroup(title: "TensorBoard") var tensorboard: TensorBoardArguments
@@ -96,7 +97,7 @@ struct Pretrain: ParsableCommand {
         _ = try training.batchSizeSchedule()
         _ = try training.iterations(globalBatchSize: gbs)
         _ = try training.scheduler(globalBatchSize: gbs)
-        _ = try training.optimizerSettings()
+        _ = try optimizerSettings()
         _ = try recomputation.recompute(layers: model.numLayers)
         let tp = distributed.tensorModelParallelSize
         if distributed.sequenceParallel && tp > 1 && training.seqLength % tp != 0 {
@@ -133,6 +134,13 @@ struct Pretrain: ParsableCommand {
     }
 
     /// --global-batch-size, by default one micro-batch per data-parallel rank.
+    /// The optimizer the training and mixed-precision flags ask for.
+    func optimizerSettings() throws -> Optimizer.Settings {
+        var settings = try training.optimizerSettings()
+        try precision.apply(to: &settings)
+        return settings
+    }
+
     func globalBatchSize(dataParallelSize: Int) -> Int { training.globalBatchSize ?? training.microBatchSize * dataParallelSize }
 
     func run() throws {
@@ -181,7 +189,7 @@ struct Pretrain: ParsableCommand {
             print("WARNING: Disabling sequence parallelism because tensor model parallelism is disabled")
         }
         let dataParallel = try DistributedDataParallel(model: gpt, dataParallel: groups.dataParallel, settings: distributed.ddpSettings)
-        let optimizer = Optimizer(model: gpt, settings: try training.optimizerSettings(), ownedRanges: dataParallel.ownedRanges,
+        let optimizer = Optimizer(model: gpt, settings: try optimizerSettings(), ownedRanges: dataParallel.ownedRanges,
                                   gradNormGroup: distributed.useDistributedOptimizer ? groups.dataParallel : nil)
         if isFirst {
             print("> building GPT model: \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
