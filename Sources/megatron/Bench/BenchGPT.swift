@@ -24,6 +24,7 @@ struct BenchGPT: ParsableCommand {
     @Option(help: "LayerNorm or RMSNorm.") var normalization = GPTConfig.Normalization.layerNorm.rawValue
     @Flag(help: "SwiGLU MLP, with Megatron's default ffn width ⌊(8h/3) / 64⌋·64.") var swiglu = false
     @OptionGroup(title: "Activation recomputation") var recomputation: RecomputeArguments
+    @OptionGroup(title: "Mixed precision") var precision: MixedPrecisionArguments
     @Flag(help: "Also print where a step's time goes: each GEMM shape (with its in-place GFLOP/s), attention, the optimizer, the rest.")
     var profile = false
 
@@ -61,6 +62,7 @@ struct BenchGPT: ParsableCommand {
         var settings = Optimizer.Settings()
         settings.weightDecay = 0.1
         settings.adamBeta2 = 0.95
+        try precision.apply(to: &settings)
         let optimizer = Optimizer(model: model, settings: settings)
         var state: UInt64 = 1
         let samples = (0 ..< microBatchSize).map { _ in
@@ -71,7 +73,7 @@ struct BenchGPT: ParsableCommand {
         }
         let batch = try MicroBatch(samples: samples, on: device)
         let ceiling = GEMMCeiling(c, tokens: microBatchSize * seq, threads: device.threads)
-        var times: [Double] = [], losses: [Float] = []
+        var times: [Double] = [], losses: [Float] = [], skippedSteps = 0
         for step in 0 ..< warmup + steps {
             if step == warmup {
                 device.allocator.resetStatistics()
@@ -79,8 +81,9 @@ struct BenchGPT: ParsableCommand {
             }
             let start = Timing.now()
             model.zeroGradients()
-            losses.append(try model.forwardBackward(batch, dropout: .init(seed: 0, iteration: step, microBatch: 0)).mean)
-            try device.timed("optimizer step") { try optimizer.step(learningRate: 3e-4) }
+            losses.append(try model.forwardBackward(batch, lossWeight: optimizer.lossScale,
+                                                    dropout: .init(seed: 0, iteration: step, microBatch: 0)).mean)
+            if try device.timed("optimizer step", { try optimizer.step(learningRate: 3e-4) }).skipped { skippedSteps += 1 }
             let seconds = Timing.now() - start
             FileHandle.standardError.write(Data("  step \(step) \(step < warmup ? "warm" : "meas") \(fixed(seconds * 1e3)) ms loss \(losses.last!)\n".utf8))
             if step >= warmup {
@@ -97,21 +100,22 @@ struct BenchGPT: ParsableCommand {
         let (b, s, l, h, v) = (Double(microBatchSize), Double(seq), Double(layers), Double(hidden), Double(c.paddedVocabSize))
         let classic = 72 * b * s * l * h * h * (1 + s / (6 * h) + v / (12 * l * h))
         let bytes = { (n: Int) in Double(n) * 4 / 1_073_741_824 }
-        let state16 = bytes(4 * model.layout.totalCount)  // parameters, gradients, two Adam moments
+        // Parameters, gradients and the optimizer's state (two Adam moments, the main parameters under mixed precision).
+        let state16 = bytes(2 * model.layout.totalCount) + Double(optimizer.stateBytes) / 1_073_741_824
         let activations = bytes(model.savedActivationFloats(batch: microBatchSize, sequenceLength: seq))
         let modelGFLOPs = megatron / median / 1e9
         print("""
-            megatron bench gpt — \(config)\(variant(c))\(recomputed(model.recompute)), micro-batch \(microBatchSize), seq \(seq), \(device.threads) thread(s), fp32
+            megatron bench gpt — \(config)\(variant(c))\(recomputed(model.recompute)), micro-batch \(microBatchSize), seq \(seq), \(device.threads) thread(s), \(settings.paramsDType)
               step: median \(fixed(median * 1e3)) ms over \(steps) steps; \(fixed(tokens / median)) tokens/s
               model TFLOP/s: \(fixed(megatron / median / 1e12, 4)) (Megatron's formula, causal attention halved), \
             \(fixed(classic / median / 1e12, 4)) (72·B·s·L·h²(1 + s/6h + V/12Lh), as torch_gpt_bench.py)
               sgemm ceiling on the model's own GEMM shapes, timed between the steps: best shape's median \
             \(fixed(ceiling.bestShapeMedian)) GFLOP/s → model FLOP/s at \(percent(modelGFLOPs / ceiling.bestShapeMedian)) of it; \
             fastest single timing \(fixed(ceiling.bestTiming)) GFLOP/s → \(percent(modelGFLOPs / ceiling.bestTiming))
-              peak RSS \(fixed(rss, 2)) GiB; parameters + gradients + Adam \(fixed(state16, 2)) GiB, saved activations \
+              peak RSS \(fixed(rss, 2)) GiB; parameters + gradients + optimizer state \(fixed(state16, 2)) GiB, saved activations \
             \(fixed(activations, 2)) GiB → \(fixed(rss / (state16 + activations), 2))× their sum
               caching allocator over the timed steps: \(allocator.requests) blocks requested, \(percent(allocator.reuseRate)) served by reuse
-              loss \(losses.first!) → \(losses.last!)
+              loss \(losses.first!) → \(losses.last!)\(skippedSteps == 0 ? "" : "; \(skippedSteps) of \(warmup + steps) updates skipped (loss scale now \(optimizer.lossScale))")
             RESULT {"config": "\(config)", "batch": \(microBatchSize), "tokens_per_s": \(fixed(tokens / median)), \
             "step_ms_median": \(fixed(median * 1e3)), "model_tflops_megatron": \(fixed(classic / median / 1e12, 4)), \
             "peak_rss_gib": \(fixed(rss, 2))}
