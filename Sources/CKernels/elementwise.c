@@ -95,13 +95,32 @@ MG_KERNEL void mg_gelu_forward(float *restrict y, const float *restrict x, const
     }
 }
 
-// gelu′(u) = ½(1 + t) + ½·u·(1 − t²)·dz/du with t = tanh(z), dz/du = √(2/π)(1 + 3·0.044715·u²);
-// factored as ½(1 + t)·(1 + u·(1 − t)·dz/du).
+// gelu′(u) = ½(1 + t) + ½·u·(1 − t²)·dz/du with t = tanh(z), dz/du = √(2/π)(1 + 3·0.044715·u²), computed
+// as ½ + u·P(u²)/Q(u²): P and Q of degree 5 in u², fitted to gelu′ − ½ on [0, 5.5] by
+// `scripts/fit_odd_rational.py gelu_grad` (absolute error 4e-7 in exact arithmetic, below 6e-7 in
+// fp32), 16 vector operations per eight values where tanh and the product above took 26. From
+// |u| = 5.5 on it is exactly 1 (or 0 below −5.5): true gelu′(5.5) = 1 + 5e-8, and it stays within
+// that of 1 beyond (a fit left to itself there would grow like u).
+#define GELU_GRAD_LIMIT 5.5f
+
 MG_INLINE float gelu_grad(float u) {
-    float u2 = u * u;
-    float t = mg_tanh(GELU_K0 * u * (1.0f + GELU_K1 * u2));
-    float dz = GELU_K0 + (3.0f * GELU_K0 * GELU_K1) * u2;
-    return (0.5f + 0.5f * t) * (1.0f + u * (1.0f - t) * dz);
+    float c = u > GELU_GRAD_LIMIT ? GELU_GRAD_LIMIT : u;
+    c = c < -GELU_GRAD_LIMIT ? -GELU_GRAD_LIMIT : c;
+    float s = c * c;
+    float p = 1.700666451e-07f;
+    p = p * s + 3.318517278e-05f;
+    p = p * s + -1.586110198e-04f;
+    p = p * s + 1.321290991e-02f;
+    p = p * s + -3.903575696e-02f;
+    p = p * s + 7.978845608e-01f;
+    float q = 8.254579117e-06f;
+    q = q * s + 1.416676384e-04f;
+    q = q * s + 2.296113529e-03f;
+    q = q * s + 3.564190508e-02f;
+    q = q * s + 2.860691153e-01f;
+    q = q * s + 1.0f;
+    float g = 0.5f + c * p / q;
+    return u >= GELU_GRAD_LIMIT ? 1.0f : (u <= -GELU_GRAD_LIMIT ? 0.0f : g);
 }
 
 MG_KERNEL void mg_gelu_backward(float *dx, float *restrict dbias, const float *dy, const float *restrict x,
