@@ -101,18 +101,21 @@ public final class Optimizer {
     public var lossScale: Float { gradScaler?.scale ?? 1 }
 
     /// Under mixed precision, makes the model's parameters those of `paramsDType`, as Megatron's
-    /// Float16Module casts the model: the main parameters take the model's values first unless
-    /// `mainParametersRestored` (a checkpoint supplied them), then the model's whole buffer is rounded.
-    /// Called at construction and after a checkpoint is loaded.
+    /// Float16Module casts the model; unless `mainParametersRestored` (a checkpoint supplied them), the
+    /// main parameters then take the model's rounded values, as Megatron's copy them from the 16-bit
+    /// model. Called at construction and after a checkpoint is loaded.
     func castModelParameters(mainParametersRestored: Bool) throws {
         guard let mainParameters else { return }
-        if !mainParametersRestored {
-            for (range, values) in ownedSpans(of: mainParameters) {
-                values.update(from: model.parameters.floats + range.lowerBound, count: range.count)
-            }
-        }
         try model.parameters.round(to: settings.paramsDType, on: model.device)
+        guard !mainParametersRestored else { return }
+        for (range, values) in ownedSpans(of: mainParameters) {
+            values.update(from: model.parameters.floats + range.lowerBound, count: range.count)
+        }
     }
+
+    /// Whether the loss scale moves with overflows (--fp16 without --loss-scale): its overflows are
+    /// signals, not errors.
+    public var usesDynamicLossScaling: Bool { gradScaler?.isDynamic ?? false }
 
     /// The L2 norm of the gradients over every counted span, summed over the model-parallel groups
     /// and `gradNormGroup`.
@@ -124,10 +127,10 @@ public final class Optimizer {
         return try groups.allReduce(local * local, op: .sum).squareRoot()
     }
 
-    /// Under a loss scaler: rounds the owned gradients to `gradBufferDType`, divides them by the
-    /// scale, and returns whether any rank found an inf or NaN in its (Megatron's
-    /// _unscale_main_grads_and_check_for_nan, the flag reduced by max over the model-parallel groups
-    /// and `gradNormGroup`). Then moves the scale.
+    /// Under a loss scaler: rounds the owned gradients to `gradBufferDType`, checks them for an inf
+    /// or NaN and divides them by the scale (Megatron's _unscale_main_grads_and_check_for_nan, the
+    /// flag reduced by max over the model-parallel groups and `gradNormGroup`). Then moves the scale
+    /// and returns whether any rank found one.
     private func unscaleGradients() throws -> Bool {
         guard var scaler = gradScaler else { return false }
         let inverse = Float(1 / Double(scaler.scale))
@@ -135,8 +138,8 @@ public final class Optimizer {
         for range in ownedRanges {
             let grads = try model.gradients.view(offset: range.lowerBound, shape: [range.count])
             try grads.round(to: settings.gradBufferDType, on: model.device)
-            try Elementwise.scale(grads, by: inverse, on: model.device)
             if try Elementwise.hasNonfinite(grads, on: model.device) { found = 1 }
+            try Elementwise.scale(grads, by: inverse, on: model.device)
         }
         let groups = model.modelParallelGroups + [gradNormGroup].compactMap { $0 }.filter { $0.size > 1 }
         let foundInf = try groups.allReduce(found, op: .max) > 0
@@ -147,8 +150,8 @@ public final class Optimizer {
 
     /// Clips the gradients and updates the parameters at `learningRate`, decaying the parameters
     /// that decay by `weightDecay` (default: the settings'). Returns the gradient norm before
-    /// clipping; a non-finite norm skips the update (Megatron counts it as a nan iteration), and so
-    /// does a loss-scaled gradient that overflowed, with no norm computed.
+    /// clipping; a non-finite norm skips the update, and so does a loss-scaled gradient that
+    /// overflowed, with no norm computed (nil).
     @discardableResult
     public func step(learningRate: Float, weightDecay: Float? = nil) throws -> (gradNorm: Double?, skipped: Bool) {
         let device = model.device

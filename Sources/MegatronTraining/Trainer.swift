@@ -26,7 +26,9 @@ public final class Trainer {
         /// --log-params-norm: the log line shows the L2 norm of the parameters after the step.
         public var logParamsNorm = false
         /// Megatron's --check-for-nan-in-loss-and-grad (on by default): a non-finite lm loss or gradient
-        /// norm ends the run with an error. Off, such an iteration is skipped (no update) and counted.
+        /// norm, or gradients that overflow a constant loss scale, end the run with an error. Off, such
+        /// an iteration is skipped (no update) and counted. Under dynamic loss scaling the check is off
+        /// whatever this says, as Megatron turns it off there: overflows are the scaler's signal.
         public var checkForNaNInLossAndGrad = true
         /// --save and --save-interval: write a checkpoint there every this many iterations (nil: only
         /// at the end), and at the end of training if the last iteration was not saved.
@@ -154,14 +156,19 @@ public final class Trainer {
             try allReduceOverDataAndPipeline(&lossSums)
             // Megatron's reported lm loss: averaged over every token of the global batch.
             let loss = Float(lossSums[0] / lossSums[1])
-            if s.checkForNaNInLossAndGrad, !loss.isFinite, lossSums[1] > 0 {
+            let checking = s.checkForNaNInLossAndGrad && !optimizer.usesDynamicLossScaling
+            if checking, !loss.isFinite, lossSums[1] > 0 {
                 throw Self.nonFinite("the lm loss", Double(loss), iteration: iteration)
             }
             let learningRate = scheduler.learningRate
             let (computedNorm, skipped) = try optimizer.step(learningRate: Float(learningRate),
                                                              weightDecay: scheduler.weightDecay.map { Float($0) })
-            if s.checkForNaNInLossAndGrad, let computedNorm, !computedNorm.isFinite {
+            if checking, let computedNorm, !computedNorm.isFinite {
                 throw Self.nonFinite("the gradient norm", computedNorm, iteration: iteration)
+            }
+            if checking, computedNorm == nil {
+                throw TensorError("iteration \(iteration): the gradients hold an inf or NaN at --loss-scale \(optimizer.lossScale) "
+                                  + "(--check-for-nan-in-loss-and-grad; --no-check-for-nan-in-loss-and-grad skips such iterations)")
             }
             // No norm when the loss scaler found the gradients overflowed (Megatron logs none).
             let gradNorm = computedNorm ?? .nan
@@ -262,8 +269,11 @@ public final class Trainer {
     /// The grad norm as Megatron's log shows it: its fp32 optimizer computes the norm only to clip
     /// (--clip-grad > 0), so none is shown otherwise; its distributed optimizer then shows 0.000.
     private func loggedGradNorm(_ norm: Double) -> Double? {
-        if optimizer.settings.clipGrad > 0 { return norm.isNaN && optimizer.gradScaler != nil ? nil : norm }
-        return dataParallel?.settings.useDistributedOptimizer == true ? 0 : nil
+        // A loss-scale overflow computed none (Megatron's None).
+        if norm.isNaN, optimizer.gradScaler != nil { return nil }
+        if optimizer.settings.clipGrad > 0 { return norm }
+        // Without clipping Megatron's fp32 optimizer reports none, its distributed and mixed-precision ones 0.
+        return dataParallel?.settings.useDistributedOptimizer == true || optimizer.settings.paramsDType != .float32 ? 0 : nil
     }
 
     /// Megatron's evaluation: the lm loss over `iterations` global batches, without dropout or

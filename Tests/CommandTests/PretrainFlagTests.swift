@@ -77,6 +77,16 @@ import Testing
                 "\(output)")
         let last = try #require(output.split(separator: "\n").last { $0.contains("iteration       40/") })
         #expect(last.contains("lm loss:") && last.contains("grad norm:") && last.contains("number of skipped iterations:   0"), "\(last)")
+        #expect(output.contains("WARNING: Setting args.check_for_nan_in_loss_and_grad to False since dynamic loss scaling is being used"))
+    }
+
+    /// Megatron's fp32 optimizer ignores --loss-scale; without clipping its mixed-precision optimizer
+    /// reports a grad norm of 0.
+    @Test func lossScaleAndGradNormFollowTheOptimizerMegatronBuilds() throws {
+        let fp32 = try Self.megatron(Self.validRun + ["--loss-scale", "1024"])
+        #expect(fp32.status == 0 && fp32.output.contains("loss scale: 1.0 |"), "\(fp32.output)")
+        let bf16 = try Self.megatron(Self.validRun + ["--bf16", "--loss-scale", "1024", "--clip-grad", "0"])
+        #expect(bf16.status == 0 && bf16.output.contains("loss scale: 1024.0 | grad norm: 0.000 |"), "\(bf16.output)")
     }
 
     @Test func theValidRunTrains() throws {
@@ -182,7 +192,8 @@ import Testing
         (["--fp16", "--loss-scale-window", "0"], "--loss-scale-window 0: expected at least 1"),
         (["--fp16", "--initial-loss-scale", "2", "--min-loss-scale", "4"],
          "--min-loss-scale 4.0: expected above 0 and at most --initial-loss-scale 2.0"),
-        (["--bf16", "--loss-scale", "0"], "--loss-scale 0.0: expected a positive number"),
+        (["--bf16", "--loss-scale=-2"], "--loss-scale -2.0: expected a positive number"),
+        (["--fp16", "--initial-loss-scale", "0"], "--initial-loss-scale 0.0: expected a positive number"),
         // Sampling after training.
         (["--sample-tokens=-3"], "--sample-tokens -3: expected 0 or more"),
         (["--sample-tokens", "4", "--temperature", "0"], "--temperature 0.0: expected more than 0"),

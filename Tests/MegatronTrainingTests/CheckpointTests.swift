@@ -25,6 +25,7 @@ struct CheckpointTests {
         var exited = false
         var gradScaler: GradScaler?
         var skipped: [Bool] = []
+        var optimizerStep = 0
     }
 
     /// Trains on dp × tp in-process ranks (model seed `modelSeed`), first loading `load` and saving to
@@ -69,6 +70,7 @@ struct CheckpointTests {
                 outcome.exited = trainer.exited
                 outcome.gradScaler = optimizer.gradScaler
                 outcome.skipped = steps.map(\.skipped)
+                outcome.optimizerStep = optimizer.step
             }
         }
         return outcome

@@ -94,9 +94,11 @@ struct MixedPrecisionTests {
         #expect(high.steps.prefix(3).allSatisfy { $0.gradNorm.isNaN } && high.steps.dropFirst(3).allSatisfy { $0.gradNorm.isFinite },
                 "no norm on an overflow")
         #expect(high.learningRates.prefix(4).allSatisfy { $0 == high.learningRates[0] }, "the schedule waits for an update")
+        #expect(high.optimizerStep == 3, "Adam counts only the updates")
         let fp32 = try CheckpointTests.run()
         let low = try CheckpointTests.run(precision: Self.fp16(initialScale: 1024))
         #expect(low.skipped.allSatisfy { !$0 } && low.gradScaler?.scale == 1024)
+        // Scaled or not, the same rounded gradients: 1024 is a power of two.
         for (step, (a, b)) in zip(fp32.steps, low.steps).enumerated() {
             #expect(abs(a.loss - b.loss) <= 2e-3 * a.loss, "step \(step + 1): loss \(a.loss) (fp32) vs \(b.loss) (fp16)")
         }
@@ -159,16 +161,53 @@ struct MixedPrecisionTests {
         #expect(differing > 0, "the main weights keep what rounding drops")
     }
 
-    /// An fp32 checkpoint resumes under bf16: the main parameters take its weights, the model their rounding.
+    /// An fp32 checkpoint resumes under bf16: the model takes its weights rounded, and so do the main
+    /// parameters (another initialisation, so only loading can make the run continue the saved one).
     @Test func anFP32CheckpointResumesUnderBF16() throws {
         let directory = CheckpointTests.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
+        let straight = try CheckpointTests.run()
         _ = try CheckpointTests.run(save: directory, exitInterval: 3)
-        let resumed = try CheckpointTests.run(load: directory, precision: Self.bf16)
+        let resumed = try CheckpointTests.run(modelSeed: 99, load: directory, precision: Self.bf16)
         #expect(resumed.loaded == 3 && resumed.steps.count == 3)
+        for (step, (a, b)) in zip(straight.steps.dropFirst(3), resumed.steps).enumerated() {
+            #expect(abs(a.loss - b.loss) <= 1e-3 * a.loss, "iteration \(step + 4): loss \(a.loss) (fp32) vs \(b.loss) (bf16)")
+        }
         let check = try Tensor(resumed.parameters, shape: [resumed.parameters.count], on: CPUDevice(threads: 1))
         try check.round(to: .bfloat16, on: CPUDevice(threads: 1))
         #expect(CheckpointTests.differing(check.toFloatArray(), resumed.parameters) == 0, "the model's weights are bf16")
+    }
+
+    /// A dynamic scaler's state is saved and resumed; a constant one (--loss-scale) has none to save,
+    /// and keeps its own scale when a checkpoint holds another's.
+    @Test func onlyADynamicScalerIsSavedAndAConstantOneKeepsItsScale() throws {
+        let directory = CheckpointTests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        _ = try CheckpointTests.run(save: directory, exitInterval: 3, precision: Self.fp16(initialScale: 0x1p14, window: 1))
+        #expect(try Checkpoint.progress(in: directory, iteration: 3).gradScaler?.scale == 0x1p17)
+        let constant: @Sendable (inout Optimizer.Settings) -> Void = { settings in
+            Self.fp16(initialScale: 1)(&settings)
+            settings.gradScaler = .constant(1024)
+        }
+        let resumed = try CheckpointTests.run(load: directory, precision: constant)
+        #expect(resumed.loaded == 3 && resumed.gradScaler == .constant(1024))
+
+        let other = CheckpointTests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: other) }
+        _ = try CheckpointTests.run(save: other, exitInterval: 3, precision: constant)
+        #expect(try Checkpoint.progress(in: other, iteration: 3).gradScaler == nil)
+    }
+
+    /// Under a constant scale an overflow is an error while --check-for-nan-in-loss-and-grad is on
+    /// (Megatron's gradient check); under dynamic scaling it is the scaler's signal.
+    @Test func anOverflowAtAConstantScaleStopsTheRun() throws {
+        let constant: @Sendable (inout Optimizer.Settings) -> Void = { settings in
+            Self.fp16(initialScale: 1)(&settings)
+            settings.gradScaler = .constant(0x1p30)
+        }
+        #expect { try CheckpointTests.run(precision: constant) } throws: {
+            "\($0)".contains("iteration 1: the gradients hold an inf or NaN at --loss-scale 1.0737418e+09")
+        }
     }
 
     private func floats(_ data: Data) -> [Float] {

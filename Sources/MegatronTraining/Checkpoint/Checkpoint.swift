@@ -38,7 +38,7 @@ public enum Checkpoint {
         public var scheduler: OptimizerParamScheduler?
         /// The network the parameters belong to, under Megatron's argument names.
         public var model: GPTConfig
-        /// The loss scaler's state (--fp16, --loss-scale), nil without one.
+        /// The dynamic loss scaler's state (--fp16), nil without one.
         public var gradScaler: GradScaler?
 
         public init(iteration: Int, consumedTrainSamples: Int, consumedValidSamples: Int, optimizer: String?, optimizerStep: Int,

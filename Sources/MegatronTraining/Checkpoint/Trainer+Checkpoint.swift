@@ -111,7 +111,7 @@ extension Trainer {
     var progress: Checkpoint.Progress {
         .init(iteration: iteration, consumedTrainSamples: consumedSamples, consumedValidSamples: consumedValidationSamples,
               optimizer: optimizer.settings.kind.rawValue, optimizerStep: optimizer.step, scheduler: scheduler,
-              model: model.config, gradScaler: optimizer.gradScaler)
+              model: model.config, gradScaler: optimizer.gradScaler.flatMap { $0.isDynamic ? $0 : nil })
     }
 
     /// What a loaded checkpoint's learning-rate schedule settings do to this run's (Megatron's

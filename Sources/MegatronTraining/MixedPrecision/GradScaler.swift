@@ -44,9 +44,14 @@ public struct GradScaler: Codable, Equatable, Sendable {
         hysteresisTracker = hysteresis
     }
 
+    /// Whether the scale moves (Megatron's DynamicGradScaler).
+    public var isDynamic: Bool { rule != .constant }
+
     /// Megatron's checks of the settings, naming the flag that is wrong.
     public func validate() throws {
-        guard scale > 0, scale.isFinite else { throw TensorError("the loss scale \(scale): expected a positive finite number") }
+        guard scale > 0, scale.isFinite else {
+            throw TensorError("\(isDynamic ? "--initial-loss-scale" : "--loss-scale") \(scale): expected a positive number")
+        }
         guard case let .dynamic(minScale, window, hysteresis) = rule else { return }
         guard minScale > 0, minScale <= scale else {
             throw TensorError("--min-loss-scale \(minScale): expected above 0 and at most --initial-loss-scale \(scale)")
@@ -72,8 +77,8 @@ public struct GradScaler: Codable, Equatable, Sendable {
         }
     }
 
-    /// A checkpoint keeps the state under Megatron's names; the rule comes from the flags, so a decoded
-    /// scaler carries only the state, for `resuming(from:)`.
+    /// A checkpoint keeps a dynamic scaler's state under Megatron's names (a constant one has none); the
+    /// rule comes from the flags, so a decoded scaler carries only the state, for `resuming(from:)`.
     enum CodingKeys: String, CodingKey {
         case scale, growthTracker = "growth_tracker", hysteresisTracker = "hysteresis_tracker"
     }
@@ -86,8 +91,10 @@ public struct GradScaler: Codable, Equatable, Sendable {
         hysteresisTracker = try c.decode(Int.self, forKey: .hysteresisTracker)
     }
 
-    /// This scaler with the state `saved` reached (Megatron's load_state_dict): the rule stays this run's.
+    /// This scaler with the state `saved` reached (Megatron's load_state_dict): the rule stays this
+    /// run's, and a constant scaler keeps its scale (it has no state to load).
     public func resuming(from saved: GradScaler) -> GradScaler {
+        guard isDynamic else { return self }
         var resumed = self
         resumed.scale = saved.scale
         resumed.growthTracker = saved.growthTracker

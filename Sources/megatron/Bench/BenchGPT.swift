@@ -62,7 +62,7 @@ struct BenchGPT: ParsableCommand {
         var settings = Optimizer.Settings()
         settings.weightDecay = 0.1
         settings.adamBeta2 = 0.95
-        try precision.apply(to: &settings)
+        try precision.apply(to: &settings, useDistributedOptimizer: false)
         let optimizer = Optimizer(model: model, settings: settings)
         var state: UInt64 = 1
         let samples = (0 ..< microBatchSize).map { _ in

@@ -10,7 +10,8 @@ struct MixedPrecisionArguments: ParsableArguments {
     var fp16 = false
     @Flag(name: .customLong("bf16"), help: "bfloat16 parameters with fp32 main parameters and fp32 gradients.")
     var bf16 = false
-    @Option(name: .customLong("loss-scale"), help: "A static loss scale (default under --fp16: dynamic loss scaling).")
+    @Option(name: .customLong("loss-scale"),
+            help: "A static loss scale, under --fp16, --bf16 or --use-distributed-optimizer (default, or 0: dynamic under --fp16, none otherwise).")
     var lossScale: Float?
     @Option(name: .customLong("initial-loss-scale"), help: "Dynamic loss scaling: the scale to start from.")
     var initialLossScale: Float = 4_294_967_296
@@ -20,19 +21,25 @@ struct MixedPrecisionArguments: ParsableArguments {
     var lossScaleWindow = 1000
     @Option(name: .customLong("hysteresis"), help: "Dynamic loss scaling: overflows tolerated before the scale halves.")
     var hysteresis = 2
+    /// Megatron's warning when dynamic loss scaling turns --check-for-nan-in-loss-and-grad off.
+    static let checkTurnedOffWarning = "WARNING: Setting args.check_for_nan_in_loss_and_grad to False since dynamic loss scaling is being used"
+
     @Flag(name: .customLong("accumulate-allreduce-grads-in-fp32"),
           help: "Under --fp16, keep and reduce gradients in fp32 (always so under --bf16).")
     var accumulateAllreduceGradsInFP32 = false
 
-    /// Sets the precision and loss scaling of `settings`, or throws naming the flag that does not fit.
-    func apply(to settings: inout Optimizer.Settings) throws {
+    /// Sets the precision and loss scaling of `settings` as Megatron's get_megatron_optimizer builds
+    /// its grad scaler, or throws naming the flag that does not fit.
+    func apply(to settings: inout Optimizer.Settings, useDistributedOptimizer: Bool) throws {
         guard !(fp16 && bf16) else { throw ValidationError("--fp16 and --bf16 exclude each other: pick one") }
         settings.paramsDType = fp16 ? .float16 : bf16 ? .bfloat16 : .float32
         // Megatron keeps bf16 gradients in fp32 whatever the flag says.
         settings.gradBufferDType = fp16 && !accumulateAllreduceGradsInFP32 ? .float16 : .float32
-        if let lossScale {
-            guard lossScale > 0, lossScale.isFinite else { throw ValidationError("--loss-scale \(lossScale): expected a positive number") }
-            settings.gradScaler = .constant(lossScale)
+        // Megatron reads --loss-scale 0 as not given, and its fp32 optimizer ignores the flag.
+        if let lossScale, lossScale != 0, fp16 || bf16 || useDistributedOptimizer {
+            let scaler = GradScaler.constant(lossScale)
+            do { try scaler.validate() } catch { throw ValidationError("\(error)") }
+            settings.gradScaler = scaler
         } else if fp16 {
             let scaler = GradScaler.dynamic(initialScale: initialLossScale, minScale: minLossScale, window: lossScaleWindow,
                                             hysteresis: hysteresis)

@@ -137,7 +137,7 @@ struct Pretrain: ParsableCommand {
     /// The optimizer the training and mixed-precision flags ask for.
     func optimizerSettings() throws -> Optimizer.Settings {
         var settings = try training.optimizerSettings()
-        try precision.apply(to: &settings)
+        try precision.apply(to: &settings, useDistributedOptimizer: distributed.useDistributedOptimizer)
         return settings
     }
 
@@ -192,6 +192,7 @@ struct Pretrain: ParsableCommand {
         let optimizer = Optimizer(model: gpt, settings: try optimizerSettings(), ownedRanges: dataParallel.ownedRanges,
                                   gradNormGroup: distributed.useDistributedOptimizer ? groups.dataParallel : nil)
         if isFirst {
+            if optimizer.usesDynamicLossScaling && !training.noCheckForNaNInLossAndGrad { print(MixedPrecisionArguments.checkTurnedOffWarning) }
             print("> building GPT model: \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
                   + "padded vocab \(config.paddedVocabSize), \(config.parameterCount) parameters"
                   + (gpt.layout.totalCount < config.parameterCount ? " (\(gpt.layout.totalCount) on rank 0)" : ""))
