@@ -143,14 +143,16 @@ MG_KERNEL void mg_attention_forward(mg_attention_head head, float *lse, long seq
     MG_ALLOW_REASSOCIATION
     long s16 = round_up(seq, TILE_N), d16 = round_up(d, TILE_N);
     float *kt = scratch, *vp = kt + s16 * d16, *scores = vp + s16 * d16;
-    float *inverse_sums = scores + block_rows * scores_stride(seq);
+    float *qp = scores + block_rows * scores_stride(seq), *inverse_sums = qp + block_rows * d16;
     pack_transposed(kt, head.k, head.ldk, seq, s16, d);
     pack_rows(vp, head.v, head.ldv, seq, d, d16);
     for (long i0 = 0; i0 < seq; i0 += block_rows) {
         long rows = min_long(block_rows, seq - i0);
         long kv = causal ? i0 + rows : seq, ld = scores_stride(kv), diag = causal ? i0 : -1;
-        // scores[rows, kv] = scale · Q[i0 ..< i0+rows] · K[0 ..< kv]ᵀ
-        gemm_scores(rows, kv, d, head.q + i0 * head.ldq, head.ldq, kt, scores, ld, scale, diag);
+        // scores[rows, kv] = scale · Q[i0 ..< i0+rows] · K[0 ..< kv]ᵀ, Q's rows packed: read for every
+        // tile of keys, in place they would sit a fused-QKV row apart, a few L1 sets for all of them.
+        pack_rows(qp, head.q + i0 * head.ldq, head.ldq, rows, d, d16);
+        gemm_scores(rows, kv, d, qp, d16, kt, scores, ld, scale, diag);
         for (long r = 0; r < rows; r++) {
             long i = i0 + r, valid = visible_keys(i, kv, causal), lo = first_key ? first_key[i] : 0;
             float *p = scores + r * ld;
