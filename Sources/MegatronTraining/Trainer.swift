@@ -119,6 +119,7 @@ public final class Trainer {
         var results: [IterationResult] = []
         defer { try? tensorboard?.writer.flush() }
         var interval = TrainingLog()
+        var updated = false
         let firstIteration = iteration + 1
         var savedIteration: Int?
         exited = false
@@ -173,6 +174,7 @@ public final class Trainer {
             // No norm when the loss scaler found the gradients overflowed (Megatron logs none).
             let gradNorm = computedNorm ?? .nan
             if !skipped {
+                updated = true
                 try dataParallel?.gatherParameters()
                 scheduler.step(globalBatchSize)
             }
@@ -208,7 +210,7 @@ public final class Trainer {
                                   globalBatchSize: globalBatchSize, lossScale: optimizer.lossScale, gradNorm: loggedGradNorm(gradNorm),
                                   paramsNorm: paramsNorm))
                 try tensorboard?.writer.flush()
-                if iteration > firstIteration { interval = TrainingLog() }
+                if iteration > firstIteration { interval = TrainingLog(afterAnUpdate: updated) }
             }
             if let evaluation, let validation = evaluation.validation, let every = evaluation.interval, iteration % every == 0 {
                 try evaluateAndLog(validation, from: consumedValidationSamples, label: "iteration \(iteration)")

@@ -84,6 +84,20 @@ import Testing
         #expect(try train(optimizerWeightDecay: 0.01, schedule: .init(start: 0.3, end: 3, steps: 6, style: .linear)) != plain)
     }
 
+    /// Megatron's lm loss field appears once an iteration updated the model, at 0 through an interval
+    /// whose iterations were all skipped (a loss-scale overflow), and not before.
+    @Test func anAllSkippedIntervalShowsTheLossFieldOnlyAfterAnUpdate() {
+        for afterAnUpdate in [false, true] {
+            var interval = TrainingLog(afterAnUpdate: afterAnUpdate)
+            interval.add(.init(iteration: 7, loss: 2.5, gradNorm: .nan, learningRate: 1e-4, skipped: true, seconds: 0.5))
+            let line = interval.line(iteration: 7, trainIters: 10, consumedSamples: 56, flopsPerIteration: nil, learningRate: 1e-4,
+                                     globalBatchSize: 8, lossScale: 65536, gradNorm: nil)
+            #expect(line.contains(" lm loss: 0.000000E+00 | loss scale: 65536.0 | number of skipped iterations:   1 |") == afterAnUpdate,
+                    "\(line)")
+            #expect(line.contains("lm loss") == afterAnUpdate, "\(line)")
+        }
+    }
+
     @Test func logLineHasMegatronsFieldsInOrder() {
         var interval = TrainingLog()
         interval.add(.init(iteration: 1, loss: 2.5, gradNorm: 1.23456, learningRate: 1e-4, skipped: false, seconds: 0.5))

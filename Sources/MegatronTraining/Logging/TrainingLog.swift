@@ -10,8 +10,11 @@ import Foundation
 /// (on one line). The learning rate and loss scale shown are those after this iteration's step, as Megatron's.
 public struct TrainingLog {
     var iterations = 0, skipped = 0, nan = 0
+    /// Whether an earlier interval updated the model: Megatron's line then keeps its "lm loss" field,
+    /// at 0, through an interval whose iterations were all skipped.
+    let lossFieldExists: Bool
 
-    public init() {}
+    public init(afterAnUpdate: Bool = false) { lossFieldExists = afterAnUpdate }
     var seconds = 0.0
     var lossSum = 0.0, lossCount = 0
 
@@ -42,7 +45,7 @@ public struct TrainingLog {
         }
         line += " learning rate: \(String(format: "%.6E", learningRate)) |"
         line += " global batch size: \(pad(globalBatchSize, 5)) |"
-        if lossCount > 0 { line += " lm loss: \(String(format: "%.6E", lossSum / Double(lossCount))) |" }
+        if lossCount > 0 || lossFieldExists { line += " lm loss: \(String(format: "%.6E", lossSum / Double(max(lossCount, 1)))) |" }
         line += " loss scale: \(String(format: "%.1f", Double(lossScale))) |"
         if let gradNorm, gradNorm.isFinite { line += " grad norm: \(String(format: "%.3f", gradNorm)) |" }
         if let paramsNorm { line += " params norm: \(String(format: "%.3f", paramsNorm)) |" }
