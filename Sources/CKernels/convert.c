@@ -37,10 +37,5 @@ MG_KERNEL void mg_round_to_f16(float *y, const float *x, long n) {
 }
 
 MG_KERNEL void mg_round_to_bf16(float *y, const float *x, long n) {
-    for (long i = 0; i < n; i++) {
-        uint32_t b = mg_float_to_bits(x[i]);
-        uint32_t rounded = ((b + 0x7FFFu + ((b >> 16) & 1u)) >> 16) << 16;
-        int is_nan = (b & 0x7FFFFFFFu) > 0x7F800000u;
-        y[i] = mg_bits_to_float(is_nan ? (b | 0x00400000u) & 0xFFFF0000u : rounded);
-    }
+    for (long i = 0; i < n; i++) y[i] = mg_round_bf16(x[i]);
 }

@@ -108,6 +108,14 @@ MG_INLINE float mg_erf(float x) {
     return t < -1.0f ? -1.0f : t;
 }
 
+/// x rounded to the nearest bfloat16 (ties to even; NaN stays NaN), kept in fp32.
+MG_INLINE float mg_round_bf16(float x) {
+    uint32_t b = mg_float_to_bits(x);
+    uint32_t rounded = ((b + 0x7FFFu + ((b >> 16) & 1u)) >> 16) << 16;
+    int is_nan = (b & 0x7FFFFFFFu) > 0x7F800000u;
+    return mg_bits_to_float(is_nan ? (b | 0x00400000u) & 0xFFFF0000u : rounded);
+}
+
 /// √x without errno handling, so that loops containing it vectorise.
 MG_INLINE float mg_sqrt(float x) { return __builtin_elementwise_sqrt(x); }
 

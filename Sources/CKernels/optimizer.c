@@ -29,3 +29,22 @@ MG_KERNEL void mg_sgd(float *restrict param, const float *restrict grad, float *
         param[i] -= lr * b;
     }
 }
+
+MG_KERNEL int mg_unscale_gradients(float *g, long n, float inverse_scale, int precision) {
+    uint32_t any = 0;
+    // One loop per precision, so that each vectorises without a branch inside.
+    #define UNSCALE(ROUND) for (long i = 0; i < n; i++) { \
+        float v = ROUND(g[i]); \
+        any |= (mg_float_to_bits(v) & 0x7F800000u) == 0x7F800000u; \
+        g[i] = v * inverse_scale; \
+    }
+    #define AS_IS(x) (x)
+    #define TO_F16(x) ((float)(_Float16)(x))
+    if (precision == 1) UNSCALE(TO_F16)
+    else if (precision == 2) UNSCALE(mg_round_bf16)
+    else UNSCALE(AS_IS)
+    #undef UNSCALE
+    #undef AS_IS
+    #undef TO_F16
+    return any != 0;
+}

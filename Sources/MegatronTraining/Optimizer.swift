@@ -137,9 +137,7 @@ public final class Optimizer {
         var found: Int32 = 0
         for range in ownedRanges {
             let grads = try model.gradients.view(offset: range.lowerBound, shape: [range.count])
-            try grads.round(to: settings.gradBufferDType, on: model.device)
-            if try Elementwise.hasNonfinite(grads, on: model.device) { found = 1 }
-            try Elementwise.scale(grads, by: inverse, on: model.device)
+            if try LossScaling.unscale(grads, by: inverse, roundingTo: settings.gradBufferDType, on: model.device) { found = 1 }
         }
         let groups = model.modelParallelGroups + [gradNormGroup].compactMap { $0 }.filter { $0.size > 1 }
         let foundInf = try groups.allReduce(found, op: .max) > 0

@@ -67,6 +67,23 @@ import Testing
         expectClose(expAvgSq.toFloatArray(), v, tolerance: 1e-5, "exp_avg_sq")
     }
 
+    /// The loss scaler's pass: each gradient rounded to the buffer's precision, checked, then scaled;
+    /// an fp16 overflow (65520 rounds to inf) is found before the scaling could hide it.
+    @Test(arguments: [DType.float32, .float16, .bfloat16])
+    func unscalingRoundsChecksAndScales(precision: DType) throws {
+        var rng = TestRandom(seed: 81)
+        let finite = rng.floats(100_000, scale: 1000)
+        let grads = tensor(finite, [finite.count], on: parallel)
+        #expect(try !LossScaling.unscale(grads, by: 0x1p-10, roundingTo: precision, on: parallel))
+        let rounded = tensor(finite, [finite.count])
+        try rounded.round(to: precision, on: serial)
+        #expect(grads.toFloatArray() == rounded.toFloatArray().map { $0 * 0x1p-10 })
+        let overflowing = tensor([1, 65520, 2], [3])
+        #expect(try LossScaling.unscale(overflowing, by: 0x1p-20, roundingTo: precision, on: serial) == (precision == .float16))
+        let nan = tensor([1, .nan], [2])
+        #expect(try LossScaling.unscale(nan, by: 1, roundingTo: precision, on: serial))
+    }
+
     @Test func sgdWithMomentumMatchesTorchSemantics() throws {
         let param = tensor([1, -2], [2]), buffer = Tensor(shape: [2], on: serial)
         try SGD.update(param: param, grad: tensor([0.5, 0.5], [2]), momentumBuffer: buffer, firstStep: true,

@@ -159,6 +159,11 @@ void mg_adamw(float *param, const float *grad, float *exp_avg, float *exp_avg_sq
 void mg_sgd(float *param, const float *grad, float *momentum_buffer, long n, float lr, float momentum,
             float weight_decay, float grad_scale, int first_step);
 
+/// Megatron's unscaling of loss-scaled gradients: g[i] is rounded to `precision` (0 fp32: as it is, 1
+/// fp16: overflow becomes ±inf, 2 bfloat16), checked, then multiplied by inverse_scale. Returns 1 when
+/// a rounded value was inf or NaN (before scaling, as torch._amp_foreach_non_finite_check_and_unscale_).
+int mg_unscale_gradients(float *g, long n, float inverse_scale, int precision);
+
 // MARK: precision conversion (convert.c)
 
 /// fp32 → IEEE fp16 / bfloat16, rounding to nearest, ties to even; NaN stays NaN.

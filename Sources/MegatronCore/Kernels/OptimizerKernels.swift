@@ -60,3 +60,25 @@ public enum SGD {
         }
     }
 }
+
+/// The loss scaler's pass over the gradients (Megatron's _unscale_main_grads_and_check_for_nan).
+public enum LossScaling {
+    /// Rounds `grads` to `precision` (fp32, fp16 or bf16: what a gradient buffer of that type holds),
+    /// multiplies them by `inverseScale`, and returns whether a rounded value was an inf or NaN. One pass.
+    public static func unscale(_ grads: Tensor, by inverseScale: Float, roundingTo precision: DType, on device: CPUDevice) throws -> Bool {
+        try grads.expect(dtype: .float32, "LossScaling.unscale", "grads")
+        let mode: Int32
+        switch precision {
+        case .float32: mode = 0
+        case .float16: mode = 1
+        case .bfloat16: mode = 2
+        default: throw TensorError("LossScaling.unscale: \(precision) is not a floating-point precision")
+        }
+        let flags = TaskSlots(count: device.threads, value: Int32(0))
+        defer { flags.deallocate() }
+        device.parallelFor(grads.count, minimumPerTask: CPUDevice.minimumElementsPerTask) { r, task in
+            flags[task] = mg_unscale_gradients(grads.floats + r.lowerBound, r.count, inverseScale, mode)
+        }
+        return (0 ..< device.threads).contains { flags[$0] != 0 }
+    }
+}
