@@ -33,6 +33,11 @@ public struct GPTConfig: Sendable, Equatable, Codable {
     public var hiddenDropout: Float = 0.1
     public var attentionDropout: Float = 0.1
     public var initMethodStd: Float = 0.02
+    /// Transformer layers on the first and on the last pipeline stage (Megatron's
+    /// --decoder-first/last-pipeline-num-layers; nil: an equal share), the other stages sharing the
+    /// rest equally. How the model is split, not what it is: checkpoints load across splits.
+    public var numLayersInFirstPipelineStage: Int?
+    public var numLayersInLastPipelineStage: Int?
 
     /// Encoded (in checkpoints) under Megatron's argument names.
     enum CodingKeys: String, CodingKey {
@@ -44,6 +49,8 @@ public struct GPTConfig: Sendable, Equatable, Codable {
         case addBiasLinear = "add_bias_linear", addQKVBias = "add_qkv_bias"
         case untieEmbeddingsAndOutputWeights = "untie_embeddings_and_output_weights"
         case hiddenDropout = "hidden_dropout", attentionDropout = "attention_dropout", initMethodStd = "init_method_std"
+        case numLayersInFirstPipelineStage = "decoder_first_pipeline_num_layers"
+        case numLayersInLastPipelineStage = "decoder_last_pipeline_num_layers"
     }
 
     /// The fields in which `other` describes another network (dropout and initialisation aside),
@@ -128,10 +135,24 @@ public struct GPTConfig: Sendable, Equatable, Codable {
     /// Throws a message naming the option at fault when the model cannot be split over
     /// `tensorParallelSize` ranks (each must hold whole query groups, so whole heads, an equal share
     /// of the MLP's features and of the padded vocabulary) and `pipelineParallelSize` stages (an
-    /// equal number of layers each).
+    /// equal number of layers each, but for the first and last stages' own numbers when given).
     public func validate(tensorParallelSize t: Int, pipelineParallelSize p: Int = 1) throws {
-        guard numLayers % p == 0 else {
-            throw TensorError("--num-layers \(numLayers) is not divisible by --pipeline-model-parallel-size \(p)")
+        let ends = [("--decoder-first-pipeline-num-layers", numLayersInFirstPipelineStage),
+                    ("--decoder-last-pipeline-num-layers", numLayersInLastPipelineStage)].compactMap { flag, n in n.map { (flag, $0) } }
+        // One stage holds every layer, whatever the split says (a checkpoint's may).
+        if ends.isEmpty || p == 1 {
+            guard numLayers % p == 0 else {
+                throw TensorError("--num-layers \(numLayers) is not divisible by --pipeline-model-parallel-size \(p)")
+            }
+        } else {
+            if let (flag, n) = ends.first(where: { $0.1 <= 0 }) { throw TensorError("\(flag) \(n): expected at least 1") }
+            // As Megatron's TransformerConfig: middle layers exactly when there are middle stages, evenly.
+            let middleLayers = numLayers - ends.reduce(0) { $0 + $1.1 }, middleStages = p - ends.count
+            guard (middleLayers > 0) == (middleStages > 0), middleLayers >= 0, middleStages == 0 || middleLayers % middleStages == 0 else {
+                throw TensorError("\(ends.map { "\($0.0) \($0.1)" }.joined(separator: " and ")) leave \(middleLayers) of --num-layers "
+                                  + "\(numLayers) for \(middleStages) other pipeline stage(s) of --pipeline-model-parallel-size \(p): "
+                                  + "expected an equal number on each, at least 1")
+            }
         }
         guard t > 1 else { return }
         let flag = "--tensor-model-parallel-size \(t)"

@@ -31,7 +31,7 @@ struct GPTWeights: Sendable {
         func optional(_ name: String) throws -> Tensor? { layout.entry(name) == nil ? nil : try view(name) }
         wordEmbedding = try optional("embedding.word_embeddings.weight")
         positionEmbedding = try optional("embedding.position_embeddings.weight")
-        let stageLayers = PipelineStage.layers(config.numLayers, stage: layout.pipelineStage, of: layout.pipelineStages)
+        let stageLayers = PipelineStage.layers(config, stage: layout.pipelineStage, of: layout.pipelineStages)
         firstLayer = stageLayers.lowerBound
         layers = try stageLayers.map { i in
             let p = "decoder.layers.\(i)."

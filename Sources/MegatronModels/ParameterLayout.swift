@@ -69,7 +69,7 @@ public struct ParameterLayout: Sendable {
                 add("embedding.position_embeddings.weight", [config.maxPositionEmbeddings, h], .replicated)
             }
         }
-        for layer in PipelineStage.layers(config.numLayers, stage: pipelineStage, of: pipelineStages) {
+        for layer in PipelineStage.layers(config, stage: pipelineStage, of: pipelineStages) {
             let p = "decoder.layers.\(layer)."
             add(p + "input_layernorm.weight", [h], .replicated)
             if config.normHasBias { add(p + "input_layernorm.bias", [h], .replicated) }

@@ -186,6 +186,13 @@ import Testing
          "--recompute-granularity selective takes no --recompute-method or --recompute-num-layers"),
         (["--recompute-granularity", "selective", "--recompute-modules", "moe"], "--recompute-modules moe: expected core_attn, layernorm or mlp"),
         (["--recompute-num-layers", "1"], "--recompute-method, --recompute-num-layers and --recompute-modules need --recompute-granularity"),
+        // Uneven pipeline stages, as Megatron's TransformerConfig checks them.
+        (["--decoder-first-pipeline-num-layers", "1"], "--decoder-first-pipeline-num-layers needs --pipeline-model-parallel-size above 1"),
+        (["--in-process-ranks", "2", "--num-layers", "4", "--pipeline-model-parallel-size", "2", "--decoder-last-pipeline-num-layers", "0"],
+         "--decoder-last-pipeline-num-layers 0: expected at least 1"),
+        (["--in-process-ranks", "3", "--num-layers", "4", "--pipeline-model-parallel-size", "3", "--decoder-first-pipeline-num-layers", "1"],
+         "--decoder-first-pipeline-num-layers 1 leave 3 of --num-layers 4 for 2 other pipeline stage(s) of --pipeline-model-parallel-size 3: "
+         + "expected an equal number on each, at least 1"),
         // Mixed precision, as Megatron's arguments and DynamicGradScaler check it.
         (["--fp16", "--bf16"], "--fp16 and --bf16 exclude each other: pick one"),
         (["--fp16", "--hysteresis", "0"], "--hysteresis 0: expected at least 1"),

@@ -10,12 +10,36 @@ import Testing
 /// stage's loss and every rank's gradients (after the shared word embedding's are summed) are the
 /// whole model's. Dropout included: the masks depend on the layer, not the stage.
 @Suite struct PipelineStageTests {
-    @Test(arguments: [(0, 2, 1, false), (1, 2, 1, false), (2, 4, 1, false), (0, 2, 2, true), (1, 2, 2, false)])
-    func stagesComputeTheWholeModel(variant: Int, pipelineSize pp: Int, tensorParallelSize tp: Int, sequenceParallel: Bool) throws {
+    /// Megatron's uneven split: the first and last stages take the layers given, the others share the
+    /// rest equally, and a split that cannot share them is an error naming the flags.
+    @Test func unevenStagesTakeTheirLayersAndTheOthersShareTheRest() throws {
+        var c = GPTModelTests.variants[0].1
+        c.numLayers = 8
+        (c.numLayersInFirstPipelineStage, c.numLayersInLastPipelineStage) = (1, 3)
+        try c.validate(tensorParallelSize: 1, pipelineParallelSize: 4)
+        #expect((0 ..< 4).map { PipelineStage.layers(c, stage: $0, of: 4) } == [0 ..< 1, 1 ..< 3, 3 ..< 5, 5 ..< 8])
+        c.numLayersInLastPipelineStage = nil
+        #expect { try c.validate(tensorParallelSize: 1, pipelineParallelSize: 4) } throws: {
+            "\($0)".contains("--decoder-first-pipeline-num-layers 1 leave 7 of --num-layers 8 for 3 other pipeline stage(s)")
+        }
+        c.numLayersInFirstPipelineStage = 2
+        #expect((0 ..< 4).map { PipelineStage.layers(c, stage: $0, of: 4) } == [0 ..< 2, 2 ..< 4, 4 ..< 6, 6 ..< 8])
+        #expect(PipelineStage.layers(c, stage: 0, of: 1) == 0 ..< 8, "one stage holds every layer")
+        try c.validate(tensorParallelSize: 1, pipelineParallelSize: 1)
+    }
+
+    /// Four layers over 2 or 4 stages; or, uneven, five over 3 stages of 1, 2 and 2 layers
+    /// (--decoder-first-pipeline-num-layers 1 --decoder-last-pipeline-num-layers 2).
+    @Test(arguments: [(0, 2, 1, false, false), (1, 2, 1, false, false), (2, 4, 1, false, false), (0, 2, 2, true, false),
+                      (1, 2, 2, false, false), (0, 3, 1, false, true), (2, 3, 2, true, true)])
+    func stagesComputeTheWholeModel(variant: Int, pipelineSize pp: Int, tensorParallelSize tp: Int, sequenceParallel: Bool,
+                                    uneven: Bool) throws {
         let (name, variantConfig) = GPTModelTests.variants[variant]
-        var fourLayers = variantConfig
-        fourLayers.numLayers = 4
-        let config = fourLayers
+        var split = variantConfig
+        split.numLayers = uneven ? 5 : 4
+        if uneven { (split.numLayersInFirstPipelineStage, split.numLayersInLastPipelineStage) = (1, 2) }
+        try split.validate(tensorParallelSize: tp, pipelineParallelSize: pp)
+        let config = split
         let batch = try MicroBatch(samples: samples(2, 8), on: device)
         let key = GPTModel.DropoutKey(seed: 3, iteration: 1, microBatch: 0)
         let whole = try GPTModel(config: config, seed: 7, on: device)

@@ -34,7 +34,8 @@ struct CheckpointTests {
                     save: URL? = nil, exitInterval: Int? = nil, load: URL? = nil, loadOptimizer: Bool = true,
                     finetune: Bool = false, maxLR: Double = 3e-3,
                     schedulerSettings: Trainer.SchedulerSettingsOnLoad = .mustMatch,
-                    precision: @escaping @Sendable (inout Optimizer.Settings) -> Void = { _ in }) throws -> Outcome {
+                    precision: @escaping @Sendable (inout Optimizer.Settings) -> Void = { _ in },
+                    config: GPTConfig = config) throws -> Outcome {
         let data = try MockData(vocabSize: 128, sequenceLength: 16, seed: 5)
         let outcome = Outcome()
         try InProcessWorld(size: dp * tp * pp).run { world in

@@ -34,6 +34,24 @@ struct ModelParallelTrainingTests {
                                      name, tolerance: 1e-4)
     }
 
+    /// Uneven pipeline stages (three layers: one on the first stage, two on the last) train as one
+    /// rank does, and their checkpoint, gathered from stages of different sizes, resumes on one rank.
+    @Test func unevenPipelineStagesTrainAndResumeAsOneRank() throws {
+        var uneven = CheckpointTests.config
+        uneven.numLayers = 3
+        uneven.numLayersInFirstPipelineStage = 1
+        let directory = CheckpointTests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let single = try CheckpointTests.run(config: uneven)
+        let staged = try CheckpointTests.run(pp: 2, save: directory, exitInterval: 3, config: uneven)
+        let resumed = try CheckpointTests.run(modelSeed: 99, load: directory, config: uneven)
+        #expect(resumed.loaded == 3)
+        for (step, (a, b)) in zip(single.steps, staged.steps + resumed.steps).enumerated() {
+            #expect(abs(a.loss - b.loss) <= 1e-5 * a.loss && abs(a.gradNorm - b.gradNorm) <= 1e-4 * a.gradNorm,
+                    "iteration \(step + 1): one rank \(a) vs uneven stages, then one rank \(b)")
+        }
+    }
+
     /// A model-parallel layout (tp, pp) and its name.
     typealias Layout = (tp: Int, pp: Int, name: String)
 

@@ -1,7 +1,8 @@
 import MegatronParallel
 
 /// The part of a GPT model one pipeline-parallel rank holds (Megatron's pipeline stage): with L
-/// layers over `count` stages, stage i holds layers i·L/count ..< (i+1)·L/count; the first stage also
+/// layers over `count` stages, stage i holds layers i·L/count ..< (i+1)·L/count, unless the first or
+/// last stage is given its own number of layers (the others then share the rest); the first stage also
 /// the embeddings, the last the final norm and the output layer. With tied embeddings and more than
 /// one stage, the last stage keeps its own copy of the word embedding for the output layer
 /// (Megatron's shared embedding): the two copies start equal and their gradients are summed over
@@ -19,9 +20,13 @@ public struct PipelineStage: Sendable {
     public var isFirst: Bool { index == 0 }
     public var isLast: Bool { index == count - 1 }
 
-    /// The layers stage `index` of `count` holds, of `numLayers` (which `count` must divide).
-    public static func layers(_ numLayers: Int, stage index: Int, of count: Int) -> Range<Int> {
-        let per = numLayers / count
-        return index * per ..< (index + 1) * per
+    /// The layers stage `index` of `count` holds of `config`'s (split as `GPTConfig.validate` checks).
+    public static func layers(_ config: GPTConfig, stage index: Int, of count: Int) -> Range<Int> {
+        let first = count > 1 ? config.numLayersInFirstPipelineStage : nil, last = count > 1 ? config.numLayersInLastPipelineStage : nil
+        let middleStages = count - (first == nil ? 0 : 1) - (last == nil ? 0 : 1)
+        let middle = middleStages > 0 ? (config.numLayers - (first ?? 0) - (last ?? 0)) / middleStages : 0
+        let size = { (stage: Int) in stage == 0 ? first ?? middle : stage == count - 1 ? last ?? middle : middle }
+        let start = (0 ..< index).reduce(0) { $0 + size($1) }
+        return start ..< start + size(index)
     }
 }

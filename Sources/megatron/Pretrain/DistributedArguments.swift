@@ -13,7 +13,15 @@ struct DistributedArguments: ParsableArguments {
 
     @Option(name: .customLong("tensor-model-parallel-size")) var tensorModelParallelSize = 1
     @Option(name: .customLong("pipeline-model-parallel-size")) var pipelineModelParallelSize = 1
+    @Option(name: .customLong("decoder-first-pipeline-num-layers"),
+            help: "Transformer layers on the first pipeline stage (default: an equal share).")
+    var decoderFirstPipelineNumLayers: Int?
+    @Option(name: .customLong("decoder-last-pipeline-num-layers"),
+            help: "Transformer layers on the last pipeline stage (default: an equal share).")
+    var decoderLastPipelineNumLayers: Int?
     @Option(name: .customLong("context-parallel-size")) var contextParallelSize = 1
+    /// --decoder-first/last-pipeline-num-layers.
+    var pipelineEnds: (first: Int?, last: Int?) { (decoderFirstPipelineNumLayers, decoderLastPipelineNumLayers) }
     @Flag(name: .customLong("sequence-parallel"),
           help: "Split the activations between tensor-parallel layers by rows over the tensor-parallel ranks (off when TP is 1).")
     var sequenceParallel = false

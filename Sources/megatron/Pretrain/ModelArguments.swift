@@ -33,7 +33,8 @@ struct ModelArguments: ParsableArguments {
 
     /// The configuration, or a ValidationError naming the flag at fault. Megatron pads the
     /// vocabulary to a multiple of --make-vocab-size-divisible-by × --tensor-model-parallel-size.
-    func config(vocabSize: Int, seqLength: Int, tensorParallelSize: Int = 1, pipelineParallelSize: Int = 1) throws -> GPTConfig {
+    func config(vocabSize: Int, seqLength: Int, tensorParallelSize: Int = 1, pipelineParallelSize: Int = 1,
+                pipelineEnds: (first: Int?, last: Int?) = (nil, nil)) throws -> GPTConfig {
         guard numAttentionHeads > 0, hiddenSize % numAttentionHeads == 0 || kvChannels != nil else {
             throw ValidationError("--hidden-size \(hiddenSize) is not divisible by --num-attention-heads \(numAttentionHeads)")
         }
@@ -64,6 +65,11 @@ struct ModelArguments: ParsableArguments {
         c.hiddenDropout = hiddenDropout
         c.attentionDropout = attentionDropout
         c.initMethodStd = initMethodStd
+        (c.numLayersInFirstPipelineStage, c.numLayersInLastPipelineStage) = pipelineEnds
+        if pipelineParallelSize == 1, pipelineEnds.first != nil || pipelineEnds.last != nil {
+            throw ValidationError("--decoder-\(pipelineEnds.first != nil ? "first" : "last")-pipeline-num-layers needs "
+                                  + "--pipeline-model-parallel-size above 1")
+        }
         do {
             try c.validate()
             try c.validate(tensorParallelSize: tensorParallelSize, pipelineParallelSize: pipelineParallelSize)

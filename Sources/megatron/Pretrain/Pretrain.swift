@@ -93,7 +93,7 @@ struct Pretrain: ParsableCommand {
         }
         _ = try model.config(vocabSize: tokenizerOptions.vocabSize ?? 50257, seqLength: training.seqLength,
                              tensorParallelSize: distributed.tensorModelParallelSize,
-                             pipelineParallelSize: distributed.pipelineModelParallelSize)
+                             pipelineParallelSize: distributed.pipelineModelParallelSize, pipelineEnds: distributed.pipelineEnds)
         _ = try training.batchSizeSchedule()
         _ = try training.iterations(globalBatchSize: gbs)
         _ = try training.scheduler(globalBatchSize: gbs)
@@ -157,7 +157,7 @@ struct Pretrain: ParsableCommand {
         let tokenizer = tokenizerOptions.isGPT2BPE ? try tokenizerOptions.makeTokenizer() : nil
         let vocab = tokenizer?.vocabSize ?? tokenizerOptions.vocabSize!
         let config = try model.config(vocabSize: vocab, seqLength: training.seqLength, tensorParallelSize: groups.state.tensorModelParallelSize,
-                                      pipelineParallelSize: groups.state.pipelineModelParallelSize)
+                                      pipelineParallelSize: groups.state.pipelineModelParallelSize, pipelineEnds: distributed.pipelineEnds)
         let gbs = globalBatchSize(dataParallelSize: groups.state.dataParallelSize)
         var settings = Trainer.Settings(trainIters: try training.iterations(globalBatchSize: gbs), microBatchSize: training.microBatchSize,
                                         globalBatchSize: gbs, sequenceLength: training.seqLength)
