@@ -37,6 +37,10 @@ public final class Trainer {
         /// --exit-interval: stop after the first iteration divisible by this, saving a checkpoint first
         /// under --save (no final evaluation: Megatron exits the program there).
         public var exitInterval: Int?
+        /// --exit-duration-in-mins: stop after the first iteration that ends this many minutes after
+        /// `startTime` (the program's start; on any rank, all agree), saving a checkpoint first under --save.
+        public var exitDurationInMinutes: Double?
+        public var startTime = Date()
         /// --skip-train: run no iterations, only the final evaluation (of a loaded checkpoint), which
         /// then writes nothing to TensorBoard (Megatron's).
         public var skipTrain = false
@@ -91,7 +95,7 @@ public final class Trainer {
     public internal(set) var consumedSamples = 0
     /// The last completed iteration: 0 before training, or the iteration a checkpoint resumed from.
     public internal(set) var iteration = 0
-    /// Whether the last `train` stopped at --exit-interval before --train-iters.
+    /// Whether the last `train` stopped at --exit-interval or --exit-duration-in-mins before --train-iters.
     public private(set) var exited = false
 
     /// `sample(i)` returns training sample i (sequence-length + 1 tokens). Without `dataParallel`
@@ -219,6 +223,16 @@ public final class Trainer {
             if let save = s.save, let every = s.saveInterval, iteration % every == 0 {
                 try saveCheckpoint(to: save)
                 savedIteration = iteration
+            }
+            if let limit = s.exitDurationInMinutes {
+                let minutes = Date().timeIntervalSince(s.startTime) / 60
+                // The ranks' clocks differ: the first past the limit stops them all at this iteration.
+                if try peerGroups.allReduce(Int32(minutes > limit ? 1 : 0), op: .max) > 0 {
+                    if let save = s.save, savedIteration != iteration { try saveCheckpoint(to: save) }
+                    log("[exiting program after \(minutes) minutes] datetime: \(TrainingLog.timestamp()) ")
+                    exited = true
+                    return results
+                }
             }
             if let every = s.exitInterval, iteration % every == 0 {
                 if let save = s.save, savedIteration != iteration { try saveCheckpoint(to: save) }

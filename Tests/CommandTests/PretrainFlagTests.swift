@@ -89,6 +89,12 @@ import Testing
         #expect(bf16.status == 0 && bf16.output.contains("loss scale: 1024.0 | grad norm: 0.000 |"), "\(bf16.output)")
     }
 
+    @Test func theTimeLimitEndsTheRunWithMegatronsLine() throws {
+        let (status, output) = try Self.megatron(Self.validRun + ["--exit-duration-in-mins", "0"])
+        #expect(status == 0 && output.contains("[exiting program after ") && output.contains(" minutes] datetime: "), "\(output)")
+        #expect(output.contains("iteration        1/") && !output.contains("iteration        2/"), "\(output)")
+    }
+
     @Test func theValidRunTrains() throws {
         let (status, output) = try Self.megatron(Self.validRun)
         #expect(status == 0, "\(output)")
@@ -193,6 +199,7 @@ import Testing
         (["--in-process-ranks", "3", "--num-layers", "4", "--pipeline-model-parallel-size", "3", "--decoder-first-pipeline-num-layers", "1"],
          "--decoder-first-pipeline-num-layers 1 leave 3 of --num-layers 4 for 2 other pipeline stage(s) of --pipeline-model-parallel-size 3: "
          + "expected an equal number on each, at least 1"),
+        (["--exit-duration-in-mins=-1"], "--exit-duration-in-mins -1.0: expected 0 or more"),
         // Mixed precision, as Megatron's arguments and DynamicGradScaler check it.
         (["--fp16", "--bf16"], "--fp16 and --bf16 exclude each other: pick one"),
         (["--fp16", "--hysteresis", "0"], "--hysteresis 0: expected at least 1"),

@@ -31,7 +31,7 @@ struct CheckpointTests {
     /// Trains on dp × tp in-process ranks (model seed `modelSeed`), first loading `load` and saving to
     /// `save` when given; returns what the last rank (which logs) saw.
     static func run(dp: Int = 1, tp: Int = 1, pp: Int = 1, distributedOptimizer: Bool = false, optimizer kind: Optimizer.Kind = .adam, modelSeed: UInt64 = 3,
-                    save: URL? = nil, exitInterval: Int? = nil, load: URL? = nil, loadOptimizer: Bool = true,
+                    save: URL? = nil, exitInterval: Int? = nil, exitDuration: Double? = nil, load: URL? = nil, loadOptimizer: Bool = true,
                     finetune: Bool = false, maxLR: Double = 3e-3,
                     schedulerSettings: Trainer.SchedulerSettingsOnLoad = .mustMatch,
                     precision: @escaping @Sendable (inout Optimizer.Settings) -> Void = { _ in },
@@ -56,6 +56,7 @@ struct CheckpointTests {
             var settings = Trainer.Settings(trainIters: trainIters, microBatchSize: 1, globalBatchSize: 6, sequenceLength: 16)
             settings.save = save
             settings.exitInterval = exitInterval
+            settings.exitDurationInMinutes = exitDuration
             let trainer = Trainer(model: model, optimizer: optimizer,
                                   scheduler: .init(maxLR: maxLR, warmupSteps: 12, decaySteps: 36, decayStyle: .cosine),
                                   settings: settings, dataParallel: dataParallel, sample: data.sample, log: { _ in })
@@ -190,6 +191,17 @@ struct CheckpointTests {
 
     /// Saving an iteration again (a resumed run reaching a saved iteration) replaces it whole; a swap
     /// cut short between moving the old save aside and the new one in still loads, from the old one.
+    /// --exit-duration-in-mins: past the limit, every rank stops after the same iteration, saving it first.
+    @Test func theTimeLimitStopsEveryRankAfterSavingTheIteration() throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let stopped = try Self.run(dp: 2, save: directory, exitDuration: 0)
+        #expect(stopped.exited && stopped.steps.count == 1)
+        #expect(try Checkpoint.latestIteration(in: directory) == 1)
+        let unlimited = try Self.run(exitDuration: 60)
+        #expect(!unlimited.exited && unlimited.steps.count == Self.trainIters)
+    }
+
     @Test func resavingAnIterationReplacesItAndASwapCutShortStillLoads() throws {
         let directory = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

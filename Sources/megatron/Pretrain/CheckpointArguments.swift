@@ -21,8 +21,14 @@ struct CheckpointArguments: ParsableArguments {
     var useCheckpointOptParamScheduler = false
     @Option(name: .customLong("exit-interval"), help: "Stop after the first iteration divisible by this (saving first under --save).")
     var exitInterval: Int?
+    @Option(name: .customLong("exit-duration-in-mins"),
+            help: "Stop after the first iteration that ends this many minutes after the program started (saving first under --save).")
+    var exitDurationInMins: Double?
 
     func validate() throws {
+        if let exitDurationInMins, !(exitDurationInMins >= 0) {
+            throw ValidationError("--exit-duration-in-mins \(exitDurationInMins): expected 0 or more")
+        }
         if let saveInterval, saveInterval < 1 { throw ValidationError("--save-interval \(saveInterval): expected at least 1") }
         if let exitInterval, exitInterval < 1 { throw ValidationError("--exit-interval \(exitInterval): expected at least 1") }
         if overrideOptParamScheduler && useCheckpointOptParamScheduler {

@@ -144,12 +144,13 @@ struct Pretrain: ParsableCommand {
     func globalBatchSize(dataParallelSize: Int) -> Int { training.globalBatchSize ?? training.microBatchSize * dataParallelSize }
 
     func run() throws {
-        try distributed.launch { world in try train(world: world) }
+        let start = Date()
+        try distributed.launch { world in try train(world: world, startTime: start) }
     }
 
     /// One rank's run: its model replica (or tensor-parallel shard of one), its share of every global
     /// batch, and the generated sample at the end (by the tensor-parallel group of rank 0, which prints it).
-    func train(world: any Communicator) throws {
+    func train(world: any Communicator, startTime: Date) throws {
         let groups = try ProcessGroups(world: world, state: distributed.parallelState())
         let isFirst = world.rank == 0, isLast = groups.isLastRank
         let device = try device.makeDevice(ranksSharingCores: distributed.ranksPerMachine)
@@ -169,6 +170,8 @@ struct Pretrain: ParsableCommand {
         settings.save = checkpointing.save.map { URL(fileURLWithPath: $0) }
         settings.saveInterval = checkpointing.saveInterval
         settings.exitInterval = checkpointing.exitInterval
+        settings.exitDurationInMinutes = checkpointing.exitDurationInMins
+        settings.startTime = startTime
         settings.skipTrain = training.skipTrain
         settings.batchSizeSchedule = try training.batchSizeSchedule()
         // The end of document: GPT-2's <|endoftext|>, or the NullTokenizer's last id (as mock data's).
