@@ -64,6 +64,6 @@ let package = Package(
                     dependencies: ["MegatronTraining", "MegatronModels", "MegatronCore", "MegatronParallel", "MegatronData"]),
         // `megatron pretrain` and `preprocess-data` run as a user runs them (the executable); the
         // datasets they write are read back through MegatronData.
-        .testTarget(name: "CommandTests", dependencies: ["MegatronData", "MegatronCore"]),
+        .testTarget(name: "CommandTests", dependencies: ["MegatronData", "MegatronCore", "MegatronTraining"]),
     ]
 )

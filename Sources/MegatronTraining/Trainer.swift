@@ -41,6 +41,9 @@ public final class Trainer {
         /// `startTime` (the program's start; on any rank, all agree), saving a checkpoint first under --save.
         public var exitDurationInMinutes: Double?
         public var startTime = Date()
+        /// --exit-signal-handler: once this signal has reached any rank, stop after the iteration, saving
+        /// a checkpoint first under --save.
+        public var exitSignal: ExitSignal?
         /// --skip-train: run no iterations, only the final evaluation (of a loaded checkpoint), which
         /// then writes nothing to TensorBoard (Megatron's).
         public var skipTrain = false
@@ -95,7 +98,8 @@ public final class Trainer {
     public internal(set) var consumedSamples = 0
     /// The last completed iteration: 0 before training, or the iteration a checkpoint resumed from.
     public internal(set) var iteration = 0
-    /// Whether the last `train` stopped at --exit-interval or --exit-duration-in-mins before --train-iters.
+    /// Whether the last `train` stopped at --exit-interval, --exit-duration-in-mins or an exit signal
+    /// before --train-iters.
     public private(set) var exited = false
 
     /// `sample(i)` returns training sample i (sequence-length + 1 tokens). Without `dataParallel`
@@ -224,19 +228,9 @@ public final class Trainer {
                 try saveCheckpoint(to: save)
                 savedIteration = iteration
             }
-            if let limit = s.exitDurationInMinutes {
-                let minutes = Date().timeIntervalSince(s.startTime) / 60
-                // The ranks' clocks differ: the first past the limit stops them all at this iteration.
-                if try peerGroups.allReduce(Int32(minutes > limit ? 1 : 0), op: .max) > 0 {
-                    if let save = s.save, savedIteration != iteration { try saveCheckpoint(to: save) }
-                    log("[exiting program after \(minutes) minutes] datetime: \(TrainingLog.timestamp()) ")
-                    exited = true
-                    return results
-                }
-            }
-            if let every = s.exitInterval, iteration % every == 0 {
+            if let line = try exitLine(after: iteration) {
                 if let save = s.save, savedIteration != iteration { try saveCheckpoint(to: save) }
-                log(" exiting program at iteration \(iteration)")
+                log(line)
                 exited = true
                 return results
             }
@@ -253,6 +247,24 @@ public final class Trainer {
             }
         }
         return results
+    }
+
+    /// Megatron's line for stopping after `iteration`, in its order of checks, or nil to go on: an exit
+    /// signal on any rank, the time limit passed on any rank's clock (so every rank stops at the same
+    /// iteration), --exit-interval.
+    private func exitLine(after iteration: Int) throws -> String? {
+        let s = settings
+        if let signal = s.exitSignal, try peerGroups.allReduce(Int32(signal.wasReceived ? 1 : 0), op: .max) > 0 {
+            return "[exiting program after receiving \(signal.name).] datetime: \(TrainingLog.timestamp()) "
+        }
+        if let limit = s.exitDurationInMinutes {
+            let minutes = Date().timeIntervalSince(s.startTime) / 60
+            if try peerGroups.allReduce(Int32(minutes > limit ? 1 : 0), op: .max) > 0 {
+                return "[exiting program after \(minutes) minutes] datetime: \(TrainingLog.timestamp()) "
+            }
+        }
+        if let every = s.exitInterval, iteration % every == 0 { return " exiting program at iteration \(iteration)" }
+        return nil
     }
 
     /// The pipeline schedule of this data-parallel rank's micro-batches of `sample` from sample

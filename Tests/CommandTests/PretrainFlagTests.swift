@@ -1,4 +1,5 @@
 import Foundation
+import MegatronTraining
 import Testing
 
 /// `megatron pretrain` as a user runs it: flags that contradict each other, or that Megatron's
@@ -93,6 +94,29 @@ import Testing
         let (status, output) = try Self.megatron(Self.validRun + ["--exit-duration-in-mins", "0"])
         #expect(status == 0 && output.contains("[exiting program after ") && output.contains(" minutes] datetime: "), "\(output)")
         #expect(output.contains("iteration        1/") && !output.contains("iteration        2/"), "\(output)")
+    }
+
+    /// --exit-signal-handler: SIGTERM (a scheduler's warning) ends a long run cleanly after the
+    /// current iteration, with a checkpoint of it.
+    @Test func sigtermSavesAndExits() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sigterm-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var run = Self.validRun + ["--exit-signal-handler", "--save", directory.path, "--log-interval", "1000"]
+        run[run.firstIndex(of: "--train-iters")! + 1] = "1000000"
+        let process = Process(), pipe = Pipe()
+        process.executableURL = Self.productsDirectory.appendingPathComponent("megatron")
+        process.arguments = run
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        Thread.sleep(forTimeInterval: 1.5)
+        process.terminate()  // SIGTERM
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(output)")
+        #expect(output.contains("[exiting program after receiving SIGTERM.] datetime: "), "\(output)")
+        let saved = try #require(try Checkpoint.latestIteration(in: directory), "\(output)")
+        #expect(output.contains("successfully saved checkpoint from iteration \(String(format: "%7d", saved))"), "\(output)")
     }
 
     @Test func theValidRunTrains() throws {
@@ -200,6 +224,7 @@ import Testing
          "--decoder-first-pipeline-num-layers 1 leave 3 of --num-layers 4 for 2 other pipeline stage(s) of --pipeline-model-parallel-size 3: "
          + "expected an equal number on each, at least 1"),
         (["--exit-duration-in-mins=-1"], "--exit-duration-in-mins -1.0: expected 0 or more"),
+        (["--exit-signal-handler", "--exit-signal", "SIGKILL"], "--exit-signal SIGKILL: expected SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2"),
         // Mixed precision, as Megatron's arguments and DynamicGradScaler check it.
         (["--fp16", "--bf16"], "--fp16 and --bf16 exclude each other: pick one"),
         (["--fp16", "--hysteresis", "0"], "--hysteresis 0: expected at least 1"),

@@ -24,8 +24,16 @@ struct CheckpointArguments: ParsableArguments {
     @Option(name: .customLong("exit-duration-in-mins"),
             help: "Stop after the first iteration that ends this many minutes after the program started (saving first under --save).")
     var exitDurationInMins: Double?
+    @Flag(name: .customLong("exit-signal-handler"),
+          help: "On --exit-signal (default SIGTERM), save a checkpoint under --save after the iteration and exit.")
+    var exitSignalHandler = false
+    @Option(name: .customLong("exit-signal"), help: "The signal --exit-signal-handler waits for: SIGTERM, SIGINT, SIGHUP, SIGUSR1 or SIGUSR2.")
+    var exitSignal = "SIGTERM"
 
     func validate() throws {
+        if ExitSignal.names[exitSignal] == nil {
+            throw ValidationError("--exit-signal \(exitSignal): expected \(ExitSignal.names.keys.sorted().joined(separator: ", "))")
+        }
         if let exitDurationInMins, !(exitDurationInMins >= 0) {
             throw ValidationError("--exit-duration-in-mins \(exitDurationInMins): expected 0 or more")
         }

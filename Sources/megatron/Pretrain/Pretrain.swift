@@ -145,12 +145,14 @@ struct Pretrain: ParsableCommand {
 
     func run() throws {
         let start = Date()
-        try distributed.launch { world in try train(world: world, startTime: start) }
+        // One handler for the process, whose ranks (threads, in-process) all see it.
+        let exitSignal = checkpointing.exitSignalHandler ? ExitSignal(checkpointing.exitSignal) : nil
+        try distributed.launch { world in try train(world: world, startTime: start, exitSignal: exitSignal) }
     }
 
     /// One rank's run: its model replica (or tensor-parallel shard of one), its share of every global
     /// batch, and the generated sample at the end (by the tensor-parallel group of rank 0, which prints it).
-    func train(world: any Communicator, startTime: Date) throws {
+    func train(world: any Communicator, startTime: Date, exitSignal: ExitSignal?) throws {
         let groups = try ProcessGroups(world: world, state: distributed.parallelState())
         let isFirst = world.rank == 0, isLast = groups.isLastRank
         let device = try device.makeDevice(ranksSharingCores: distributed.ranksPerMachine)
@@ -172,6 +174,7 @@ struct Pretrain: ParsableCommand {
         settings.exitInterval = checkpointing.exitInterval
         settings.exitDurationInMinutes = checkpointing.exitDurationInMins
         settings.startTime = startTime
+        settings.exitSignal = exitSignal
         settings.skipTrain = training.skipTrain
         settings.batchSizeSchedule = try training.batchSizeSchedule()
         // The end of document: GPT-2's <|endoftext|>, or the NullTokenizer's last id (as mock data's).
