@@ -33,7 +33,7 @@ MG_KERNEL void mg_bf16_to_f32(float *restrict y, const uint16_t *restrict x, lon
 }
 
 MG_KERNEL void mg_round_to_f16(float *y, const float *x, long n) {
-    for (long i = 0; i < n; i++) y[i] = (float)(_Float16)x[i];
+    for (long i = 0; i < n; i++) y[i] = mg_round_f16(x[i]);
 }
 
 MG_KERNEL void mg_round_to_bf16(float *y, const float *x, long n) {

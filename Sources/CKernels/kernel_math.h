@@ -108,6 +108,12 @@ MG_INLINE float mg_erf(float x) {
     return t < -1.0f ? -1.0f : t;
 }
 
+/// Whether x is NaN or ±inf.
+MG_INLINE int mg_is_nonfinite(float x) { return (mg_float_to_bits(x) & 0x7F800000u) == 0x7F800000u; }
+
+/// x rounded to the nearest fp16 (ties to even; overflow to ±inf, NaN stays NaN), kept in fp32.
+MG_INLINE float mg_round_f16(float x) { return (float)(_Float16)x; }
+
 /// x rounded to the nearest bfloat16 (ties to even; NaN stays NaN), kept in fp32.
 MG_INLINE float mg_round_bf16(float x) {
     uint32_t b = mg_float_to_bits(x);

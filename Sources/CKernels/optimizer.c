@@ -35,16 +35,14 @@ MG_KERNEL int mg_unscale_gradients(float *g, long n, float inverse_scale, int pr
     // One loop per precision, so that each vectorises without a branch inside.
     #define UNSCALE(ROUND) for (long i = 0; i < n; i++) { \
         float v = ROUND(g[i]); \
-        any |= (mg_float_to_bits(v) & 0x7F800000u) == 0x7F800000u; \
+        any |= mg_is_nonfinite(v); \
         g[i] = v * inverse_scale; \
     }
     #define AS_IS(x) (x)
-    #define TO_F16(x) ((float)(_Float16)(x))
-    if (precision == 1) UNSCALE(TO_F16)
+    if (precision == 1) UNSCALE(mg_round_f16)
     else if (precision == 2) UNSCALE(mg_round_bf16)
     else UNSCALE(AS_IS)
     #undef UNSCALE
     #undef AS_IS
-    #undef TO_F16
     return any != 0;
 }

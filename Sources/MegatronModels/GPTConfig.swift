@@ -148,9 +148,13 @@ public struct GPTConfig: Sendable, Equatable, Codable {
             if let (flag, n) = ends.first(where: { $0.1 <= 0 }) { throw TensorError("\(flag) \(n): expected at least 1") }
             // As Megatron's TransformerConfig: middle layers exactly when there are middle stages, evenly.
             let middleLayers = numLayers - ends.reduce(0) { $0 + $1.1 }, middleStages = p - ends.count
-            guard (middleLayers > 0) == (middleStages > 0), middleLayers >= 0, middleStages == 0 || middleLayers % middleStages == 0 else {
-                throw TensorError("\(ends.map { "\($0.0) \($0.1)" }.joined(separator: " and ")) leave \(middleLayers) of --num-layers "
-                                  + "\(numLayers) for \(middleStages) other pipeline stage(s) of --pipeline-model-parallel-size \(p): "
+            let given = ends.map { "\($0.0) \($0.1)" }.joined(separator: " and ")
+            if middleStages == 0, middleLayers != 0 {
+                throw TensorError("\(given) on the only two pipeline stages: expected them to add up to --num-layers \(numLayers)")
+            }
+            guard middleStages == 0 || middleLayers >= middleStages && middleLayers % middleStages == 0 else {
+                throw TensorError("\(given) \(ends.count == 1 ? "leaves" : "leave") \(middleLayers) of --num-layers \(numLayers) "
+                                  + "for \(middleStages) other pipeline stage(s) of --pipeline-model-parallel-size \(p): "
                                   + "expected an equal number on each, at least 1")
             }
         }

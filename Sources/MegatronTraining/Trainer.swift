@@ -38,7 +38,8 @@ public final class Trainer {
         /// under --save (no final evaluation: Megatron exits the program there).
         public var exitInterval: Int?
         /// --exit-duration-in-mins: stop after the first iteration that ends this many minutes after
-        /// `startTime` (the program's start; on any rank, all agree), saving a checkpoint first under --save.
+        /// `startTime` (the program's start; on any rank, all agree), saving a checkpoint first under
+        /// --save. 0, as in Megatron, sets no limit.
         public var exitDurationInMinutes: Double?
         public var startTime = Date()
         /// --exit-signal-handler: once this signal has reached any rank, stop after the iteration, saving
@@ -254,16 +255,18 @@ public final class Trainer {
     /// iteration), --exit-interval.
     private func exitLine(after iteration: Int) throws -> String? {
         let s = settings
+        // Megatron's print_datetime.
+        let line = { (what: String) in "[\(what)] datetime: \(TrainingLog.timestamp()) " }
         if let signal = s.exitSignal, try peerGroups.allReduce(Int32(signal.wasReceived ? 1 : 0), op: .max) > 0 {
-            return "[exiting program after receiving \(signal.name).] datetime: \(TrainingLog.timestamp()) "
+            return line("exiting program after receiving \(signal.name).")
         }
-        if let limit = s.exitDurationInMinutes {
+        if let limit = s.exitDurationInMinutes, limit > 0 {
             let minutes = Date().timeIntervalSince(s.startTime) / 60
             if try peerGroups.allReduce(Int32(minutes > limit ? 1 : 0), op: .max) > 0 {
-                return "[exiting program after \(minutes) minutes] datetime: \(TrainingLog.timestamp()) "
+                return line("exiting program after \(minutes) minutes")
             }
         }
-        if let every = s.exitInterval, iteration % every == 0 { return " exiting program at iteration \(iteration)" }
+        if let every = s.exitInterval, iteration % every == 0 { return line("exiting program at iteration \(iteration)") }
         return nil
     }
 

@@ -91,7 +91,7 @@ import Testing
     }
 
     @Test func theTimeLimitEndsTheRunWithMegatronsLine() throws {
-        let (status, output) = try Self.megatron(Self.validRun + ["--exit-duration-in-mins", "0"])
+        let (status, output) = try Self.megatron(Self.validRun + ["--exit-duration-in-mins", "1e-9"])
         #expect(status == 0 && output.contains("[exiting program after ") && output.contains(" minutes] datetime: "), "\(output)")
         #expect(output.contains("iteration        1/") && !output.contains("iteration        2/"), "\(output)")
     }
@@ -109,10 +109,15 @@ import Testing
         process.standardOutput = pipe
         process.standardError = pipe
         try process.run()
-        Thread.sleep(forTimeInterval: 1.5)
+        // Past argument parsing, where the handler starts; a watchdog ends a run the signal did not.
+        Thread.sleep(forTimeInterval: 3)
         process.terminate()  // SIGTERM
+        let pid = process.processIdentifier
+        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 120, execute: watchdog)
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
+        watchdog.cancel()
         #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(output)")
         #expect(output.contains("[exiting program after receiving SIGTERM.] datetime: "), "\(output)")
         let saved = try #require(try Checkpoint.latestIteration(in: directory), "\(output)")
@@ -221,7 +226,7 @@ import Testing
         (["--in-process-ranks", "2", "--num-layers", "4", "--pipeline-model-parallel-size", "2", "--decoder-last-pipeline-num-layers", "0"],
          "--decoder-last-pipeline-num-layers 0: expected at least 1"),
         (["--in-process-ranks", "3", "--num-layers", "4", "--pipeline-model-parallel-size", "3", "--decoder-first-pipeline-num-layers", "1"],
-         "--decoder-first-pipeline-num-layers 1 leave 3 of --num-layers 4 for 2 other pipeline stage(s) of --pipeline-model-parallel-size 3: "
+         "--decoder-first-pipeline-num-layers 1 leaves 3 of --num-layers 4 for 2 other pipeline stage(s) of --pipeline-model-parallel-size 3: "
          + "expected an equal number on each, at least 1"),
         (["--exit-duration-in-mins=-1"], "--exit-duration-in-mins -1.0: expected 0 or more"),
         (["--exit-signal-handler", "--exit-signal", "SIGKILL"], "--exit-signal SIGKILL: expected SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2"),

@@ -30,7 +30,8 @@ func referenceExactGELU(_ u: Double) -> Double { 0.5 * u * (1 + erf(u / 2.0.squa
     }
 
     /// Every 1/512 over [−12, 12]: the rational tanh under GELU is within 4.5e-7 of tanh, so
-    /// |gelu − reference| ≤ ½·|u|·4.5e-7 plus the rounding of the result; its derivative likewise.
+    /// |gelu − reference| ≤ ½·|u|·4.5e-7 plus the rounding of the result; the derivative, a rational
+    /// fit of its own, is within 6.5e-7.
     /// Far out, the derivative must be exactly 0 and 1: a tanh that stopped short of ±1 would leave
     /// u·(1 − tanh²)·dz/du, which grows like u³.
     @Test func accurateAcrossTheRangeAndExactInTheTails() throws {
@@ -43,7 +44,7 @@ func referenceExactGELU(_ u: Double) -> Double { 0.5 * u * (1 + erf(u / 2.0.squa
             let reference = referenceGELU(v)
             let slope = (referenceGELU(v + h) - referenceGELU(v - h)) / (2 * h)
             #expect(abs(Double(y[i]) - reference) <= 2.5e-7 * abs(v) + 6e-8 * abs(reference), "gelu(\(ui)) = \(y[i])")
-            #expect(abs(Double(dx[i]) - slope) <= 2e-6 * max(1, v * v), "gelu′(\(ui)) = \(dx[i]), not \(slope)")
+            #expect(abs(Double(dx[i]) - slope) <= 6.5e-7, "gelu′(\(ui)) = \(dx[i]), not \(slope)")
         }
         let far: [Float] = [-1e4, -30, -6, 6, 30, 1e4]
         let farGrad = try GELU.backward(tensor([Float](repeating: 1, count: 6), [6]), input: tensor(far, [6]),
@@ -130,19 +131,15 @@ func referenceExactGELU(_ u: Double) -> Double { 0.5 * u * (1 + erf(u / 2.0.squa
                     tolerance: 1e-6, "column sums")
     }
 
-    @Test func globalNormAndNonfinite() throws {
+    @Test func globalNormPropagatesNaN() throws {
         var rng = TestRandom(seed: 14)
         let a = rng.floats(300_000), b = rng.floats(17)
         let norm = try Elementwise.globalL2Norm([tensor(a, [a.count], on: parallel), tensor(b, [17], on: parallel)], on: parallel)
         let expected = (a + b).map { Double($0) * Double($0) }.reduce(0, +).squareRoot()
         #expect(abs(norm - expected) / expected < 1e-6)
         let t = tensor(a, [a.count], on: parallel)
-        #expect(try !Elementwise.hasNonfinite(t, on: parallel))
         t.floats[299_999] = .nan
-        #expect(try Elementwise.hasNonfinite(t, on: parallel))
         #expect(try Elementwise.globalL2Norm([t], on: parallel).isNaN)
-        t.floats[299_999] = -.infinity
-        #expect(try Elementwise.hasNonfinite(t, on: parallel))
     }
 
     @Test func addAxpyScaleAgreeAcrossThreads() throws {

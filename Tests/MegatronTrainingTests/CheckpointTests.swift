@@ -31,7 +31,8 @@ struct CheckpointTests {
     /// Trains on dp × tp in-process ranks (model seed `modelSeed`), first loading `load` and saving to
     /// `save` when given; returns what the last rank (which logs) saw.
     static func run(dp: Int = 1, tp: Int = 1, pp: Int = 1, distributedOptimizer: Bool = false, optimizer kind: Optimizer.Kind = .adam, modelSeed: UInt64 = 3,
-                    save: URL? = nil, exitInterval: Int? = nil, exitDuration: Double? = nil, load: URL? = nil, loadOptimizer: Bool = true,
+                    save: URL? = nil, exitInterval: Int? = nil, exitDuration: Double? = nil, startedEarlyOnRank: Int? = nil,
+                    load: URL? = nil, loadOptimizer: Bool = true,
                     finetune: Bool = false, maxLR: Double = 3e-3,
                     schedulerSettings: Trainer.SchedulerSettingsOnLoad = .mustMatch,
                     precision: @escaping @Sendable (inout Optimizer.Settings) -> Void = { _ in },
@@ -57,6 +58,7 @@ struct CheckpointTests {
             settings.save = save
             settings.exitInterval = exitInterval
             settings.exitDurationInMinutes = exitDuration
+            if world.rank == startedEarlyOnRank { settings.startTime = Date() - 120 }
             let trainer = Trainer(model: model, optimizer: optimizer,
                                   scheduler: .init(maxLR: maxLR, warmupSteps: 12, decaySteps: 36, decayStyle: .cosine),
                                   settings: settings, dataParallel: dataParallel, sample: data.sample, log: { _ in })
@@ -189,19 +191,22 @@ struct CheckpointTests {
         #expect(error != nil)
     }
 
-    /// Saving an iteration again (a resumed run reaching a saved iteration) replaces it whole; a swap
-    /// cut short between moving the old save aside and the new one in still loads, from the old one.
-    /// --exit-duration-in-mins: past the limit, every rank stops after the same iteration, saving it first.
+    /// --exit-duration-in-mins: once one rank's clock is past the limit, every rank stops after the
+    /// same iteration, saving it first; 0 sets no limit.
     @Test func theTimeLimitStopsEveryRankAfterSavingTheIteration() throws {
         let directory = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let stopped = try Self.run(dp: 2, save: directory, exitDuration: 0)
+        let stopped = try Self.run(dp: 2, save: directory, exitDuration: 1, startedEarlyOnRank: 0)  // rank 1 reports
         #expect(stopped.exited && stopped.steps.count == 1)
         #expect(try Checkpoint.latestIteration(in: directory) == 1)
-        let unlimited = try Self.run(exitDuration: 60)
-        #expect(!unlimited.exited && unlimited.steps.count == Self.trainIters)
+        for limit in [0.0, 60] {
+            let unlimited = try Self.run(exitDuration: limit)
+            #expect(!unlimited.exited && unlimited.steps.count == Self.trainIters)
+        }
     }
 
+    /// Saving an iteration again (a resumed run reaching a saved iteration) replaces it whole; a swap
+    /// cut short between moving the old save aside and the new one in still loads, from the old one.
     @Test func resavingAnIterationReplacesItAndASwapCutShortStillLoads() throws {
         let directory = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -25,8 +25,6 @@ void mg_bias_add(float *x, const float *bias, long rows, long cols);
 void mg_column_sum_accumulate(float *sums, const float *x, long rows, long cols);
 /// Σ x[i]², accumulated in double.
 double mg_sum_of_squares(const float *x, long n);
-/// 1 when any x[i] is NaN or ±inf.
-int mg_has_nonfinite(const float *x, long n);
 
 /// y = gelu(x + bias) with Megatron's tanh approximation
 /// gelu(u) = ½·u·(1 + tanh(√(2/π)·(u + 0.044715·u³))), or with `exact` PyTorch's F.gelu

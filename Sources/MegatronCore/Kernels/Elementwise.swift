@@ -71,15 +71,4 @@ public enum Elementwise {
         }
         return total.squareRoot()
     }
-
-    /// Whether any element is NaN or ±inf.
-    public static func hasNonfinite(_ x: Tensor, on device: CPUDevice) throws -> Bool {
-        try x.expect(dtype: .float32, "hasNonfinite", "x")
-        let flags = TaskSlots(count: device.threads, value: Int32(0))
-        defer { flags.deallocate() }
-        device.parallelFor(x.count, minimumPerTask: CPUDevice.minimumElementsPerTask) { r, task in
-            flags[task] = mg_has_nonfinite(x.floats + r.lowerBound, r.count)
-        }
-        return (0 ..< device.threads).contains { flags[$0] != 0 }
-    }
 }

@@ -22,7 +22,7 @@ struct CheckpointArguments: ParsableArguments {
     @Option(name: .customLong("exit-interval"), help: "Stop after the first iteration divisible by this (saving first under --save).")
     var exitInterval: Int?
     @Option(name: .customLong("exit-duration-in-mins"),
-            help: "Stop after the first iteration that ends this many minutes after the program started (saving first under --save).")
+            help: "Stop after the first iteration that ends this many minutes after the program started (saving first under --save; fractions allowed, 0: no limit).")
     var exitDurationInMins: Double?
     @Flag(name: .customLong("exit-signal-handler"),
           help: "On --exit-signal (default SIGTERM), save a checkpoint under --save after the iteration and exit.")
