@@ -50,4 +50,18 @@ import Testing
             #expect(sample(single.output) != nil && sample(single.output) == sample(parallel.output), "\(parallel.output)")
         }
     }
+
+    /// Three layers on two pipeline stages, one and two (--decoder-last-pipeline-num-layers 2), log
+    /// what one rank logs.
+    @Test func unevenPipelineStagesTrainAsOne() throws {
+        let run = PretrainFlagTests.validRun + ["--num-layers", "3", "--train-iters", "4", "--global-batch-size", "2"]
+        let single = try PretrainFlagTests.megatron(run)
+        let staged = try PretrainFlagTests.megatron(run + ["--in-process-ranks", "2", "--pipeline-model-parallel-size", "2",
+                                                           "--decoder-last-pipeline-num-layers", "2"])
+        #expect(single.status == 0 && staged.status == 0, "\(staged.output)")
+        for field in ["lm loss", "grad norm"] {
+            let a = Self.values(field, in: single.output), b = Self.values(field, in: staged.output)
+            #expect(a.count == 4 && b.count == 4 && zip(a, b).allSatisfy { abs($0 - $1) <= 1e-4 * abs($0) + 1e-3 }, "\(field): \(a) vs \(b)")
+        }
+    }
 }
