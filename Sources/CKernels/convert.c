@@ -32,10 +32,8 @@ MG_KERNEL void mg_bf16_to_f32(float *restrict y, const uint16_t *restrict x, lon
     for (long i = 0; i < n; i++) y[i] = mg_bits_to_float((uint32_t)x[i] << 16);
 }
 
-MG_KERNEL void mg_round_to_f16(float *y, const float *x, long n) {
-    for (long i = 0; i < n; i++) y[i] = mg_round_f16(x[i]);
-}
-
-MG_KERNEL void mg_round_to_bf16(float *y, const float *x, long n) {
-    for (long i = 0; i < n; i++) y[i] = mg_round_bf16(x[i]);
+MG_KERNEL void mg_round(float *y, const float *x, long n, int precision) {
+    if (precision == MG_PRECISION_F16) for (long i = 0; i < n; i++) y[i] = mg_round_f16(x[i]);
+    else if (precision == MG_PRECISION_BF16) for (long i = 0; i < n; i++) y[i] = mg_round_bf16(x[i]);
+    else if (y != x) for (long i = 0; i < n; i++) y[i] = x[i];
 }

@@ -39,8 +39,8 @@ MG_KERNEL int mg_unscale_gradients(float *g, long n, float inverse_scale, int pr
         g[i] = v * inverse_scale; \
     }
     #define AS_IS(x) (x)
-    if (precision == 1) UNSCALE(mg_round_f16)
-    else if (precision == 2) UNSCALE(mg_round_bf16)
+    if (precision == MG_PRECISION_F16) UNSCALE(mg_round_f16)
+    else if (precision == MG_PRECISION_BF16) UNSCALE(mg_round_bf16)
     else UNSCALE(AS_IS)
     #undef UNSCALE
     #undef AS_IS

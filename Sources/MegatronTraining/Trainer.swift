@@ -180,8 +180,7 @@ public final class Trainer {
                 throw TensorError("iteration \(iteration): the gradients hold an inf or NaN at --loss-scale \(optimizer.lossScale) "
                                   + "(--check-for-nan-in-loss-and-grad; --no-check-for-nan-in-loss-and-grad skips such iterations)")
             }
-            // No norm when the loss scaler found the gradients overflowed (Megatron logs none).
-            let gradNorm = computedNorm ?? .nan
+            let gradNorm = computedNorm ?? .nan  // the result's NaN: no norm (a loss-scale overflow)
             if !skipped {
                 updated = true
                 try dataParallel?.gatherParameters()
@@ -206,7 +205,7 @@ public final class Trainer {
             if logsScalars {
                 tensorboard?.iteration(iteration, consumedSamples: consumedSamples, learningRate: scheduler.learningRate,
                                        batchSize: globalBatchSize, loss: lossSums[1] > 0 ? loss : nil, lossScale: optimizer.lossScale,
-                                       gradNorm: loggedGradNorm(gradNorm),
+                                       gradNorm: loggedGradNorm(computedNorm),
                                        paramsNorm: paramsNorm)
             }
             if logsLine {
@@ -216,7 +215,7 @@ public final class Trainer {
                                     throughput: s.logThroughput ? flops / perIteration / 1e12 : nil)
                 log(interval.line(iteration: iteration, trainIters: s.trainIters, consumedSamples: consumedSamples,
                                   flopsPerIteration: s.logThroughput ? flops : nil, learningRate: scheduler.learningRate,
-                                  globalBatchSize: globalBatchSize, lossScale: optimizer.lossScale, gradNorm: loggedGradNorm(gradNorm),
+                                  globalBatchSize: globalBatchSize, lossScale: optimizer.lossScale, gradNorm: loggedGradNorm(computedNorm),
                                   paramsNorm: paramsNorm))
                 try tensorboard?.writer.flush()
                 if iteration > firstIteration { interval = TrainingLog(afterAnUpdate: updated) }
@@ -297,13 +296,12 @@ public final class Trainer {
                     + "on by default, stops the run; with --no-check-for-nan-in-loss-and-grad the step is skipped instead)")
     }
 
-    /// The grad norm as Megatron's log shows it: its fp32 optimizer computes the norm only to clip
-    /// (--clip-grad > 0), so none is shown otherwise; its distributed optimizer then shows 0.000.
-    private func loggedGradNorm(_ norm: Double) -> Double? {
-        // A loss-scale overflow computed none (Megatron's None).
-        if norm.isNaN, optimizer.gradScaler != nil { return nil }
+    /// The grad norm as Megatron's log shows it: none after a loss-scale overflow (nil, Megatron's
+    /// None); its fp32 optimizer computes the norm only to clip (--clip-grad > 0), so none is shown
+    /// otherwise, while its distributed and mixed-precision optimizers then show 0.000.
+    private func loggedGradNorm(_ norm: Double?) -> Double? {
+        guard let norm else { return nil }
         if optimizer.settings.clipGrad > 0 { return norm }
-        // Without clipping Megatron's fp32 optimizer reports none, its distributed and mixed-precision ones 0.
         return dataParallel?.settings.useDistributedOptimizer == true || optimizer.settings.paramsDType != .float32 ? 0 : nil
     }
 

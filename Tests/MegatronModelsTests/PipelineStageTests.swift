@@ -51,12 +51,7 @@ import Testing
         if uneven { (split.numLayersInFirstPipelineStage, split.numLayersInLastPipelineStage) = (1, 2) }
         try split.validate(tensorParallelSize: tp, pipelineParallelSize: pp)
         let config = split
-        let batch = try MicroBatch(samples: samples(2, 8), on: device)
-        let key = GPTModel.DropoutKey(seed: 3, iteration: 1, microBatch: 0)
-        let whole = try GPTModel(config: config, seed: 7, on: device)
-        let wholeLoss = try whole.forwardBackward(batch, dropout: key).mean
-        let wholeParameters = whole.parameters.toFloatArray(), wholeGradients = whole.gradients.toFloatArray()
-        let wholeNorm = try whole.wholeModelNorm(of: whole.gradients)
+        let whole = try TensorParallelTests.WholeModel(config)
         let failures = TensorParallelTests.Failures()
         try InProcessWorld(size: pp * tp).run { world in
             let groups = try ProcessGroups(world: world, state: ParallelState(worldSize: pp * tp, tensorModelParallelSize: tp,
@@ -73,11 +68,10 @@ import Testing
                 try link.receive(into: UnsafeMutableBufferPointer(start: received.floats, count: received.count), from: stage.index - 1, tag: 1)
                 input = received
             }
-            let activations = try model.forward(batch, input: input, dropout: key, training: true)
+            let activations = try model.forward(batch, input: input, dropout: TensorParallelTests.dropout, training: true)
             var gradOutput: Tensor?
             if stage.isLast {
-                let loss = try model.loss(of: activations, lossWeight: 1).mean
-                if abs(loss - wholeLoss) > 1e-5 * abs(wholeLoss) { failures.add("stage \(stage.index): loss \(loss) vs \(wholeLoss)") }
+                whole.check(loss: try model.loss(of: activations, lossWeight: 1).mean, rank: world.rank, failures)
             } else {
                 try link.send(UnsafeBufferPointer(start: activations.output.floats, count: activations.output.count), to: stage.index + 1, tag: 1)
                 let received = Tensor(shape: activations.output.shape, on: model.device)
@@ -89,21 +83,7 @@ import Testing
             }
             try model.reduceSequenceParallelGradients()
             try model.reduceSharedEmbeddingGradients()
-            let gradients = model.gradients.toFloatArray()
-            for entry in model.layout.entries {
-                let expected = TensorParallelTests.shard(wholeGradients, of: entry, in: whole.layout)
-                let initial = TensorParallelTests.shard(wholeParameters, of: entry, in: whole.layout)
-                let actual = Array(gradients[entry.offset ..< entry.offset + entry.count])
-                let scale = expected.map(abs).max()!, worst = zip(actual, expected).map { abs($0 - $1) }.max()!
-                if !(worst <= 1e-5 * scale + 1e-9) {
-                    failures.add("rank \(world.rank): \(entry.name): gradient differs by \(worst) (values up to \(scale))")
-                }
-                if Array(UnsafeBufferPointer(start: model.parameters.floats + entry.offset, count: entry.count)) != initial {
-                    failures.add("rank \(world.rank): \(entry.name) is not its part of the initialisation")
-                }
-            }
-            let norm = try model.wholeModelNorm(of: model.gradients)
-            if abs(norm - wholeNorm) > 1e-5 * wholeNorm { failures.add("rank \(world.rank): gradient norm \(norm) vs \(wholeNorm)") }
+            try whole.check(model, rank: world.rank, failures)
         }
         #expect(failures.messages.isEmpty, "\(name), PP=\(pp), TP=\(tp)\(sequenceParallel ? " SP" : ""): \(failures.messages.prefix(5))")
     }

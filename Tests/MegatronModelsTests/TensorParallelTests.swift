@@ -20,6 +20,50 @@ import Testing
         return values
     }
 
+    /// One rank's forward and backward of `config` over the shared test batch: what the parts of a
+    /// split model are compared with.
+    struct WholeModel {
+        let layout: ParameterLayout
+        let loss: Float
+        let parameters: [Float], gradients: [Float]
+        let gradNorm: Double
+
+        init(_ config: GPTConfig) throws {
+            let whole = try GPTModel(config: config, seed: 7, on: device)
+            loss = try whole.forwardBackward(MicroBatch(samples: samples(2, 8), on: device), dropout: TensorParallelTests.dropout).mean
+            (layout, parameters, gradients) = (whole.layout, whole.parameters.toFloatArray(), whole.gradients.toFloatArray())
+            gradNorm = try whole.wholeModelNorm(of: whole.gradients)
+        }
+
+        /// Records in `failures` where `model` (a part of the whole, after its forward and backward)
+        /// does not hold its part of the initialisation, of the gradients (to 1e-5 of their largest) or
+        /// the whole gradient norm.
+        func check(_ model: GPTModel, rank: Int, _ failures: Failures) throws {
+            let gradients = model.gradients.toFloatArray()
+            for entry in model.layout.entries {
+                let initial = TensorParallelTests.shard(parameters, of: entry, in: layout)
+                if Array(UnsafeBufferPointer(start: model.parameters.floats + entry.offset, count: entry.count)) != initial {
+                    failures.add("rank \(rank): \(entry.name) is not its part of the initialisation")
+                }
+                let expected = TensorParallelTests.shard(self.gradients, of: entry, in: layout)
+                let actual = Array(gradients[entry.offset ..< entry.offset + entry.count])
+                let scale = expected.map(abs).max()!, worst = zip(actual, expected).map { abs($0 - $1) }.max()!
+                if !(worst <= 1e-5 * scale + 1e-9) {
+                    failures.add("rank \(rank): \(entry.name): gradient differs by \(worst) (values up to \(scale))")
+                }
+            }
+            let norm = try model.wholeModelNorm(of: model.gradients)
+            if abs(norm - gradNorm) > 1e-5 * gradNorm { failures.add("rank \(rank): gradient norm \(norm) vs \(gradNorm)") }
+        }
+
+        /// Records a loss other than the whole model's.
+        func check(loss other: Float, rank: Int, _ failures: Failures) {
+            if abs(other - loss) > 1e-5 * abs(loss) { failures.add("rank \(rank): loss \(other) vs \(loss)") }
+        }
+    }
+
+    static let dropout = GPTModel.DropoutKey(seed: 3, iteration: 1, microBatch: 0)
+
     final class Failures: @unchecked Sendable {
         private let lock = NSLock()
         private(set) var messages: [String] = []
@@ -29,38 +73,16 @@ import Testing
     @Test(arguments: [(0, 2, false), (1, 2, false), (2, 2, false), (0, 4, false), (0, 2, true), (0, 4, true), (2, 2, true)])
     func shardsComputeTheWholeModel(variant: Int, tensorParallelSize t: Int, sequenceParallel: Bool) throws {
         let (name, config) = GPTModelTests.variants[variant]
-        let batch = try MicroBatch(samples: samples(2, 8), on: device)
-        let key = GPTModel.DropoutKey(seed: 3, iteration: 1, microBatch: 0)
-        let whole = try GPTModel(config: config, seed: 7, on: device)
-        let wholeLoss = try whole.forwardBackward(batch, dropout: key).mean
-        let wholeParameters = whole.parameters.toFloatArray(), wholeGradients = whole.gradients.toFloatArray()
-        let wholeGradNorm = try whole.wholeModelNorm(of: whole.gradients)
+        let whole = try WholeModel(config)
         let failures = Failures()
         try InProcessWorld(size: t).run { group in
             let model = try GPTModel(config: config, seed: 7, tensorParallel: group, on: CPUDevice(threads: 1))
             model.sequenceParallel = sequenceParallel
             let batch = try MicroBatch(samples: samples(2, 8), on: model.device)
-            for entry in model.layout.entries {
-                let expected = Self.shard(wholeParameters, of: entry, in: whole.layout)
-                let actual = Array(UnsafeBufferPointer(start: model.parameters.floats + entry.offset, count: entry.count))
-                if actual != expected { failures.add("rank \(group.rank): \(entry.name) is not its shard of the initialisation") }
-            }
-            let loss = try model.forwardBackward(batch, dropout: key).mean
+            let loss = try model.forwardBackward(batch, dropout: Self.dropout).mean
             try model.reduceSequenceParallelGradients()
-            if abs(loss - wholeLoss) > 1e-5 * abs(wholeLoss) { failures.add("rank \(group.rank): loss \(loss) vs \(wholeLoss)") }
-            let gradients = model.gradients.toFloatArray()
-            for entry in model.layout.entries {
-                let expected = Self.shard(wholeGradients, of: entry, in: whole.layout)
-                let actual = Array(gradients[entry.offset ..< entry.offset + entry.count])
-                let scale = expected.map(abs).max()!, worst = zip(actual, expected).map { abs($0 - $1) }.max()!
-                if !(worst <= 1e-5 * scale + 1e-9) {
-                    failures.add("rank \(group.rank): \(entry.name): gradient differs by \(worst) (values up to \(scale))")
-                }
-            }
-            let gradNorm = try model.wholeModelNorm(of: model.gradients)
-            if abs(gradNorm - wholeGradNorm) > 1e-5 * wholeGradNorm {
-                failures.add("rank \(group.rank): gradient norm \(gradNorm) vs \(wholeGradNorm)")
-            }
+            whole.check(loss: loss, rank: group.rank, failures)
+            try whole.check(model, rank: group.rank, failures)
         }
         #expect(failures.messages.isEmpty,
                 "\(name), tensor-parallel size \(t)\(sequenceParallel ? ", sequence parallel" : ""): \(failures.messages.prefix(5))")

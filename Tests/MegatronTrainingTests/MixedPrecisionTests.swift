@@ -98,7 +98,6 @@ struct MixedPrecisionTests {
         let fp32 = try CheckpointTests.run()
         let low = try CheckpointTests.run(precision: Self.fp16(initialScale: 1024))
         #expect(low.skipped.allSatisfy { !$0 } && low.gradScaler?.scale == 1024)
-        // Scaled or not, the same rounded gradients: 1024 is a power of two.
         for (step, (a, b)) in zip(fp32.steps, low.steps).enumerated() {
             #expect(abs(a.loss - b.loss) <= 2e-3 * a.loss, "step \(step + 1): loss \(a.loss) (fp32) vs \(b.loss) (fp16)")
         }

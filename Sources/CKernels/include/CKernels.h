@@ -157,9 +157,12 @@ void mg_adamw(float *param, const float *grad, float *exp_avg, float *exp_avg_sq
 void mg_sgd(float *param, const float *grad, float *momentum_buffer, long n, float lr, float momentum,
             float weight_decay, float grad_scale, int first_step);
 
-/// Megatron's unscaling of loss-scaled gradients: g[i] is rounded to `precision` (0 fp32: as it is, 1
-/// fp16: overflow becomes ±inf, 2 bfloat16), checked, then multiplied by inverse_scale. Returns 1 when
-/// a rounded value was inf or NaN (before scaling, as torch._amp_foreach_non_finite_check_and_unscale_).
+/// The precisions fp32 values are rounded to (mg_round, mg_unscale_gradients).
+enum { MG_PRECISION_F32 = 0, MG_PRECISION_F16 = 1, MG_PRECISION_BF16 = 2 };
+
+/// Megatron's unscaling of loss-scaled gradients: g[i] is rounded to `precision` (fp16 overflow becomes
+/// ±inf), checked, then multiplied by inverse_scale. Returns 1 when a rounded value was inf or NaN
+/// (before scaling, as torch._amp_foreach_non_finite_check_and_unscale_).
 int mg_unscale_gradients(float *g, long n, float inverse_scale, int precision);
 
 // MARK: precision conversion (convert.c)
@@ -170,10 +173,9 @@ void mg_f32_to_bf16(uint16_t *y, const float *x, long n);
 /// fp16 / bfloat16 → fp32 (exact).
 void mg_f16_to_f32(float *y, const uint16_t *x, long n);
 void mg_bf16_to_f32(float *y, const uint16_t *x, long n);
-/// y = x rounded to the nearest fp16 / bfloat16 value (as above), kept in fp32: what a 16-bit copy
-/// of x holds. y may be x.
-void mg_round_to_f16(float *y, const float *x, long n);
-void mg_round_to_bf16(float *y, const float *x, long n);
+/// y = x rounded to the nearest value of `precision` (MG_PRECISION_F32: x itself; fp16 and bfloat16 as
+/// above), kept in fp32: what a copy of x in that precision holds. y may be x.
+void mg_round(float *y, const float *x, long n, int precision);
 
 /// 1 when this CPU runs the AVX2+FMA+F16C clones of the kernels.
 int mg_cpu_has_avx2_fma(void);

@@ -67,13 +67,7 @@ public enum LossScaling {
     /// multiplies them by `inverseScale`, and returns whether a rounded value was an inf or NaN. One pass.
     public static func unscale(_ grads: Tensor, by inverseScale: Float, roundingTo precision: DType, on device: CPUDevice) throws -> Bool {
         try grads.expect(dtype: .float32, "LossScaling.unscale", "grads")
-        let mode: Int32
-        switch precision {
-        case .float32: mode = 0
-        case .float16: mode = 1
-        case .bfloat16: mode = 2
-        default: throw TensorError("LossScaling.unscale: \(precision) is not a floating-point precision")
-        }
+        let mode = try precision.roundingCode("LossScaling.unscale")
         let flags = TaskSlots(count: device.threads, value: Int32(0))
         defer { flags.deallocate() }
         device.parallelFor(grads.count, minimumPerTask: CPUDevice.minimumElementsPerTask) { r, task in

@@ -32,12 +32,20 @@ extension Tensor {
         let source = source ?? self
         try expect(dtype: .float32, "round(to:)", "tensor")
         try source.expect(shape: shape, "round(to:)", "source")
-        let (x, y) = (source, self)
-        switch precision {
-        case .float32: if source.rawPointer != rawPointer { try copy(from: source) }
-        case .float16: device.parallelElements(count) { r in mg_round_to_f16(y.floats + r.lowerBound, x.floats + r.lowerBound, r.count) }
-        case .bfloat16: device.parallelElements(count) { r in mg_round_to_bf16(y.floats + r.lowerBound, x.floats + r.lowerBound, r.count) }
-        default: throw TensorError("round(to:): \(precision) is not a floating-point precision")
+        let code = try precision.roundingCode("round(to:)"), (x, y) = (source, self)
+        if code == Int32(MG_PRECISION_F32) && x.rawPointer == y.rawPointer { return }
+        device.parallelElements(count) { r in mg_round(y.floats + r.lowerBound, x.floats + r.lowerBound, r.count, code) }
+    }
+}
+
+extension DType {
+    /// The C kernels' code for rounding fp32 values to this precision (mg_round, mg_unscale_gradients).
+    func roundingCode(_ operation: String) throws -> Int32 {
+        switch self {
+        case .float32: Int32(MG_PRECISION_F32)
+        case .float16: Int32(MG_PRECISION_F16)
+        case .bfloat16: Int32(MG_PRECISION_BF16)
+        default: throw TensorError("\(operation): \(self) is not a floating-point precision")
         }
     }
 }

@@ -101,7 +101,7 @@ struct BenchGPT: ParsableCommand {
         let classic = 72 * b * s * l * h * h * (1 + s / (6 * h) + v / (12 * l * h))
         let bytes = { (n: Int) in Double(n) * 4 / 1_073_741_824 }
         // Parameters, gradients and the optimizer's state (two Adam moments, the main parameters under mixed precision).
-        let state16 = bytes(2 * model.layout.totalCount) + Double(optimizer.stateBytes) / 1_073_741_824
+        let trainingState = bytes(2 * model.layout.totalCount) + Double(optimizer.stateBytes) / 1_073_741_824
         let activations = bytes(model.savedActivationFloats(batch: microBatchSize, sequenceLength: seq))
         let modelGFLOPs = megatron / median / 1e9
         print("""
@@ -112,8 +112,8 @@ struct BenchGPT: ParsableCommand {
               sgemm ceiling on the model's own GEMM shapes, timed between the steps: best shape's median \
             \(fixed(ceiling.bestShapeMedian)) GFLOP/s → model FLOP/s at \(percent(modelGFLOPs / ceiling.bestShapeMedian)) of it; \
             fastest single timing \(fixed(ceiling.bestTiming)) GFLOP/s → \(percent(modelGFLOPs / ceiling.bestTiming))
-              peak RSS \(fixed(rss, 2)) GiB; parameters + gradients + optimizer state \(fixed(state16, 2)) GiB, saved activations \
-            \(fixed(activations, 2)) GiB → \(fixed(rss / (state16 + activations), 2))× their sum
+              peak RSS \(fixed(rss, 2)) GiB; parameters + gradients + optimizer state \(fixed(trainingState, 2)) GiB, saved activations \
+            \(fixed(activations, 2)) GiB → \(fixed(rss / (trainingState + activations), 2))× their sum
               caching allocator over the timed steps: \(allocator.requests) blocks requested, \(percent(allocator.reuseRate)) served by reuse
               loss \(losses.first!) → \(losses.last!)\(skippedSteps == 0 ? "" : "; \(skippedSteps) of \(warmup + steps) updates skipped (loss scale now \(optimizer.lossScale))")
             RESULT {"config": "\(config)", "batch": \(microBatchSize), "tokens_per_s": \(fixed(tokens / median)), \
