@@ -279,7 +279,7 @@ public final class Trainer {
         return PipelineSchedule(model: model, tokens: s.microBatchSize * s.sequenceLength) { m in
             let start = first + (m * dp + dpRank) * s.microBatchSize
             return (try MicroBatch(samples: (start ..< start + s.microBatchSize).map(sample), boundaries: s.documentBoundaries, on: device),
-                    GPTModel.DropoutKey(seed: s.seed, iteration: iteration, microBatch: m * dp + dpRank))
+                    DropoutKey(seed: s.seed, iteration: iteration, microBatch: m * dp + dpRank))
         }
     }
 

@@ -44,7 +44,7 @@ func samples(_ batch: Int, _ length: Int, vocab: Int = 40, seed: UInt64 = 1) -> 
         let (name, config) = Self.variants[variant]
         let model = try GPTModel(config: config, seed: 7, on: device)
         let batch = try MicroBatch(samples: samples(2, 8), on: device)
-        let key = GPTModel.DropoutKey(seed: 3, iteration: 1, microBatch: 0)
+        let key = DropoutKey(seed: 3, iteration: 1, microBatch: 0)
         model.zeroGradients()
         try model.forwardBackward(batch, dropout: key)
         let gradient = model.gradients.toFloatArray()

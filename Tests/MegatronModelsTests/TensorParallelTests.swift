@@ -62,7 +62,7 @@ import Testing
         }
     }
 
-    static let dropout = GPTModel.DropoutKey(seed: 3, iteration: 1, microBatch: 0)
+    static let dropout = DropoutKey(seed: 3, iteration: 1, microBatch: 0)
 
     final class Failures: @unchecked Sendable {
         private let lock = NSLock()

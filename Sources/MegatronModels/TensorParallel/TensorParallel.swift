@@ -13,7 +13,7 @@ import MegatronParallel
 /// Under sequence parallelism (Megatron's --sequence-parallel) the activations between those layers
 /// (norms, dropout, residuals) are split by rows: rank r holds rows r·T/t ..< (r+1)·T/t of the T
 /// token rows. g then reduce-scatters the rows and f all-gathers them (and in the backward the
-/// reverse): `reduce` and `gather` do the one or the other as the pass asks.
+/// reverse): `reduce` and `gather` do the one or the other as the pass's `RowShard` asks.
 public struct TensorParallel: Sendable {
     public let group: (any Communicator)?
 
@@ -69,4 +69,14 @@ public struct TensorParallel: Sendable {
         }
         return whole
     }
+}
+
+/// The rows of the [T, h] activations between the tensor-parallel layers that a rank holds: all of
+/// them, or under sequence parallelism its T/t starting at `first`. Chosen per pass: training and
+/// evaluation split them under --sequence-parallel, logits and the key/value cache never do.
+struct RowShard {
+    let sequenceParallel: Bool
+    let first: Int
+
+    static let all = RowShard(sequenceParallel: false, first: 0)
 }

@@ -14,7 +14,7 @@ struct PipelineSchedule {
     /// Token rows of every micro-batch (micro-batch size × sequence length).
     let tokens: Int
     /// The micro-batch of index m (of this iteration, on this data-parallel rank) and its dropout masks.
-    let microBatch: (Int) throws -> (MicroBatch, GPTModel.DropoutKey)
+    let microBatch: (Int) throws -> (MicroBatch, DropoutKey)
 
     /// Messages between neighbouring stages: from stage i to i + 1 always activations, back always
     /// gradients, each in order, so one tag serves both.

@@ -1,0 +1,369 @@
+import MegatronCore
+import MegatronParallel
+
+/// A GPT decoder as Megatron builds it: word (+ learned position) embeddings, pre-norm transformer
+/// layers (fused QKV, causal self-attention, output projection, MLP), a final norm, and an output
+/// layer tied to the word embedding unless untied. Parameters live in one flat fp32 buffer and
+/// gradients in a twin buffer with the same layout (`ParameterLayout`).
+///
+/// Under tensor parallelism (`tensorParallel`, t ranks) each rank holds heads/t heads (whole query
+/// groups), ffn/t MLP features and vocab/t rows of the word embedding and output layer, as
+/// Megatron's column- and row-parallel layers do; activations between the layers are whole on
+/// every rank (or, under sequence parallelism, split by rows), and the widths below are then per
+/// rank. Under pipeline parallelism (`pipeline`) a rank holds one stage of the model (see
+/// `PipelineStage`), and `forward` and `backward` run that stage alone: a pipeline schedule passes
+/// the activations and gradients between the stages.
+///
+/// Shapes (T = batch·seq tokens, h hidden, a = heads·kv-channels, f = ffn):
+/// embeddings [T, h] → per layer: norm → QKV [T, (heads + 2·groups)·d] → attention [T, a] →
+/// proj [T, h] + residual → norm → fc1 [T, f or 2f] → GELU / SwiGLU [T, f] → fc2 [T, h] + residual
+/// → final norm → logits [T, vocab].
+public final class GPTModel: @unchecked Sendable {
+    public let config: GPTConfig
+    public let layout: ParameterLayout
+    public let device: CPUDevice
+    public let tensorParallel: TensorParallel
+    public let pipeline: PipelineStage
+    /// Which activations training keeps for the backward, and which it computes again.
+    public var recompute = ActivationRecompute.none
+    /// Megatron's --sequence-parallel (with a tensor-parallel group): between the tensor-parallel
+    /// layers each rank holds and computes only its rows of the activations (see `TensorParallel`),
+    /// in training and evaluation; `logits` and the key/value cache (generation) run without it.
+    public var sequenceParallel = false
+    /// All parameters, flat, in `layout` order.
+    public let parameters: Tensor
+    /// Their gradients, same layout; backward accumulates here.
+    public let gradients: Tensor
+    /// The embeddings, on the first pipeline stage.
+    let embedding: LanguageModelEmbedding?
+    /// This stage's transformer layers (all of them on one stage).
+    let layers: [TransformerLayer]
+    /// The final norm and the output layer (the word embedding, or its copy, unless untied), on the
+    /// last pipeline stage.
+    let finalLayerNorm: Norm?
+    let outputLayer: ColumnParallelLinear?
+
+    /// A model initialised as Megatron does: weights N(0, σ), the output projections of attention
+    /// and MLP (linear_proj, linear_fc2) N(0, σ/√(2·layers)), biases 0, norm weights 1. The draw depends
+    /// only on the seed and each parameter's name and index, not on any parallel layout. Without a
+    /// seed the parameters are left zero, for a model about to be loaded from a checkpoint. With a
+    /// tensor-parallel group, this rank's shard of the same model; with a pipeline group, this
+    /// rank's stage of it.
+    public init(config: GPTConfig, seed: UInt64?, tensorParallel group: (any Communicator)? = nil,
+                pipeline pipelineGroup: (any Communicator)? = nil, on device: CPUDevice) throws {
+        try config.validate()
+        tensorParallel = TensorParallel(group: group)
+        pipeline = PipelineStage(group: pipelineGroup)
+        try config.validate(tensorParallelSize: tensorParallel.size, pipelineParallelSize: pipeline.count)
+        self.config = config
+        self.device = device
+        layout = ParameterLayout(config, tensorParallelRank: tensorParallel.rank, tensorParallelSize: tensorParallel.size,
+                                 pipelineStage: pipeline.index, pipelineStages: pipeline.count)
+        parameters = Tensor(shape: [layout.totalCount], on: device)
+        gradients = Tensor(shape: [layout.totalCount], on: device)
+        (embedding, layers, finalLayerNorm, outputLayer) = try Self.modules(config, layout: layout, parameters: parameters,
+                                                                            gradients: gradients, tensorParallel: tensorParallel,
+                                                                            on: device)
+        if let seed { initialize(seed: seed) }
+    }
+
+    /// This rank's modules over views of the two flat buffers.
+    private static func modules(_ config: GPTConfig, layout: ParameterLayout, parameters: Tensor, gradients: Tensor,
+                                tensorParallel: TensorParallel, on device: CPUDevice) throws
+        -> (LanguageModelEmbedding?, [TransformerLayer], Norm?, ColumnParallelLinear?) {
+        let views = ParameterViews(layout: layout, parameters: parameters, gradients: gradients)
+        let rotary = config.positionEmbedding == .rope
+            ? try RotaryEmbedding(rotaryDim: config.rotaryDim, base: config.rotaryBase, maxPositions: config.maxPositionEmbeddings, on: device)
+            : nil
+        let word = try views.optional("embedding.word_embeddings.weight")
+        let embedding = try layout.pipelineStage == 0 ? word.map {
+            LanguageModelEmbedding(wordEmbeddings: VocabParallelEmbedding(weight: $0, vocabularySize: config.paddedVocabSize,
+                                                                          tensorParallel: tensorParallel, device: device),
+                                   positionEmbeddings: try views.optional("embedding.position_embeddings.weight"), device: device)
+        } : nil
+        let layers = try PipelineStage.layers(config, stage: layout.pipelineStage, of: layout.pipelineStages).map {
+            try TransformerLayer(config, number: $0, views: views, rotary: rotary, tensorParallel: tensorParallel, on: device)
+        }
+        guard let finalWeight = try views.optional("decoder.final_layernorm.weight") else { return (embedding, layers, nil, nil) }
+        let finalLayerNorm = Norm(kind: config.normalization, epsilon: config.normEpsilon, weight: finalWeight,
+                                  bias: try views.optional("decoder.final_layernorm.bias"), device: device)
+        let outputLayer = ColumnParallelLinear(weight: try views.optional("output_layer.weight") ?? views("embedding.word_embeddings.weight"),
+                                               bias: nil, skipBiasAdd: false, tensorParallel: tensorParallel, device: device)
+        return (embedding, layers, finalLayerNorm, outputLayer)
+    }
+
+    private func initialize(seed: UInt64) {
+        let sigma = config.initMethodStd
+        let scaled = sigma / (2 * Float(config.numLayers)).squareRoot()
+        // Each parameter draws from the stream of its index in the whole model, whatever this rank holds.
+        let streams = Dictionary(uniqueKeysWithValues: ParameterLayout(config).entries.enumerated().map { ($1.name, UInt64($0)) })
+        for entry in layout.entries {
+            // A shard is cut from the whole tensor's draw, so every layout starts from the same model.
+            let wholeCount = entry.wholeShape.reduce(1, *)
+            let values = entry.isSharded ? .allocate(capacity: wholeCount)
+                : UnsafeMutableBufferPointer(start: parameters.floats + entry.offset, count: entry.count)
+            defer {
+                if entry.isSharded {
+                    for piece in entry.pieces {
+                        (parameters.floats + entry.offset + piece.local).update(from: values.baseAddress! + piece.whole, count: piece.count)
+                    }
+                    values.deallocate()
+                }
+            }
+            if entry.name.hasSuffix(".bias") {
+                values.update(repeating: 0)
+            } else if entry.name.hasSuffix("layernorm.weight") {
+                values.update(repeating: 1)
+            } else {
+                let std = entry.name.hasSuffix("linear_proj.weight") || entry.name.hasSuffix("linear_fc2.weight") ? scaled : sigma
+                var normal = GaussianStream(seed: seed, stream: streams[entry.name]!)
+                for i in values.indices { values[i] = std * normal.next() }
+            }
+        }
+    }
+
+    /// The L2 norm over the whole model of `buffer` (the parameters or the gradients), each
+    /// replicated value counted once: collective over the tensor- and pipeline-parallel groups.
+    public func wholeModelNorm(of buffer: Tensor) throws -> Double {
+        let spans = try layout.normSpans.map { try buffer.view(offset: $0.lowerBound, shape: [$0.count]) }
+        let local = try Elementwise.globalL2Norm(spans, on: device)
+        let groups = modelParallelGroups
+        guard !groups.isEmpty else { return local }
+        return try groups.allReduce(local * local, op: .sum).squareRoot()
+    }
+
+    /// The groups over which this rank holds part of one copy of the model: tensor- and pipeline-parallel.
+    public var modelParallelGroups: [any Communicator] {
+        [tensorParallel.group, pipeline.group].compactMap { $0 }.filter { $0.size > 1 }
+    }
+
+    /// The span of the last stage's copy of the word embedding (tied embeddings over several
+    /// stages), whose gradient `reduceSharedEmbeddingGradients` completes; nil elsewhere.
+    public var sharedEmbeddingRange: Range<Int>? {
+        guard pipeline.count > 1, !config.untieEmbeddingsAndOutputWeights, pipeline.isFirst || pipeline.isLast,
+              let e = layout.entry("embedding.word_embeddings.weight") else { return nil }
+        return e.offset ..< e.offset + e.count
+    }
+
+    /// Under pipeline parallelism with tied embeddings, adds the first stage's word-embedding gradient
+    /// and the last stage's (its copy's, from the output layer) on both, so the two copies take the
+    /// same step (Megatron's all-reduce of the embedding group). Once per iteration, after the last
+    /// backward; the other stages do nothing.
+    public func reduceSharedEmbeddingGradients() throws {
+        guard let range = sharedEmbeddingRange, let group = pipeline.group else { return }
+        let peer = pipeline.isFirst ? group.size - 1 : 0
+        let theirs = Tensor(shape: [range.count], on: device, zeroed: false)
+        let mine = try gradients.view(offset: range.lowerBound, shape: [range.count])
+        try group.sendReceive(UnsafeBufferPointer(start: mine.floats, count: range.count), to: peer,
+                              into: UnsafeMutableBufferPointer(start: theirs.floats, count: range.count), from: peer,
+                              tag: Self.sharedEmbeddingTag)
+        // a + b and b + a are the same float: both copies get the same bits.
+        try Elementwise.axpy(mine, theirs, alpha: 1, on: device)
+    }
+
+    static let sharedEmbeddingTag = 7200
+
+    /// Under sequence parallelism, sums over the tensor-parallel group the gradients of the
+    /// replicated parameters that act on rows (norms, and the biases added after a reduce-scatter):
+    /// each rank's cover only its rows. Call it once per iteration, after the last micro-batch's
+    /// backward (and after or before the data-parallel reduction: both are sums), as Megatron's
+    /// finalize_model_grads all-reduces the layernorm gradients.
+    public func reduceSequenceParallelGradients() throws {
+        guard sequenceParallel, let group = tensorParallel.group, group.size > 1 else { return }
+        let entries = layout.entries.filter { !$0.isSharded && $0.name != "embedding.position_embeddings.weight" }
+        let packed = Tensor(shape: [entries.reduce(0) { $0 + $1.count }], on: device, zeroed: false)
+        var offset = 0
+        for e in entries {
+            (packed.floats + offset).update(from: gradients.floats + e.offset, count: e.count)
+            offset += e.count
+        }
+        try group.allReduce(UnsafeMutableBufferPointer(start: packed.floats, count: packed.count), op: .sum)
+        offset = 0
+        for e in entries {
+            (gradients.floats + e.offset).update(from: packed.floats + offset, count: e.count)
+            offset += e.count
+        }
+    }
+
+    /// Sets every gradient to zero (before an iteration's first micro-batch).
+    public func zeroGradients() { gradients.zero() }
+
+    // MARK: forward and backward
+
+    /// Runs forward and backward over one micro-batch and adds ∂(lossWeight·loss)/∂θ into `gradients`,
+    /// where loss is the masked mean cross-entropy Σ mask·ℓ / max(Σ mask, 1) (Megatron's lm loss and
+    /// its clamp: a micro-batch with every token masked contributes no gradient). `lossWeight` is
+    /// 1 / micro-batches per iteration (times the loss scale under fp16). The whole model (one
+    /// pipeline stage); a pipeline schedule calls the stage steps below instead.
+    ///
+    /// `gradientsReady`, when given, is called during backward with each span of `gradients` as soon
+    /// as backward has finished adding to it (the output layer and final norm first, then each layer
+    /// from the last, then the embeddings), once per parameter: data parallelism starts reducing there.
+    @discardableResult
+    public func forwardBackward(_ batch: MicroBatch, lossWeight: Float = 1, dropout: DropoutKey,
+                                gradientsReady: ((Range<Int>) throws -> Void)? = nil) throws -> MaskedLoss {
+        try requireWholeModel("training on one rank")
+        let activations = try forward(batch, input: nil, dropout: dropout, training: true)
+        let loss = try self.loss(of: activations, lossWeight: lossWeight)
+        _ = try backward(activations, gradOutput: nil, gradientsReady: gradientsReady)
+        return loss
+    }
+
+    /// The loss of a micro-batch, without dropout or gradients (evaluation).
+    public func loss(_ batch: MicroBatch) throws -> MaskedLoss {
+        try requireWholeModel("evaluation on one rank")
+        return try loss(of: forward(batch, input: nil, dropout: .inference, training: false), lossWeight: nil)
+    }
+
+    /// Logits [T, padded vocab] of a micro-batch (inference: no dropout), whole on every
+    /// tensor-parallel rank.
+    public func logits(_ batch: MicroBatch) throws -> Tensor {
+        try requireWholeModel("inference")
+        let local = try forward(batch, input: nil, dropout: .inference, training: false, splitRows: false).output
+        return try tensorParallel.gatherColumns(local, on: device)
+    }
+
+    func requireWholeModel(_ what: String) throws {
+        guard pipeline.count == 1 else {
+            throw TensorError("\(what) needs the whole model: this rank holds pipeline stage \(pipeline.index) of \(pipeline.count)")
+        }
+    }
+
+    /// What the last stage's backward needs of the final norm and output layer.
+    struct FinalActivations {
+        let decoderOutput: Tensor     // [rows, h]
+        let normOutput: Tensor        // [T, h]: final_layernorm(decoder output), every row
+        let normSaved: Norm.Saved     // [rows] statistics
+    }
+
+    /// What a stage's backward needs from its forward over one micro-batch.
+    public struct StageActivations {
+        let batch: MicroBatch
+        let pass: LayerPass
+        let saved: [SavedLayer]
+        /// On the last stage.
+        let final: FinalActivations?
+        /// The stage's output: the hidden states [T, h] for the next stage (this rank's rows of them
+        /// under sequence parallelism), or on the last stage this rank's logits [T, vocab/t], which
+        /// `loss(of:lossWeight:)` overwrites by their gradient.
+        public let output: Tensor
+    }
+
+    /// This stage's forward over one micro-batch: from its tokens on the first stage, else from
+    /// `input`, the previous stage's output. `training` keeps what the backward needs and applies
+    /// dropout.
+    public func forward(_ batch: MicroBatch, input: Tensor?, dropout: DropoutKey, training: Bool) throws -> StageActivations {
+        try forward(batch, input: input, dropout: dropout, training: training, splitRows: sequenceParallel)
+    }
+
+    /// `forward`, splitting the rows between the tensor-parallel layers only with `splitRows`.
+    private func forward(_ batch: MicroBatch, input: Tensor?, dropout: DropoutKey, training: Bool,
+                         splitRows: Bool) throws -> StageActivations {
+        let pass = try self.pass(over: batch, dropout: dropout, training: training, splitRows: splitRows)
+        var x = try embedding?.forward(ids: batch.tokens, positions: batch.positions, pass: pass)
+            ?? stageInput(input, tokens: batch.tokens.count, pass: pass)
+        var saved: [SavedLayer] = []
+        for layer in layers {
+            let (output, activations) = try layer.forward(x, pass: pass)
+            if training { saved.append(save(activations, of: layer)) }
+            x = output
+        }
+        guard finalLayerNorm != nil else { return StageActivations(batch: batch, pass: pass, saved: saved, final: nil, output: x) }
+        let (logits, final) = try outputLogits(x, pass: pass)
+        return StageActivations(batch: batch, pass: pass, saved: saved, final: final, output: logits)
+    }
+
+    /// This rank's logits [T, vocab/t] of the last decoder layer's output x [rows, h]: the final norm,
+    /// then the output layer (column-parallel over the vocabulary).
+    func outputLogits(_ x: Tensor, pass: LayerPass) throws -> (Tensor, FinalActivations) {
+        guard let finalLayerNorm, let outputLayer else { throw TensorError("only the last pipeline stage computes logits") }
+        let (norm, normSaved) = try finalLayerNorm.forward(x)
+        let normOutput = try outputLayer.gatherInput(norm, pass.rows)
+        return (try outputLayer.forward(normOutput), FinalActivations(decoderOutput: x, normOutput: normOutput, normSaved: normSaved))
+    }
+
+    /// The pass over `batch`: its attention layout, dropout (in training) and row split.
+    private func pass(over batch: MicroBatch, dropout: DropoutKey, training: Bool, splitRows: Bool) throws -> LayerPass {
+        let c = config, t = tensorParallel.size, tokens = batch.tokens.count
+        guard batch.sequenceLength <= c.maxPositionEmbeddings else {
+            throw TensorError("sequence length \(batch.sequenceLength) exceeds --max-position-embeddings \(c.maxPositionEmbeddings)")
+        }
+        let split = splitRows && t > 1
+        guard !split || tokens % t == 0 else {
+            throw TensorError("--sequence-parallel: the \(tokens) tokens of a micro-batch do not split over --tensor-model-parallel-size \(t)")
+        }
+        return LayerPass(positions: batch.positions, firstKeys: batch.attentionFirstKeys,
+                         attention: try attentionLayout(batch: batch.batch, sequenceLength: batch.sequenceLength),
+                         scale: 1 / Float(c.kvChannels).squareRoot(), dropout: dropout,
+                         hiddenDropout: training ? c.hiddenDropout : 0, attentionDropout: training ? c.attentionDropout : 0,
+                         rows: split ? RowShard(sequenceParallel: true, first: tensorParallel.rank * tokens / t) : .all, cache: nil)
+    }
+
+    /// The previous stage's output, checked against the shape this stage expects.
+    private func stageInput(_ input: Tensor?, tokens: Int, pass: LayerPass) throws -> Tensor {
+        let expected = hiddenStatesShape(tokens: tokens, splitRows: pass.rows.sequenceParallel)
+        guard let input, input.shape == expected else {
+            throw TensorError("pipeline stage \(pipeline.index): expected the previous stage's output \(expected), "
+                              + "got \(input.map { "\($0.shape)" } ?? "none")")
+        }
+        return input
+    }
+
+    /// The shape of the hidden states that pass between pipeline stages for a micro-batch of
+    /// `tokens` tokens: [tokens, h], or this rank's rows of them under sequence parallelism.
+    public func hiddenStatesShape(tokens: Int, splitRows: Bool? = nil) -> [Int] {
+        let split = (splitRows ?? sequenceParallel) && tensorParallel.size > 1
+        return [split ? tokens / tensorParallel.size : tokens, config.hiddenSize]
+    }
+
+    /// The layers of this pipeline stage (all of them on one stage).
+    public var stageLayers: Range<Int> { PipelineStage.layers(config, stage: pipeline.index, of: pipeline.count) }
+
+    /// This rank's heads of `batch` sequences of `sequenceLength` in the fused QKV activation.
+    func attentionLayout(batch: Int, sequenceLength: Int) throws -> AttentionLayout {
+        let t = tensorParallel.size
+        return try AttentionLayout.megatronFusedQKV(batch: batch, sequenceLength: sequenceLength, heads: config.numAttentionHeads / t,
+                                                    groups: config.numQueryGroups / t, headDim: config.kvChannels)
+    }
+
+    /// This stage's backward over the micro-batch of `activations`, adding into `gradients`:
+    /// `gradOutput` is the gradient of the stage's output (from the next stage); on the last stage
+    /// none, the logits holding theirs (`loss(of:lossWeight:)`). Returns the gradient of the stage's
+    /// input for the previous stage, nil on the first (whose input is the tokens).
+    public func backward(_ activations: StageActivations, gradOutput: Tensor?,
+                         gradientsReady: ((Range<Int>) throws -> Void)? = nil) throws -> Tensor? {
+        let pass = activations.pass, batch = activations.batch
+        var dx = try decoderOutputGradient(activations, gradOutput: gradOutput, gradientsReady: gradientsReady)
+        var chunk: [Int: TransformerLayer.Activations] = [:]
+        for layer in layers.reversed() {
+            let a = try restore(activations.saved, layer: layer.number, chunk: &chunk, pass: pass)
+            dx = try layer.backward(dx, activations: a, pass: pass)
+            try gradientsReady?(layout.range(ofPrefix: "decoder.layers.\(layer.number)."))
+        }
+        guard let embedding else { return dx }
+        try embedding.backward(dx, ids: batch.tokens, positions: batch.positions, pass: pass)
+        try gradientsReady?(layout.range(ofPrefix: "embedding."))
+        return nil
+    }
+
+    /// The gradient of the last decoder layer's output [rows, h]: on the last stage through the output
+    /// layer and the final norm from the logits' gradient (the output layer's input gradient is a
+    /// partial sum over the ranks' vocabulary, which the column-parallel layer reduces); elsewhere
+    /// the next stage's `gradOutput`.
+    private func decoderOutputGradient(_ activations: StageActivations, gradOutput: Tensor?,
+                                       gradientsReady: ((Range<Int>) throws -> Void)?) throws -> Tensor {
+        guard let final = activations.final, let finalLayerNorm, let outputLayer else {
+            guard let gradOutput, gradOutput.shape == activations.output.shape else {
+                throw TensorError("pipeline stage \(pipeline.index): expected the next stage's gradient \(activations.output.shape), "
+                                  + "got \(gradOutput.map { "\($0.shape)" } ?? "none")")
+            }
+            return gradOutput
+        }
+        let dNorm = try outputLayer.backward(activations.output, input: final.normOutput, rows: activations.pass.rows)
+        let dx = try finalLayerNorm.backward(dNorm, input: final.decoderOutput, saved: final.normSaved)
+        try gradientsReady?(layout.range(ofPrefix: "output_layer."))
+        if !pipeline.isFirst { try gradientsReady?(layout.range(ofPrefix: "embedding.")) }
+        try gradientsReady?(layout.range(ofPrefix: "decoder.final_layernorm."))
+        return dx
+    }
+}

@@ -1,0 +1,29 @@
+import MegatronCore
+
+/// One tensor of the model: its values and its gradient, views at the same offset of the model's
+/// flat parameter and gradient buffers (`ParameterLayout`).
+struct Parameter: Sendable {
+    let value: Tensor
+    let gradient: Tensor
+}
+
+/// A model's parameters by their Megatron-core names, as views of its two flat buffers.
+struct ParameterViews {
+    let layout: ParameterLayout
+    let parameters: Tensor
+    let gradients: Tensor
+
+    /// The parameter `name`, which this rank's layout must hold.
+    func callAsFunction(_ name: String) throws -> Parameter {
+        guard let p = try optional(name) else { throw TensorError("GPT model: no parameter \(name)") }
+        return p
+    }
+
+    /// The parameter `name`, or nil where this rank's layout has none (a bias the model goes without,
+    /// a tensor of another pipeline stage).
+    func optional(_ name: String) throws -> Parameter? {
+        guard let e = layout.entry(name) else { return nil }
+        return Parameter(value: try parameters.view(offset: e.offset, shape: e.shape),
+                         gradient: try gradients.view(offset: e.offset, shape: e.shape))
+    }
+}

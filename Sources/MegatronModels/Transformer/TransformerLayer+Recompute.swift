@@ -1,0 +1,39 @@
+import MegatronCore
+
+extension TransformerLayer {
+    /// A layer's activations with the parts that selective recomputation drops left out (nil):
+    /// the norms' outputs (layernorm), the attention core's (core_attn), fc1 and its activation (mlp).
+    struct PartialActivations {
+        let input: Tensor            // [rows, h]: x
+        let qkv: Tensor              // [T, (heads + 2·groups)/t · d]
+        let attentionOutput: Tensor  // [rows, h]: x1
+        let attentionNorm: (Tensor, Norm.Saved)?
+        let attentionCore: (context: Tensor, lse: Tensor?)?
+        let mlpNorm: (Tensor, Norm.Saved)?
+        let mlpCore: MLP.Activations?
+
+        init(_ a: Activations, recomputed: Set<ActivationRecompute.Module>) {
+            input = a.attention.input
+            qkv = a.attention.core.qkv
+            attentionOutput = a.mlp.input
+            attentionNorm = recomputed.contains(.layerNorm) ? nil : (a.attention.norm, a.attention.normSaved)
+            attentionCore = recomputed.contains(.coreAttention) ? nil : (a.attention.core.context, a.attention.core.lse)
+            mlpNorm = recomputed.contains(.layerNorm) ? nil : (a.mlp.norm, a.mlp.normSaved)
+            mlpCore = recomputed.contains(.mlp) ? nil : a.mlp.core
+        }
+    }
+
+    /// The whole activations, computing again (with the forward's own steps and dropout masks) what
+    /// `partial` left out.
+    func restore(_ partial: PartialActivations, pass: LayerPass) throws -> Activations {
+        let p = partial
+        let (n1, n1Saved) = try p.attentionNorm ?? attentionNorm(p.input, pass: pass)
+        let (context, lse) = try p.attentionCore ?? selfAttention.core(p.qkv, pass: pass)
+        let (n2, n2Saved) = try p.mlpNorm ?? mlpNorm(p.attentionOutput, pass: pass)
+        let mlpCore = try p.mlpCore ?? mlp.activations(n2)
+        return Activations(
+            attention: AttentionHalf(input: p.input, norm: n1, normSaved: n1Saved,
+                                     core: SelfAttention.Activations(qkv: p.qkv, context: context, lse: lse)),
+            mlp: MLPHalf(input: p.attentionOutput, norm: n2, normSaved: n2Saved, core: mlpCore))
+    }
+}
