@@ -8,9 +8,10 @@ import MegatronParallel
 ///
 /// It updates the spans of the flat buffer it owns: all of it, or under the distributed optimizer
 /// this data-parallel rank's shard, whose Adam state alone it stores (memory falls as 1/dp). The
-/// gradient norm then sums squares over every rank's shard (`gradNormGroup`), so all ranks clip
-/// by, and skip non-finite steps on, the same global norm. Under tensor and pipeline parallelism the
-/// squares are summed over those groups too, each replicated parameter counted once.
+/// gradient norm sums squares over the ranks that hold one copy of the model (tensor- and
+/// pipeline-parallel, each replicated parameter counted once), and under the distributed optimizer
+/// over every data-parallel shard too (`gradStatsGroup`), so all ranks clip by, and skip non-finite
+/// steps on, the same global norm.
 ///
 /// Mixed precision (`paramsDType` fp16 or bf16, Megatron's --fp16 / --bf16): the model's parameters
 /// are rounded to that precision (kept in fp32 buffers, as this CPU backend computes in fp32), and
@@ -57,17 +58,19 @@ public final class Optimizer {
     public let ownedRanges: [Range<Int>]
     /// The owned spans that count toward the gradient norm (`ParameterLayout.normSpans`).
     let normSpans: [Range<Int>]
-    let gradNormGroup: (any Communicator)?
+    /// The ranks whose gradients make up the norm and the overflow check (Megatron's grad stats
+    /// parallel group): the model-parallel group, or every rank under the distributed optimizer.
+    let gradStatsGroup: any Communicator
     /// Updates applied so far (Adam's bias correction counts them).
     public internal(set) var step = 0
 
-    /// An optimizer over `ownedRanges` of the model's flat buffer (default: all of it). With
-    /// `gradNormGroup`, the gradient norm is reduced over that group's shards.
-    public init(model: GPTModel, settings: Settings, ownedRanges: [Range<Int>]? = nil, gradNormGroup: (any Communicator)? = nil) {
+    /// An optimizer over the model's flat buffer, or under `dataParallel`'s distributed optimizer
+    /// over this rank's shard of it.
+    public init(model: GPTModel, settings: Settings, dataParallel: DistributedDataParallel? = nil) {
         self.model = model
         self.settings = settings
-        self.ownedRanges = ownedRanges ?? [0 ..< model.layout.totalCount]
-        self.gradNormGroup = gradNormGroup
+        ownedRanges = dataParallel?.ownedRanges ?? [0 ..< model.layout.totalCount]
+        gradStatsGroup = dataParallel?.settings.useDistributedOptimizer == true ? model.groups.world : model.groups.modelParallel
         let counted = model.layout.normSpans
         normSpans = self.ownedRanges.flatMap { owned in counted.map { $0.clamped(to: owned) }.filter { !$0.isEmpty } }
         let n = self.ownedRanges.reduce(0) { $0 + $1.count }
@@ -117,19 +120,17 @@ public final class Optimizer {
     /// signals, not errors.
     public var usesDynamicLossScaling: Bool { gradScaler?.isDynamic ?? false }
 
-    /// The L2 norm of the gradients over every counted span, summed over the model-parallel groups
-    /// and `gradNormGroup`.
+    /// The L2 norm of the gradients over every counted span, summed over `gradStatsGroup`.
     func gradientNorm() throws -> Double {
         let shards = try normSpans.map { try model.gradients.view(offset: $0.lowerBound, shape: [$0.count]) }
         let local = try Elementwise.globalL2Norm(shards, on: model.device)
-        let groups = model.modelParallelGroups + [gradNormGroup].compactMap { $0 }.filter { $0.size > 1 }
-        guard !groups.isEmpty else { return local }
-        return try groups.allReduce(local * local, op: .sum).squareRoot()
+        guard gradStatsGroup.size > 1 else { return local }
+        return try gradStatsGroup.allReduce(local * local, op: .sum).squareRoot()
     }
 
     /// Under a loss scaler: rounds the owned gradients to `gradBufferDType`, checks them for an inf
     /// or NaN and divides them by the scale (Megatron's _unscale_main_grads_and_check_for_nan, the
-    /// flag reduced by max over the model-parallel groups and `gradNormGroup`). Then moves the scale
+    /// flag reduced by max over `gradStatsGroup`). Then moves the scale
     /// and returns whether any rank found one.
     private func unscaleGradients() throws -> Bool {
         guard var scaler = gradScaler else { return false }
@@ -139,8 +140,7 @@ public final class Optimizer {
             let grads = try model.gradients.view(offset: range.lowerBound, shape: [range.count])
             if try LossScaling.unscale(grads, by: inverse, roundingTo: settings.gradBufferDType, on: model.device) { found = 1 }
         }
-        let groups = model.modelParallelGroups + [gradNormGroup].compactMap { $0 }.filter { $0.size > 1 }
-        let foundInf = try groups.allReduce(found, op: .max) > 0
+        let foundInf = try gradStatsGroup.allReduce(found, op: .max) > 0
         scaler.update(foundInf: foundInf)
         gradScaler = scaler
         return foundInf

@@ -88,7 +88,7 @@ public final class Trainer {
     public let optimizer: Optimizer
     public internal(set) var scheduler: OptimizerParamScheduler
     public let settings: Settings
-    public let dataParallel: DistributedDataParallel?
+    public let dataParallel: DistributedDataParallel
     /// Validation and test evaluation, when set (before `train`).
     public var evaluation: Evaluation?
     /// --tensorboard-dir: Megatron's TensorBoard scalars, on the rank that prints the log.
@@ -103,12 +103,12 @@ public final class Trainer {
     /// before --train-iters.
     public private(set) var exited = false
 
-    /// `sample(i)` returns training sample i (sequence-length + 1 tokens). Without `dataParallel`
-    /// this is the only rank.
+    /// `sample(i)` returns training sample i (sequence-length + 1 tokens). Without `dataParallel`,
+    /// data parallelism with the default settings over the model's data-parallel group.
     public init(model: GPTModel, optimizer: Optimizer, scheduler: OptimizerParamScheduler, settings: Settings,
-                dataParallel: DistributedDataParallel? = nil, sample: @escaping (Int) -> [Int32], log: @escaping (String) -> Void) {
+                dataParallel: DistributedDataParallel? = nil, sample: @escaping (Int) -> [Int32], log: @escaping (String) -> Void) throws {
         self.model = model
-        self.dataParallel = dataParallel
+        self.dataParallel = try dataParallel ?? DistributedDataParallel(model: model)
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.settings = settings
@@ -120,7 +120,7 @@ public final class Trainer {
     @discardableResult
     public func train() throws -> [IterationResult] {
         let s = settings
-        let dp = dataParallel?.dataParallel.size ?? 1
+        let dp = dataParallel.dataParallel.size
         guard s.globalBatchSize % (s.microBatchSize * dp) == 0 else {
             throw TensorError("--global-batch-size \(s.globalBatchSize) is not divisible by --micro-batch-size "
                               + "\(s.microBatchSize) × data-parallel size \(dp)")
@@ -146,24 +146,15 @@ public final class Trainer {
             let flops = modelFLOPsPerIteration(model.config, globalBatchSize: globalBatchSize, sequenceLength: s.sequenceLength)
                 / Double(dp * model.tensorParallel.size * model.pipeline.count)
             model.zeroGradients()
-            dataParallel?.startGradSync()
+            dataParallel.startGradSync()
             // The last micro-batch's backward completes the gradients: data parallelism reduces each
-            // bucket as it goes, except the word embedding shared by the first and last pipeline
-            // stages, which is complete only once those two have summed theirs.
-            let shared = model.sharedEmbeddingRange
-            let ready = dataParallel.map { ddp in
-                { (range: Range<Int>) in for part in range.removing(shared) { try ddp.gradientsReady(part) } }
-            }
+            // bucket as it goes.
             // Under a loss scaler the gradients come out multiplied by its scale (the optimizer divides it out).
             let (lossSum, tokens) = try schedule(of: sample, from: consumedSamples, iteration: iteration)
-                .forwardBackward(count: microBatches, lossWeight: optimizer.lossScale / Float(microBatches), gradientsReady: ready)
-            try model.reduceSharedEmbeddingGradients()
-            if let shared { try dataParallel?.gradientsReady(shared) }
-            try dataParallel?.finishGradSync()
-            try model.reduceSequenceParallelGradients()
-            // The last stage's loss, summed over the data-parallel ranks, reaches every rank.
-            var lossSums = [lossSum, tokens]
-            try allReduceOverDataAndPipeline(&lossSums)
+                .forwardBackward(count: microBatches, lossWeight: optimizer.lossScale / Float(microBatches),
+                                 gradientsReady: dataParallel.gradientsReady)
+            try dataParallel.finalizeModelGradients()
+            let lossSums = try lastStageLossSums(lossSum, tokens)
             // Megatron's reported lm loss: averaged over every token of the global batch.
             let loss = Float(lossSums[0] / lossSums[1])
             let checking = s.checkForNaNInLossAndGrad && !optimizer.usesDynamicLossScaling
@@ -183,7 +174,7 @@ public final class Trainer {
             let gradNorm = computedNorm ?? .nan  // the result's NaN: no norm (a loss-scale overflow)
             if !skipped {
                 updated = true
-                try dataParallel?.gatherParameters()
+                try dataParallel.gatherParameters()
                 scheduler.step(globalBatchSize)
             }
             consumedSamples += globalBatchSize
@@ -191,8 +182,8 @@ public final class Trainer {
             let seconds = Date().timeIntervalSince(start)
             var result = IterationResult(iteration: iteration, loss: loss, gradNorm: gradNorm,
                                          learningRate: learningRate, skipped: skipped, seconds: seconds)
-            result.gradSyncSeconds = dataParallel?.lastCommunicationSeconds ?? 0
-            result.gradSyncWaitSeconds = dataParallel?.lastWaitSeconds ?? 0
+            result.gradSyncSeconds = dataParallel.lastCommunicationSeconds
+            result.gradSyncWaitSeconds = dataParallel.lastWaitSeconds
             results.append(result)
             interval.add(result)
             // Megatron logs the first iteration too (to show the start-up cost), and keeps its
@@ -256,12 +247,12 @@ public final class Trainer {
         let s = settings
         // Megatron's print_datetime.
         let line = { (what: String) in "[\(what)] datetime: \(TrainingLog.timestamp()) " }
-        if let signal = s.exitSignal, try peerGroups.allReduce(Int32(signal.wasReceived ? 1 : 0), op: .max) > 0 {
+        if let signal = s.exitSignal, try model.groups.world.allReduce(Int32(signal.wasReceived ? 1 : 0), op: .max) > 0 {
             return line("exiting program after receiving \(signal.name).")
         }
         if let limit = s.exitDurationInMinutes, limit > 0 {
             let minutes = Date().timeIntervalSince(s.startTime) / 60
-            if try peerGroups.allReduce(Int32(minutes > limit ? 1 : 0), op: .max) > 0 {
+            if try model.groups.world.allReduce(Int32(minutes > limit ? 1 : 0), op: .max) > 0 {
                 return line("exiting program after \(minutes) minutes")
             }
         }
@@ -275,7 +266,7 @@ public final class Trainer {
     /// draws none).
     private func schedule(of sample: @escaping (Int) -> [Int32], from first: Int, iteration: Int) -> PipelineSchedule {
         let s = settings, device = model.device
-        let dp = dataParallel?.dataParallel.size ?? 1, dpRank = dataParallel?.dataParallel.rank ?? 0
+        let dp = dataParallel.dataParallel.size, dpRank = dataParallel.dataParallel.rank
         return PipelineSchedule(model: model, tokens: s.microBatchSize * s.sequenceLength) { m in
             let start = first + (m * dp + dpRank) * s.microBatchSize
             return (try MicroBatch(samples: (start ..< start + s.microBatchSize).map(sample), boundaries: s.documentBoundaries, on: device),
@@ -283,11 +274,14 @@ public final class Trainer {
         }
     }
 
-    /// Sums `values` over the data-parallel ranks and the pipeline stages (the last stage's loss
-    /// reaches every rank).
-    private func allReduceOverDataAndPipeline(_ values: inout [Double]) throws {
-        let groups = [dataParallel?.dataParallel, model.pipeline.group].compactMap { $0 }.filter { $0.size > 1 }
-        try values.withUnsafeMutableBufferPointer { try groups.allReduce($0, op: .sum) }
+    /// [Σ loss·tokens, Σ tokens] of the last pipeline stage, summed over its data-parallel ranks, on
+    /// every rank: one sum over all ranks, to which only the first tensor-parallel rank of the last
+    /// stage contributes (its tensor-parallel peers hold the same loss, the other stages none).
+    private func lastStageLossSums(_ lossSum: Double, _ tokens: Double) throws -> [Double] {
+        let contributes = model.pipeline.isLast && model.tensorParallel.rank == 0
+        var sums = contributes ? [lossSum, tokens] : [0, 0]
+        try sums.withUnsafeMutableBufferPointer { try model.groups.world.allReduce($0, op: .sum) }
+        return sums
     }
 
     /// The error that ends a run under --check-for-nan-in-loss-and-grad.
@@ -302,7 +296,7 @@ public final class Trainer {
     private func loggedGradNorm(_ norm: Double?) -> Double? {
         guard let norm else { return nil }
         if optimizer.settings.clipGrad > 0 { return norm }
-        return dataParallel?.settings.useDistributedOptimizer == true || optimizer.settings.paramsDType != .float32 ? 0 : nil
+        return dataParallel.settings.useDistributedOptimizer || optimizer.settings.paramsDType != .float32 ? 0 : nil
     }
 
     /// Megatron's evaluation: the lm loss over `iterations` global batches, without dropout or
@@ -334,11 +328,9 @@ public final class Trainer {
     /// validation lines (the loss and its perplexity, exp of the loss capped at 20).
     private func evaluateAndLog(_ sample: @escaping (Int) -> [Int32], from first: Int, label: String, toTensorBoard: Bool = true) throws {
         let s = settings, iterations = evaluation!.iterations
-        let dp = dataParallel?.dataParallel.size ?? 1
-        let microBatches = s.globalBatchSize / (s.microBatchSize * dp)
+        let microBatches = s.globalBatchSize / (s.microBatchSize * dataParallel.dataParallel.size)
         let (lossSum, tokens) = try schedule(of: sample, from: first, iteration: 0).forwardOnly(count: iterations * microBatches)
-        var sums = [lossSum, tokens]   // Σ loss·tokens, Σ tokens
-        try allReduceOverDataAndPipeline(&sums)
+        let sums = try lastStageLossSums(lossSum, tokens)   // Σ loss·tokens, Σ tokens
         let loss = sums[0] / sums[1]
         if toTensorBoard {
             tensorboard?.validation(loss: loss, perplexity: exp(min(20, loss)), iteration: iteration, consumedSamples: consumedSamples)

@@ -1,6 +1,7 @@
 import Foundation
 import MegatronCore
 import MegatronModels
+import MegatronParallel
 import Testing
 
 let device = CPUDevice(threads: 1)
@@ -186,4 +187,9 @@ struct TextGenerationTests {
             #expect(TextGeneration(topK: 0, temperature: 0.01).pick(from: l, uniform: 0.999) == 1)
         }
     }
+}
+
+/// The groups of a world whose ranks form one tensor-parallel group.
+func tensorParallelGroups(_ world: any Communicator) throws -> ProcessGroups {
+    try ProcessGroups(world: world, state: ParallelState(worldSize: world.size, tensorModelParallelSize: world.size))
 }

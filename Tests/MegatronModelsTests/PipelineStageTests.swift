@@ -56,8 +56,7 @@ import Testing
         try InProcessWorld(size: pp * tp).run { world in
             let groups = try ProcessGroups(world: world, state: ParallelState(worldSize: pp * tp, tensorModelParallelSize: tp,
                                                                              pipelineModelParallelSize: pp))
-            let model = try GPTModel(config: config, seed: 7, tensorParallel: groups.tensorModelParallel,
-                                     pipeline: groups.pipelineModelParallel, on: CPUDevice(threads: 1))
+            let model = try GPTModel(config: config, seed: 7, groups: groups, on: CPUDevice(threads: 1))
             model.sequenceParallel = sequenceParallel
             let stage = model.pipeline, link = groups.pipelineModelParallel
             let batch = try MicroBatch(samples: samples(2, 8), on: model.device)

@@ -76,7 +76,7 @@ import Testing
         let whole = try WholeModel(config)
         let failures = Failures()
         try InProcessWorld(size: t).run { group in
-            let model = try GPTModel(config: config, seed: 7, tensorParallel: group, on: CPUDevice(threads: 1))
+            let model = try GPTModel(config: config, seed: 7, groups: tensorParallelGroups(group), on: CPUDevice(threads: 1))
             model.sequenceParallel = sequenceParallel
             let batch = try MicroBatch(samples: samples(2, 8), on: model.device)
             let loss = try model.forwardBackward(batch, dropout: Self.dropout).mean
@@ -100,7 +100,7 @@ import Testing
         let scale = expected.map(abs).max()!
         let failures = Failures()
         try InProcessWorld(size: 2).run { group in
-            let model = try GPTModel(config: config, seed: 7, tensorParallel: group, on: CPUDevice(threads: 1))
+            let model = try GPTModel(config: config, seed: 7, groups: tensorParallelGroups(group), on: CPUDevice(threads: 1))
             let logits = try model.logits(MicroBatch(samples: [tokens + [0]], on: model.device)).toFloatArray()
             let cache = KeyValueCache(for: model)
             var cached = try model.logits(continuing: Array(tokens.prefix(5)), cache: cache).toFloatArray()
@@ -129,8 +129,7 @@ import Testing
             let groups = try ProcessGroups(world: world, state: ParallelState(worldSize: tp * pp, tensorModelParallelSize: tp,
                                                                              pipelineModelParallelSize: pp))
             do {
-                _ = try GPTModel(config: tinyConfig(), seed: 7, tensorParallel: groups.tensorModelParallel,
-                                 pipeline: groups.pipelineModelParallel, on: CPUDevice(threads: 1))
+                _ = try GPTModel(config: tinyConfig(), seed: 7, groups: groups, on: CPUDevice(threads: 1))
                 failures.add("built 4 heads and 2 layers on TP=\(tp), PP=\(pp)")
             } catch {
                 if !"\(error)".contains(message) { failures.add("\(error)") }

@@ -38,11 +38,12 @@ struct BatchSizeScheduleTests {
             let data = try MockData(vocabSize: 128, sequenceLength: 16, seed: 5)
             let results = DataParallelTests.Results()
             try InProcessWorld(size: dp).run { world in
-                let model = try GPTModel(config: config, seed: 3, on: CPUDevice(threads: 1))
-                let ddp = try DistributedDataParallel(model: model, dataParallel: world, settings: .init())
+                let groups = try ProcessGroups(world: world, state: ParallelState(worldSize: dp))
+                let model = try GPTModel(config: config, seed: 3, groups: groups, on: CPUDevice(threads: 1))
+                let ddp = try DistributedDataParallel(model: model)
                 var settings = Trainer.Settings(trainIters: iterations, microBatchSize: 1, globalBatchSize: 2, sequenceLength: 16)
                 settings.batchSizeSchedule = schedule
-                let trainer = Trainer(model: model, optimizer: Optimizer(model: model, settings: .init(), ownedRanges: ddp.ownedRanges),
+                let trainer = try Trainer(model: model, optimizer: Optimizer(model: model, settings: .init(), dataParallel: ddp),
                                       scheduler: .init(maxLR: 1e-3, warmupSteps: 0, decaySteps: 1000, decayStyle: .constant),
                                       settings: settings, dataParallel: ddp, sample: data.sample, log: { _ in })
                 let trained = try trainer.train()

@@ -42,24 +42,22 @@ struct CheckpointTests {
         try InProcessWorld(size: dp * tp * pp).run { world in
             let groups = try ProcessGroups(world: world, state: ParallelState(worldSize: dp * tp * pp, tensorModelParallelSize: tp,
                                                                              pipelineModelParallelSize: pp))
-            let model = try GPTModel(config: config, seed: modelSeed, tensorParallel: groups.tensorModelParallel,
-                                     pipeline: groups.pipelineModelParallel, on: CPUDevice(threads: 1))
+            let model = try GPTModel(config: config, seed: modelSeed, groups: groups, on: CPUDevice(threads: 1))
             var ddp = DistributedDataParallel.Settings()
             ddp.useDistributedOptimizer = distributedOptimizer
             ddp.bucketSize = 3000
-            let dataParallel = try DistributedDataParallel(model: model, dataParallel: groups.dataParallel, settings: ddp)
+            let dataParallel = try DistributedDataParallel(model: model, settings: ddp)
             var optimizerSettings = Optimizer.Settings()
             optimizerSettings.kind = kind
             optimizerSettings.clipGrad = 0.3
             precision(&optimizerSettings)
-            let optimizer = Optimizer(model: model, settings: optimizerSettings, ownedRanges: dataParallel.ownedRanges,
-                                      gradNormGroup: distributedOptimizer ? groups.dataParallel : nil)
+            let optimizer = Optimizer(model: model, settings: optimizerSettings, dataParallel: dataParallel)
             var settings = Trainer.Settings(trainIters: trainIters, microBatchSize: 1, globalBatchSize: 6, sequenceLength: 16)
             settings.save = save
             settings.exitInterval = exitInterval
             settings.exitDurationInMinutes = exitDuration
             if world.rank == startedEarlyOnRank { settings.startTime = Date() - 120 }
-            let trainer = Trainer(model: model, optimizer: optimizer,
+            let trainer = try Trainer(model: model, optimizer: optimizer,
                                   scheduler: .init(maxLR: maxLR, warmupSteps: 12, decaySteps: 36, decayStyle: .cosine),
                                   settings: settings, dataParallel: dataParallel, sample: data.sample, log: { _ in })
             let loaded = try load.flatMap {
@@ -251,7 +249,7 @@ struct CheckpointTests {
         var wider = Self.config
         wider.hiddenSize = 48
         let model = try GPTModel(config: wider, seed: 1, on: CPUDevice(threads: 1))
-        let trainer = Trainer(model: model, optimizer: Optimizer(model: model, settings: .init()),
+        let trainer = try Trainer(model: model, optimizer: Optimizer(model: model, settings: .init()),
                               scheduler: .init(maxLR: 1e-3, warmupSteps: 0, decaySteps: 1, decayStyle: .constant),
                               settings: .init(trainIters: 1, microBatchSize: 1, globalBatchSize: 1, sequenceLength: 16),
                               sample: { _ in [] }, log: { _ in })

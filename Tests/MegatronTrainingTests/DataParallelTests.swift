@@ -25,19 +25,17 @@ struct DataParallelTests {
         try InProcessWorld(size: dp * tp * pp).run { world in
             let state = try ParallelState(worldSize: dp * tp * pp, tensorModelParallelSize: tp, pipelineModelParallelSize: pp)
             let groups = try ProcessGroups(world: world, state: state)
-            let model = try GPTModel(config: modelConfig, seed: 3, tensorParallel: groups.tensorModelParallel,
-                                     pipeline: groups.pipelineModelParallel, on: CPUDevice(threads: 1))
+            let model = try GPTModel(config: modelConfig, seed: 3, groups: groups, on: CPUDevice(threads: 1))
             model.sequenceParallel = sequenceParallel
-            let dataParallel = try DistributedDataParallel(model: model, dataParallel: groups.dataParallel, settings: ddp)
+            let dataParallel = try DistributedDataParallel(model: model, settings: ddp)
             var optimizerSettings = Optimizer.Settings()
             optimizerSettings.clipGrad = 0.3
             precision(&optimizerSettings)
-            let optimizer = Optimizer(model: model, settings: optimizerSettings, ownedRanges: dataParallel.ownedRanges,
-                                      gradNormGroup: ddp.useDistributedOptimizer ? groups.dataParallel : nil)
+            let optimizer = Optimizer(model: model, settings: optimizerSettings, dataParallel: dataParallel)
             var settings = Trainer.Settings(trainIters: steps, microBatchSize: 1, globalBatchSize: 8, sequenceLength: 16)
             settings.logInterval = steps
             var lines: [String] = []
-            let trainer = Trainer(model: model, optimizer: optimizer,
+            let trainer = try Trainer(model: model, optimizer: optimizer,
                                   scheduler: .init(maxLR: 3e-3, warmupSteps: 32, decaySteps: 320, decayStyle: .cosine),  // in samples
                                   settings: settings, dataParallel: dataParallel, sample: data.sample,
                                   log: { line in if line.contains("validation loss") { lines.append(line) } })
@@ -112,8 +110,9 @@ struct DataParallelTests {
         let config = GPTConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
         let failures = Failures()
         try InProcessWorld(size: 2).run { pipeline in
-            let model = try GPTModel(config: config, seed: 1, pipeline: pipeline, on: CPUDevice(threads: 1))
-            let ddp = try DistributedDataParallel(model: model, dataParallel: InProcessWorld(size: 1).communicator(rank: 0), settings: .init())
+            let groups = try ProcessGroups(world: pipeline, state: ParallelState(worldSize: 2, pipelineModelParallelSize: 2))
+            let model = try GPTModel(config: config, seed: 1, groups: groups, on: CPUDevice(threads: 1))
+            let ddp = try DistributedDataParallel(model: model)
             guard let shared = model.sharedEmbeddingRange, ddp.buckets.contains(shared), ddp.buckets.count == 2
             else { return failures.add("stage \(pipeline.rank): buckets \(ddp.buckets), shared \(String(describing: model.sharedEmbeddingRange))") }
             if ddp.buckets.reduce(0, { $0 + $1.count }) != model.layout.totalCount { failures.add("stage \(pipeline.rank): buckets miss parameters") }
@@ -133,7 +132,7 @@ struct DataParallelTests {
         var settings = DistributedDataParallel.Settings()
         settings.overlapGradReduce = true
         settings.bucketSize = 5000
-        let ddp = try DistributedDataParallel(model: model, dataParallel: InProcessWorld(size: 1).communicator(rank: 0), settings: settings)
+        let ddp = try DistributedDataParallel(model: model, settings: settings)
         #expect(ddp.buckets.count > 2)
         #expect(ddp.buckets.first!.upperBound == model.layout.totalCount && ddp.buckets.last!.lowerBound == 0)
         for (a, b) in zip(ddp.buckets, ddp.buckets.dropFirst()) { #expect(b.upperBound == a.lowerBound) }
@@ -158,13 +157,14 @@ struct ShardedGradientNormTests {
         let n = ParameterLayout(config).totalCount
         let gradient: @Sendable (Int) -> Float = { Float($0 % 13) * 1e-3 - 5e-3 }
         try InProcessWorld(size: 3).run { world in
-            let model = try GPTModel(config: config, seed: 1, on: CPUDevice(threads: 1))
+            let groups = try ProcessGroups(world: world, state: ParallelState(worldSize: 3))
+            let model = try GPTModel(config: config, seed: 1, groups: groups, on: CPUDevice(threads: 1))
             var settings = DistributedDataParallel.Settings()
             settings.useDistributedOptimizer = true
-            let ddp = try DistributedDataParallel(model: model, dataParallel: world, settings: settings)
+            let ddp = try DistributedDataParallel(model: model, settings: settings)
             for i in 0 ..< n { model.gradients.floats[i] = gradient(i) }
             if world.rank == poisonRank { model.gradients.floats[ddp.ownedRanges[0].lowerBound] = .nan }
-            let optimizer = Optimizer(model: model, settings: .init(), ownedRanges: ddp.ownedRanges, gradNormGroup: world)
+            let optimizer = Optimizer(model: model, settings: .init(), dataParallel: ddp)
             let (norm, skipped) = try optimizer.step(learningRate: 0)
             outcomes.record(world.rank, (norm ?? .nan, skipped))
         }

@@ -6,7 +6,7 @@ import MegatronParallel
 /// layer tied to the word embedding unless untied. Parameters live in one flat fp32 buffer and
 /// gradients in a twin buffer with the same layout (`ParameterLayout`).
 ///
-/// Under tensor parallelism (`tensorParallel`, t ranks) each rank holds heads/t heads (whole query
+/// Its process groups (`groups`) say which part a rank holds. Under tensor parallelism (t ranks) each rank holds heads/t heads (whole query
 /// groups), ffn/t MLP features and vocab/t rows of the word embedding and output layer, as
 /// Megatron's column- and row-parallel layers do; activations between the layers are whole on
 /// every rank (or, under sequence parallelism, split by rows), and the widths below are then per
@@ -22,6 +22,8 @@ public final class GPTModel: @unchecked Sendable {
     public let config: GPTConfig
     public let layout: ParameterLayout
     public let device: CPUDevice
+    /// The run's process groups; the model communicates over the tensor- and pipeline-parallel ones.
+    public let groups: ProcessGroups
     public let tensorParallel: TensorParallel
     public let pipeline: PipelineStage
     /// Which activations training keeps for the backward, and which it computes again.
@@ -46,14 +48,14 @@ public final class GPTModel: @unchecked Sendable {
     /// A model initialised as Megatron does: weights N(0, σ), the output projections of attention
     /// and MLP (linear_proj, linear_fc2) N(0, σ/√(2·layers)), biases 0, norm weights 1. The draw depends
     /// only on the seed and each parameter's name and index, not on any parallel layout. Without a
-    /// seed the parameters are left zero, for a model about to be loaded from a checkpoint. With a
-    /// tensor-parallel group, this rank's shard of the same model; with a pipeline group, this
+    /// seed the parameters are left zero, for a model about to be loaded from a checkpoint. Under
+    /// tensor parallelism, this rank's shard of the same model; under pipeline parallelism, this
     /// rank's stage of it.
-    public init(config: GPTConfig, seed: UInt64?, tensorParallel group: (any Communicator)? = nil,
-                pipeline pipelineGroup: (any Communicator)? = nil, on device: CPUDevice) throws {
+    public init(config: GPTConfig, seed: UInt64?, groups: ProcessGroups = .single(), on device: CPUDevice) throws {
         try config.validate()
-        tensorParallel = TensorParallel(group: group)
-        pipeline = PipelineStage(group: pipelineGroup)
+        self.groups = groups
+        tensorParallel = TensorParallel(group: groups.tensorModelParallel)
+        pipeline = PipelineStage(group: groups.pipelineModelParallel)
         try config.validate(tensorParallelSize: tensorParallel.size, pipelineParallelSize: pipeline.count)
         self.config = config
         self.device = device
@@ -121,72 +123,6 @@ public final class GPTModel: @unchecked Sendable {
             }
         }
     }
-
-    /// The L2 norm over the whole model of `buffer` (the parameters or the gradients), each
-    /// replicated value counted once: collective over the tensor- and pipeline-parallel groups.
-    public func wholeModelNorm(of buffer: Tensor) throws -> Double {
-        let spans = try layout.normSpans.map { try buffer.view(offset: $0.lowerBound, shape: [$0.count]) }
-        let local = try Elementwise.globalL2Norm(spans, on: device)
-        let groups = modelParallelGroups
-        guard !groups.isEmpty else { return local }
-        return try groups.allReduce(local * local, op: .sum).squareRoot()
-    }
-
-    /// The groups over which this rank holds part of one copy of the model: tensor- and pipeline-parallel.
-    public var modelParallelGroups: [any Communicator] {
-        [tensorParallel.group, pipeline.group].compactMap { $0 }.filter { $0.size > 1 }
-    }
-
-    /// The span of the last stage's copy of the word embedding (tied embeddings over several
-    /// stages), whose gradient `reduceSharedEmbeddingGradients` completes; nil elsewhere.
-    public var sharedEmbeddingRange: Range<Int>? {
-        guard pipeline.count > 1, !config.untieEmbeddingsAndOutputWeights, pipeline.isFirst || pipeline.isLast,
-              let e = layout.entry("embedding.word_embeddings.weight") else { return nil }
-        return e.offset ..< e.offset + e.count
-    }
-
-    /// Under pipeline parallelism with tied embeddings, adds the first stage's word-embedding gradient
-    /// and the last stage's (its copy's, from the output layer) on both, so the two copies take the
-    /// same step (Megatron's all-reduce of the embedding group). Once per iteration, after the last
-    /// backward; the other stages do nothing.
-    public func reduceSharedEmbeddingGradients() throws {
-        guard let range = sharedEmbeddingRange, let group = pipeline.group else { return }
-        let peer = pipeline.isFirst ? group.size - 1 : 0
-        let theirs = Tensor(shape: [range.count], on: device, zeroed: false)
-        let mine = try gradients.view(offset: range.lowerBound, shape: [range.count])
-        try group.sendReceive(UnsafeBufferPointer(start: mine.floats, count: range.count), to: peer,
-                              into: UnsafeMutableBufferPointer(start: theirs.floats, count: range.count), from: peer,
-                              tag: Self.sharedEmbeddingTag)
-        // a + b and b + a are the same float: both copies get the same bits.
-        try Elementwise.axpy(mine, theirs, alpha: 1, on: device)
-    }
-
-    static let sharedEmbeddingTag = 7200
-
-    /// Under sequence parallelism, sums over the tensor-parallel group the gradients of the
-    /// replicated parameters that act on rows (norms, and the biases added after a reduce-scatter):
-    /// each rank's cover only its rows. Call it once per iteration, after the last micro-batch's
-    /// backward (and after or before the data-parallel reduction: both are sums), as Megatron's
-    /// finalize_model_grads all-reduces the layernorm gradients.
-    public func reduceSequenceParallelGradients() throws {
-        guard sequenceParallel, let group = tensorParallel.group, group.size > 1 else { return }
-        let entries = layout.entries.filter { !$0.isSharded && $0.name != "embedding.position_embeddings.weight" }
-        let packed = Tensor(shape: [entries.reduce(0) { $0 + $1.count }], on: device, zeroed: false)
-        var offset = 0
-        for e in entries {
-            (packed.floats + offset).update(from: gradients.floats + e.offset, count: e.count)
-            offset += e.count
-        }
-        try group.allReduce(UnsafeMutableBufferPointer(start: packed.floats, count: packed.count), op: .sum)
-        offset = 0
-        for e in entries {
-            (gradients.floats + e.offset).update(from: packed.floats + offset, count: e.count)
-            offset += e.count
-        }
-    }
-
-    /// Sets every gradient to zero (before an iteration's first micro-batch).
-    public func zeroGradients() { gradients.zero() }
 
     // MARK: forward and backward
 

@@ -11,12 +11,12 @@ import MegatronParallel
 /// The stages exchange activations and gradients over `group` (ranked in stage order); the pipeline
 /// schedule moves them, the model computes one stage.
 public struct PipelineStage: Sendable {
-    public let group: (any Communicator)?
+    public let group: any Communicator
 
-    public init(group: (any Communicator)?) { self.group = group }
+    public init(group: any Communicator) { self.group = group }
 
-    public var index: Int { group?.rank ?? 0 }
-    public var count: Int { group?.size ?? 1 }
+    public var index: Int { group.rank }
+    public var count: Int { group.size }
     public var isFirst: Bool { index == 0 }
     public var isLast: Bool { index == count - 1 }
 

@@ -7,31 +7,32 @@ import MegatronParallel
 /// takes the whole input; a row-parallel layer (linear_proj, fc2) holds the matching chunk of the
 /// input features and produces a partial sum of the whole output. Megatron's conjugate operators
 /// join them: f at a column-parallel input (identity forward, all-reduce of the input gradient
-/// backward) and g at a row-parallel output (all-reduce forward, identity backward). Both are an
-/// all-reduce, done where the layers call `allReduce`. Without a group (one rank) nothing moves.
+/// backward) and g at a row-parallel output (all-reduce forward, identity backward), which
+/// `ColumnParallelLinear`, `RowParallelLinear` and `VocabParallelEmbedding` apply through `reduce`
+/// and `gather` here. With a group of one rank nothing moves.
 ///
 /// Under sequence parallelism (Megatron's --sequence-parallel) the activations between those layers
 /// (norms, dropout, residuals) are split by rows: rank r holds rows r·T/t ..< (r+1)·T/t of the T
 /// token rows. g then reduce-scatters the rows and f all-gathers them (and in the backward the
 /// reverse): `reduce` and `gather` do the one or the other as the pass's `RowShard` asks.
 public struct TensorParallel: Sendable {
-    public let group: (any Communicator)?
+    public let group: any Communicator
 
-    public init(group: (any Communicator)?) { self.group = group }
+    public init(group: any Communicator) { self.group = group }
 
-    public var rank: Int { group?.rank ?? 0 }
-    public var size: Int { group?.size ?? 1 }
+    public var rank: Int { group.rank }
+    public var size: Int { group.size }
 
     /// Sums `tensor` over the group, in place.
     func allReduce(_ tensor: Tensor) throws {
-        guard let group, group.size > 1 else { return }
+        guard group.size > 1 else { return }
         try group.allReduce(UnsafeMutableBufferPointer(start: tensor.floats, count: tensor.count), op: .sum)
     }
 
     /// g forward, or f backward: the sum over the group of `partial` [T, h]; with `scatteringRows`
     /// (sequence parallelism) only this rank's rows of it, [T/t, h].
     func reduce(_ partial: Tensor, scatteringRows: Bool, on device: CPUDevice) throws -> Tensor {
-        guard let group, group.size > 1 else { return partial }
+        guard group.size > 1 else { return partial }
         guard scatteringRows else {
             try allReduce(partial)
             return partial
@@ -46,7 +47,7 @@ public struct TensorParallel: Sendable {
     /// f forward, or g backward, under sequence parallelism: every rank's rows [T/t, h] joined into
     /// [T, h]; without it, `shard` itself.
     func gather(_ shard: Tensor, sequenceParallel: Bool, on device: CPUDevice) throws -> Tensor {
-        guard let group, group.size > 1, sequenceParallel else { return shard }
+        guard group.size > 1, sequenceParallel else { return shard }
         let whole = Tensor(shape: [shard.rows * group.size, shard.columns], on: device, zeroed: false)
         (whole.floats + group.rank * shard.count).update(from: shard.floats, count: shard.count)
         try group.allGather(UnsafeMutableBufferPointer(start: whole.floats, count: whole.count))
@@ -56,7 +57,7 @@ public struct TensorParallel: Sendable {
     /// The whole of a tensor split by columns over the group: [rows, size·columns] from each rank's
     /// [rows, columns], rank r's at columns r·columns ..< (r+1)·columns (logits over the vocabulary).
     func gatherColumns(_ local: Tensor, on device: CPUDevice) throws -> Tensor {
-        guard let group, group.size > 1 else { return local }
+        guard group.size > 1 else { return local }
         let rows = local.rows, columns = local.columns, t = group.size
         let gathered = Tensor(shape: [t, rows, columns], on: device, zeroed: false)
         (gathered.floats + group.rank * rows * columns).update(from: local.floats, count: rows * columns)

@@ -24,9 +24,7 @@ enum VocabParallelCrossEntropy {
         }
         let maxima = Tensor(shape: [rows], on: device, zeroed: false)
         device.parallelFor(rows) { r, _ in mg_row_maxima(logits.floats + r.lowerBound * vocab, maxima.floats + r.lowerBound, r.count, vocab) }
-        if let group = tensorParallel.group {
-            try group.allReduce(UnsafeMutableBufferPointer(start: maxima.floats, count: rows), op: .max)
-        }
+        try tensorParallel.group.allReduce(UnsafeMutableBufferPointer(start: maxima.floats, count: rows), op: .max)
         // [S_t for every row | z_t[target_t] for every row, from the rank that holds it, 0 elsewhere]
         let sums = Tensor(shape: [2 * rows], on: device)
         let local = { (r: Int) -> Int? in

@@ -96,20 +96,6 @@ extension Communicator {
     }
 }
 
-/// Several groups that together span a grid of ranks, each varying its own dimensions (tensor-,
-/// pipeline-, data-parallel): reducing over one after the other reduces over every rank they span.
-extension Array where Element == any Communicator {
-    /// The reduction of one value over every rank the groups span.
-    public func allReduce<T: CommunicationScalar>(_ value: T, op: ReduceOp) throws -> T {
-        try reduce(value) { try $1.allReduce($0, op: op) }
-    }
-
-    /// Replaces `buffer` on every rank by its reduction over every rank the groups span.
-    public func allReduce<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
-        for group in self { try group.allReduce(buffer, op: op) }
-    }
-}
-
 /// `target[i] = op(target[i], source[i])` for `count` elements, in a loop compiled for the concrete
 /// scalar type (a generic loop runs through witness tables, many times slower).
 func accumulate<T: CommunicationScalar>(_ target: UnsafeMutablePointer<T>, _ source: UnsafePointer<T>, count: Int, op: ReduceOp) {

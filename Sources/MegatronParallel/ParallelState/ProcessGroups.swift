@@ -1,5 +1,9 @@
 /// One rank's communicators for each group of the `ParallelState` grid that contains it, split
 /// from the world communicator. Creating them is collective: every rank of the world must do it.
+///
+/// The one parallel context of a run (Megatron's process-group collection, as a value): the model,
+/// data parallelism, the optimizer and the trainer all take their groups from it. A group of one
+/// rank stands where a dimension is not split, so no caller tests for a missing group.
 public struct ProcessGroups: Sendable {
     public let state: ParallelState
     /// This rank in the world.
@@ -30,6 +34,12 @@ public struct ProcessGroups: Sendable {
         contextParallel = try split([.context])
         dataParallelWithContext = try split([.data, .context])
         modelParallel = try split([.tensor, .pipeline])
+    }
+
+    /// The groups of a run of one rank (no parallelism).
+    public static func single() -> ProcessGroups {
+        // A one-rank world splits into one-rank groups without waiting on anyone.
+        try! ProcessGroups(world: InProcessWorld(size: 1).communicator(rank: 0), state: ParallelState(worldSize: 1))
     }
 
     /// Megatron's "last rank": the one that prints the training log.

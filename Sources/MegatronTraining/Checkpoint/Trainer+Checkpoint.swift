@@ -10,21 +10,21 @@ extension Trainer {
     /// under tensor and pipeline parallelism those send their parts to the first of them, which writes
     /// the whole model; every rank learns whether that succeeded.
     public func saveCheckpoint(to directory: URL) throws {
-        let group = dataParallel?.dataParallel
+        let group = dataParallel.dataParallel
         log(" saving checkpoint at iteration \(String(format: "%7d", iteration)) to \(directory.path)")
         let start = Date()
         // Under the distributed optimizer the other ranks send rank 0 their shards of the state, in
         // state, rank and span order; rank 0 alone holds the whole state, for the moment of the save.
-        let shardedGroup = dataParallel?.settings.useDistributedOptimizer == true && (group?.size ?? 1) > 1 ? group : nil
+        let shardedGroup = dataParallel.settings.useDistributedOptimizer && group.size > 1 ? group : nil
         var failure: Error?
-        if (group?.rank ?? 0) == 0 {
+        if group.rank == 0 {
             try optimizer.withFullState { state in
-                if let shardedGroup, let dataParallel {
+                if let shardedGroup {
                     for (_, values) in state {
                         for source in 1 ..< shardedGroup.size {
                             for range in dataParallel.ownedRanges(ofRank: source) {
                                 try shardedGroup.receive(into: UnsafeMutableBufferPointer(start: values + range.lowerBound, count: range.count),
-                                                         from: source, tag: Self.checkpointTag)
+                                                         from: source, tag: MessageTag.checkpointShard)
                             }
                         }
                     }
@@ -38,7 +38,7 @@ extension Trainer {
         } else if let shardedGroup {
             for (_, state) in optimizer.stateTensors {
                 for (range, values) in optimizer.ownedSpans(of: state) {
-                    try shardedGroup.send(UnsafeBufferPointer(start: values, count: range.count), to: 0, tag: Self.checkpointTag)
+                    try shardedGroup.send(UnsafeBufferPointer(start: values, count: range.count), to: 0, tag: MessageTag.checkpointShard)
                 }
             }
         }
@@ -46,10 +46,6 @@ extension Trainer {
         log("  successfully saved checkpoint from iteration \(String(format: "%7d", iteration)) to \(directory.path) "
             + "(\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
     }
-
-    /// The message tags of the optimizer shards sent to data-parallel rank 0, and of the parts of the
-    /// model sent to tensor- and pipeline-parallel rank 0, for a save.
-    static let checkpointTag = 7100, modelParallelCheckpointTag = 7101
 
     /// Calls `body` on rank 0 of the model-parallel ranks with the whole model's parameters and
     /// `state` (laid out like this rank's flat buffer), gathered from every rank's part: first each
@@ -74,7 +70,7 @@ extension Trainer {
     /// Calls `body` on rank 0 with the whole model's parameters, gathered from the model-parallel
     /// ranks' parts (for a one-rank model to generate from). Every rank calls it.
     public func withWholeParameters(_ body: (UnsafeMutablePointer<Float>) throws -> Void) throws {
-        guard (dataParallel?.dataParallel.rank ?? 0) == 0 else { return }
+        guard dataParallel.dataParallel.rank == 0 else { return }
         try withWholeModel(state: []) { parameters, _ in try body(parameters) }
     }
 
@@ -87,7 +83,7 @@ extension Trainer {
         let mine = layout(group.rank)
         guard group.rank == 0 else {
             for buffer in buffers {
-                try group.send(UnsafeBufferPointer(start: buffer, count: mine.totalCount), to: 0, tag: Self.modelParallelCheckpointTag)
+                try group.send(UnsafeBufferPointer(start: buffer, count: mine.totalCount), to: 0, tag: MessageTag.checkpointModelParallel)
             }
             return
         }
@@ -100,7 +96,7 @@ extension Trainer {
             defer { received.deallocate() }
             for destination in gathered {
                 try group.receive(into: UnsafeMutableBufferPointer(start: received, count: theirs.totalCount), from: source,
-                                  tag: Self.modelParallelCheckpointTag)
+                                  tag: MessageTag.checkpointModelParallel)
                 theirs.place(received, into: destination, wholeLayout: target)
             }
         }
@@ -132,7 +128,7 @@ extension Trainer {
         do { latest = try Checkpoint.latestIteration(in: directory) } catch { failure = error }
         try agree(failure, "reading \(directory.appendingPathComponent(Checkpoint.trackerName).path)")
         let mine = Int32(latest ?? -1)
-        let highest = try peerGroups.allReduce(mine, op: .max), lowest = -(try peerGroups.allReduce(-mine, op: .max))
+        let highest = try model.groups.world.allReduce(mine, op: .max), lowest = -(try model.groups.world.allReduce(-mine, op: .max))
         guard highest == lowest else {
             throw TensorError("--load \(directory.path): the ranks find different checkpoints (iterations \(lowest) "
                               + "to \(highest), -1 meaning none): every rank must read the same directory")
@@ -183,15 +179,10 @@ extension Trainer {
         return latest
     }
 
-    /// The groups that together span every rank of the run: tensor-, pipeline- and data-parallel.
-    var peerGroups: [any Communicator] {
-        model.modelParallelGroups + [dataParallel?.dataParallel].compactMap { $0 }.filter { $0.size > 1 }
-    }
-
     /// Throws on every rank when `failure` happened on any: its own error where it happened,
     /// elsewhere one saying that `what` failed on another rank.
     func agree(_ failure: Error?, _ what: String) throws {
-        let failures = try peerGroups.allReduce(Int32(failure == nil ? 0 : 1), op: .sum)
+        let failures = try model.groups.world.allReduce(Int32(failure == nil ? 0 : 1), op: .sum)
         if let failure { throw failure }
         if failures > 0 { throw TensorError("\(what) failed on another rank") }
     }

@@ -12,6 +12,7 @@ import MegatronParallel
 ///
 /// With `overlapGradReduce`, a bucket's reduction starts on a communication thread as soon as
 /// backward reports all of its gradients final (`gradientsReady`), while the rest of backward runs.
+/// `finalizeModelGradients` then completes every gradient of the iteration.
 public final class DistributedDataParallel: @unchecked Sendable {
     public struct Settings: Sendable {
         /// Elements per bucket (--ddp-bucket-size); nil: Megatron's default, max(40M, 1M·dp) when
@@ -40,8 +41,10 @@ public final class DistributedDataParallel: @unchecked Sendable {
     /// Seconds the reductions themselves took in the last iteration.
     public private(set) var lastCommunicationSeconds = 0.0
 
-    public init(model: GPTModel, dataParallel: any Communicator, settings: Settings) throws {
+    /// Data parallelism over the model's data-parallel group.
+    public init(model: GPTModel, settings: Settings = .init()) throws {
         self.model = model
+        let dataParallel = model.groups.dataParallel
         self.dataParallel = dataParallel
         self.settings = settings
         if let size = settings.bucketSize, size < 1 { throw TensorError("--ddp-bucket-size \(size): expected at least 1") }
@@ -92,7 +95,25 @@ public final class DistributedDataParallel: @unchecked Sendable {
     }
 
     /// Backward finished adding into `range`: start every bucket this completes, when overlapping.
+    /// The word embedding shared by the first and last pipeline stages waits for
+    /// `finalizeModelGradients`, which first adds the two stages' gradients.
     public func gradientsReady(_ range: Range<Int>) throws {
+        for part in range.removing(model.sharedEmbeddingRange) { try markReady(part) }
+    }
+
+    /// Completes the iteration's gradients after the last micro-batch's backward, as Megatron's
+    /// finalize_model_grads: the tied word embedding's two copies summed over the first and last
+    /// pipeline stages, the data-parallel reduction finished (waiting for the buckets in flight),
+    /// and under sequence parallelism the gradients of the row-wise parameters summed over the
+    /// tensor-parallel group.
+    public func finalizeModelGradients() throws {
+        try model.reduceSharedEmbeddingGradients()
+        if let shared = model.sharedEmbeddingRange { try markReady(shared) }
+        try finishGradSync()
+        try model.reduceSequenceParallelGradients()
+    }
+
+    private func markReady(_ range: Range<Int>) throws {
         guard thread != nil else { return }
         for (b, bucket) in buckets.enumerated() where bucket.overlaps(range) {
             unfinished[b] -= bucket.clamped(to: range).count
@@ -101,7 +122,7 @@ public final class DistributedDataParallel: @unchecked Sendable {
     }
 
     /// Reduces every bucket not yet started and waits until all reductions are done.
-    public func finishGradSync() throws {
+    func finishGradSync() throws {
         guard dataParallel.size > 1 else { return }
         let start = Self.now()
         if let thread {
@@ -141,5 +162,14 @@ public final class DistributedDataParallel: @unchecked Sendable {
             try dataParallel.allReduce(values, op: .sum)
         }
         lastCommunicationSeconds += Self.now() - start
+    }
+}
+
+extension Range where Bound == Int {
+    /// The parts of this range outside `other` (none, one or two ranges).
+    func removing(_ other: Range<Int>?) -> [Range<Int>] {
+        guard let other, overlaps(other) else { return isEmpty ? [] : [self] }
+        return [lowerBound ..< Swift.max(lowerBound, other.lowerBound), Swift.min(upperBound, other.upperBound) ..< upperBound]
+            .filter { !$0.isEmpty }
     }
 }

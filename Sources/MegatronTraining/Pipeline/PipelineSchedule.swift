@@ -16,10 +16,6 @@ struct PipelineSchedule {
     /// The micro-batch of index m (of this iteration, on this data-parallel rank) and its dropout masks.
     let microBatch: (Int) throws -> (MicroBatch, DropoutKey)
 
-    /// Messages between neighbouring stages: from stage i to i + 1 always activations, back always
-    /// gradients, each in order, so one tag serves both.
-    static let tag = 7300
-
     /// Runs the forward and backward of `count` micro-batches, each loss weighted by `lossWeight`;
     /// `gradientsReady` goes to the last micro-batch's backward. Returns Σ mask·ℓ and Σ mask over the
     /// micro-batches on the last stage, zeros elsewhere.
@@ -88,20 +84,20 @@ struct PipelineSchedule {
 
     private func receive(from peer: Int) throws -> Tensor {
         let tensor = Tensor(shape: activationShape, on: model.device, zeroed: false)
-        try model.pipeline.group!.receive(into: UnsafeMutableBufferPointer(start: tensor.floats, count: tensor.count), from: peer, tag: Self.tag)
+        try model.pipeline.group.receive(into: UnsafeMutableBufferPointer(start: tensor.floats, count: tensor.count), from: peer, tag: MessageTag.pipeline)
         return tensor
     }
 
     private func send(_ tensor: Tensor, to peer: Int) throws {
-        try model.pipeline.group!.send(UnsafeBufferPointer(start: tensor.floats, count: tensor.count), to: peer, tag: Self.tag)
+        try model.pipeline.group.send(UnsafeBufferPointer(start: tensor.floats, count: tensor.count), to: peer, tag: MessageTag.pipeline)
     }
 
     /// Sends `outgoing` to `peer` and receives from it at once.
     private func exchange(_ outgoing: Tensor, with peer: Int) throws -> Tensor {
         let incoming = Tensor(shape: activationShape, on: model.device, zeroed: false)
-        try model.pipeline.group!.sendReceive(UnsafeBufferPointer(start: outgoing.floats, count: outgoing.count), to: peer,
+        try model.pipeline.group.sendReceive(UnsafeBufferPointer(start: outgoing.floats, count: outgoing.count), to: peer,
                                               into: UnsafeMutableBufferPointer(start: incoming.floats, count: incoming.count),
-                                              from: peer, tag: Self.tag)
+                                              from: peer, tag: MessageTag.pipeline)
         return incoming
     }
 
@@ -130,14 +126,5 @@ struct PipelineSchedule {
     private func sendBackwardReceiveForward(_ gradInput: Tensor?) throws -> Tensor? {
         guard let gradInput, !model.pipeline.isFirst else { return nil }
         return try exchange(gradInput, with: model.pipeline.index - 1)
-    }
-}
-
-extension Range where Bound == Int {
-    /// The parts of this range outside `other` (none, one or two ranges).
-    func removing(_ other: Range<Int>?) -> [Range<Int>] {
-        guard let other, overlaps(other) else { return isEmpty ? [] : [self] }
-        return [lowerBound ..< Swift.max(lowerBound, other.lowerBound), Swift.min(upperBound, other.upperBound) ..< upperBound]
-            .filter { !$0.isEmpty }
     }
 }

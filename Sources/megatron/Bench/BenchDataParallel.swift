@@ -39,17 +39,16 @@ struct BenchDataParallel: ParsableCommand {
     func measure(_ c: GPTConfig, sequenceLength seq: Int, world: any Communicator) throws {
         let groups = try ProcessGroups(world: world, state: distributed.parallelState())
         let device = try device.makeDevice(ranksSharingCores: distributed.ranksPerMachine)
-        let model = try GPTModel(config: c, seed: 0, on: device)
-        let ddp = try DistributedDataParallel(model: model, dataParallel: groups.dataParallel, settings: distributed.ddpSettings)
-        let optimizer = Optimizer(model: model, settings: .init(), ownedRanges: ddp.ownedRanges,
-                                  gradNormGroup: distributed.useDistributedOptimizer ? groups.dataParallel : nil)
+        let model = try GPTModel(config: c, seed: 0, groups: groups, on: device)
+        let ddp = try DistributedDataParallel(model: model, settings: distributed.ddpSettings)
+        let optimizer = Optimizer(model: model, settings: .init(), dataParallel: ddp)
         var settings = Trainer.Settings(trainIters: warmup + steps, microBatchSize: 1, globalBatchSize: globalBatchSize,
                                         sequenceLength: seq)
         settings.logInterval = warmup + steps
         // Megatron's mock documents, the first thousand.
         let data = try GPTDataset(MockGPTLowLevelDataset(vocabSize: 50257, endOfDocument: 50256), documents: 0 ..< 1000,
                                   numSamples: (warmup + steps) * globalBatchSize, sequenceLength: seq, seed: 1)
-        let trainer = Trainer(model: model, optimizer: optimizer, scheduler: .init(maxLR: 1e-4, warmupSteps: 0, decaySteps: 100, decayStyle: .constant),
+        let trainer = try Trainer(model: model, optimizer: optimizer, scheduler: .init(maxLR: 1e-4, warmupSteps: 0, decaySteps: 100, decayStyle: .constant),
                               settings: settings, dataParallel: ddp, sample: data.sample, log: { _ in })
         let timed = Array(try trainer.train().dropFirst(warmup))
         let median = { (values: [Double]) in values.sorted()[values.count / 2] }

@@ -186,17 +186,15 @@ struct Pretrain: ParsableCommand {
             boundaries.resetAttentionMask = resetAttentionMask
             settings.documentBoundaries = boundaries
         }
-        let gpt = try GPTModel(config: config, seed: UInt64(training.seed), tensorParallel: groups.tensorModelParallel,
-                               pipeline: groups.pipelineModelParallel, on: device)
+        let gpt = try GPTModel(config: config, seed: UInt64(training.seed), groups: groups, on: device)
         gpt.recompute = try recomputation.recompute(layers: config.numLayers)
         // As Megatron: sequence parallelism only over tensor-parallel ranks.
         gpt.sequenceParallel = distributed.sequenceParallel && groups.state.tensorModelParallelSize > 1
         if distributed.sequenceParallel && !gpt.sequenceParallel && isFirst {
             print("WARNING: Disabling sequence parallelism because tensor model parallelism is disabled")
         }
-        let dataParallel = try DistributedDataParallel(model: gpt, dataParallel: groups.dataParallel, settings: distributed.ddpSettings)
-        let optimizer = Optimizer(model: gpt, settings: try optimizerSettings(), ownedRanges: dataParallel.ownedRanges,
-                                  gradNormGroup: distributed.useDistributedOptimizer ? groups.dataParallel : nil)
+        let dataParallel = try DistributedDataParallel(model: gpt, settings: distributed.ddpSettings)
+        let optimizer = Optimizer(model: gpt, settings: try optimizerSettings(), dataParallel: dataParallel)
         if isFirst {
             if optimizer.usesDynamicLossScaling && !training.noCheckForNaNInLossAndGrad { print(MixedPrecisionArguments.checkTurnedOffWarning) }
             print("> building GPT model: \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
@@ -238,7 +236,7 @@ struct Pretrain: ParsableCommand {
             if rank0BuildsFirst && isFirst { try world.barrier() }
         }
         fflush(nil)
-        let trainer = Trainer(model: gpt, optimizer: optimizer, scheduler: try training.scheduler(globalBatchSize: gbs), settings: settings,
+        let trainer = try Trainer(model: gpt, optimizer: optimizer, scheduler: try training.scheduler(globalBatchSize: gbs), settings: settings,
                               dataParallel: dataParallel, sample: sample,
                               log: { line in if isLast { print(line); fflush(nil) } })
         trainer.evaluation = evaluation

@@ -1,0 +1,64 @@
+import MegatronCore
+import MegatronParallel
+
+extension GPTModel {
+    /// The L2 norm over the whole model of `buffer` (the parameters or the gradients), each
+    /// replicated value counted once: collective over the tensor- and pipeline-parallel groups.
+    public func wholeModelNorm(of buffer: Tensor) throws -> Double {
+        let spans = try layout.normSpans.map { try buffer.view(offset: $0.lowerBound, shape: [$0.count]) }
+        let local = try Elementwise.globalL2Norm(spans, on: device)
+        guard groups.modelParallel.size > 1 else { return local }
+        return try groups.modelParallel.allReduce(local * local, op: .sum).squareRoot()
+    }
+
+    /// The span of the last stage's copy of the word embedding (tied embeddings over several
+    /// stages), whose gradient `reduceSharedEmbeddingGradients` completes; nil elsewhere.
+    public var sharedEmbeddingRange: Range<Int>? {
+        guard pipeline.count > 1, !config.untieEmbeddingsAndOutputWeights, pipeline.isFirst || pipeline.isLast,
+              let e = layout.entry("embedding.word_embeddings.weight") else { return nil }
+        return e.offset ..< e.offset + e.count
+    }
+
+    /// Under pipeline parallelism with tied embeddings, adds the first stage's word-embedding gradient
+    /// and the last stage's (its copy's, from the output layer) on both, so the two copies take the
+    /// same step (Megatron's all-reduce of the embedding group). Once per iteration, after the last
+    /// backward; the other stages do nothing.
+    public func reduceSharedEmbeddingGradients() throws {
+        guard let range = sharedEmbeddingRange else { return }
+        let group = pipeline.group
+        let peer = pipeline.isFirst ? group.size - 1 : 0
+        let theirs = Tensor(shape: [range.count], on: device, zeroed: false)
+        let mine = try gradients.view(offset: range.lowerBound, shape: [range.count])
+        try group.sendReceive(UnsafeBufferPointer(start: mine.floats, count: range.count), to: peer,
+                              into: UnsafeMutableBufferPointer(start: theirs.floats, count: range.count), from: peer,
+                              tag: MessageTag.sharedEmbedding)
+        // a + b and b + a are the same float: both copies get the same bits.
+        try Elementwise.axpy(mine, theirs, alpha: 1, on: device)
+    }
+
+    /// Under sequence parallelism, sums over the tensor-parallel group the gradients of the
+    /// replicated parameters that act on rows (norms, and the biases added after a reduce-scatter):
+    /// each rank's cover only its rows. Call it once per iteration, after the last micro-batch's
+    /// backward (and after or before the data-parallel reduction: both are sums), as Megatron's
+    /// finalize_model_grads all-reduces the layernorm gradients.
+    public func reduceSequenceParallelGradients() throws {
+        let group = tensorParallel.group
+        guard sequenceParallel, group.size > 1 else { return }
+        let entries = layout.entries.filter { !$0.isSharded && $0.name != "embedding.position_embeddings.weight" }
+        let packed = Tensor(shape: [entries.reduce(0) { $0 + $1.count }], on: device, zeroed: false)
+        var offset = 0
+        for e in entries {
+            (packed.floats + offset).update(from: gradients.floats + e.offset, count: e.count)
+            offset += e.count
+        }
+        try group.allReduce(UnsafeMutableBufferPointer(start: packed.floats, count: packed.count), op: .sum)
+        offset = 0
+        for e in entries {
+            (gradients.floats + e.offset).update(from: packed.floats + offset, count: e.count)
+            offset += e.count
+        }
+    }
+
+    /// Sets every gradient to zero (before an iteration's first micro-batch).
+    public func zeroGradients() { gradients.zero() }
+}

@@ -1,0 +1,13 @@
+/// The tags of every point-to-point message the system sends, in one place so no two kinds of
+/// message share one on a group.
+public enum MessageTag {
+    /// A checkpoint's data-parallel shards (distributed optimizer state), sent to data-parallel rank 0.
+    public static let checkpointShard = 7100
+    /// A checkpoint's model-parallel parts (tensor and pipeline shards), sent to the first rank of the group.
+    public static let checkpointModelParallel = 7101
+    /// The tied word embedding's gradient, exchanged by the first and last pipeline stages.
+    public static let sharedEmbedding = 7200
+    /// Activations forward and gradients backward between neighbouring pipeline stages (always in
+    /// order, so one tag serves both).
+    public static let pipeline = 7300
+}
