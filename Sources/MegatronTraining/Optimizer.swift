@@ -66,7 +66,7 @@ public final class Optimizer {
 
     /// An optimizer over the model's flat buffer, or under `dataParallel`'s distributed optimizer
     /// over this rank's shard of it.
-    public init(model: GPTModel, settings: Settings, dataParallel: DistributedDataParallel? = nil) {
+    public init(model: GPTModel, settings: Settings, dataParallel: DistributedDataParallel? = nil) throws {
         self.model = model
         self.settings = settings
         ownedRanges = dataParallel?.ownedRanges ?? [0 ..< model.layout.totalCount]
@@ -74,9 +74,9 @@ public final class Optimizer {
         let counted = model.layout.normSpans
         normSpans = self.ownedRanges.flatMap { owned in counted.map { $0.clamped(to: owned) }.filter { !$0.isEmpty } }
         let n = self.ownedRanges.reduce(0) { $0 + $1.count }
-        firstMoment = Tensor(shape: [n], on: model.device)
-        secondMoment = settings.kind == .adam ? Tensor(shape: [n], on: model.device) : nil
-        mainParameters = settings.paramsDType == .float32 ? nil : Tensor(shape: [n], on: model.device, zeroed: false)
+        firstMoment = try Tensor(shape: [n], on: model.device)
+        secondMoment = settings.kind == .adam ? try Tensor(shape: [n], on: model.device) : nil
+        mainParameters = settings.paramsDType == .float32 ? nil : try Tensor(shape: [n], on: model.device, zeroed: false)
         gradScaler = settings.gradScaler
         var groups: [(Range<Int>, Int, Bool)] = []
         var stateOffset = 0

@@ -1,7 +1,7 @@
 import MegatronParallel
 
 /// The checks every `Communicator` implementation must pass, run collectively by every rank of a
-/// world: the in-process one under XCTest, the MPI one under `mpirun` (the
+/// world: the in-process one under Swift Testing, the MPI one under `mpirun` (the
 /// `communicator-conformance` executable). Expected values are computed independently from the
 /// ranks, so a check fails on wrong data, not only on a crash.
 public struct CommunicatorConformance {

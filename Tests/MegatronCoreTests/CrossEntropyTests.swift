@@ -46,7 +46,7 @@ import Testing
         var rng = TestRandom(seed: 51)
         let n = 10
         var p = rng.floats(n).doubles, m = [Double](repeating: 0, count: n), v = m
-        let param = tensor(p.map(Float.init), [n]), expAvg = Tensor(shape: [n], on: serial), expAvgSq = Tensor(shape: [n], on: serial)
+        let param = tensor(p.map(Float.init), [n]), expAvg = try Tensor(shape: [n], on: serial), expAvgSq = try Tensor(shape: [n], on: serial)
         let h = AdamW.Hyperparameters(learningRate: 1e-2, weightDecay: 0.1)
         for step in 1 ... 5 {
             let g = rng.floats(n)
@@ -85,7 +85,7 @@ import Testing
     }
 
     @Test func sgdWithMomentumMatchesTorchSemantics() throws {
-        let param = tensor([1, -2], [2]), buffer = Tensor(shape: [2], on: serial)
+        let param = tensor([1, -2], [2]), buffer = try Tensor(shape: [2], on: serial)
         try SGD.update(param: param, grad: tensor([0.5, 0.5], [2]), momentumBuffer: buffer, firstStep: true,
                        learningRate: 0.1, momentum: 0.9, weightDecay: 0.1, on: serial)
         // g = 0.5 + 0.1·p = [0.6, 0.3]; buf = g; p -= 0.1·buf

@@ -20,7 +20,7 @@ import Testing
         let tokenIds = (0 ..< tokens).map { _ in rng.int(below: 3) }  // many repeats
         let positionIds = (0 ..< tokens).map { $0 % 4 }
         let dy = rng.floats(tokens * h)
-        let dWord = Tensor(shape: [vocab, h], on: serial), dPos = Tensor(shape: [4, h], on: serial)
+        let dWord = try Tensor(shape: [vocab, h], on: serial), dPos = try Tensor(shape: [4, h], on: serial)
         try Embedding.backward(tensor(dy, [tokens, h]), ids: ids(tokenIds), positions: ids(positionIds),
                                gradWord: dWord, gradPosition: dPos, on: serial)
         var expectedWord = [Double](repeating: 0, count: vocab * h), expectedPos = [Double](repeating: 0, count: 4 * h)
@@ -42,7 +42,7 @@ import Testing
         func reference(_ word: [Double], _ pos: [Double]) -> [Double] {
             (0 ..< tokenIds.count).flatMap { t in (0 ..< h).map { c in word[tokenIds[t] * h + c] + pos[positionIds[t] * h + c] } }
         }
-        let dWord = Tensor(shape: [vocab, h], on: serial), dPos = Tensor(shape: [maxPos, h], on: serial)
+        let dWord = try Tensor(shape: [vocab, h], on: serial), dPos = try Tensor(shape: [maxPos, h], on: serial)
         try Embedding.backward(tensor(w, [tokenIds.count, h]), ids: ids(tokenIds), positions: ids(positionIds),
                                gradWord: dWord, gradPosition: dPos, on: serial)
         expectClose(dWord.toFloatArray(), finiteDifferences(word.doubles) { weightedSum(reference($0, pos.doubles), w) },
@@ -57,7 +57,7 @@ import Testing
         let tokenIds = (0 ..< tokens).map { _ in rng.int(below: vocab) }, dy = rng.floats(tokens * h)
         var results: [[Float]] = []
         for device in [serial, parallel] {
-            let dWord = Tensor(shape: [vocab, h], on: device)
+            let dWord = try Tensor(shape: [vocab, h], on: device)
             try Embedding.backward(tensor(dy, [tokens, h], on: device), ids: ids(tokenIds, on: device), gradWord: dWord, on: device)
             results.append(dWord.toFloatArray())
         }

@@ -81,17 +81,17 @@ func referenceRMSNorm(_ x: [Double], _ gamma: [Double], cols: Int, eps: Double) 
         let (_, rstd) = try RMSNorm.forward(x, weight: g, epsilon: eps, on: device)
         for _ in 0 ..< 2 {
             do {
-                let stale = Tensor(shape: [rows, cols], on: device)
+                let stale = try Tensor(shape: [rows, cols], on: device)
                 for i in 0 ..< stale.count { stale.floats[i] = .nan }
             }  // returned to the allocator's cache, NaNs and all
-            let dx = try LayerNorm.backward(dy, input: x, weight: g, saved: saved, gradWeight: Tensor(shape: [cols], on: device),
+            let dx = try LayerNorm.backward(dy, input: x, weight: g, saved: saved, gradWeight: try Tensor(shape: [cols], on: device),
                                             gradBias: nil, on: device)
             #expect(dx.toFloatArray().allSatisfy { $0.isFinite })
             do {
-                let stale = Tensor(shape: [rows, cols], on: device)
+                let stale = try Tensor(shape: [rows, cols], on: device)
                 for i in 0 ..< stale.count { stale.floats[i] = .nan }
             }
-            let dxRMS = try RMSNorm.backward(dy, input: x, weight: g, rstd: rstd, gradWeight: Tensor(shape: [cols], on: device), on: device)
+            let dxRMS = try RMSNorm.backward(dy, input: x, weight: g, rstd: rstd, gradWeight: try Tensor(shape: [cols], on: device), on: device)
             #expect(dxRMS.toFloatArray().allSatisfy { $0.isFinite })
         }
     }
@@ -113,7 +113,7 @@ func referenceRMSNorm(_ x: [Double], _ gamma: [Double], cols: Int, eps: Double) 
         for device in [serial, parallel] {
             let x = tensor(xv, [r, c], on: device), g = tensor(gv, [c], on: device)
             let (y, saved) = try LayerNorm.forward(x, weight: g, bias: g, epsilon: eps, on: device)
-            let dg = Tensor(shape: [c], on: device), db = Tensor(shape: [c], on: device)
+            let dg = try Tensor(shape: [c], on: device), db = try Tensor(shape: [c], on: device)
             let dx = try LayerNorm.backward(tensor(dyv, [r, c], on: device), input: x, weight: g, saved: saved,
                                             gradWeight: dg, gradBias: db, on: device)
             results.append(y.toFloatArray() + dx.toFloatArray() + dg.toFloatArray() + db.toFloatArray())

@@ -10,7 +10,7 @@ import Testing
     }
 
     func floats(_ bits: [UInt16], from dtype: DType) throws -> [Float] {
-        let t = Tensor(shape: [bits.count], dtype: dtype, on: serial)
+        let t = try Tensor(shape: [bits.count], dtype: dtype, on: serial)
         for (i, b) in bits.enumerated() { t.halfBits[i] = b }
         return try t.converted(to: .float32, on: serial).toFloatArray()
     }
@@ -98,18 +98,18 @@ import Testing
         #expect(Int(bitPattern: t.rawPointer) % 64 == 0)
     }
 
-    @Test func badShapesAreErrorsNamingBoth() {
-        let t = Tensor(shape: [3, 2], on: serial)
+    @Test func badShapesAreErrorsNamingBoth() throws {
+        let t = try Tensor(shape: [3, 2], on: serial)
         #expect { try t.reshaped([4, 2]) } throws: { "\($0)" == "reshape: cannot view shape [3, 2] (6 elements) as [4, 2]" }
         #expect(throws: TensorError.self) { try t.slice(2 ..< 4) }
         #expect(throws: TensorError.self) { try t.view(offset: 5, shape: [2]) }
         #expect(throws: TensorError.self) { try Tensor([1, 2, 3], shape: [2, 2], on: serial) }
     }
 
-    @Test func allocatorReusesFreedBlocks() {
+    @Test func allocatorReusesFreedBlocks() throws {
         let device = CPUDevice(threads: 1)
         for _ in 0 ..< 10 {
-            let a = Tensor(shape: [1000, 768], on: device), b = Tensor(shape: [77], on: device)
+            let a = try Tensor(shape: [1000, 768], on: device), b = try Tensor(shape: [77], on: device)
             #expect(Int(bitPattern: a.rawPointer) % 64 == 0 && Int(bitPattern: b.rawPointer) % 64 == 0)
         }
         let stats = device.allocator.statistics
@@ -122,9 +122,25 @@ import Testing
         #expect(device.allocator.statistics.cachedBytes == 0)
     }
 
-    @Test func bigBlocksStartOnAHugePage() {
+    /// Past the device's memory limit a tensor is refused with an error naming the size asked for,
+    /// what is in use and the limit; the refused request leaves the rest of the limit usable.
+    @Test func aTensorPastTheMemoryLimitIsAnErrorNamingTheSizes() throws {
+        let device = CPUDevice(threads: 1, memoryLimitBytes: 1 << 20)
+        let held = try Tensor(shape: [128, 1024], on: device)  // 512 KiB
+        #expect(throws: OutOfMemoryError(requestedBytes: 4 << 20, liveBytes: 512 << 10, limitBytes: 1 << 20)) {
+            try Tensor(shape: [1 << 20], on: device)
+        }
+        let message = "\(OutOfMemoryError(requestedBytes: 4 << 20, liveBytes: 512 << 10, limitBytes: 1 << 20))"
+        #expect(message.contains("4194304 bytes") && message.contains("524288 bytes in use") && message.contains("limit of 1048576 bytes"))
+        #expect(device.allocator.statistics.liveBytes == 512 << 10)
+        _ = held
+        let second = try Tensor(shape: [128, 1024], on: device)
+        #expect(second.count == 128 * 1024)
+    }
+
+    @Test func bigBlocksStartOnAHugePage() throws {
         let device = CPUDevice(threads: 1)
-        let big = Tensor(shape: [1024, 768], on: device)  // 3 MiB
+        let big = try Tensor(shape: [1024, 768], on: device)  // 3 MiB
         #expect(Int(bitPattern: big.rawPointer) % CachingAllocator.hugePageBytes == 0)
     }
 
@@ -196,7 +212,7 @@ import Testing
         let (batch, m, k, n) = (4, 3, 5, 2)
         let a = rng.floats(batch * m * k), b = rng.floats(batch * n * k)
         for device in [serial, parallel] {
-            let c = Tensor(shape: [batch, m, n], on: device)
+            let c = try Tensor(shape: [batch, m, n], on: device)
             try GEMM.batchedMatmul(tensor(a, [batch, m, k], on: device), tensor(b, [batch, n, k], on: device), transposeB: true,
                                    into: c, on: device)
             var expected: [Double] = []

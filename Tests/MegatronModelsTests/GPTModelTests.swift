@@ -78,7 +78,7 @@ func samples(_ batch: Int, _ length: Int, vocab: Int = 40, seed: UInt64 = 1) -> 
         for _ in 0 ..< 2 {
             let model = try GPTModel(config: tinyConfig { $0.initMethodStd = 0.02; $0.hiddenDropout = 0.1 }, seed: 1, on: device)
             let batch = try MicroBatch(samples: samples(2, 8), on: device)
-            let m = Tensor(shape: [model.layout.totalCount], on: device), v = Tensor(shape: [model.layout.totalCount], on: device)
+            let m = try Tensor(shape: [model.layout.totalCount], on: device), v = try Tensor(shape: [model.layout.totalCount], on: device)
             var run: [Float] = []
             for step in 1 ... 300 {
                 model.zeroGradients()

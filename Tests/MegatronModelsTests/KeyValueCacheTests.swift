@@ -13,7 +13,7 @@ import Testing
         let model = try GPTModel(config: config, seed: 7, on: device)
         let tokens = samples(1, 7)[0]   // 8 tokens: the whole context
         let whole = try model.logits(MicroBatch(samples: [tokens + [0]], on: device)).toFloatArray()
-        let cache = KeyValueCache(for: model)
+        let cache = try KeyValueCache(for: model)
         var cached = try model.logits(continuing: Array(tokens.prefix(5)), cache: cache).toFloatArray()
         for token in tokens.dropFirst(5) { cached += try model.logits(continuing: [token], cache: cache).toFloatArray() }
         #expect(cache.length == 8 && cached.count == whole.count)

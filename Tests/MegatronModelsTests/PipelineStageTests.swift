@@ -63,7 +63,7 @@ import Testing
             let rows = sequenceParallel ? batch.tokens.count / tp : batch.tokens.count
             var input: Tensor?
             if !stage.isFirst {
-                let received = Tensor(shape: [rows, config.hiddenSize], on: model.device)
+                let received = try Tensor(shape: [rows, config.hiddenSize], on: model.device)
                 try link.receive(into: UnsafeMutableBufferPointer(start: received.floats, count: received.count), from: stage.index - 1, tag: 1)
                 input = received
             }
@@ -73,7 +73,7 @@ import Testing
                 whole.check(loss: try model.loss(of: activations, lossWeight: 1).mean, rank: world.rank, failures)
             } else {
                 try link.send(UnsafeBufferPointer(start: activations.output.floats, count: activations.output.count), to: stage.index + 1, tag: 1)
-                let received = Tensor(shape: activations.output.shape, on: model.device)
+                let received = try Tensor(shape: activations.output.shape, on: model.device)
                 try link.receive(into: UnsafeMutableBufferPointer(start: received.floats, count: received.count), from: stage.index + 1, tag: 2)
                 gradOutput = received
             }

@@ -102,7 +102,7 @@ import Testing
         try InProcessWorld(size: 2).run { group in
             let model = try GPTModel(config: config, seed: 7, groups: tensorParallelGroups(group), on: CPUDevice(threads: 1))
             let logits = try model.logits(MicroBatch(samples: [tokens + [0]], on: model.device)).toFloatArray()
-            let cache = KeyValueCache(for: model)
+            let cache = try KeyValueCache(for: model)
             var cached = try model.logits(continuing: Array(tokens.prefix(5)), cache: cache).toFloatArray()
             for token in tokens.dropFirst(5) { cached += try model.logits(continuing: [token], cache: cache).toFloatArray() }
             model.sequenceParallel = true

@@ -1,87 +1,90 @@
 import Foundation
-import XCTest
+import Testing
 
-/// `megatron pretrain` under mpirun: data-parallel runs reproduce one rank's losses, and a rank
-/// that dies ends the whole job, named, within a bounded time.
-final class MPIPretrainTests: XCTestCase {
-    static let tinyRun = ["pretrain", "--mock-data", "--tokenizer-type", "NullTokenizer", "--vocab-size", "256",
-                          "--num-layers", "2", "--hidden-size", "32", "--num-attention-heads", "4",
-                          "--seq-length", "32", "--max-position-embeddings", "32", "--micro-batch-size", "1",
-                          "--global-batch-size", "8", "--lr", "3e-3", "--lr-warmup-iters", "3", "--clip-grad", "0.5",
-                          "--hidden-dropout", "0.1", "--attention-dropout", "0.1", "--log-interval", "1", "--threads", "1"]
+extension MPITests {
+    /// `megatron pretrain` under mpirun: data-parallel runs reproduce one rank's losses, and a rank
+    /// that dies ends the whole job, named, within a bounded time. Needs OpenMPI's mpirun; MPITests
+    /// skips it without, and runs its tests one at a time.
+    @Suite struct MPIPretrainTests {
+        static let tinyRun = ["pretrain", "--mock-data", "--tokenizer-type", "NullTokenizer", "--vocab-size", "256",
+                              "--num-layers", "2", "--hidden-size", "32", "--num-attention-heads", "4",
+                              "--seq-length", "32", "--max-position-embeddings", "32", "--micro-batch-size", "1",
+                              "--global-batch-size", "8", "--lr", "3e-3", "--lr-warmup-iters", "3", "--clip-grad", "0.5",
+                              "--hidden-dropout", "0.1", "--attention-dropout", "0.1", "--log-interval", "1", "--threads", "1"]
 
-    /// The lm loss of every logged iteration.
-    static func losses(_ output: String) -> [Double] {
-        output.split(separator: "\n").compactMap { line in
-            guard let range = line.range(of: "lm loss: ") else { return nil }
-            return Double(line[range.upperBound...].prefix { $0 != " " && $0 != "|" })
-        }
-    }
-
-    func testDataParallelRunsMatchOneRankOverTwentySteps() throws {
-        let steps = ["--train-iters", "20"]
-        let (status, output) = try MPIRun.run(processes: nil, executable: "megatron", arguments: Self.tinyRun + steps)
-        XCTAssertEqual(status, 0, output)
-        let single = Self.losses(output)
-        XCTAssertEqual(single.count, 20, output)
-        for (processes, extra) in [(2, []), (4, ["--overlap-grad-reduce", "--ddp-bucket-size", "4000"]),
-                                   (4, ["--use-distributed-optimizer", "--overlap-grad-reduce", "--ddp-bucket-size", "4000"])] {
-            let (status, output) = try MPIRun.run(processes: processes, executable: "megatron", arguments: Self.tinyRun + steps + extra)
-            XCTAssertEqual(status, 0, output)
-            let losses = Self.losses(output)
-            XCTAssertEqual(losses.count, 20, "DP=\(processes) \(extra) logs once per iteration, from the last rank only:\n\(output)")
-            for (step, (a, b)) in zip(single, losses).enumerated() {
-                XCTAssertLessThanOrEqual(abs(a - b), 1e-5 * abs(a), "DP=\(processes) \(extra): step \(step + 1) loss \(a) vs \(b)")
+        /// The lm loss of every logged iteration.
+        static func losses(_ output: String) -> [Double] {
+            output.split(separator: "\n").compactMap { line in
+                guard let range = line.range(of: "lm loss: ") else { return nil }
+                return Double(line[range.upperBound...].prefix { $0 != " " && $0 != "|" })
             }
         }
-    }
 
-    /// Tensor (sequence-parallel), pipeline and data parallelism under mpirun, where sends block:
-    /// TP=2 × PP=2, PP=2 × DP=2 with the distributed optimizer, PP=4 (1F1B with every warm-up
-    /// length) give one rank's losses.
-    func testModelParallelRunsMatchOneRank() throws {
-        let run = Self.tinyRun + ["--num-layers", "4", "--train-iters", "6"]
-        let (status, output) = try MPIRun.run(processes: nil, executable: "megatron", arguments: run)
-        XCTAssertEqual(status, 0, output)
-        let single = Self.losses(output)
-        XCTAssertEqual(single.count, 6, output)
-        for (processes, extra) in [(4, ["--tensor-model-parallel-size", "2", "--sequence-parallel", "--pipeline-model-parallel-size", "2"]),
-                                   (4, ["--pipeline-model-parallel-size", "2", "--use-distributed-optimizer", "--overlap-grad-reduce"]),
-                                   (4, ["--pipeline-model-parallel-size", "4"])] {
-            let (status, output) = try MPIRun.run(processes: processes, executable: "megatron", arguments: run + extra)
-            XCTAssertEqual(status, 0, output)
-            let losses = Self.losses(output)
-            XCTAssertEqual(losses.count, 6, "\(extra):\n\(output)")
-            for (step, (a, b)) in zip(single, losses).enumerated() {
-                XCTAssertLessThanOrEqual(abs(a - b), 1e-4 * abs(a), "\(extra): step \(step + 1) loss \(a) vs \(b)")
+        @Test func dataParallelRunsMatchOneRankOverTwentySteps() throws {
+            let steps = ["--train-iters", "20"]
+            let (status, output) = try MPIRun.run(processes: nil, executable: "megatron", arguments: Self.tinyRun + steps)
+            #expect(status == 0, "\(output)")
+            let single = Self.losses(output)
+            #expect(single.count == 20, "\(output)")
+            for (processes, extra) in [(2, []), (4, ["--overlap-grad-reduce", "--ddp-bucket-size", "4000"]),
+                                       (4, ["--use-distributed-optimizer", "--overlap-grad-reduce", "--ddp-bucket-size", "4000"])] {
+                let (status, output) = try MPIRun.run(processes: processes, executable: "megatron", arguments: Self.tinyRun + steps + extra)
+                #expect(status == 0, "\(output)")
+                let losses = Self.losses(output)
+                #expect(losses.count == 20, "DP=\(processes) \(extra) logs once per iteration, from the last rank only:\n\(output)")
+                for (step, (a, b)) in zip(single, losses).enumerated() {
+                    #expect(abs(a - b) <= 1e-5 * abs(a), "DP=\(processes) \(extra): step \(step + 1) loss \(a) vs \(b)")
+                }
             }
         }
-    }
 
-    /// SIGKILL one of four ranks mid-run: mpirun must end the job non-zero, naming the rank.
-    func testKillingOneRankEndsTheJobAndNamesIt() throws {
-        let run = try MPIRun(processes: 4, executable: "megatron", arguments: Self.tinyRun + ["--train-iters", "100000"])
-        // Wait until training is under way, then kill rank 2.
-        let deadline = Date(timeIntervalSinceNow: 120)
-        while !run.output.contains("iteration") && run.process.isRunning && Date() < deadline { usleep(100_000) }
-        XCTAssertTrue(run.output.contains("iteration"), "training never started:\n\(run.output)")
-        let pid = try XCTUnwrap(run.pid(ofRank: 2), "rank 2's process not found")
-        kill(pid, SIGKILL)
-        let killed = Date()
-        let status = run.wait(timeout: 30)
-        XCTAssertNotNil(status, "the job still ran 30 s after rank 2 died:\n\(run.output.suffix(2000))")
-        XCTAssertNotEqual(status, 0)
-        XCTAssertLessThan(Date().timeIntervalSince(killed), 30)
-        XCTAssertTrue(run.output.contains("rank 2"), "the failure does not name rank 2:\n\(run.output.suffix(2000))")
-    }
+        /// Tensor (sequence-parallel), pipeline and data parallelism under mpirun, where sends block:
+        /// TP=2 × PP=2, PP=2 × DP=2 with the distributed optimizer, PP=4 (1F1B with every warm-up
+        /// length) give one rank's losses.
+        @Test func modelParallelRunsMatchOneRank() throws {
+            let run = Self.tinyRun + ["--num-layers", "4", "--train-iters", "6"]
+            let (status, output) = try MPIRun.run(processes: nil, executable: "megatron", arguments: run)
+            #expect(status == 0, "\(output)")
+            let single = Self.losses(output)
+            #expect(single.count == 6, "\(output)")
+            for (processes, extra) in [(4, ["--tensor-model-parallel-size", "2", "--sequence-parallel", "--pipeline-model-parallel-size", "2"]),
+                                       (4, ["--pipeline-model-parallel-size", "2", "--use-distributed-optimizer", "--overlap-grad-reduce"]),
+                                       (4, ["--pipeline-model-parallel-size", "4"])] {
+                let (status, output) = try MPIRun.run(processes: processes, executable: "megatron", arguments: run + extra)
+                #expect(status == 0, "\(output)")
+                let losses = Self.losses(output)
+                #expect(losses.count == 6, "\(extra):\n\(output)")
+                for (step, (a, b)) in zip(single, losses).enumerated() {
+                    #expect(abs(a - b) <= 1e-4 * abs(a), "\(extra): step \(step + 1) loss \(a) vs \(b)")
+                }
+            }
+        }
 
-    /// A rank that fails with an error ends the job through MPI_Abort, naming itself and the cause.
-    func testARankErrorEndsTheJobAndNamesIt() throws {
-        // --data-path to a missing prefix: every rank fails as it opens the dataset.
-        let (status, output) = try MPIRun.run(processes: 2, executable: "megatron",
-                                              arguments: Self.tinyRun.filter { $0 != "--mock-data" }
-                                                + ["--data-path", "/nonexistent/prefix", "--train-iters", "5"], timeout: 60)
-        XCTAssertNotEqual(status, 0)
-        XCTAssertTrue(output.contains("failed:") && output.contains("/nonexistent/prefix"), output)
+        /// SIGKILL one of four ranks mid-run: mpirun must end the job non-zero, naming the rank.
+        @Test func killingOneRankEndsTheJobAndNamesIt() throws {
+            let run = try MPIRun(processes: 4, executable: "megatron", arguments: Self.tinyRun + ["--train-iters", "100000"])
+            // Wait until training is under way, then kill rank 2.
+            let deadline = Date(timeIntervalSinceNow: 120)
+            while !run.output.contains("iteration") && run.process.isRunning && Date() < deadline { usleep(100_000) }
+            #expect(run.output.contains("iteration"), "training never started:\n\(run.output)")
+            let pid = try #require(run.pid(ofRank: 2), "rank 2's process not found")
+            kill(pid, SIGKILL)
+            let killed = Date()
+            let status = run.wait(timeout: 30)
+            #expect(status != nil, "the job still ran 30 s after rank 2 died:\n\(run.output.suffix(2000))")
+            #expect(status != 0)
+            #expect(Date().timeIntervalSince(killed) < 30)
+            #expect(run.output.contains("rank 2"), "the failure does not name rank 2:\n\(run.output.suffix(2000))")
+        }
+
+        /// A rank that fails with an error ends the job through MPI_Abort, naming itself and the cause.
+        @Test func aRankErrorEndsTheJobAndNamesIt() throws {
+            // --data-path to a missing prefix: every rank fails as it opens the dataset.
+            let (status, output) = try MPIRun.run(processes: 2, executable: "megatron",
+                                                  arguments: Self.tinyRun.filter { $0 != "--mock-data" }
+                                                    + ["--data-path", "/nonexistent/prefix", "--train-iters", "5"], timeout: 60)
+            #expect(status != 0)
+            #expect(output.contains("failed:") && output.contains("/nonexistent/prefix"), "\(output)")
+        }
     }
 }

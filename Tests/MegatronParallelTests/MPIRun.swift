@@ -1,5 +1,12 @@
 import Foundation
-import XCTest
+import Testing
+
+/// The suites whose tests start `mpirun` (MPICommunicatorTests, MPIPretrainTests). They run one
+/// test at a time, never beside each other: each job's ranks want the machine's cores, and the
+/// tests' time limits assume they have them. They are skipped where OpenMPI's mpirun is not
+/// installed (scripts/setup.sh installs openmpi-bin).
+@Suite(.serialized, .enabled(if: MPIRun.mpirun != nil, "mpirun not found: run scripts/setup.sh (installs openmpi-bin)"))
+enum MPITests {}
 
 /// A product of this package started under OpenMPI's mpirun (or alone), its output going to a
 /// temporary file that can be read while it runs.
@@ -16,12 +23,18 @@ final class MPIRun {
         return bundle.pathExtension == "xctest" ? bundle.deletingLastPathComponent() : bundle
     }
 
+    /// OpenMPI's mpirun, nil where it is not installed.
+    static let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    struct MPIRunNotFound: Error, CustomStringConvertible {
+        var description: String { "mpirun not found: run scripts/setup.sh (installs openmpi-bin)" }
+    }
+
     /// Starts `executable` with `processes` ranks under mpirun, or directly when `processes` is nil.
     init(processes: Int?, executable: String, arguments: [String]) throws {
         let path = Self.productsDirectory.appendingPathComponent(executable).path
         if let processes {
-            let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
-            guard let mpirun else { throw XCTSkip("mpirun not found: run scripts/setup.sh (installs openmpi-bin)") }
+            guard let mpirun = Self.mpirun else { throw MPIRunNotFound() }
             process.executableURL = URL(fileURLWithPath: mpirun)
             // Root needs --allow-run-as-root; more ranks than cores need --oversubscribe.
             process.arguments = ["--allow-run-as-root", "--oversubscribe", "-x", "MEGATRON_TEST_MARKER=\(marker)",
@@ -53,13 +66,14 @@ final class MPIRun {
         return process.terminationStatus
     }
 
-    /// Runs to completion (at most `timeout` seconds) and returns the exit status and output.
-    static func run(processes: Int?, executable: String, arguments: [String], timeout: TimeInterval = 300)
-        throws -> (status: Int32, output: String) {
+    /// Runs to completion (at most `timeout` seconds) and returns the exit status and output; a run
+    /// that does not finish in time is an issue of the calling test, at `sourceLocation`.
+    static func run(processes: Int?, executable: String, arguments: [String], timeout: TimeInterval = 300,
+                    sourceLocation: SourceLocation = #_sourceLocation) throws -> (status: Int32, output: String) {
         let run = try MPIRun(processes: processes, executable: executable, arguments: arguments)
         guard let status = run.wait(timeout: timeout) else {
             run.process.terminate()
-            XCTFail("\(executable) did not finish within \(Int(timeout)) s:\n\(run.output)")
+            Issue.record("\(executable) did not finish within \(Int(timeout)) s:\n\(run.output)", sourceLocation: sourceLocation)
             return (-1, run.output)
         }
         return (status, run.output)

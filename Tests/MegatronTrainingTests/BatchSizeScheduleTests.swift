@@ -43,7 +43,7 @@ struct BatchSizeScheduleTests {
                 let ddp = try DistributedDataParallel(model: model)
                 var settings = Trainer.Settings(trainIters: iterations, microBatchSize: 1, globalBatchSize: 2, sequenceLength: 16)
                 settings.batchSizeSchedule = schedule
-                let trainer = try Trainer(model: model, optimizer: Optimizer(model: model, settings: .init(), dataParallel: ddp),
+                let trainer = try Trainer(model: model, optimizer: try Optimizer(model: model, settings: .init(), dataParallel: ddp),
                                       scheduler: .init(maxLR: 1e-3, warmupSteps: 0, decaySteps: 1000, decayStyle: .constant),
                                       settings: settings, dataParallel: ddp, sample: data.sample, log: { _ in })
                 let trained = try trainer.train()

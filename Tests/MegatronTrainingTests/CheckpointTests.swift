@@ -51,7 +51,7 @@ struct CheckpointTests {
             optimizerSettings.kind = kind
             optimizerSettings.clipGrad = 0.3
             precision(&optimizerSettings)
-            let optimizer = Optimizer(model: model, settings: optimizerSettings, dataParallel: dataParallel)
+            let optimizer = try Optimizer(model: model, settings: optimizerSettings, dataParallel: dataParallel)
             var settings = Trainer.Settings(trainIters: trainIters, microBatchSize: 1, globalBatchSize: 6, sequenceLength: 16)
             settings.save = save
             settings.exitInterval = exitInterval
@@ -249,7 +249,7 @@ struct CheckpointTests {
         var wider = Self.config
         wider.hiddenSize = 48
         let model = try GPTModel(config: wider, seed: 1, on: CPUDevice(threads: 1))
-        let trainer = try Trainer(model: model, optimizer: Optimizer(model: model, settings: .init()),
+        let trainer = try Trainer(model: model, optimizer: try Optimizer(model: model, settings: .init()),
                               scheduler: .init(maxLR: 1e-3, warmupSteps: 0, decaySteps: 1, decayStyle: .constant),
                               settings: .init(trainIters: 1, microBatchSize: 1, globalBatchSize: 1, sequenceLength: 16),
                               sample: { _ in [] }, log: { _ in })

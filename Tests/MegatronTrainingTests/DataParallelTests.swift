@@ -31,7 +31,7 @@ struct DataParallelTests {
             var optimizerSettings = Optimizer.Settings()
             optimizerSettings.clipGrad = 0.3
             precision(&optimizerSettings)
-            let optimizer = Optimizer(model: model, settings: optimizerSettings, dataParallel: dataParallel)
+            let optimizer = try Optimizer(model: model, settings: optimizerSettings, dataParallel: dataParallel)
             var settings = Trainer.Settings(trainIters: steps, microBatchSize: 1, globalBatchSize: 8, sequenceLength: 16)
             settings.logInterval = steps
             var lines: [String] = []
@@ -164,7 +164,7 @@ struct ShardedGradientNormTests {
             let ddp = try DistributedDataParallel(model: model, settings: settings)
             for i in 0 ..< n { model.gradients.floats[i] = gradient(i) }
             if world.rank == poisonRank { model.gradients.floats[ddp.ownedRanges[0].lowerBound] = .nan }
-            let optimizer = Optimizer(model: model, settings: .init(), dataParallel: ddp)
+            let optimizer = try Optimizer(model: model, settings: .init(), dataParallel: ddp)
             let (norm, skipped) = try optimizer.step(learningRate: 0)
             outcomes.record(world.rank, (norm ?? .nan, skipped))
         }

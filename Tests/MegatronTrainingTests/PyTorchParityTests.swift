@@ -97,7 +97,7 @@ import Testing
         let scheduler = OptimizerParamScheduler(maxLR: t["lr"] as! Double, minLR: t["min_lr"] as! Double,
                                                 warmupSteps: Double((t["lr_warmup_iters"] as! Int) * gbs), decaySteps: iters * gbs,
                                                 decayStyle: .cosine)
-        let trainer = try Trainer(model: model, optimizer: Optimizer(model: model, settings: optimizer), scheduler: scheduler,
+        let trainer = try Trainer(model: model, optimizer: try Optimizer(model: model, settings: optimizer), scheduler: scheduler,
                               settings: settings, sample: { samples[$0] }, log: { _ in })
         let losses = try trainer.train().map(\.loss)
         let expected = try fixture.tensors["train.losses"]!.floats()

@@ -71,7 +71,7 @@ import Testing
             let data = try MockData(vocabSize: 64, sequenceLength: 8, seed: 1)
             var optimizer = Optimizer.Settings()
             optimizer.weightDecay = optimizerWeightDecay
-            let trainer = try Trainer(model: model, optimizer: Optimizer(model: model, settings: optimizer),
+            let trainer = try Trainer(model: model, optimizer: try Optimizer(model: model, settings: optimizer),
                                   scheduler: .init(maxLR: 1e-2, warmupSteps: 0, decaySteps: 100, decayStyle: .constant,
                                                    weightDecayIncrement: schedule),
                                   settings: .init(trainIters: 3, microBatchSize: 2, globalBatchSize: 2, sequenceLength: 8),
@@ -140,7 +140,7 @@ import Testing
         var lines: [String] = []
         var optimizerSettings = Optimizer.Settings()
         optimizerSettings.clipGrad = 0.5
-        let trainer = try Trainer(model: model, optimizer: Optimizer(model: model, settings: optimizerSettings),
+        let trainer = try Trainer(model: model, optimizer: try Optimizer(model: model, settings: optimizerSettings),
                               scheduler: .init(maxLR: 3e-3, warmupSteps: 16, decaySteps: 160, decayStyle: .cosine),
                               settings: settings, sample: data.sample, log: { lines.append($0) })
         let results = try trainer.train()

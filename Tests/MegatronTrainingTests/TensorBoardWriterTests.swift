@@ -109,7 +109,7 @@ struct TensorBoardWriterTests {
         var settings = Trainer.Settings(trainIters: 4, microBatchSize: 1, globalBatchSize: 2, sequenceLength: 8)
         settings.logInterval = 2
         let data = try MockData(vocabSize: 128, sequenceLength: 8, seed: 1)
-        let trainer = try Trainer(model: model, optimizer: Optimizer(model: model, settings: .init()),
+        let trainer = try Trainer(model: model, optimizer: try Optimizer(model: model, settings: .init()),
                               scheduler: .init(maxLR: 1e-3, warmupSteps: 0, decaySteps: 8, decayStyle: .linear),
                               settings: settings, sample: data.sample, log: { _ in })
         trainer.evaluation = .init(interval: 2, iterations: 1, validation: data.sample, test: nil)

@@ -29,7 +29,7 @@ struct TrainerLossTests {
         let model = try GPTModel(config: config(), seed: 4, on: CPUDevice(threads: 1))
         var settings = Trainer.Settings(trainIters: 1, microBatchSize: 1, globalBatchSize: samples.count, sequenceLength: sequenceLength)
         settings.documentBoundaries = boundaries
-        let trainer = try Trainer(model: model, optimizer: Optimizer(model: model, settings: .init()),
+        let trainer = try Trainer(model: model, optimizer: try Optimizer(model: model, settings: .init()),
                               scheduler: .init(maxLR: 1e-3, warmupSteps: 0, decaySteps: 100, decayStyle: .constant),
                               settings: settings, sample: { samples[$0] }, log: { _ in })
         return try trainer.train()[0]

@@ -20,11 +20,12 @@ public final class CPUDevice: Sendable {
     /// The environment variable that sets the default thread count (`--threads` overrides it).
     public static let threadsEnvironmentVariable = "MEGATRON_NUM_THREADS"
 
-    /// A device using `threads` threads (≥ 1); sets OpenBLAS to the same count.
-    public init(threads: Int, timer: KernelTimer? = nil) {
+    /// A device using `threads` threads (≥ 1), its tensors within `memoryLimitBytes` (default: the
+    /// machine's physical memory); sets OpenBLAS to the same count.
+    public init(threads: Int, timer: KernelTimer? = nil, memoryLimitBytes: Int? = nil) {
         precondition(threads >= 1, "CPUDevice: threads must be at least 1")
         self.threads = threads
-        self.allocator = CachingAllocator()
+        self.allocator = CachingAllocator(limitBytes: memoryLimitBytes)
         self.timer = timer
         _ = Self.shortenedBLASThreadTimeout
         openblas_set_num_threads(Int32(threads))

@@ -21,7 +21,7 @@ public enum GEMM {
     public static func matmul(_ a: Tensor, transposeA: Bool = false, _ b: Tensor, transposeB: Bool = false,
                               on device: CPUDevice) throws -> Tensor {
         let m = transposeA ? a.columns : a.rows, n = transposeB ? b.rows : b.columns
-        let c = Tensor(shape: [m, n], on: device, zeroed: false)
+        let c = try Tensor(shape: [m, n], on: device, zeroed: false)
         try matmul(a, transposeA: transposeA, b, transposeB: transposeB, into: c, on: device)
         return c
     }

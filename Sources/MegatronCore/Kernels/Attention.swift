@@ -71,11 +71,11 @@ public enum Attention {
         try validate(qkv, layout, p, firstKeys: firstKeys, causal: causal, blockRows: blockRows)
         let heads = heads ?? DropoutHeads(first: 0, total: layout.heads)
         let l = layout, s = l.sequenceLength, d = l.headDim
-        let context = Tensor(shape: [l.tokens, l.heads * d], on: device, zeroed: false)
-        let lse = Tensor(shape: [l.batch, l.heads, s], on: device, zeroed: false)
+        let context = try Tensor(shape: [l.tokens, l.heads * d], on: device, zeroed: false)
+        let lse = try Tensor(shape: [l.batch, l.heads, s], on: device, zeroed: false)
         let jobs = l.batch * l.heads
         let scratchFloats = mg_attention_scratch_floats(s, d, blockRows)
-        let scratch = Tensor(shape: [device.taskCount(jobs), scratchFloats], on: device, zeroed: false)
+        let scratch = try Tensor(shape: [device.taskCount(jobs), scratchFloats], on: device, zeroed: false)
         device.timed("attention forward") {
             device.parallelFor(jobs) { range, task in
                 for job in range {
@@ -102,16 +102,16 @@ public enum Attention {
         try context.expect(shape: [l.tokens, l.heads * d], "Attention.backward", "context")
         try lse.expect(shape: [l.batch, l.heads, s], "Attention.backward", "lse")
         // Zeroed: the kernel accumulates into the key and value columns.
-        let gradQKV = Tensor(shape: qkv.shape, on: device)
+        let gradQKV = try Tensor(shape: qkv.shape, on: device)
         let jobs = l.batch * l.heads, perGroup = l.heads / l.groups
         // Under grouped-query attention several query heads add into one key/value head's gradient:
         // each (sequence, head) job then writes its own zeroed copy, [dK; dV] of 2·s·d floats, and
         // the copies are summed in head order afterwards. So every head is a job of its own (with
         // few groups, jobs per group would leave cores idle), and the result does not depend on how
         // heads are spread over threads.
-        let headGrads = perGroup > 1 ? Tensor(shape: [jobs, 2, s, d], on: device) : nil
+        let headGrads = perGroup > 1 ? try Tensor(shape: [jobs, 2, s, d], on: device) : nil
         let scratchFloats = mg_attention_scratch_floats(s, d, blockRows)
-        let scratch = Tensor(shape: [device.taskCount(jobs), scratchFloats], on: device, zeroed: false)
+        let scratch = try Tensor(shape: [device.taskCount(jobs), scratchFloats], on: device, zeroed: false)
         device.timed("attention backward") {
             device.parallelFor(jobs) { range, task in
                 for job in range {

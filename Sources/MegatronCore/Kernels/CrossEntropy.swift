@@ -27,7 +27,7 @@ public enum CrossEntropy {
         if let bad = values.firstIndex(where: { $0 < 0 || Int($0) >= vocab }) {
             throw TensorError("CrossEntropy: target \(values[bad]) at row \(bad) is outside the vocabulary of \(vocab)")
         }
-        let losses = Tensor(shape: [logits.rows], on: device, zeroed: false)
+        let losses = try Tensor(shape: [logits.rows], on: device, zeroed: false)
         device.parallelFor(logits.rows) { r, _ in
             mg_cross_entropy(logits.floats + r.lowerBound * vocab, losses.floats + r.lowerBound,
                              targets.int32s + r.lowerBound, gradWeights.map { $0.floats + r.lowerBound },

@@ -24,7 +24,7 @@ public enum Dropout {
                              on device: CPUDevice) throws -> Tensor {
         try input.expect(dtype: .float32, "Dropout", "input")
         try validate(p)
-        let y = Tensor(shape: input.shape, on: device, zeroed: false)
+        let y = try Tensor(shape: input.shape, on: device, zeroed: false)
         let first = firstRow * input.columns
         device.parallelElements(input.count) { r in
             mg_dropout(y.floats + r.lowerBound, input.floats + r.lowerBound, r.count, UInt64(first + r.lowerBound),
@@ -48,7 +48,7 @@ public enum BiasDropoutAdd {
         try residual.expect(shape: input.shape, "BiasDropoutAdd", "residual")
         try bias?.expect(shape: [input.columns], "BiasDropoutAdd", "bias")
         try Dropout.validate(p)
-        let out = Tensor(shape: input.shape, on: device, zeroed: false)
+        let out = try Tensor(shape: input.shape, on: device, zeroed: false)
         let cols = input.columns
         device.parallelRows(input.rows, columns: cols) { r, _ in
             let o = r.lowerBound * cols

@@ -15,7 +15,7 @@ public enum Elementwise {
     public static func add(_ a: Tensor, _ b: Tensor, on device: CPUDevice) throws -> Tensor {
         try a.expect(dtype: .float32, "add", "a")
         try b.expect(shape: a.shape, "add", "b")
-        let y = Tensor(shape: a.shape, on: device, zeroed: false)
+        let y = try Tensor(shape: a.shape, on: device, zeroed: false)
         device.parallelElements(a.count) { r in
             mg_add(y.floats + r.lowerBound, a.floats + r.lowerBound, b.floats + r.lowerBound, r.count)
         }
@@ -50,7 +50,7 @@ public enum Elementwise {
     public static func accumulateColumnSums(of x: Tensor, into sums: Tensor, on device: CPUDevice) throws {
         try x.expect(dtype: .float32, "accumulateColumnSums", "x")
         try sums.expect(shape: [x.columns], "accumulateColumnSums", "sums")
-        device.parallelRowsAccumulating(x.rows, columns: x.columns, into: [sums]) { r, out in
+        try device.parallelRowsAccumulating(x.rows, columns: x.columns, into: [sums]) { r, out in
             mg_column_sum_accumulate(out[0], x.floats + r.lowerBound * x.columns, r.count, x.columns)
         }
     }

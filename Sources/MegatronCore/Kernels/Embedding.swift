@@ -13,7 +13,7 @@ public enum Embedding {
     public static func forward(ids: Tensor, word: Tensor, vocabStart: Int = 0, vocabSize: Int? = nil,
                                position: Tensor? = nil, positions: Tensor? = nil, on device: CPUDevice) throws -> Tensor {
         let hidden = try validate(ids: ids, word: word, vocabStart: vocabStart, vocabSize: vocabSize, position: position, positions: positions)
-        let out = Tensor(shape: [ids.count, hidden], on: device, zeroed: false)
+        let out = try Tensor(shape: [ids.count, hidden], on: device, zeroed: false)
         device.parallelRows(ids.count, columns: hidden) { r, _ in
             let o = r.lowerBound
             mg_embedding_forward(out.floats + o * hidden, word.floats, vocabStart, word.shape[0], ids.int32s + o, position?.floats,

@@ -12,7 +12,7 @@ public enum GELU {
                                on device: CPUDevice) throws -> Tensor {
         try input.expect(dtype: .float32, "GELU", "input")
         try bias?.expect(shape: [input.columns], "GELU", "bias")
-        let y = Tensor(shape: input.shape, on: device, zeroed: false)
+        let y = try Tensor(shape: input.shape, on: device, zeroed: false)
         let cols = input.columns
         device.parallelRows(input.rows, columns: cols) { r, _ in
             let o = r.lowerBound * cols
@@ -28,9 +28,9 @@ public enum GELU {
         try gradOutput.expect(shape: input.shape, "GELU.backward", "gradOutput")
         try bias?.expect(shape: [input.columns], "GELU.backward", "bias")
         try gradBias?.expect(shape: [input.columns], "GELU.backward", "gradBias")
-        let dx = Tensor(shape: input.shape, on: device, zeroed: false)
+        let dx = try Tensor(shape: input.shape, on: device, zeroed: false)
         let cols = input.columns
-        device.parallelRowsAccumulating(input.rows, columns: cols, into: [gradBias]) { r, grads in
+        try device.parallelRowsAccumulating(input.rows, columns: cols, into: [gradBias]) { r, grads in
             let o = r.lowerBound * cols
             mg_gelu_backward(dx.floats + o, grads[0], gradOutput.floats + o, input.floats + o, bias?.floats, r.count, cols,
                              approximation == .none ? 1 : 0)

@@ -13,9 +13,9 @@ public enum LayerNorm {
     public static func forward(_ input: Tensor, weight: Tensor, bias: Tensor?, epsilon: Float,
                                on device: CPUDevice) throws -> (output: Tensor, saved: Saved) {
         let (rows, cols) = try validate(input, weight: weight, bias: bias)
-        let y = Tensor(shape: input.shape, on: device, zeroed: false)
-        let mean = Tensor(shape: [rows], on: device, zeroed: false)
-        let rstd = Tensor(shape: [rows], on: device, zeroed: false)
+        let y = try Tensor(shape: input.shape, on: device, zeroed: false)
+        let mean = try Tensor(shape: [rows], on: device, zeroed: false)
+        let rstd = try Tensor(shape: [rows], on: device, zeroed: false)
         device.parallelRows(rows, columns: cols) { r, _ in
             let o = r.lowerBound
             mg_layernorm_forward(y.floats + o * cols, mean.floats + o, rstd.floats + o, input.floats + o * cols,
@@ -36,9 +36,9 @@ public enum LayerNorm {
         try gradBias?.expect(shape: [cols], "LayerNorm.backward", "gradBias")
         try saved.rstd.expect(shape: [rows], "LayerNorm.backward", "saved rstd")
         try gradInput?.expect(shape: input.shape, "LayerNorm.backward", "gradInput")
-        let dx = gradInput ?? Tensor(shape: input.shape, on: device, zeroed: false)
+        let dx = try gradInput ?? Tensor(shape: input.shape, on: device, zeroed: false)
         let accumulate: Int32 = gradInput == nil ? 0 : 1
-        device.parallelRowsAccumulating(rows, columns: cols, into: [gradWeight, gradBias]) { r, grads in
+        try device.parallelRowsAccumulating(rows, columns: cols, into: [gradWeight, gradBias]) { r, grads in
             let o = r.lowerBound
             mg_layernorm_backward(dx.floats + o * cols, grads[0], grads[1], gradOutput.floats + o * cols,
                                   input.floats + o * cols, weight.floats, saved.mean.floats + o,

@@ -20,14 +20,14 @@ extension CPUDevice {
     /// several, each task gets zeroed partial rows, added into the targets in task order afterwards,
     /// so the result does not depend on scheduling.
     func parallelRowsAccumulating(_ rows: Int, columns: Int, into targets: [Tensor?],
-                                  _ body: @Sendable (Range<Int>, [UnsafeMutablePointer<Float>?]) -> Void) {
+                                  _ body: @Sendable (Range<Int>, [UnsafeMutablePointer<Float>?]) -> Void) throws {
         let tasks = taskCount(rows, minimumPerTask: max(1, Self.minimumElementsPerTask / max(columns, 1)))
         if tasks <= 1 {
             body(0 ..< rows, targets.map { $0?.floats })
             return
         }
         let width = targets.count * columns
-        let partials = Tensor(shape: [tasks, width], on: self)
+        let partials = try Tensor(shape: [tasks, width], on: self)
         parallelFor(rows, minimumPerTask: max(1, Self.minimumElementsPerTask / max(columns, 1))) { range, task in
             let base = partials.floats + task * width
             body(range, targets.indices.map { targets[$0] == nil ? nil : base + $0 * columns })

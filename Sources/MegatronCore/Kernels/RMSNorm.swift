@@ -9,8 +9,8 @@ public enum RMSNorm {
         try input.expect(dtype: .float32, "RMSNorm", "input")
         try weight.expect(shape: [input.columns], "RMSNorm", "weight")
         let rows = input.rows, cols = input.columns
-        let y = Tensor(shape: input.shape, on: device, zeroed: false)
-        let rstd = Tensor(shape: [rows], on: device, zeroed: false)
+        let y = try Tensor(shape: input.shape, on: device, zeroed: false)
+        let rstd = try Tensor(shape: [rows], on: device, zeroed: false)
         device.parallelRows(rows, columns: cols) { r, _ in
             let o = r.lowerBound
             mg_rmsnorm_forward(y.floats + o * cols, rstd.floats + o, input.floats + o * cols, weight.floats,
@@ -31,9 +31,9 @@ public enum RMSNorm {
         try gradWeight.expect(shape: [cols], "RMSNorm.backward", "gradWeight")
         try rstd.expect(shape: [rows], "RMSNorm.backward", "rstd")
         try gradInput?.expect(shape: input.shape, "RMSNorm.backward", "gradInput")
-        let dx = gradInput ?? Tensor(shape: input.shape, on: device, zeroed: false)
+        let dx = try gradInput ?? Tensor(shape: input.shape, on: device, zeroed: false)
         let accumulate: Int32 = gradInput == nil ? 0 : 1
-        device.parallelRowsAccumulating(rows, columns: cols, into: [gradWeight]) { r, grads in
+        try device.parallelRowsAccumulating(rows, columns: cols, into: [gradWeight]) { r, grads in
             let o = r.lowerBound
             mg_rmsnorm_backward(dx.floats + o * cols, grads[0], gradOutput.floats + o * cols, input.floats + o * cols,
                                 weight.floats, rstd.floats + o, r.count, cols, accumulate)

@@ -22,8 +22,8 @@ public struct RotaryEmbedding: Sendable {
         self.rotaryDim = rotaryDim
         self.maxPositions = maxPositions
         let half = rotaryDim / 2
-        cosTable = Tensor(shape: [maxPositions, half], on: device, zeroed: false)
-        sinTable = Tensor(shape: [maxPositions, half], on: device, zeroed: false)
+        cosTable = try Tensor(shape: [maxPositions, half], on: device, zeroed: false)
+        sinTable = try Tensor(shape: [maxPositions, half], on: device, zeroed: false)
         let inverseFrequency = (0 ..< half).map { i in 1 / powf(base, Float(2 * i) / Float(rotaryDim)) }
         for t in 0 ..< maxPositions {
             for i in 0 ..< half {

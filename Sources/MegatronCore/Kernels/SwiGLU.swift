@@ -6,7 +6,7 @@ public enum SwiGLU {
     /// x [..., 2f] → y [..., f].
     public static func forward(_ input: Tensor, on device: CPUDevice) throws -> Tensor {
         let f = try halfWidth(input)
-        let y = Tensor(shape: input.shape.dropLast() + [f], on: device, zeroed: false)
+        let y = try Tensor(shape: input.shape.dropLast() + [f], on: device, zeroed: false)
         device.parallelRows(input.rows, columns: 2 * f) { r, _ in
             mg_swiglu_forward(y.floats + r.lowerBound * f, input.floats + r.lowerBound * 2 * f, r.count, f)
         }
@@ -17,7 +17,7 @@ public enum SwiGLU {
     public static func backward(_ gradOutput: Tensor, input: Tensor, on device: CPUDevice) throws -> Tensor {
         let f = try halfWidth(input)
         try gradOutput.expect(shape: input.shape.dropLast() + [f], "SwiGLU.backward", "gradOutput")
-        let dx = Tensor(shape: input.shape, on: device, zeroed: false)
+        let dx = try Tensor(shape: input.shape, on: device, zeroed: false)
         device.parallelRows(input.rows, columns: 2 * f) { r, _ in
             mg_swiglu_backward(dx.floats + r.lowerBound * 2 * f, gradOutput.floats + r.lowerBound * f,
                                input.floats + r.lowerBound * 2 * f, r.count, f)

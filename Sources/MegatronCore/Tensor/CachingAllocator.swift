@@ -47,9 +47,18 @@ public final class CachingAllocator: Sendable {
     public static let alignment = 64
     /// The huge-page size big blocks are aligned to.
     public static let hugePageBytes = 2 << 20
+    /// The most bytes the blocks in use may add up to: a request beyond it fails with an
+    /// `OutOfMemoryError` instead of the system killing the process.
+    public let limitBytes: Int
     private let state = Mutex(State())
 
-    public init() {}
+    /// An allocator whose blocks in use stay within `limitBytes` (default: the machine's physical memory).
+    public init(limitBytes: Int? = nil) {
+        self.limitBytes = limitBytes ?? Self.physicalMemoryBytes
+    }
+
+    /// The machine's physical memory.
+    public static var physicalMemoryBytes: Int { sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE)) }
 
     deinit {
         releaseCachedBlocks()
@@ -64,23 +73,30 @@ public final class CachingAllocator: Sendable {
         return (minimum + step - 1) / step * step
     }
 
-    /// A block of at least `bytes` bytes, 64-byte aligned (2 MiB from 2 MiB up), contents undefined.
-    public func allocate(bytes: Int) -> (pointer: UnsafeMutableRawPointer, capacity: Int) {
+    /// A block of at least `bytes` bytes, 64-byte aligned (2 MiB from 2 MiB up), contents undefined;
+    /// an `OutOfMemoryError` when the blocks in use would pass `limitBytes`, or the system has none.
+    public func allocate(bytes: Int) throws(OutOfMemoryError) -> (pointer: UnsafeMutableRawPointer, capacity: Int) {
         let capacity = Self.sizeClass(bytes)
-        let cached: UInt? = state.withLock { state in
+        let refusal = { (live: Int) in OutOfMemoryError(requestedBytes: bytes, liveBytes: live, limitBytes: self.limitBytes) }
+        let cached: Result<UInt?, OutOfMemoryError> = state.withLock { state in
+            guard state.statistics.liveBytes + capacity <= limitBytes else { return .failure(refusal(state.statistics.liveBytes)) }
             state.statistics.requests += 1
             state.statistics.liveBytes += capacity
             state.statistics.peakLiveBytes = max(state.statistics.peakLiveBytes, state.statistics.liveBytes)
-            guard let block = state.freeBlocks[capacity]?.popLast() else { return nil }
+            guard let block = state.freeBlocks[capacity]?.popLast() else { return .success(nil) }
             state.statistics.reuses += 1
             state.statistics.cachedBytes -= capacity
-            return block
+            return .success(block)
         }
-        if let cached, let block = UnsafeMutableRawPointer(bitPattern: cached) { return (block, capacity) }
+        if let cached = try cached.get(), let block = UnsafeMutableRawPointer(bitPattern: cached) { return (block, capacity) }
         var raw: UnsafeMutableRawPointer?
         let alignment = capacity >= Self.hugePageBytes ? Self.hugePageBytes : Self.alignment
         guard posix_memalign(&raw, alignment, capacity) == 0, let raw else {
-            fatalError("CachingAllocator: out of memory allocating \(capacity) bytes")
+            let live = state.withLock { state in
+                state.statistics.liveBytes -= capacity
+                return state.statistics.liveBytes
+            }
+            throw refusal(live)
         }
         #if os(Linux)
         if alignment == Self.hugePageBytes { _ = madvise(raw, capacity, MADV_HUGEPAGE) }
@@ -115,5 +131,23 @@ public final class CachingAllocator: Sendable {
             let live = state.statistics.liveBytes, cached = state.statistics.cachedBytes
             state.statistics = Statistics(liveBytes: live, peakLiveBytes: live, cachedBytes: cached)
         }
+    }
+}
+
+/// A tensor the caching allocator could not provide: the size asked for, what was in use, and the limit.
+public struct OutOfMemoryError: Error, CustomStringConvertible, Equatable {
+    public let requestedBytes: Int
+    public let liveBytes: Int
+    public let limitBytes: Int
+
+    public init(requestedBytes: Int, liveBytes: Int, limitBytes: Int) {
+        self.requestedBytes = requestedBytes
+        self.liveBytes = liveBytes
+        self.limitBytes = limitBytes
+    }
+
+    public var description: String {
+        "out of memory: a tensor of \(requestedBytes) bytes was asked for with \(liveBytes) bytes in use, "
+            + "over the limit of \(limitBytes) bytes"
     }
 }

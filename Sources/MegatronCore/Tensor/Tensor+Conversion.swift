@@ -4,7 +4,7 @@ extension Tensor {
     /// A copy converted between fp32 and fp16/bf16: fp32 → 16-bit rounds to nearest, ties to even
     /// (NaN stays NaN, overflow becomes ±inf, fp16 subnormals are kept); 16-bit → fp32 is exact.
     public func converted(to target: DType, on device: CPUDevice) throws -> Tensor {
-        let out = Tensor(shape: shape, dtype: target, on: device, zeroed: false)
+        let out = try Tensor(shape: shape, dtype: target, on: device, zeroed: false)
         let source = self
         switch (dtype, target) {
         case (.float32, .float16):

@@ -10,13 +10,14 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
     let storage: TensorStorage
     let byteOffset: Int
 
-    /// A new tensor of `shape` on `device`, zero-filled unless `zeroed` is false.
-    public init(shape: [Int], dtype: DType = .float32, on device: CPUDevice, zeroed: Bool = true) {
+    /// A new tensor of `shape` on `device`, zero-filled unless `zeroed` is false; an
+    /// `OutOfMemoryError` past the device's memory limit.
+    public init(shape: [Int], dtype: DType = .float32, on device: CPUDevice, zeroed: Bool = true) throws(OutOfMemoryError) {
         precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in \(shape)")
         self.shape = shape
         self.dtype = dtype
         let bytes = shape.reduce(1, *) * dtype.size
-        self.storage = TensorStorage(byteCount: bytes, allocator: device.allocator)
+        self.storage = try TensorStorage(byteCount: bytes, allocator: device.allocator)
         self.byteOffset = 0
         if zeroed { storage.base.initializeMemory(as: UInt8.self, repeating: 0, count: bytes) }
     }
@@ -35,7 +36,7 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
         guard shape.reduce(1, *) == values.count else {
             throw TensorError("Tensor: \(values.count) values do not fill shape \(shape)")
         }
-        self.init(shape: shape, dtype: dtype, on: device, zeroed: false)
+        try self.init(shape: shape, dtype: dtype, on: device, zeroed: false)
         values.withUnsafeBytes { rawPointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
     }
 

@@ -6,8 +6,8 @@ final class TensorStorage: @unchecked Sendable {
     private let capacity: Int
     private let allocator: CachingAllocator
 
-    init(byteCount: Int, allocator: CachingAllocator) {
-        let block = allocator.allocate(bytes: byteCount)
+    init(byteCount: Int, allocator: CachingAllocator) throws(OutOfMemoryError) {
+        let block = try allocator.allocate(bytes: byteCount)
         self.base = block.pointer
         self.capacity = block.capacity
         self.byteCount = byteCount

@@ -27,7 +27,7 @@ extension GPTModel {
         guard let range = sharedEmbeddingRange else { return }
         let group = pipeline.group
         let peer = pipeline.isFirst ? group.size - 1 : 0
-        let theirs = Tensor(shape: [range.count], on: device, zeroed: false)
+        let theirs = try Tensor(shape: [range.count], on: device, zeroed: false)
         let mine = try gradients.view(offset: range.lowerBound, shape: [range.count])
         try group.sendReceive(UnsafeBufferPointer(start: mine.floats, count: range.count), to: peer,
                               into: UnsafeMutableBufferPointer(start: theirs.floats, count: range.count), from: peer,
@@ -45,7 +45,7 @@ extension GPTModel {
         let group = tensorParallel.group
         guard sequenceParallel, group.size > 1 else { return }
         let entries = layout.entries.filter { !$0.isSharded && $0.name != "embedding.position_embeddings.weight" }
-        let packed = Tensor(shape: [entries.reduce(0) { $0 + $1.count }], on: device, zeroed: false)
+        let packed = try Tensor(shape: [entries.reduce(0) { $0 + $1.count }], on: device, zeroed: false)
         var offset = 0
         for e in entries {
             (packed.floats + offset).update(from: gradients.floats + e.offset, count: e.count)

@@ -61,8 +61,8 @@ public final class GPTModel: @unchecked Sendable {
         self.device = device
         layout = ParameterLayout(config, tensorParallelRank: tensorParallel.rank, tensorParallelSize: tensorParallel.size,
                                  pipelineStage: pipeline.index, pipelineStages: pipeline.count)
-        parameters = Tensor(shape: [layout.totalCount], on: device)
-        gradients = Tensor(shape: [layout.totalCount], on: device)
+        parameters = try Tensor(shape: [layout.totalCount], on: device)
+        gradients = try Tensor(shape: [layout.totalCount], on: device)
         (embedding, layers, finalLayerNorm, outputLayer) = try Self.modules(config, layout: layout, parameters: parameters,
                                                                             gradients: gradients, tensorParallel: tensorParallel,
                                                                             on: device)

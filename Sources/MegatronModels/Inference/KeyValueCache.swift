@@ -14,12 +14,12 @@ public final class KeyValueCache {
 
     /// An empty cache for up to `capacity` tokens (default: the model's --max-position-embeddings), of
     /// this tensor-parallel rank's key/value heads.
-    public init(for model: GPTModel, capacity: Int? = nil) {
+    public init(for model: GPTModel, capacity: Int? = nil) throws {
         let c = model.config
         let rows = capacity ?? c.maxPositionEmbeddings, width = c.numQueryGroups / model.tensorParallel.size * c.kvChannels
         self.capacity = rows
-        keys = (0 ..< c.numLayers).map { _ in Tensor(shape: [rows, width], on: model.device, zeroed: false) }
-        values = (0 ..< c.numLayers).map { _ in Tensor(shape: [rows, width], on: model.device, zeroed: false) }
+        keys = try (0 ..< c.numLayers).map { _ in try Tensor(shape: [rows, width], on: model.device, zeroed: false) }
+        values = try (0 ..< c.numLayers).map { _ in try Tensor(shape: [rows, width], on: model.device, zeroed: false) }
     }
 
     /// Appends the n new tokens' keys and values (from qkv [n, rowWidth]) to layer `layer`'s rows and
@@ -35,7 +35,7 @@ public final class KeyValueCache {
             }
         }
         let heads = layout.heads, perGroup = heads / groups, scale = 1 / Float(d).squareRoot()
-        let context = Tensor(shape: [n, heads * d], on: device)
+        let context = try Tensor(shape: [n, heads * d], on: device)
         var scores = [Float](repeating: 0, count: start + n)
         for t in 0 ..< n {
             let visible = start + t + 1

@@ -25,7 +25,7 @@ public struct TextGeneration: Sendable {
         var tokens = prompt, draws = GaussianStream(seed: seed, stream: 0)
         // With room for the whole sequence, a key/value cache runs each new token alone.
         if prompt.count + count <= maxLength {
-            let cache = KeyValueCache(for: model, capacity: prompt.count + count)
+            let cache = try KeyValueCache(for: model, capacity: prompt.count + count)
             var logits = try model.logits(continuing: prompt, cache: cache)
             for step in 0 ..< count {
                 let last = UnsafeBufferPointer(start: logits.floats + (logits.rows - 1) * logits.columns,

@@ -39,7 +39,7 @@ public struct TensorParallel: Sendable {
         }
         try group.reduceScatter(UnsafeMutableBufferPointer(start: partial.floats, count: partial.count), op: .sum)
         let rows = partial.rows / group.size, columns = partial.columns
-        let shard = Tensor(shape: [rows, columns], on: device, zeroed: false)
+        let shard = try Tensor(shape: [rows, columns], on: device, zeroed: false)
         shard.floats.update(from: partial.floats + group.rank * rows * columns, count: rows * columns)
         return shard
     }
@@ -48,7 +48,7 @@ public struct TensorParallel: Sendable {
     /// [T, h]; without it, `shard` itself.
     func gather(_ shard: Tensor, sequenceParallel: Bool, on device: CPUDevice) throws -> Tensor {
         guard group.size > 1, sequenceParallel else { return shard }
-        let whole = Tensor(shape: [shard.rows * group.size, shard.columns], on: device, zeroed: false)
+        let whole = try Tensor(shape: [shard.rows * group.size, shard.columns], on: device, zeroed: false)
         (whole.floats + group.rank * shard.count).update(from: shard.floats, count: shard.count)
         try group.allGather(UnsafeMutableBufferPointer(start: whole.floats, count: whole.count))
         return whole
@@ -59,10 +59,10 @@ public struct TensorParallel: Sendable {
     func gatherColumns(_ local: Tensor, on device: CPUDevice) throws -> Tensor {
         guard group.size > 1 else { return local }
         let rows = local.rows, columns = local.columns, t = group.size
-        let gathered = Tensor(shape: [t, rows, columns], on: device, zeroed: false)
+        let gathered = try Tensor(shape: [t, rows, columns], on: device, zeroed: false)
         (gathered.floats + group.rank * rows * columns).update(from: local.floats, count: rows * columns)
         try group.allGather(UnsafeMutableBufferPointer(start: gathered.floats, count: gathered.count))
-        let whole = Tensor(shape: [rows, t * columns], on: device, zeroed: false)
+        let whole = try Tensor(shape: [rows, t * columns], on: device, zeroed: false)
         for r in 0 ..< t {
             for row in 0 ..< rows {
                 (whole.floats + row * t * columns + r * columns).update(from: gathered.floats + (r * rows + row) * columns, count: columns)

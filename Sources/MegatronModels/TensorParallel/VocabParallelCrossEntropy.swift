@@ -22,11 +22,11 @@ enum VocabParallelCrossEntropy {
         if let bad = target.firstIndex(where: { $0 < 0 || Int($0) >= vocabSize }) {
             throw TensorError("CrossEntropy: target \(target[bad]) at row \(bad) is outside the vocabulary of \(vocabSize)")
         }
-        let maxima = Tensor(shape: [rows], on: device, zeroed: false)
+        let maxima = try Tensor(shape: [rows], on: device, zeroed: false)
         device.parallelFor(rows) { r, _ in mg_row_maxima(logits.floats + r.lowerBound * vocab, maxima.floats + r.lowerBound, r.count, vocab) }
         try tensorParallel.group.allReduce(UnsafeMutableBufferPointer(start: maxima.floats, count: rows), op: .max)
         // [S_t for every row | z_t[target_t] for every row, from the rank that holds it, 0 elsewhere]
-        let sums = Tensor(shape: [2 * rows], on: device)
+        let sums = try Tensor(shape: [2 * rows], on: device)
         let local = { (r: Int) -> Int? in
             let column = Int(target[r]) - vocabStart
             return (0 ..< vocab).contains(column) ? column : nil
@@ -36,10 +36,10 @@ enum VocabParallelCrossEntropy {
             mg_exp_row_sums(logits.floats + r.lowerBound * vocab, maxima.floats + r.lowerBound, sums.floats + r.lowerBound, r.count, vocab, gradWeights == nil ? 0 : 1)
         }
         try tensorParallel.allReduce(sums)
-        let losses = Tensor(shape: [rows], on: device, zeroed: false)
+        let losses = try Tensor(shape: [rows], on: device, zeroed: false)
         for r in 0 ..< rows { losses.floats[r] = maxima.floats[r] + log(sums.floats[r]) - sums.floats[rows + r] }
         guard let gradWeights else { return losses }
-        let scale = Tensor(shape: [rows], on: device, zeroed: false)
+        let scale = try Tensor(shape: [rows], on: device, zeroed: false)
         for r in 0 ..< rows { scale.floats[r] = gradWeights.floats[r] / sums.floats[r] }
         device.parallelFor(rows) { r, _ in
             mg_scale_rows(logits.floats + r.lowerBound * vocab, scale.floats + r.lowerBound, r.count, vocab)

@@ -83,7 +83,7 @@ struct PipelineSchedule {
     private var activationShape: [Int] { model.hiddenStatesShape(tokens: tokens) }
 
     private func receive(from peer: Int) throws -> Tensor {
-        let tensor = Tensor(shape: activationShape, on: model.device, zeroed: false)
+        let tensor = try Tensor(shape: activationShape, on: model.device, zeroed: false)
         try model.pipeline.group.receive(into: UnsafeMutableBufferPointer(start: tensor.floats, count: tensor.count), from: peer, tag: MessageTag.pipeline)
         return tensor
     }
@@ -94,7 +94,7 @@ struct PipelineSchedule {
 
     /// Sends `outgoing` to `peer` and receives from it at once.
     private func exchange(_ outgoing: Tensor, with peer: Int) throws -> Tensor {
-        let incoming = Tensor(shape: activationShape, on: model.device, zeroed: false)
+        let incoming = try Tensor(shape: activationShape, on: model.device, zeroed: false)
         try model.pipeline.group.sendReceive(UnsafeBufferPointer(start: outgoing.floats, count: outgoing.count), to: peer,
                                               into: UnsafeMutableBufferPointer(start: incoming.floats, count: incoming.count),
                                               from: peer, tag: MessageTag.pipeline)

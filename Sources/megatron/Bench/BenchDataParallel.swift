@@ -41,7 +41,7 @@ struct BenchDataParallel: ParsableCommand {
         let device = try device.makeDevice(ranksSharingCores: distributed.ranksPerMachine)
         let model = try GPTModel(config: c, seed: 0, groups: groups, on: device)
         let ddp = try DistributedDataParallel(model: model, settings: distributed.ddpSettings)
-        let optimizer = Optimizer(model: model, settings: .init(), dataParallel: ddp)
+        let optimizer = try Optimizer(model: model, settings: .init(), dataParallel: ddp)
         var settings = Trainer.Settings(trainIters: warmup + steps, microBatchSize: 1, globalBatchSize: globalBatchSize,
                                         sequenceLength: seq)
         settings.logInterval = warmup + steps

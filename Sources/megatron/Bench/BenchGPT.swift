@@ -63,7 +63,7 @@ struct BenchGPT: ParsableCommand {
         settings.weightDecay = 0.1
         settings.adamBeta2 = 0.95
         try precision.apply(to: &settings, useDistributedOptimizer: false)
-        let optimizer = Optimizer(model: model, settings: settings)
+        let optimizer = try Optimizer(model: model, settings: settings)
         var state: UInt64 = 1
         let samples = (0 ..< microBatchSize).map { _ in
             (0 ... seq).map { _ -> Int32 in
@@ -72,7 +72,7 @@ struct BenchGPT: ParsableCommand {
             }
         }
         let batch = try MicroBatch(samples: samples, on: device)
-        let ceiling = GEMMCeiling(c, tokens: microBatchSize * seq, threads: device.threads)
+        let ceiling = try GEMMCeiling(c, tokens: microBatchSize * seq, threads: device.threads)
         var times: [Double] = [], losses: [Float] = [], skippedSteps = 0
         for step in 0 ..< warmup + steps {
             if step == warmup {

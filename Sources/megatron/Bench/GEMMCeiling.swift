@@ -25,13 +25,13 @@ final class GEMMCeiling {
     /// Each shape's FLOPs and the seconds of its timings, by name ("M×N×K NT").
     private var samples: [String: (flops: Double, seconds: [Double])] = [:]
 
-    init(_ config: GPTConfig, tokens: Int, threads: Int) {
+    init(_ config: GPTConfig, tokens: Int, threads: Int) throws {
         self.config = config
         self.tokens = tokens
         device = CPUDevice(threads: threads)
         let h = config.hiddenSize
         for (input, output) in [(h, config.qkvWidth), (config.attentionWidth, h), (h, config.fc1Width), (config.ffnHiddenSize, h)] {
-            layerShapes += shapes(input: input, output: output)
+            layerShapes += try shapes(input: input, output: output)
         }
     }
 
@@ -40,7 +40,7 @@ final class GEMMCeiling {
 
     /// `repeats` timings of each output-layer GEMM, on operands allocated for the call.
     func sampleOutputLayer(repeats: Int) throws {
-        let output = shapes(input: config.hiddenSize, output: config.paddedVocabSize)
+        let output = try shapes(input: config.hiddenSize, output: config.paddedVocabSize)
         for _ in 0 ..< repeats { try sample(output) }
     }
 
@@ -63,10 +63,10 @@ final class GEMMCeiling {
     }
 
     /// The three GEMMs of a linear layer [output, input] on zeroed operands.
-    private func shapes(input: Int, output: Int) -> [Shape] {
+    private func shapes(input: Int, output: Int) throws -> [Shape] {
         let (device, tokens) = (device, tokens)
-        let x = Tensor(shape: [tokens, input], on: device), w = Tensor(shape: [output, input], on: device)
-        let y = Tensor(shape: [tokens, output], on: device), dw = Tensor(shape: [output, input], on: device)
+        let x = try Tensor(shape: [tokens, input], on: device), w = try Tensor(shape: [output, input], on: device)
+        let y = try Tensor(shape: [tokens, output], on: device), dw = try Tensor(shape: [output, input], on: device)
         let flops = 2 * Double(tokens * input * output)
         return [
             Shape(name: "\(tokens)×\(output)×\(input) NT", flops: flops) { try GEMM.matmul(x, w, transposeB: true, into: y, on: device) },

@@ -20,7 +20,7 @@ struct KernelBenchmarks {
     mutating func run() throws {
         let ceiling = try gemms()
         try attention(ceiling: ceiling)
-        try memoryBound(copy: copyReference())
+        try memoryBound(copy: try copyReference())
         let stats = device.allocator.statistics
         print("""
 
@@ -47,7 +47,7 @@ struct KernelBenchmarks {
     func gemms() throws -> Double {
         var squares: [GEMMCase] = []
         for n in [1024, 2048, 3072] {
-            let a = random([n, n]), b = random([n, n]), c = Tensor(shape: [n, n], on: device)
+            let a = try random([n, n]), b = try random([n, n]), c = try Tensor(shape: [n, n], on: device)
             squares.append(GEMMCase(label: "\(n)×\(n)×\(n)", shape: "", flops: 2 * Double(n * n * n)) {
                 try GEMM.matmul(a, b, into: c, on: device)
             })
@@ -55,9 +55,9 @@ struct KernelBenchmarks {
         var model: [GEMMCase] = []
         for (name, input, output) in [("linear_qkv", hidden, 3 * hidden), ("linear_proj", hidden, hidden),
                                       ("linear_fc1", hidden, ffn), ("linear_fc2", ffn, hidden), ("output_layer", hidden, vocab)] {
-            let x = random([tokens, input]), w = random([output, input])
-            let y = Tensor(shape: [tokens, output], on: device), dy = random([tokens, output])
-            let dx = Tensor(shape: [tokens, input], on: device), dw = Tensor(shape: [output, input], on: device)
+            let x = try random([tokens, input]), w = try random([output, input])
+            let y = try Tensor(shape: [tokens, output], on: device), dy = try random([tokens, output])
+            let dx = try Tensor(shape: [tokens, input], on: device), dw = try Tensor(shape: [output, input], on: device)
             let flops = 2 * Double(tokens) * Double(input) * Double(output)
             model += [
                 GEMMCase(label: "\(name) fwd  Y = X·Wᵀ", shape: "\(tokens)×\(output)×\(input)", flops: flops) {
@@ -114,10 +114,10 @@ struct KernelBenchmarks {
     func attention(ceiling: Double) throws {
         let d = hidden / heads
         let layout = try AttentionLayout.megatronFusedQKV(batch: batch, sequenceLength: seq, heads: heads, groups: heads, headDim: d)
-        let qkv = random([layout.tokens, layout.rowWidth])
+        let qkv = try random([layout.tokens, layout.rowWidth])
         let scale = 1 / Float(d).squareRoot()
         var saved = try Attention.forward(qkv: qkv, layout: layout, scale: scale, on: device)
-        let dContext = random(saved.context.shape)
+        let dContext = try random(saved.context.shape)
         var table = TablePrinter("attention core (causal, \(batch)×\(heads) heads, s \(seq), d \(d))", "median ms",
                                  "GFLOP/s causal work", "best / ceiling", "GFLOP/s Megatron count")
         // Causal work: the s(s+1)/2 visible pairs; forward 2 GEMMs, backward 4 (the recomputed
@@ -162,9 +162,9 @@ struct KernelBenchmarks {
     }
 
     /// Measures both copies, prints them, and returns the faster as the reference.
-    func copyReference() -> CopyReference {
+    func copyReference() throws -> CopyReference {
         let n = CopyReference.bytes / 4
-        let source = random([n]), destination = Tensor(shape: [n], on: device)
+        let source = try random([n]), destination = try Tensor(shape: [n], on: device)
         let device = device
         let memcpySplit = CopyReference(run: {
             device.parallelFor(n, minimumPerTask: 1 << 16) { r, _ in
@@ -220,7 +220,7 @@ struct KernelBenchmarks {
 
     func residualCases() throws -> [MemoryCase] {
         let (t, h) = (memoryTokens, hidden), shape = "[\(t), \(h)]", th = Double(t * h)
-        let x = random([t, h]), residual = random([t, h]), bias = random([h])
+        let x = try random([t, h]), residual = try random([t, h]), bias = try random([h])
         let (device, rng) = (device, rng)
         return [
             MemoryCase(name: "residual add", shape: shape, bytes: 12 * th) { _ = try Elementwise.add(x, residual, on: device) },
@@ -235,8 +235,8 @@ struct KernelBenchmarks {
 
     func normalisationCases() throws -> [MemoryCase] {
         let (t, h) = (memoryTokens, hidden), shape = "[\(t), \(h)]", th = Double(t * h)
-        let x = random([t, h]), dy = random([t, h]), gamma = random([h]), beta = random([h])
-        let dGamma = Tensor(shape: [h], on: device), dBeta = Tensor(shape: [h], on: device)
+        let x = try random([t, h]), dy = try random([t, h]), gamma = try random([h]), beta = try random([h])
+        let dGamma = try Tensor(shape: [h], on: device), dBeta = try Tensor(shape: [h], on: device)
         let device = device
         let (_, saved) = try LayerNorm.forward(x, weight: gamma, bias: beta, epsilon: 1e-5, on: device)
         let (_, rstd) = try RMSNorm.forward(x, weight: gamma, epsilon: 1e-5, on: device)
@@ -258,10 +258,10 @@ struct KernelBenchmarks {
 
     func activationCases() throws -> [MemoryCase] {
         let (t, f) = (memoryTokens, ffn), half = ffn / 2, tf = Double(t * f)
-        let wide = random([t, f]), bias = random([f]), dBias = Tensor(shape: [f], on: device), dHalf = random([t, half])
+        let wide = try random([t, f]), bias = try random([f]), dBias = try Tensor(shape: [f], on: device), dHalf = try random([t, half])
         let d = hidden / heads, device = device
         let layout = try AttentionLayout.megatronFusedQKV(batch: t / seq, sequenceLength: seq, heads: heads, groups: heads, headDim: d)
-        let qkv = random([layout.tokens, layout.rowWidth])
+        let qkv = try random([layout.tokens, layout.rowWidth])
         let positions = try Tensor(int32s: (0 ..< layout.tokens).map { Int32($0 % seq) }, shape: [layout.tokens], on: device)
         let rope = try RotaryEmbedding(rotaryDim: d, maxPositions: seq, on: device)
         return [
@@ -286,10 +286,10 @@ struct KernelBenchmarks {
 
     func embeddingCases() throws -> [MemoryCase] {
         let (t, h, vocab, seq) = (memoryTokens, hidden, vocab, seq), th = Double(t * h), device = device
-        let word = random([vocab, h]), position = random([seq, h]), dOut = random([t, h])
+        let word = try random([vocab, h]), position = try random([seq, h]), dOut = try random([t, h])
         let tokenIds = try Tensor(int32s: (0 ..< t).map { Int32(($0 * 7919) % vocab) }, shape: [t], on: device)
         let positions = try Tensor(int32s: (0 ..< t).map { Int32($0 % seq) }, shape: [t], on: device)
-        let dWord = Tensor(shape: [vocab, h], on: device), dPosition = Tensor(shape: [seq, h], on: device)
+        let dWord = try Tensor(shape: [vocab, h], on: device), dPosition = try Tensor(shape: [seq, h], on: device)
         return [
             MemoryCase(name: "embedding forward (word + position)", shape: "[\(t), \(h)]", bytes: 12 * th) {
                 _ = try Embedding.forward(ids: tokenIds, word: word, position: position, positions: positions, on: device)
@@ -302,7 +302,7 @@ struct KernelBenchmarks {
 
     func lossCases() throws -> [MemoryCase] {
         let (rows, vocab, device) = (tokens, vocab, device)
-        let logits = random([rows, vocab])
+        let logits = try random([rows, vocab])
         let targets = try Tensor(int32s: (0 ..< rows).map { Int32(($0 * 31) % vocab) }, shape: [rows], on: device)
         let weights = try Tensor([Float](repeating: 1 / Float(rows), count: rows), shape: [rows], on: device)
         return [
@@ -315,7 +315,7 @@ struct KernelBenchmarks {
     /// Optimizer and precision kernels over the 124M parameters of GPT-2 small.
     func optimizerCases() throws -> [MemoryCase] {
         let n = 124_475_904, device = device
-        let p = random([n]), g = random([n]), m = Tensor(shape: [n], on: device), v = Tensor(shape: [n], on: device)
+        let p = try random([n]), g = try random([n]), m = try Tensor(shape: [n], on: device), v = try Tensor(shape: [n], on: device)
         let narrow = try p.converted(to: .bfloat16, on: device)
         let step = StepCounter()
         return [
@@ -334,8 +334,8 @@ struct KernelBenchmarks {
     // MARK: helpers
 
     /// A tensor of uniform values in [-1, 1) from a fixed generator.
-    func random(_ shape: [Int]) -> Tensor {
-        let t = Tensor(shape: shape, on: device, zeroed: false)
+    func random(_ shape: [Int]) throws -> Tensor {
+        let t = try Tensor(shape: shape, on: device, zeroed: false)
         var state: UInt32 = 2_463_534_242
         for i in 0 ..< t.count {
             state ^= state << 13; state ^= state >> 17; state ^= state << 5

@@ -194,7 +194,7 @@ struct Pretrain: ParsableCommand {
             print("WARNING: Disabling sequence parallelism because tensor model parallelism is disabled")
         }
         let dataParallel = try DistributedDataParallel(model: gpt, settings: distributed.ddpSettings)
-        let optimizer = Optimizer(model: gpt, settings: try optimizerSettings(), dataParallel: dataParallel)
+        let optimizer = try Optimizer(model: gpt, settings: try optimizerSettings(), dataParallel: dataParallel)
         if isFirst {
             if optimizer.usesDynamicLossScaling && !training.noCheckForNaNInLossAndGrad { print(MixedPrecisionArguments.checkTurnedOffWarning) }
             print("> building GPT model: \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
