@@ -1,3 +1,5 @@
+import MegatronCore
+
 /// Megatron's step-wise global batch size schedule (--step-batch-size-schedule "0:16 2.4B:320 …",
 /// which replaced --rampup-batch-size): each entry THRESHOLD:BATCH sets the global batch size once
 /// THRESHOLD tokens have been consumed (thresholds and sizes take K, M, B, T suffixes; tokens count
@@ -15,16 +17,16 @@ public struct BatchSizeSchedule: Sendable {
         for entry in text.split(whereSeparator: { $0 == " " || $0 == "," }) {
             let parts = entry.split(separator: ":", maxSplits: 1)
             guard parts.count == 2, let threshold = Self.number(parts[0]), let size = Self.number(parts[1]) else {
-                throw ScheduleError("\(flag): \"\(entry)\" is not THRESHOLD:BATCH_SIZE (numbers, optionally with K, M, B or T)")
+                throw ConfigError(flag: flag, "\(flag): \"\(entry)\" is not THRESHOLD:BATCH_SIZE (numbers, optionally with K, M, B or T)")
             }
-            guard size > 0 else { throw ScheduleError("\(flag): \"\(entry)\": the batch size must be positive") }
+            guard size > 0 else { throw ConfigError(flag: flag, "\(flag): \"\(entry)\": the batch size must be positive") }
             steps.append((threshold / sequenceLength, size))
         }
         steps.sort { $0.0 < $1.0 }
-        guard let first = steps.first else { throw ScheduleError("\(flag): the schedule has no entries") }
-        guard first.0 == 0 else { throw ScheduleError("\(flag): the first threshold must be 0, got \(first.0 * sequenceLength) tokens") }
+        guard let first = steps.first else { throw ConfigError(flag: flag, "\(flag): the schedule has no entries") }
+        guard first.0 == 0 else { throw ConfigError(flag: flag, "\(flag): the first threshold must be 0, got \(first.0 * sequenceLength) tokens") }
         for (a, b) in zip(steps, steps.dropFirst()) where b.0 <= a.0 {
-            throw ScheduleError("\(flag): thresholds must be strictly increasing (in samples of \(sequenceLength) tokens): "
+            throw ConfigError(flag: flag, "\(flag): thresholds must be strictly increasing (in samples of \(sequenceLength) tokens): "
                                 + "\(a.0) then \(b.0)")
         }
         self.steps = steps
@@ -57,10 +59,5 @@ public struct BatchSizeSchedule: Sendable {
         let (digits, multiplier) = upper.last.flatMap { multipliers[$0] }.map { (upper.dropLast(), $0) } ?? (Substring(upper), 1)
         guard let value = Double(digits), value >= 0, value.isFinite else { return nil }
         return Int(value * multiplier)
-    }
-
-    public struct ScheduleError: Error, CustomStringConvertible {
-        public let description: String
-        init(_ description: String) { self.description = description }
     }
 }

@@ -122,7 +122,7 @@ public final class Trainer {
         let s = settings
         let dp = dataParallel.dataParallel.size
         guard s.globalBatchSize % (s.microBatchSize * dp) == 0 else {
-            throw TensorError("--global-batch-size \(s.globalBatchSize) is not divisible by --micro-batch-size "
+            throw ConfigError(flag: "--global-batch-size", "--global-batch-size \(s.globalBatchSize) is not divisible by --micro-batch-size "
                               + "\(s.microBatchSize) × data-parallel size \(dp)")
         }
         var results: [IterationResult] = []
@@ -138,7 +138,7 @@ public final class Trainer {
             let start = Date()
             let globalBatchSize = s.batchSizeSchedule?.globalBatchSize(consumedSamples: consumedSamples) ?? s.globalBatchSize
             guard globalBatchSize % (s.microBatchSize * dp) == 0 else {
-                throw TensorError("--step-batch-size-schedule: the global batch size \(globalBatchSize) at \(consumedSamples) consumed "
+                throw ConfigError(flag: "--step-batch-size-schedule", "--step-batch-size-schedule: the global batch size \(globalBatchSize) at \(consumedSamples) consumed "
                                   + "samples is not divisible by --micro-batch-size \(s.microBatchSize) × data-parallel size \(dp)")
             }
             let microBatches = globalBatchSize / (s.microBatchSize * dp)
@@ -168,7 +168,7 @@ public final class Trainer {
                 throw Self.nonFinite("the gradient norm", computedNorm, iteration: iteration)
             }
             if checking, computedNorm == nil {
-                throw TensorError("iteration \(iteration): the gradients hold an inf or NaN at --loss-scale \(optimizer.lossScale) "
+                throw TrainingError(iteration: iteration, "the gradients hold an inf or NaN at --loss-scale \(optimizer.lossScale) "
                                   + "(--check-for-nan-in-loss-and-grad; --no-check-for-nan-in-loss-and-grad skips such iterations)")
             }
             let gradNorm = computedNorm ?? .nan  // the result's NaN: no norm (a loss-scale overflow)
@@ -285,8 +285,8 @@ public final class Trainer {
     }
 
     /// The error that ends a run under --check-for-nan-in-loss-and-grad.
-    private static func nonFinite(_ what: String, _ value: Double, iteration: Int) -> TensorError {
-        TensorError("iteration \(iteration): \(what) is \(value.isNaN ? "NaN" : "\(value)") (--check-for-nan-in-loss-and-grad, "
+    private static func nonFinite(_ what: String, _ value: Double, iteration: Int) -> TrainingError {
+        TrainingError(iteration: iteration, "\(what) is \(value.isNaN ? "NaN" : "\(value)") (--check-for-nan-in-loss-and-grad, "
                     + "on by default, stops the run; with --no-check-for-nan-in-loss-and-grad the step is skipped instead)")
     }
 

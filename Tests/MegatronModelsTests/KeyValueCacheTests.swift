@@ -20,6 +20,6 @@ import Testing
         let scale = whole.map(abs).max()!
         let worst = zip(whole, cached).map { abs($0 - $1) }.max()!
         #expect(worst <= 1e-5 * scale, "\(name): largest difference \(worst) (logits up to \(scale))")
-        #expect(throws: TensorError.self) { try model.logits(continuing: [1], cache: cache) }
+        #expect(throws: ConfigError.self) { try model.logits(continuing: [1], cache: cache) }
     }
 }

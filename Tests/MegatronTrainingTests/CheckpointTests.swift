@@ -253,7 +253,7 @@ struct CheckpointTests {
                               scheduler: .init(maxLR: 1e-3, warmupSteps: 0, decaySteps: 1, decayStyle: .constant),
                               settings: .init(trainIters: 1, microBatchSize: 1, globalBatchSize: 1, sequenceLength: 16),
                               sample: { _ in [] }, log: { _ in })
-        let shape = #expect(throws: TensorError.self) { try trainer.loadCheckpoint(from: directory) }
+        let shape = #expect(throws: CheckpointError.self) { try trainer.loadCheckpoint(from: directory) }
         #expect(shape?.description.contains("the checkpoint's model differs from this run's (this run vs the checkpoint): "
                                             + "hidden_size 48 vs 32") == true,
                 "\(String(describing: shape))")

@@ -63,7 +63,7 @@ struct HuggingFaceGPT2Tests {
             var changed = json
             changed[key] = value
             try JSONSerialization.data(withJSONObject: changed).write(to: directory.appendingPathComponent("config.json"))
-            let error = #expect(throws: TensorError.self) { try HuggingFaceGPT2.readConfig(directory) }
+            let error = #expect(throws: CheckpointError.self) { try HuggingFaceGPT2.readConfig(directory) }
             #expect(error?.description.contains("\"\(key)\" must be") == true, "\(String(describing: error))")
         }
     }

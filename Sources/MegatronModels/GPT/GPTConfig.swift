@@ -109,26 +109,25 @@ public struct GPTConfig: Sendable, Equatable, Codable {
 
     /// Throws a message naming the option at fault when the architecture is inconsistent.
     public func validate() throws {
-        func fail(_ message: String) -> TensorError { TensorError(message) }
-        guard numLayers >= 1 else { throw fail("--num-layers \(numLayers): expected at least 1") }
-        guard hiddenSize >= 1, numAttentionHeads >= 1 else { throw fail("--hidden-size and --num-attention-heads must be positive") }
-        guard numQueryGroups >= 1 else { throw fail("--num-query-groups \(numQueryGroups): expected at least 1") }
+        guard numLayers >= 1 else { throw ConfigError(flag: "--num-layers", "--num-layers \(numLayers): expected at least 1") }
+        guard hiddenSize >= 1, numAttentionHeads >= 1 else { throw ConfigError(flag: "--hidden-size", "--hidden-size and --num-attention-heads must be positive") }
+        guard numQueryGroups >= 1 else { throw ConfigError(flag: "--num-query-groups", "--num-query-groups \(numQueryGroups): expected at least 1") }
         guard numAttentionHeads % numQueryGroups == 0 else {
-            throw fail("--num-attention-heads \(numAttentionHeads) is not divisible by --num-query-groups \(numQueryGroups)")
+            throw ConfigError(flag: "--num-attention-heads", "--num-attention-heads \(numAttentionHeads) is not divisible by --num-query-groups \(numQueryGroups)")
         }
         guard kvChannels >= 1 else {
-            throw fail("--hidden-size \(hiddenSize) gives no --kv-channels for \(numAttentionHeads) heads")
+            throw ConfigError(flag: "--hidden-size", "--hidden-size \(hiddenSize) gives no --kv-channels for \(numAttentionHeads) heads")
         }
         guard ffnHiddenSize >= 1, paddedVocabSize >= 1, maxPositionEmbeddings >= 1 else {
-            throw fail("--ffn-hidden-size, the vocabulary and --max-position-embeddings must be positive")
+            throw ConfigError(flag: "--ffn-hidden-size", "--ffn-hidden-size, the vocabulary and --max-position-embeddings must be positive")
         }
         guard positionEmbedding != .rope || rotaryDim >= 2 else {
-            throw fail("--rotary-percent \(rotaryPercent) leaves no features of the \(kvChannels) kv-channels to rotate")
+            throw ConfigError(flag: "--rotary-percent", "--rotary-percent \(rotaryPercent) leaves no features of the \(kvChannels) kv-channels to rotate")
         }
-        guard positionEmbedding != .rope || rotaryBase > 0 else { throw fail("--rotary-base \(rotaryBase): expected a positive base") }
-        guard initMethodStd >= 0 else { throw fail("--init-method-std \(initMethodStd): expected 0 or more") }
+        guard positionEmbedding != .rope || rotaryBase > 0 else { throw ConfigError(flag: "--rotary-base", "--rotary-base \(rotaryBase): expected a positive base") }
+        guard initMethodStd >= 0 else { throw ConfigError(flag: "--init-method-std", "--init-method-std \(initMethodStd): expected 0 or more") }
         guard (0 ..< 1).contains(hiddenDropout), (0 ..< 1).contains(attentionDropout) else {
-            throw fail("--hidden-dropout and --attention-dropout must be in [0, 1)")
+            throw ConfigError(flag: "--hidden-dropout", "--hidden-dropout and --attention-dropout must be in [0, 1)")
         }
     }
 
@@ -142,18 +141,18 @@ public struct GPTConfig: Sendable, Equatable, Codable {
         // One stage holds every layer, whatever the split says (a checkpoint's may).
         if ends.isEmpty || p == 1 {
             guard numLayers % p == 0 else {
-                throw TensorError("--num-layers \(numLayers) is not divisible by --pipeline-model-parallel-size \(p)")
+                throw ConfigError(flag: "--num-layers", "--num-layers \(numLayers) is not divisible by --pipeline-model-parallel-size \(p)")
             }
         } else {
-            if let (flag, n) = ends.first(where: { $0.1 <= 0 }) { throw TensorError("\(flag) \(n): expected at least 1") }
+            if let (flag, n) = ends.first(where: { $0.1 <= 0 }) { throw ConfigError(flag: flag, "\(flag) \(n): expected at least 1") }
             // As Megatron's TransformerConfig: middle layers exactly when there are middle stages, evenly.
             let middleLayers = numLayers - ends.reduce(0) { $0 + $1.1 }, middleStages = p - ends.count
             let given = ends.map { "\($0.0) \($0.1)" }.joined(separator: " and ")
             if middleStages == 0, middleLayers != 0 {
-                throw TensorError("\(given) on the only two pipeline stages: expected them to add up to --num-layers \(numLayers)")
+                throw ConfigError(flag: ends[0].0, "\(given) on the only two pipeline stages: expected them to add up to --num-layers \(numLayers)")
             }
             guard middleStages == 0 || middleLayers >= middleStages && middleLayers % middleStages == 0 else {
-                throw TensorError("\(given) \(ends.count == 1 ? "leaves" : "leave") \(middleLayers) of --num-layers \(numLayers) "
+                throw ConfigError(flag: ends[0].0, "\(given) \(ends.count == 1 ? "leaves" : "leave") \(middleLayers) of --num-layers \(numLayers) "
                                   + "for \(middleStages) other pipeline stage(s) of --pipeline-model-parallel-size \(p): "
                                   + "expected an equal number on each, at least 1")
             }
@@ -161,13 +160,13 @@ public struct GPTConfig: Sendable, Equatable, Codable {
         guard t > 1 else { return }
         let flag = "--tensor-model-parallel-size \(t)"
         guard numQueryGroups % t == 0 else {
-            throw TensorError(numQueryGroups == numAttentionHeads
-                ? "--num-attention-heads \(numAttentionHeads) is not divisible by \(flag)"
-                : "--num-query-groups \(numQueryGroups) is not divisible by \(flag)")
+            throw numQueryGroups == numAttentionHeads
+                ? ConfigError(flag: "--num-attention-heads", "--num-attention-heads \(numAttentionHeads) is not divisible by \(flag)")
+                : ConfigError(flag: "--num-query-groups", "--num-query-groups \(numQueryGroups) is not divisible by \(flag)")
         }
-        guard ffnHiddenSize % t == 0 else { throw TensorError("--ffn-hidden-size \(ffnHiddenSize) is not divisible by \(flag)") }
+        guard ffnHiddenSize % t == 0 else { throw ConfigError(flag: "--ffn-hidden-size", "--ffn-hidden-size \(ffnHiddenSize) is not divisible by \(flag)") }
         guard paddedVocabSize % t == 0 else {
-            throw TensorError("the padded vocabulary of \(paddedVocabSize) is not divisible by \(flag)")
+            throw ConfigError(flag: "--tensor-model-parallel-size", "the padded vocabulary of \(paddedVocabSize) is not divisible by \(flag)")
         }
     }
 

@@ -222,11 +222,11 @@ public final class GPTModel: @unchecked Sendable {
     private func pass(over batch: MicroBatch, dropout: DropoutKey, training: Bool, splitRows: Bool) throws -> LayerPass {
         let c = config, t = tensorParallel.size, tokens = batch.tokens.count
         guard batch.sequenceLength <= c.maxPositionEmbeddings else {
-            throw TensorError("sequence length \(batch.sequenceLength) exceeds --max-position-embeddings \(c.maxPositionEmbeddings)")
+            throw ConfigError(flag: "--max-position-embeddings", "sequence length \(batch.sequenceLength) exceeds --max-position-embeddings \(c.maxPositionEmbeddings)")
         }
         let split = splitRows && t > 1
         guard !split || tokens % t == 0 else {
-            throw TensorError("--sequence-parallel: the \(tokens) tokens of a micro-batch do not split over --tensor-model-parallel-size \(t)")
+            throw ConfigError(flag: "--sequence-parallel", "--sequence-parallel: the \(tokens) tokens of a micro-batch do not split over --tensor-model-parallel-size \(t)")
         }
         return LayerPass(positions: batch.positions, firstKeys: batch.attentionFirstKeys,
                          attention: try attentionLayout(batch: batch.batch, sequenceLength: batch.sequenceLength),

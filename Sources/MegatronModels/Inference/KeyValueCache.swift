@@ -73,7 +73,7 @@ extension GPTModel {
         let n = tokens.count, start = cache.length
         guard n > 0 else { throw TensorError("generation: no tokens to add") }
         guard start + n <= cache.capacity, start + n <= config.maxPositionEmbeddings else {
-            throw TensorError("generation: \(start + n) tokens exceed the cache's \(cache.capacity) or --max-position-embeddings "
+            throw ConfigError(flag: "--max-position-embeddings", "generation: \(start + n) tokens exceed the cache's \(cache.capacity) or --max-position-embeddings "
                               + "\(config.maxPositionEmbeddings)")
         }
         let ids = try Tensor(int32s: tokens, shape: [n], on: device)

@@ -66,10 +66,13 @@ public struct CommunicatorError: Error, CustomStringConvertible {
     public let description: String
     /// The rank (in the world) whose failure caused this error, when known.
     public let failedRank: Int?
+    /// The error that rank threw, when this reports one (an in-process rank's).
+    public let cause: (any Error)?
 
-    public init(_ description: String, failedRank: Int? = nil) {
+    public init(_ description: String, failedRank: Int? = nil, cause: (any Error)? = nil) {
         self.description = description
         self.failedRank = failedRank
+        self.cause = cause
     }
 }
 

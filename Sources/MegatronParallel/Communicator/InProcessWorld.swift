@@ -29,9 +29,9 @@ public final class InProcessWorld: @unchecked Sendable {
     }
 
     /// Records that `rank` failed with `cause`; every rank's next wait throws.
-    public func fail(rank: Int, _ cause: String) {
+    public func fail(rank: Int, _ cause: any Error) {
         condition.lock()
-        record(CommunicatorError("rank \(rank) failed: \(cause)", failedRank: rank))
+        record(CommunicatorError("rank \(rank) failed: \(cause)", failedRank: rank, cause: cause))
         condition.unlock()
     }
 
@@ -56,7 +56,7 @@ public final class InProcessWorld: @unchecked Sendable {
                 } catch let error as CommunicatorError where error.failedRank != nil && error.failedRank != rank {
                     // Released because another rank failed: that failure is the one to report.
                 } catch {
-                    fail(rank: rank, "\(error)")
+                    fail(rank: rank, error)
                 }
             }
             thread.stackSize = 16 << 20

@@ -1,3 +1,5 @@
+import MegatronCore
+
 /// Megatron's grid of ranks: the world split into tensor- (tp), context- (cp), data- (dp) and
 /// pipeline-parallel (pp) coordinates, in Megatron's default order "tp-cp-ep-dp-pp" (tensor
 /// fastest, expert parallelism 1):
@@ -24,11 +26,11 @@ public struct ParallelState: Sendable, Equatable {
         for (flag, value) in [("--tensor-model-parallel-size", tensorModelParallelSize),
                               ("--pipeline-model-parallel-size", pipelineModelParallelSize),
                               ("--context-parallel-size", contextParallelSize)] where value < 1 {
-            throw CommunicatorError("\(flag) \(value): expected at least 1")
+            throw ConfigError(flag: flag, "\(flag) \(value): expected at least 1")
         }
         let modelParallel = tensorModelParallelSize * pipelineModelParallelSize * contextParallelSize
         guard worldSize >= 1, worldSize % modelParallel == 0 else {
-            throw CommunicatorError("world size \(worldSize) is not divisible by --tensor-model-parallel-size "
+            throw ConfigError(flag: "--tensor-model-parallel-size", "world size \(worldSize) is not divisible by --tensor-model-parallel-size "
                                     + "\(tensorModelParallelSize) × --pipeline-model-parallel-size \(pipelineModelParallelSize) "
                                     + "× --context-parallel-size \(contextParallelSize)")
         }

@@ -83,7 +83,7 @@ public enum Checkpoint {
         guard FileManager.default.fileExists(atPath: tracker.path) else { return nil }
         let text = try String(contentsOf: tracker, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         guard let iteration = Int(text), iteration >= 0 else {
-            throw TensorError("\(tracker.path): expected an iteration number, found \"\(text)\"")
+            throw CheckpointError("\(tracker.path): expected an iteration number, found \"\(text)\"")
         }
         return iteration
     }
@@ -134,7 +134,7 @@ public enum Checkpoint {
         do {
             return try JSONDecoder().decode(Progress.self, from: Data(contentsOf: file))
         } catch {
-            throw TensorError("\(file.path): not a readable checkpoint description (\(error))")
+            throw CheckpointError("\(file.path): not a readable checkpoint description (\(error))")
         }
     }
 
@@ -160,11 +160,11 @@ public enum Checkpoint {
         let progress = try progress(in: directory, iteration: iteration)
         let differences = model.config.architectureDifferences(from: progress.model)
         guard differences.isEmpty else {
-            throw TensorError("\(folder.path): the checkpoint's model differs from this run's "
+            throw CheckpointError("\(folder.path): the checkpoint's model differs from this run's "
                               + "(this run vs the checkpoint): \(differences.joined(separator: ", "))")
         }
         if let optimizer, let saved = progress.optimizer, optimizer.kind != saved {
-            throw TensorError("\(folder.path): saved by --optimizer \(saved), this run's is \(optimizer.kind) "
+            throw CheckpointError("\(folder.path): saved by --optimizer \(saved), this run's is \(optimizer.kind) "
                               + "(--no-load-optim starts a fresh optimizer from the saved model)")
         }
         let whole = ParameterLayout(model.config)
@@ -193,7 +193,7 @@ public enum Checkpoint {
     }
 
     private static func tensors(_ file: URL) throws -> [String: SafeTensors.Entry] {
-        guard FileManager.default.fileExists(atPath: file.path) else { throw TensorError("\(file.path): no such file") }
+        guard FileManager.default.fileExists(atPath: file.path) else { throw CheckpointError("\(file.path): no such file") }
         return try SafeTensors.read(file).tensors
     }
 
@@ -207,14 +207,14 @@ public enum Checkpoint {
                              into spans: [Span], _ layout: ParameterLayout, whole: ParameterLayout) throws {
         let expected = Set(whole.entries.map { $0.name + suffix })
         if let stray = tensors.keys.filter({ $0.hasSuffix(suffix) && !expected.contains($0) }).sorted().first {
-            throw TensorError("\(file.path) holds \(stray), which this model does not have: was it saved with other "
+            throw CheckpointError("\(file.path) holds \(stray), which this model does not have: was it saved with other "
                               + "--num-layers, --untie-embeddings-and-output-weights, --position-embedding-type or bias flags?")
         }
         for entry in layout.entries {
             let name = entry.name + suffix
-            guard let stored = tensors[name] else { throw TensorError("\(file.path) has no tensor \(name), which this model needs") }
+            guard let stored = tensors[name] else { throw CheckpointError("\(file.path) has no tensor \(name), which this model needs") }
             guard stored.dtype == "F32", stored.shape == entry.wholeShape else {
-                throw TensorError("\(file.path): \(name) is \(stored.dtype) \(stored.shape), this model's is F32 \(entry.wholeShape) "
+                throw CheckpointError("\(file.path): \(name) is \(stored.dtype) \(stored.shape), this model's is F32 \(entry.wholeShape) "
                                   + "(a checkpoint of another --hidden-size, --ffn-hidden-size, --num-attention-heads or vocabulary?)")
             }
             // A tensor-parallel rank takes its shard's pieces of the whole tensor.

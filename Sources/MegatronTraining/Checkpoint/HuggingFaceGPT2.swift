@@ -41,10 +41,10 @@ public enum HuggingFaceGPT2 {
     public static func readConfig(_ directory: URL) throws -> Config {
         let file = directory.appendingPathComponent("config.json")
         guard let json = try? JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any] else {
-            throw TensorError("\(file.path): not a readable JSON object")
+            throw CheckpointError("\(file.path): not a readable JSON object")
         }
         func integer(_ key: String) throws -> Int {
-            guard let value = json[key] as? Int, value > 0 else { throw TensorError("\(file.path): \"\(key)\" must be a positive integer") }
+            guard let value = json[key] as? Int, value > 0 else { throw CheckpointError("\(file.path): \"\(key)\" must be a positive integer") }
             return value
         }
         let config = Config(numLayers: try integer("n_layer"), hiddenSize: try integer("n_embd"), numAttentionHeads: try integer("n_head"),
@@ -60,7 +60,7 @@ public enum HuggingFaceGPT2 {
             ("scale_attn_by_inverse_layer_idx", !((json["scale_attn_by_inverse_layer_idx"] as? Bool) ?? false), "false"),
         ]
         if let (key, _, expected) = requirements.first(where: { !$0.1 }) {
-            throw TensorError("\(file.path): \"\(key)\" must be \(expected) for a Megatron GPT, found \(json[key].map { "\($0)" } ?? "nothing")")
+            throw CheckpointError("\(file.path): \"\(key)\" must be \(expected) for a Megatron GPT, found \(json[key].map { "\($0)" } ?? "nothing")")
         }
         return config
     }
@@ -100,7 +100,7 @@ public enum HuggingFaceGPT2 {
         if megatronName.hasPrefix("decoder.final_layernorm.") { return Source(name: "ln_f." + megatronName.split(separator: ".").last!, kind: .same) }
         let parts = megatronName.split(separator: ".").map(String.init)
         guard parts.count >= 5, parts[0] == "decoder", parts[1] == "layers" else {
-            throw TensorError("no Hugging Face GPT-2 tensor holds \(megatronName)")
+            throw CheckpointError("no Hugging Face GPT-2 tensor holds \(megatronName)")
         }
         let layer = "h.\(parts[2]).", field = parts.last!, module = parts[3 ..< parts.count - 1].joined(separator: ".")
         switch (module, field) {
@@ -113,7 +113,7 @@ public enum HuggingFaceGPT2 {
         case ("mlp.linear_fc1", "bias"): return Source(name: layer + "mlp.c_fc.bias", kind: .same)
         case ("mlp.linear_fc2", "weight"): return Source(name: layer + "mlp.c_proj.weight", kind: .transposed)
         case ("mlp.linear_fc2", "bias"): return Source(name: layer + "mlp.c_proj.bias", kind: .same)
-        default: throw TensorError("no Hugging Face GPT-2 tensor holds \(megatronName)")
+        default: throw CheckpointError("no Hugging Face GPT-2 tensor holds \(megatronName)")
         }
     }
 
@@ -129,7 +129,7 @@ public enum HuggingFaceGPT2 {
     /// ParameterLayout; `config` must be `readConfig(directory).gptConfig(…)`.
     public static func importWeights(from directory: URL, config: GPTConfig, into parameters: UnsafeMutablePointer<Float>) throws {
         let file = directory.appendingPathComponent("model.safetensors")
-        guard FileManager.default.fileExists(atPath: file.path) else { throw TensorError("\(file.path): no such file") }
+        guard FileManager.default.fileExists(atPath: file.path) else { throw CheckpointError("\(file.path): no such file") }
         var tensors: [String: SafeTensors.Entry] = [:]
         for (name, entry) in try SafeTensors.read(file).tensors {
             tensors[name.hasPrefix("transformer.") ? String(name.dropFirst("transformer.".count)) : name] = entry
@@ -137,11 +137,11 @@ public enum HuggingFaceGPT2 {
         let h = config.hiddenSize, d = config.kvChannels
         for entry in ParameterLayout(config).entries {
             let source = try source(of: entry.name)
-            guard let stored = tensors[source.name] else { throw TensorError("\(file.path) has no tensor \(source.name) (for \(entry.name))") }
+            guard let stored = tensors[source.name] else { throw CheckpointError("\(file.path) has no tensor \(source.name) (for \(entry.name))") }
             let expectedShape = source.shape(megatron: entry.shape, vocabularyRows: stored.shape.first ?? 0)
             let values = try stored.floats()
             guard stored.shape == expectedShape, values.count == expectedShape.reduce(1, *) else {
-                throw TensorError("\(file.path): \(source.name) has shape \(stored.shape), expected \(expectedShape) for \(entry.name)")
+                throw CheckpointError("\(file.path): \(source.name) has shape \(stored.shape), expected \(expectedShape) for \(entry.name)")
             }
             let out = parameters + entry.offset
             switch source.kind {
@@ -157,7 +157,7 @@ public enum HuggingFaceGPT2 {
                 }
             case .paddedRows:
                 let vocab = stored.shape[0], padded = entry.shape[0]
-                guard vocab <= padded else { throw TensorError("\(file.path): \(source.name) has \(vocab) rows, more than the model's \(padded)") }
+                guard vocab <= padded else { throw CheckpointError("\(file.path): \(source.name) has \(vocab) rows, more than the model's \(padded)") }
                 out.update(from: values, count: values.count)
                 let last = Array(values.suffix(h))
                 for row in vocab ..< padded { (out + row * h).update(from: last, count: h) }
@@ -174,11 +174,11 @@ public enum HuggingFaceGPT2 {
               config.kvChannels * config.numAttentionHeads == config.hiddenSize, config.ffnHiddenSize == 4 * config.hiddenSize,
               !config.untieEmbeddingsAndOutputWeights, config.geluApproximation == .tanh
         else {
-            throw TensorError("only GPT-2's architecture exports to Hugging Face GPT-2 (learned positions, LayerNorm, biases, "
+            throw CheckpointError("only GPT-2's architecture exports to Hugging Face GPT-2 (learned positions, LayerNorm, biases, "
                               + "tanh GELU, ffn 4h, tied output layer, no grouped-query attention or --kv-channels)")
         }
         guard vocabSize >= 1, vocabSize <= config.paddedVocabSize else {
-            throw TensorError("--vocab-size \(vocabSize): expected 1 ... \(config.paddedVocabSize) (the model's padded vocabulary)")
+            throw CheckpointError("--vocab-size \(vocabSize): expected 1 ... \(config.paddedVocabSize) (the model's padded vocabulary)")
         }
         let h = config.hiddenSize, d = config.kvChannels
         var tensors: [String: SafeTensors.Entry] = [:]

@@ -130,7 +130,7 @@ extension Trainer {
         let mine = Int32(latest ?? -1)
         let highest = try model.groups.world.allReduce(mine, op: .max), lowest = -(try model.groups.world.allReduce(-mine, op: .max))
         guard highest == lowest else {
-            throw TensorError("--load \(directory.path): the ranks find different checkpoints (iterations \(lowest) "
+            throw CheckpointError("--load \(directory.path): the ranks find different checkpoints (iterations \(lowest) "
                               + "to \(highest), -1 meaning none): every rank must read the same directory")
         }
         guard let latest else {
@@ -159,7 +159,7 @@ extension Trainer {
             case .mustMatch:
                 let differences = scheduler.settingDifferences(from: savedScheduler)
                 guard differences.isEmpty else {
-                    throw TensorError("--load \(directory.path): this run's learning-rate schedule differs from the checkpoint's "
+                    throw CheckpointError("--load \(directory.path): this run's learning-rate schedule differs from the checkpoint's "
                                       + "(this run vs the checkpoint): \(differences.joined(separator: ", ")); "
                                       + "--override-opt_param-scheduler keeps this run's, --use-checkpoint-opt_param-scheduler takes the checkpoint's")
                 }
@@ -184,6 +184,6 @@ extension Trainer {
     func agree(_ failure: Error?, _ what: String) throws {
         let failures = try model.groups.world.allReduce(Int32(failure == nil ? 0 : 1), op: .sum)
         if let failure { throw failure }
-        if failures > 0 { throw TensorError("\(what) failed on another rank") }
+        if failures > 0 { throw CheckpointError("\(what) failed on another rank") }
     }
 }

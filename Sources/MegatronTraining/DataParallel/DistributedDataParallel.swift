@@ -47,7 +47,7 @@ public final class DistributedDataParallel: @unchecked Sendable {
         let dataParallel = model.groups.dataParallel
         self.dataParallel = dataParallel
         self.settings = settings
-        if let size = settings.bucketSize, size < 1 { throw TensorError("--ddp-bucket-size \(size): expected at least 1") }
+        if let size = settings.bucketSize, size < 1 { throw ConfigError(flag: "--ddp-bucket-size", "--ddp-bucket-size \(size): expected at least 1") }
         let bucketSize = settings.overlapGradReduce ? settings.bucketSize ?? max(40_000_000, 1_000_000 * dataParallel.size) : nil
         var buckets: [Range<Int>] = []
         var end = model.layout.totalCount

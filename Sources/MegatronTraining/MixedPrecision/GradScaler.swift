@@ -50,14 +50,15 @@ public struct GradScaler: Codable, Equatable, Sendable {
     /// Megatron's checks of the settings, naming the flag that is wrong.
     public func validate() throws {
         guard scale > 0, scale.isFinite else {
-            throw TensorError("\(isDynamic ? "--initial-loss-scale" : "--loss-scale") \(scale): expected a positive number")
+            let flag = isDynamic ? "--initial-loss-scale" : "--loss-scale"
+            throw ConfigError(flag: flag, "\(flag) \(scale): expected a positive number")
         }
         guard case let .dynamic(minScale, window, hysteresis) = rule else { return }
         guard minScale > 0, minScale <= scale else {
-            throw TensorError("--min-loss-scale \(minScale): expected above 0 and at most --initial-loss-scale \(scale)")
+            throw ConfigError(flag: "--min-loss-scale", "--min-loss-scale \(minScale): expected above 0 and at most --initial-loss-scale \(scale)")
         }
-        guard window > 0 else { throw TensorError("--loss-scale-window \(window): expected at least 1") }
-        guard hysteresis > 0 else { throw TensorError("--hysteresis \(hysteresis): expected at least 1") }
+        guard window > 0 else { throw ConfigError(flag: "--loss-scale-window", "--loss-scale-window \(window): expected at least 1") }
+        guard hysteresis > 0 else { throw ConfigError(flag: "--hysteresis", "--hysteresis \(hysteresis): expected at least 1") }
     }
 
     /// Moves the scale after an iteration whose unscaled gradients held an inf or NaN (`foundInf`) or not.
