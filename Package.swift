@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "megatron", targets: ["megatron"]),
+        .executable(name: "megatron-bench", targets: ["megatron-bench"]),
         .library(name: "MegatronCore", targets: ["MegatronCore"]),
         .library(name: "MegatronModels", targets: ["MegatronModels"]),
         .library(name: "MegatronData", targets: ["MegatronData"]),
@@ -40,15 +41,27 @@ let package = Package(
         .target(name: "MegatronParallel", dependencies: ["CMPI", "MegatronCore"]),
         // Optimizer, learning-rate schedule, the training loop and its log.
         .target(name: "MegatronTraining", dependencies: ["MegatronCore", "MegatronModels", "MegatronParallel"]),
+        // The option groups of Megatron's flags (and their checks), shared by the two executables.
+        .target(
+            name: "MegatronCommandLine",
+            dependencies: [
+                "MegatronCore", "MegatronModels", "MegatronTraining", "MegatronData", "MegatronParallel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // The training and inference tool.
         .executableTarget(
             name: "megatron",
             dependencies: [
-                "MegatronCore",
-                "MegatronModels",
-                "MegatronTraining",
-                "MegatronData",
-                "MegatronParallel",
-                "CMPI",
+                "MegatronCommandLine", "MegatronCore", "MegatronModels", "MegatronTraining", "MegatronData", "MegatronParallel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Benchmarks: speed figures, apart from the training tool.
+        .executableTarget(
+            name: "megatron-bench",
+            dependencies: [
+                "MegatronCommandLine", "MegatronCore", "MegatronModels", "MegatronTraining", "MegatronData", "MegatronParallel", "CMPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -20,7 +20,7 @@ swift build -c release --product megatron >/dev/null
 logs=$(mktemp -d)
 tokens() { sed -n 's/^RESULT //p' "$1" | "$python" -c 'import json,sys; print(json.load(sys.stdin)["tokens_per_s"])'; }
 ours() {
-    .build/release/megatron bench gpt --config "$config" --micro-batch-size "$batch" --steps "$steps" --threads 2 \
+    .build/release/megatron-bench gpt --config "$config" --micro-batch-size "$batch" --steps "$steps" --threads 2 \
         >"$logs/$1" 2>/dev/null
 }
 torch_default() {

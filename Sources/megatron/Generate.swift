@@ -1,4 +1,5 @@
 import ArgumentParser
+import MegatronCommandLine
 import Foundation
 import MegatronModels
 import MegatronTraining

@@ -10,7 +10,7 @@ struct Megatron: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "megatron",
         abstract: "Megatron-style GPT training in Swift.",
-        subcommands: [Pretrain.self, PreprocessData.self, Generate.self, ImportHF.self, ExportHF.self, Bench.self]
+        subcommands: [Pretrain.self, PreprocessData.self, Generate.self, ImportHF.self, ExportHF.self]
     )
 
     /// Runs the command and reports a failure by its domain, with its message: a configuration

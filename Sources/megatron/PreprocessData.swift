@@ -1,4 +1,5 @@
 import ArgumentParser
+import MegatronCommandLine
 import Dispatch
 import Foundation
 import MegatronData

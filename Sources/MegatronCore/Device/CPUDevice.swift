@@ -37,7 +37,7 @@ public final class CPUDevice: Sendable {
     /// OpenBLAS's default is 2^28 cycles, about 0.1 s of spinning (calling sched_yield) after every
     /// GEMM. Between GEMMs this device runs its own kernels on every core, so each of them shared a
     /// core with a spinning worker. Measured on the 124M model, micro-batch 1, 2 cores, alternating
-    /// runs of `megatron bench gpt --profile` with this value and with 28: attention backward 709–759
+    /// runs of `megatron-bench gpt --profile` with this value and with 28: attention backward 709–759
     /// → 450–513 ms per step, step median 6.6–7.0 → 5.6–6.0 s. GEMMs, which pay a wake-up after a
     /// sleep, took the same time within noise. 2^16 keeps the workers awake across back-to-back GEMMs and out of
     /// the way of everything else.

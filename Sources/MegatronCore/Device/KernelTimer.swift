@@ -1,6 +1,6 @@
 import Foundation
 
-/// Wall time spent in named kernels, for profiling a training step (`megatron bench gpt --profile`):
+/// Wall time spent in named kernels, for profiling a training step (`megatron-bench gpt --profile`):
 /// a device given a timer reports each GEMM (named by its shape and transposes, with its FLOPs) and
 /// each attention call to it. Thread-safe; kernels that run on several threads report once, from the
 /// calling thread, so the times add up to wall time.

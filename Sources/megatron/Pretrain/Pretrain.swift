@@ -1,4 +1,5 @@
 import ArgumentParser
+import MegatronCommandLine
 import Foundation
 import MegatronCore
 import MegatronData

@@ -3,28 +3,30 @@ import Foundation
 import MegatronTraining
 
 /// Megatron-LM's TensorBoard flags (see `TensorBoardLog` for the scalars).
-struct TensorBoardArguments: ParsableArguments {
-    @Option(name: .customLong("tensorboard-dir"), help: "Write TensorBoard event files here (from the rank that prints the log).")
-    var tensorboardDir: String?
-    @Option(name: .customLong("tensorboard-log-interval"), help: "Write the training scalars every this many iterations.")
-    var tensorboardLogInterval = 1
-    @Flag(name: .customLong("log-validation-ppl-to-tensorboard"), help: "Also write the validation perplexity.")
-    var logValidationPPLToTensorboard = false
-    @Flag(name: .customLong("no-log-loss-scale-to-tensorboard"), help: "Do not write the loss scale.")
-    var noLogLossScaleToTensorboard = false
-    @Flag(name: .customLong("log-timers-to-tensorboard"), help: "Also write the time per iteration (and the throughput under --log-throughput).")
-    var logTimersToTensorboard = false
-    @Flag(name: .customLong("log-world-size-to-tensorboard"), help: "Also write the number of ranks.")
-    var logWorldSizeToTensorboard = false
+public struct TensorBoardArguments: ParsableArguments, Sendable {
+    public init() {}
 
-    func validate() throws {
+    @Option(name: .customLong("tensorboard-dir"), help: "Write TensorBoard event files here (from the rank that prints the log).")
+    public var tensorboardDir: String?
+    @Option(name: .customLong("tensorboard-log-interval"), help: "Write the training scalars every this many iterations.")
+    public var tensorboardLogInterval = 1
+    @Flag(name: .customLong("log-validation-ppl-to-tensorboard"), help: "Also write the validation perplexity.")
+    public var logValidationPPLToTensorboard = false
+    @Flag(name: .customLong("no-log-loss-scale-to-tensorboard"), help: "Do not write the loss scale.")
+    public var noLogLossScaleToTensorboard = false
+    @Flag(name: .customLong("log-timers-to-tensorboard"), help: "Also write the time per iteration (and the throughput under --log-throughput).")
+    public var logTimersToTensorboard = false
+    @Flag(name: .customLong("log-world-size-to-tensorboard"), help: "Also write the number of ranks.")
+    public var logWorldSizeToTensorboard = false
+
+    public func validate() throws {
         guard tensorboardLogInterval >= 1 else {
             throw ValidationError("--tensorboard-log-interval \(tensorboardLogInterval): expected at least 1")
         }
     }
 
     /// The log for this run, or nil without --tensorboard-dir.
-    func makeLog(worldSize: Int) throws -> TensorBoardLog? {
+    public func makeLog(worldSize: Int) throws -> TensorBoardLog? {
         guard let tensorboardDir else { return nil }
         var log = TensorBoardLog(writer: try TensorBoardWriter(directory: URL(fileURLWithPath: tensorboardDir)))
         log.interval = tensorboardLogInterval

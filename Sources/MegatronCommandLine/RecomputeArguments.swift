@@ -2,23 +2,25 @@ import ArgumentParser
 import MegatronModels
 
 /// Megatron's activation recomputation flags (see `ActivationRecompute`).
-struct RecomputeArguments: ParsableArguments {
+public struct RecomputeArguments: ParsableArguments, Sendable {
+    public init() {}
+
     @Flag(name: .customLong("recompute-activations"), help: "Selective recomputation (as --recompute-granularity selective).")
-    var recomputeActivations = false
+    public var recomputeActivations = false
     @Option(name: .customLong("recompute-granularity"),
             help: "full (recompute whole layers from their inputs) or selective (parts of every layer, --recompute-modules).")
-    var granularity: String?
+    public var granularity: String?
     @Option(name: .customLong("recompute-method"),
             help: "With full: uniform (chunks of --recompute-num-layers layers) or block (the first --recompute-num-layers layers).")
-    var method: String?
+    public var method: String?
     @Option(name: .customLong("recompute-num-layers"), help: "With full: layers per chunk (uniform) or layers recomputed (block).")
-    var numLayers: Int?
+    public var numLayers: Int?
     @Option(name: .customLong("recompute-modules"), parsing: .upToNextOption,
             help: "With selective: core_attn (default), layernorm, mlp.")
-    var modules: [String] = []
+    public var modules: [String] = []
 
     /// The recomputation these flags ask for in a model of `layers` layers, or an error naming the flag.
-    func recompute(layers: Int) throws -> ActivationRecompute {
+    public func recompute(layers: Int) throws -> ActivationRecompute {
         // Megatron's --recompute-activations sets selective granularity, whatever else is given.
         let granularity = recomputeActivations ? "selective" : granularity
         switch granularity {

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import MegatronData
 
-/// `megatron bench tokenizer`: single-thread GPT-2 BPE encoding speed on a text file.
+/// `megatron-bench tokenizer`: single-thread GPT-2 BPE encoding speed on a text file.
 struct BenchTokenizer: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenizer", abstract: "Single-thread GPT-2 BPE encoding throughput (tokens/s, MB/s) on a text file.")

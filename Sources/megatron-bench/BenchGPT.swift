@@ -1,10 +1,11 @@
 import ArgumentParser
+import MegatronCommandLine
 import Foundation
 import MegatronCore
 import MegatronModels
 import MegatronTraining
 
-/// `megatron bench gpt`: training-step throughput of a GPT-2-shaped model, as the PyTorch reference
+/// `megatron-bench gpt`: training-step throughput of a GPT-2-shaped model, as the PyTorch reference
 /// benchmark (shared/bench/torch_gpt_bench.py) measures it: no dropout, AdamW, clipping at 1.0, the
 /// same batch every step; median over the measured steps.
 struct BenchGPT: ParsableCommand {
@@ -105,7 +106,7 @@ struct BenchGPT: ParsableCommand {
         let activations = bytes(model.savedActivationFloats(batch: microBatchSize, sequenceLength: seq))
         let modelGFLOPs = megatron / median / 1e9
         print("""
-            megatron bench gpt — \(config)\(variant(c))\(recomputed(model.recompute)), micro-batch \(microBatchSize), seq \(seq), \(device.threads) thread(s), \(settings.paramsDType)
+            megatron-bench gpt — \(config)\(variant(c))\(recomputed(model.recompute)), micro-batch \(microBatchSize), seq \(seq), \(device.threads) thread(s), \(settings.paramsDType)
               step: median \(fixed(median * 1e3)) ms over \(steps) steps; \(fixed(tokens / median)) tokens/s
               model TFLOP/s: \(fixed(megatron / median / 1e12, 4)) (Megatron's formula, causal attention halved), \
             \(fixed(classic / median / 1e12, 4)) (72·B·s·L·h²(1 + s/6h + V/12Lh), as torch_gpt_bench.py)

@@ -3,15 +3,17 @@ import Foundation
 import MegatronData
 
 /// Megatron's tokenizer flags, shared by `preprocess-data` and `pretrain`.
-struct TokenizerOptions: ParsableArguments {
-    @Option(name: .customLong("tokenizer-type"), help: "GPT2BPETokenizer (with --vocab-file, --merge-file) or NullTokenizer (with --vocab-size).")
-    var tokenizerType = "GPT2BPETokenizer"
-    @Option(name: .customLong("vocab-file")) var vocabFile: String?
-    @Option(name: .customLong("merge-file")) var mergeFile: String?
-    @Option(name: .customLong("vocab-size"), help: "NullTokenizer: ids are 0 ..< vocab-size, the last one end-of-document.")
-    var vocabSize: Int?
+public struct TokenizerOptions: ParsableArguments, Sendable {
+    public init() {}
 
-    func validate() throws {
+    @Option(name: .customLong("tokenizer-type"), help: "GPT2BPETokenizer (with --vocab-file, --merge-file) or NullTokenizer (with --vocab-size).")
+    public var tokenizerType = "GPT2BPETokenizer"
+    @Option(name: .customLong("vocab-file")) public var vocabFile: String?
+    @Option(name: .customLong("merge-file")) public var mergeFile: String?
+    @Option(name: .customLong("vocab-size"), help: "NullTokenizer: ids are 0 ..< vocab-size, the last one end-of-document.")
+    public var vocabSize: Int?
+
+    public func validate() throws {
         switch tokenizerType {
         case "GPT2BPETokenizer":
             guard let vocabFile, let mergeFile else {
@@ -28,10 +30,10 @@ struct TokenizerOptions: ParsableArguments {
         }
     }
 
-    var isGPT2BPE: Bool { tokenizerType == "GPT2BPETokenizer" }
+    public var isGPT2BPE: Bool { tokenizerType == "GPT2BPETokenizer" }
 
     /// The tokenizer the (validated) flags name; the GPT-2 one reads its vocabulary and merges files.
-    func makeTokenizer() throws -> any TextTokenizer {
+    public func makeTokenizer() throws -> any TextTokenizer {
         isGPT2BPE
             ? try GPT2BPETokenizer(vocabFile: URL(fileURLWithPath: vocabFile!), mergesFile: URL(fileURLWithPath: mergeFile!))
             : try NullTokenizer(vocabSize: vocabSize!)

@@ -2,58 +2,60 @@ import ArgumentParser
 import MegatronTraining
 
 /// Training, optimizer and learning-rate flags of Megatron-LM's pretrain_gpt.py.
-struct TrainingArguments: ParsableArguments {
-    @Option(name: .customLong("seq-length")) var seqLength: Int
-    @Option(name: .customLong("micro-batch-size"), help: "Required, as in Megatron.") var microBatchSize: Int
+public struct TrainingArguments: ParsableArguments, Sendable {
+    public init() {}
+
+    @Option(name: .customLong("seq-length")) public var seqLength: Int
+    @Option(name: .customLong("micro-batch-size"), help: "Required, as in Megatron.") public var microBatchSize: Int
     @Option(name: .customLong("global-batch-size"), help: "Default: micro-batch-size × data-parallel size.")
-    var globalBatchSize: Int?
+    public var globalBatchSize: Int?
     @Option(name: .customLong("step-batch-size-schedule"),
             help: ArgumentHelp("Global batch size by tokens consumed, \"0:16 2.4B:320 …\" (Megatron's; instead of --global-batch-size).",
                                discussion: "Evaluation then uses micro-batch × data-parallel samples per batch, and iteration-counted "
                                    + "learning-rate flags count that many samples per iteration, as in Megatron: use --train-samples."))
-    var stepBatchSizeSchedule: String?
-    @Option(name: .customLong("train-iters")) var trainIters: Int?
-    @Option(name: .customLong("train-samples")) var trainSamples: Int?
-    @Option(name: .customLong("log-interval")) var logInterval = 100
-    @Flag(name: .customLong("log-throughput"), help: "Show model TFLOP/s in the log line.") var logThroughput = false
-    @Flag(name: .customLong("log-params-norm"), help: "Show the parameters' L2 norm in the log line.") var logParamsNorm = false
+    public var stepBatchSizeSchedule: String?
+    @Option(name: .customLong("train-iters")) public var trainIters: Int?
+    @Option(name: .customLong("train-samples")) public var trainSamples: Int?
+    @Option(name: .customLong("log-interval")) public var logInterval = 100
+    @Flag(name: .customLong("log-throughput"), help: "Show model TFLOP/s in the log line.") public var logThroughput = false
+    @Flag(name: .customLong("log-params-norm"), help: "Show the parameters' L2 norm in the log line.") public var logParamsNorm = false
     @Flag(name: .customLong("no-check-for-nan-in-loss-and-grad"),
           help: "Skip (and count) iterations whose lm loss or gradient norm is not finite, instead of stopping the run.")
-    var noCheckForNaNInLossAndGrad = false
-    @Option(name: .customLong("seed")) var seed = 1234
+    public var noCheckForNaNInLossAndGrad = false
+    @Option(name: .customLong("seed")) public var seed = 1234
     @Flag(name: .customLong("skip-train"), help: "Run no iterations: only evaluate (a checkpoint from --load) on the validation and test splits.")
-    var skipTrain = false
+    public var skipTrain = false
 
-    @Option(name: .customLong("optimizer"), help: "adam or sgd.") var optimizer = "adam"
-    @Option(name: .customLong("lr")) var lr: Double
-    @Option(name: .customLong("min-lr")) var minLR: Double = 0
+    @Option(name: .customLong("optimizer"), help: "adam or sgd.") public var optimizer = "adam"
+    @Option(name: .customLong("lr")) public var lr: Double
+    @Option(name: .customLong("min-lr")) public var minLR: Double = 0
     @Option(name: .customLong("lr-decay-style"), help: "constant, linear, cosine, inverse-square-root or WSD.")
-    var lrDecayStyle = "linear"
-    @Option(name: .customLong("lr-decay-iters")) var lrDecayIters: Int?
-    @Option(name: .customLong("lr-decay-samples")) var lrDecaySamples: Int?
-    @Option(name: .customLong("lr-warmup-iters")) var lrWarmupIters = 0
-    @Option(name: .customLong("lr-warmup-samples")) var lrWarmupSamples = 0
-    @Option(name: .customLong("lr-warmup-fraction")) var lrWarmupFraction: Double?
-    @Option(name: .customLong("lr-warmup-init")) var lrWarmupInit: Double = 0
-    @Option(name: .customLong("lr-wsd-decay-iters")) var lrWSDDecayIters: Int?
-    @Option(name: .customLong("lr-wsd-decay-samples")) var lrWSDDecaySamples: Int?
+    public var lrDecayStyle = "linear"
+    @Option(name: .customLong("lr-decay-iters")) public var lrDecayIters: Int?
+    @Option(name: .customLong("lr-decay-samples")) public var lrDecaySamples: Int?
+    @Option(name: .customLong("lr-warmup-iters")) public var lrWarmupIters = 0
+    @Option(name: .customLong("lr-warmup-samples")) public var lrWarmupSamples = 0
+    @Option(name: .customLong("lr-warmup-fraction")) public var lrWarmupFraction: Double?
+    @Option(name: .customLong("lr-warmup-init")) public var lrWarmupInit: Double = 0
+    @Option(name: .customLong("lr-wsd-decay-iters")) public var lrWSDDecayIters: Int?
+    @Option(name: .customLong("lr-wsd-decay-samples")) public var lrWSDDecaySamples: Int?
     @Option(name: .customLong("lr-wsd-decay-style"), help: "linear, cosine, exponential or minus_sqrt.")
-    var lrWSDDecayStyle = "exponential"
-    @Option(name: .customLong("weight-decay")) var weightDecay: Float = 0.01
+    public var lrWSDDecayStyle = "exponential"
+    @Option(name: .customLong("weight-decay")) public var weightDecay: Float = 0.01
     @Option(name: .customLong("start-weight-decay"), help: "Weight decay at the start of a linear or cosine --weight-decay-incr-style.")
-    var startWeightDecay: Double?
+    public var startWeightDecay: Double?
     @Option(name: .customLong("end-weight-decay"), help: "Weight decay at the end of the run, reached by --weight-decay-incr-style.")
-    var endWeightDecay: Double?
+    public var endWeightDecay: Double?
     @Option(name: .customLong("weight-decay-incr-style"), help: "constant (--weight-decay throughout), linear or cosine.")
-    var weightDecayIncrStyle = "constant"
-    @Option(name: .customLong("adam-beta1")) var adamBeta1: Float = 0.9
-    @Option(name: .customLong("adam-beta2")) var adamBeta2: Float = 0.999
-    @Option(name: .customLong("adam-eps")) var adamEps: Float = 1e-8
-    @Option(name: .customLong("sgd-momentum")) var sgdMomentum: Float = 0.9
-    @Option(name: .customLong("clip-grad")) var clipGrad: Float = 1
+    public var weightDecayIncrStyle = "constant"
+    @Option(name: .customLong("adam-beta1")) public var adamBeta1: Float = 0.9
+    @Option(name: .customLong("adam-beta2")) public var adamBeta2: Float = 0.999
+    @Option(name: .customLong("adam-eps")) public var adamEps: Float = 1e-8
+    @Option(name: .customLong("sgd-momentum")) public var sgdMomentum: Float = 0.9
+    @Option(name: .customLong("clip-grad")) public var clipGrad: Float = 1
 
     /// --step-batch-size-schedule, parsed, or a ValidationError naming the entry at fault.
-    func batchSizeSchedule() throws -> BatchSizeSchedule? {
+    public func batchSizeSchedule() throws -> BatchSizeSchedule? {
         guard let stepBatchSizeSchedule else { return nil }
         guard globalBatchSize == nil else { throw ValidationError("give only one of --step-batch-size-schedule and --global-batch-size") }
         do { return try BatchSizeSchedule(parsing: stepBatchSizeSchedule, sequenceLength: seqLength) } catch {
@@ -63,7 +65,7 @@ struct TrainingArguments: ParsableArguments {
 
     /// Iterations to run, from --train-iters or --train-samples (exactly one): with a batch size
     /// schedule, the iterations that consume --train-samples.
-    func iterations(globalBatchSize: Int) throws -> Int {
+    public func iterations(globalBatchSize: Int) throws -> Int {
         switch (trainIters, trainSamples) {
         case (let iters?, nil):
             guard iters >= 1 else { throw ValidationError("--train-iters \(iters): expected at least 1") }
@@ -85,7 +87,7 @@ struct TrainingArguments: ParsableArguments {
     /// batch, or --lr-decay-samples (default --train-samples); warm-up by fraction of that (a sample
     /// count that need not be whole, as in Megatron), or iters/samples. The flags must agree as
     /// arguments.py and OptimizerParamScheduler require, else an error names them.
-    func scheduler(globalBatchSize gbs: Int) throws -> OptimizerParamScheduler {
+    public func scheduler(globalBatchSize gbs: Int) throws -> OptimizerParamScheduler {
         let style: OptimizerParamScheduler.DecayStyle = try flagChoice(lrDecayStyle, flag: "--lr-decay-style")
         let wsdStyle: OptimizerParamScheduler.WSDDecayStyle = try flagChoice(lrWSDDecayStyle, flag: "--lr-wsd-decay-style")
         // Iteration-based flags with --train-iters, sample-based ones with --train-samples.
@@ -133,7 +135,7 @@ struct TrainingArguments: ParsableArguments {
     /// Megatron's weight decay schedule over the run's samples: --weight-decay throughout when
     /// constant (--start/--end-weight-decay then not given, as arguments.py asserts), else from
     /// --start-weight-decay to --end-weight-decay (both needed).
-    func weightDecayIncrement(globalBatchSize gbs: Int) throws -> OptimizerParamScheduler.WeightDecayIncrement {
+    public func weightDecayIncrement(globalBatchSize gbs: Int) throws -> OptimizerParamScheduler.WeightDecayIncrement {
         let style: OptimizerParamScheduler.WeightDecayIncrement.Style = try flagChoice(weightDecayIncrStyle, flag: "--weight-decay-incr-style")
         let steps = trainIters.map { $0 * gbs } ?? trainSamples ?? 0
         guard style != .constant else {
@@ -154,7 +156,7 @@ struct TrainingArguments: ParsableArguments {
         return .init(start: startWeightDecay, end: endWeightDecay, steps: steps, style: style)
     }
 
-    func optimizerSettings() throws -> Optimizer.Settings {
+    public func optimizerSettings() throws -> Optimizer.Settings {
         let kind: Optimizer.Kind = try flagChoice(optimizer, flag: "--optimizer")
         // The ranges torch.optim's AdamW and SGD accept.
         for (flag, value) in [("--adam-beta1", adamBeta1), ("--adam-beta2", adamBeta2)] where !(0 ..< 1).contains(value) {

@@ -5,7 +5,7 @@ import MegatronCore
 import Glibc
 #endif
 
-/// The measurements behind `megatron bench kernels`.
+/// The measurements behind `megatron-bench kernels`.
 struct KernelBenchmarks {
     let device: CPUDevice
     let repeats: Int

@@ -5,47 +5,49 @@ import MegatronTraining
 
 /// Megatron's parallelism and distributed flags, and how the ranks of a run come to be: processes
 /// started by `mpirun` (MPI), or threads of this process (in-process).
-struct DistributedArguments: ParsableArguments {
-    enum Backend: String { case mpi, inProcess = "in-process" }
+public struct DistributedArguments: ParsableArguments, Sendable {
+    public init() {}
+
+    public enum Backend: String, Sendable { case mpi, inProcess = "in-process" }
     /// --distributed-backend's values: ours, and Megatron's nccl and gloo (its GPU and CPU
     /// collectives), which here mean the default (MPI under mpirun, else in-process).
-    enum BackendChoice: String, ExpressibleByArgument, CaseIterable { case mpi, inProcess = "in-process", nccl, gloo }
+    public enum BackendChoice: String, ExpressibleByArgument, CaseIterable, Sendable { case mpi, inProcess = "in-process", nccl, gloo }
 
-    @Option(name: .customLong("tensor-model-parallel-size")) var tensorModelParallelSize = 1
-    @Option(name: .customLong("pipeline-model-parallel-size")) var pipelineModelParallelSize = 1
+    @Option(name: .customLong("tensor-model-parallel-size")) public var tensorModelParallelSize = 1
+    @Option(name: .customLong("pipeline-model-parallel-size")) public var pipelineModelParallelSize = 1
     @Option(name: .customLong("decoder-first-pipeline-num-layers"),
             help: "Transformer layers on the first pipeline stage (default: an equal share).")
-    var decoderFirstPipelineNumLayers: Int?
+    public var decoderFirstPipelineNumLayers: Int?
     @Option(name: .customLong("decoder-last-pipeline-num-layers"),
             help: "Transformer layers on the last pipeline stage (default: an equal share).")
-    var decoderLastPipelineNumLayers: Int?
-    @Option(name: .customLong("context-parallel-size")) var contextParallelSize = 1
+    public var decoderLastPipelineNumLayers: Int?
+    @Option(name: .customLong("context-parallel-size")) public var contextParallelSize = 1
     /// --decoder-first/last-pipeline-num-layers.
-    var pipelineEnds: (first: Int?, last: Int?) { (decoderFirstPipelineNumLayers, decoderLastPipelineNumLayers) }
+    public var pipelineEnds: (first: Int?, last: Int?) { (decoderFirstPipelineNumLayers, decoderLastPipelineNumLayers) }
     @Flag(name: .customLong("sequence-parallel"),
           help: "Split the activations between tensor-parallel layers by rows over the tensor-parallel ranks (off when TP is 1).")
-    var sequenceParallel = false
+    public var sequenceParallel = false
     @Option(name: .customLong("distributed-backend"),
             help: ArgumentHelp("mpi (the default under mpirun: one rank per process) or in-process (ranks as threads of this "
                                + "process); Megatron's nccl and gloo mean the default."))
-    var backend: BackendChoice?
+    public var backend: BackendChoice?
     @Option(name: .customLong("in-process-ranks"),
             help: "With the in-process backend: how many ranks to run as threads (default 1).")
-    var inProcessRanks = 1
+    public var inProcessRanks = 1
     @Option(name: .customLong("distributed-timeout-minutes"),
             help: "In-process backend: how long a rank waits for its peers in a collective before the run fails.")
-    var timeoutMinutes: Double = 10
+    public var timeoutMinutes: Double = 10
     @Option(name: .customLong("ddp-bucket-size"),
             help: "Gradient elements per data-parallel bucket (default with --overlap-grad-reduce: max(40M, 1M × dp)).")
-    var ddpBucketSize: Int?
+    public var ddpBucketSize: Int?
     @Flag(name: .customLong("overlap-grad-reduce"), help: "Reduce each gradient bucket during backward, on a communication thread.")
-    var overlapGradReduce = false
+    public var overlapGradReduce = false
     @Flag(name: .customLong("use-distributed-optimizer"),
           help: "Shard the optimizer state over data-parallel ranks (reduce-scatter gradients, all-gather parameters).")
-    var useDistributedOptimizer = false
+    public var useDistributedOptimizer = false
 
     /// The backend in effect: as given, else MPI when this process was started by mpirun.
-    var effectiveBackend: Backend {
+    public var effectiveBackend: Backend {
         switch backend {
         case .mpi?: return .mpi
         case .inProcess?: return .inProcess
@@ -54,18 +56,18 @@ struct DistributedArguments: ParsableArguments {
     }
 
     /// The world size, known before any communicator exists: mpirun's, or the in-process rank count.
-    var worldSize: Int {
+    public var worldSize: Int {
         guard effectiveBackend == .mpi else { return inProcessRanks }
         return ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"].flatMap(Int.init) ?? 1
     }
 
     /// Ranks on this machine: the in-process ranks, or mpirun's ranks on this node.
-    var ranksPerMachine: Int {
+    public var ranksPerMachine: Int {
         guard effectiveBackend == .mpi else { return inProcessRanks }
         return ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1
     }
 
-    func validate() throws {
+    public func validate() throws {
         guard inProcessRanks >= 1 else { throw ValidationError("--in-process-ranks \(inProcessRanks): expected at least 1") }
         if inProcessRanks > 1 && effectiveBackend == .mpi {
             throw ValidationError("--in-process-ranks needs --distributed-backend in-process (under mpirun, use mpirun -np)")
@@ -88,7 +90,7 @@ struct DistributedArguments: ParsableArguments {
         }
     }
 
-    func parallelState() throws -> ParallelState {
+    public func parallelState() throws -> ParallelState {
         do {
             return try ParallelState(worldSize: worldSize, tensorModelParallelSize: tensorModelParallelSize,
                                      pipelineModelParallelSize: pipelineModelParallelSize, contextParallelSize: contextParallelSize)
@@ -97,7 +99,7 @@ struct DistributedArguments: ParsableArguments {
         }
     }
 
-    var ddpSettings: DistributedDataParallel.Settings {
+    public var ddpSettings: DistributedDataParallel.Settings {
         var settings = DistributedDataParallel.Settings()
         settings.bucketSize = ddpBucketSize
         settings.overlapGradReduce = overlapGradReduce
@@ -108,7 +110,7 @@ struct DistributedArguments: ParsableArguments {
     /// Runs `body` once per rank of the world: in this process under mpirun (a failing rank ends
     /// the whole job through MPI_Abort, naming itself), or on one thread per in-process rank (a
     /// failing rank releases the others; the run then fails with its error).
-    func launch(_ body: @escaping @Sendable (any Communicator) throws -> Void) throws {
+    public func launch(_ body: @escaping @Sendable (any Communicator) throws -> Void) throws {
         switch effectiveBackend {
         case .mpi:
             let world = try MPICommunicator.world()

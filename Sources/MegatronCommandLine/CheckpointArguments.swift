@@ -3,34 +3,36 @@ import Foundation
 import MegatronTraining
 
 /// Checkpointing flags of Megatron-LM (see `Checkpoint` for what a checkpoint holds).
-struct CheckpointArguments: ParsableArguments {
-    @Option(name: .customLong("save"), help: "Directory to save checkpoints to.") var save: String?
+public struct CheckpointArguments: ParsableArguments, Sendable {
+    public init() {}
+
+    @Option(name: .customLong("save"), help: "Directory to save checkpoints to.") public var save: String?
     @Option(name: .customLong("save-interval"), help: "Save a checkpoint every this many iterations (and always at the end).")
-    var saveInterval: Int?
+    public var saveInterval: Int?
     @Option(name: .customLong("load"), help: "Resume from the latest checkpoint in this directory (none there: train from the start).")
-    var load: String?
+    public var load: String?
     @Flag(name: .customLong("no-load-optim"), help: "With --load: keep the saved model and progress, start a fresh optimizer.")
-    var noLoadOptim = false
+    public var noLoadOptim = false
     @Flag(name: .customLong("finetune"), help: "With --load: take only the saved model; iteration, samples and optimizer start anew.")
-    var finetune = false
+    public var finetune = false
     @Flag(name: .customLong("override-opt_param-scheduler"),
           help: "With --load: keep this run's learning-rate schedule settings where the checkpoint's differ.")
-    var overrideOptParamScheduler = false
+    public var overrideOptParamScheduler = false
     @Flag(name: .customLong("use-checkpoint-opt_param-scheduler"),
           help: "With --load: take the checkpoint's learning-rate schedule settings.")
-    var useCheckpointOptParamScheduler = false
+    public var useCheckpointOptParamScheduler = false
     @Option(name: .customLong("exit-interval"), help: "Stop after the first iteration divisible by this (saving first under --save).")
-    var exitInterval: Int?
+    public var exitInterval: Int?
     @Option(name: .customLong("exit-duration-in-mins"),
             help: "Stop after the first iteration that ends this many minutes after the program started (saving first under --save; fractions allowed, 0: no limit).")
-    var exitDurationInMins: Double?
+    public var exitDurationInMins: Double?
     @Flag(name: .customLong("exit-signal-handler"),
           help: "On --exit-signal (default SIGTERM), save a checkpoint under --save after the iteration and exit.")
-    var exitSignalHandler = false
+    public var exitSignalHandler = false
     @Option(name: .customLong("exit-signal"), help: "The signal --exit-signal-handler waits for: SIGTERM, SIGINT, SIGHUP, SIGUSR1 or SIGUSR2.")
-    var exitSignal = "SIGTERM"
+    public var exitSignal = "SIGTERM"
 
-    func validate() throws {
+    public func validate() throws {
         if ExitSignal.names[exitSignal] == nil {
             throw ValidationError("--exit-signal \(exitSignal): expected \(ExitSignal.names.keys.sorted().joined(separator: ", "))")
         }
@@ -49,7 +51,7 @@ struct CheckpointArguments: ParsableArguments {
         }
     }
 
-    var schedulerSettingsOnLoad: Trainer.SchedulerSettingsOnLoad {
+    public var schedulerSettingsOnLoad: Trainer.SchedulerSettingsOnLoad {
         overrideOptParamScheduler ? .override : useCheckpointOptParamScheduler ? .useCheckpoint : .mustMatch
     }
 }

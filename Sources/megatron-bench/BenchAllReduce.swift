@@ -3,7 +3,7 @@ import CMPI
 import Foundation
 import MegatronParallel
 
-/// `mpirun -np N megatron bench allreduce`: bus bandwidth of our MPI all-reduce against a raw
+/// `mpirun -np N megatron-bench allreduce`: bus bandwidth of our MPI all-reduce against a raw
 /// MPI_Allreduce on the same buffer in the same program, message sizes 4 KiB to 64 MiB.
 /// Bus bandwidth is NCCL-tests': bytes · 2(n−1)/n ÷ time, time the slowest rank's mean. Our
 /// reduce-scatter and all-gather (what the distributed optimizer uses) are timed on the same
@@ -19,7 +19,7 @@ struct BenchAllReduce: ParsableCommand {
     }
 
     func run() throws {
-        guard MPICommunicator.launchedByMPIRun else { throw ValidationError("run under mpirun: mpirun -np 2 megatron bench allreduce") }
+        guard MPICommunicator.launchedByMPIRun else { throw ValidationError("run under mpirun: mpirun -np 2 megatron-bench allreduce") }
         let world = try MPICommunicator.world()
         defer { MPICommunicator.finalize() }
         let n = world.size
@@ -61,7 +61,7 @@ struct BenchAllReduce: ParsableCommand {
                       fixed(factor / 2 / scatterTime / 1e9, 2), fixed(factor / 2 / gatherTime / 1e9, 2))
         }
         if world.rank == 0 {
-            print("megatron bench allreduce — \(n) ranks, fp32 sum in place, mean of the slowest rank\n" + table.render())
+            print("megatron-bench allreduce — \(n) ranks, fp32 sum in place, mean of the slowest rank\n" + table.render())
         }
     }
 

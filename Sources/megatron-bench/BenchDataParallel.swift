@@ -1,4 +1,5 @@
 import ArgumentParser
+import MegatronCommandLine
 import Foundation
 import MegatronCore
 import MegatronData
@@ -6,7 +7,7 @@ import MegatronModels
 import MegatronParallel
 import MegatronTraining
 
-/// `megatron bench data-parallel`: training throughput of a GPT-2-shaped model with data
+/// `megatron-bench data-parallel`: training throughput of a GPT-2-shaped model with data
 /// parallelism, and how much of the gradient reduction backward hides. Run it alone for DP=1 and
 /// under `mpirun -np N` (or with the in-process backend) for DP=N; same global batch, mock data,
 /// no dropout.
@@ -58,7 +59,7 @@ struct BenchDataParallel: ParsableCommand {
         let flops = modelFLOPsPerIteration(c, globalBatchSize: globalBatchSize, sequenceLength: seq)
         guard groups.isLastRank else { return }
         let dp = groups.state.dataParallelSize
-        var lines = ["megatron bench data-parallel — \(config), global batch \(globalBatchSize) × \(seq), DP=\(dp) "
+        var lines = ["megatron-bench data-parallel — \(config), global batch \(globalBatchSize) × \(seq), DP=\(dp) "
                      + "(\(distributed.effectiveBackend.rawValue)), \(device.threads) thread(s) per rank, "
                      + "\(ddp.buckets.count) bucket(s)\(distributed.overlapGradReduce ? ", overlapped" : "")"
                      + (distributed.useDistributedOptimizer ? ", distributed optimizer" : ""),
@@ -73,3 +74,6 @@ struct BenchDataParallel: ParsableCommand {
         print(lines.joined(separator: "\n"))
     }
 }
+
+// Parsed once and read-only afterwards: every rank reads the same options.
+extension BenchDataParallel: @unchecked Sendable {}

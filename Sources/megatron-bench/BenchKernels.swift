@@ -1,8 +1,9 @@
 import ArgumentParser
+import MegatronCommandLine
 import Foundation
 import MegatronCore
 
-/// `megatron bench kernels`: the engine's speed on a GPT model's shapes (GPT-2 124M by default).
+/// `megatron-bench kernels`: the engine's speed on a GPT model's shapes (GPT-2 124M by default).
 ///
 /// Prints, with the machine it ran on:
 /// - the sgemm ceiling: the best GFLOP/s of large square sgemm;
@@ -51,7 +52,7 @@ struct BenchKernels: ParsableCommand {
                                      batch: microBatchSize, seq: seqLength, hidden: hiddenSize, heads: numAttentionHeads,
                                      ffn: ffnHiddenSize, vocab: vocabSize, memoryTokens: memoryTokens)
         print("""
-            megatron bench kernels — \(device.threads) thread(s), AVX2 kernels: \(CPUDevice.usesAVX2 ? "yes" : "no")
+            megatron-bench kernels — \(device.threads) thread(s), AVX2 kernels: \(CPUDevice.usesAVX2 ? "yes" : "no")
             CPU: \(KernelBenchmarks.cpuModel()), \(CPUDevice.coreCount) cores visible
             BLAS: \(CPUDevice.blasDescription)
             Shapes: micro-batch \(microBatchSize) × seq \(seqLength), hidden \(hiddenSize), \(numAttentionHeads) heads, ffn \(ffnHiddenSize), vocab \(vocabSize)

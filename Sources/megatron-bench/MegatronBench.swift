@@ -1,0 +1,13 @@
+import ArgumentParser
+
+/// `megatron-bench`: speed measurements that print figures (tokens/s, TFLOP/s, shares of a measured
+/// ceiling, peak memory), never pass/fail thresholds. Apart from `megatron`, so the training tool
+/// carries none of it.
+@main
+struct MegatronBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "megatron-bench",
+        abstract: "Benchmarks of swift-megatron (release builds only give meaningful figures).",
+        subcommands: [BenchKernels.self, BenchGPT.self, BenchTokenizer.self, BenchAllReduce.self, BenchDataParallel.self]
+    )
+}
