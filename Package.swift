@@ -78,5 +78,9 @@ let package = Package(
         // `megatron pretrain` and `preprocess-data` run as a user runs them (the executable); the
         // datasets they write are read back through MegatronData.
         .testTarget(name: "CommandTests", dependencies: ["MegatronData", "MegatronCore", "MegatronTraining"]),
+        // The flags of `megatron pretrain` parsed and planned in-process.
+        .testTarget(name: "MegatronCommandLineTests",
+                    dependencies: ["MegatronCommandLine", "MegatronCore", "MegatronModels",
+                                   .product(name: "ArgumentParser", package: "swift-argument-parser")]),
     ]
 )

@@ -83,20 +83,11 @@ public struct DistributedArguments: ParsableArguments, Sendable {
             throw ValidationError("--distributed-timeout-minutes \(timeoutMinutes): expected more than 0 and at most a year (525600)")
         }
         if let ddpBucketSize, ddpBucketSize < 1 { throw ValidationError("--ddp-bucket-size \(ddpBucketSize): expected at least 1") }
-        let state = try parallelState()
-        if state.contextParallelSize > 1 {
-            throw ValidationError("--context-parallel-size \(state.contextParallelSize): context parallelism is not implemented "
-                                  + "(tensor, sequence, pipeline and data parallelism are)")
-        }
     }
 
     public func parallelState() throws -> ParallelState {
-        do {
-            return try ParallelState(worldSize: worldSize, tensorModelParallelSize: tensorModelParallelSize,
-                                     pipelineModelParallelSize: pipelineModelParallelSize, contextParallelSize: contextParallelSize)
-        } catch {
-            throw ValidationError("\(error)")
-        }
+        try ParallelState(worldSize: worldSize, tensorModelParallelSize: tensorModelParallelSize,
+                          pipelineModelParallelSize: pipelineModelParallelSize, contextParallelSize: contextParallelSize)
     }
 
     public var ddpSettings: DistributedDataParallel.Settings {

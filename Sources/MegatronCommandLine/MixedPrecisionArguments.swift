@@ -40,12 +40,12 @@ public struct MixedPrecisionArguments: ParsableArguments, Sendable {
         // Megatron reads --loss-scale 0 as not given, and its fp32 optimizer ignores the flag.
         if let lossScale, lossScale != 0, fp16 || bf16 || useDistributedOptimizer {
             let scaler = GradScaler.constant(lossScale)
-            do { try scaler.validate() } catch { throw ValidationError("\(error)") }
+            try scaler.validate()
             settings.gradScaler = scaler
         } else if fp16 {
             let scaler = GradScaler.dynamic(initialScale: initialLossScale, minScale: minLossScale, window: lossScaleWindow,
                                             hysteresis: hysteresis)
-            do { try scaler.validate() } catch { throw ValidationError("\(error)") }
+            try scaler.validate()
             settings.gradScaler = scaler
         }
     }

@@ -72,10 +72,8 @@ public struct ModelArguments: ParsableArguments, Sendable {
             throw ValidationError("--decoder-\(pipelineEnds.first != nil ? "first" : "last")-pipeline-num-layers needs "
                                   + "--pipeline-model-parallel-size above 1")
         }
-        do {
-            try c.validate()
-            try c.validate(tensorParallelSize: tensorParallelSize, pipelineParallelSize: pipelineParallelSize)
-        } catch { throw ValidationError("\(error)") }
+        try c.validate()
+        try c.validate(tensorParallelSize: tensorParallelSize, pipelineParallelSize: pipelineParallelSize)
         return c
     }
 }

@@ -58,9 +58,7 @@ public struct TrainingArguments: ParsableArguments, Sendable {
     public func batchSizeSchedule() throws -> BatchSizeSchedule? {
         guard let stepBatchSizeSchedule else { return nil }
         guard globalBatchSize == nil else { throw ValidationError("give only one of --step-batch-size-schedule and --global-batch-size") }
-        do { return try BatchSizeSchedule(parsing: stepBatchSizeSchedule, sequenceLength: seqLength) } catch {
-            throw ValidationError("\(error)")
-        }
+        return try BatchSizeSchedule(parsing: stepBatchSizeSchedule, sequenceLength: seqLength)
     }
 
     /// Iterations to run, from --train-iters or --train-samples (exactly one): with a batch size

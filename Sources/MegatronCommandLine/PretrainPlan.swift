@@ -1,0 +1,193 @@
+import Foundation
+import MegatronCore
+import MegatronData
+import MegatronModels
+import MegatronParallel
+import MegatronTraining
+
+/// A `megatron pretrain` run, validated: everything the run builds, derived once from the parsed
+/// flags with each of Megatron's rules checked in one place, before any rank starts. Building one
+/// starts nothing, so a test can check a launch script's flags in-process.
+public struct PretrainPlan: Sendable {
+    /// The samples: Megatron's mock documents, or the --data-path blend.
+    public struct Data: Sendable {
+        public let mock: Bool
+        public let blend: DataBlend
+        /// --split
+        public let split: String
+        public let cachePath: String?
+        /// Training samples to build (Megatron builds --train-samples, or what the iterations consume).
+        public let trainingSamples: Int
+        /// The end-of-document token id (the tokenizer's).
+        public let endOfDocument: Int32
+    }
+
+    /// --eval-iters global batches every --eval-interval iterations (and at the end).
+    public struct Evaluation: Sendable {
+        public let iterations: Int
+        public let interval: Int?
+    }
+
+    /// --load: where to resume from, and what to take.
+    public struct Load: Sendable {
+        public let directory: URL
+        public let loadOptimizer: Bool
+        public let finetune: Bool
+        public let schedulerSettings: Trainer.SchedulerSettingsOnLoad
+    }
+
+    /// --sample-tokens: a continuation generated after training.
+    public struct Sample: Sendable {
+        public let tokens: Int
+        public let prompt: String?
+        public let topK: Int
+        public let temperature: Float
+    }
+
+    /// The tokenizer's ids (the model pads them to --make-vocab-size-divisible-by × tensor-parallel size).
+    public let vocabularySize: Int
+    public let parallelState: ParallelState
+    /// --sequence-parallel, in effect only over more than one tensor-parallel rank (Megatron's).
+    public let sequenceParallel: Bool
+    public let dataParallel: DistributedDataParallel.Settings
+    public let model: GPTConfig
+    public let recompute: ActivationRecompute
+    public let optimizer: Optimizer.Settings
+    public let scheduler: OptimizerParamScheduler
+    /// The loop's settings (the program's start time and exit signal are the run's own).
+    public let trainer: Trainer.Settings
+    public let data: Data
+    /// nil under --eval-iters 0.
+    public let evaluation: Evaluation?
+    public let load: Load?
+    public let sample: Sample?
+    /// Warnings Megatron prints for flags it adjusts (printed once, by the first rank).
+    public let warnings: [String]
+
+    /// The plan of `options` for `worldSize` ranks and a tokenizer of `vocabularySize` ids whose
+    /// end of document is `endOfDocument`; a `ConfigError` (or the option group's own error) names
+    /// the flag at fault.
+    public init(_ options: PretrainOptions, worldSize: Int, vocabularySize: Int, endOfDocument: Int32) throws {
+        let training = options.training, data = options.data, distributed = options.distributed
+        self.vocabularySize = vocabularySize
+        parallelState = try ParallelState(worldSize: worldSize, tensorModelParallelSize: distributed.tensorModelParallelSize,
+                                          pipelineModelParallelSize: distributed.pipelineModelParallelSize,
+                                          contextParallelSize: distributed.contextParallelSize)
+        guard parallelState.contextParallelSize == 1 else {
+            throw ConfigError(flag: "--context-parallel-size", "--context-parallel-size \(parallelState.contextParallelSize): context "
+                              + "parallelism is not implemented (tensor, sequence, pipeline and data parallelism are)")
+        }
+        let tp = parallelState.tensorModelParallelSize, dp = parallelState.dataParallelSize
+        sequenceParallel = distributed.sequenceParallel && tp > 1
+        var warnings: [String] = []
+        if distributed.sequenceParallel && !sequenceParallel {
+            warnings.append("WARNING: Disabling sequence parallelism because tensor model parallelism is disabled")
+        }
+        guard training.microBatchSize >= 1, training.seqLength >= 1 else {
+            throw ConfigError(flag: "--micro-batch-size", "--micro-batch-size and --seq-length must be positive")
+        }
+        if sequenceParallel && training.seqLength % tp != 0 {
+            throw ConfigError(flag: "--sequence-parallel",
+                              "--sequence-parallel: --seq-length \(training.seqLength) is not divisible by --tensor-model-parallel-size \(tp)")
+        }
+        dataParallel = distributed.ddpSettings
+        model = try options.model.config(vocabSize: vocabularySize, seqLength: training.seqLength, tensorParallelSize: tp,
+                                         pipelineParallelSize: parallelState.pipelineModelParallelSize, pipelineEnds: distributed.pipelineEnds)
+        recompute = try options.recomputation.recompute(layers: model.numLayers)
+        var optimizer = try training.optimizerSettings()
+        try options.precision.apply(to: &optimizer, useDistributedOptimizer: distributed.useDistributedOptimizer)
+        self.optimizer = optimizer
+        if optimizer.gradScaler?.isDynamic == true && !training.noCheckForNaNInLossAndGrad {
+            warnings.append(MixedPrecisionArguments.checkTurnedOffWarning)
+        }
+        let globalBatchSize = training.globalBatchSize ?? training.microBatchSize * dp
+        guard globalBatchSize % (training.microBatchSize * dp) == 0 else {
+            throw ConfigError(flag: "--global-batch-size", "--global-batch-size \(globalBatchSize) is not divisible by --micro-batch-size "
+                              + "\(training.microBatchSize) × data-parallel size \(dp)")
+        }
+        scheduler = try training.scheduler(globalBatchSize: globalBatchSize)
+        trainer = try Self.trainerSettings(options, globalBatchSize: globalBatchSize, endOfDocument: endOfDocument)
+        self.data = try Self.data(options, trainer: trainer, endOfDocument: endOfDocument)
+        evaluation = try Self.evaluation(data)
+        let checkpointing = options.checkpointing
+        load = checkpointing.load.map {
+            Load(directory: URL(fileURLWithPath: $0), loadOptimizer: !checkpointing.noLoadOptim, finetune: checkpointing.finetune,
+                 schedulerSettings: checkpointing.schedulerSettingsOnLoad)
+        }
+        sample = try Self.sample(options.sample, gpt2: options.tokenizer.isGPT2BPE)
+        self.warnings = warnings
+    }
+
+    /// The loop's settings: batch, schedule and the logging, checking and exit flags.
+    private static func trainerSettings(_ options: PretrainOptions, globalBatchSize: Int, endOfDocument: Int32) throws -> Trainer.Settings {
+        let training = options.training, data = options.data, checkpointing = options.checkpointing
+        guard training.logInterval >= 1 else { throw ConfigError(flag: "--log-interval", "--log-interval must be at least 1") }
+        guard (0 ... Int(UInt32.max)).contains(training.seed) else {
+            throw ConfigError(flag: "--seed", "--seed \(training.seed): expected 0 ... 2^32 − 1 (NumPy's RandomState seeds the data order)")
+        }
+        var settings = Trainer.Settings(trainIters: try training.iterations(globalBatchSize: globalBatchSize),
+                                        microBatchSize: training.microBatchSize, globalBatchSize: globalBatchSize,
+                                        sequenceLength: training.seqLength)
+        settings.logInterval = training.logInterval
+        settings.logThroughput = training.logThroughput
+        settings.logParamsNorm = training.logParamsNorm
+        settings.checkForNaNInLossAndGrad = !training.noCheckForNaNInLossAndGrad
+        settings.seed = UInt64(training.seed)
+        settings.save = checkpointing.save.map { URL(fileURLWithPath: $0) }
+        settings.saveInterval = checkpointing.saveInterval
+        settings.exitInterval = checkpointing.exitInterval
+        settings.exitDurationInMinutes = checkpointing.exitDurationInMins
+        settings.skipTrain = training.skipTrain
+        settings.batchSizeSchedule = try training.batchSizeSchedule()
+        if data.eodMaskLoss || data.resetPositionIDs || data.resetAttentionMask {
+            var boundaries = MicroBatch.DocumentBoundaries(endOfDocument: endOfDocument)
+            boundaries.eodMaskLoss = data.eodMaskLoss
+            boundaries.resetPositionIDs = data.resetPositionIDs
+            boundaries.resetAttentionMask = data.resetAttentionMask
+            settings.documentBoundaries = boundaries
+        }
+        return settings
+    }
+
+    private static func data(_ options: PretrainOptions, trainer: Trainer.Settings, endOfDocument: Int32) throws -> Data {
+        let data = options.data
+        guard data.mockData != !data.dataPath.isEmpty else {
+            throw ConfigError(flag: "--data-path", "give exactly one of --mock-data and --data-path")
+        }
+        let blend: DataBlend
+        do {
+            blend = data.mockData ? DataBlend(prefixes: ["mock data"], weights: nil) : try DataBlend(dataPath: data.dataPath)
+            _ = try GPTDataset.splitRanges(data.split, count: 1)
+        } catch let error as ConfigError { throw error } catch {
+            throw ConfigError(flag: data.mockData ? "--split" : "--data-path", "\(error)")
+        }
+        // Megatron builds --train-samples samples, though its train_samples // gbs iterations use fewer.
+        let samples = options.training.trainSamples
+            ?? trainer.batchSizeSchedule.map { $0.samples(in: trainer.trainIters) } ?? trainer.trainIters * trainer.globalBatchSize
+        return Data(mock: data.mockData, blend: blend, split: data.split, cachePath: data.dataCachePath, trainingSamples: samples,
+                    endOfDocument: endOfDocument)
+    }
+
+    private static func evaluation(_ data: DataArguments) throws -> Evaluation? {
+        guard data.evalIters >= 0 else { throw ConfigError(flag: "--eval-iters", "--eval-iters \(data.evalIters): expected 0 or more") }
+        if let interval = data.evalInterval, interval < 1 {
+            throw ConfigError(flag: "--eval-interval", "--eval-interval \(interval): expected at least 1")
+        }
+        return data.evalIters > 0 ? Evaluation(iterations: data.evalIters, interval: data.evalInterval) : nil
+    }
+
+    private static func sample(_ sample: SampleArguments, gpt2: Bool) throws -> Sample? {
+        guard sample.sampleTokens >= 0 else {
+            throw ConfigError(flag: "--sample-tokens", "--sample-tokens \(sample.sampleTokens): expected 0 or more")
+        }
+        guard sample.topK >= 0 else { throw ConfigError(flag: "--top-k", "--top-k \(sample.topK): expected 0 or more") }
+        guard sample.temperature > 0 else {
+            throw ConfigError(flag: "--temperature", "--temperature \(sample.temperature): expected more than 0")
+        }
+        if sample.samplePrompt != nil && !gpt2 {
+            throw ConfigError(flag: "--sample-prompt", "--sample-prompt needs --tokenizer-type GPT2BPETokenizer")
+        }
+        guard sample.sampleTokens > 0 else { return nil }
+        return Sample(tokens: sample.sampleTokens, prompt: sample.samplePrompt, topK: sample.topK, temperature: sample.temperature)
+    }
+}

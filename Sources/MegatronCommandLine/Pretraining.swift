@@ -1,0 +1,111 @@
+import Foundation
+import MegatronCore
+import MegatronData
+import MegatronModels
+import MegatronParallel
+import MegatronTraining
+
+/// Runs a `PretrainPlan` on every rank of its world: each builds its part of the model, its data
+/// parallelism, optimizer and share of the data, trains, and the first rank prints a sample.
+public struct Pretraining: Sendable {
+    public let plan: PretrainPlan
+    /// The flags that say how to launch the ranks and what to log; the plan holds the rest.
+    public let options: PretrainOptions
+    /// Text in and out only with the GPT-2 tokenizer; NullTokenizer runs print token ids.
+    public let tokenizer: (any TextTokenizer)?
+
+    public init(plan: PretrainPlan, options: PretrainOptions, tokenizer: (any TextTokenizer)?) {
+        self.plan = plan
+        self.options = options
+        self.tokenizer = tokenizer
+    }
+
+    /// Launches the ranks (mpirun's processes, or in-process threads) and trains on each.
+    public func run(startTime: Date) throws {
+        // One handler for the process, whose ranks (threads, in-process) all see it.
+        let checkpointing = options.checkpointing
+        let exitSignal = checkpointing.exitSignalHandler ? ExitSignal(checkpointing.exitSignal) : nil
+        try options.distributed.launch { world in try train(world: world, startTime: startTime, exitSignal: exitSignal) }
+    }
+
+    /// One rank's run: its model replica (or shard of one), its share of every global batch, and the
+    /// generated sample at the end.
+    func train(world: any Communicator, startTime: Date, exitSignal: ExitSignal?) throws {
+        let groups = try ProcessGroups(world: world, state: plan.parallelState)
+        let isFirst = world.rank == 0, isLast = groups.isLastRank
+        let device = try options.device.makeDevice(ranksSharingCores: options.distributed.ranksPerMachine)
+        let gpt = try GPTModel(config: plan.model, seed: plan.trainer.seed, groups: groups, on: device)
+        gpt.recompute = plan.recompute
+        gpt.sequenceParallel = plan.sequenceParallel
+        let dataParallel = try DistributedDataParallel(model: gpt, settings: plan.dataParallel)
+        let optimizer = try Optimizer(model: gpt, settings: plan.optimizer, dataParallel: dataParallel)
+        if isFirst { printStart(world: world, model: gpt, device: device, dataParallel: dataParallel, optimizer: optimizer) }
+        let data = try PretrainingData(plan, world: world, log: isFirst)
+        fflush(nil)
+        var settings = plan.trainer
+        settings.startTime = startTime
+        settings.exitSignal = exitSignal
+        let trainer = try Trainer(model: gpt, optimizer: optimizer, scheduler: plan.scheduler, settings: settings,
+                                  dataParallel: dataParallel, sample: data.training,
+                                  log: { line in if isLast { print(line); fflush(nil) } })
+        trainer.evaluation = data.evaluation
+        if isLast {
+            trainer.tensorboard = try options.tensorboard.makeLog(worldSize: world.size)
+            if let file = trainer.tensorboard?.writer.file { print("> writing TensorBoard events to \(file.path)") }
+        }
+        if let load = plan.load {
+            try trainer.loadCheckpoint(from: load.directory, loadOptimizer: load.loadOptimizer, finetune: load.finetune,
+                                       schedulerSettings: load.schedulerSettings)
+        }
+        try trainer.train()
+        if let sample = plan.sample, !trainer.exited {
+            try generateSample(sample, trainer: trainer, firstSample: data.firstSample, isFirst: isFirst)
+        }
+    }
+
+    /// Megatron's warnings and what was built, from the first rank.
+    private func printStart(world: any Communicator, model gpt: GPTModel, device: CPUDevice, dataParallel: DistributedDataParallel,
+                            optimizer: Optimizer) {
+        let config = plan.model, state = plan.parallelState
+        for warning in plan.warnings { print(warning) }
+        print("> building GPT model: \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
+              + "padded vocab \(config.paddedVocabSize), \(config.parameterCount) parameters"
+              + (gpt.layout.totalCount < config.parameterCount ? " (\(gpt.layout.totalCount) on rank 0)" : ""))
+        print("> \(world.size) rank(s) (\(options.distributed.effectiveBackend.rawValue)), tensor-parallel size "
+              + "\(state.tensorModelParallelSize)\(plan.sequenceParallel ? " (sequence parallel)" : ""), "
+              + "pipeline-parallel size \(state.pipelineModelParallelSize), data-parallel size \(state.dataParallelSize), "
+              + "\(device.threads) thread(s) each; \(dataParallel.buckets.count) gradient bucket(s)"
+              + (plan.dataParallel.useDistributedOptimizer ? ", distributed optimizer (\(optimizer.stateBytes) bytes of state per rank)" : ""))
+    }
+
+    /// The continuation of the prompt (default: the data's first 16 tokens), generated by the
+    /// tensor-parallel group of rank 0 (each rank holds part of every layer); over pipeline stages,
+    /// rank 0 gathers the whole model and generates alone. Rank 0 prints it.
+    private func generateSample(_ sample: PretrainPlan.Sample, trainer: Trainer, firstSample: [Int32], isFirst: Bool) throws {
+        let gpt = trainer.model
+        var generator: GPTModel? = gpt.groups.dataParallel.rank == 0 && gpt.pipeline.count == 1 ? gpt : nil
+        if gpt.pipeline.count > 1 {
+            try trainer.withWholeParameters { parameters in
+                let whole = try GPTModel(config: plan.model, seed: nil, on: gpt.device)
+                whole.parameters.floats.update(from: parameters, count: whole.layout.totalCount)
+                generator = whole
+            }
+        }
+        guard let generator else { return }
+        let encoded = try sample.prompt.flatMap { try tokenizer?.encode($0) } ?? []
+        let prompt = encoded.isEmpty ? Array(firstSample.prefix(16)) : encoded
+        let generation = TextGeneration(topK: sample.topK, temperature: sample.temperature, seed: plan.trainer.seed)
+        let tokens = try generation.continuation(of: prompt, count: sample.tokens, model: generator,
+                                                 vocabularySize: plan.vocabularySize,
+                                                 maxLength: plan.trainer.sequenceLength)
+        guard isFirst else { return }
+        let how = sample.topK == 1 ? "greedy" : "top-k \(sample.topK == 0 ? "off" : String(sample.topK)), temperature \(sample.temperature)"
+        if let tokenizer {
+            print("> sample (\(how)):\n\(tokenizer.decode(prompt))⟪\(tokenizer.decode(tokens))⟫")
+        } else {
+            print("> sample (\(how), token ids): \(prompt.map(String.init).joined(separator: " ")) ⟶ "
+                  + tokens.map(String.init).joined(separator: " "))
+        }
+        fflush(nil)
+    }
+}
