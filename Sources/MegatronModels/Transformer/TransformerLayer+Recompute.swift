@@ -27,13 +27,13 @@ extension TransformerLayer {
     /// `partial` left out.
     func restore(_ partial: PartialActivations, pass: LayerPass) throws -> Activations {
         let p = partial
-        let (n1, n1Saved) = try p.attentionNorm ?? attentionNorm(p.input, pass: pass)
+        let (n1, n1Saved) = try p.attentionNorm ?? normalize(p.input, inputLayerNorm, for: selfAttention, pass: pass)
         let (context, lse) = try p.attentionCore ?? selfAttention.core(p.qkv, pass: pass)
-        let (n2, n2Saved) = try p.mlpNorm ?? mlpNorm(p.attentionOutput, pass: pass)
+        let (n2, n2Saved) = try p.mlpNorm ?? normalize(p.attentionOutput, preMLPLayerNorm, for: mlp, pass: pass)
         let mlpCore = try p.mlpCore ?? mlp.activations(n2)
         return Activations(
-            attention: AttentionHalf(input: p.input, norm: n1, normSaved: n1Saved,
-                                     core: SelfAttention.Activations(qkv: p.qkv, context: context, lse: lse)),
-            mlp: MLPHalf(input: p.attentionOutput, norm: n2, normSaved: n2Saved, core: mlpCore))
+            attention: Half(input: p.input, norm: n1, normSaved: n1Saved,
+                            core: SelfAttention.Activations(qkv: p.qkv, context: context, lse: lse)),
+            mlp: Half(input: p.attentionOutput, norm: n2, normSaved: n2Saved, core: mlpCore))
     }
 }

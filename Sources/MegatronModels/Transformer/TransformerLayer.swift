@@ -1,15 +1,15 @@
 import MegatronCore
 
 /// One of the decoder's transformer layers (Megatron's TransformerLayer, pre-norm), in two halves,
-/// each closed by a bias-dropout-add on the residual stream:
+/// each a sub-layer between a norm and a bias-dropout-add on the residual stream:
 ///
 ///     x1 = x  + dropout(self_attention(input_layernorm(x)) + b_proj)     attention half
 ///     x2 = x1 + dropout(mlp(pre_mlp_layernorm(x1)) + b_fc2)              MLP half
 ///
 /// x, x1 and x2 are [rows, h]: all T token rows, or this rank's T/t under sequence parallelism, the
-/// norms' outputs being gathered to every row for the column-parallel layers after them. Each half's
-/// backward mirrors its forward; training, activation recomputation and the key/value cache all
-/// run these same halves.
+/// norms' outputs being gathered to every row for the column-parallel layer that starts each
+/// sub-layer. Both halves run one recipe (`halfForward`, `halfBackward`), each backward mirroring
+/// its forward; training, activation recomputation and the key/value cache all run it.
 struct TransformerLayer {
     /// The layer's index in the whole model.
     let number: Int
@@ -19,24 +19,18 @@ struct TransformerLayer {
     let mlp: MLP
     let device: CPUDevice
 
+    /// What one half's backward needs from its forward.
+    struct Half<Core> {
+        let input: Tensor              // [rows, h]: x (x1 for the MLP half)
+        let norm: Tensor               // [T, h]: the norm's output, every row
+        let normSaved: Norm.Saved      // [rows] statistics
+        let core: Core                 // the sub-layer's own
+    }
+
     /// What the backward needs from the forward.
     struct Activations {
-        var attention: AttentionHalf
-        var mlp: MLPHalf
-    }
-
-    struct AttentionHalf {
-        let input: Tensor              // [rows, h]: x
-        let norm: Tensor               // [T, h]: input_layernorm(x), every row
-        let normSaved: Norm.Saved      // [rows] statistics
-        let core: SelfAttention.Activations
-    }
-
-    struct MLPHalf {
-        let input: Tensor              // [rows, h]: x1
-        let norm: Tensor               // [T, h]: pre_mlp_layernorm(x1), every row
-        let normSaved: Norm.Saved      // [rows] statistics
-        let core: MLP.Activations
+        var attention: Half<SelfAttention.Activations>
+        var mlp: Half<MLP.Activations>
     }
 
     func forward(_ x: Tensor, pass: LayerPass) throws -> (output: Tensor, activations: Activations) {
@@ -50,56 +44,48 @@ struct TransformerLayer {
         try attentionBackward(mlpBackward(dx2, a.mlp, pass: pass), a.attention, pass: pass)
     }
 
-    // MARK: attention half
-
-    func attentionForward(_ x: Tensor, pass: LayerPass) throws -> (output: Tensor, activations: AttentionHalf) {
-        let (norm, normSaved) = try attentionNorm(x, pass: pass)
-        let (y, core) = try selfAttention.forward(norm, pass: pass)
-        let x1 = try BiasDropoutAdd.forward(y, bias: selfAttention.linearProj.bias?.value, residual: x, probability: pass.hiddenDropout,
-                                            rng: pass.dropout.stream(layer: number, site: .attentionOutput), firstRow: pass.rows.first,
-                                            on: device)
-        return (x1, AttentionHalf(input: x, norm: norm, normSaved: normSaved, core: core))
+    func attentionForward(_ x: Tensor, pass: LayerPass) throws -> (output: Tensor, activations: Half<SelfAttention.Activations>) {
+        try halfForward(x, inputLayerNorm, selfAttention, site: .attentionOutput, pass: pass)
     }
 
-    /// ∂x = ∂x1 + ∂(self_attention ∘ input_layernorm)ᵀ·∂x1, the sum written into `dx1`.
-    func attentionBackward(_ dx1: Tensor, _ a: AttentionHalf, pass: LayerPass) throws -> Tensor {
-        let dy = try BiasDropoutAdd.backward(dx1, gradBias: selfAttention.linearProj.bias?.gradient, probability: pass.hiddenDropout,
-                                             rng: pass.dropout.stream(layer: number, site: .attentionOutput), firstRow: pass.rows.first,
+    func attentionBackward(_ dx1: Tensor, _ a: Half<SelfAttention.Activations>, pass: LayerPass) throws -> Tensor {
+        try halfBackward(dx1, a, inputLayerNorm, selfAttention, site: .attentionOutput, pass: pass)
+    }
+
+    func mlpForward(_ x1: Tensor, pass: LayerPass) throws -> (output: Tensor, activations: Half<MLP.Activations>) {
+        try halfForward(x1, preMLPLayerNorm, mlp, site: .mlpOutput, pass: pass)
+    }
+
+    func mlpBackward(_ dx2: Tensor, _ a: Half<MLP.Activations>, pass: LayerPass) throws -> Tensor {
+        try halfBackward(dx2, a, preMLPLayerNorm, mlp, site: .mlpOutput, pass: pass)
+    }
+
+    /// out = x + dropout(sublayer(norm(x)) + b), b the bias of the sub-layer's last (row-parallel) layer.
+    private func halfForward<S: TransformerSublayer>(_ x: Tensor, _ norm: Norm, _ sublayer: S, site: DropoutKey.Site,
+                                                    pass: LayerPass) throws -> (output: Tensor, activations: Half<S.Activations>) {
+        let (normed, normSaved) = try normalize(x, norm, for: sublayer, pass: pass)
+        let (y, core) = try sublayer.forward(normed, pass: pass)
+        let output = try BiasDropoutAdd.forward(y, bias: sublayer.outputLinear.bias?.value, residual: x, probability: pass.hiddenDropout,
+                                                rng: pass.dropout.stream(layer: number, site: site), firstRow: pass.rows.first,
+                                                on: device)
+        return (output, Half(input: x, norm: normed, normSaved: normSaved, core: core))
+    }
+
+    /// ∂x = ∂out + ∂(sublayer ∘ norm)ᵀ·∂out, the sum written into `dOutput`.
+    private func halfBackward<S: TransformerSublayer>(_ dOutput: Tensor, _ a: Half<S.Activations>, _ norm: Norm, _ sublayer: S,
+                                                     site: DropoutKey.Site, pass: LayerPass) throws -> Tensor {
+        let dy = try BiasDropoutAdd.backward(dOutput, gradBias: sublayer.outputLinear.bias?.gradient, probability: pass.hiddenDropout,
+                                             rng: pass.dropout.stream(layer: number, site: site), firstRow: pass.rows.first,
                                              on: device)
-        let dNorm = try selfAttention.backward(dy, input: a.norm, activations: a.core, pass: pass)
-        return try inputLayerNorm.backward(dNorm, input: a.input, saved: a.normSaved, accumulatingInto: dx1)
+        let dNorm = try sublayer.backward(dy, input: a.norm, activations: a.core, pass: pass)
+        return try norm.backward(dNorm, input: a.input, saved: a.normSaved, accumulatingInto: dOutput)
     }
 
-    /// input_layernorm(x), gathered to every row for linear_qkv.
-    func attentionNorm(_ x: Tensor, pass: LayerPass) throws -> (Tensor, Norm.Saved) {
-        let (rows, saved) = try inputLayerNorm.forward(x)
-        return (try selfAttention.linearQKV.gatherInput(rows, pass.rows), saved)
-    }
-
-    // MARK: MLP half
-
-    func mlpForward(_ x1: Tensor, pass: LayerPass) throws -> (output: Tensor, activations: MLPHalf) {
-        let (norm, normSaved) = try mlpNorm(x1, pass: pass)
-        let (y, core) = try mlp.forward(norm, pass: pass)
-        let x2 = try BiasDropoutAdd.forward(y, bias: mlp.linearFC2.bias?.value, residual: x1, probability: pass.hiddenDropout,
-                                            rng: pass.dropout.stream(layer: number, site: .mlpOutput), firstRow: pass.rows.first,
-                                            on: device)
-        return (x2, MLPHalf(input: x1, norm: norm, normSaved: normSaved, core: core))
-    }
-
-    /// ∂x1 = ∂x2 + ∂(mlp ∘ pre_mlp_layernorm)ᵀ·∂x2, the sum written into `dx2`.
-    func mlpBackward(_ dx2: Tensor, _ a: MLPHalf, pass: LayerPass) throws -> Tensor {
-        let dy = try BiasDropoutAdd.backward(dx2, gradBias: mlp.linearFC2.bias?.gradient, probability: pass.hiddenDropout,
-                                             rng: pass.dropout.stream(layer: number, site: .mlpOutput), firstRow: pass.rows.first,
-                                             on: device)
-        let dNorm = try mlp.backward(dy, input: a.norm, activations: a.core, pass: pass)
-        return try preMLPLayerNorm.backward(dNorm, input: a.input, saved: a.normSaved, accumulatingInto: dx2)
-    }
-
-    /// pre_mlp_layernorm(x1), gathered to every row for linear_fc1.
-    func mlpNorm(_ x1: Tensor, pass: LayerPass) throws -> (Tensor, Norm.Saved) {
-        let (rows, saved) = try preMLPLayerNorm.forward(x1)
-        return (try mlp.linearFC1.gatherInput(rows, pass.rows), saved)
+    /// norm(x), gathered to every row for the sub-layer's first layer (run again by selective
+    /// recomputation of the norms).
+    func normalize<S: TransformerSublayer>(_ x: Tensor, _ norm: Norm, for sublayer: S, pass: LayerPass) throws -> (Tensor, Norm.Saved) {
+        let (rows, saved) = try norm.forward(x)
+        return (try sublayer.inputLinear.gatherInput(rows, pass.rows), saved)
     }
 }
 
@@ -133,4 +119,28 @@ extension TransformerLayer {
         mlp = MLP(linearFC1: try column("mlp.linear_fc1", skipBiasAdd: !config.swiglu), linearFC2: try row("mlp.linear_fc2"),
                   swiglu: config.swiglu, geluApproximation: config.geluApproximation, device: device)
     }
+}
+
+/// A transformer layer's sub-layer (self-attention, MLP): a column-parallel layer first, whose input
+/// is gathered to every row, and a row-parallel layer last, whose bias the layer's bias-dropout-add
+/// adds after the reduction.
+protocol TransformerSublayer {
+    /// What its backward needs besides its input.
+    associatedtype Activations
+    var inputLinear: ColumnParallelLinear { get }
+    var outputLinear: RowParallelLinear { get }
+    /// The output [rows, h], without the last layer's bias, from the normalised input [T, h].
+    func forward(_ x: Tensor, pass: LayerPass) throws -> (output: Tensor, activations: Activations)
+    /// ∂x [rows, h] from ∂output of this rank's rows; accumulates the sub-layer's parameter gradients.
+    func backward(_ dOutput: Tensor, input x: Tensor, activations: Activations, pass: LayerPass) throws -> Tensor
+}
+
+extension SelfAttention: TransformerSublayer {
+    var inputLinear: ColumnParallelLinear { linearQKV }
+    var outputLinear: RowParallelLinear { linearProj }
+}
+
+extension MLP: TransformerSublayer {
+    var inputLinear: ColumnParallelLinear { linearFC1 }
+    var outputLinear: RowParallelLinear { linearFC2 }
 }
