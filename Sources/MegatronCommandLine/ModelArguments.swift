@@ -15,11 +15,11 @@ public struct ModelArguments: ParsableArguments, Sendable {
     public var numQueryGroups: Int?
     @Option(name: .customLong("max-position-embeddings"), help: "Required, as in Megatron (its required_args).")
     public var maxPositionEmbeddings: Int
-    @Option(name: .customLong("position-embedding-type"), help: "learned_absolute or rope.")
-    public var positionEmbeddingType = "learned_absolute"
+    @Option(name: .customLong("position-embedding-type"))
+    public var positionEmbeddingType = GPTConfig.PositionEmbedding.learnedAbsolute
     @Option(name: .customLong("rotary-base")) public var rotaryBase: Float = 10000
     @Option(name: .customLong("rotary-percent")) public var rotaryPercent: Float = 1
-    @Option(name: .customLong("normalization"), help: "LayerNorm or RMSNorm.") public var normalization = "LayerNorm"
+    @Option(name: .customLong("normalization")) public var normalization = GPTConfig.Normalization.layerNorm
     @Option(name: .customLong("norm-epsilon")) public var normEpsilon: Float = 1e-5
     @Flag(name: .customLong("swiglu")) public var swiglu = false
     @Flag(name: .customLong("disable-bias-linear"), help: "No biases on linear layers (and so, as in Megatron, the exact erf GELU).")
@@ -40,8 +40,6 @@ public struct ModelArguments: ParsableArguments, Sendable {
         guard numAttentionHeads > 0, hiddenSize % numAttentionHeads == 0 || kvChannels != nil else {
             throw ValidationError("--hidden-size \(hiddenSize) is not divisible by --num-attention-heads \(numAttentionHeads)")
         }
-        let position: GPTConfig.PositionEmbedding = try flagChoice(positionEmbeddingType, flag: "--position-embedding-type")
-        let norm: GPTConfig.Normalization = try flagChoice(normalization, flag: "--normalization")
         guard makeVocabSizeDivisibleBy >= 1 else {
             throw ValidationError("--make-vocab-size-divisible-by \(makeVocabSizeDivisibleBy): expected a positive integer")
         }
@@ -54,10 +52,10 @@ public struct ModelArguments: ParsableArguments, Sendable {
                           paddedVocabSize: GPTConfig.paddedVocabSize(vocabSize, divisibleBy: makeVocabSizeDivisibleBy,
                                                                          tensorParallelSize: tensorParallelSize),
                           maxPositionEmbeddings: maxPositionEmbeddings)
-        c.positionEmbedding = position
+        c.positionEmbedding = positionEmbeddingType
         c.rotaryBase = rotaryBase
         c.rotaryPercent = rotaryPercent
-        c.normalization = norm
+        c.normalization = normalization
         c.normEpsilon = normEpsilon
         c.swiglu = swiglu
         c.biasGELUFusion = !noBiasGELUFusion

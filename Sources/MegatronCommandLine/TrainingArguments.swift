@@ -26,11 +26,10 @@ public struct TrainingArguments: ParsableArguments, Sendable {
     @Flag(name: .customLong("skip-train"), help: "Run no iterations: only evaluate (a checkpoint from --load) on the validation and test splits.")
     public var skipTrain = false
 
-    @Option(name: .customLong("optimizer"), help: "adam or sgd.") public var optimizer = "adam"
+    @Option(name: .customLong("optimizer")) public var optimizer = Optimizer.Kind.adam
     @Option(name: .customLong("lr")) public var lr: Double
     @Option(name: .customLong("min-lr")) public var minLR: Double = 0
-    @Option(name: .customLong("lr-decay-style"), help: "constant, linear, cosine, inverse-square-root or WSD.")
-    public var lrDecayStyle = "linear"
+    @Option(name: .customLong("lr-decay-style")) public var lrDecayStyle = OptimizerParamScheduler.DecayStyle.linear
     @Option(name: .customLong("lr-decay-iters")) public var lrDecayIters: Int?
     @Option(name: .customLong("lr-decay-samples")) public var lrDecaySamples: Int?
     @Option(name: .customLong("lr-warmup-iters")) public var lrWarmupIters = 0
@@ -39,15 +38,14 @@ public struct TrainingArguments: ParsableArguments, Sendable {
     @Option(name: .customLong("lr-warmup-init")) public var lrWarmupInit: Double = 0
     @Option(name: .customLong("lr-wsd-decay-iters")) public var lrWSDDecayIters: Int?
     @Option(name: .customLong("lr-wsd-decay-samples")) public var lrWSDDecaySamples: Int?
-    @Option(name: .customLong("lr-wsd-decay-style"), help: "linear, cosine, exponential or minus_sqrt.")
-    public var lrWSDDecayStyle = "exponential"
+    @Option(name: .customLong("lr-wsd-decay-style")) public var lrWSDDecayStyle = OptimizerParamScheduler.WSDDecayStyle.exponential
     @Option(name: .customLong("weight-decay")) public var weightDecay: Float = 0.01
     @Option(name: .customLong("start-weight-decay"), help: "Weight decay at the start of a linear or cosine --weight-decay-incr-style.")
     public var startWeightDecay: Double?
     @Option(name: .customLong("end-weight-decay"), help: "Weight decay at the end of the run, reached by --weight-decay-incr-style.")
     public var endWeightDecay: Double?
-    @Option(name: .customLong("weight-decay-incr-style"), help: "constant (--weight-decay throughout), linear or cosine.")
-    public var weightDecayIncrStyle = "constant"
+    @Option(name: .customLong("weight-decay-incr-style"), help: "constant: --weight-decay throughout.")
+    public var weightDecayIncrStyle = OptimizerParamScheduler.WeightDecayIncrement.Style.constant
     @Option(name: .customLong("adam-beta1")) public var adamBeta1: Float = 0.9
     @Option(name: .customLong("adam-beta2")) public var adamBeta2: Float = 0.999
     @Option(name: .customLong("adam-eps")) public var adamEps: Float = 1e-8
@@ -86,8 +84,7 @@ public struct TrainingArguments: ParsableArguments, Sendable {
     /// count that need not be whole, as in Megatron), or iters/samples. The flags must agree as
     /// arguments.py and OptimizerParamScheduler require, else an error names them.
     public func scheduler(globalBatchSize gbs: Int) throws -> OptimizerParamScheduler {
-        let style: OptimizerParamScheduler.DecayStyle = try flagChoice(lrDecayStyle, flag: "--lr-decay-style")
-        let wsdStyle: OptimizerParamScheduler.WSDDecayStyle = try flagChoice(lrWSDDecayStyle, flag: "--lr-wsd-decay-style")
+        let style = lrDecayStyle, wsdStyle = lrWSDDecayStyle
         // Iteration-based flags with --train-iters, sample-based ones with --train-samples.
         let (unit, decayFlag, warmupFlag, wsdFlag) = trainIters != nil
             ? ("iters", "--lr-decay-iters", "--lr-warmup-iters", "--lr-wsd-decay-iters")
@@ -134,7 +131,7 @@ public struct TrainingArguments: ParsableArguments, Sendable {
     /// constant (--start/--end-weight-decay then not given, as arguments.py asserts), else from
     /// --start-weight-decay to --end-weight-decay (both needed).
     public func weightDecayIncrement(globalBatchSize gbs: Int) throws -> OptimizerParamScheduler.WeightDecayIncrement {
-        let style: OptimizerParamScheduler.WeightDecayIncrement.Style = try flagChoice(weightDecayIncrStyle, flag: "--weight-decay-incr-style")
+        let style = weightDecayIncrStyle
         let steps = trainIters.map { $0 * gbs } ?? trainSamples ?? 0
         guard style != .constant else {
             if let flag = [("--start-weight-decay", startWeightDecay), ("--end-weight-decay", endWeightDecay)].first(where: { $0.1 != nil })?.0 {
@@ -155,7 +152,6 @@ public struct TrainingArguments: ParsableArguments, Sendable {
     }
 
     public func optimizerSettings() throws -> Optimizer.Settings {
-        let kind: Optimizer.Kind = try flagChoice(optimizer, flag: "--optimizer")
         // The ranges torch.optim's AdamW and SGD accept.
         for (flag, value) in [("--adam-beta1", adamBeta1), ("--adam-beta2", adamBeta2)] where !(0 ..< 1).contains(value) {
             throw ValidationError("\(flag) \(value): expected a value in [0, 1)")
@@ -165,7 +161,7 @@ public struct TrainingArguments: ParsableArguments, Sendable {
             throw ValidationError("\(flag) \(value): expected 0 or more")
         }
         var s = Optimizer.Settings()
-        s.kind = kind
+        s.kind = optimizer
         s.weightDecay = weightDecay
         s.adamBeta1 = adamBeta1
         s.adamBeta2 = adamBeta2

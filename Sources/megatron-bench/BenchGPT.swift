@@ -20,9 +20,9 @@ struct BenchGPT: ParsableCommand {
     @Option(help: "Timed steps.") var steps = 6
     @Option(name: .customLong("num-query-groups"), help: "Grouped-query attention with this many key/value heads (default: one per attention head).")
     var numQueryGroups: Int?
-    @Option(name: .customLong("position-embedding-type"), help: "learned_absolute or rope.")
-    var positionEmbeddingType = GPTConfig.PositionEmbedding.learnedAbsolute.rawValue
-    @Option(help: "LayerNorm or RMSNorm.") var normalization = GPTConfig.Normalization.layerNorm.rawValue
+    @Option(name: .customLong("position-embedding-type"))
+    var positionEmbeddingType = GPTConfig.PositionEmbedding.learnedAbsolute
+    @Option var normalization = GPTConfig.Normalization.layerNorm
     @Flag(help: "SwiGLU MLP, with Megatron's default ffn width ⌊(8h/3) / 64⌋·64.") var swiglu = false
     @OptionGroup(title: "Activation recomputation") var recomputation: RecomputeArguments
     @OptionGroup(title: "Mixed precision") var precision: MixedPrecisionArguments
@@ -51,8 +51,8 @@ struct BenchGPT: ParsableCommand {
     func run() throws {
         var (c, seq) = try Self.benchmarkModel(config)
         if let numQueryGroups { c.numQueryGroups = numQueryGroups }  // checked by GPTModel (GPTConfig.validate)
-        c.positionEmbedding = try flagChoice(positionEmbeddingType, flag: "--position-embedding-type")
-        c.normalization = try flagChoice(normalization, flag: "--normalization")
+        c.positionEmbedding = positionEmbeddingType
+        c.normalization = normalization
         c.swiglu = swiglu
         if swiglu { c.ffnHiddenSize = GPTConfig.defaultFFNHiddenSize(hiddenSize: c.hiddenSize, swiglu: true) }
         let (layers, hidden) = (c.numLayers, c.hiddenSize)

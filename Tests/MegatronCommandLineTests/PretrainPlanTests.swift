@@ -87,10 +87,16 @@ import Testing
         (["--recompute-granularity", "full", "--recompute-method", "uniform", "--recompute-num-layers", "5"],
          "--recompute-granularity full needs --recompute-num-layers between 1 and --num-layers 1"),
         (["--recompute-granularity", "full", "--recompute-method", "chunks", "--recompute-num-layers", "1"],
-         "--recompute-method chunks: expected uniform or block"),
+         "The value 'chunks' is invalid for '--recompute-method <recompute-method>'. Please provide one of 'uniform' and 'block'."),
         (["--recompute-activations", "--recompute-method", "block"],
          "--recompute-granularity selective takes no --recompute-method or --recompute-num-layers"),
-        (["--recompute-granularity", "selective", "--recompute-modules", "moe"], "--recompute-modules moe: expected core_attn, layernorm or mlp"),
+        (["--recompute-granularity", "selective", "--recompute-modules", "moe"],
+         "The value 'moe' is invalid for '--recompute-modules <recompute-modules>'. Please provide one of 'core_attn', 'layernorm' or 'mlp'."),
+        // Choice flags take only their choices.
+        (["--optimizer", "adamw"], "The value 'adamw' is invalid for '--optimizer <optimizer>'. Please provide one of 'adam' and 'sgd'."),
+        (["--lr-decay-style", "step"], "The value 'step' is invalid for '--lr-decay-style <lr-decay-style>'"),
+        (["--position-embedding-type", "alibi"], "The value 'alibi' is invalid for '--position-embedding-type <position-embedding-type>'"),
+        (["--tokenizer-type", "SentencePieceTokenizer"], "The value 'SentencePieceTokenizer' is invalid for '--tokenizer-type <tokenizer-type>'"),
         (["--recompute-num-layers", "1"], "--recompute-method, --recompute-num-layers and --recompute-modules need --recompute-granularity"),
         // Uneven pipeline stages, as Megatron's TransformerConfig checks them.
         (["--decoder-first-pipeline-num-layers", "1"], "--decoder-first-pipeline-num-layers needs --pipeline-model-parallel-size above 1"),
