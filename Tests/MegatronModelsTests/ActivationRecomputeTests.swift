@@ -22,7 +22,7 @@ import Testing
             $0.numLayers = 3; $0.hiddenDropout = 0.2; $0.attentionDropout = 0.3; $0.swiglu = swiglu
             $0.positionEmbedding = .rope; $0.normalization = swiglu ? .rmsNorm : .layerNorm
         }
-        let model = try GPTModel(config: config, seed: 7, groups: group.map(tensorParallelGroups) ?? .single(), on: CPUDevice(threads: 1))
+        let model = try GPTModel(config: config, seed: 7, groups: group.map(tensorParallelGroups), on: CPUDevice(threads: 1))
         model.recompute = recompute
         model.sequenceParallel = sequenceParallel
         let batch = try MicroBatch(samples: samples(2, 8), on: model.device)

@@ -6,11 +6,11 @@ import MegatronParallel
 /// layer tied to the word embedding unless untied. Parameters live in one flat fp32 buffer and
 /// gradients in a twin buffer with the same layout (`ParameterLayout`).
 ///
-/// Its process groups (`groups`) say which part a rank holds. Under tensor parallelism (t ranks) each rank holds heads/t heads (whole query
-/// groups), ffn/t MLP features and vocab/t rows of the word embedding and output layer, as
-/// Megatron's column- and row-parallel layers do; activations between the layers are whole on
-/// every rank (or, under sequence parallelism, split by rows), and the widths below are then per
-/// rank. Under pipeline parallelism (`pipeline`) a rank holds one stage of the model (see
+/// Its process groups (`groups`) say which part a rank holds. Under tensor parallelism (t ranks)
+/// each rank holds heads/t heads (whole query groups), ffn/t MLP features and vocab/t rows of the
+/// word embedding and output layer, as Megatron's column- and row-parallel layers do; activations
+/// between the layers are whole on every rank (or, under sequence parallelism, split by rows), and
+/// the widths below are then per rank. Under pipeline parallelism (`pipeline`) a rank holds one stage of the model (see
 /// `PipelineStage`), and `forward` and `backward` run that stage alone: a pipeline schedule passes
 /// the activations and gradients between the stages.
 ///
@@ -51,8 +51,9 @@ public final class GPTModel: @unchecked Sendable {
     /// seed the parameters are left zero, for a model about to be loaded from a checkpoint. Under
     /// tensor parallelism, this rank's shard of the same model; under pipeline parallelism, this
     /// rank's stage of it.
-    public init(config: GPTConfig, seed: UInt64?, groups: ProcessGroups = .single(), on device: CPUDevice) throws {
+    public init(config: GPTConfig, seed: UInt64?, groups: ProcessGroups? = nil, on device: CPUDevice) throws {
         try config.validate()
+        let groups = try groups ?? .single()
         self.groups = groups
         tensorParallel = TensorParallel(group: groups.tensorModelParallel)
         pipeline = PipelineStage(group: groups.pipelineModelParallel)

@@ -36,10 +36,9 @@ public struct ProcessGroups: Sendable {
         modelParallel = try split([.tensor, .pipeline])
     }
 
-    /// The groups of a run of one rank (no parallelism).
-    public static func single() -> ProcessGroups {
-        // A one-rank world splits into one-rank groups without waiting on anyone.
-        try! ProcessGroups(world: InProcessWorld(size: 1).communicator(rank: 0), state: ParallelState(worldSize: 1))
+    /// The groups of a run of one rank (no parallelism): a one-rank world split into one-rank groups.
+    public static func single() throws -> ProcessGroups {
+        try ProcessGroups(world: InProcessWorld(size: 1).communicator(rank: 0), state: ParallelState(worldSize: 1))
     }
 
     /// Megatron's "last rank": the one that prints the training log.
