@@ -154,18 +154,19 @@ public struct PretrainPlan: Sendable {
         guard data.mockData != !data.dataPath.isEmpty else {
             throw ConfigError(flag: "--data-path", "give exactly one of --mock-data and --data-path")
         }
-        let blend: DataBlend
-        do {
-            blend = data.mockData ? DataBlend(prefixes: ["mock data"], weights: nil) : try DataBlend(dataPath: data.dataPath)
-            _ = try GPTDataset.splitRanges(data.split, count: 1)
-        } catch let error as ConfigError { throw error } catch {
-            throw ConfigError(flag: data.mockData ? "--split" : "--data-path", "\(error)")
-        }
+        let blend = data.mockData ? DataBlend(prefixes: ["mock data"], weights: nil)
+            : try blaming("--data-path") { try DataBlend(dataPath: data.dataPath) }
+        _ = try blaming("--split") { try GPTDataset.splitRanges(data.split, count: 1) }
         // Megatron builds --train-samples samples, though its train_samples // gbs iterations use fewer.
         let samples = options.training.trainSamples
             ?? trainer.batchSizeSchedule.map { $0.samples(in: trainer.trainIters) } ?? trainer.trainIters * trainer.globalBatchSize
         return Data(mock: data.mockData, blend: blend, split: data.split, cachePath: data.dataCachePath, trainingSamples: samples,
                     endOfDocument: endOfDocument)
+    }
+
+    /// `body`'s result, its error (a data library's own) reported as a `ConfigError` of `flag`.
+    private static func blaming<T>(_ flag: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch { throw ConfigError(flag: flag, "\(error)") }
     }
 
     private static func evaluation(_ data: DataArguments) throws -> Evaluation? {

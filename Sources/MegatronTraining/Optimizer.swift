@@ -124,7 +124,6 @@ public final class Optimizer {
     func gradientNorm() throws -> Double {
         let shards = try normSpans.map { try model.gradients.view(offset: $0.lowerBound, shape: [$0.count]) }
         let local = try Elementwise.globalL2Norm(shards, on: model.device)
-        guard gradStatsGroup.size > 1 else { return local }
         return try gradStatsGroup.allReduce(local * local, op: .sum).squareRoot()
     }
 

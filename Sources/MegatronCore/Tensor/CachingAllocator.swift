@@ -77,9 +77,10 @@ public final class CachingAllocator: Sendable {
     /// an `OutOfMemoryError` when the blocks in use would pass `limitBytes`, or the system has none.
     public func allocate(bytes: Int) throws(OutOfMemoryError) -> (pointer: UnsafeMutableRawPointer, capacity: Int) {
         let capacity = Self.sizeClass(bytes)
-        let refusal = { (live: Int) in OutOfMemoryError(requestedBytes: bytes, liveBytes: live, limitBytes: self.limitBytes) }
         let cached: Result<UInt?, OutOfMemoryError> = state.withLock { state in
-            guard state.statistics.liveBytes + capacity <= limitBytes else { return .failure(refusal(state.statistics.liveBytes)) }
+            guard state.statistics.liveBytes + capacity <= limitBytes else {
+                return .failure(OutOfMemoryError(requestedBytes: bytes, liveBytes: state.statistics.liveBytes, limitBytes: limitBytes))
+            }
             state.statistics.requests += 1
             state.statistics.liveBytes += capacity
             state.statistics.peakLiveBytes = max(state.statistics.peakLiveBytes, state.statistics.liveBytes)
@@ -96,7 +97,7 @@ public final class CachingAllocator: Sendable {
                 state.statistics.liveBytes -= capacity
                 return state.statistics.liveBytes
             }
-            throw refusal(live)
+            throw OutOfMemoryError(requestedBytes: bytes, liveBytes: live, limitBytes: limitBytes)
         }
         #if os(Linux)
         if alignment == Self.hugePageBytes { _ = madvise(raw, capacity, MADV_HUGEPAGE) }

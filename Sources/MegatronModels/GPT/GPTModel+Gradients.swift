@@ -7,7 +7,6 @@ extension GPTModel {
     public func wholeModelNorm(of buffer: Tensor) throws -> Double {
         let spans = try layout.normSpans.map { try buffer.view(offset: $0.lowerBound, shape: [$0.count]) }
         let local = try Elementwise.globalL2Norm(spans, on: device)
-        guard groups.modelParallel.size > 1 else { return local }
         return try groups.modelParallel.allReduce(local * local, op: .sum).squareRoot()
     }
 

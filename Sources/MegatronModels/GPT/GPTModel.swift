@@ -254,7 +254,7 @@ public final class GPTModel: @unchecked Sendable {
     }
 
     /// The layers of this pipeline stage (all of them on one stage).
-    public var stageLayers: Range<Int> { PipelineStage.layers(config, stage: pipeline.index, of: pipeline.count) }
+    public var stageLayers: Range<Int> { layers[0].number ..< layers[0].number + layers.count }
 
     /// This rank's heads of `batch` sequences of `sequenceLength` in the fused QKV activation.
     func attentionLayout(batch: Int, sequenceLength: Int) throws -> AttentionLayout {

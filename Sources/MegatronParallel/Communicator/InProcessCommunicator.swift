@@ -12,6 +12,8 @@ public final class InProcessCommunicator: Communicator, @unchecked Sendable {
     }
 
     public func allReduce<T: CommunicationScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
+        // One rank holds the reduction already: no rendezvous (the trainer reduces its loss every iteration).
+        guard size > 1 else { return }
         try group.arrive(rank, buffer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count, operation: "all-reduce")
         let mine = chunk(rank: rank, count: buffer.count)
         let reduced = reduce(mine, as: T.self, op: op)
