@@ -114,7 +114,7 @@ public struct PretrainPlan: Sendable {
             Load(directory: URL(fileURLWithPath: $0), loadOptimizer: !checkpointing.noLoadOptim, finetune: checkpointing.finetune,
                  schedulerSettings: checkpointing.schedulerSettingsOnLoad)
         }
-        sample = try Self.sample(options.sample, gpt2: options.tokenizer.isGPT2BPE)
+        sample = try Self.sample(options.sample, gpt2: options.tokenizer.isGPT2BPE, context: model.maxPositionEmbeddings)
         self.warnings = warnings
     }
 
@@ -177,9 +177,10 @@ public struct PretrainPlan: Sendable {
         return data.evalIters > 0 ? Evaluation(iterations: data.evalIters, interval: data.evalInterval) : nil
     }
 
-    private static func sample(_ sample: SampleArguments, gpt2: Bool) throws -> Sample? {
-        guard sample.sampleTokens >= 0 else {
-            throw ConfigError(flag: "--sample-tokens", "--sample-tokens \(sample.sampleTokens): expected 0 or more")
+    private static func sample(_ sample: SampleArguments, gpt2: Bool, context: Int) throws -> Sample? {
+        guard (0 ..< context).contains(sample.sampleTokens) else {
+            throw ConfigError(flag: "--sample-tokens", "--sample-tokens \(sample.sampleTokens): expected 0 or more, and fewer than "
+                              + "--max-position-embeddings \(context) (the prompt needs a token)")
         }
         guard sample.topK >= 0 else { throw ConfigError(flag: "--top-k", "--top-k \(sample.topK): expected 0 or more") }
         guard sample.temperature > 0 else {

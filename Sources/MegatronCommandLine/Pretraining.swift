@@ -93,11 +93,13 @@ public struct Pretraining: Sendable {
         }
         guard let generator else { return }
         let encoded = try sample.prompt.flatMap { try tokenizer?.encode($0) } ?? []
-        let prompt = encoded.isEmpty ? Array(firstSample.prefix(16)) : encoded
-        let generation = TextGeneration(topK: sample.topK, temperature: sample.temperature, seed: plan.trainer.seed)
-        let tokens = try generation.continuation(of: prompt, count: sample.tokens, model: generator,
-                                                 vocabularySize: plan.vocabularySize,
-                                                 maxLength: plan.trainer.sequenceLength)
+        // The prompt's last tokens, as many as the context leaves room for.
+        let prompt = Array((encoded.isEmpty ? Array(firstSample.prefix(16)) : encoded).suffix(plan.model.maxPositionEmbeddings - sample.tokens))
+        let sampling = SamplingParams(temperature: sample.temperature, topK: sample.topK, numTokensToGenerate: sample.tokens,
+                                      seed: plan.trainer.seed)
+        let engine = try DynamicInferenceEngine.single(model: generator, vocabularySize: plan.vocabularySize,
+                                                       positions: prompt.count + sample.tokens)
+        let tokens = try engine.generate([InferenceRequest(prompt: prompt, sampling: sampling)])[0].tokens
         guard isFirst else { return }
         let how = sample.topK == 1 ? "greedy" : "top-k \(sample.topK == 0 ? "off" : String(sample.topK)), temperature \(sample.temperature)"
         if let tokenizer {

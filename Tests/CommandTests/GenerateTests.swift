@@ -36,7 +36,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         for prompt in ["5 x", "5 100"] {
             let (status, output) = try Self.generate(directory, prompt: prompt)
-            #expect(status != 0 && output.contains("expected token ids 0 ..< 100 separated by spaces"), "\(prompt): \(output)")
+            #expect(status != 0 && output.contains("--prompt \"\(prompt)\": NullTokenizer:") && output.contains("is not a token id in 0 ..< 100"), "\(prompt): \(output)")
         }
     }
 }

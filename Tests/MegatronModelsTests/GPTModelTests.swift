@@ -171,24 +171,6 @@ struct MicroBatchBoundaryTests {
     }
 }
 
-struct TextGenerationTests {
-    @Test func greedyTopKAndTemperature() {
-        let logits: [Float] = [0.5, 3, -1, 2.5, 1]
-        logits.withUnsafeBufferPointer { l in
-            #expect(TextGeneration(topK: 1).pick(from: l, uniform: 0.99) == 1)
-            // Top-2 keeps ids 1 and 3 with weights 1 : e^(−0.5); the draw splits there.
-            let two = TextGeneration(topK: 2)
-            let cut = 1 / (1 + exp(-0.5))
-            #expect(two.pick(from: l, uniform: cut - 1e-6) == 1 && two.pick(from: l, uniform: cut + 1e-6) == 3)
-            #expect((1 ... 100).allSatisfy { [1, 3].contains(two.pick(from: l, uniform: Double($0) / 100)) })
-            // Every id can come from the whole vocabulary; a low temperature sharpens toward the argmax.
-            let all = Set((1 ... 1000).map { TextGeneration(topK: 0).pick(from: l, uniform: Double($0) / 1000) })
-            #expect(all == Set(0 ..< 5))
-            #expect(TextGeneration(topK: 0, temperature: 0.01).pick(from: l, uniform: 0.999) == 1)
-        }
-    }
-}
-
 /// The groups of a world whose ranks form one tensor-parallel group.
 func tensorParallelGroups(_ world: any Communicator) throws -> ProcessGroups {
     try ProcessGroups(world: world, state: ParallelState(worldSize: world.size, tensorModelParallelSize: world.size))

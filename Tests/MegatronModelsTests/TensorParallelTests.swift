@@ -102,9 +102,7 @@ import Testing
         try InProcessWorld(size: 2).run { group in
             let model = try GPTModel(config: config, seed: 7, groups: tensorParallelGroups(group), on: CPUDevice(threads: 1))
             let logits = try model.logits(MicroBatch(samples: [tokens + [0]], on: model.device)).toFloatArray()
-            let cache = try KeyValueCache(for: model)
-            var cached = try model.logits(continuing: Array(tokens.prefix(5)), cache: cache).toFloatArray()
-            for token in tokens.dropFirst(5) { cached += try model.logits(continuing: [token], cache: cache).toFloatArray() }
+            let cached = try cachedLogits(model, tokens, prefix: 5, blockSize: 3)
             model.sequenceParallel = true
             let odd = try model.logits(MicroBatch(samples: [Array(tokens.prefix(6))], on: model.device)).toFloatArray()
             if odd.count != oddExpected.count || zip(odd, oddExpected).contains(where: { abs($0 - $1) > 1e-5 * scale }) {

@@ -129,6 +129,15 @@ void mg_attention_backward(mg_attention_head head, const float *lse, const float
                            long seq, long d, float scale, int causal, const int32_t *first_key, long block_rows,
                            float p_keep, uint64_t seed, uint64_t stream, long head_index, float *scratch);
 
+// MARK: paged attention (paged_attention.c)
+
+/// One query row q [d] against the first `visible` positions of a sequence in a paged key/value
+/// cache: position j's key is the row keys[(blocks[j / block_size]·block_size + j % block_size)·ld],
+/// its value likewise in `values` (both pointing at this head's key/value group in row 0 of the
+/// pool). out [d] = Σ_j softmax_j(scale·q·k_j)·v_j; scores needs `visible` floats of scratch.
+void mg_paged_attention(float *out, const float *q, long d, const float *keys, const float *values, long ld,
+                        const int32_t *blocks, long block_size, long visible, float scale, float *scores);
+
 // MARK: loss (cross_entropy.c)
 
 /// Softmax cross-entropy over `vocab` logits per row, fused with its backward:

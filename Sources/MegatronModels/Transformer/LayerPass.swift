@@ -16,7 +16,7 @@ struct LayerPass {
     let hiddenDropout: Float, attentionDropout: Float
     /// Which rows of the activations between the tensor-parallel layers this rank holds.
     let rows: RowShard
-    /// In generation: the keys and values of the tokens before these, which the attention reads and
-    /// extends instead of attending within the pass.
-    let cache: KeyValueCache?
+    /// In generation: where each token's sequence keeps its keys and values in the paged cache,
+    /// which the attention extends and reads instead of attending within the pass.
+    let cache: PagedRows?
 }

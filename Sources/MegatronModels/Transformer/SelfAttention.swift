@@ -35,9 +35,11 @@ struct SelfAttention {
     }
 
     /// The attention core over the rotated `qkv` (run again by selective recomputation): within the
-    /// pass, or against the key/value cache, which takes the pass's keys and values.
+    /// pass, or against the paged key/value cache, which takes the pass's keys and values.
     func core(_ qkv: Tensor, pass: LayerPass) throws -> (context: Tensor, lse: Tensor?) {
-        if let cache = pass.cache { return (try cache.attend(qkv, layout: pass.attention, layer: layer, on: device), nil) }
+        if let cache = pass.cache {
+            return (try cache.attend(qkv, layout: pass.attention, scale: pass.scale, layer: layer, on: device), nil)
+        }
         let (context, lse) = try Attention.forward(qkv: qkv, layout: pass.attention, scale: pass.scale, firstKeys: pass.firstKeys,
                                                    dropout: pass.attentionDropout, rng: dropoutStream(pass), heads: heads, on: device)
         return (context, lse)
