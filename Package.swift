@@ -14,6 +14,10 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // OpenBLAS's cblas.h (Debian: libopenblas-dev).
@@ -49,11 +53,22 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The HTTP server over the inference engine: Megatron's and OpenAI's APIs, on Hummingbird.
+        .target(
+            name: "MegatronServing",
+            dependencies: [
+                "MegatronModels", "MegatronData",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The training and inference tool.
         .executableTarget(
             name: "megatron",
             dependencies: [
-                "MegatronCommandLine", "MegatronCore", "MegatronModels", "MegatronTraining", "MegatronData", "MegatronParallel",
+                "MegatronCommandLine", "MegatronCore", "MegatronModels", "MegatronTraining", "MegatronData", "MegatronParallel", "MegatronServing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -62,6 +77,7 @@ let package = Package(
             name: "megatron-bench",
             dependencies: [
                 "MegatronCommandLine", "MegatronCore", "MegatronModels", "MegatronTraining", "MegatronData", "MegatronParallel", "CMPI",
+                "MegatronServing", "ServingClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -75,9 +91,11 @@ let package = Package(
         .testTarget(name: "MegatronParallelTests", dependencies: ["MegatronParallel", "CommunicatorConformance"]),
         .testTarget(name: "MegatronTrainingTests",
                     dependencies: ["MegatronTraining", "MegatronModels", "MegatronCore", "MegatronParallel", "MegatronData"]),
-        // `megatron pretrain` and `preprocess-data` run as a user runs them (the executable); the
-        // datasets they write are read back through MegatronData.
-        .testTarget(name: "CommandTests", dependencies: ["MegatronData", "MegatronCore", "MegatronTraining"]),
+        // A small HTTP/1.1 client over loopback for the serving tests and the serving benchmark's load generator.
+        .target(name: "ServingClient"),
+        // `megatron pretrain`, `preprocess-data`, `generate` and `serve` run as a user runs them (the
+        // executable); the datasets they write are read back through MegatronData.
+        .testTarget(name: "CommandTests", dependencies: ["MegatronData", "MegatronCore", "MegatronTraining", "MegatronModels", "ServingClient"]),
         // The flags of `megatron pretrain` parsed and planned in-process.
         .testTarget(name: "MegatronCommandLineTests",
                     dependencies: ["MegatronCommandLine", "MegatronCore", "MegatronModels",

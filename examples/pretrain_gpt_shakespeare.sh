@@ -23,4 +23,5 @@ $megatron pretrain \
     --lr 2e-3 --min-lr 2e-4 --lr-decay-style cosine --lr-warmup-iters 15 \
     --hidden-dropout 0 --attention-dropout 0 \
     --weight-decay 0.01 --clip-grad 1.0 --log-interval 25 --log-throughput --eval-interval 50 --eval-iters 10 --seed 1234 \
+    --save runs/shakespeare \
     --sample-tokens 40 --top-k 40 --temperature 0.8 --sample-prompt "ROMEO. O, she doth teach the torches to" "$@"

@@ -4,10 +4,10 @@ import ArgumentParser
 /// ceiling, peak memory), never pass/fail thresholds. Apart from `megatron`, so the training tool
 /// carries none of it.
 @main
-struct MegatronBench: ParsableCommand {
+struct MegatronBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "megatron-bench",
         abstract: "Benchmarks of swift-megatron (release builds only give meaningful figures).",
-        subcommands: [BenchKernels.self, BenchGPT.self, BenchTokenizer.self, BenchAllReduce.self, BenchDataParallel.self]
+        subcommands: [BenchKernels.self, BenchGPT.self, BenchTokenizer.self, BenchAllReduce.self, BenchDataParallel.self, BenchServe.self]
     )
 }

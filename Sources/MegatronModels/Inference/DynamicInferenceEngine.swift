@@ -60,6 +60,7 @@ public final class DynamicInferenceEngine: @unchecked Sendable {
     private var draining = false
     private var activeCount = 0
     private var freeBlocks: Int
+    private var generatedTokens = 0
     // The stepping thread's own.
     private var running: [Active] = []
     private var committedBlocks = 0
@@ -93,9 +94,11 @@ public final class DynamicInferenceEngine: @unchecked Sendable {
     /// Requests added and not yet finished.
     public var pendingRequests: Int { lock.withLock { activeCount } }
 
-    /// Requests added and not yet finished, and the cache blocks no request holds (as of the last
-    /// step), for a health check from any thread.
-    public var status: (pendingRequests: Int, freeBlocks: Int) { lock.withLock { (activeCount, freeBlocks) } }
+    /// Requests added and not yet finished, the cache blocks no request holds (as of the last step)
+    /// and the tokens generated since the start, for a health check from any thread.
+    public var status: (pendingRequests: Int, freeBlocks: Int, generatedTokens: Int) {
+        lock.withLock { (activeCount, freeBlocks, generatedTokens) }
+    }
 
     /// Queues `request`; its events go to `onEvent`. Returns its id (for `cancel`). Throws
     /// `InferenceRequestError` for a request no step could run.
@@ -224,6 +227,7 @@ public final class DynamicInferenceEngine: @unchecked Sendable {
         let logProb: Float? = sampling.returnLogProbs ? distribution?[token] : nil
         active.tokens.append(Int32(token))
         active.generated += 1
+        lock.withLock { generatedTokens += 1 }
         active.onEvent(.token(Int32(token), logProb: logProb, top: distribution?.top(sampling.topLogProbs) ?? []))
         if sampling.stops(active.tokens) {
             finish(active, .stop)
