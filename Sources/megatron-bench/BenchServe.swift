@@ -29,6 +29,7 @@ struct BenchServe: AsyncParsableCommand {
     @Option(name: .customLong("torch-python"), help: "Python with PyTorch (default: /tmp/torch-venv/bin/python when present).")
     var torchPython: String?
     @Option(name: .customLong("torch-bench"), help: "The reference benchmark script.") var torchBench = "../shared/bench/torch_gpt_bench.py"
+    @Flag(help: "Only profile the engine's decode steps at batch 1, 4 and 16 (where a step's time goes), then stop.") var profile = false
 
     func validate() throws {
         guard newTokens >= 2, repeats >= 1, requestsPerClient >= 1, maxTokens >= 1, promptTokens >= 1 else {
@@ -49,6 +50,10 @@ struct BenchServe: AsyncParsableCommand {
         print("memory read bandwidth (best of 5 passes over 1 GiB): \(fixed(bandwidth / 1e9, 1)) GB/s "
               + "→ bound \(fixed(bandwidth / Double(weightBytes), 1)) tokens/s at batch 1")
 
+        if profile {
+            try profileSteps(config)
+            return
+        }
         let decode = try (0 ..< repeats).map { _ in try decodeTokensPerSecond(model, vocabulary: vocabulary) }.sorted()[repeats / 2]
         print("batch-1 decode, engine: \(fixed(decode, 1)) tokens/s (median of \(repeats); 1-token prompt, \(newTokens) new) = "
               + "\(fixed(100 * decode * Double(weightBytes) / bandwidth, 1)) % of the bandwidth bound")
@@ -80,6 +85,27 @@ struct BenchServe: AsyncParsableCommand {
         finish.finish()
         try await served
         print("peak RSS \(fixed(Double(peakResidentBytes()) / Double(1 << 30), 2)) GiB")
+    }
+
+    /// Where decode steps' time goes at batch 1, 4 and 16 (the engine in this thread, a kernel timer on the device).
+    private func profileSteps(_ config: GPTConfig) throws {
+        let timer = KernelTimer()
+        let device = try self.device.makeDevice(timer: timer)
+        let model = try GPTModel(config: config, seed: 1, on: device)
+        for batch in [1, 4, 16] {
+            let engine = try DynamicInferenceEngine.single(model: model, vocabularySize: 50257, positions: batch * (16 + newTokens))
+            let requests = (0 ..< batch).map { i in InferenceRequest(prompt: (0 ..< 16).map { Int32(($0 * 31 + i * 7) % 50000) }, sampling: .greedy(newTokens)) }
+            for request in requests { try engine.add(request) { _ in } }
+            engine.step()  // the prefill
+            timer.reset()
+            let start = Timing.now()
+            var steps = 0
+            while engine.step() { steps += 1 }
+            let seconds = Timing.now() - start
+            print("batch \(batch): \(steps) decode steps, \(fixed(seconds / Double(steps) * 1e3, 1)) ms per step, "
+                  + "\(fixed(Double(batch * steps) / seconds, 1)) tokens/s")
+            print(BenchGPT.profileTable(timer.snapshot, stepSeconds: seconds, steps: steps))
+        }
     }
 
     /// Decode tokens/s of one request (1-token prompt): the tokens after the first over the time from the first to the last.

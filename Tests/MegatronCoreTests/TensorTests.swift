@@ -182,6 +182,29 @@ import Testing
         expectClose(c.toFloatArray(), reference(a, ar, ac, ta, b, br, bc, tb).map { 3 * $0 }, tolerance: 1e-6, "C += 2AB")
     }
 
+    /// A·Bᵀ of up to 16 rows (a decode step) runs the kernel that streams B once: it computes the
+    /// product (odd sizes, α and β, split over threads), and each row's result is bit for bit that
+    /// row's alone, whatever the other rows.
+    @Test(arguments: [1, 2, 3, 5, 16])
+    func fewRowsTimesTransposedWeightsStreamTheWeights(m: Int) throws {
+        var rng = TestRandom(seed: 72)
+        let (k, n) = (19, 517)  // 130 tiles of 4 columns: two threads take 64 or more each
+        let a = rng.floats(m * k), b = rng.floats(n * k), c0 = rng.floats(m * n)
+        for device in [serial, parallel] {
+            let c = tensor(c0, [m, n], on: device)
+            try GEMM.matmul(tensor(a, [m, k], on: device), tensor(b, [n, k], on: device), transposeB: true, into: c, alpha: 2, beta: 0.5,
+                            on: device)
+            let product = reference(a, m, k, false, b, n, k, true)
+            expectClose(c.toFloatArray(), (0 ..< m * n).map { 2 * product[$0] + 0.5 * Double(c0[$0]) }, tolerance: 1e-5, "C")
+            let all = try GEMM.matmul(tensor(a, [m, k], on: device), tensor(b, [n, k], on: device), transposeB: true, on: device)
+            for row in 0 ..< m {
+                let alone = try GEMM.matmul(tensor(Array(a[row * k ..< (row + 1) * k]), [1, k], on: device), tensor(b, [n, k], on: device),
+                                            transposeB: true, on: device)
+                #expect(alone.toFloatArray() == Array(all.toFloatArray()[row * n ..< (row + 1) * n]), "row \(row) of \(m)")
+            }
+        }
+    }
+
     /// The first device shortens OpenBLAS's thread timeout (or keeps the user's) and restarts its
     /// workers, which then compute a GEMM split over two threads correctly.
     @Test func openBLASWorkersRestartWithTheShortenedTimeout() throws {

@@ -129,6 +129,14 @@ void mg_attention_backward(mg_attention_head head, const float *lse, const float
                            long seq, long d, float scale, int causal, const int32_t *first_key, long block_rows,
                            float p_keep, uint64_t seed, uint64_t stream, long head_index, float *scratch);
 
+// MARK: GEMM of few rows (skinny_gemm.c)
+
+/// y[i·ldy + j] = α·Σ_p x[i·ldx + p]·w[j·ldw + p] + β·y[i·ldy + j] for i < m, j < n (y = α·x·wᵀ + β·y),
+/// each row of w read once for all m rows of x: for small m (a decode step). A row's result does
+/// not depend on m or on the row's place among them.
+void mg_skinny_gemm_nt(float *y, long ldy, const float *x, long ldx, const float *w, long ldw,
+                       long m, long n, long k, float alpha, float beta);
+
 // MARK: paged attention (paged_attention.c)
 
 /// One query row q [d] against the first `visible` positions of a sequence in a paged key/value

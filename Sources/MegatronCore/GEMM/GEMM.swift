@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 
 /// Single-precision matrix multiplication through OpenBLAS's `cblas_sgemm`.
 ///
@@ -7,10 +8,27 @@ import CBLAS
 /// flags to BLAS, never copies. Debian's OpenBLAS 0.3.21 declares `cblas_sbgemm` but does not export
 /// it, so 16-bit tensors are converted to fp32 before a GEMM.
 public enum GEMM {
+    /// A·Bᵀ with at most this many rows of A (a decode step's tokens, B a layer's weight [out, in])
+    /// runs `mg_skinny_gemm_nt`, reading B once: OpenBLAS's sgemm packs all of B for each call, and
+    /// ran a 124M model's batch-1 decode at a third of the memory bandwidth (batch 4 and 16 no faster
+    /// per step).
+    public static let skinnyRows = 16
+
     /// C = α·op(A)·op(B) + β·C, with op(X) = Xᵀ when its flag is set.
     public static func matmul(_ a: Tensor, transposeA: Bool = false, _ b: Tensor, transposeB: Bool = false,
                               into c: Tensor, alpha: Float = 1, beta: Float = 0, on device: CPUDevice) throws {
         let (m, k, n) = try dimensions(a, transposeA, b, transposeB, c)
+        if m <= skinnyRows && !transposeA && transposeB {
+            device.timed("GEMM \(m)×\(n)×\(k) NT", flops: 2 * Double(m * n * k)) {
+                // Columns of C (rows of B) split over the threads, in multiples of the kernel's tile of 4.
+                device.parallelFor((n + 3) / 4, minimumPerTask: 64) { tiles, _ in
+                    let first = tiles.lowerBound * 4, last = min(n, tiles.upperBound * 4)
+                    mg_skinny_gemm_nt(c.floats + first, c.columns, a.floats, a.columns, b.floats + first * b.columns, b.columns,
+                                      m, last - first, k, alpha, beta)
+                }
+            }
+            return
+        }
         device.claimBLASThreads()
         device.timed("GEMM \(m)×\(n)×\(k) \(transposeA ? "T" : "N")\(transposeB ? "T" : "N")", flops: 2 * Double(m * n * k)) {
             sgemm(transposeA, transposeB, m, n, k, alpha, a.floats, a.columns, b.floats, b.columns, beta, c.floats, c.columns)
