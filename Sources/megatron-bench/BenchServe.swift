@@ -197,7 +197,19 @@ struct LoadRun {
             var result = Result()
         }
         let shared = Shared(), start = Timing.now()
-        DispatchQueue.concurrentPerform(iterations: clients) { client in
+        // A thread per client: concurrentPerform would run only as many clients at once as there are cores.
+        let finished = DispatchGroup()
+        for client in 0 ..< clients {
+            finished.enter()
+            Thread { defer { finished.leave() }; oneClient(client) }.start()
+        }
+        finished.wait()
+        var result = shared.result
+        result.seconds = Timing.now() - start
+        result.gaps.sort()
+        return result
+
+        @Sendable func oneClient(_ client: Int) {
             var state = UInt64(client + 1) &* 0x9E37_79B9_7F4A_7C15
             for _ in 0 ..< requestsPerClient where Timing.now() - start < timeLimit {
                 let prompt = (0 ..< promptTokens).map { _ -> String in
@@ -233,9 +245,5 @@ struct LoadRun {
                 }
             }
         }
-        var result = shared.result
-        result.seconds = Timing.now() - start
-        result.gaps.sort()
-        return result
     }
 }

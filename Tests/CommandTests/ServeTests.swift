@@ -127,9 +127,21 @@ func longContextCheckpoint() throws -> String {
         #expect(alone.allSatisfy { $0.status == 200 })
         let again = try server.call("PUT", "/api", bodies[1])
         #expect(jsonObject(again)["text"] as? [String] == jsonObject(alone[1])["text"] as? [String])
-        final class Answers: @unchecked Sendable { var values = [LoopbackHTTPClient.Response?](repeating: nil, count: 8) }
-        let together = Answers()
-        DispatchQueue.concurrentPerform(iterations: 8) { i in together.values[i] = try? server.call("PUT", "/api", bodies[i]) }
+        final class Answers: @unchecked Sendable {
+            let lock = NSLock()
+            var values = [LoopbackHTTPClient.Response?](repeating: nil, count: 8)
+        }
+        // A thread per request, so that all eight are in flight at once whatever the cores.
+        let together = Answers(), answered = DispatchGroup()
+        for i in 0 ..< 8 {
+            answered.enter()
+            Thread {
+                let answer = try? server.call("PUT", "/api", bodies[i])
+                together.lock.withLock { together.values[i] = answer }
+                answered.leave()
+            }.start()
+        }
+        answered.wait()
         for i in 0 ..< 8 {
             let x = jsonObject(alone[i]), y = together.values[i].map(jsonObject) ?? [:]
             #expect(x["text"] as? [String] == y["text"] as? [String], "request \(i)")
