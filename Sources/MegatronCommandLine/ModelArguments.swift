@@ -17,6 +17,11 @@ public struct ModelArguments: ParsableArguments, Sendable {
     public var maxPositionEmbeddings: Int
     @Option(name: .customLong("position-embedding-type"))
     public var positionEmbeddingType = GPTConfig.PositionEmbedding.learnedAbsolute
+    @Flag(name: .customLong("use-rotary-position-embeddings"), help: "Megatron's older spelling of --position-embedding-type rope.")
+    public var useRotaryPositionEmbeddings = false
+    @Flag(name: .customLong("no-position-embedding"), help: "No learned position embedding: accepted with rotary positions (examples/llama passes both).")
+    public var noPositionEmbedding = false
+    @Flag(name: .customLong("use-rope-scaling"), help: "Llama 3.1's rotary scaling: not implemented, refused.") public var useRopeScaling = false
     @Option(name: .customLong("rotary-base")) public var rotaryBase: Float = 10000
     @Option(name: .customLong("rotary-percent")) public var rotaryPercent: Float = 1
     @Option(name: .customLong("normalization")) public var normalization = GPTConfig.Normalization.layerNorm
@@ -46,13 +51,21 @@ public struct ModelArguments: ParsableArguments, Sendable {
         guard seqLength <= maxPositionEmbeddings else {
             throw ValidationError("--seq-length \(seqLength) exceeds --max-position-embeddings \(maxPositionEmbeddings)")
         }
+        let positionEmbedding = useRotaryPositionEmbeddings ? .rope : positionEmbeddingType
+        guard !noPositionEmbedding || positionEmbedding == .rope else {
+            throw ValidationError("--no-position-embedding without --position-embedding-type rope: a model without any position "
+                                  + "embedding is not built")
+        }
+        guard !useRopeScaling else {
+            throw ValidationError("--use-rope-scaling: Llama 3.1's scaled rotary frequencies are not implemented (unscaled rotary embedding only)")
+        }
         var c = GPTConfig(numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
                           numQueryGroups: groupQueryAttention ? (numQueryGroups ?? 1) : nil, kvChannels: kvChannels,
                           ffnHiddenSize: ffnHiddenSize ?? GPTConfig.defaultFFNHiddenSize(hiddenSize: hiddenSize, swiglu: swiglu),
                           paddedVocabSize: GPTConfig.paddedVocabSize(vocabSize, divisibleBy: makeVocabSizeDivisibleBy,
                                                                          tensorParallelSize: tensorParallelSize),
                           maxPositionEmbeddings: maxPositionEmbeddings)
-        c.positionEmbedding = positionEmbeddingType
+        c.positionEmbedding = positionEmbedding
         c.rotaryBase = rotaryBase
         c.rotaryPercent = rotaryPercent
         c.normalization = normalization

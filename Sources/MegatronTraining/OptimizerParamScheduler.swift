@@ -119,8 +119,15 @@ extension OptimizerParamScheduler {
         func field<T: Equatable>(_ name: String, _ path: KeyPath<OptimizerParamScheduler, T>) -> String? {
             self[keyPath: path] == saved[keyPath: path] ? nil : "\(name) \(self[keyPath: path]) vs \(saved[keyPath: path])"
         }
+        // The weight decay schedule in words ("constant 0.01 over 4 samples"), or "none".
+        let weightDecay = { (scheduler: OptimizerParamScheduler) in
+            scheduler.weightDecayIncrement.map { w in
+                w.style == .constant ? "constant \(w.end) over \(w.steps) samples" : "\(w.style.rawValue) \(w.start) → \(w.end) over \(w.steps) samples"
+            } ?? "none"
+        }
+        let weightDecayDifference = weightDecay(self) == weightDecay(saved) ? nil : "weight decay schedule \(weightDecay(self)) vs \(weightDecay(saved))"
         return [field("learning rate", \.maxLR), field("minimum learning rate", \.minLR), field("warmup samples", \.warmupSteps),
                 field("decay samples", \.decaySteps), field("decay style", \.decayStyle), field("WSD decay samples", \.wsdDecaySteps),
-                field("WSD decay style", \.wsdDecayStyle), field("weight decay schedule", \.weightDecayIncrement)].compactMap { $0 }
+                field("WSD decay style", \.wsdDecayStyle), weightDecayDifference].compactMap { $0 }
     }
 }

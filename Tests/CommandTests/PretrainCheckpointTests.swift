@@ -1,4 +1,5 @@
 import Foundation
+import MegatronCore
 import Testing
 
 /// --save, --exit-interval and --load through the binary, as a user resumes a stopped job: the
@@ -72,6 +73,48 @@ import Testing
         let exported = try PretrainFlagTests.megatron(["export-hf", "--load", checkpoint, "--hf-dir",
                                                        directory.appendingPathComponent("hf").path, "--vocab-size", "100"])
         #expect(exported.status == 0 && exported.output.contains("iter_0000002"), "\(exported.output)")
+    }
+
+    /// A Llama-family model (the sharded, grouped-query, untied Llama fixture) crosses the same way:
+    /// import-hf prints the pretrain flags of its network (with examples/llama's rotary spellings
+    /// accepted beside them), generate continues a prompt as transformers did, pretrain trains and
+    /// resumes from it, and export-hf writes a Llama again.
+    @Test func aLlamaModelIsImportedGeneratesTrainsResumesAndExports() throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/hf_llama_tiny")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hf-llama-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let checkpoint = directory.appendingPathComponent("checkpoint").path
+        let imported = try PretrainFlagTests.megatron(["import-hf", "--hf-dir", fixture.path, "--save", checkpoint])
+        let printed = imported.output.components(separatedBy: "megatron pretrain --load \(checkpoint) ").last?
+            .components(separatedBy: " --make-vocab-size-divisible-by").first ?? ""
+        #expect(imported.status == 0 && printed.contains("--num-query-groups 2 --kv-channels 8") && printed.contains("--rotary-base 500000"),
+                "\(imported.output)")
+
+        let expected = try SafeTensors.read(fixture.appendingPathComponent("expected.safetensors")).tensors["greedy"]!
+        let greedy = expected.data.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }.map(String.init).joined(separator: " ")
+        let generated = try GenerateTests.generate(checkpoint, prompt: "5 17 99")
+        #expect(generated.status == 0 && generated.output.trimmingCharacters(in: .whitespacesAndNewlines) == greedy, "\(generated.output) vs \(greedy)")
+
+        let run = ["pretrain", "--load", checkpoint, "--save", checkpoint, "--mock-data", "--tokenizer-type", "NullTokenizer",
+                   "--vocab-size", "100", "--seq-length", "16", "--micro-batch-size", "1", "--lr", "1e-4", "--threads", "1",
+                   "--eval-iters", "0", "--use-mcore-models", "--use-rotary-position-embeddings", "--no-position-embedding",
+                   "--no-rope-fusion", "--train-iters", "4"] + printed.split(separator: " ").map(String.init)
+        let trained = try PretrainFlagTests.megatron(run + ["--exit-interval", "2"])
+        #expect(trained.status == 0 && trained.output.contains("successfully loaded checkpoint from \(checkpoint) at iteration 0"),
+                "\(trained.output)")
+        let resumed = try PretrainFlagTests.megatron(run)
+        #expect(resumed.status == 0 && resumed.output.contains("successfully loaded checkpoint from \(checkpoint) at iteration 2"),
+                "\(resumed.output)")
+        let scaled = try PretrainFlagTests.megatron(run + ["--use-rope-scaling"])
+        #expect(scaled.status == 64 && scaled.output.contains("--use-rope-scaling: Llama 3.1's scaled rotary frequencies are not implemented"),
+                "\(scaled.output)")
+
+        let hf = directory.appendingPathComponent("hf")
+        let exported = try PretrainFlagTests.megatron(["export-hf", "--load", checkpoint, "--hf-dir", hf.path, "--vocab-size", "100"])
+        #expect(exported.status == 0 && exported.output.contains("iter_0000004") && exported.output.contains("as llama"), "\(exported.output)")
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: hf.appendingPathComponent("config.json"))) as? [String: Any]
+        #expect(config?["architectures"] as? [String] == ["LlamaForCausalLM"] && config?["num_key_value_heads"] as? Int == 2)
     }
 
     /// --skip-train with --load evaluates the checkpoint: the saved run's final validation and test

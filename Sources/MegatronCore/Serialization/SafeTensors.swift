@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Reading and writing the safetensors format (Hugging Face): an 8-byte little-endian header
@@ -16,17 +17,30 @@ public enum SafeTensors {
             self.data = data
         }
 
-        /// The values of an "F32" entry.
+        /// The values of an "F32" entry, or of an "F16"/"BF16" one widened to fp32 (exactly).
         public func floats() throws -> [Float] {
-            guard dtype == "F32" else { throw TensorError("safetensors: tensor is \(dtype), expected F32") }
-            return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            switch dtype {
+            case "F32":
+                return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            case "F16", "BF16":
+                let count = data.count / 2
+                return [Float](unsafeUninitializedCapacity: count) { out, initialized in
+                    data.withUnsafeBytes { bits in
+                        let halves = bits.bindMemory(to: UInt16.self).baseAddress!
+                        if dtype == "F16" { mg_f16_to_f32(out.baseAddress!, halves, count) } else { mg_bf16_to_f32(out.baseAddress!, halves, count) }
+                    }
+                    initialized = count
+                }
+            default:
+                throw TensorError("safetensors: tensor is \(dtype), expected F32, F16 or BF16")
+            }
         }
     }
 
     /// Every tensor of the file at `url` (and the header's `__metadata__`), or an error naming the file
     /// and what is malformed.
     public static func read(_ url: URL) throws -> (tensors: [String: Entry], metadata: [String: String]) {
-        let file = try Data(contentsOf: url, options: .mappedIfSafe)
+        let file = try Data(contentsOf: url, options: .alwaysMapped)
         func fail(_ what: String) -> TensorError { TensorError("\(url.path): not a valid safetensors file: \(what)") }
         guard file.count >= 8 else { throw fail("shorter than the 8-byte header length") }
         let headerLength = file.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }

@@ -37,6 +37,16 @@ public enum HuggingFaceGPT2 {
         }
     }
 
+    /// The `model_type` of `directory`'s `config.json` ("gpt2", "llama", …).
+    public static func modelType(_ directory: URL) throws -> String {
+        let file = directory.appendingPathComponent("config.json")
+        guard let json = try? JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any] else {
+            throw CheckpointError("\(file.path): not a readable JSON object")
+        }
+        guard let type = json["model_type"] as? String else { throw CheckpointError("\(file.path): no \"model_type\"") }
+        return type
+    }
+
     /// Reads `config.json` of `directory`, rejecting what Megatron's GPT cannot express.
     public static func readConfig(_ directory: URL) throws -> Config {
         let file = directory.appendingPathComponent("config.json")
@@ -124,25 +134,16 @@ public enum HuggingFaceGPT2 {
         return part * h + head * d + offset
     }
 
-    /// Copies the weights of the Hugging Face model in `directory` (its `model.safetensors`, keys
-    /// with or without the `transformer.` prefix) into `parameters`, laid out by `config`'s
-    /// ParameterLayout; `config` must be `readConfig(directory).gptConfig(…)`.
+    /// Copies the weights of the Hugging Face model in `directory` (`model.safetensors` or its
+    /// shards, keys with or without the `transformer.` prefix) into `parameters`, laid out by
+    /// `config`'s ParameterLayout; `config` must be `readConfig(directory).gptConfig(…)`.
     public static func importWeights(from directory: URL, config: GPTConfig, into parameters: UnsafeMutablePointer<Float>) throws {
-        let file = directory.appendingPathComponent("model.safetensors")
-        guard FileManager.default.fileExists(atPath: file.path) else { throw CheckpointError("\(file.path): no such file") }
-        var tensors: [String: SafeTensors.Entry] = [:]
-        for (name, entry) in try SafeTensors.read(file).tensors {
-            tensors[name.hasPrefix("transformer.") ? String(name.dropFirst("transformer.".count)) : name] = entry
-        }
+        let weights = try HuggingFaceWeights(directory: directory, stripPrefix: "transformer.")
         let h = config.hiddenSize, d = config.kvChannels
         for entry in ParameterLayout(config).entries {
             let source = try source(of: entry.name)
-            guard let stored = tensors[source.name] else { throw CheckpointError("\(file.path) has no tensor \(source.name) (for \(entry.name))") }
-            let expectedShape = source.shape(megatron: entry.shape, vocabularyRows: stored.shape.first ?? 0)
-            let values = try stored.floats()
-            guard stored.shape == expectedShape, values.count == expectedShape.reduce(1, *) else {
-                throw CheckpointError("\(file.path): \(source.name) has shape \(stored.shape), expected \(expectedShape) for \(entry.name)")
-            }
+            let vocabularyRows = weights.shape(source.name)?.first ?? 0
+            let values = try weights.floats(source.name, shape: source.shape(megatron: entry.shape, vocabularyRows: vocabularyRows), for: entry.name)
             let out = parameters + entry.offset
             switch source.kind {
             case .same:
@@ -156,11 +157,7 @@ public enum HuggingFaceGPT2 {
                     if isBias { out[r] = values[column] } else { for c in 0 ..< h { out[r * h + c] = values[c * 3 * h + column] } }
                 }
             case .paddedRows:
-                let vocab = stored.shape[0], padded = entry.shape[0]
-                guard vocab <= padded else { throw CheckpointError("\(file.path): \(source.name) has \(vocab) rows, more than the model's \(padded)") }
-                out.update(from: values, count: values.count)
-                let last = Array(values.suffix(h))
-                for row in vocab ..< padded { (out + row * h).update(from: last, count: h) }
+                try HuggingFaceWeights.padVocabulary(values, rows: vocabularyRows, into: out, shape: entry.shape, name: source.name, in: directory)
             }
         }
     }
