@@ -21,7 +21,8 @@ public struct ModelArguments: ParsableArguments, Sendable {
     public var useRotaryPositionEmbeddings = false
     @Flag(name: .customLong("no-position-embedding"), help: "No learned position embedding: accepted with rotary positions (examples/llama passes both).")
     public var noPositionEmbedding = false
-    @Flag(name: .customLong("use-rope-scaling"), help: "Llama 3.1's rotary scaling: not implemented, refused.") public var useRopeScaling = false
+    @Flag(name: .customLong("use-rope-scaling"), help: "Llama 3.1's scaling of the rotary frequencies.") public var useRopeScaling = false
+    @Option(name: .customLong("rope-scaling-factor"), help: "Its factor (under --use-rope-scaling).") public var ropeScalingFactor: Float = 8
     @Option(name: .customLong("rotary-base")) public var rotaryBase: Float = 10000
     @Option(name: .customLong("rotary-percent")) public var rotaryPercent: Float = 1
     @Option(name: .customLong("normalization")) public var normalization = GPTConfig.Normalization.layerNorm
@@ -56,8 +57,8 @@ public struct ModelArguments: ParsableArguments, Sendable {
             throw ValidationError("--no-position-embedding without --position-embedding-type rope: a model without any position "
                                   + "embedding is not built")
         }
-        guard !useRopeScaling else {
-            throw ValidationError("--use-rope-scaling: Llama 3.1's scaled rotary frequencies are not implemented (unscaled rotary embedding only)")
+        guard !useRopeScaling || positionEmbedding == .rope else {
+            throw ValidationError("--use-rope-scaling needs --position-embedding-type rope")
         }
         var c = GPTConfig(numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
                           numQueryGroups: groupQueryAttention ? (numQueryGroups ?? 1) : nil, kvChannels: kvChannels,
@@ -68,6 +69,7 @@ public struct ModelArguments: ParsableArguments, Sendable {
         c.positionEmbedding = positionEmbedding
         c.rotaryBase = rotaryBase
         c.rotaryPercent = rotaryPercent
+        c.ropeScalingFactor = useRopeScaling ? ropeScalingFactor : nil
         c.normalization = normalization
         c.normEpsilon = normEpsilon
         c.swiglu = swiglu

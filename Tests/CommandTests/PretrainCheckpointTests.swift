@@ -107,7 +107,7 @@ import Testing
         #expect(resumed.status == 0 && resumed.output.contains("successfully loaded checkpoint from \(checkpoint) at iteration 2"),
                 "\(resumed.output)")
         let scaled = try PretrainFlagTests.megatron(run + ["--use-rope-scaling"])
-        #expect(scaled.status == 64 && scaled.output.contains("--use-rope-scaling: Llama 3.1's scaled rotary frequencies are not implemented"),
+        #expect(scaled.status == 65 && scaled.output.contains("rope_scaling_factor 8.0 vs none"),
                 "\(scaled.output)")
 
         let hf = directory.appendingPathComponent("hf")

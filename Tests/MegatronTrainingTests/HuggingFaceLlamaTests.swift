@@ -7,7 +7,7 @@ import Testing
 /// Llama-family import and export against models the transformers library wrote
 /// (Tests/Fixtures/make_hf_llama_fixtures.py): Llama with grouped-query attention, a non-default
 /// rope theta and SwiGLU width, untied, in two safetensors shards; Mistral with one key/value head;
-/// Qwen2 with QKV biases and tied embeddings. The imported model computes transformers' logits and
+/// Qwen2 with QKV biases and tied embeddings; Llama 3.1's scaled rotary frequencies. The imported model computes transformers' logits and
 /// greedy continuation; exporting gives back the same tensors.
 struct HuggingFaceLlamaTests {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -25,7 +25,7 @@ struct HuggingFaceLlamaTests {
         try SafeTensors.read(fixtures.appendingPathComponent(name).appendingPathComponent("expected.safetensors")).tensors
     }
 
-    @Test(arguments: ["hf_llama_tiny", "hf_mistral_tiny", "hf_qwen2_tiny"])
+    @Test(arguments: ["hf_llama_tiny", "hf_mistral_tiny", "hf_qwen2_tiny", "hf_llama31_tiny"])
     func theImportedModelComputesTransformersLogitsAndGreedyTokens(fixture: String) throws {
         let model = try Self.imported(fixture)
         let expected = try Self.expected(fixture)
@@ -51,7 +51,7 @@ struct HuggingFaceLlamaTests {
         #expect(Array(greedy.prefix(3)) + tokens.values == greedy, "\(fixture)")
     }
 
-    @Test(arguments: ["hf_llama_tiny", "hf_mistral_tiny", "hf_qwen2_tiny"])
+    @Test(arguments: ["hf_llama_tiny", "hf_mistral_tiny", "hf_qwen2_tiny", "hf_llama31_tiny"])
     func exportGivesBackTheImportedTensorsAndConfig(fixture: String) throws {
         let model = try Self.imported(fixture)
         let source = Self.fixtures.appendingPathComponent(fixture)
@@ -95,7 +95,10 @@ struct HuggingFaceLlamaTests {
             try JSONSerialization.jsonObject(with: Data(contentsOf: Self.fixtures.appendingPathComponent("\(fixture)/config.json"))) as! [String: Any]
         }
         let cases: [(String, [String: Any], String)] = [
-            ("hf_llama_tiny", ["rope_parameters": ["rope_type": "llama3", "factor": 8.0, "rope_theta": 500000.0]], "\"rope_parameters\" of type \"llama3\""),
+            ("hf_llama_tiny", ["rope_parameters": ["rope_type": "yarn", "factor": 8.0, "rope_theta": 500000.0]], "\"rope_parameters\" of type \"yarn\""),
+            ("hf_llama31_tiny", ["rope_parameters": ["rope_type": "llama3", "factor": 8.0, "rope_theta": 500000.0, "low_freq_factor": 2.0,
+                                                    "high_freq_factor": 4.0, "original_max_position_embeddings": 8192]],
+             "\"rope_parameters\".\"low_freq_factor\" must be 1.0"),
             ("hf_llama_tiny", ["rope_scaling": ["type": "linear", "factor": 2.0]], "\"rope_scaling\" of type \"linear\""),
             ("hf_llama_tiny", ["hidden_act": "gelu"], "\"hidden_act\" must be"),
             ("hf_llama_tiny", ["attention_bias": true], "\"mlp_bias\" must be"),

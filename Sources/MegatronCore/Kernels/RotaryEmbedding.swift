@@ -14,8 +14,9 @@ public struct RotaryEmbedding: Sendable {
     let cosTable: Tensor
     let sinTable: Tensor
 
-    /// Tables for positions 0 ..< maxPositions; `rotaryDim` = kv-channels × rotary-percent, even.
-    public init(rotaryDim: Int, base: Float = 10000, maxPositions: Int, on device: CPUDevice) throws {
+    /// Tables for positions 0 ..< maxPositions; `rotaryDim` = kv-channels × rotary-percent, even;
+    /// `scalingFactor` applies Llama 3.1's scaling (`scaledInverseFrequency`).
+    public init(rotaryDim: Int, base: Float = 10000, scalingFactor: Float? = nil, maxPositions: Int, on device: CPUDevice) throws {
         guard rotaryDim > 0, rotaryDim % 2 == 0 else {
             throw TensorError("RotaryEmbedding: rotary dimension \(rotaryDim) must be positive and even")
         }
@@ -24,7 +25,10 @@ public struct RotaryEmbedding: Sendable {
         let half = rotaryDim / 2
         cosTable = try Tensor(shape: [maxPositions, half], on: device, zeroed: false)
         sinTable = try Tensor(shape: [maxPositions, half], on: device, zeroed: false)
-        let inverseFrequency = (0 ..< half).map { i in 1 / powf(base, Float(2 * i) / Float(rotaryDim)) }
+        let inverseFrequency = (0 ..< half).map { i in
+            let frequency = 1 / powf(base, Float(2 * i) / Float(rotaryDim))
+            return scalingFactor.map { Self.scaledInverseFrequency(frequency, factor: $0) } ?? frequency
+        }
         for t in 0 ..< maxPositions {
             for i in 0 ..< half {
                 let angle = Float(t) * inverseFrequency[i]
@@ -32,6 +36,19 @@ public struct RotaryEmbedding: Sendable {
                 sinTable.floats[t * half + i] = sinf(angle)
             }
         }
+    }
+
+    /// Llama 3.1's rotary scaling of one inverse frequency f (Megatron's `--use-rope-scaling`, with its
+    /// fixed low/high frequency factors 1 and 4 over an original context of 8192): wavelengths
+    /// λ = 2π/f longer than 8192 slow down by `factor`, those shorter than 8192/4 stay, and between
+    /// them f blends as (1 − s)·f/factor + s·f with s = (8192/λ − 1) / (4 − 1). In fp32, as Megatron.
+    public static func scaledInverseFrequency(_ f: Float, factor: Float) -> Float {
+        let originalContext: Float = 8192, lowFrequencyFactor: Float = 1, highFrequencyFactor: Float = 4
+        let wavelength = 2 * Float.pi / f
+        if wavelength < originalContext / highFrequencyFactor { return f }
+        if wavelength > originalContext / lowFrequencyFactor { return f / factor }
+        let smooth = (originalContext / wavelength - lowFrequencyFactor) / (highFrequencyFactor - lowFrequencyFactor)
+        return (1 - smooth) * f / factor + smooth * f
     }
 
     /// Rotates in place the heads at columns `headOffsets` of each token row of `x` [tokens, width],

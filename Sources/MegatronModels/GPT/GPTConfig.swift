@@ -19,6 +19,8 @@ public struct GPTConfig: Sendable, Equatable, Codable {
     public var positionEmbedding: PositionEmbedding = .learnedAbsolute
     public var rotaryBase: Float = 10000
     public var rotaryPercent: Float = 1
+    /// Llama 3.1's rotary scaling factor (`--use-rope-scaling --rope-scaling-factor`); nil: unscaled.
+    public var ropeScalingFactor: Float?
     public var normalization: Normalization = .layerNorm
     public var normEpsilon: Float = 1e-5
     public var swiglu = false
@@ -45,6 +47,7 @@ public struct GPTConfig: Sendable, Equatable, Codable {
         case numQueryGroups = "num_query_groups", kvChannels = "kv_channels", ffnHiddenSize = "ffn_hidden_size"
         case paddedVocabSize = "padded_vocab_size", maxPositionEmbeddings = "max_position_embeddings"
         case positionEmbedding = "position_embedding_type", rotaryBase = "rotary_base", rotaryPercent = "rotary_percent"
+        case ropeScalingFactor = "rope_scaling_factor"
         case normalization, normEpsilon = "norm_epsilon", swiglu, biasGELUFusion = "bias_gelu_fusion"
         case addBiasLinear = "add_bias_linear", addQKVBias = "add_qkv_bias"
         case untieEmbeddingsAndOutputWeights = "untie_embeddings_and_output_weights"
@@ -63,6 +66,8 @@ public struct GPTConfig: Sendable, Equatable, Codable {
                 field(.numQueryGroups, \.numQueryGroups), field(.kvChannels, \.kvChannels), field(.ffnHiddenSize, \.ffnHiddenSize),
                 field(.paddedVocabSize, \.paddedVocabSize), field(.maxPositionEmbeddings, \.maxPositionEmbeddings),
                 field(.positionEmbedding, \.positionEmbedding), field(.rotaryBase, \.rotaryBase), field(.rotaryPercent, \.rotaryPercent),
+                self.ropeScalingFactor == other.ropeScalingFactor ? nil
+                    : "rope_scaling_factor \(self.ropeScalingFactor.map { "\($0)" } ?? "none") vs \(other.ropeScalingFactor.map { "\($0)" } ?? "none")",
                 field(.normalization, \.normalization), field(.normEpsilon, \.normEpsilon), field(.swiglu, \.swiglu),
                 field(.biasGELUFusion, \.biasGELUFusion), field(.addBiasLinear, \.addBiasLinear), field(.addQKVBias, \.addQKVBias),
                 field(.untieEmbeddingsAndOutputWeights, \.untieEmbeddingsAndOutputWeights)].compactMap { $0 }
@@ -123,6 +128,9 @@ public struct GPTConfig: Sendable, Equatable, Codable {
         }
         guard positionEmbedding != .rope || rotaryDim >= 2 else {
             throw ConfigError(flag: "--rotary-percent", "--rotary-percent \(rotaryPercent) leaves no features of the \(kvChannels) kv-channels to rotate")
+        }
+        guard ropeScalingFactor.map({ $0 >= 1 && positionEmbedding == .rope }) ?? true else {
+            throw ConfigError(flag: "--rope-scaling-factor", "--rope-scaling-factor \(ropeScalingFactor!): expected at least 1, with rotary positions")
         }
         guard positionEmbedding != .rope || rotaryBase > 0 else { throw ConfigError(flag: "--rotary-base", "--rotary-base \(rotaryBase): expected a positive base") }
         guard initMethodStd >= 0 else { throw ConfigError(flag: "--init-method-std", "--init-method-std \(initMethodStd): expected 0 or more") }

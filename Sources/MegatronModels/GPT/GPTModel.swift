@@ -76,7 +76,7 @@ public final class GPTModel: @unchecked Sendable {
         -> (LanguageModelEmbedding?, [TransformerLayer], Norm?, ColumnParallelLinear?) {
         let views = ParameterViews(layout: layout, parameters: parameters, gradients: gradients)
         let rotary = config.positionEmbedding == .rope
-            ? try RotaryEmbedding(rotaryDim: config.rotaryDim, base: config.rotaryBase, maxPositions: config.maxPositionEmbeddings, on: device)
+            ? try RotaryEmbedding(rotaryDim: config.rotaryDim, base: config.rotaryBase, scalingFactor: config.ropeScalingFactor, maxPositions: config.maxPositionEmbeddings, on: device)
             : nil
         let word = try views.optional("embedding.word_embeddings.weight")
         let embedding = try layout.pipelineStage == 0 ? word.map {

@@ -46,6 +46,8 @@ public enum HuggingFaceLlama {
         public var vocabSize: Int
         public var normEpsilon: Float
         public var rotaryBase: Float
+        /// Llama 3.1's rotary scaling factor (rope type "llama3"), nil when unscaled.
+        public var ropeScalingFactor: Float?
         public var tiedEmbeddings: Bool
         /// Biases on every linear layer (Llama's attention_bias with mlp_bias).
         public var addBiasLinear: Bool
@@ -60,6 +62,7 @@ public enum HuggingFaceLlama {
                                    maxPositionEmbeddings: maxPositionEmbeddings)
             config.positionEmbedding = .rope
             config.rotaryBase = rotaryBase
+            config.ropeScalingFactor = ropeScalingFactor
             config.normalization = .rmsNorm
             config.normEpsilon = normEpsilon
             config.swiglu = true
@@ -79,6 +82,7 @@ public enum HuggingFaceLlama {
                 + "--kv-channels \(kvChannels) --max-position-embeddings \(maxPositionEmbeddings) "
                 + "--position-embedding-type rope --rotary-base \(Self.decimal(rotaryBase)) --normalization RMSNorm "
                 + "--norm-epsilon \(normEpsilon) --swiglu --attention-dropout 0 --hidden-dropout 0"
+            if let ropeScalingFactor { flags += " --use-rope-scaling --rope-scaling-factor \(Self.decimal(ropeScalingFactor))" }
             if !addBiasLinear { flags += " --disable-bias-linear" }
             if addQKVBias { flags += " --add-qkv-bias" }
             if !tiedEmbeddings { flags += " --untie-embeddings-and-output-weights" }
@@ -129,13 +133,25 @@ public enum HuggingFaceLlama {
 
         // Rotary embedding: transformers 5 writes rope_parameters {rope_theta, rope_type}; 4.x writes
         // rope_theta and rope_scaling {type or rope_type, …} at the top level.
-        var ropeTheta = try number("rope_theta", default: 10000)
+        var ropeTheta = try number("rope_theta", default: 10000), ropeScalingFactor: Float?
         for key in ["rope_parameters", "rope_scaling"] {
             guard let value = present(key) else { continue }
             guard let rope = value as? [String: Any] else { throw refuse(key, "an object") }
             let kind = (rope["rope_type"] ?? rope["type"]) as? String ?? "default"
-            guard kind == "default" else {
-                throw CheckpointError("\(file.path): \"\(key)\" of type \"\(kind)\" is not implemented (only unscaled rotary embedding, \"default\")")
+            switch kind {
+            case "default":
+                break
+            case "llama3":
+                // Megatron's --use-rope-scaling fixes the frequency bands at Llama 3.1's.
+                for (field, expected) in [("low_freq_factor", 1.0), ("high_freq_factor", 4.0), ("original_max_position_embeddings", 8192.0)] {
+                    guard (rope[field] as? NSNumber)?.doubleValue == expected else {
+                        throw CheckpointError("\(file.path): \"\(key)\".\"\(field)\" must be \(expected) (Llama 3.1's, as Megatron's "
+                                              + "--use-rope-scaling), found \(rope[field].map { "\($0)" } ?? "nothing")")
+                    }
+                }
+                ropeScalingFactor = Float(try number("factor", in: rope, default: 8))
+            default:
+                throw CheckpointError("\(file.path): \"\(key)\" of type \"\(kind)\" is not implemented (only \"default\" and Llama 3.1's \"llama3\")")
             }
             if let factor = rope["partial_rotary_factor"], (factor as? NSNumber)?.doubleValue != 1 {
                 throw CheckpointError("\(file.path): \"\(key)\".\"partial_rotary_factor\" must be 1 (all of each head rotates), found \(factor)")
@@ -173,7 +189,7 @@ public enum HuggingFaceLlama {
                       numQueryGroups: try integer("num_key_value_heads", default: family.defaultKeyValueHeads(heads: heads)),
                       kvChannels: try integer("head_dim", default: hidden / heads), maxPositionEmbeddings: maxPositions,
                       vocabSize: try integer("vocab_size"), normEpsilon: Float(try number("rms_norm_eps", default: 1e-6)),
-                      rotaryBase: Float(ropeTheta), tiedEmbeddings: try flag("tie_word_embeddings", default: false),
+                      rotaryBase: Float(ropeTheta), ropeScalingFactor: ropeScalingFactor, tiedEmbeddings: try flag("tie_word_embeddings", default: false),
                       addBiasLinear: family == .llama && attentionBias, addQKVBias: family == .qwen2)
     }
 
@@ -296,7 +312,11 @@ public enum HuggingFaceLlama {
             "num_hidden_layers": config.numLayers, "hidden_size": config.hiddenSize, "intermediate_size": config.ffnHiddenSize,
             "num_attention_heads": config.numAttentionHeads, "num_key_value_heads": config.numQueryGroups,
             "max_position_embeddings": config.maxPositionEmbeddings, "vocab_size": vocabSize,
-            "rms_norm_eps": Double("\(config.normEpsilon)")!, "rope_theta": Double("\(config.rotaryBase)")!, "rope_scaling": NSNull(),
+            "rms_norm_eps": Double("\(config.normEpsilon)")!, "rope_theta": Double("\(config.rotaryBase)")!,
+            "rope_scaling": config.ropeScalingFactor.map { factor -> Any in
+                ["rope_type": "llama3", "factor": Double("\(factor)")!, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                 "original_max_position_embeddings": 8192]
+            } ?? NSNull(),
             "tie_word_embeddings": !config.untieEmbeddingsAndOutputWeights, "attention_dropout": 0.0,
             "initializer_range": Double("\(config.initMethodStd)")!, "torch_dtype": "float32", "use_cache": true,
         ]
