@@ -22,17 +22,7 @@ struct HuggingFaceGPT2Tests {
         let model = try Self.imported()
         #expect(model.config.paddedVocabSize == 128 && model.config.hiddenSize == 32 && model.config.numLayers == 2)
         let expected = try SafeTensors.read(Self.fixture.appendingPathComponent("expected.safetensors")).tensors
-        let ids = expected["input_ids"]!.data.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
-        let reference = try expected["logits"]!.floats()   // [2, 16, 100]
-        // A sample is 17 tokens (inputs and the next-token labels): the labels do not affect the logits.
-        let batch = try MicroBatch(samples: [Array(ids[0 ..< 16]) + [0], Array(ids[16 ..< 32]) + [0]], boundaries: nil, on: model.device)
-        let logits = try model.logits(batch).toFloatArray()   // [32, 128]
-        var worst: Float = 0
-        for row in 0 ..< 32 {
-            for token in 0 ..< 100 { worst = max(worst, abs(logits[row * 128 + token] - reference[row * 100 + token])) }
-        }
-        let scale = reference.map(abs).max()!
-        #expect(worst <= 1e-5 * scale, "largest logit difference \(worst) (logits up to \(scale))")
+        try expectTransformersLogits(model, expected: expected, "hf_gpt2_tiny")
         // The padding rows of the word embedding repeat the last real one, as Megatron's converter pads.
         let embedding = model.parameters.floats + model.layout.entry("embedding.word_embeddings.weight")!.offset
         #expect((100 ..< 128).allSatisfy { row in (0 ..< 32).allSatisfy { embedding[row * 32 + $0] == embedding[99 * 32 + $0] } })

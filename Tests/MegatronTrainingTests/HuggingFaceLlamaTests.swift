@@ -29,16 +29,7 @@ struct HuggingFaceLlamaTests {
     func theImportedModelComputesTransformersLogitsAndGreedyTokens(fixture: String) throws {
         let model = try Self.imported(fixture)
         let expected = try Self.expected(fixture)
-        let ids = expected["input_ids"]!.data.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
-        let reference = try expected["logits"]!.floats()   // [2, 16, 100]
-        let batch = try MicroBatch(samples: [Array(ids[0 ..< 16]) + [0], Array(ids[16 ..< 32]) + [0]], boundaries: nil, on: model.device)
-        let logits = try model.logits(batch).toFloatArray()   // [32, 128]
-        var worst: Float = 0
-        for row in 0 ..< 32 {
-            for token in 0 ..< 100 { worst = max(worst, abs(logits[row * 128 + token] - reference[row * 100 + token])) }
-        }
-        let scale = reference.map(abs).max()!
-        #expect(worst <= 1e-5 * scale, "\(fixture): largest logit difference \(worst) (logits up to \(scale))")
+        try expectTransformersLogits(model, expected: expected, fixture)
 
         let greedy = expected["greedy"]!.data.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
         let engine = try DynamicInferenceEngine.single(model: model, vocabularySize: 100, positions: greedy.count)
