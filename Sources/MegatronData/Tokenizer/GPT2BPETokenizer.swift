@@ -176,7 +176,9 @@ public struct TokenizerError: Error, CustomStringConvertible {
 
 /// GPT-2's reversible map between bytes and printable characters: the printable Latin-1 bytes
 /// (! … ~, ¡ … ¬, ® … ÿ) stand for themselves, the other 68 bytes for U+0100 onwards, in byte order.
-struct ByteLevelAlphabet {
+struct ByteLevelAlphabet: Sendable {
+    static let shared = ByteLevelAlphabet()
+
     let byteOfScalar: [UInt32: UInt8]
 
     init() {
