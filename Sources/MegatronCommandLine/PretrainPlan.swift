@@ -114,7 +114,7 @@ public struct PretrainPlan: Sendable {
             Load(directory: URL(fileURLWithPath: $0), loadOptimizer: !checkpointing.noLoadOptim, finetune: checkpointing.finetune,
                  schedulerSettings: checkpointing.schedulerSettingsOnLoad)
         }
-        sample = try Self.sample(options.sample, gpt2: options.tokenizer.isGPT2BPE, context: model.maxPositionEmbeddings)
+        sample = try Self.sample(options.sample, readsText: options.tokenizer.readsText, context: model.maxPositionEmbeddings)
         self.warnings = warnings
     }
 
@@ -177,7 +177,7 @@ public struct PretrainPlan: Sendable {
         return data.evalIters > 0 ? Evaluation(iterations: data.evalIters, interval: data.evalInterval) : nil
     }
 
-    private static func sample(_ sample: SampleArguments, gpt2: Bool, context: Int) throws -> Sample? {
+    private static func sample(_ sample: SampleArguments, readsText: Bool, context: Int) throws -> Sample? {
         guard (0 ..< context).contains(sample.sampleTokens) else {
             throw ConfigError(flag: "--sample-tokens", "--sample-tokens \(sample.sampleTokens): expected 0 or more, and fewer than "
                               + "--max-position-embeddings \(context) (the prompt needs a token)")
@@ -186,8 +186,8 @@ public struct PretrainPlan: Sendable {
         guard sample.temperature > 0 else {
             throw ConfigError(flag: "--temperature", "--temperature \(sample.temperature): expected more than 0")
         }
-        if sample.samplePrompt != nil && !gpt2 {
-            throw ConfigError(flag: "--sample-prompt", "--sample-prompt needs --tokenizer-type GPT2BPETokenizer")
+        if sample.samplePrompt != nil && !readsText {
+            throw ConfigError(flag: "--sample-prompt", "--sample-prompt needs a tokenizer of text, not NullTokenizer")
         }
         guard sample.sampleTokens > 0 else { return nil }
         return Sample(tokens: sample.sampleTokens, prompt: sample.samplePrompt, topK: sample.topK, temperature: sample.temperature)

@@ -11,7 +11,7 @@ public struct Pretraining: Sendable {
     public let plan: PretrainPlan
     /// The flags that say how to launch the ranks and what to log; the plan holds the rest.
     public let options: PretrainOptions
-    /// Text in and out only with the GPT-2 tokenizer; NullTokenizer runs print token ids.
+    /// Text in and out with a text tokenizer; NullTokenizer runs print token ids (nil).
     public let tokenizer: (any TextTokenizer)?
 
     public init(plan: PretrainPlan, options: PretrainOptions, tokenizer: (any TextTokenizer)?) {

@@ -2,20 +2,38 @@ import ArgumentParser
 import Foundation
 import MegatronData
 
-/// Megatron's tokenizer flags, shared by `preprocess-data` and `pretrain`.
+/// Megatron's tokenizer flags, shared by `preprocess-data`, `pretrain`, `generate` and `serve`.
 public struct TokenizerOptions: ParsableArguments, Sendable {
     public init() {}
 
     /// --tokenizer-type's values (Megatron's names).
     public enum TokenizerType: String, ExpressibleByArgument, CaseIterable, Sendable {
-        case gpt2BPE = "GPT2BPETokenizer", null = "NullTokenizer"
+        case gpt2BPE = "GPT2BPETokenizer", huggingFace = "HuggingFaceTokenizer", tikToken = "TikTokenizer", null = "NullTokenizer"
     }
 
-    @Option(name: .customLong("tokenizer-type"), help: "GPT2BPETokenizer (with --vocab-file, --merge-file) or NullTokenizer (with --vocab-size).")
+    @Option(name: .customLong("tokenizer-type"), help: """
+        GPT2BPETokenizer (--vocab-file, --merge-file), HuggingFaceTokenizer (--tokenizer-model DIR|tokenizer.json), \
+        TikTokenizer (--tokenizer-model FILE, --tiktoken-pattern) or NullTokenizer (--vocab-size).
+        """)
     public var tokenizerType = TokenizerType.gpt2BPE
     @Option(name: .customLong("vocab-file")) public var vocabFile: String?
     @Option(name: .customLong("merge-file")) public var mergeFile: String?
-    @Option(name: .customLong("vocab-size"), help: "NullTokenizer: ids are 0 ..< vocab-size, the last one end-of-document.")
+    @Option(name: .customLong("tokenizer-model"), help: """
+        HuggingFaceTokenizer: a folder with tokenizer.json and tokenizer_config.json (which names eos_token, \
+        the end of document), or a tokenizer.json; TikTokenizer: the vocabulary JSON list.
+        """)
+    public var tokenizerModel: String?
+    @Option(name: .customLong("tiktoken-pattern"), help: "TikTokenizer's pre-tokenizer pattern: v1 or v2.")
+    public var tiktokenPattern = TikTokenizer.Pattern.v2
+    @Option(name: .customLong("tiktoken-num-special-tokens"), help: "TikTokenizer: ids reserved for special tokens before the vocabulary.")
+    public var tiktokenNumSpecialTokens = 1000
+    @Option(name: [.customLong("tokenizer-special-tokens"), .customLong("tiktoken-special-tokens")], parsing: .upToNextOption,
+            help: "TikTokenizer's special tokens, in id order (default: <unk> <s> </s> <mask> <pad> <cls> <sep>).")
+    public var specialTokens: [String] = []
+    @Option(name: .customLong("vocab-size"), help: """
+        NullTokenizer: ids are 0 ..< vocab-size, the last one end-of-document; TikTokenizer: ids in all, \
+        special tokens included (default 131072).
+        """)
     public var vocabSize: Int?
 
     public func validate() throws {
@@ -28,17 +46,34 @@ public struct TokenizerOptions: ParsableArguments, Sendable {
             where !FileManager.default.isReadableFile(atPath: path) {
                 throw ValidationError("\(flag) \(path): no such readable file")
             }
+        case .huggingFace, .tikToken:
+            guard let tokenizerModel else { throw ValidationError("--tokenizer-type \(tokenizerType.rawValue) needs --tokenizer-model") }
+            guard FileManager.default.fileExists(atPath: tokenizerModel) else {
+                throw ValidationError("--tokenizer-model \(tokenizerModel): no such file or folder")
+            }
         case .null:
             guard let vocabSize, vocabSize >= 2 else { throw ValidationError("--tokenizer-type NullTokenizer needs --vocab-size ≥ 2") }
         }
     }
 
-    public var isGPT2BPE: Bool { tokenizerType == .gpt2BPE }
+    /// Whether the tokenizer turns text into ids (every type but NullTokenizer, whose "text" is ids).
+    public var readsText: Bool { tokenizerType != .null }
 
-    /// The tokenizer the (validated) flags name; the GPT-2 one reads its vocabulary and merges files.
-    public func makeTokenizer() throws -> any TextTokenizer {
-        isGPT2BPE
-            ? try GPT2BPETokenizer(vocabFile: URL(fileURLWithPath: vocabFile!), mergesFile: URL(fileURLWithPath: mergeFile!))
-            : try NullTokenizer(vocabSize: vocabSize!)
+    /// The tokenizer the (validated) flags name, loaded from its files. `needsEndOfDocument` false
+    /// (benchmarks) accepts a HuggingFaceTokenizer whose files name no eos_token.
+    public func makeTokenizer(needsEndOfDocument: Bool = true) throws -> any TextTokenizer {
+        switch tokenizerType {
+        case .gpt2BPE:
+            return try GPT2BPETokenizer(vocabFile: URL(fileURLWithPath: vocabFile!), mergesFile: URL(fileURLWithPath: mergeFile!))
+        case .huggingFace:
+            return try HuggingFaceTokenizer(path: tokenizerModel!, requireEndOfDocument: needsEndOfDocument)
+        case .tikToken:
+            return try TikTokenizer(file: tokenizerModel!, pattern: tiktokenPattern, vocabSize: vocabSize ?? 131_072,
+                                    numSpecialTokens: tiktokenNumSpecialTokens, specialTokens: specialTokens.isEmpty ? nil : specialTokens)
+        case .null:
+            return try NullTokenizer(vocabSize: vocabSize!)
+        }
     }
 }
+
+extension TikTokenizer.Pattern: ExpressibleByArgument {}

@@ -13,7 +13,7 @@ struct Generate: ParsableCommand {
 
     @Option(name: .customLong("load"), help: "The checkpoint directory (its latest checkpoint is used).") var load: String
     @Option(name: .customLong("prompt"),
-            help: "A text to continue (GPT-2 tokenizer), or with NullTokenizer its token ids separated by spaces; repeat for several.")
+            help: "A text to continue, or with NullTokenizer its token ids separated by spaces; repeat for several.")
     var prompts: [String]
     @Option(name: .customLong("tokens-to-generate"), help: "How many tokens to add.") var tokensToGenerate = 32
     @Option(name: .customLong("top-k"), help: "Draw from the k likeliest tokens (1: greedy, 0: all).") var topK = 1

@@ -21,10 +21,10 @@ struct Pretrain: ParsableCommand {
 
     func run() throws {
         let start = Date()
-        // Text in and out only with the GPT-2 tokenizer; NullTokenizer runs print token ids.
-        let tokenizer = options.tokenizer.isGPT2BPE ? try options.tokenizer.makeTokenizer() : nil
+        // Text in and out with a text tokenizer; NullTokenizer runs print token ids.
+        let tokenizer = options.tokenizer.readsText ? try options.tokenizer.makeTokenizer() : nil
         let vocabularySize = tokenizer?.vocabSize ?? options.tokenizer.vocabSize!
-        // The end of document: GPT-2's <|endoftext|>, or the NullTokenizer's last id (as mock data's).
+        // The end of document: the tokenizer's (GPT-2's <|endoftext|>, …), or the NullTokenizer's last id (as mock data's).
         let plan = try PretrainPlan(options, worldSize: options.distributed.worldSize, vocabularySize: vocabularySize,
                                     endOfDocument: tokenizer?.eod ?? Int32(vocabularySize - 1))
         try Pretraining(plan: plan, options: options, tokenizer: tokenizer).run(startTime: start)

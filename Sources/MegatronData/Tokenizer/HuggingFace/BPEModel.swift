@@ -22,6 +22,14 @@ struct BPEModel: Sendable {
     /// Each id's token text (largest id + 1 of them), and each token's id.
     let tokens: [String]
     let vocabulary: [String: Int32]
+    /// Whether a piece may be cut before each "▁" that follows another character with the same
+    /// result: true for a character-level vocabulary none of whose tokens has "▁" after another
+    /// character (SentencePiece's, where "▁" only starts a word), as then no merge can span such a
+    /// cut. SentencePiece-style files have no pre-tokenizer, so without these cuts a whole text is
+    /// one piece; with them its words are pieces, encoded once each.
+    let cutsBeforeWordMarker: Bool
+
+    static let wordMarker: UInt32 = 0x2581
 
     init(json value: Any?, byteLevel: Bool) throws {
         let fields = try JSONFields(value, "model")
@@ -52,6 +60,14 @@ struct BPEModel: Sendable {
         self.byteLevel = byteLevel
         self.tokens = tokens
         vocabulary = vocab.mapValues(Int32.init)
+        cutsBeforeWordMarker = !byteLevel && !vocab.keys.contains { token in
+            var previous: UInt32?
+            for scalar in token.unicodeScalars {
+                if scalar.value == Self.wordMarker, let previous, previous != Self.wordMarker { return true }
+                previous = scalar.value
+            }
+            return false
+        }
         self.idOfBytes = idOfBytes
         self.characterIDs = characterIDs
         byteIDs = byteLevel ? (0 ..< 256).map { idOfBytes[[UInt8($0)]] ?? -1 } : []

@@ -124,8 +124,16 @@ public final class HuggingFaceTokenizer: TextTokenizer, Sendable {
     private func encodeStretch(_ scalars: [UInt32], atStart: Bool, into ids: inout [Int32], _ pieces: inout PieceEncoder) throws {
         var text = PreTokenizedText(scalars)
         preTokenizer?(&text, atStart: atStart)
+        let scalars = text.text.scalars
         for piece in text.pieces {
-            try pieces.encode(text.text.scalars[piece], into: &ids) { try model.encode($0, into: &$1) }
+            var start = piece.lowerBound
+            if model.cutsBeforeWordMarker {
+                for i in piece.dropFirst() where scalars[i] == BPEModel.wordMarker && scalars[i - 1] != BPEModel.wordMarker {
+                    try pieces.encode(scalars[start ..< i], into: &ids) { try model.encode($0, into: &$1) }
+                    start = i
+                }
+            }
+            try pieces.encode(scalars[start ..< piece.upperBound], into: &ids) { try model.encode($0, into: &$1) }
         }
     }
 

@@ -45,7 +45,7 @@ indirect enum Normalizer: Sendable {
             var last = 0
             for match in pattern.matches(in: classified, range: 0 ..< classified.scalars.count) {
                 for value in classified.scalars[last ..< match.lowerBound] { out.append(Unicode.Scalar(value)!) }
-                out.append(contentsOf: content.unicodeScalars)
+                for scalar in content.unicodeScalars { out.append(scalar) }   // (append(contentsOf:) copies `out` each time)
                 last = match.upperBound
             }
             for value in classified.scalars[last...] { out.append(Unicode.Scalar(value)!) }
