@@ -37,6 +37,17 @@ struct TokenizerFixtures {
 
     static func entry(_ name: String) -> Entry { entries.first { $0.name == name }! }
 
+    /// A real tokenizer's entry when make_tokenizer_fixtures.py --stage-only has staged its file
+    /// under data/tokenizers; nil (saying so) when not.
+    static func stagedEntry(_ name: String) -> Entry? {
+        let entry = entry(name)
+        guard FileManager.default.fileExists(atPath: entry.path.path) else {
+            print("skipped: \(entry.path.path) is absent (python3 Tests/Fixtures/make_tokenizer_fixtures.py --stage-only stages it)")
+            return nil
+        }
+        return entry
+    }
+
     static func ids(_ value: Any?) -> [Int32] { (value as? [Int] ?? []).map(Int32.init) }
 }
 
@@ -77,12 +88,7 @@ struct TokenizerFixtures {
     /// `make_tokenizer_fixtures.py --stage-only` puts under data/tokenizers; skipped when absent.
     @Test(arguments: TokenizerFixtures.names(kind: "huggingface", committed: false))
     func realTokenizerMatchesTheLibraries(name: String) throws {
-        let entry = TokenizerFixtures.entry(name)
-        guard FileManager.default.fileExists(atPath: entry.path.path) else {
-            print("skipped: \(entry.path.path) is absent (python3 Tests/Fixtures/make_tokenizer_fixtures.py --stage-only stages it)")
-            return
-        }
-        try check(entry)
+        if let entry = TokenizerFixtures.stagedEntry(name) { try check(entry) }
     }
 
     @Test func aTokenizerWithoutEndOfDocumentIsRefusedForMegatron() throws {

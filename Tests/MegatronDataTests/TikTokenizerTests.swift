@@ -34,12 +34,7 @@ import Testing
     /// Mistral's tekken_240718.json (131072 tokens) staged under data/tokenizers; skipped when absent.
     @Test(arguments: TokenizerFixtures.names(kind: "tiktoken", committed: false))
     func realVocabularyMatchesTiktoken(name: String) throws {
-        let entry = TokenizerFixtures.entry(name)
-        guard FileManager.default.fileExists(atPath: entry.path.path) else {
-            print("skipped: \(entry.path.path) is absent (python3 Tests/Fixtures/make_tokenizer_fixtures.py --stage-only stages it)")
-            return
-        }
-        try check(entry)
+        if let entry = TokenizerFixtures.stagedEntry(name) { try check(entry) }
     }
 
     @Test func badSettingsAreRefused() throws {

@@ -22,14 +22,3 @@ public struct NullTokenizer: TextTokenizer {
 
     public func decode(_ ids: [Int32]) -> String { ids.map(String.init).joined(separator: " ") }
 }
-
-/// What preprocessing and sampling need of a tokenizer.
-public protocol TextTokenizer: Sendable {
-    var vocabSize: Int { get }
-    /// The end-of-document id.
-    var eod: Int32 { get }
-    func encode(_ text: String) throws -> [Int32]
-    func decode(_ ids: [Int32]) -> String
-}
-
-extension GPT2BPETokenizer: TextTokenizer {}

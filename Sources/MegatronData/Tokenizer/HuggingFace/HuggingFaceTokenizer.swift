@@ -153,27 +153,3 @@ public final class HuggingFaceTokenizer: TextTokenizer, Sendable {
         return decoder(tokens).joined()
     }
 }
-
-/// The pieces one `encode` call has met, as UTF-8 in one buffer, with a cache of their encodings
-/// (words repeat, so each distinct piece is BPE-encoded once per call).
-struct PieceEncoder {
-    private var utf8: [UInt8] = []
-    private var cache = PieceCache()
-
-    /// Appends the ids of `piece` (scalars), from the cache or from `encode` (its UTF-8 → ids).
-    mutating func encode(_ piece: ArraySlice<UInt32>, into ids: inout [Int32],
-                         _ encode: (ArraySlice<UInt8>, inout [Int32]) throws -> Void) rethrows {
-        let start = utf8.count
-        for value in piece { UTF8.encode(Unicode.Scalar(value)!) { utf8.append($0) } }
-        let bytes = start ..< utf8.count
-        if let known = cache.ids(of: bytes, in: utf8) {
-            utf8.removeSubrange(bytes)
-            ids += known
-        } else {
-            var encoded: [Int32] = []
-            try encode(utf8[bytes], &encoded)
-            cache.insert(bytes, in: utf8, ids: encoded)
-            ids += encoded
-        }
-    }
-}
