@@ -624,6 +624,19 @@ def dump_expected(doc, path):
     json.load(open(path, encoding="utf-8"))
 
 
+def check_staged(stage):
+    """Compares each staged file that expected.json names with the sha256 recorded there."""
+    with open(os.path.join(FIXTURES, "expected.json"), encoding="utf-8") as f:
+        entries = json.load(f)["tokenizers"]
+    for entry in entries:
+        if entry["committed"]:
+            continue
+        path = os.path.join(stage, os.path.relpath(os.path.join(ROOT, entry["path"]), os.path.join(ROOT, "data", "tokenizers")))
+        if sha256(path) != entry["sha256"]:
+            sys.exit(f"{path}: sha256 {sha256(path)} is not the {entry['sha256']} expected.json records")
+    print("staged files match expected.json")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--stage-dir", default=os.path.join(ROOT, "data", "tokenizers"),
@@ -637,6 +650,7 @@ def main():
         if not args.no_real:
             members = stage_real(args.stage_dir, tmp)
         if args.stage_only:
+            check_staged(args.stage_dir)
             return
         import tiktoken, tokenizers, transformers, sentencepiece
         versions = {"tokenizers": tokenizers.__version__, "tiktoken": tiktoken.__version__,
