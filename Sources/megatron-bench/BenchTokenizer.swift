@@ -10,7 +10,9 @@ struct BenchTokenizer: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenizer", abstract: "Single-thread tokenizer encoding throughput (tokens/s, MB/s) on a text file, against the reference library.")
 
-    @Option(help: "UTF-8 text to encode as one document.") var input: String
+    @Option(help: "UTF-8 text to encode.") var input: String
+    @Flag(name: .customLong("per-line"), help: "Encode each non-empty line as a document (as preprocess-data does JSONL lines) instead of the whole file as one.")
+    var perLine = false
     @OptionGroup var tokenizer: TokenizerOptions
     @Option(help: "Timed repetitions (the best is reported).") var repeats = 3
     @Option(name: .customLong("compare-python"), help: """
@@ -31,11 +33,15 @@ struct BenchTokenizer: ParsableCommand {
         guard let text = try? String(contentsOfFile: input, encoding: .utf8) else {
             throw ValidationError("--input \(input): cannot read it as UTF-8 text")
         }
+        let documents = perLine ? text.unicodeScalars.split(separator: "\n").map { String(String.UnicodeScalarView($0)) } : [text]
         var ids: [Int32] = []
-        let timing = try Timing.measure(repeats: repeats, warmup: 0) { ids = try tokenizer.encode(text) }
+        let timing = try Timing.measure(repeats: repeats, warmup: 0) {
+            ids = []
+            for document in documents { ids += try tokenizer.encode(document) }
+        }
         let bytes = Double(text.utf8.count)
         print("""
-            \(input): \(text.utf8.count) bytes → \(ids.count) tokens (\(self.tokenizer.tokenizerType.rawValue))
+            \(input): \(text.utf8.count) bytes in \(documents.count) document(s) → \(ids.count) tokens (\(self.tokenizer.tokenizerType.rawValue))
             swift-megatron: best of \(repeats): \(fixed(timing.best, 3)) s, \(fixed(Double(ids.count) / timing.best / 1e6, 2)) M tokens/s, \
             \(fixed(bytes / timing.best / 1e6, 1)) MB/s (1 thread)
             """)
@@ -54,7 +60,7 @@ struct BenchTokenizer: ParsableCommand {
     /// Runs the reference library on the same text in a child python3: best time and its ids.
     private func referenceTiming(python: String) throws -> (library: String, seconds: Double, ids: [Int32]) {
         let script: String
-        var arguments = [input, String(repeats)]
+        var arguments = [input, String(repeats), perLine ? "lines" : "whole"]
         switch tokenizer.tokenizerType {
         case .huggingFace:
             var model = URL(fileURLWithPath: tokenizer.tokenizerModel!)
@@ -63,10 +69,11 @@ struct BenchTokenizer: ParsableCommand {
             script = """
                 import sys, time, json, tokenizers
                 text = open(sys.argv[1], encoding="utf-8").read()
-                tok = tokenizers.Tokenizer.from_file(sys.argv[3])
+                docs = [d for d in text.split("\\n") if d] if sys.argv[3] == "lines" else [text]
+                tok = tokenizers.Tokenizer.from_file(sys.argv[4])
                 best = float("inf")
                 for _ in range(int(sys.argv[2])):
-                    t = time.perf_counter(); ids = tok.encode(text).ids; best = min(best, time.perf_counter() - t)
+                    t = time.perf_counter(); ids = [i for d in docs for i in tok.encode(d).ids]; best = min(best, time.perf_counter() - t)
                 print(json.dumps({"library": "tokenizers " + tokenizers.__version__, "seconds": best, "ids": ids}))
                 """
         default:
@@ -75,7 +82,8 @@ struct BenchTokenizer: ParsableCommand {
             script = """
                 import sys, time, json, base64, tiktoken
                 text = open(sys.argv[1], encoding="utf-8").read()
-                path, pattern, vocab_size, num_special, specials = sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+                docs = [d for d in text.split("\\n") if d] if sys.argv[3] == "lines" else [text]
+                path, pattern, vocab_size, num_special, specials = sys.argv[4], sys.argv[5], int(sys.argv[6]), int(sys.argv[7]), sys.argv[8]
                 specials = specials.split("\\x01") if specials else ["<unk>", "<s>", "</s>", "<mask>", "<pad>", "<cls>", "<sep>"]
                 specials += ["<SPECIAL_%d>" % i for i in range(len(specials), num_special)]
                 vocab = json.load(open(path))[: vocab_size - num_special]
@@ -84,7 +92,7 @@ struct BenchTokenizer: ParsableCommand {
                                         special_tokens={t: i for i, t in enumerate(specials)})
                 best = float("inf")
                 for _ in range(int(sys.argv[2])):
-                    t = time.perf_counter(); ids = enc.encode(text, allowed_special="all"); best = min(best, time.perf_counter() - t)
+                    t = time.perf_counter(); ids = [i for d in docs for i in enc.encode(d, allowed_special="all")]; best = min(best, time.perf_counter() - t)
                 print(json.dumps({"library": "tiktoken " + tiktoken.__version__, "seconds": best, "ids": ids}))
                 """
         }

@@ -14,6 +14,7 @@ public final class GPT2BPETokenizer: TextTokenizer, Sendable {
     let merges: BytePairMerges
     /// The id of each single byte.
     let byteIDs: [Int32]
+    let pieceCache = SharedPieceCache()
 
     /// Loads the vocabulary (JSON: token → id) and merges ("#version" line, then "left right" lines);
     /// a file that does not parse is an error naming it and the line.
@@ -70,7 +71,7 @@ public final class GPT2BPETokenizer: TextTokenizer, Sendable {
         let scalars = Array(text.unicodeScalars)
         let values = scalars.map(\.value)
         var ids: [Int32] = []
-        var pieces = PieceEncoder()
+        var pieces = PieceEncoder(shared: pieceCache)
         for piece in GPT2PreTokenizer.pieces(scalars) {
             pieces.encode(values[piece], into: &ids) { bytes, ids in ids += bytePairEncode(bytes) }
         }

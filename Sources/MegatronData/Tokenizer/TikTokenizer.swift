@@ -37,6 +37,7 @@ public final class TikTokenizer: TextTokenizer, Sendable {
     private let tokenBytes: [[UInt8]]
     private let idOfBytes: [[UInt8]: Int32]
     private let merges: BytePairMerges
+    private let pieceCache = SharedPieceCache()
 
     /// Loads `file`; `vocabSize` counts the special tokens, `numSpecialTokens` the slots they (and
     /// their fillers) take.
@@ -114,7 +115,7 @@ public final class TikTokenizer: TextTokenizer, Sendable {
         let classified = ClassifiedText(text)
         let scalars = classified.scalars
         var ids: [Int32] = []
-        var pieces = PieceEncoder()
+        var pieces = PieceEncoder(shared: pieceCache)
         var start = 0
         var position = 0
         func encodeOrdinary(_ range: Range<Int>) {

@@ -21,6 +21,7 @@ public final class HuggingFaceTokenizer: TextTokenizer, Sendable {
     let addedVocabulary: AddedVocabulary
     let postProcessor: PostProcessor
     let decoder: TokenDecoder?
+    let pieceCache = SharedPieceCache()
 
     /// len(AutoTokenizer): the model's vocabulary with the added tokens.
     public let vocabSize: Int
@@ -98,16 +99,14 @@ public final class HuggingFaceTokenizer: TextTokenizer, Sendable {
     public func encode(_ text: String, addSpecialTokens: Bool) throws -> [Int32] {
         let scalars = text.unicodeScalars.map(\.value)
         var ids: [Int32] = addSpecialTokens ? postProcessor.prefix : []
-        var pieces = PieceEncoder()
+        var pieces = PieceEncoder(shared: pieceCache)
         for segment in addedVocabulary.split(scalars, 0 ..< scalars.count, addedVocabulary.raw) {
             switch segment {
             case .token(let id):
                 ids.append(id)
             case .text(let range):
                 var stretch = Array(scalars[range])
-                if let normalizer {
-                    stretch = normalizer(String(String.UnicodeScalarView(stretch.map { Unicode.Scalar($0)! }))).unicodeScalars.map(\.value)
-                }
+                if let normalizer { stretch = normalizer(stretch) }
                 for part in addedVocabulary.split(stretch, 0 ..< stretch.count, addedVocabulary.normalized) {
                     switch part {
                     case .token(let id): ids.append(id)

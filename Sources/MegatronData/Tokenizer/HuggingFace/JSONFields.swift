@@ -65,22 +65,32 @@ enum TextPattern: Sendable {
     /// The matches in `text.scalars[range]`, left to right, not overlapping.
     func matches(in text: ClassifiedText, range: Range<Int>) -> [Range<Int>] {
         switch self {
-        case .regex(let regex):
-            return regex.matches(in: text, range: range)
-        case .literal(let literal):
-            let needle = literal.unicodeScalars.map(\.value)
-            guard !needle.isEmpty else { return [] }
-            var found: [Range<Int>] = []
-            var i = range.lowerBound
-            while i + needle.count <= range.upperBound {
-                if text.scalars[i] == needle[0] && text.scalars[i ..< i + needle.count].elementsEqual(needle) {
-                    found.append(i ..< i + needle.count)
-                    i += needle.count
-                } else {
-                    i += 1
-                }
-            }
-            return found
+        case .regex(let regex): regex.matches(in: text, range: range)
+        case .literal(let literal): Self.literalMatches(literal, in: text.scalars, range: range)
         }
+    }
+
+    /// The matches in `scalars` (classified only for a regular expression).
+    func matches(in scalars: [UInt32]) -> [Range<Int>] {
+        switch self {
+        case .regex(let regex): regex.matches(in: ClassifiedText(scalars))
+        case .literal(let literal): Self.literalMatches(literal, in: scalars, range: 0 ..< scalars.count)
+        }
+    }
+
+    private static func literalMatches(_ literal: String, in scalars: [UInt32], range: Range<Int>) -> [Range<Int>] {
+        let needle = literal.unicodeScalars.map(\.value)
+        guard !needle.isEmpty else { return [] }
+        var found: [Range<Int>] = []
+        var i = range.lowerBound
+        while i + needle.count <= range.upperBound {
+            if scalars[i] == needle[0] && scalars[i ..< i + needle.count].elementsEqual(needle) {
+                found.append(i ..< i + needle.count)
+                i += needle.count
+            } else {
+                i += 1
+            }
+        }
+        return found
     }
 }

@@ -31,31 +31,44 @@ indirect enum Normalizer: Sendable {
         }
     }
 
+    /// The normalized form of `text`.
     func callAsFunction(_ text: String) -> String {
+        String(String.UnicodeScalarView(self(text.unicodeScalars.map(\.value)).map { Unicode.Scalar($0)! }))
+    }
+
+    /// The normalized form of a text given as scalars (Unicode forms and lower case go through
+    /// String; the rest works on the scalars).
+    func callAsFunction(_ scalars: [UInt32]) -> [UInt32] {
+        func viaString(_ transform: (String) -> String) -> [UInt32] {
+            if case .lowercase = self {} else if !scalars.contains(where: { $0 >= 0x80 }) { return scalars }   // ASCII: every form is itself
+            return transform(String(String.UnicodeScalarView(scalars.map { Unicode.Scalar($0)! }))).unicodeScalars.map(\.value)
+        }
         switch self {
-        case .nfc: return text.precomposedStringWithCanonicalMapping
-        case .nfd: return text.decomposedStringWithCanonicalMapping
-        case .nfkc: return text.precomposedStringWithCompatibilityMapping
-        case .nfkd: return text.decomposedStringWithCompatibilityMapping
-        case .lowercase: return text.lowercased()
-        case .prepend(let prefix): return text.isEmpty ? text : prefix + text
+        case .nfc: return viaString { $0.precomposedStringWithCanonicalMapping }
+        case .nfd: return viaString { $0.decomposedStringWithCanonicalMapping }
+        case .nfkc: return viaString { $0.precomposedStringWithCompatibilityMapping }
+        case .nfkd: return viaString { $0.decomposedStringWithCompatibilityMapping }
+        case .lowercase: return viaString { $0.lowercased() }
+        case .prepend(let prefix): return scalars.isEmpty ? scalars : prefix.unicodeScalars.map(\.value) + scalars
         case .replace(let pattern, let content):
-            let classified = ClassifiedText(text)
-            var out = String.UnicodeScalarView()
+            let replacement = content.unicodeScalars.map(\.value)
+            var out: [UInt32] = []
+            out.reserveCapacity(scalars.count)
             var last = 0
-            for match in pattern.matches(in: classified, range: 0 ..< classified.scalars.count) {
-                for value in classified.scalars[last ..< match.lowerBound] { out.append(Unicode.Scalar(value)!) }
-                for scalar in content.unicodeScalars { out.append(scalar) }   // (append(contentsOf:) copies `out` each time)
+            for match in pattern.matches(in: scalars) {
+                out += scalars[last ..< match.lowerBound]
+                out += replacement
                 last = match.upperBound
             }
-            for value in classified.scalars[last...] { out.append(Unicode.Scalar(value)!) }
-            return String(out)
+            out += scalars[last...]
+            return out
         case .strip(let left, let right):
-            var scalars = Substring(text).unicodeScalars
-            if left { while let first = scalars.first, first.properties.isWhitespace { scalars.removeFirst() } }
-            if right { while let last = scalars.last, last.properties.isWhitespace { scalars.removeLast() } }
-            return String(scalars)
-        case .sequence(let normalizers): return normalizers.reduce(text) { $1($0) }
+            func isWhitespace(_ value: UInt32) -> Bool { Unicode.Scalar(value)?.properties.isWhitespace ?? false }
+            var start = 0, end = scalars.count
+            if left { while start < end && isWhitespace(scalars[start]) { start += 1 } }
+            if right { while end > start && isWhitespace(scalars[end - 1]) { end -= 1 } }
+            return Array(scalars[start ..< end])
+        case .sequence(let normalizers): return normalizers.reduce(scalars) { $1($0) }
         }
     }
 }
