@@ -8,12 +8,14 @@ public struct TokenizerOptions: ParsableArguments, Sendable {
 
     /// --tokenizer-type's values (Megatron's names).
     public enum TokenizerType: String, ExpressibleByArgument, CaseIterable, Sendable {
-        case gpt2BPE = "GPT2BPETokenizer", huggingFace = "HuggingFaceTokenizer", tikToken = "TikTokenizer", null = "NullTokenizer"
+        case gpt2BPE = "GPT2BPETokenizer", huggingFace = "HuggingFaceTokenizer", tikToken = "TikTokenizer"
+        case bertLowerCase = "BertWordPieceLowerCase", bertCase = "BertWordPieceCase", null = "NullTokenizer"
     }
 
     @Option(name: .customLong("tokenizer-type"), help: """
         GPT2BPETokenizer (--vocab-file, --merge-file), HuggingFaceTokenizer (--tokenizer-model DIR|tokenizer.json), \
-        TikTokenizer (--tokenizer-model FILE, --tiktoken-pattern) or NullTokenizer (--vocab-size).
+        TikTokenizer (--tokenizer-model FILE, --tiktoken-pattern), BertWordPieceLowerCase or BertWordPieceCase \
+        (--vocab-file vocab.txt) or NullTokenizer (--vocab-size).
         """)
     public var tokenizerType = TokenizerType.gpt2BPE
     @Option(name: .customLong("vocab-file")) public var vocabFile: String?
@@ -30,6 +32,8 @@ public struct TokenizerOptions: ParsableArguments, Sendable {
     @Option(name: [.customLong("tokenizer-special-tokens"), .customLong("tiktoken-special-tokens")], parsing: .upToNextOption,
             help: "TikTokenizer's special tokens, in id order (default: <unk> <s> </s> <mask> <pad> <cls> <sep>).")
     public var specialTokens: [String] = []
+    @Option(name: .customLong("vocab-extra-ids"), help: "BertWordPiece*: sentinel tokens <extra_id_0> … added after the vocabulary (T5's).")
+    public var vocabExtraIDs = 0
     @Option(name: .customLong("vocab-size"), help: """
         NullTokenizer: ids are 0 ..< vocab-size, the last one end-of-document; TikTokenizer: ids in all, \
         special tokens included (default 131072).
@@ -51,6 +55,10 @@ public struct TokenizerOptions: ParsableArguments, Sendable {
             guard FileManager.default.fileExists(atPath: tokenizerModel) else {
                 throw ValidationError("--tokenizer-model \(tokenizerModel): no such file or folder")
             }
+        case .bertLowerCase, .bertCase:
+            guard let vocabFile else { throw ValidationError("--tokenizer-type \(tokenizerType.rawValue) needs --vocab-file") }
+            guard FileManager.default.isReadableFile(atPath: vocabFile) else { throw ValidationError("--vocab-file \(vocabFile): no such readable file") }
+            guard vocabExtraIDs >= 0 else { throw ValidationError("--vocab-extra-ids \(vocabExtraIDs): expected 0 or more") }
         case .null:
             guard let vocabSize, vocabSize >= 2 else { throw ValidationError("--tokenizer-type NullTokenizer needs --vocab-size ≥ 2") }
         }
@@ -70,6 +78,8 @@ public struct TokenizerOptions: ParsableArguments, Sendable {
         case .tikToken:
             return try TikTokenizer(file: tokenizerModel!, pattern: tiktokenPattern, vocabSize: vocabSize ?? 131_072,
                                     numSpecialTokens: tiktokenNumSpecialTokens, specialTokens: specialTokens.isEmpty ? nil : specialTokens)
+        case .bertLowerCase, .bertCase:
+            return try BertWordPieceTokenizer(vocabFile: vocabFile!, lowerCase: tokenizerType == .bertLowerCase, extraIDs: vocabExtraIDs)
         case .null:
             return try NullTokenizer(vocabSize: vocabSize!)
         }
