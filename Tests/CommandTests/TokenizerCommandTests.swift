@@ -4,7 +4,8 @@ import Testing
 
 /// --tokenizer-type HuggingFaceTokenizer, TikTokenizer and BertWordPieceLowerCase through the binary: preprocess-data
 /// writes the tokenizer's ids (end of document: its eos), pretrain trains on them and prints a text
-/// sample, generate continues a text prompt; bad flags are usage errors that name them.
+/// sample, generate continues a text prompt and serve answers text requests; bad flags are usage
+/// errors that name them.
 @Suite struct TokenizerCommandTests {
     static let tokenizers = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/tokenizers")
@@ -60,6 +61,14 @@ import Testing
         let generated = try PretrainFlagTests.megatron(["generate", "--load", checkpoint, "--prompt", "It is a truth",
                                                         "--tokens-to-generate", "3", "--threads", "1"] + tokenizerFlags)
         #expect(generated.status == 0 && generated.output.lowercased().contains("it is a truth"), "\(generated.output)")
+
+        // Served: Megatron's API and OpenAI's take and give text through the same tokenizer.
+        let server = try RunningServer(load: checkpoint, tokenizerFlags)
+        let megatron = try server.call("PUT", "/api", #"{"prompts": ["It is a truth"], "tokens_to_generate": 3, "top_k": 1}"#)
+        let texts = jsonObject(megatron)["text"] as? [String] ?? []
+        #expect(megatron.status == 200 && texts.count == 1 && texts[0].lowercased().contains("it is a truth"), "\(megatron.text)")
+        let openAI = try server.call("POST", "/v1/completions", #"{"prompt": "It is a truth", "max_tokens": 3, "temperature": 0}"#)
+        #expect(openAI.status == 200 && openAI.text.contains("\"text\""), "\(openAI.text)")
     }
 
     @Test(arguments: [
