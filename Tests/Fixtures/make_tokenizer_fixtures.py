@@ -600,12 +600,12 @@ def tiktoken_expected(name, path, rel, source, committed, pattern, vocab_size, n
             "unk": specials.index("<unk>"), "pad": specials.index("<pad>"), "cases": cases, "decode_cases": decode_cases}
 
 
-def dump_expected(doc, path):
-    """JSON with one case a line, so that diffs stay readable."""
+def dump_expected(doc, path, list_key="tokenizers"):
+    """JSON with one case a line, so that diffs stay readable (also make_wordpiece_fixtures.py's)."""
     def enc(v):
         return json.dumps(v, ensure_ascii=False, separators=(",", ":"))
-    lines = ["{", f' "versions": {enc(doc["versions"])},', f' "tokenizers": [']
-    for n, t in enumerate(doc["tokenizers"]):
+    lines = ["{"] + [f' "{k}": {enc(doc[k])},' for k in doc if k != list_key] + [f' "{list_key}": [']
+    for n, t in enumerate(doc[list_key]):
         lines.append("  {")
         for k, v in t.items():
             if k in ("cases", "decode_cases"):
@@ -617,7 +617,7 @@ def dump_expected(doc, path):
             else:
                 lines.append(f'   "{k}": {enc(v)},')
         lines[-1] = lines[-1][:-1]
-        lines.append("  }," if n + 1 < len(doc["tokenizers"]) else "  }")
+        lines.append("  }," if n + 1 < len(doc[list_key]) else "  }")
     lines += [" ]", "}"]
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")

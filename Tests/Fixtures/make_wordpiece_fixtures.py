@@ -302,27 +302,10 @@ def expected(bt, name, path, rel, source, committed, lower):
 
 
 def dump_expected(doc, path):
-    """JSON with one case a line, so that diffs stay readable."""
-    def enc(v):
-        return json.dumps(v, ensure_ascii=False, separators=(",", ":"))
-    lines = ["{"] + [f' "{k}": {enc(doc[k])},' for k in doc if k != "vocabs"] + [' "vocabs": [']
-    for n, t in enumerate(doc["vocabs"]):
-        lines.append("  {")
-        for k, v in t.items():
-            if k in ("cases", "decode_cases"):
-                lines.append(f'   "{k}": [')
-                lines += [f"    {enc(c)}," for c in v]
-                if v:
-                    lines[-1] = lines[-1][:-1]
-                lines.append("   ],")
-            else:
-                lines.append(f'   "{k}": {enc(v)},')
-        lines[-1] = lines[-1][:-1]
-        lines.append("  }," if n + 1 < len(doc["vocabs"]) else "  }")
-    lines += [" ]", "}"]
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    json.load(open(path, encoding="utf-8"))
+    """expected.json in make_tokenizer_fixtures.py's layout: one case a line."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_tokenizer_fixtures import dump_expected as dump
+    dump(doc, path, list_key="vocabs")
 
 
 def main():
