@@ -25,6 +25,11 @@ public struct TokenizerOptions: ParsableArguments, Sendable {
         the end of document), or a tokenizer.json; TikTokenizer: the vocabulary JSON list.
         """)
     public var tokenizerModel: String?
+    @Flag(name: .customLong("tokenizer-hf-no-include-special-tokens"), help: """
+        HuggingFaceTokenizer: tokenize without the post-processor's special tokens (BOS, …) and detokenize \
+        without the special tokens tokenizer_config.json names.
+        """)
+    public var hfNoIncludeSpecialTokens = false
     @Option(name: .customLong("tiktoken-pattern"), help: "TikTokenizer's pre-tokenizer pattern: v1 or v2.")
     public var tiktokenPattern = TikTokenizer.Pattern.v2
     @Option(name: .customLong("tiktoken-num-special-tokens"), help: "TikTokenizer: ids reserved for special tokens before the vocabulary.")
@@ -74,7 +79,8 @@ public struct TokenizerOptions: ParsableArguments, Sendable {
         case .gpt2BPE:
             return try GPT2BPETokenizer(vocabFile: URL(fileURLWithPath: vocabFile!), mergesFile: URL(fileURLWithPath: mergeFile!))
         case .huggingFace:
-            return try HuggingFaceTokenizer(path: tokenizerModel!, requireEndOfDocument: needsEndOfDocument)
+            return try HuggingFaceTokenizer(path: tokenizerModel!, requireEndOfDocument: needsEndOfDocument,
+                                            includeSpecialTokens: !hfNoIncludeSpecialTokens)
         case .tikToken:
             return try TikTokenizer(file: tokenizerModel!, pattern: tiktokenPattern, vocabSize: vocabSize ?? 131_072,
                                     numSpecialTokens: tiktokenNumSpecialTokens, specialTokens: specialTokens.isEmpty ? nil : specialTokens)

@@ -91,6 +91,20 @@ struct TokenizerFixtures {
         if let entry = TokenizerFixtures.stagedEntry(name) { try check(entry) }
     }
 
+    /// --tokenizer-hf-no-include-special-tokens: no template ids (Llama-3's <|begin_of_text|>), and
+    /// detokenize drops the special tokens tokenizer_config.json names, keeping the others.
+    @Test func withoutSpecialTokensTheTemplateAndNamedSpecialsAreLeftOut() throws {
+        let folder = TokenizerFixtures.directory.appendingPathComponent("llama3_split").path
+        let with = try HuggingFaceTokenizer(path: folder)
+        let without = try HuggingFaceTokenizer(path: folder, includeSpecialTokens: false)
+        let text = "<|start_header_id|>Hello world<|end_of_text|>"
+        let ids = try with.encode(text)
+        #expect(ids.first == with.bos && ids.count > 2)
+        #expect(try without.encode(text) == Array(ids.dropFirst()))
+        #expect(with.decode(ids) == "<|begin_of_text|>" + text)
+        #expect(without.decode(ids) == "<|start_header_id|>Hello world")
+    }
+
     @Test func aTokenizerWithoutEndOfDocumentIsRefusedForMegatron() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("hf-tokenizer-no-eos-\(getpid())")
         try? FileManager.default.removeItem(at: folder)

@@ -32,7 +32,14 @@ public final class HuggingFaceTokenizer: TextTokenizer, Sendable {
 
     /// Loads `path`: a folder holding tokenizer.json (and tokenizer_config.json), or a
     /// tokenizer.json file (its folder's tokenizer_config.json read when there is one).
-    public init(path: String, requireEndOfDocument: Bool = true) throws {
+    /// Whether `encode` adds the post-processor's tokens and `decode` keeps the special tokens
+    /// tokenizer_config.json names (Megatron's default; `--tokenizer-hf-no-include-special-tokens`:
+    /// neither).
+    public let includeSpecialTokens: Bool
+    /// The ids of the special tokens tokenizer_config.json names (transformers' all_special_tokens).
+    let configSpecialIDs: Set<Int32>
+
+    public init(path: String, requireEndOfDocument: Bool = true, includeSpecialTokens: Bool = true) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw TokenizerError("--tokenizer-model \(path): no such file or folder")
@@ -74,8 +81,8 @@ public final class HuggingFaceTokenizer: TextTokenizer, Sendable {
             config = object
         }
         let (addedVocabulary, model) = (addedVocabulary, model)
-        func specialID(_ key: String) throws -> Int32? {
-            guard let value = config[key], !(value is NSNull) else { return nil }
+        func specialID(_ key: String, _ value: Any?) throws -> Int32? {
+            guard let value, !(value is NSNull) else { return nil }
             let content = (value as? String) ?? ((value as? [String: Any])?["content"] as? String)
             guard let content else { throw TokenizerError("\(configFile.path): \(key) must be a string or {\"content\": …}") }
             guard let id = addedVocabulary.idOfContent[content] ?? model.idOfBytes[Array(content.utf8)] else {
@@ -83,8 +90,13 @@ public final class HuggingFaceTokenizer: TextTokenizer, Sendable {
             }
             return id
         }
-        bos = try specialID("bos_token")
-        eos = try specialID("eos_token")
+        bos = try specialID("bos_token", config["bos_token"])
+        eos = try specialID("eos_token", config["eos_token"])
+        let keys = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"]
+        let additional = config["additional_special_tokens"] as? [Any] ?? []
+        configSpecialIDs = Set(try keys.compactMap { try specialID($0, config[$0]) }
+            + additional.enumerated().compactMap { try specialID("additional_special_tokens[\($0)]", $1) })
+        self.includeSpecialTokens = includeSpecialTokens
         if requireEndOfDocument && eos == nil {
             throw TokenizerError("""
                 --tokenizer-model \(path): no eos_token (Megatron's end-of-document token): pass the folder whose \
@@ -93,8 +105,9 @@ public final class HuggingFaceTokenizer: TextTokenizer, Sendable {
         }
     }
 
-    /// The ids of `text` with the post-processor's special tokens (Megatron's `tokenize`).
-    public func encode(_ text: String) throws -> [Int32] { try encode(text, addSpecialTokens: true) }
+    /// The ids of `text`, with the post-processor's special tokens unless `includeSpecialTokens` is
+    /// off (Megatron's `tokenize`).
+    public func encode(_ text: String) throws -> [Int32] { try encode(text, addSpecialTokens: includeSpecialTokens) }
 
     public func encode(_ text: String, addSpecialTokens: Bool) throws -> [Int32] {
         let scalars = text.unicodeScalars.map(\.value)
@@ -136,8 +149,11 @@ public final class HuggingFaceTokenizer: TextTokenizer, Sendable {
         }
     }
 
-    /// The text of `ids` (Megatron's `detokenize`: transformers' decode, special tokens kept).
-    public func decode(_ ids: [Int32]) -> String { decode(ids, skipSpecialTokens: false) }
+    /// The text of `ids` (Megatron's `detokenize`: transformers' decode, special tokens kept unless
+    /// `includeSpecialTokens` is off, when those tokenizer_config.json names are dropped first).
+    public func decode(_ ids: [Int32]) -> String {
+        decode(includeSpecialTokens ? ids : ids.filter { !configSpecialIDs.contains($0) }, skipSpecialTokens: false)
+    }
 
     public func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String {
         var tokens: [String] = []
