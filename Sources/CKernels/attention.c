@@ -134,11 +134,14 @@ long mg_attention_scratch_floats(long seq, long d, long block_rows) {
     return 3 * s16 * d16 + 2 * block_rows * scores_stride(seq) + 2 * block_rows * d16;
 }
 
-/// Keys row i may see end before this: all of them, or 0 ... i when causal.
-MG_INLINE long visible_keys(long i, long kv, int causal) { return causal ? i + 1 : kv; }
+/// Keys row i may see end before this: the first `keys` of them, and when causal no later than i.
+MG_INLINE long visible_keys(long i, long keys, int causal) { return causal ? min_long(i + 1, keys) : keys; }
 
-MG_KERNEL void mg_attention_forward(mg_attention_head head, float *lse, long seq, long d, float scale, int causal,
-                                    const int32_t *first_key, long block_rows, float p_keep, uint64_t seed,
+/// Keys a panel of `rows` query rows from i0 may see end before this.
+MG_INLINE long panel_keys(long i0, long rows, long keys, int causal) { return causal ? min_long(i0 + rows, keys) : keys; }
+
+MG_KERNEL void mg_attention_forward(mg_attention_head head, float *lse, long seq, long keys, long d, float scale,
+                                    int causal, const int32_t *first_key, long block_rows, float p_keep, uint64_t seed,
                                     uint64_t stream, long head_index, float *scratch) {
     MG_ALLOW_REASSOCIATION
     long s16 = round_up(seq, TILE_N), d16 = round_up(d, TILE_N);
@@ -148,13 +151,13 @@ MG_KERNEL void mg_attention_forward(mg_attention_head head, float *lse, long seq
     pack_rows(vp, head.v, head.ldv, seq, d, d16);
     for (long i0 = 0; i0 < seq; i0 += block_rows) {
         long rows = min_long(block_rows, seq - i0);
-        long kv = causal ? i0 + rows : seq, ld = scores_stride(kv), diag = causal ? i0 : -1;
+        long kv = panel_keys(i0, rows, keys, causal), ld = scores_stride(kv), diag = causal ? i0 : -1;
         // scores[rows, kv] = scale · Q[i0 ..< i0+rows] · K[0 ..< kv]ᵀ, Q's rows packed: read for every
         // tile of keys, in place they would sit a fused-QKV row apart, a few L1 sets for all of them.
         pack_rows(qp, head.q + i0 * head.ldq, head.ldq, rows, d, d16);
         gemm_scores(rows, kv, d, qp, d16, kt, scores, ld, scale, diag);
         for (long r = 0; r < rows; r++) {
-            long i = i0 + r, valid = visible_keys(i, kv, causal), lo = first_key ? first_key[i] : 0;
+            long i = i0 + r, valid = visible_keys(i, keys, causal), lo = first_key ? first_key[i] : 0;
             float *p = scores + r * ld;
             float zmax = mg_row_max(p + lo, valid - lo);
             float sum = 0;
@@ -178,7 +181,7 @@ MG_KERNEL void mg_attention_forward(mg_attention_head head, float *lse, long seq
 
 MG_KERNEL void mg_attention_backward(mg_attention_head head, const float *lse, const float *dout,
                                      float *dq, long lddq, float *dk, long lddk, float *dv, long lddv,
-                                     long seq, long d, float scale, int causal, const int32_t *first_key,
+                                     long seq, long keys, long d, float scale, int causal, const int32_t *first_key,
                                      long block_rows, float p_keep, uint64_t seed, uint64_t stream, long head_index,
                                      float *scratch) {
     MG_ALLOW_REASSOCIATION
@@ -194,14 +197,14 @@ MG_KERNEL void mg_attention_backward(mg_attention_head head, const float *lse, c
     uint64_t threshold = mg_keep_threshold(p_keep);
     for (long i0 = 0; i0 < seq; i0 += block_rows) {
         long rows = min_long(block_rows, seq - i0);
-        long kv = causal ? i0 + rows : seq, ld = scores_stride(kv), diag = causal ? i0 : -1;
+        long kv = panel_keys(i0, rows, keys, causal), ld = scores_stride(kv), diag = causal ? i0 : -1;
         pack_rows(qp, head.q + i0 * head.ldq, head.ldq, rows, d, d16);
         pack_rows(dop, dout + i0 * head.ldo, head.ldo, rows, d, d16);
         // P = exp(scale · Q Kᵀ − lse), recomputed; dP' = dO · Vᵀ (gradient of the dropped P').
         gemm_scores(rows, kv, d, qp, d16, kt, probs, ld, scale, diag);
         gemm_scores(rows, kv, d, dop, d16, vt, dprobs, ld, 1.0f, diag);
         for (long r = 0; r < rows; r++) {
-            long i = i0 + r, valid = visible_keys(i, kv, causal), lo = first_key ? first_key[i] : 0;
+            long i = i0 + r, valid = visible_keys(i, keys, causal), lo = first_key ? first_key[i] : 0;
             float *p = probs + r * ld, *dp = dprobs + r * ld;
             const float *o = head.out + i * head.ldo, *g = dout + i * head.ldo;
             // D_i = dO_i · O_i = Σ_j P'_ij dP'_ij, the softmax backward's row term.

@@ -2,10 +2,10 @@ import Foundation
 import MegatronCore
 import Testing
 
-/// Naive attention in double: materialises the whole score matrix, applies the causal mask with
-/// −inf, softmax, optional multipliers (dropout) and ·V. qkv rows use the layout's column offsets.
+/// Naive attention in double: materialises the whole score matrix, applies the causal mask (and
+/// the document and padding masks) with −inf, softmax, optional multipliers (dropout) and ·V. qkv rows use the layout's column offsets.
 func referenceAttention(_ qkv: [Double], _ l: AttentionLayout, scale: Double, causal: Bool,
-                        firstKeys: [Int32]? = nil, multipliers: ((Int, Int, Int) -> Double)? = nil) -> [Double] {
+                        firstKeys: [Int32]? = nil, keyCounts: [Int]? = nil, multipliers: ((Int, Int, Int) -> Double)? = nil) -> [Double] {
     let s = l.sequenceLength, d = l.headDim, width = l.heads * d
     var out = [Double](repeating: 0, count: l.tokens * width)
     for b in 0 ..< l.batch {
@@ -16,6 +16,7 @@ func referenceAttention(_ qkv: [Double], _ l: AttentionLayout, scale: Double, ca
                 var scores = (0 ..< s).map { j -> Double in
                     if causal && j > i { return -.infinity }
                     if let firstKeys, j < firstKeys[b * s + i] { return -.infinity }
+                    if let keyCounts, j >= keyCounts[b] { return -.infinity }
                     let col = (b * s + j) * l.rowWidth
                     return scale * (0 ..< d).map { qkv[row + l.queryOffsets[h] + $0] * qkv[col + l.keyOffsets[g] + $0] }.reduce(0, +)
                 }
@@ -132,6 +133,34 @@ func referenceAttention(_ qkv: [Double], _ l: AttentionLayout, scale: Double, ca
         #expect(throws: TensorError.self) {
             try Attention.forward(qkv: x, layout: layout, scale: 0.5, firstKeys: Tensor(int32s: Array(repeating: 1, count: 18), shape: [18], on: serial),
                                   on: serial)
+        }
+    }
+
+    /// Bidirectional attention over padded sequences (BERT's padding mask), with dropout: every row
+    /// of sequence b, its padding's included, sees keys 0 ..< keyCounts[b]; the padding's keys get
+    /// no gradient. Panels of 4 rows over 9 keys, so a sequence's count ends inside a panel and a tile.
+    @Test(arguments: [false, true])
+    func paddingMaskForwardAndBackwardMatchReference(causal: Bool) throws {
+        var rng = TestRandom(seed: 44)
+        let layout = try AttentionLayout.megatronFusedQKV(batch: 3, sequenceLength: 9, heads: 2, groups: 1, headDim: 3)
+        let s = 9, p = Float(0.1), stream = PhiloxStream(seed: 5, stream: 2), keyCounts = [9, 5, 1]
+        let qkv = rng.floats(layout.tokens * layout.rowWidth, scale: 2), w = rng.floats(layout.tokens * 6)
+        let ones = tensor([Float](repeating: 1, count: 6 * s * s), [6 * s * s])
+        let mask = try Dropout.apply(ones, probability: p, rng: stream, on: serial).toFloatArray()
+        let multipliers: (Int, Int, Int) -> Double = { head, i, j in Double(mask[(head * s + i) * s + j]) }
+        let x = tensor(qkv, [layout.tokens, layout.rowWidth])
+        let (context, lse) = try Attention.forward(qkv: x, layout: layout, scale: 0.5, causal: causal, keyCounts: keyCounts,
+                                                   dropout: p, rng: stream, blockRows: 4, on: serial)
+        let reference = { (q: [Double]) in
+            referenceAttention(q, layout, scale: 0.5, causal: causal, keyCounts: keyCounts, multipliers: multipliers)
+        }
+        expectClose(context.toFloatArray(), reference(qkv.doubles), tolerance: 1e-6, "context over padded sequences")
+        let grad = try Attention.backward(tensor(w, context.shape), qkv: x, context: context, lse: lse, layout: layout, scale: 0.5,
+                                          causal: causal, keyCounts: keyCounts, dropout: p, rng: stream, blockRows: 4, on: serial)
+        expectClose(grad.toFloatArray(), finiteDifferences(qkv.doubles) { weightedSum(reference($0), w) }, tolerance: 1e-5,
+                    "dqkv over padded sequences")
+        #expect(throws: TensorError.self) {
+            try Attention.forward(qkv: x, layout: layout, scale: 0.5, causal: false, keyCounts: [9, 0, 1], on: serial)
         }
     }
 

@@ -116,8 +116,9 @@ long mg_attention_scratch_floats(long seq, long d, long block_rows);
 /// per query row for the backward. Dropout (p_keep < 1) of probability (i, j) uses element
 /// (head_index·seq + i)·seq + j of stream (seed, stream), head_index numbering (batch, head) pairs.
 /// first_key (NULL: all 0) gives per query row the first key it may see, for attention that stays
-/// within documents (Megatron's --reset-attention-mask); it must not exceed the row.
-void mg_attention_forward(mg_attention_head head, float *lse, long seq, long d, float scale, int causal,
+/// within documents (Megatron's --reset-attention-mask); it must not exceed the row. Only the first
+/// `keys` (1 ... seq) keys are seen: a sequence padded after them (BERT's padding mask).
+void mg_attention_forward(mg_attention_head head, float *lse, long seq, long keys, long d, float scale, int causal,
                           const int32_t *first_key, long block_rows, float p_keep, uint64_t seed, uint64_t stream,
                           long head_index, float *scratch);
 
@@ -126,7 +127,7 @@ void mg_attention_forward(mg_attention_head head, float *lse, long seq, long d, 
 /// grouped-query attention all add in). Recomputes the scores panel by panel from lse.
 void mg_attention_backward(mg_attention_head head, const float *lse, const float *dout,
                            float *dq, long lddq, float *dk, long lddk, float *dv, long lddv,
-                           long seq, long d, float scale, int causal, const int32_t *first_key, long block_rows,
+                           long seq, long keys, long d, float scale, int causal, const int32_t *first_key, long block_rows,
                            float p_keep, uint64_t seed, uint64_t stream, long head_index, float *scratch);
 
 // MARK: GEMM of few rows (skinny_gemm.c)

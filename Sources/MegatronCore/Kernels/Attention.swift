@@ -37,7 +37,9 @@ public struct AttentionLayout: Sendable, Equatable {
 
 /// The attention core softmax(scale·QKᵀ + causal mask)·V with dropout on the probabilities,
 /// optionally kept within documents (`firstKeys`: per token row, the first key of its sequence it
-/// may see, as Megatron's --reset-attention-mask makes the mask),
+/// may see, as Megatron's --reset-attention-mask makes the mask), or, bidirectional, away from a
+/// sequence's padding (`keyCounts`: per sequence, the keys before its padding, as BERT's padding
+/// mask hides the keys after them; the padding's own rows attend to those keys too),
 /// computed flash-attention style (Dao, 2022): a panel of `blockRows` query rows at a time, so at
 /// most blockRows × seq scores exist per thread, and the backward recomputes the probabilities from
 /// the saved per-row log-sum-exp instead of storing them.
@@ -65,10 +67,10 @@ public enum Attention {
     /// qkv [tokens, rowWidth] → (context [tokens, heads·headDim] with head h at columns h·headDim,
     /// lse [batch, heads, seq]).
     public static func forward(qkv: Tensor, layout: AttentionLayout, scale: Float, causal: Bool = true,
-                               firstKeys: Tensor? = nil, dropout p: Float = 0, rng: PhiloxStream = PhiloxStream(seed: 0, stream: 0),
+                               firstKeys: Tensor? = nil, keyCounts: [Int]? = nil, dropout p: Float = 0, rng: PhiloxStream = PhiloxStream(seed: 0, stream: 0),
                                heads: DropoutHeads? = nil, blockRows: Int = defaultBlockRows,
                                on device: CPUDevice) throws -> (context: Tensor, lse: Tensor) {
-        try validate(qkv, layout, p, firstKeys: firstKeys, causal: causal, blockRows: blockRows)
+        try validate(qkv, layout, p, firstKeys: firstKeys, keyCounts: keyCounts, causal: causal, blockRows: blockRows)
         let heads = heads ?? DropoutHeads(first: 0, total: layout.heads)
         let l = layout, s = l.sequenceLength, d = l.headDim
         let context = try Tensor(shape: [l.tokens, l.heads * d], on: device, zeroed: false)
@@ -81,7 +83,7 @@ public enum Attention {
                 for job in range {
                     let b = job / l.heads, h = job % l.heads, g = h / (l.heads / l.groups)
                     let head = headPointers(qkv, context, layout: l, batch: b, head: h, group: g)
-                    mg_attention_forward(head, lse.floats + job * s, s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s },
+                    mg_attention_forward(head, lse.floats + job * s, s, keyCounts?[b] ?? s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s },
                                          blockRows, 1 - p, rng.seed, rng.stream, heads.index(batch: b, head: h),
                                          scratch.floats + task * scratchFloats)
                 }
@@ -93,9 +95,10 @@ public enum Attention {
     /// Gradient of the fused QKV given the context's gradient, in a new tensor shaped like qkv.
     public static func backward(_ gradContext: Tensor, qkv: Tensor, context: Tensor, lse: Tensor,
                                 layout: AttentionLayout, scale: Float, causal: Bool = true, firstKeys: Tensor? = nil,
+                                keyCounts: [Int]? = nil,
                                 dropout p: Float = 0, rng: PhiloxStream = PhiloxStream(seed: 0, stream: 0),
                                 heads: DropoutHeads? = nil, blockRows: Int = defaultBlockRows, on device: CPUDevice) throws -> Tensor {
-        try validate(qkv, layout, p, firstKeys: firstKeys, causal: causal, blockRows: blockRows)
+        try validate(qkv, layout, p, firstKeys: firstKeys, keyCounts: keyCounts, causal: causal, blockRows: blockRows)
         let heads = heads ?? DropoutHeads(first: 0, total: layout.heads)
         let l = layout, s = l.sequenceLength, d = l.headDim
         try gradContext.expect(shape: [l.tokens, l.heads * d], "Attention.backward", "gradContext")
@@ -123,7 +126,7 @@ public enum Attention {
                         headPointers(qkv, context, layout: l, batch: b, head: h, group: g), lse.floats + job * s,
                         gradContext.floats + b * s * l.heads * d + h * d,
                         gradQKV.floats + rowBase + l.queryOffsets[h], l.rowWidth, dk, lddk, dv, lddv,
-                        s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s }, blockRows, 1 - p,
+                        s, keyCounts?[b] ?? s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s }, blockRows, 1 - p,
                         rng.seed, rng.stream, heads.index(batch: b, head: h), scratch.floats + task * scratchFloats)
                 }
             }
@@ -157,8 +160,8 @@ public enum Attention {
             out: context.floats + b * l.sequenceLength * contextWidth + h * l.headDim, ldo: contextWidth)
     }
 
-    private static func validate(_ qkv: Tensor, _ l: AttentionLayout, _ p: Float, firstKeys: Tensor?, causal: Bool,
-                                 blockRows: Int) throws {
+    private static func validate(_ qkv: Tensor, _ l: AttentionLayout, _ p: Float, firstKeys: Tensor?, keyCounts: [Int]?,
+                                 causal: Bool, blockRows: Int) throws {
         try qkv.expect(dtype: .float32, "Attention", "qkv")
         guard blockRows >= 1 else { throw TensorError("Attention: blockRows \(blockRows): expected at least 1 query row per panel") }
         if let firstKeys {
@@ -167,6 +170,12 @@ public enum Attention {
             let keys = UnsafeBufferPointer(start: firstKeys.int32s, count: l.tokens)
             guard causal, keys.indices.allSatisfy({ keys[$0] >= 0 && Int(keys[$0]) <= $0 % l.sequenceLength }) else {
                 throw TensorError("Attention: firstKeys must be causal and each row's first key in 0 ... its position")
+            }
+        }
+        if let keyCounts {
+            guard firstKeys == nil, keyCounts.count == l.batch, keyCounts.allSatisfy({ (1 ... l.sequenceLength).contains($0) }) else {
+                throw TensorError("Attention: keyCounts must give each of the \(l.batch) sequences 1 ... \(l.sequenceLength) keys, "
+                                  + "without firstKeys; got \(keyCounts)")
             }
         }
         try qkv.expect(shape: [l.tokens, l.rowWidth], "Attention", "qkv")
