@@ -5,8 +5,8 @@ import MegatronTraining
 // The library's choices, spelled on the command line as Megatron spells them (their raw values);
 // a value outside them is refused while parsing, naming the flag and the choices, and each flag's
 // help lists them.
-extension GPTConfig.PositionEmbedding: ExpressibleByArgument {}
-extension GPTConfig.Normalization: ExpressibleByArgument {}
+extension TransformerConfig.PositionEmbedding: ExpressibleByArgument {}
+extension TransformerConfig.Normalization: ExpressibleByArgument {}
 extension Optimizer.Kind: ExpressibleByArgument {}
 extension OptimizerParamScheduler.DecayStyle: ExpressibleByArgument {}
 extension OptimizerParamScheduler.WSDDecayStyle: ExpressibleByArgument {}

@@ -16,7 +16,7 @@ public struct ModelArguments: ParsableArguments, Sendable {
     @Option(name: .customLong("max-position-embeddings"), help: "Required, as in Megatron (its required_args).")
     public var maxPositionEmbeddings: Int
     @Option(name: .customLong("position-embedding-type"))
-    public var positionEmbeddingType = GPTConfig.PositionEmbedding.learnedAbsolute
+    public var positionEmbeddingType = TransformerConfig.PositionEmbedding.learnedAbsolute
     @Flag(name: .customLong("use-rotary-position-embeddings"), help: "Megatron's older spelling of --position-embedding-type rope.")
     public var useRotaryPositionEmbeddings = false
     @Flag(name: .customLong("no-position-embedding"), help: "No learned position embedding: accepted with rotary positions (examples/llama passes both).")
@@ -25,7 +25,7 @@ public struct ModelArguments: ParsableArguments, Sendable {
     @Option(name: .customLong("rope-scaling-factor"), help: "Its factor (under --use-rope-scaling).") public var ropeScalingFactor: Float = 8
     @Option(name: .customLong("rotary-base")) public var rotaryBase: Float = 10000
     @Option(name: .customLong("rotary-percent")) public var rotaryPercent: Float = 1
-    @Option(name: .customLong("normalization")) public var normalization = GPTConfig.Normalization.layerNorm
+    @Option(name: .customLong("normalization")) public var normalization = TransformerConfig.Normalization.layerNorm
     @Option(name: .customLong("norm-epsilon")) public var normEpsilon: Float = 1e-5
     @Flag(name: .customLong("swiglu")) public var swiglu = false
     @Flag(name: .customLong("disable-bias-linear"), help: "No biases on linear layers (and so, as in Megatron, the exact erf GELU).")
@@ -34,6 +34,9 @@ public struct ModelArguments: ParsableArguments, Sendable {
     public var noBiasGELUFusion = false
     @Flag(name: .customLong("add-qkv-bias")) public var addQKVBias = false
     @Flag(name: .customLong("untie-embeddings-and-output-weights")) public var untieEmbeddingsAndOutputWeights = false
+    @Flag(name: .customLong("apply-residual-connection-post-layernorm"),
+          help: "Each sub-layer's residual is its norm's output (with the final norm: the original post-norm BERT).")
+    public var applyResidualConnectionPostLayernorm = false
     @Option(name: .customLong("hidden-dropout")) public var hiddenDropout: Float = 0.1
     @Option(name: .customLong("attention-dropout")) public var attentionDropout: Float = 0.1
     @Option(name: .customLong("init-method-std")) public var initMethodStd: Float = 0.02
@@ -42,7 +45,7 @@ public struct ModelArguments: ParsableArguments, Sendable {
     /// The configuration, or a ValidationError naming the flag at fault. Megatron pads the
     /// vocabulary to a multiple of --make-vocab-size-divisible-by × --tensor-model-parallel-size.
     public func config(vocabSize: Int, seqLength: Int, tensorParallelSize: Int = 1, pipelineParallelSize: Int = 1,
-                pipelineEnds: (first: Int?, last: Int?) = (nil, nil)) throws -> GPTConfig {
+                pipelineEnds: (first: Int?, last: Int?) = (nil, nil)) throws -> TransformerConfig {
         guard numAttentionHeads > 0, hiddenSize % numAttentionHeads == 0 || kvChannels != nil else {
             throw ValidationError("--hidden-size \(hiddenSize) is not divisible by --num-attention-heads \(numAttentionHeads)")
         }
@@ -60,12 +63,12 @@ public struct ModelArguments: ParsableArguments, Sendable {
         guard !useRopeScaling || positionEmbedding == .rope else {
             throw ValidationError("--use-rope-scaling needs --position-embedding-type rope")
         }
-        var c = GPTConfig(numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
-                          numQueryGroups: groupQueryAttention ? (numQueryGroups ?? 1) : nil, kvChannels: kvChannels,
-                          ffnHiddenSize: ffnHiddenSize ?? GPTConfig.defaultFFNHiddenSize(hiddenSize: hiddenSize, swiglu: swiglu),
-                          paddedVocabSize: GPTConfig.paddedVocabSize(vocabSize, divisibleBy: makeVocabSizeDivisibleBy,
-                                                                         tensorParallelSize: tensorParallelSize),
-                          maxPositionEmbeddings: maxPositionEmbeddings)
+        var c = TransformerConfig(numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
+                                  numQueryGroups: groupQueryAttention ? (numQueryGroups ?? 1) : nil, kvChannels: kvChannels,
+                                  ffnHiddenSize: ffnHiddenSize ?? TransformerConfig.defaultFFNHiddenSize(hiddenSize: hiddenSize, swiglu: swiglu),
+                                  paddedVocabSize: TransformerConfig.paddedVocabSize(vocabSize, divisibleBy: makeVocabSizeDivisibleBy,
+                                                                                 tensorParallelSize: tensorParallelSize),
+                                  maxPositionEmbeddings: maxPositionEmbeddings)
         c.positionEmbedding = positionEmbedding
         c.rotaryBase = rotaryBase
         c.rotaryPercent = rotaryPercent
@@ -77,6 +80,7 @@ public struct ModelArguments: ParsableArguments, Sendable {
         c.addBiasLinear = !disableBiasLinear
         c.addQKVBias = addQKVBias
         c.untieEmbeddingsAndOutputWeights = untieEmbeddingsAndOutputWeights
+        c.applyResidualConnectionPostLayernorm = applyResidualConnectionPostLayernorm
         c.hiddenDropout = hiddenDropout
         c.attentionDropout = attentionDropout
         c.initMethodStd = initMethodStd

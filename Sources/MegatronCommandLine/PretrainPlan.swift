@@ -50,7 +50,7 @@ public struct PretrainPlan: Sendable {
     /// --sequence-parallel, in effect only over more than one tensor-parallel rank (Megatron's).
     public let sequenceParallel: Bool
     public let dataParallel: DistributedDataParallel.Settings
-    public let model: GPTConfig
+    public let model: TransformerConfig
     public let recompute: ActivationRecompute
     public let optimizer: Optimizer.Settings
     public let scheduler: OptimizerParamScheduler

@@ -8,7 +8,7 @@ import MegatronModels
 ///
 /// with q = heads·kv-channels, kv = query-groups·kv-channels, f = ffn, k = 3 under SwiGLU else 2,
 /// V the padded vocabulary.
-public func modelFLOPsPerIteration(_ c: GPTConfig, globalBatchSize: Int, sequenceLength: Int) -> Double {
+public func modelFLOPsPerIteration(_ c: TransformerConfig, globalBatchSize: Int, sequenceLength: Int) -> Double {
     let h = Double(c.hiddenSize), layers = Double(c.numLayers), s = Double(sequenceLength)
     let q = Double(c.numAttentionHeads * c.kvChannels), kv = Double(c.numQueryGroups * c.kvChannels)
     let ffn = Double(c.ffnHiddenSize) * (c.swiglu ? 3 : 2)

@@ -37,7 +37,7 @@ struct BenchDataParallel: ParsableCommand {
         try distributed.launch { world in try options.measure(modelConfig, sequenceLength: seq, world: world) }
     }
 
-    func measure(_ c: GPTConfig, sequenceLength seq: Int, world: any Communicator) throws {
+    func measure(_ c: TransformerConfig, sequenceLength seq: Int, world: any Communicator) throws {
         let groups = try ProcessGroups(world: world, state: distributed.parallelState())
         let device = try device.makeDevice(ranksSharingCores: distributed.ranksPerMachine)
         let model = try GPTModel(config: c, seed: 0, groups: groups, on: device)

@@ -21,8 +21,8 @@ struct BenchGPT: ParsableCommand {
     @Option(name: .customLong("num-query-groups"), help: "Grouped-query attention with this many key/value heads (default: one per attention head).")
     var numQueryGroups: Int?
     @Option(name: .customLong("position-embedding-type"))
-    var positionEmbeddingType = GPTConfig.PositionEmbedding.learnedAbsolute
-    @Option var normalization = GPTConfig.Normalization.layerNorm
+    var positionEmbeddingType = TransformerConfig.PositionEmbedding.learnedAbsolute
+    @Option var normalization = TransformerConfig.Normalization.layerNorm
     @Flag(help: "SwiGLU MLP, with Megatron's default ffn width ⌊(8h/3) / 64⌋·64.") var swiglu = false
     @OptionGroup(title: "Activation recomputation") var recomputation: RecomputeArguments
     @OptionGroup(title: "Mixed precision") var precision: MixedPrecisionArguments
@@ -30,13 +30,13 @@ struct BenchGPT: ParsableCommand {
     var profile = false
 
     /// The GPT-2-shaped benchmark model `name` (tiny, small, 124m), without dropout, and its sequence length.
-    static func benchmarkModel(_ name: String) throws -> (config: GPTConfig, sequenceLength: Int) {
+    static func benchmarkModel(_ name: String) throws -> (config: TransformerConfig, sequenceLength: Int) {
         let shapes = ["tiny": (4, 256, 4, 256), "small": (6, 512, 8, 512), "124m": (12, 768, 12, 1024)]
         guard let (layers, hidden, heads, seq) = shapes[name] else {
             throw ValidationError("--config \(name): expected tiny, small or 124m")
         }
-        var c = GPTConfig(numLayers: layers, hiddenSize: hidden, numAttentionHeads: heads, paddedVocabSize: 50304,
-                          maxPositionEmbeddings: seq)
+        var c = TransformerConfig(numLayers: layers, hiddenSize: hidden, numAttentionHeads: heads, paddedVocabSize: 50304,
+                                  maxPositionEmbeddings: seq)
         c.hiddenDropout = 0
         c.attentionDropout = 0
         return (c, seq)
@@ -50,11 +50,11 @@ struct BenchGPT: ParsableCommand {
 
     func run() throws {
         var (c, seq) = try Self.benchmarkModel(config)
-        if let numQueryGroups { c.numQueryGroups = numQueryGroups }  // checked by GPTModel (GPTConfig.validate)
+        if let numQueryGroups { c.numQueryGroups = numQueryGroups }  // checked by GPTModel (TransformerConfig.validate)
         c.positionEmbedding = positionEmbeddingType
         c.normalization = normalization
         c.swiglu = swiglu
-        if swiglu { c.ffnHiddenSize = GPTConfig.defaultFFNHiddenSize(hiddenSize: c.hiddenSize, swiglu: true) }
+        if swiglu { c.ffnHiddenSize = TransformerConfig.defaultFFNHiddenSize(hiddenSize: c.hiddenSize, swiglu: true) }
         let (layers, hidden) = (c.numLayers, c.hiddenSize)
         let timer = profile ? KernelTimer() : nil
         let device = try device.makeDevice(timer: timer)
@@ -125,7 +125,7 @@ struct BenchGPT: ParsableCommand {
     }
 
     /// The options that differ from GPT-2's architecture, as ", RMSNorm, SwiGLU ffn 2048", or "".
-    func variant(_ c: GPTConfig) -> String {
+    func variant(_ c: TransformerConfig) -> String {
         var parts: [String] = []
         if c.numQueryGroups != c.numAttentionHeads { parts.append("\(c.numQueryGroups) query groups") }
         if c.positionEmbedding != .learnedAbsolute { parts.append(c.positionEmbedding.rawValue) }

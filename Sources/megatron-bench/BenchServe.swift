@@ -88,7 +88,7 @@ struct BenchServe: AsyncParsableCommand {
     }
 
     /// Where decode steps' time goes at batch 1, 4 and 16 (the engine in this thread, a kernel timer on the device).
-    private func profileSteps(_ config: GPTConfig) throws {
+    private func profileSteps(_ config: TransformerConfig) throws {
         let timer = KernelTimer()
         let device = try self.device.makeDevice(timer: timer)
         let model = try GPTModel(config: config, seed: 1, on: device)

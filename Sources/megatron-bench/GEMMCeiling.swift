@@ -18,14 +18,14 @@ final class GEMMCeiling {
         let run: () throws -> Void
     }
 
-    private let config: GPTConfig
+    private let config: TransformerConfig
     private let tokens: Int
     private let device: CPUDevice
     private var layerShapes: [Shape] = []
     /// Each shape's FLOPs and the seconds of its timings, by name ("M×N×K NT").
     private var samples: [String: (flops: Double, seconds: [Double])] = [:]
 
-    init(_ config: GPTConfig, tokens: Int, threads: Int) throws {
+    init(_ config: TransformerConfig, tokens: Int, threads: Int) throws {
         self.config = config
         self.tokens = tokens
         device = CPUDevice(threads: threads)

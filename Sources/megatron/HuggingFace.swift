@@ -27,7 +27,7 @@ struct ImportHF: ParsableCommand {
     func run() throws {
         let source = URL(fileURLWithPath: hfDir)
         let modelType = try HuggingFaceGPT2.modelType(source)
-        let (config, vocabSize, flags): (GPTConfig, Int, String)
+        let (config, vocabSize, flags): (TransformerConfig, Int, String)
         if modelType == "gpt2" {
             let hf = try HuggingFaceGPT2.readConfig(source)
             (config, vocabSize, flags) = (try hf.gptConfig(makeVocabSizeDivisibleBy: makeVocabSizeDivisibleBy), hf.vocabSize, hf.flags)

@@ -78,8 +78,8 @@ func jsonObject(_ response: LoopbackHTTPClient.Response) -> [String: Any] {
 /// a checkpoint: long enough runs to hang up in the middle of, or to shut down under.
 func longContextCheckpoint() throws -> String {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(UUID().uuidString)").path
-    var config = GPTConfig(numLayers: 4, hiddenSize: 256, numAttentionHeads: 4, ffnHiddenSize: 1024,
-                           paddedVocabSize: GPTConfig.paddedVocabSize(100, divisibleBy: 128), maxPositionEmbeddings: 1024)
+    var config = TransformerConfig(numLayers: 4, hiddenSize: 256, numAttentionHeads: 4, ffnHiddenSize: 1024,
+                                   paddedVocabSize: TransformerConfig.paddedVocabSize(100, divisibleBy: 128), maxPositionEmbeddings: 1024)
     config.hiddenDropout = 0
     config.attentionDropout = 0
     let model = try GPTModel(config: config, seed: 5, on: CPUDevice(threads: 1))

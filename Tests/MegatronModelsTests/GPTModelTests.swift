@@ -7,9 +7,9 @@ import Testing
 let device = CPUDevice(threads: 1)
 
 /// A tiny GPT: 2 layers, hidden 16, 4 heads of 4, ffn 24, vocab 40 padded to 64, 8 positions.
-func tinyConfig(_ edit: (inout GPTConfig) -> Void = { _ in }) -> GPTConfig {
-    var c = GPTConfig(numLayers: 2, hiddenSize: 16, numAttentionHeads: 4, ffnHiddenSize: 24,
-                      paddedVocabSize: GPTConfig.paddedVocabSize(40, divisibleBy: 64), maxPositionEmbeddings: 8)
+func tinyConfig(_ edit: (inout TransformerConfig) -> Void = { _ in }) -> TransformerConfig {
+    var c = TransformerConfig(numLayers: 2, hiddenSize: 16, numAttentionHeads: 4, ffnHiddenSize: 24,
+                              paddedVocabSize: TransformerConfig.paddedVocabSize(40, divisibleBy: 64), maxPositionEmbeddings: 8)
     c.hiddenDropout = 0
     c.attentionDropout = 0
     c.initMethodStd = 0.2  // large enough that every path carries gradient
@@ -29,7 +29,7 @@ func samples(_ batch: Int, _ length: Int, vocab: Int = 40, seed: UInt64 = 1) -> 
 }
 
 @Suite struct GPTModelTests {
-    static let variants: [(String, GPTConfig)] = [
+    static let variants: [(String, TransformerConfig)] = [
         ("learned positions, LayerNorm, GELU, biases", tinyConfig()),
         ("RoPE (half of each head), RMSNorm, SwiGLU, 2 query groups, no bias but QKV, untied output", tinyConfig {
             $0.positionEmbedding = .rope; $0.rotaryPercent = 0.5; $0.normalization = .rmsNorm; $0.swiglu = true
@@ -106,9 +106,9 @@ func samples(_ batch: Int, _ length: Int, vocab: Int = 40, seed: UInt64 = 1) -> 
     }
 
     @Test func swigluDefaultsToTwoThirdsOfTheFFNWidthAsMegatron() {
-        #expect(GPTConfig.defaultFFNHiddenSize(hiddenSize: 768, swiglu: false) == 3072)
-        #expect(GPTConfig.defaultFFNHiddenSize(hiddenSize: 768, swiglu: true) == 2048)   // int(3072·2/3 / 64)·64
-        #expect(GPTConfig.defaultFFNHiddenSize(hiddenSize: 4096, swiglu: true) == 10880)  // 10922.67 → 170·64
+        #expect(TransformerConfig.defaultFFNHiddenSize(hiddenSize: 768, swiglu: false) == 3072)
+        #expect(TransformerConfig.defaultFFNHiddenSize(hiddenSize: 768, swiglu: true) == 2048)   // int(3072·2/3 / 64)·64
+        #expect(TransformerConfig.defaultFFNHiddenSize(hiddenSize: 4096, swiglu: true) == 10880)  // 10922.67 → 170·64
     }
 
     @Test func rotaryPercentAboveOneRotatesEveryFeatureAsMegatron() {

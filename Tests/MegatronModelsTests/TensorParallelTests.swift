@@ -28,7 +28,7 @@ import Testing
         let parameters: [Float], gradients: [Float]
         let gradNorm: Double
 
-        init(_ config: GPTConfig) throws {
+        init(_ config: TransformerConfig) throws {
             let whole = try GPTModel(config: config, seed: 7, on: device)
             loss = try whole.forwardBackward(MicroBatch(samples: samples(2, 8), on: device), dropout: TensorParallelTests.dropout).mean
             (layout, parameters, gradients) = (whole.layout, whole.parameters.toFloatArray(), whole.gradients.toFloatArray())

@@ -34,7 +34,7 @@ struct BatchSizeScheduleTests {
     /// then the batch grows; on two data-parallel ranks as on one.
     @Test func trainsWithTheScheduledBatchSizes() throws {
         func run(dp: Int, schedule: BatchSizeSchedule?, iterations: Int) throws -> [(loss: Float, gradNorm: Double)] {
-            let config = GPTConfig(numLayers: 1, hiddenSize: 16, numAttentionHeads: 2, paddedVocabSize: 128, maxPositionEmbeddings: 16)
+            let config = TransformerConfig(numLayers: 1, hiddenSize: 16, numAttentionHeads: 2, paddedVocabSize: 128, maxPositionEmbeddings: 16)
             let data = try MockData(vocabSize: 128, sequenceLength: 16, seed: 5)
             let results = DataParallelTests.Results()
             try InProcessWorld(size: dp).run { world in

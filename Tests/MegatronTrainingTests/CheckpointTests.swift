@@ -10,8 +10,8 @@ import Testing
 /// data-parallel size, as that size's own uninterrupted run would (the same to rounding).
 struct CheckpointTests {
     static let trainIters = 6
-    static let config: GPTConfig = {
-        var config = GPTConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
+    static let config: TransformerConfig = {
+        var config = TransformerConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
         config.hiddenDropout = 0.1
         config.attentionDropout = 0.1
         return config
@@ -36,7 +36,7 @@ struct CheckpointTests {
                     finetune: Bool = false, maxLR: Double = 3e-3,
                     schedulerSettings: Trainer.SchedulerSettingsOnLoad = .mustMatch,
                     precision: @escaping @Sendable (inout Optimizer.Settings) -> Void = { _ in },
-                    config: GPTConfig = config) throws -> Outcome {
+                    config: TransformerConfig = config) throws -> Outcome {
         let data = try MockData(vocabSize: 128, sequenceLength: 16, seed: 5)
         let outcome = Outcome()
         try InProcessWorld(size: dp * tp * pp).run { world in

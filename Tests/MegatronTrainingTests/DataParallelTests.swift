@@ -16,7 +16,7 @@ struct DataParallelTests {
                       optimizerStateBytes: UnsafeMutablePointer<Int>? = nil,
                       validationLog: UnsafeMutablePointer<[String]>? = nil,
                       precision: @escaping @Sendable (inout Optimizer.Settings) -> Void = { _ in }) throws -> [(loss: Float, gradNorm: Double)] {
-        var config = GPTConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
+        var config = TransformerConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
         config.hiddenDropout = 0.1
         config.attentionDropout = 0.1
         let modelConfig = config
@@ -107,7 +107,7 @@ struct DataParallelTests {
     /// Over pipeline stages with tied embeddings, the word embedding each end stage holds is a bucket
     /// of its own, so both stages reduce (and under the distributed optimizer shard) it alike.
     @Test func theSharedWordEmbeddingIsABucketOfItsOwn() throws {
-        let config = GPTConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
+        let config = TransformerConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
         let failures = Failures()
         try InProcessWorld(size: 2).run { pipeline in
             let groups = try ProcessGroups(world: pipeline, state: ParallelState(worldSize: 2, pipelineModelParallelSize: 2))
@@ -127,7 +127,7 @@ struct DataParallelTests {
     }
 
     @Test func bucketsRunInReverseParameterOrderAndCoverTheBuffer() throws {
-        let config = GPTConfig(numLayers: 3, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
+        let config = TransformerConfig(numLayers: 3, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
         let model = try GPTModel(config: config, seed: 1, on: CPUDevice(threads: 1))
         var settings = DistributedDataParallel.Settings()
         settings.overlapGradReduce = true
@@ -152,7 +152,7 @@ struct ShardedGradientNormTests {
     }
 
     static func step(poisonRank: Int?) throws -> (outcomes: [Int: (norm: Double, skipped: Bool)], fullNorm: Double) {
-        let config = GPTConfig(numLayers: 1, hiddenSize: 16, numAttentionHeads: 2, paddedVocabSize: 64, maxPositionEmbeddings: 8)
+        let config = TransformerConfig(numLayers: 1, hiddenSize: 16, numAttentionHeads: 2, paddedVocabSize: 64, maxPositionEmbeddings: 8)
         let outcomes = Outcomes()
         let n = ParameterLayout(config).totalCount
         let gradient: @Sendable (Int) -> Float = { Float($0 % 13) * 1e-3 - 5e-3 }

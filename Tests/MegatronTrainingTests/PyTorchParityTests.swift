@@ -14,7 +14,7 @@ import Testing
 
     struct Fixture {
         let tensors: [String: SafeTensors.Entry]
-        let config: GPTConfig
+        let config: TransformerConfig
         let sequenceLength: Int
         let train: [String: Any]
 
@@ -25,15 +25,15 @@ import Testing
             self.tensors = tensors
             let c = try JSONSerialization.jsonObject(with: Data(metadata["config"]!.utf8)) as! [String: Any]
             train = try JSONSerialization.jsonObject(with: Data(metadata["train"]!.utf8)) as! [String: Any]
-            var config = GPTConfig(numLayers: c["num_layers"] as! Int, hiddenSize: c["hidden_size"] as! Int,
-                                   numAttentionHeads: c["num_attention_heads"] as! Int, numQueryGroups: c["num_query_groups"] as? Int,
-                                   kvChannels: c["kv_channels"] as? Int, ffnHiddenSize: c["ffn_hidden_size"] as? Int,
-                                   paddedVocabSize: c["padded_vocab_size"] as! Int,
-                                   maxPositionEmbeddings: c["max_position_embeddings"] as! Int)
-            config.positionEmbedding = GPTConfig.PositionEmbedding(rawValue: c["position_embedding_type"] as! String)!
+            var config = TransformerConfig(numLayers: c["num_layers"] as! Int, hiddenSize: c["hidden_size"] as! Int,
+                                           numAttentionHeads: c["num_attention_heads"] as! Int, numQueryGroups: c["num_query_groups"] as? Int,
+                                           kvChannels: c["kv_channels"] as? Int, ffnHiddenSize: c["ffn_hidden_size"] as? Int,
+                                           paddedVocabSize: c["padded_vocab_size"] as! Int,
+                                           maxPositionEmbeddings: c["max_position_embeddings"] as! Int)
+            config.positionEmbedding = TransformerConfig.PositionEmbedding(rawValue: c["position_embedding_type"] as! String)!
             config.rotaryBase = Float(c["rotary_base"] as! Double)
             config.rotaryPercent = Float(c["rotary_percent"] as! Double)
-            config.normalization = GPTConfig.Normalization(rawValue: c["normalization"] as! String)!
+            config.normalization = TransformerConfig.Normalization(rawValue: c["normalization"] as! String)!
             config.normEpsilon = Float(c["norm_epsilon"] as! Double)
             config.swiglu = c["swiglu"] as! Bool
             config.addBiasLinear = c["add_bias_linear"] as! Bool

@@ -66,7 +66,7 @@ import Testing
     @Test func scheduledWeightDecayReachesTheOptimizer() throws {
         func train(optimizerWeightDecay: Float, schedule: OptimizerParamScheduler.WeightDecayIncrement?) throws -> [Float] {
             let device = CPUDevice(threads: 1)
-            let c = GPTConfig(numLayers: 1, hiddenSize: 16, numAttentionHeads: 2, paddedVocabSize: 64, maxPositionEmbeddings: 8)
+            let c = TransformerConfig(numLayers: 1, hiddenSize: 16, numAttentionHeads: 2, paddedVocabSize: 64, maxPositionEmbeddings: 8)
             let model = try GPTModel(config: c, seed: 2, on: device)
             let data = try MockData(vocabSize: 64, sequenceLength: 8, seed: 1)
             var optimizer = Optimizer.Settings()
@@ -120,7 +120,7 @@ import Testing
     }
 
     @Test func flopsFormulaMatchesMegatronForGPT2Small() {
-        let c = GPTConfig(numLayers: 12, hiddenSize: 768, numAttentionHeads: 12, paddedVocabSize: 50304, maxPositionEmbeddings: 1024)
+        let c = TransformerConfig(numLayers: 12, hiddenSize: 768, numAttentionHeads: 12, paddedVocabSize: 50304, maxPositionEmbeddings: 1024)
         // 1024 · 6 · (768·3072·2·12 + 12·(768·2304 + 768·768) + 768·50304) + 1024²·12·6·768
         let perToken: Int = 768 * 3072 * 2 * 12 + 12 * (768 * 2304 + 768 * 768) + 768 * 50304
         let core: Int = 1024 * 1024 * 12 * 6 * 768
@@ -130,7 +130,7 @@ import Testing
 
     @Test func trainingReducesLossWithAccumulationAndClipping() throws {
         let device = CPUDevice(threads: 1)
-        var c = GPTConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 32)
+        var c = TransformerConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 32)
         c.hiddenDropout = 0
         c.attentionDropout = 0
         let model = try GPTModel(config: c, seed: 1, on: device)

@@ -104,7 +104,7 @@ struct TensorBoardWriterTests {
     @Test func aTrainingRunWritesMegatronsScalars() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tensorboard-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let config = GPTConfig(numLayers: 1, hiddenSize: 16, numAttentionHeads: 2, paddedVocabSize: 128, maxPositionEmbeddings: 8)
+        let config = TransformerConfig(numLayers: 1, hiddenSize: 16, numAttentionHeads: 2, paddedVocabSize: 128, maxPositionEmbeddings: 8)
         let model = try GPTModel(config: config, seed: 1, on: CPUDevice(threads: 1))
         var settings = Trainer.Settings(trainIters: 4, microBatchSize: 1, globalBatchSize: 2, sequenceLength: 8)
         settings.logInterval = 2

@@ -11,8 +11,8 @@ struct TrainerLossTests {
     static let eod: Int32 = 0
     static let sequenceLength = 8
 
-    static func config() -> GPTConfig {
-        var c = GPTConfig(numLayers: 1, hiddenSize: 16, numAttentionHeads: 2, paddedVocabSize: 32, maxPositionEmbeddings: 8)
+    static func config() -> TransformerConfig {
+        var c = TransformerConfig(numLayers: 1, hiddenSize: 16, numAttentionHeads: 2, paddedVocabSize: 32, maxPositionEmbeddings: 8)
         c.hiddenDropout = 0
         c.attentionDropout = 0
         return c

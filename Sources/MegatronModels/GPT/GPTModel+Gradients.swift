@@ -44,18 +44,7 @@ extension GPTModel {
         let group = tensorParallel.group
         guard sequenceParallel, group.size > 1 else { return }
         let entries = layout.entries.filter { !$0.isSharded && $0.name != "embedding.position_embeddings.weight" }
-        let packed = try Tensor(shape: [entries.reduce(0) { $0 + $1.count }], on: device, zeroed: false)
-        var offset = 0
-        for e in entries {
-            (packed.floats + offset).update(from: gradients.floats + e.offset, count: e.count)
-            offset += e.count
-        }
-        try group.allReduce(UnsafeMutableBufferPointer(start: packed.floats, count: packed.count), op: .sum)
-        offset = 0
-        for e in entries {
-            (gradients.floats + e.offset).update(from: packed.floats + offset, count: e.count)
-            offset += e.count
-        }
+        try layout.allReduce(entries, of: gradients, over: group, on: device)
     }
 
     /// Sets every gradient to zero (before an iteration's first micro-batch).

@@ -19,7 +19,7 @@ import MegatronParallel
 /// proj [T, h] + residual → norm → fc1 [T, f or 2f] → GELU / SwiGLU [T, f] → fc2 [T, h] + residual
 /// → final norm → logits [T, vocab].
 public final class GPTModel: @unchecked Sendable {
-    public let config: GPTConfig
+    public let config: TransformerConfig
     public let layout: ParameterLayout
     public let device: CPUDevice
     /// The run's process groups; the model communicates over the tensor- and pipeline-parallel ones.
@@ -51,7 +51,7 @@ public final class GPTModel: @unchecked Sendable {
     /// seed the parameters are left zero, for a model about to be loaded from a checkpoint. Under
     /// tensor parallelism, this rank's shard of the same model; under pipeline parallelism, this
     /// rank's stage of it.
-    public init(config: GPTConfig, seed: UInt64?, groups: ProcessGroups? = nil, on device: CPUDevice) throws {
+    public init(config: TransformerConfig, seed: UInt64?, groups: ProcessGroups? = nil, on device: CPUDevice) throws {
         try config.validate()
         let groups = try groups ?? .single()
         self.groups = groups
@@ -67,11 +67,11 @@ public final class GPTModel: @unchecked Sendable {
         (embedding, layers, finalLayerNorm, outputLayer) = try Self.modules(config, layout: layout, parameters: parameters,
                                                                             gradients: gradients, tensorParallel: tensorParallel,
                                                                             on: device)
-        if let seed { initialize(seed: seed) }
+        if let seed { layout.initialize(parameters, seed: seed, wholeLayout: ParameterLayout(config), config: config) }
     }
 
     /// This rank's modules over views of the two flat buffers.
-    private static func modules(_ config: GPTConfig, layout: ParameterLayout, parameters: Tensor, gradients: Tensor,
+    private static func modules(_ config: TransformerConfig, layout: ParameterLayout, parameters: Tensor, gradients: Tensor,
                                 tensorParallel: TensorParallel, on device: CPUDevice) throws
         -> (LanguageModelEmbedding?, [TransformerLayer], Norm?, ColumnParallelLinear?) {
         let views = ParameterViews(layout: layout, parameters: parameters, gradients: gradients)
@@ -85,7 +85,8 @@ public final class GPTModel: @unchecked Sendable {
                                    positionEmbeddings: try views.optional("embedding.position_embeddings.weight"), device: device)
         } : nil
         let layers = try PipelineStage.layers(config, stage: layout.pipelineStage, of: layout.pipelineStages).map {
-            try TransformerLayer(config, number: $0, views: views, rotary: rotary, tensorParallel: tensorParallel, on: device)
+            try TransformerLayer(config, number: $0, prefix: "decoder.layers.\($0).", views: views, rotary: rotary,
+                                 tensorParallel: tensorParallel, on: device)
         }
         guard let finalWeight = try views.optional("decoder.final_layernorm.weight") else { return (embedding, layers, nil, nil) }
         let finalLayerNorm = Norm(kind: config.normalization, epsilon: config.normEpsilon, weight: finalWeight,
@@ -93,36 +94,6 @@ public final class GPTModel: @unchecked Sendable {
         let outputLayer = ColumnParallelLinear(weight: try views.optional("output_layer.weight") ?? views("embedding.word_embeddings.weight"),
                                                bias: nil, skipBiasAdd: false, tensorParallel: tensorParallel, device: device)
         return (embedding, layers, finalLayerNorm, outputLayer)
-    }
-
-    private func initialize(seed: UInt64) {
-        let sigma = config.initMethodStd
-        let scaled = sigma / (2 * Float(config.numLayers)).squareRoot()
-        // Each parameter draws from the stream of its index in the whole model, whatever this rank holds.
-        let streams = Dictionary(uniqueKeysWithValues: ParameterLayout(config).entries.enumerated().map { ($1.name, UInt64($0)) })
-        for entry in layout.entries {
-            // A shard is cut from the whole tensor's draw, so every layout starts from the same model.
-            let wholeCount = entry.wholeShape.reduce(1, *)
-            let values = entry.isSharded ? .allocate(capacity: wholeCount)
-                : UnsafeMutableBufferPointer(start: parameters.floats + entry.offset, count: entry.count)
-            defer {
-                if entry.isSharded {
-                    for piece in entry.pieces {
-                        (parameters.floats + entry.offset + piece.local).update(from: values.baseAddress! + piece.whole, count: piece.count)
-                    }
-                    values.deallocate()
-                }
-            }
-            if entry.name.hasSuffix(".bias") {
-                values.update(repeating: 0)
-            } else if entry.name.hasSuffix("layernorm.weight") {
-                values.update(repeating: 1)
-            } else {
-                let std = entry.name.hasSuffix("linear_proj.weight") || entry.name.hasSuffix("linear_fc2.weight") ? scaled : sigma
-                var normal = GaussianStream(seed: seed, stream: streams[entry.name]!)
-                for i in values.indices { values[i] = std * normal.next() }
-            }
-        }
     }
 
     // MARK: forward and backward

@@ -34,7 +34,7 @@ public final class PagedKeyValueCache {
     }
 
     /// Bytes one block takes: keys and values of every layer, fp32.
-    public static func bytesPerBlock(_ config: GPTConfig, tensorParallelSize: Int = 1, blockSize: Int) -> Int {
+    public static func bytesPerBlock(_ config: TransformerConfig, tensorParallelSize: Int = 1, blockSize: Int) -> Int {
         2 * config.numLayers * blockSize * config.numQueryGroups / tensorParallelSize * config.kvChannels * MemoryLayout<Float>.size
     }
 

@@ -13,7 +13,7 @@ struct Norm {
         case rmsNorm(rstd: Tensor)
     }
 
-    let kind: GPTConfig.Normalization
+    let kind: TransformerConfig.Normalization
     let epsilon: Float
     let weight: Parameter
     /// LayerNorm's bias; RMSNorm has none.

@@ -15,7 +15,7 @@ struct ParameterViews {
 
     /// The parameter `name`, which this rank's layout must hold.
     func callAsFunction(_ name: String) throws -> Parameter {
-        guard let p = try optional(name) else { throw TensorError("GPT model: no parameter \(name)") }
+        guard let p = try optional(name) else { throw TensorError("model: no parameter \(name)") }
         return p
     }
 

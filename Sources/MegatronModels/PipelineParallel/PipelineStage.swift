@@ -20,8 +20,8 @@ public struct PipelineStage: Sendable {
     public var isFirst: Bool { index == 0 }
     public var isLast: Bool { index == count - 1 }
 
-    /// The layers stage `index` of `count` holds of `config`'s (split as `GPTConfig.validate` checks).
-    public static func layers(_ config: GPTConfig, stage index: Int, of count: Int) -> Range<Int> {
+    /// The layers stage `index` of `count` holds of `config`'s (split as `TransformerConfig.validate` checks).
+    public static func layers(_ config: TransformerConfig, stage index: Int, of count: Int) -> Range<Int> {
         let first = count > 1 ? config.numLayersInFirstPipelineStage : nil, last = count > 1 ? config.numLayersInLastPipelineStage : nil
         let middleStages = count - (first == nil ? 0 : 1) - (last == nil ? 0 : 1)
         let middle = middleStages > 0 ? (config.numLayers - (first ?? 0) - (last ?? 0)) / middleStages : 0

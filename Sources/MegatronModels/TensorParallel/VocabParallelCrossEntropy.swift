@@ -11,6 +11,19 @@ import MegatronCore
 ///     loss_t = m_t + log S_t − z_t[target_t]
 ///     ∂loss_t/∂z_tj = exp(z_tj − m_t) / S_t − [j = target_t], each rank for its own columns.
 enum VocabParallelCrossEntropy {
+    /// Per-token losses [rows] of this rank's logits [rows, V/t] of a vocabulary of `vocabSize` split
+    /// over `tensorParallel` (on one rank, `CrossEntropy`'s); with `gradWeights`, the logits are
+    /// overwritten by their weighted gradient.
+    static func losses(logits: Tensor, targets: Tensor, vocabSize: Int, gradWeights: Tensor?, tensorParallel: TensorParallel,
+                       on device: CPUDevice) throws -> Tensor {
+        guard tensorParallel.size > 1 else {
+            return try gradWeights.map { try CrossEntropy.forwardBackward(logits: logits, targets: targets, gradWeights: $0, on: device) }
+                ?? CrossEntropy.forward(logits: logits, targets: targets, on: device)
+        }
+        return try run(logits: logits, targets: targets, vocabStart: tensorParallel.rank * vocabSize / tensorParallel.size,
+                       vocabSize: vocabSize, gradWeights: gradWeights, tensorParallel: tensorParallel, on: device)
+    }
+
     /// Losses [rows] for local logits [rows, V/t] and targets [rows] in the whole vocabulary; with
     /// `gradWeights`, the logits are overwritten by gradWeights[t]·∂loss_t/∂z (as `CrossEntropy`).
     static func run(logits: Tensor, targets: Tensor, vocabStart: Int, vocabSize: Int, gradWeights: Tensor?,

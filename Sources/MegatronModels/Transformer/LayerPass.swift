@@ -7,6 +7,8 @@ struct LayerPass {
     let positions: Tensor
     /// Per token, the first key it may attend to [T] (attention kept within documents); nil: causal.
     let firstKeys: Tensor?
+    /// Bidirectional attention (an encoder's): per sequence, the keys before its padding; nil: causal.
+    var keyCounts: [Int]? = nil
     /// This rank's heads in the fused QKV activation of the pass's tokens.
     let attention: AttentionLayout
     /// The attention scale 1/√d.

@@ -5,7 +5,7 @@ import MegatronCore
 /// the output projection (row-parallel). With d = kv-channels, t ranks, x the normalised input:
 ///
 ///     qkv     = linear_qkv(x)                          [T, (heads + 2·groups)/t · d], Megatron's fused layout
-///     context = softmax(scale·q·kᵀ + causal mask)·v    [T, heads/t · d]; per row log-sum-exp [B, heads/t, s]
+///     context = softmax(scale·q·kᵀ + mask)·v          [T, heads/t · d]; per row log-sum-exp [B, heads/t, s]
 ///     output  = linear_proj(context)                   [T, h] summed over the group, without linear_proj's
 ///                                                      bias (the layer's bias-dropout-add adds it)
 struct SelfAttention {
@@ -40,7 +40,8 @@ struct SelfAttention {
         if let cache = pass.cache {
             return (try cache.attend(qkv, layout: pass.attention, scale: pass.scale, layer: layer, on: device), nil)
         }
-        let (context, lse) = try Attention.forward(qkv: qkv, layout: pass.attention, scale: pass.scale, firstKeys: pass.firstKeys,
+        let (context, lse) = try Attention.forward(qkv: qkv, layout: pass.attention, scale: pass.scale, causal: pass.keyCounts == nil,
+                                                   firstKeys: pass.firstKeys, keyCounts: pass.keyCounts,
                                                    dropout: pass.attentionDropout, rng: dropoutStream(pass), heads: heads, on: device)
         return (context, lse)
     }
@@ -51,7 +52,7 @@ struct SelfAttention {
         guard let lse = a.lse else { throw TensorError("layer \(layer): a pass through the key/value cache has no backward") }
         let dContext = try linearProj.backward(dOutput, input: a.context, rows: pass.rows)
         let dQKV = try Attention.backward(dContext, qkv: a.qkv, context: a.context, lse: lse, layout: pass.attention, scale: pass.scale,
-                                          firstKeys: pass.firstKeys, dropout: pass.attentionDropout, rng: dropoutStream(pass),
+                                          causal: pass.keyCounts == nil, firstKeys: pass.firstKeys, keyCounts: pass.keyCounts, dropout: pass.attentionDropout, rng: dropoutStream(pass),
                                           heads: heads, on: device)
         try rotary?.apply(to: dQKV, headOffsets: pass.attention.queryOffsets + pass.attention.keyOffsets, positions: pass.positions,
                           inverse: true, on: device)

@@ -1,10 +1,14 @@
 import MegatronCore
 
-/// One of the decoder's transformer layers (Megatron's TransformerLayer, pre-norm), in two halves,
-/// each a sub-layer between a norm and a bias-dropout-add on the residual stream:
+/// One transformer layer (Megatron's TransformerLayer, pre-norm) of a GPT decoder or a BERT
+/// encoder, in two halves, each a sub-layer between a norm and a bias-dropout-add on the residual
+/// stream:
 ///
 ///     x1 = x  + dropout(self_attention(input_layernorm(x)) + b_proj)     attention half
 ///     x2 = x1 + dropout(mlp(pre_mlp_layernorm(x1)) + b_fc2)              MLP half
+///
+/// or, under --apply-residual-connection-post-layernorm, with the norm's output as the residual:
+/// x1 = n + dropout(self_attention(n) + b_proj), n = input_layernorm(x), and the same for the MLP.
 ///
 /// x, x1 and x2 are [rows, h]: all T token rows, or this rank's T/t under sequence parallelism, the
 /// norms' outputs being gathered to every row for the column-parallel layer that starts each
@@ -17,6 +21,8 @@ struct TransformerLayer {
     let selfAttention: SelfAttention
     let preMLPLayerNorm: Norm
     let mlp: MLP
+    /// Whether each half's residual is its norm's output rather than its input.
+    let residualIsNormOutput: Bool
     let device: CPUDevice
 
     /// What one half's backward needs from its forward.
@@ -60,29 +66,35 @@ struct TransformerLayer {
         try halfBackward(dx2, a, preMLPLayerNorm, mlp, site: .mlpOutput, pass: pass)
     }
 
-    /// out = x + dropout(sublayer(norm(x)) + b), b the bias of the sub-layer's last (row-parallel) layer.
+    /// out = x + dropout(sublayer(norm(x)) + b), b the bias of the sub-layer's last (row-parallel)
+    /// layer (or norm(x) + …, the residual being the norm's output of this rank's rows).
     private func halfForward<S: TransformerSublayer>(_ x: Tensor, _ norm: Norm, _ sublayer: S, site: DropoutKey.Site,
                                                     pass: LayerPass) throws -> (output: Tensor, activations: Half<S.Activations>) {
-        let (normed, normSaved) = try normalize(x, norm, for: sublayer, pass: pass)
+        let (rows, normSaved) = try norm.forward(x)
+        let normed = try sublayer.inputLinear.gatherInput(rows, pass.rows)
         let (y, core) = try sublayer.forward(normed, pass: pass)
-        let output = try BiasDropoutAdd.forward(y, bias: sublayer.outputLinear.bias?.value, residual: x, probability: pass.hiddenDropout,
+        let output = try BiasDropoutAdd.forward(y, bias: sublayer.outputLinear.bias?.value, residual: residualIsNormOutput ? rows : x,
+                                                probability: pass.hiddenDropout,
                                                 rng: pass.dropout.stream(layer: number, site: site), firstRow: pass.rows.first,
                                                 on: device)
         return (output, Half(input: x, norm: normed, normSaved: normSaved, core: core))
     }
 
-    /// ∂x = ∂out + ∂(sublayer ∘ norm)ᵀ·∂out, the sum written into `dOutput`.
+    /// ∂x = ∂out + ∂(sublayer ∘ norm)ᵀ·∂out, the sum written into `dOutput`; with the norm's output
+    /// as the residual, ∂x = ∂normᵀ·(∂out + ∂sublayerᵀ·∂out).
     private func halfBackward<S: TransformerSublayer>(_ dOutput: Tensor, _ a: Half<S.Activations>, _ norm: Norm, _ sublayer: S,
                                                      site: DropoutKey.Site, pass: LayerPass) throws -> Tensor {
         let dy = try BiasDropoutAdd.backward(dOutput, gradBias: sublayer.outputLinear.bias?.gradient, probability: pass.hiddenDropout,
                                              rng: pass.dropout.stream(layer: number, site: site), firstRow: pass.rows.first,
                                              on: device)
         let dNorm = try sublayer.backward(dy, input: a.norm, activations: a.core, pass: pass)
-        return try norm.backward(dNorm, input: a.input, saved: a.normSaved, accumulatingInto: dOutput)
+        guard residualIsNormOutput else { return try norm.backward(dNorm, input: a.input, saved: a.normSaved, accumulatingInto: dOutput) }
+        try Elementwise.axpy(dNorm, dOutput, alpha: 1, on: device)
+        return try norm.backward(dNorm, input: a.input, saved: a.normSaved)
     }
 
-    /// norm(x), gathered to every row for the sub-layer's first layer (run again by selective
-    /// recomputation of the norms).
+    /// norm(x), gathered to every row for the sub-layer's first layer, as `halfForward` computes it
+    /// (run again by selective recomputation of the norms).
     func normalize<S: TransformerSublayer>(_ x: Tensor, _ norm: Norm, for sublayer: S, pass: LayerPass) throws -> (Tensor, Norm.Saved) {
         let (rows, saved) = try norm.forward(x)
         return (try sublayer.inputLinear.gatherInput(rows, pass.rows), saved)
@@ -90,11 +102,12 @@ struct TransformerLayer {
 }
 
 extension TransformerLayer {
-    /// Layer `number` of `config` over the parameters `views` holds (Megatron-core's names), with
-    /// this rank's share of the tensor-parallel layers.
-    init(_ config: GPTConfig, number: Int, views: ParameterViews, rotary: RotaryEmbedding?, tensorParallel: TensorParallel,
-         on device: CPUDevice) throws {
-        let p = "decoder.layers.\(number)."
+    /// Layer `number` of `config` over the parameters `views` holds under `prefix` (Megatron-core's
+    /// names: "decoder.layers.3.", "encoder.layers.3."), with this rank's share of the
+    /// tensor-parallel layers.
+    init(_ config: TransformerConfig, number: Int, prefix: String, views: ParameterViews, rotary: RotaryEmbedding?,
+         tensorParallel: TensorParallel, on device: CPUDevice) throws {
+        let p = prefix
         func norm(_ name: String) throws -> Norm {
             Norm(kind: config.normalization, epsilon: config.normEpsilon, weight: try views(p + name + ".weight"),
                  bias: try views.optional(p + name + ".bias"), device: device)
@@ -110,6 +123,7 @@ extension TransformerLayer {
         let localHeads = config.numAttentionHeads / tensorParallel.size
         self.number = number
         self.device = device
+        residualIsNormOutput = config.applyResidualConnectionPostLayernorm
         inputLayerNorm = try norm("input_layernorm")
         selfAttention = SelfAttention(layer: number, linearQKV: try column("self_attention.linear_qkv"),
                                       linearProj: try row("self_attention.linear_proj"), rotary: rotary,

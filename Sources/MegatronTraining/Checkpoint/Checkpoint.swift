@@ -37,12 +37,12 @@ public enum Checkpoint {
         /// consumed when updates were skipped); nil with no optimizer state.
         public var scheduler: OptimizerParamScheduler?
         /// The network the parameters belong to, under Megatron's argument names.
-        public var model: GPTConfig
+        public var model: TransformerConfig
         /// The dynamic loss scaler's state (--fp16), nil without one.
         public var gradScaler: GradScaler?
 
         public init(iteration: Int, consumedTrainSamples: Int, consumedValidSamples: Int, optimizer: String?, optimizerStep: Int,
-                    scheduler: OptimizerParamScheduler?, model: GPTConfig, gradScaler: GradScaler? = nil) {
+                    scheduler: OptimizerParamScheduler?, model: TransformerConfig, gradScaler: GradScaler? = nil) {
             self.iteration = iteration
             self.consumedTrainSamples = consumedTrainSamples
             self.consumedValidSamples = consumedValidSamples

@@ -21,10 +21,10 @@ public enum HuggingFaceGPT2 {
 
         /// The Megatron model of this architecture (GPT-2: learned positions, LayerNorm, biases, the
         /// tanh GELU, ffn 4h, tied output layer), its vocabulary padded to a multiple of `divisibleBy`.
-        public func gptConfig(makeVocabSizeDivisibleBy divisibleBy: Int = 128) throws -> GPTConfig {
-            var config = GPTConfig(numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
-                                   paddedVocabSize: GPTConfig.paddedVocabSize(vocabSize, divisibleBy: divisibleBy),
-                                   maxPositionEmbeddings: maxPositionEmbeddings)
+        public func gptConfig(makeVocabSizeDivisibleBy divisibleBy: Int = 128) throws -> TransformerConfig {
+            var config = TransformerConfig(numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
+                                           paddedVocabSize: TransformerConfig.paddedVocabSize(vocabSize, divisibleBy: divisibleBy),
+                                           maxPositionEmbeddings: maxPositionEmbeddings)
             config.normEpsilon = normEpsilon
             try config.validate()
             return config
@@ -137,7 +137,7 @@ public enum HuggingFaceGPT2 {
     /// Copies the weights of the Hugging Face model in `directory` (`model.safetensors` or its
     /// shards, keys with or without the `transformer.` prefix) into `parameters`, laid out by
     /// `config`'s ParameterLayout; `config` must be `readConfig(directory).gptConfig(…)`.
-    public static func importWeights(from directory: URL, config: GPTConfig, into parameters: UnsafeMutablePointer<Float>) throws {
+    public static func importWeights(from directory: URL, config: TransformerConfig, into parameters: UnsafeMutablePointer<Float>) throws {
         let weights = try HuggingFaceWeights(directory: directory, stripPrefix: "transformer.")
         let h = config.hiddenSize, d = config.kvChannels
         for entry in ParameterLayout(config).entries {
@@ -165,7 +165,7 @@ public enum HuggingFaceGPT2 {
     /// Writes `parameters` (laid out by `config`) as a Hugging Face GPT-2 directory: `config.json`
     /// for `vocabSize` tokens (the padding rows dropped) and `model.safetensors`, keys prefixed
     /// `transformer.` as GPT2LMHeadModel.save_pretrained writes them.
-    public static func exportWeights(_ parameters: UnsafePointer<Float>, config: GPTConfig, vocabSize: Int, to directory: URL) throws {
+    public static func exportWeights(_ parameters: UnsafePointer<Float>, config: TransformerConfig, vocabSize: Int, to directory: URL) throws {
         guard config.positionEmbedding == .learnedAbsolute, config.normalization == .layerNorm, !config.swiglu,
               config.addBiasLinear, config.numQueryGroups == config.numAttentionHeads,
               config.kvChannels * config.numAttentionHeads == config.hiddenSize, config.ffnHiddenSize == 4 * config.hiddenSize,

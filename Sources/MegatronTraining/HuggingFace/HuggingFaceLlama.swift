@@ -55,11 +55,11 @@ public enum HuggingFaceLlama {
         public var addQKVBias: Bool
 
         /// The Megatron model of this architecture, its vocabulary padded to a multiple of `divisibleBy`.
-        public func gptConfig(makeVocabSizeDivisibleBy divisibleBy: Int = 128) throws -> GPTConfig {
-            var config = GPTConfig(numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
-                                   numQueryGroups: numQueryGroups, kvChannels: kvChannels, ffnHiddenSize: ffnHiddenSize,
-                                   paddedVocabSize: GPTConfig.paddedVocabSize(vocabSize, divisibleBy: divisibleBy),
-                                   maxPositionEmbeddings: maxPositionEmbeddings)
+        public func gptConfig(makeVocabSizeDivisibleBy divisibleBy: Int = 128) throws -> TransformerConfig {
+            var config = TransformerConfig(numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
+                                           numQueryGroups: numQueryGroups, kvChannels: kvChannels, ffnHiddenSize: ffnHiddenSize,
+                                           paddedVocabSize: TransformerConfig.paddedVocabSize(vocabSize, divisibleBy: divisibleBy),
+                                           maxPositionEmbeddings: maxPositionEmbeddings)
             config.positionEmbedding = .rope
             config.rotaryBase = rotaryBase
             config.ropeScalingFactor = ropeScalingFactor
@@ -231,7 +231,7 @@ public enum HuggingFaceLlama {
     }
 
     /// Row r of Megatron's fused QKV (of (heads + 2·groups)·d) as (0 q, 1 k, 2 v; row in that tensor).
-    static func qkvSource(_ row: Int, _ config: GPTConfig) -> (part: Int, row: Int) {
+    static func qkvSource(_ row: Int, _ config: TransformerConfig) -> (part: Int, row: Int) {
         let d = config.kvChannels, headsPerGroup = config.numAttentionHeads / config.numQueryGroups
         let perGroup = (headsPerGroup + 2) * d, group = row / perGroup, offset = row % perGroup
         if offset < headsPerGroup * d { return (0, group * headsPerGroup * d + offset) }
@@ -241,7 +241,7 @@ public enum HuggingFaceLlama {
 
     /// Copies the weights of the model in `directory` into `parameters`, laid out by `config`'s
     /// ParameterLayout; `config` must be `readConfig(directory).gptConfig(…)`.
-    public static func importWeights(from directory: URL, config: GPTConfig, into parameters: UnsafeMutablePointer<Float>) throws {
+    public static func importWeights(from directory: URL, config: TransformerConfig, into parameters: UnsafeMutablePointer<Float>) throws {
         let weights = try HuggingFaceWeights(directory: directory)
         let d = config.kvChannels, columns = { (entry: ParameterLayout.Entry) in entry.shape.dropFirst().reduce(1, *) }
         for entry in ParameterLayout(config).entries {
@@ -274,7 +274,7 @@ public enum HuggingFaceLlama {
     /// Writes `parameters` (laid out by `config`) as a Hugging Face model of `family`: `config.json`
     /// for `vocabSize` tokens (the padding rows dropped) and `model.safetensors` (fp32), the
     /// tensors transformers' `from_pretrained` loads.
-    public static func exportWeights(_ parameters: UnsafePointer<Float>, config: GPTConfig, family: Family, vocabSize: Int,
+    public static func exportWeights(_ parameters: UnsafePointer<Float>, config: TransformerConfig, family: Family, vocabSize: Int,
                                      to directory: URL) throws {
         try checkExportable(config, as: family)
         guard vocabSize >= 1, vocabSize <= config.paddedVocabSize else {
@@ -331,7 +331,7 @@ public enum HuggingFaceLlama {
     }
 
     /// Throws naming what keeps `config` from being a model of `family`.
-    static func checkExportable(_ config: GPTConfig, as family: Family) throws {
+    static func checkExportable(_ config: TransformerConfig, as family: Family) throws {
         let biases: (all: Bool, qkvOnly: Bool) = switch family {
         case .llama: (config.addBiasLinear, false)
         case .mistral: (false, false)
@@ -349,5 +349,5 @@ public enum HuggingFaceLlama {
     }
 
     /// The family a checkpoint's architecture exports as: Qwen2 with QKV-only biases, else Llama.
-    public static func family(of config: GPTConfig) -> Family { config.addQKVBias && !config.addBiasLinear ? .qwen2 : .llama }
+    public static func family(of config: TransformerConfig) -> Family { config.addQKVBias && !config.addBiasLinear ? .qwen2 : .llama }
 }

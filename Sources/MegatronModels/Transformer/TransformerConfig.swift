@@ -1,7 +1,8 @@
 import MegatronCore
 
-/// The architecture of a GPT model, with Megatron-LM's option names and defaults.
-public struct GPTConfig: Sendable, Equatable, Codable {
+/// The architecture of a transformer language model, with Megatron-LM's option names and defaults:
+/// a GPT decoder's, or a BERT encoder's (`BertConfig` adds its heads).
+public struct TransformerConfig: Sendable, Equatable, Codable {
     public enum PositionEmbedding: String, Sendable, CaseIterable, Codable { case learnedAbsolute = "learned_absolute", rope }
     public enum Normalization: String, Sendable, CaseIterable, Codable { case layerNorm = "LayerNorm", rmsNorm = "RMSNorm" }
 
@@ -32,6 +33,11 @@ public struct GPTConfig: Sendable, Equatable, Codable {
     /// A bias on the QKV projection even when `addBiasLinear` is false (`--add-qkv-bias`).
     public var addQKVBias = false
     public var untieEmbeddingsAndOutputWeights = false
+    /// Megatron's --apply-residual-connection-post-layernorm: each sub-layer's residual is its norm's
+    /// output instead of its input, out = norm(x) + f(norm(x)). With the final norm that is the
+    /// original, post-norm BERT (each of its norms one place later: the embeddings' is layer 0's
+    /// input norm).
+    public var applyResidualConnectionPostLayernorm = false
     public var hiddenDropout: Float = 0.1
     public var attentionDropout: Float = 0.1
     public var initMethodStd: Float = 0.02
@@ -51,6 +57,7 @@ public struct GPTConfig: Sendable, Equatable, Codable {
         case normalization, normEpsilon = "norm_epsilon", swiglu, biasGELUFusion = "bias_gelu_fusion"
         case addBiasLinear = "add_bias_linear", addQKVBias = "add_qkv_bias"
         case untieEmbeddingsAndOutputWeights = "untie_embeddings_and_output_weights"
+        case applyResidualConnectionPostLayernorm = "apply_residual_connection_post_layernorm"
         case hiddenDropout = "hidden_dropout", attentionDropout = "attention_dropout", initMethodStd = "init_method_std"
         case numLayersInFirstPipelineStage = "decoder_first_pipeline_num_layers"
         case numLayersInLastPipelineStage = "decoder_last_pipeline_num_layers"
@@ -58,8 +65,8 @@ public struct GPTConfig: Sendable, Equatable, Codable {
 
     /// The fields in which `other` describes another network (dropout and initialisation aside),
     /// each as "name: ours vs other's", by Megatron's argument names.
-    public func architectureDifferences(from other: GPTConfig) -> [String] {
-        func field<T: Equatable>(_ key: CodingKeys, _ path: KeyPath<GPTConfig, T>) -> String? {
+    public func architectureDifferences(from other: TransformerConfig) -> [String] {
+        func field<T: Equatable>(_ key: CodingKeys, _ path: KeyPath<TransformerConfig, T>) -> String? {
             self[keyPath: path] == other[keyPath: path] ? nil : "\(key.rawValue) \(self[keyPath: path]) vs \(other[keyPath: path])"
         }
         return [field(.numLayers, \.numLayers), field(.hiddenSize, \.hiddenSize), field(.numAttentionHeads, \.numAttentionHeads),
@@ -70,7 +77,39 @@ public struct GPTConfig: Sendable, Equatable, Codable {
                     : "rope_scaling_factor \(self.ropeScalingFactor.map { "\($0)" } ?? "none") vs \(other.ropeScalingFactor.map { "\($0)" } ?? "none")",
                 field(.normalization, \.normalization), field(.normEpsilon, \.normEpsilon), field(.swiglu, \.swiglu),
                 field(.biasGELUFusion, \.biasGELUFusion), field(.addBiasLinear, \.addBiasLinear), field(.addQKVBias, \.addQKVBias),
-                field(.untieEmbeddingsAndOutputWeights, \.untieEmbeddingsAndOutputWeights)].compactMap { $0 }
+                field(.untieEmbeddingsAndOutputWeights, \.untieEmbeddingsAndOutputWeights),
+                field(.applyResidualConnectionPostLayernorm, \.applyResidualConnectionPostLayernorm)].compactMap { $0 }
+    }
+
+    /// Decodes a checkpoint's configuration; options added after it was written take their defaults.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(numLayers: try c.decode(Int.self, forKey: .numLayers), hiddenSize: try c.decode(Int.self, forKey: .hiddenSize),
+                  numAttentionHeads: try c.decode(Int.self, forKey: .numAttentionHeads),
+                  numQueryGroups: try c.decode(Int.self, forKey: .numQueryGroups), kvChannels: try c.decode(Int.self, forKey: .kvChannels),
+                  ffnHiddenSize: try c.decode(Int.self, forKey: .ffnHiddenSize),
+                  paddedVocabSize: try c.decode(Int.self, forKey: .paddedVocabSize),
+                  maxPositionEmbeddings: try c.decode(Int.self, forKey: .maxPositionEmbeddings))
+        func read<T: Decodable>(_ path: WritableKeyPath<TransformerConfig, T>, _ key: CodingKeys) throws {
+            if let value = try c.decodeIfPresent(T.self, forKey: key) { self[keyPath: path] = value }
+        }
+        try read(\.positionEmbedding, .positionEmbedding)
+        try read(\.rotaryBase, .rotaryBase)
+        try read(\.rotaryPercent, .rotaryPercent)
+        ropeScalingFactor = try c.decodeIfPresent(Float.self, forKey: .ropeScalingFactor)
+        try read(\.normalization, .normalization)
+        try read(\.normEpsilon, .normEpsilon)
+        try read(\.swiglu, .swiglu)
+        try read(\.biasGELUFusion, .biasGELUFusion)
+        try read(\.addBiasLinear, .addBiasLinear)
+        try read(\.addQKVBias, .addQKVBias)
+        try read(\.untieEmbeddingsAndOutputWeights, .untieEmbeddingsAndOutputWeights)
+        try read(\.applyResidualConnectionPostLayernorm, .applyResidualConnectionPostLayernorm)
+        try read(\.hiddenDropout, .hiddenDropout)
+        try read(\.attentionDropout, .attentionDropout)
+        try read(\.initMethodStd, .initMethodStd)
+        numLayersInFirstPipelineStage = try c.decodeIfPresent(Int.self, forKey: .numLayersInFirstPipelineStage)
+        numLayersInLastPipelineStage = try c.decodeIfPresent(Int.self, forKey: .numLayersInLastPipelineStage)
     }
 
     public init(numLayers: Int, hiddenSize: Int, numAttentionHeads: Int, numQueryGroups: Int? = nil, kvChannels: Int? = nil,

@@ -1,4 +1,7 @@
-/// Where every parameter of a GPT model lives in the flat parameter buffer (and, at the same
+import MegatronCore
+import MegatronParallel
+
+/// Where every parameter of a model (GPT's, BERT's) lives in the flat parameter buffer (and, at the same
 /// offsets, in the gradient buffer). Names are Megatron-core's, so checkpoints can use them.
 ///
 /// Under tensor parallelism each rank's buffer holds its shard of the split parameters (Megatron's
@@ -53,15 +56,23 @@ public struct ParameterLayout: Sendable {
     public let pipelineStages: Int
     private var index: [String: Int] = [:]
 
-    /// The layout of tensor-parallel rank `tensorParallelRank` of `tensorParallelSize` in pipeline
-    /// stage `pipelineStage` of `pipelineStages` (whose divisibility `GPTConfig.validate` checks).
-    public init(_ config: GPTConfig, tensorParallelRank: Int = 0, tensorParallelSize: Int = 1, pipelineStage: Int = 0,
-                pipelineStages: Int = 1) {
+    /// An empty layout of tensor-parallel rank `tensorParallelRank` of `tensorParallelSize` in
+    /// pipeline stage `pipelineStage` of `pipelineStages`, which a model fills with `add`.
+    init(tensorParallelRank: Int, tensorParallelSize: Int, pipelineStage: Int, pipelineStages: Int) {
         self.tensorParallelRank = tensorParallelRank
         self.tensorParallelSize = tensorParallelSize
         self.pipelineStage = pipelineStage
         self.pipelineStages = pipelineStages
-        let h = config.hiddenSize, fc1Split: Split = config.swiglu ? .rowHalves : .rows
+    }
+
+    /// The layout of a GPT model's tensor-parallel rank `tensorParallelRank` of `tensorParallelSize`
+    /// in pipeline stage `pipelineStage` of `pipelineStages` (whose divisibility
+    /// `TransformerConfig.validate` checks).
+    public init(_ config: TransformerConfig, tensorParallelRank: Int = 0, tensorParallelSize: Int = 1, pipelineStage: Int = 0,
+                pipelineStages: Int = 1) {
+        self.init(tensorParallelRank: tensorParallelRank, tensorParallelSize: tensorParallelSize, pipelineStage: pipelineStage,
+                  pipelineStages: pipelineStages)
+        let h = config.hiddenSize
         let first = pipelineStage == 0, last = pipelineStage == pipelineStages - 1
         if first {
             add("embedding.word_embeddings.weight", [config.paddedVocabSize, h], .rows)
@@ -70,23 +81,10 @@ public struct ParameterLayout: Sendable {
             }
         }
         for layer in PipelineStage.layers(config, stage: pipelineStage, of: pipelineStages) {
-            let p = "decoder.layers.\(layer)."
-            add(p + "input_layernorm.weight", [h], .replicated)
-            if config.normHasBias { add(p + "input_layernorm.bias", [h], .replicated) }
-            add(p + "self_attention.linear_qkv.weight", [config.qkvWidth, h], .rows)
-            if config.qkvHasBias { add(p + "self_attention.linear_qkv.bias", [config.qkvWidth], .rows) }
-            add(p + "self_attention.linear_proj.weight", [h, config.attentionWidth], .columns)
-            if config.addBiasLinear { add(p + "self_attention.linear_proj.bias", [h], .replicated) }
-            add(p + "pre_mlp_layernorm.weight", [h], .replicated)
-            if config.normHasBias { add(p + "pre_mlp_layernorm.bias", [h], .replicated) }
-            add(p + "mlp.linear_fc1.weight", [config.fc1Width, h], fc1Split)
-            if config.addBiasLinear { add(p + "mlp.linear_fc1.bias", [config.fc1Width], fc1Split) }
-            add(p + "mlp.linear_fc2.weight", [h, config.ffnHiddenSize], .columns)
-            if config.addBiasLinear { add(p + "mlp.linear_fc2.bias", [h], .replicated) }
+            addTransformerLayer(config, prefix: "decoder.layers.\(layer).")
         }
         guard last else { return }
-        add("decoder.final_layernorm.weight", [h], .replicated)
-        if config.normHasBias { add("decoder.final_layernorm.bias", [h], .replicated) }
+        addNorm(config, "decoder.final_layernorm")
         if config.untieEmbeddingsAndOutputWeights {
             add("output_layer.weight", [config.paddedVocabSize, h], .rows)
         } else if !first {
@@ -94,12 +92,34 @@ public struct ParameterLayout: Sendable {
         }
     }
 
+    /// A transformer layer's parameters under `prefix` ("decoder.layers.3."), in Megatron-core's order.
+    mutating func addTransformerLayer(_ config: TransformerConfig, prefix p: String) {
+        let h = config.hiddenSize, fc1Split: Split = config.swiglu ? .rowHalves : .rows
+        addNorm(config, p + "input_layernorm")
+        add(p + "self_attention.linear_qkv.weight", [config.qkvWidth, h], .rows)
+        if config.qkvHasBias { add(p + "self_attention.linear_qkv.bias", [config.qkvWidth], .rows) }
+        add(p + "self_attention.linear_proj.weight", [h, config.attentionWidth], .columns)
+        if config.addBiasLinear { add(p + "self_attention.linear_proj.bias", [h], .replicated) }
+        addNorm(config, p + "pre_mlp_layernorm")
+        add(p + "mlp.linear_fc1.weight", [config.fc1Width, h], fc1Split)
+        if config.addBiasLinear { add(p + "mlp.linear_fc1.bias", [config.fc1Width], fc1Split) }
+        add(p + "mlp.linear_fc2.weight", [h, config.ffnHiddenSize], .columns)
+        if config.addBiasLinear { add(p + "mlp.linear_fc2.bias", [h], .replicated) }
+    }
+
+    /// A norm's weight (and LayerNorm's bias) named `name`.weight (.bias), replicated.
+    mutating func addNorm(_ config: TransformerConfig, _ name: String) {
+        add(name + ".weight", [config.hiddenSize], .replicated)
+        if config.normHasBias { add(name + ".bias", [config.hiddenSize], .replicated) }
+    }
+
     /// Whether `entry` is the last stage's copy of the word embedding (see `PipelineStage`).
     public func isSharedEmbeddingCopy(_ entry: Entry) -> Bool {
         pipelineStage > 0 && entry.name == "embedding.word_embeddings.weight"
     }
 
-    private mutating func add(_ name: String, _ whole: [Int], _ split: Split) {
+    /// Appends parameter `name` of whole shape `whole`, of which this rank holds its `split` share.
+    mutating func add(_ name: String, _ whole: [Int], _ split: Split) {
         let t = tensorParallelSize, r = tensorParallelRank
         let split = t == 1 ? .replicated : split
         let inner = whole.dropFirst().reduce(1, *), wholeCount = whole.reduce(1, *)
@@ -161,6 +181,24 @@ extension ParameterLayout {
             for piece in entry.pieces {
                 (whole + base + piece.whole).update(from: local + entry.offset + piece.local, count: piece.count)
             }
+        }
+    }
+}
+
+extension ParameterLayout {
+    /// Sums `entries` of `buffer` (laid out as this layout) over `group`, packed into one message.
+    func allReduce(_ entries: [Entry], of buffer: Tensor, over group: any Communicator, on device: CPUDevice) throws {
+        let packed = try Tensor(shape: [entries.reduce(0) { $0 + $1.count }], on: device, zeroed: false)
+        var offset = 0
+        for e in entries {
+            (packed.floats + offset).update(from: buffer.floats + e.offset, count: e.count)
+            offset += e.count
+        }
+        try group.allReduce(UnsafeMutableBufferPointer(start: packed.floats, count: packed.count), op: .sum)
+        offset = 0
+        for e in entries {
+            (buffer.floats + e.offset).update(from: packed.floats + offset, count: e.count)
+            offset += e.count
         }
     }
 }

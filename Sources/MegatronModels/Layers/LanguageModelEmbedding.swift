@@ -1,0 +1,33 @@
+import MegatronCore
+
+/// Megatron's LanguageModelEmbedding, on the first pipeline stage: the vocabulary-parallel word
+/// embedding plus, with learned absolute positions, the position embedding, and with token types
+/// (BERT's two segments) the token-type embedding, then dropout:
+///
+///     x = dropout(E[ids] + P[positions] + K[types])    [rows, h]: every token row, or this rank's under sequence parallelism
+struct LanguageModelEmbedding {
+    let wordEmbeddings: VocabParallelEmbedding
+    /// [max positions, h], replicated; nil with rotary positions.
+    let positionEmbeddings: Parameter?
+    /// [token types, h], replicated; nil without token types.
+    var tokentypeEmbeddings: Parameter? = nil
+    let device: CPUDevice
+
+    /// `tokentypes` [T]: each token's type, with a token-type table.
+    func forward(ids: Tensor, positions: Tensor, tokentypes: Tensor? = nil, pass: LayerPass) throws -> Tensor {
+        let x = try wordEmbeddings.forward(ids: ids, positionEmbedding: positionEmbeddings, positions: positions,
+                                           tokentypeEmbedding: tokentypeEmbeddings, tokentypes: tokentypes, rows: pass.rows)
+        guard pass.hiddenDropout > 0 else { return x }
+        return try Dropout.apply(x, probability: pass.hiddenDropout, rng: dropoutStream(pass), firstRow: pass.rows.first, on: device)
+    }
+
+    /// Accumulates the tables' gradients from ∂x of this rank's rows.
+    func backward(_ dx: Tensor, ids: Tensor, positions: Tensor, tokentypes: Tensor? = nil, pass: LayerPass) throws {
+        let dSum = pass.hiddenDropout > 0
+            ? try Dropout.apply(dx, probability: pass.hiddenDropout, rng: dropoutStream(pass), firstRow: pass.rows.first, on: device) : dx
+        try wordEmbeddings.backward(dSum, ids: ids, positionEmbedding: positionEmbeddings, positions: positions,
+                                    tokentypeEmbedding: tokentypeEmbeddings, tokentypes: tokentypes, rows: pass.rows)
+    }
+
+    private func dropoutStream(_ pass: LayerPass) -> PhiloxStream { pass.dropout.stream(layer: -1, site: .embedding) }
+}
