@@ -31,7 +31,7 @@ import os
 import torch
 import transformers
 
-from make_gpt_fixtures import megatron_lr, write_safetensors
+from make_gpt_fixtures import TRAIN, train_adamw, write_safetensors
 
 torch.set_default_dtype(torch.float64)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -67,25 +67,23 @@ def megatron_tensors(model, post_ln, grads=False):
     all_tensors = {n: (p.grad if grads else p).detach() for n, p in model.named_parameters()}
     used = set()
 
-    class Tracked(dict):
-        def __getitem__(self, name):
-            used.add(name)
-            return all_tensors[name]
-    sd = Tracked()
+    def take(name):
+        used.add(name)
+        return all_tensors[name]
     heads, d, L = c["num_attention_heads"], c["hidden_size"] // c["num_attention_heads"], c["num_layers"]
     out = {}
 
     def qkv(prefix, suffix):
-        q, k, v = (sd[f"{prefix}.attention.self.{x}.{suffix}"] for x in ("query", "key", "value"))
+        q, k, v = (take(f"{prefix}.attention.self.{x}.{suffix}") for x in ("query", "key", "value"))
         parts = [t.reshape(heads, d, *t.shape[1:]) for t in (q, k, v)]
         return torch.stack(parts, dim=1).reshape(3 * heads * d, *q.shape[1:])
 
     def norm(dst, src):
-        out[dst + ".weight"], out[dst + ".bias"] = sd[src + ".weight"], sd[src + ".bias"]
+        out[dst + ".weight"], out[dst + ".bias"] = take(src + ".weight"), take(src + ".bias")
 
-    out["embedding.word_embeddings.weight"] = sd["bert.embeddings.word_embeddings.weight"]
-    out["embedding.position_embeddings.weight"] = sd["bert.embeddings.position_embeddings.weight"]
-    out["embedding.tokentype_embeddings.weight"] = sd["bert.embeddings.token_type_embeddings.weight"]
+    out["embedding.word_embeddings.weight"] = take("bert.embeddings.word_embeddings.weight")
+    out["embedding.position_embeddings.weight"] = take("bert.embeddings.position_embeddings.weight")
+    out["embedding.tokentype_embeddings.weight"] = take("bert.embeddings.token_type_embeddings.weight")
     for i in range(L):
         h, m = f"bert.encoder.layer.{i}", f"encoder.layers.{i}"
         if post_ln:
@@ -98,14 +96,14 @@ def megatron_tensors(model, post_ln, grads=False):
         out[f"{m}.self_attention.linear_qkv.bias"] = qkv(h, "bias")
         for dst, src in (("self_attention.linear_proj", "attention.output.dense"), ("mlp.linear_fc1", "intermediate.dense"),
                          ("mlp.linear_fc2", "output.dense")):
-            out[f"{m}.{dst}.weight"], out[f"{m}.{dst}.bias"] = sd[f"{h}.{src}.weight"], sd[f"{h}.{src}.bias"]
+            out[f"{m}.{dst}.weight"], out[f"{m}.{dst}.bias"] = take(f"{h}.{src}.weight"), take(f"{h}.{src}.bias")
     norm("encoder.final_layernorm", f"bert.encoder.layer.{L - 1}.output.LayerNorm" if post_ln else "bert.encoder.ln")
-    out["pooler.dense.weight"], out["pooler.dense.bias"] = sd["bert.pooler.dense.weight"], sd["bert.pooler.dense.bias"]
-    out["lm_head.dense.weight"] = sd["cls.predictions.transform.dense.weight"]
-    out["lm_head.dense.bias"] = sd["cls.predictions.transform.dense.bias"]
+    out["pooler.dense.weight"], out["pooler.dense.bias"] = take("bert.pooler.dense.weight"), take("bert.pooler.dense.bias")
+    out["lm_head.dense.weight"] = take("cls.predictions.transform.dense.weight")
+    out["lm_head.dense.bias"] = take("cls.predictions.transform.dense.bias")
     norm("lm_head.layer_norm", "cls.predictions.transform.LayerNorm")
-    out["output_layer.bias"] = sd["cls.predictions.bias"]
-    out["binary_head.weight"], out["binary_head.bias"] = sd["cls.seq_relationship.weight"], sd["cls.seq_relationship.bias"]
+    out["output_layer.bias"] = take("cls.predictions.bias")
+    out["binary_head.weight"], out["binary_head.bias"] = take("cls.seq_relationship.weight"), take("cls.seq_relationship.bias")
     assert used == set(all_tensors), f"unmapped: {set(all_tensors) - used}"
     return out
 
@@ -151,33 +149,12 @@ def make(name, post_ln, seed):
     tensors["step.lm_loss"] = lm.detach().reshape(1).float()
     tensors["step.sop_loss"] = sop.detach().reshape(1).float()
 
-    micro, gbs, iters, max_lr, min_lr = 2, 4, 10, 1e-2, 1e-3
-    train = random_batch(g, iters * gbs)
-    params = list(model.parameters())
-    optimizer = torch.optim.AdamW([dict(params=[p for p in params if p.dim() > 1], weight_decay=0.01),
-                                   dict(params=[p for p in params if p.dim() <= 1], weight_decay=0.0)],
-                                  lr=0.0, betas=(0.9, 0.999), eps=1e-8)
-    history = []
-    for it in range(iters):
-        optimizer.zero_grad()
-        total = 0.0
-        for m in range(gbs // micro):
-            rows = slice(it * gbs + m * micro, it * gbs + (m + 1) * micro)
-            lm, sop = losses(model, {k: v[rows] for k, v in train.items()})
-            ((lm + sop) / (gbs // micro)).backward()
-            total += (lm + sop).item() / (gbs // micro)
-        history.append(total)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        for group in optimizer.param_groups:
-            group["lr"] = megatron_lr(it * gbs, max_lr, min_lr, warmup=2 * gbs, decay=iters * gbs)
-        optimizer.step()
+    train = random_batch(g, TRAIN["train_iters"] * TRAIN["global_batch_size"])
+    history = train_adamw(list(model.parameters()), lambda rows: sum(losses(model, {k: v[rows] for k, v in train.items()})))
     tensors.update({"train." + k: v.to(torch.int32) for k, v in train.items()})
     tensors["train.losses"] = torch.tensor(history).float()
     config = dict(CONFIG, apply_residual_connection_post_layernorm=post_ln)
-    metadata = {"config": json.dumps(config, sort_keys=True),
-                "train": json.dumps(dict(micro_batch_size=micro, global_batch_size=gbs, train_iters=iters, lr=max_lr,
-                                         min_lr=min_lr, lr_warmup_iters=2, lr_decay_style="cosine", weight_decay=0.01,
-                                         clip_grad=1.0))}
+    metadata = {"config": json.dumps(config, sort_keys=True), "train": json.dumps(TRAIN)}
     write_safetensors(os.path.join(HERE, f"bert_{name}.safetensors"), tensors, metadata)
     print(f"bert_{name}: lm {tensors['step.lm_loss'].item():.6f} sop {tensors['step.sop_loss'].item():.6f}, "
           f"10-step losses {[round(x, 4) for x in history]}")

@@ -150,6 +150,35 @@ def megatron_lr(num_samples, max_lr, min_lr, warmup, decay):
     return min_lr + 0.5 * (math.cos(math.pi * ratio) + 1.0) * (max_lr - min_lr)
 
 
+# 10 iterations: global batch 4 = 2 micro-batches of 2, AdamW, clipping, Megatron's warm-up + cosine.
+TRAIN = dict(micro_batch_size=2, global_batch_size=4, train_iters=10, lr=1e-2, min_lr=1e-3, lr_warmup_iters=2,
+             lr_decay_style="cosine", weight_decay=0.01, clip_grad=1.0)
+
+
+def train_adamw(params, loss_of):
+    """TRAIN's iterations over the parameters `params`, `loss_of(rows)` the loss of the samples
+    `rows` (a slice) of the training set; returns each iteration's loss."""
+    micro, gbs, iters = TRAIN["micro_batch_size"], TRAIN["global_batch_size"], TRAIN["train_iters"]
+    optimizer = torch.optim.AdamW([dict(params=[p for p in params if p.dim() > 1], weight_decay=TRAIN["weight_decay"]),
+                                   dict(params=[p for p in params if p.dim() <= 1], weight_decay=0.0)],
+                                  lr=0.0, betas=(0.9, 0.999), eps=1e-8)
+    losses = []
+    for it in range(iters):
+        optimizer.zero_grad()
+        total = 0.0
+        for m in range(gbs // micro):
+            l = loss_of(slice(it * gbs + m * micro, it * gbs + (m + 1) * micro)) / (gbs // micro)
+            l.backward()
+            total += l.item()
+        losses.append(total)
+        torch.nn.utils.clip_grad_norm_(params, TRAIN["clip_grad"])
+        lr = megatron_lr(it * gbs, TRAIN["lr"], TRAIN["min_lr"], warmup=TRAIN["lr_warmup_iters"] * gbs, decay=iters * gbs)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.step()
+    return losses
+
+
 def make(name, overrides, seed):
     c = dict(BASE, **overrides)
     g = torch.Generator().manual_seed(seed)
@@ -163,35 +192,12 @@ def make(name, overrides, seed):
     tensors.update({"grad." + n: p.grad.detach().float() for n, p in params.items()})
     tensors["step.tokens"] = step_tokens.to(torch.int32)
 
-    # 10 iterations: global batch 4 = 2 micro-batches of 2, AdamW, clipping, warm-up + cosine.
-    micro, gbs, iters, max_lr, min_lr = 2, 4, 10, 1e-2, 1e-3
-    samples = torch.randint(0, vocab, (iters * gbs, s + 1), generator=g)
-    decay_params = [p for p in params.values() if p.dim() > 1]
-    other_params = [p for p in params.values() if p.dim() <= 1]
-    optimizer = torch.optim.AdamW([dict(params=decay_params, weight_decay=0.01), dict(params=other_params, weight_decay=0.0)],
-                                  lr=0.0, betas=(0.9, 0.999), eps=1e-8)
-    losses = []
-    for it in range(iters):
-        optimizer.zero_grad()
-        total = 0.0
-        for m in range(gbs // micro):
-            batch = samples[it * gbs + m * micro: it * gbs + (m + 1) * micro]
-            l = forward(params, batch, c) / (gbs // micro)
-            l.backward()
-            total += l.item()
-        losses.append(total)
-        torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
-        lr = megatron_lr(it * gbs, max_lr, min_lr, warmup=2 * gbs, decay=iters * gbs)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        optimizer.step()
+    samples = torch.randint(0, vocab, (TRAIN["train_iters"] * TRAIN["global_batch_size"], s + 1), generator=g)
+    losses = train_adamw(list(params.values()), lambda rows: forward(params, samples[rows], c))
     tensors["train.samples"] = samples.to(torch.int32)
     tensors["train.losses"] = torch.tensor(losses, dtype=torch.float64).float()
     tensors["step.loss"] = loss.detach().reshape(1).float()
-    metadata = {"config": json.dumps(c, sort_keys=True),
-                "train": json.dumps(dict(micro_batch_size=micro, global_batch_size=gbs, train_iters=iters, lr=max_lr,
-                                         min_lr=min_lr, lr_warmup_iters=2, lr_decay_style="cosine", weight_decay=0.01,
-                                         clip_grad=1.0))}
+    metadata = {"config": json.dumps(c, sort_keys=True), "train": json.dumps(TRAIN)}
     write_safetensors(os.path.join(HERE, f"gpt_{name}.safetensors"), tensors, metadata)
     print(f"gpt_{name}: loss {loss.item():.6f}, 10-step losses {[round(x, 4) for x in losses]}")
 

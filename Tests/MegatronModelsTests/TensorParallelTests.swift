@@ -88,6 +88,47 @@ import Testing
                 "\(name), tensor-parallel size \(t)\(sequenceParallel ? ", sequence parallel" : ""): \(failures.messages.prefix(5))")
     }
 
+    /// BERT split over 2 and 4 ranks, with and without sequence parallelism and with dropout, over
+    /// padded sequences: each rank computes the whole model's lm and sop losses and its shard of the
+    /// whole model's gradients.
+    @Test(arguments: [(2, false), (2, true), (4, true)])
+    func bertShardsComputeTheWholeModel(tensorParallelSize t: Int, sequenceParallel: Bool) throws {
+        let config = BertConfig(transformer: tinyConfig {
+            $0.maxPositionEmbeddings = 16
+            $0.hiddenDropout = 0.1
+            $0.attentionDropout = 0.1
+            $0.applyResidualConnectionPostLayernorm = true
+        })
+        let tokens = samples(2, 10).map { Array($0.dropLast()) }
+        @Sendable func batch(on device: CPUDevice) throws -> BertMicroBatch {
+            try BertMicroBatch(tokens: tokens, tokentypes: [[0, 0, 0, 0, 1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 0, 0, 0, 0]],
+                               paddingMask: [Array(repeating: 1, count: 10), Array(repeating: 1, count: 6) + Array(repeating: 0, count: 4)],
+                               labels: tokens, lossMask: [[0, 1, 0, 0, 1, 0, 0, 0, 1, 0], [0, 0, 1, 0, 0, 1, 0, 0, 0, 0]],
+                               sentenceOrder: [1, 0], on: device)
+        }
+        let whole = try BertModel(config: config, seed: 11, on: device)
+        let wholeLoss = try whole.forwardBackward(batch(on: device), dropout: Self.dropout)
+        let wholeGradients = whole.gradients.toFloatArray()
+        let failures = Failures()
+        try InProcessWorld(size: t).run { group in
+            let model = try BertModel(config: config, seed: 11, groups: tensorParallelGroups(group), on: CPUDevice(threads: 1))
+            model.sequenceParallel = sequenceParallel
+            let loss = try model.forwardBackward(batch(on: model.device), dropout: Self.dropout)
+            try model.reduceSequenceParallelGradients()
+            if abs(loss.total - wholeLoss.total) > 1e-5 * wholeLoss.total {
+                failures.add("rank \(group.rank): loss \(loss.total) vs \(wholeLoss.total)")
+            }
+            let gradients = model.gradients.toFloatArray()
+            for entry in model.layout.entries {
+                let expected = Self.shard(wholeGradients, of: entry, in: whole.layout)
+                let actual = Array(gradients[entry.offset ..< entry.offset + entry.count])
+                let scale = expected.map(abs).max()!, worst = zip(actual, expected).map { abs($0 - $1) }.max()!
+                if !(worst <= 1e-5 * scale + 1e-9) { failures.add("rank \(group.rank): \(entry.name): differs by \(worst) of \(scale)") }
+            }
+        }
+        #expect(failures.messages.isEmpty, "TP \(t)\(sequenceParallel ? " SP" : ""): \(failures.messages.prefix(5))")
+    }
+
     /// Inference under tensor parallelism: every rank gets the whole logits, through the whole
     /// sequence or the key/value cache, also when the model trains sequence-parallel and the
     /// sequence does not split over the ranks.

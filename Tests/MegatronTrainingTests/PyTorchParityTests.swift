@@ -13,18 +13,13 @@ import Testing
     let device = CPUDevice(threads: 1)
 
     struct Fixture {
-        let tensors: [String: SafeTensors.Entry]
+        let reference: ParityFixture
         let config: TransformerConfig
         let sequenceLength: Int
-        let train: [String: Any]
 
         init(_ variant: String) throws {
-            let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-                .appendingPathComponent("Fixtures/gpt_\(variant).safetensors")
-            let (tensors, metadata) = try SafeTensors.read(url)
-            self.tensors = tensors
-            let c = try JSONSerialization.jsonObject(with: Data(metadata["config"]!.utf8)) as! [String: Any]
-            train = try JSONSerialization.jsonObject(with: Data(metadata["train"]!.utf8)) as! [String: Any]
+            reference = try ParityFixture("gpt_\(variant).safetensors")
+            let c = reference.config
             var config = TransformerConfig(numLayers: c["num_layers"] as! Int, hiddenSize: c["hidden_size"] as! Int,
                                            numAttentionHeads: c["num_attention_heads"] as! Int, numQueryGroups: c["num_query_groups"] as? Int,
                                            kvChannels: c["kv_channels"] as? Int, ffnHiddenSize: c["ffn_hidden_size"] as? Int,
@@ -49,18 +44,8 @@ import Testing
         /// A model holding the fixture's weights.
         func model(on device: CPUDevice) throws -> GPTModel {
             let model = try GPTModel(config: config, seed: 0, on: device)
-            for entry in model.layout.entries {
-                let values = try tensors[entry.name]!.floats()
-                #expect(values.count == entry.count, "\(entry.name)")
-                values.withUnsafeBufferPointer { (model.parameters.floats + entry.offset).update(from: $0.baseAddress!, count: entry.count) }
-            }
+            try reference.copyWeights(into: model.parameters, layout: model.layout)
             return model
-        }
-
-        func samples(_ name: String) -> [[Int32]] {
-            let e = tensors[name]!
-            let flat = e.data.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
-            return (0 ..< e.shape[0]).map { Array(flat[$0 * e.shape[1] ..< ($0 + 1) * e.shape[1]]) }
         }
     }
 
@@ -69,25 +54,19 @@ import Testing
         let fixture = try Fixture(variant)
         let model = try fixture.model(on: device)
         model.zeroGradients()
-        let loss = try model.forwardBackward(MicroBatch(samples: fixture.samples("step.tokens"), on: device),
+        let loss = try model.forwardBackward(MicroBatch(samples: fixture.reference.rows("step.tokens"), on: device),
                                              dropout: .init(seed: 0, iteration: 0, microBatch: 0)).mean
-        let expected = try fixture.tensors["step.loss"]!.floats()[0]
+        let expected = try fixture.reference.tensors["step.loss"]!.floats()[0]
         #expect(abs(loss - expected) <= 1e-5 * abs(expected), "\(variant): loss \(loss), PyTorch \(expected)")
-        for entry in model.layout.entries {
-            let reference = try fixture.tensors["grad." + entry.name]!.floats()
-            let ours = Array(UnsafeBufferPointer(start: model.gradients.floats + entry.offset, count: entry.count))
-            let scale = reference.map(abs).max()!
-            let error = zip(ours, reference).map { abs($0 - $1) }.max()! / scale
-            #expect(error <= 1e-5, "\(variant): \(entry.name): relative error \(error)")
-        }
+        try fixture.reference.expectGradients(model.gradients, layout: model.layout, variant)
     }
 
     @Test(arguments: variants)
     func tenAdamWIterationsWithWarmupAndCosine(variant: String) throws {
         let fixture = try Fixture(variant)
         let model = try fixture.model(on: device)
-        let t = fixture.train
-        let iters = t["train_iters"] as! Int, gbs = t["global_batch_size"] as! Int, samples = fixture.samples("train.samples")
+        let t = fixture.reference.train
+        let iters = t["train_iters"] as! Int, gbs = t["global_batch_size"] as! Int, samples = fixture.reference.rows("train.samples")
         var settings = Trainer.Settings(trainIters: iters, microBatchSize: t["micro_batch_size"] as! Int, globalBatchSize: gbs,
                                         sequenceLength: fixture.sequenceLength)
         settings.logInterval = iters
@@ -100,7 +79,7 @@ import Testing
         let trainer = try Trainer(model: model, optimizer: try Optimizer(model: model, settings: optimizer), scheduler: scheduler,
                               settings: settings, sample: { samples[$0] }, log: { _ in })
         let losses = try trainer.train().map(\.loss)
-        let expected = try fixture.tensors["train.losses"]!.floats()
+        let expected = try fixture.reference.tensors["train.losses"]!.floats()
         for (i, (ours, theirs)) in zip(losses, expected).enumerated() {
             #expect(abs(ours - theirs) <= 1e-4 * abs(theirs), "\(variant): iteration \(i + 1): loss \(ours), PyTorch \(theirs)")
         }

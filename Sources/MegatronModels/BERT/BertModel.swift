@@ -178,26 +178,11 @@ public final class BertModel: @unchecked Sendable {
         return types
     }
 
-    /// The pass over `batch`: bidirectional attention within each sequence's tokens, dropout in
-    /// training, and the row split under sequence parallelism.
+    /// The pass over `batch`: bidirectional attention within each sequence's tokens.
     private func pass(over batch: BertMicroBatch, dropout: DropoutKey, training: Bool) throws -> LayerPass {
-        let c = config.transformer, t = tensorParallel.size, tokens = batch.tokens.count
-        guard batch.sequenceLength <= c.maxPositionEmbeddings else {
-            throw ConfigError(flag: "--max-position-embeddings",
-                              "sequence length \(batch.sequenceLength) exceeds --max-position-embeddings \(c.maxPositionEmbeddings)")
-        }
-        let split = sequenceParallel && t > 1
-        guard !split || tokens % t == 0 else {
-            throw ConfigError(flag: "--sequence-parallel",
-                              "--sequence-parallel: the \(tokens) tokens of a micro-batch do not split over --tensor-model-parallel-size \(t)")
-        }
-        let attention = try AttentionLayout.megatronFusedQKV(batch: batch.batch, sequenceLength: batch.sequenceLength,
-                                                             heads: c.numAttentionHeads / t, groups: c.numQueryGroups / t,
-                                                             headDim: c.kvChannels)
-        return LayerPass(positions: batch.positions, firstKeys: nil, keyCounts: batch.keyCounts, attention: attention,
-                         scale: 1 / Float(c.kvChannels).squareRoot(), dropout: dropout,
-                         hiddenDropout: training ? c.hiddenDropout : 0, attentionDropout: training ? c.attentionDropout : 0,
-                         rows: split ? RowShard(sequenceParallel: true, first: tensorParallel.rank * tokens / t) : .all, cache: nil)
+        try LayerPass(config.transformer, batch: batch.batch, sequenceLength: batch.sequenceLength, positions: batch.positions,
+                      firstKeys: nil, keyCounts: batch.keyCounts, dropout: dropout, training: training, splitRows: sequenceParallel,
+                      tensorParallel: tensorParallel)
     }
 }
 

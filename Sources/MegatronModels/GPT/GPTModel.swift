@@ -192,19 +192,9 @@ public final class GPTModel: @unchecked Sendable {
 
     /// The pass over `batch`: its attention layout, dropout (in training) and row split.
     private func pass(over batch: MicroBatch, dropout: DropoutKey, training: Bool, splitRows: Bool) throws -> LayerPass {
-        let c = config, t = tensorParallel.size, tokens = batch.tokens.count
-        guard batch.sequenceLength <= c.maxPositionEmbeddings else {
-            throw ConfigError(flag: "--max-position-embeddings", "sequence length \(batch.sequenceLength) exceeds --max-position-embeddings \(c.maxPositionEmbeddings)")
-        }
-        let split = splitRows && t > 1
-        guard !split || tokens % t == 0 else {
-            throw ConfigError(flag: "--sequence-parallel", "--sequence-parallel: the \(tokens) tokens of a micro-batch do not split over --tensor-model-parallel-size \(t)")
-        }
-        return LayerPass(positions: batch.positions, firstKeys: batch.attentionFirstKeys,
-                         attention: try attentionLayout(batch: batch.batch, sequenceLength: batch.sequenceLength),
-                         scale: 1 / Float(c.kvChannels).squareRoot(), dropout: dropout,
-                         hiddenDropout: training ? c.hiddenDropout : 0, attentionDropout: training ? c.attentionDropout : 0,
-                         rows: split ? RowShard(sequenceParallel: true, first: tensorParallel.rank * tokens / t) : .all, cache: nil)
+        try LayerPass(config, batch: batch.batch, sequenceLength: batch.sequenceLength, positions: batch.positions,
+                      firstKeys: batch.attentionFirstKeys, keyCounts: nil, dropout: dropout, training: training, splitRows: splitRows,
+                      tensorParallel: tensorParallel)
     }
 
     /// The previous stage's output, checked against the shape this stage expects.
@@ -229,9 +219,7 @@ public final class GPTModel: @unchecked Sendable {
 
     /// This rank's heads of `batch` sequences of `sequenceLength` in the fused QKV activation.
     func attentionLayout(batch: Int, sequenceLength: Int) throws -> AttentionLayout {
-        let t = tensorParallel.size
-        return try AttentionLayout.megatronFusedQKV(batch: batch, sequenceLength: sequenceLength, heads: config.numAttentionHeads / t,
-                                                    groups: config.numQueryGroups / t, headDim: config.kvChannels)
+        try .megatronFusedQKV(config, tensorParallelSize: tensorParallel.size, batch: batch, sequenceLength: sequenceLength)
     }
 
     /// This stage's backward over the micro-batch of `activations`, adding into `gradients`:

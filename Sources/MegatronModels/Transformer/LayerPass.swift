@@ -22,3 +22,38 @@ struct LayerPass {
     /// which the attention extends and reads instead of attending within the pass.
     let cache: PagedRows?
 }
+
+extension LayerPass {
+    /// The pass of a training or evaluation forward of `config` on this tensor-parallel rank over
+    /// `batch` sequences of `sequenceLength` tokens: causal (within documents with `firstKeys`) or,
+    /// with `keyCounts`, bidirectional; dropout only in `training`; under `splitRows` (sequence
+    /// parallelism) this rank's rows between the tensor-parallel layers.
+    init(_ config: TransformerConfig, batch: Int, sequenceLength: Int, positions: Tensor, firstKeys: Tensor?, keyCounts: [Int]?,
+         dropout: DropoutKey, training: Bool, splitRows: Bool, tensorParallel: TensorParallel) throws {
+        let t = tensorParallel.size, tokens = batch * sequenceLength
+        guard sequenceLength <= config.maxPositionEmbeddings else {
+            throw ConfigError(flag: "--max-position-embeddings",
+                              "sequence length \(sequenceLength) exceeds --max-position-embeddings \(config.maxPositionEmbeddings)")
+        }
+        let split = splitRows && t > 1
+        guard !split || tokens % t == 0 else {
+            throw ConfigError(flag: "--sequence-parallel",
+                              "--sequence-parallel: the \(tokens) tokens of a micro-batch do not split over --tensor-model-parallel-size \(t)")
+        }
+        self.init(positions: positions, firstKeys: firstKeys, keyCounts: keyCounts,
+                  attention: try .megatronFusedQKV(config, tensorParallelSize: t, batch: batch, sequenceLength: sequenceLength),
+                  scale: 1 / Float(config.kvChannels).squareRoot(), dropout: dropout,
+                  hiddenDropout: training ? config.hiddenDropout : 0, attentionDropout: training ? config.attentionDropout : 0,
+                  rows: split ? RowShard(sequenceParallel: true, first: tensorParallel.rank * tokens / t) : .all, cache: nil)
+    }
+}
+
+extension AttentionLayout {
+    /// The heads of `config` that one of `tensorParallelSize` ranks holds (whole query groups), in
+    /// the fused QKV activation of `batch` sequences of `sequenceLength` tokens.
+    static func megatronFusedQKV(_ config: TransformerConfig, tensorParallelSize t: Int, batch: Int,
+                                 sequenceLength: Int) throws -> AttentionLayout {
+        try megatronFusedQKV(batch: batch, sequenceLength: sequenceLength, heads: config.numAttentionHeads / t,
+                             groups: config.numQueryGroups / t, headDim: config.kvChannels)
+    }
+}
