@@ -51,7 +51,7 @@ public struct CheckpointArguments: ParsableArguments, Sendable {
         }
     }
 
-    public var schedulerSettingsOnLoad: Trainer.SchedulerSettingsOnLoad {
+    public var schedulerSettingsOnLoad: SchedulerSettingsOnLoad {
         overrideOptParamScheduler ? .override : useCheckpointOptParamScheduler ? .useCheckpoint : .mustMatch
     }
 }

@@ -33,7 +33,7 @@ public struct PretrainPlan: Sendable {
         public let directory: URL
         public let loadOptimizer: Bool
         public let finetune: Bool
-        public let schedulerSettings: Trainer.SchedulerSettingsOnLoad
+        public let schedulerSettings: SchedulerSettingsOnLoad
     }
 
     /// --sample-tokens: a continuation generated after training.
@@ -55,7 +55,9 @@ public struct PretrainPlan: Sendable {
     public let optimizer: Optimizer.Settings
     public let scheduler: OptimizerParamScheduler
     /// The loop's settings (the program's start time and exit signal are the run's own).
-    public let trainer: Trainer.Settings
+    public let trainer: TrainingSettings
+    /// How GPT's micro-batches treat end-of-document tokens (`GPTModel.documentBoundaries`).
+    public let documentBoundaries: MicroBatch.DocumentBoundaries?
     public let data: Data
     /// nil under --eval-iters 0.
     public let evaluation: Evaluation?
@@ -106,7 +108,8 @@ public struct PretrainPlan: Sendable {
                               + "\(training.microBatchSize) × data-parallel size \(dp)")
         }
         scheduler = try training.scheduler(globalBatchSize: globalBatchSize)
-        trainer = try Self.trainerSettings(options, globalBatchSize: globalBatchSize, endOfDocument: endOfDocument)
+        trainer = try Self.trainerSettings(options, globalBatchSize: globalBatchSize)
+        documentBoundaries = Self.documentBoundaries(data, endOfDocument: endOfDocument)
         self.data = try Self.data(options, trainer: trainer, endOfDocument: endOfDocument)
         evaluation = try Self.evaluation(data)
         let checkpointing = options.checkpointing
@@ -119,13 +122,13 @@ public struct PretrainPlan: Sendable {
     }
 
     /// The loop's settings: batch, schedule and the logging, checking and exit flags.
-    private static func trainerSettings(_ options: PretrainOptions, globalBatchSize: Int, endOfDocument: Int32) throws -> Trainer.Settings {
+    private static func trainerSettings(_ options: PretrainOptions, globalBatchSize: Int) throws -> TrainingSettings {
         let training = options.training, data = options.data, checkpointing = options.checkpointing
         guard training.logInterval >= 1 else { throw ConfigError(flag: "--log-interval", "--log-interval must be at least 1") }
         guard (0 ... Int(UInt32.max)).contains(training.seed) else {
             throw ConfigError(flag: "--seed", "--seed \(training.seed): expected 0 ... 2^32 − 1 (NumPy's RandomState seeds the data order)")
         }
-        var settings = Trainer.Settings(trainIters: try training.iterations(globalBatchSize: globalBatchSize),
+        var settings = TrainingSettings(trainIters: try training.iterations(globalBatchSize: globalBatchSize),
                                         microBatchSize: training.microBatchSize, globalBatchSize: globalBatchSize,
                                         sequenceLength: training.seqLength)
         settings.logInterval = training.logInterval
@@ -139,17 +142,20 @@ public struct PretrainPlan: Sendable {
         settings.exitDurationInMinutes = checkpointing.exitDurationInMins
         settings.skipTrain = training.skipTrain
         settings.batchSizeSchedule = try training.batchSizeSchedule()
-        if data.eodMaskLoss || data.resetPositionIDs || data.resetAttentionMask {
-            var boundaries = MicroBatch.DocumentBoundaries(endOfDocument: endOfDocument)
-            boundaries.eodMaskLoss = data.eodMaskLoss
-            boundaries.resetPositionIDs = data.resetPositionIDs
-            boundaries.resetAttentionMask = data.resetAttentionMask
-            settings.documentBoundaries = boundaries
-        }
         return settings
     }
 
-    private static func data(_ options: PretrainOptions, trainer: Trainer.Settings, endOfDocument: Int32) throws -> Data {
+    /// --eod-mask-loss, --reset-position-ids and --reset-attention-mask, nil when none is set.
+    private static func documentBoundaries(_ data: DataArguments, endOfDocument: Int32) -> MicroBatch.DocumentBoundaries? {
+        guard data.eodMaskLoss || data.resetPositionIDs || data.resetAttentionMask else { return nil }
+        var boundaries = MicroBatch.DocumentBoundaries(endOfDocument: endOfDocument)
+        boundaries.eodMaskLoss = data.eodMaskLoss
+        boundaries.resetPositionIDs = data.resetPositionIDs
+        boundaries.resetAttentionMask = data.resetAttentionMask
+        return boundaries
+    }
+
+    private static func data(_ options: PretrainOptions, trainer: TrainingSettings, endOfDocument: Int32) throws -> Data {
         let data = options.data
         guard data.mockData != !data.dataPath.isEmpty else {
             throw ConfigError(flag: "--data-path", "give exactly one of --mock-data and --data-path")

@@ -1,5 +1,6 @@
 import MegatronCore
 import MegatronData
+import MegatronModels
 import MegatronParallel
 import MegatronTraining
 
@@ -12,7 +13,7 @@ struct PretrainingData {
     /// The first document's tokens (the default prompt of the sample after training).
     let firstSample: [Int32]
     /// The validation and test samples, under --eval-iters.
-    let evaluation: Trainer.Evaluation?
+    let evaluation: Trainer<GPTModel>.Evaluation?
 
     /// With --data-cache-path, rank 0 builds and saves the indices first and the others then load
     /// them, as Megatron does (one build, not one per rank); `log` prints what was built.
@@ -30,7 +31,7 @@ struct PretrainingData {
         self.training = training
         firstSample = sources[0].sequence(0)
         if let planned = plan.evaluation {
-            var evaluation = Trainer.Evaluation(interval: planned.interval, iterations: planned.iterations, validation: nil, test: nil)
+            var evaluation = Trainer<GPTModel>.Evaluation(interval: planned.interval, iterations: planned.iterations, validation: nil, test: nil)
             let globalBatchSize = plan.trainer.globalBatchSize
             evaluation.validation = try split(1, evaluation.validationSamples(trainIters: plan.trainer.trainIters,
                                                                                 globalBatchSize: globalBatchSize))

@@ -43,7 +43,7 @@ public final class Optimizer {
     }
 
     public let settings: Settings
-    let model: GPTModel
+    let model: any MegatronModule
     /// Adam's first moment, or SGD's momentum buffer.
     let firstMoment: Tensor
     let secondMoment: Tensor?
@@ -66,7 +66,7 @@ public final class Optimizer {
 
     /// An optimizer over the model's flat buffer, or under `dataParallel`'s distributed optimizer
     /// over this rank's shard of it.
-    public init(model: GPTModel, settings: Settings, dataParallel: DistributedDataParallel? = nil) throws {
+    public init(model: any MegatronModule, settings: Settings, dataParallel: DistributedDataParallel? = nil) throws {
         self.model = model
         self.settings = settings
         ownedRanges = dataParallel?.ownedRanges ?? [0 ..< model.layout.totalCount]

@@ -11,90 +11,18 @@ import MegatronModels
 /// micro-batch · dp consecutive samples, the r-th run of micro-batch samples. Its m-th micro-batch
 /// is therefore micro-batch m·dp + r of the iteration, which also names its dropout masks, so any
 /// data-parallel size computes the same thing as one rank.
-public final class Trainer {
-    public struct Settings: Sendable {
-        public var trainIters: Int
-        public var microBatchSize: Int
-        public var globalBatchSize: Int
-        public var sequenceLength: Int
-        public var logInterval = 100
-        public var seed: UInt64 = 1234
-        /// --eod-mask-loss and --reset-position-ids, when either is set.
-        public var documentBoundaries: MicroBatch.DocumentBoundaries?
-        /// --log-throughput: the log line shows model TFLOP/s.
-        public var logThroughput = false
-        /// --log-params-norm: the log line shows the L2 norm of the parameters after the step.
-        public var logParamsNorm = false
-        /// Megatron's --check-for-nan-in-loss-and-grad (on by default): a non-finite lm loss or gradient
-        /// norm, or gradients that overflow a constant loss scale, end the run with an error. Off, such
-        /// an iteration is skipped (no update) and counted. Under dynamic loss scaling the check is off
-        /// whatever this says, as Megatron turns it off there: overflows are the scaler's signal.
-        public var checkForNaNInLossAndGrad = true
-        /// --save and --save-interval: write a checkpoint there every this many iterations (nil: only
-        /// at the end), and at the end of training if the last iteration was not saved.
-        public var save: URL?
-        public var saveInterval: Int?
-        /// --exit-interval: stop after the first iteration divisible by this, saving a checkpoint first
-        /// under --save (no final evaluation: Megatron exits the program there).
-        public var exitInterval: Int?
-        /// --exit-duration-in-mins: stop after the first iteration that ends this many minutes after
-        /// `startTime` (the program's start; on any rank, all agree), saving a checkpoint first under
-        /// --save. 0, as in Megatron, sets no limit.
-        public var exitDurationInMinutes: Double?
-        public var startTime = Date()
-        /// --exit-signal-handler: once this signal has reached any rank, stop after the iteration, saving
-        /// a checkpoint first under --save.
-        public var exitSignal: ExitSignal?
-        /// --skip-train: run no iterations, only the final evaluation (of a loaded checkpoint), which
-        /// then writes nothing to TensorBoard (Megatron's).
-        public var skipTrain = false
-        /// --step-batch-size-schedule: each iteration's global batch size by the samples consumed
-        /// before it (`globalBatchSize` then serves evaluation, as Megatron's default batch does).
-        public var batchSizeSchedule: BatchSizeSchedule?
-
-        public init(trainIters: Int, microBatchSize: Int, globalBatchSize: Int, sequenceLength: Int) {
-            self.trainIters = trainIters
-            self.microBatchSize = microBatchSize
-            self.globalBatchSize = globalBatchSize
-            self.sequenceLength = sequenceLength
-        }
-    }
-
-    /// What one iteration produced.
-    public struct IterationResult: Sendable {
-        public let iteration: Int
-        public let loss: Float
-        /// The gradient norm before clipping: NaN when the loss scaler found the gradients overflowed
-        /// and none was computed.
-        public let gradNorm: Double
-        public let learningRate: Double
-        public let skipped: Bool
-        public let seconds: Double
-        /// Seconds the gradient reductions took, and how long the training thread waited for them
-        /// after backward (less than the first when they overlapped backward).
-        public var gradSyncSeconds = 0.0, gradSyncWaitSeconds = 0.0
-
-        public init(iteration: Int, loss: Float, gradNorm: Double, learningRate: Double, skipped: Bool, seconds: Double) {
-            self.iteration = iteration
-            self.loss = loss
-            self.gradNorm = gradNorm
-            self.learningRate = learningRate
-            self.skipped = skipped
-            self.seconds = seconds
-        }
-    }
-
-    public let model: GPTModel
+public final class Trainer<Model: PretrainingModel> {
+    public let model: Model
     public let optimizer: Optimizer
     public internal(set) var scheduler: OptimizerParamScheduler
-    public let settings: Settings
+    public let settings: TrainingSettings
     public let dataParallel: DistributedDataParallel
     /// Validation and test evaluation, when set (before `train`).
     public var evaluation: Evaluation?
     /// --tensorboard-dir: Megatron's TensorBoard scalars, on the rank that prints the log.
     public var tensorboard: TensorBoardLog?
     public internal(set) var consumedValidationSamples = 0
-    let sample: (Int) -> [Int32]
+    let sample: (Int) -> Model.Sample
     let log: (String) -> Void
     public internal(set) var consumedSamples = 0
     /// The last completed iteration: 0 before training, or the iteration a checkpoint resumed from.
@@ -103,10 +31,11 @@ public final class Trainer {
     /// before --train-iters.
     public private(set) var exited = false
 
-    /// `sample(i)` returns training sample i (sequence-length + 1 tokens). Without `dataParallel`,
-    /// data parallelism with the default settings over the model's data-parallel group.
-    public init(model: GPTModel, optimizer: Optimizer, scheduler: OptimizerParamScheduler, settings: Settings,
-                dataParallel: DistributedDataParallel? = nil, sample: @escaping (Int) -> [Int32], log: @escaping (String) -> Void) throws {
+    /// `sample(i)` returns training sample i (GPT's: sequence-length + 1 tokens). Without
+    /// `dataParallel`, data parallelism with the default settings over the model's data-parallel group.
+    public init(model: Model, optimizer: Optimizer, scheduler: OptimizerParamScheduler, settings: TrainingSettings,
+                dataParallel: DistributedDataParallel? = nil, sample: @escaping (Int) -> Model.Sample,
+                log: @escaping (String) -> Void) throws {
         self.model = model
         self.dataParallel = try dataParallel ?? DistributedDataParallel(model: model)
         self.optimizer = optimizer
@@ -128,7 +57,6 @@ public final class Trainer {
         var results: [IterationResult] = []
         defer { try? tensorboard?.writer.flush() }
         var interval = TrainingLog()
-        var updated = false
         let firstIteration = iteration + 1
         var savedIteration: Int?
         exited = false
@@ -143,23 +71,23 @@ public final class Trainer {
             }
             let microBatches = globalBatchSize / (s.microBatchSize * dp)
             // Megatron's throughput is per device: the model's FLOPs over every rank.
-            let flops = modelFLOPsPerIteration(model.config, globalBatchSize: globalBatchSize, sequenceLength: s.sequenceLength)
+            let flops = model.flopsPerIteration(samples: globalBatchSize, sequenceLength: s.sequenceLength)
                 / Double(dp * model.tensorParallel.size * model.pipeline.count)
             model.zeroGradients()
             dataParallel.startGradSync()
             // The last micro-batch's backward completes the gradients: data parallelism reduces each
             // bucket as it goes.
             // Under a loss scaler the gradients come out multiplied by its scale (the optimizer divides it out).
-            let (lossSum, tokens) = try schedule(of: sample, from: consumedSamples, iteration: iteration)
+            let stageLosses = try schedule(of: sample, from: consumedSamples, iteration: iteration)
                 .forwardBackward(count: microBatches, lossWeight: optimizer.lossScale / Float(microBatches),
                                  gradientsReady: dataParallel.gradientsReady)
             try dataParallel.finalizeModelGradients()
-            let lossSums = try lastStageLossSums(lossSum, tokens)
-            // Megatron's reported lm loss: averaged over every token of the global batch.
-            let loss = Float(lossSums[0] / lossSums[1])
+            let losses = try globalBatchLosses(stageLosses)
+            // Megatron's reported lm loss (GPT's averaged over every token of the global batch).
+            let loss = Float(losses[0].value)
             let checking = s.checkForNaNInLossAndGrad && !optimizer.usesDynamicLossScaling
-            if checking, !loss.isFinite, lossSums[1] > 0 {
-                throw Self.nonFinite("the lm loss", Double(loss), iteration: iteration)
+            if checking, !loss.isFinite, losses[0].count > 0 {
+                throw Self.nonFinite("the \(losses[0].name)", Double(loss), iteration: iteration)
             }
             let learningRate = scheduler.learningRate
             let (computedNorm, skipped) = try optimizer.step(learningRate: Float(learningRate),
@@ -173,7 +101,6 @@ public final class Trainer {
             }
             let gradNorm = computedNorm ?? .nan  // the result's NaN: no norm (a loss-scale overflow)
             if !skipped {
-                updated = true
                 try dataParallel.gatherParameters()
                 scheduler.step(globalBatchSize)
             }
@@ -182,6 +109,7 @@ public final class Trainer {
             let seconds = Date().timeIntervalSince(start)
             var result = IterationResult(iteration: iteration, loss: loss, gradNorm: gradNorm,
                                          learningRate: learningRate, skipped: skipped, seconds: seconds)
+            result.losses = losses
             result.gradSyncSeconds = dataParallel.lastCommunicationSeconds
             result.gradSyncWaitSeconds = dataParallel.lastWaitSeconds
             results.append(result)
@@ -195,7 +123,7 @@ public final class Trainer {
             let paramsNorm = s.logParamsNorm ? try model.wholeModelNorm(of: model.parameters) : nil
             if logsScalars {
                 tensorboard?.iteration(iteration, consumedSamples: consumedSamples, learningRate: scheduler.learningRate,
-                                       batchSize: globalBatchSize, loss: lossSums[1] > 0 ? loss : nil, lossScale: optimizer.lossScale,
+                                       batchSize: globalBatchSize, losses: losses.filter { $0.count > 0 }, lossScale: optimizer.lossScale,
                                        gradNorm: loggedGradNorm(computedNorm),
                                        paramsNorm: paramsNorm)
             }
@@ -209,7 +137,7 @@ public final class Trainer {
                                   globalBatchSize: globalBatchSize, lossScale: optimizer.lossScale, gradNorm: loggedGradNorm(computedNorm),
                                   paramsNorm: paramsNorm))
                 try tensorboard?.writer.flush()
-                if iteration > firstIteration { interval = TrainingLog(afterAnUpdate: updated) }
+                if iteration > firstIteration { interval = interval.next() }
             }
             if let evaluation, let validation = evaluation.validation, let every = evaluation.interval, iteration % every == 0 {
                 try evaluateAndLog(validation, from: consumedValidationSamples, label: "iteration \(iteration)")
@@ -264,24 +192,25 @@ public final class Trainer {
     /// `first`: of every micro-batch · dp consecutive samples, the dpRank-th run. Micro-batch m's
     /// dropout masks are those of micro-batch m·dp + dpRank of `iteration` (0 in evaluation, which
     /// draws none).
-    private func schedule(of sample: @escaping (Int) -> [Int32], from first: Int, iteration: Int) -> PipelineSchedule {
-        let s = settings, device = model.device
+    private func schedule(of sample: @escaping (Int) -> Model.Sample, from first: Int, iteration: Int) -> PipelineSchedule<Model> {
+        let s = settings, model = model
         let dp = dataParallel.dataParallel.size, dpRank = dataParallel.dataParallel.rank
         return PipelineSchedule(model: model, tokens: s.microBatchSize * s.sequenceLength) { m in
             let start = first + (m * dp + dpRank) * s.microBatchSize
-            return (try MicroBatch(samples: (start ..< start + s.microBatchSize).map(sample), boundaries: s.documentBoundaries, on: device),
+            return (try model.microBatch(of: (start ..< start + s.microBatchSize).map(sample)),
                     DropoutKey(seed: s.seed, iteration: iteration, microBatch: m * dp + dpRank))
         }
     }
 
-    /// [Σ loss·tokens, Σ tokens] of the last pipeline stage, summed over its data-parallel ranks, on
-    /// every rank: one sum over all ranks, to which only the first tensor-parallel rank of the last
-    /// stage contributes (its tensor-parallel peers hold the same loss, the other stages none).
-    private func lastStageLossSums(_ lossSum: Double, _ tokens: Double) throws -> [Double] {
+    /// The last pipeline stage's reported losses (sums and counts over its micro-batches), summed
+    /// over its data-parallel ranks, on every rank: one sum over all ranks, to which only the first
+    /// tensor-parallel rank of the last stage contributes (its tensor-parallel peers hold the same
+    /// losses, the other stages zeros under the model's `reportedLossNames`).
+    private func globalBatchLosses(_ stageLosses: [ReportedLoss]) throws -> [ReportedLoss] {
         let contributes = model.pipeline.isLast && model.tensorParallel.rank == 0
-        var sums = contributes ? [lossSum, tokens] : [0, 0]
+        var sums: [Double] = stageLosses.flatMap { contributes ? [$0.sum, $0.count] : [0, 0] }
         try sums.withUnsafeMutableBufferPointer { try model.groups.world.allReduce($0, op: .sum) }
-        return sums
+        return stageLosses.enumerated().map { ReportedLoss($1.name, sum: sums[2 * $0], count: sums[2 * $0 + 1]) }
     }
 
     /// The error that ends a run under --check-for-nan-in-loss-and-grad.
@@ -299,18 +228,19 @@ public final class Trainer {
         return dataParallel.settings.useDistributedOptimizer || optimizer.settings.paramsDType != .float32 ? 0 : nil
     }
 
-    /// Megatron's evaluation: the lm loss over `iterations` global batches, without dropout or
-    /// gradients, averaged over every token with a nonzero loss mask on every data-parallel rank.
+    /// Megatron's evaluation: the reported losses over `iterations` global batches, without dropout
+    /// or gradients, on every data-parallel rank (GPT's lm loss averaged over every token with a
+    /// nonzero loss mask).
     public struct Evaluation {
         /// --eval-interval: evaluate on the validation samples every this many iterations (nil: only at the end).
         public var interval: Int?
         /// --eval-iters: global batches per evaluation.
         public var iterations: Int
         /// Validation and test samples by index, when those splits exist.
-        public var validation: ((Int) -> [Int32])?
-        public var test: ((Int) -> [Int32])?
+        public var validation: ((Int) -> Model.Sample)?
+        public var test: ((Int) -> Model.Sample)?
 
-        public init(interval: Int?, iterations: Int, validation: ((Int) -> [Int32])?, test: ((Int) -> [Int32])?) {
+        public init(interval: Int?, iterations: Int, validation: ((Int) -> Model.Sample)?, test: ((Int) -> Model.Sample)?) {
             self.interval = interval
             self.iterations = iterations
             self.validation = validation
@@ -325,18 +255,15 @@ public final class Trainer {
     }
 
     /// Evaluates on samples `first ..< first + iterations · global batch` of `sample` and logs Megatron's
-    /// validation lines (the loss and its perplexity, exp of the loss capped at 20).
-    private func evaluateAndLog(_ sample: @escaping (Int) -> [Int32], from first: Int, label: String, toTensorBoard: Bool = true) throws {
+    /// validation lines (each loss and its perplexity, exp of the loss capped at 20).
+    private func evaluateAndLog(_ sample: @escaping (Int) -> Model.Sample, from first: Int, label: String, toTensorBoard: Bool = true) throws {
         let s = settings, iterations = evaluation!.iterations
         let microBatches = s.globalBatchSize / (s.microBatchSize * dataParallel.dataParallel.size)
-        let (lossSum, tokens) = try schedule(of: sample, from: first, iteration: 0).forwardOnly(count: iterations * microBatches)
-        let sums = try lastStageLossSums(lossSum, tokens)   // Σ loss·tokens, Σ tokens
-        let loss = sums[0] / sums[1]
-        if toTensorBoard {
-            tensorboard?.validation(loss: loss, perplexity: exp(min(20, loss)), iteration: iteration, consumedSamples: consumedSamples)
-        }
-        let line = " validation loss at \(label) | lm loss value: \(String(format: "%.6E", loss)) | "
-            + "lm loss PPL: \(String(format: "%.6E", exp(min(20, loss)))) | "
+        let losses = try globalBatchLosses(schedule(of: sample, from: first, iteration: 0).forwardOnly(count: iterations * microBatches))
+        if toTensorBoard { tensorboard?.validation(losses, iteration: iteration, consumedSamples: consumedSamples) }
+        let line = " validation loss at \(label) | "
+            + losses.map { "\($0.name) value: \(String(format: "%.6E", $0.value)) | \($0.name) PPL: \(String(format: "%.6E", $0.perplexity)) | " }
+                .joined()
         let rule = String(repeating: "-", count: line.count + 1)
         log(rule + "\n" + line + "\n" + rule)
     }

@@ -43,7 +43,7 @@ struct BenchDataParallel: ParsableCommand {
         let model = try GPTModel(config: c, seed: 0, groups: groups, on: device)
         let ddp = try DistributedDataParallel(model: model, settings: distributed.ddpSettings)
         let optimizer = try Optimizer(model: model, settings: .init(), dataParallel: ddp)
-        var settings = Trainer.Settings(trainIters: warmup + steps, microBatchSize: 1, globalBatchSize: globalBatchSize,
+        var settings = TrainingSettings(trainIters: warmup + steps, microBatchSize: 1, globalBatchSize: globalBatchSize,
                                         sequenceLength: seq)
         settings.logInterval = warmup + steps
         // Megatron's mock documents, the first thousand.

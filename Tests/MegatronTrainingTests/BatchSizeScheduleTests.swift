@@ -41,7 +41,7 @@ struct BatchSizeScheduleTests {
                 let groups = try ProcessGroups(world: world, state: ParallelState(worldSize: dp))
                 let model = try GPTModel(config: config, seed: 3, groups: groups, on: CPUDevice(threads: 1))
                 let ddp = try DistributedDataParallel(model: model)
-                var settings = Trainer.Settings(trainIters: iterations, microBatchSize: 1, globalBatchSize: 2, sequenceLength: 16)
+                var settings = TrainingSettings(trainIters: iterations, microBatchSize: 1, globalBatchSize: 2, sequenceLength: 16)
                 settings.batchSizeSchedule = schedule
                 let trainer = try Trainer(model: model, optimizer: try Optimizer(model: model, settings: .init(), dataParallel: ddp),
                                       scheduler: .init(maxLR: 1e-3, warmupSteps: 0, decaySteps: 1000, decayStyle: .constant),

@@ -34,7 +34,7 @@ struct CheckpointTests {
                     save: URL? = nil, exitInterval: Int? = nil, exitDuration: Double? = nil, startedEarlyOnRank: Int? = nil,
                     load: URL? = nil, loadOptimizer: Bool = true,
                     finetune: Bool = false, maxLR: Double = 3e-3,
-                    schedulerSettings: Trainer.SchedulerSettingsOnLoad = .mustMatch,
+                    schedulerSettings: SchedulerSettingsOnLoad = .mustMatch,
                     precision: @escaping @Sendable (inout Optimizer.Settings) -> Void = { _ in },
                     config: TransformerConfig = config) throws -> Outcome {
         let data = try MockData(vocabSize: 128, sequenceLength: 16, seed: 5)
@@ -52,7 +52,7 @@ struct CheckpointTests {
             optimizerSettings.clipGrad = 0.3
             precision(&optimizerSettings)
             let optimizer = try Optimizer(model: model, settings: optimizerSettings, dataParallel: dataParallel)
-            var settings = Trainer.Settings(trainIters: trainIters, microBatchSize: 1, globalBatchSize: 6, sequenceLength: 16)
+            var settings = TrainingSettings(trainIters: trainIters, microBatchSize: 1, globalBatchSize: 6, sequenceLength: 16)
             settings.save = save
             settings.exitInterval = exitInterval
             settings.exitDurationInMinutes = exitDuration

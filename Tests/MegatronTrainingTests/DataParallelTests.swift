@@ -32,7 +32,7 @@ struct DataParallelTests {
             optimizerSettings.clipGrad = 0.3
             precision(&optimizerSettings)
             let optimizer = try Optimizer(model: model, settings: optimizerSettings, dataParallel: dataParallel)
-            var settings = Trainer.Settings(trainIters: steps, microBatchSize: 1, globalBatchSize: 8, sequenceLength: 16)
+            var settings = TrainingSettings(trainIters: steps, microBatchSize: 1, globalBatchSize: 8, sequenceLength: 16)
             settings.logInterval = steps
             var lines: [String] = []
             let trainer = try Trainer(model: model, optimizer: optimizer,

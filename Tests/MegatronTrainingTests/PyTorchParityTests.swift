@@ -67,7 +67,7 @@ import Testing
         let model = try fixture.model(on: device)
         let t = fixture.reference.train
         let iters = t["train_iters"] as! Int, gbs = t["global_batch_size"] as! Int, samples = fixture.reference.rows("train.samples")
-        var settings = Trainer.Settings(trainIters: iters, microBatchSize: t["micro_batch_size"] as! Int, globalBatchSize: gbs,
+        var settings = TrainingSettings(trainIters: iters, microBatchSize: t["micro_batch_size"] as! Int, globalBatchSize: gbs,
                                         sequenceLength: fixture.sequenceLength)
         settings.logInterval = iters
         var optimizer = Optimizer.Settings()

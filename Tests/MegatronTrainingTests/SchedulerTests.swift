@@ -88,7 +88,7 @@ import Testing
     /// whose iterations were all skipped (a loss-scale overflow), and not before.
     @Test func anAllSkippedIntervalShowsTheLossFieldOnlyAfterAnUpdate() {
         for afterAnUpdate in [false, true] {
-            var interval = TrainingLog(afterAnUpdate: afterAnUpdate)
+            var interval = TrainingLog(lossNames: afterAnUpdate ? ["lm loss"] : [])
             interval.add(.init(iteration: 7, loss: 2.5, gradNorm: .nan, learningRate: 1e-4, skipped: true, seconds: 0.5))
             let line = interval.line(iteration: 7, trainIters: 10, consumedSamples: 56, flopsPerIteration: nil, learningRate: 1e-4,
                                      globalBatchSize: 8, lossScale: 65536, gradNorm: nil)
@@ -135,7 +135,7 @@ import Testing
         c.attentionDropout = 0
         let model = try GPTModel(config: c, seed: 1, on: device)
         let data = try MockData(vocabSize: 128, sequenceLength: 32, seed: 1)
-        var settings = Trainer.Settings(trainIters: 40, microBatchSize: 2, globalBatchSize: 4, sequenceLength: 32)
+        var settings = TrainingSettings(trainIters: 40, microBatchSize: 2, globalBatchSize: 4, sequenceLength: 32)
         settings.logInterval = 20
         var lines: [String] = []
         var optimizerSettings = Optimizer.Settings()

@@ -106,7 +106,7 @@ struct TensorBoardWriterTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let config = TransformerConfig(numLayers: 1, hiddenSize: 16, numAttentionHeads: 2, paddedVocabSize: 128, maxPositionEmbeddings: 8)
         let model = try GPTModel(config: config, seed: 1, on: CPUDevice(threads: 1))
-        var settings = Trainer.Settings(trainIters: 4, microBatchSize: 1, globalBatchSize: 2, sequenceLength: 8)
+        var settings = TrainingSettings(trainIters: 4, microBatchSize: 1, globalBatchSize: 2, sequenceLength: 8)
         settings.logInterval = 2
         let data = try MockData(vocabSize: 128, sequenceLength: 8, seed: 1)
         let trainer = try Trainer(model: model, optimizer: try Optimizer(model: model, settings: .init()),

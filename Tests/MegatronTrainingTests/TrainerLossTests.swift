@@ -25,10 +25,10 @@ struct TrainerLossTests {
     }
 
     /// One iteration over `samples` (micro-batch 1, no clipping): the reported loss and grad norm.
-    static func iteration(_ samples: [[Int32]]) throws -> Trainer.IterationResult {
+    static func iteration(_ samples: [[Int32]]) throws -> IterationResult {
         let model = try GPTModel(config: config(), seed: 4, on: CPUDevice(threads: 1))
-        var settings = Trainer.Settings(trainIters: 1, microBatchSize: 1, globalBatchSize: samples.count, sequenceLength: sequenceLength)
-        settings.documentBoundaries = boundaries
+        model.documentBoundaries = boundaries
+        let settings = TrainingSettings(trainIters: 1, microBatchSize: 1, globalBatchSize: samples.count, sequenceLength: sequenceLength)
         let trainer = try Trainer(model: model, optimizer: try Optimizer(model: model, settings: .init()),
                               scheduler: .init(maxLR: 1e-3, warmupSteps: 0, decaySteps: 100, decayStyle: .constant),
                               settings: settings, sample: { samples[$0] }, log: { _ in })

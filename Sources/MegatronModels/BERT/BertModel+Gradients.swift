@@ -1,4 +1,4 @@
-extension BertModel {
+extension BertModel: MegatronModule {
     /// Under sequence parallelism, sums over the tensor-parallel group the gradients of the
     /// replicated parameters that act on this rank's rows only: the encoder's norms and the biases
     /// added after a reduce-scatter, its final norm, the LM head's dense layer and norm. The
@@ -12,6 +12,7 @@ extension BertModel {
         try layout.allReduce(entries, of: gradients, over: group, on: device)
     }
 
-    /// Sets every gradient to zero (before an iteration's first micro-batch).
-    public func zeroGradients() { gradients.zero() }
+    /// One pipeline stage: no shared embedding copy.
+    public var sharedEmbeddingRange: Range<Int>? { nil }
+    public func reduceSharedEmbeddingGradients() throws {}
 }

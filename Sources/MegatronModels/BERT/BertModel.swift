@@ -23,6 +23,8 @@ public final class BertModel: @unchecked Sendable {
     public let device: CPUDevice
     public let groups: ProcessGroups
     public let tensorParallel: TensorParallel
+    /// The one pipeline stage.
+    public let pipeline: PipelineStage
     /// Megatron's --sequence-parallel (with a tensor-parallel group).
     public var sequenceParallel = false
     public let parameters: Tensor
@@ -45,6 +47,7 @@ public final class BertModel: @unchecked Sendable {
             throw ConfigError(flag: "--pipeline-model-parallel-size", "BERT runs on one pipeline stage here: "
                               + "--pipeline-model-parallel-size \(groups.pipelineModelParallel.size) is not supported")
         }
+        pipeline = PipelineStage(group: groups.pipelineModelParallel)
         self.config = config
         self.device = device
         layout = ParameterLayout(config, tensorParallelRank: tensorParallel.rank, tensorParallelSize: tensorParallel.size)
@@ -103,7 +106,7 @@ public final class BertModel: @unchecked Sendable {
     }
 
     /// What the backward needs from the forward over one micro-batch.
-    struct Activations {
+    public struct StageActivations {
         let batch: BertMicroBatch
         let pass: LayerPass
         let layers: [TransformerLayer.Activations]
@@ -117,7 +120,7 @@ public final class BertModel: @unchecked Sendable {
         let sentenceOrder: (logits: Tensor, saved: SentenceOrderHead.Saved)?
     }
 
-    func forward(_ batch: BertMicroBatch, dropout: DropoutKey, training: Bool) throws -> Activations {
+    func forward(_ batch: BertMicroBatch, dropout: DropoutKey, training: Bool) throws -> StageActivations {
         let pass = try self.pass(over: batch, dropout: dropout, training: training)
         var x = try embedding.forward(ids: batch.tokens, positions: batch.positions,
                                       tokentypes: try tokentypes(of: batch), pass: pass)
@@ -135,13 +138,13 @@ public final class BertModel: @unchecked Sendable {
             try $0.forward(tensorParallel.gather(hidden, sequenceParallel: pass.rows.sequenceParallel, on: device),
                            batch: batch.batch, sequenceLength: batch.sequenceLength)
         }
-        return Activations(batch: batch, pass: pass, layers: saved, encoderOutput: x, finalNorm: finalNorm, lmHead: headSaved,
+        return StageActivations(batch: batch, pass: pass, layers: saved, encoderOutput: x, finalNorm: finalNorm, lmHead: headSaved,
                            lmHeadOutput: headOutput, logits: logits, sentenceOrder: sentenceOrder)
     }
 
     /// The micro-batch's lm and sop losses. With `lossWeight` (training), the logits are overwritten
     /// by ∂(lossWeight·(lm + sop))/∂logits for `backward`.
-    func loss(of a: Activations, lossWeight: Float?) throws -> BertLoss {
+    func loss(of a: StageActivations, lossWeight: Float?) throws -> BertLoss {
         let mask = a.batch.lossMask.toFloatArray(), tokens = mask.reduce(0, +)
         let gradWeights = try lossWeight.map { w in try Tensor(mask.map { $0 * w / max(tokens, 1) }, shape: [mask.count], on: device) }
         let losses = try VocabParallelCrossEntropy.losses(logits: a.logits, targets: a.batch.labels, vocabSize: config.transformer.paddedVocabSize,
@@ -151,7 +154,7 @@ public final class BertModel: @unchecked Sendable {
     }
 
     /// The backward from the logits' gradients `loss(of:lossWeight:)` left, adding into `gradients`.
-    func backward(_ a: Activations) throws {
+    func backward(_ a: StageActivations) throws {
         let pass = a.pass
         let dHead = try outputLayer.backward(a.logits, input: a.lmHeadOutput, rows: pass.rows)
         let dHidden = try lmHead.backward(dHead, saved: a.lmHead)

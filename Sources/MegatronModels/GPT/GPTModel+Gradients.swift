@@ -1,15 +1,7 @@
 import MegatronCore
 import MegatronParallel
 
-extension GPTModel {
-    /// The L2 norm over the whole model of `buffer` (the parameters or the gradients), each
-    /// replicated value counted once: collective over the tensor- and pipeline-parallel groups.
-    public func wholeModelNorm(of buffer: Tensor) throws -> Double {
-        let spans = try layout.normSpans.map { try buffer.view(offset: $0.lowerBound, shape: [$0.count]) }
-        let local = try Elementwise.globalL2Norm(spans, on: device)
-        return try groups.modelParallel.allReduce(local * local, op: .sum).squareRoot()
-    }
-
+extension GPTModel: MegatronModule {
     /// The span of the last stage's copy of the word embedding (tied embeddings over several
     /// stages), whose gradient `reduceSharedEmbeddingGradients` completes; nil elsewhere.
     public var sharedEmbeddingRange: Range<Int>? {
@@ -46,7 +38,4 @@ extension GPTModel {
         let entries = layout.entries.filter { !$0.isSharded && $0.name != "embedding.position_embeddings.weight" }
         try layout.allReduce(entries, of: gradients, over: group, on: device)
     }
-
-    /// Sets every gradient to zero (before an iteration's first micro-batch).
-    public func zeroGradients() { gradients.zero() }
 }

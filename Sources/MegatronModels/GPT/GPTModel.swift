@@ -32,6 +32,9 @@ public final class GPTModel: @unchecked Sendable {
     /// layers each rank holds and computes only its rows of the activations (see `TensorParallel`),
     /// in training and evaluation; `logits` and the key/value cache (generation) run without it.
     public var sequenceParallel = false
+    /// --eod-mask-loss, --reset-position-ids and --reset-attention-mask, when any is set: how
+    /// `microBatch(of:)` treats end-of-document tokens inside a sample.
+    public var documentBoundaries: MicroBatch.DocumentBoundaries?
     /// All parameters, flat, in `layout` order.
     public let parameters: Tensor
     /// Their gradients, same layout; backward accumulates here.

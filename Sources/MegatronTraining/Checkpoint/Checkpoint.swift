@@ -25,7 +25,7 @@ public enum Checkpoint {
     /// Where training stood when the checkpoint was saved: with the model and optimizer state, all a
     /// resumed run needs to continue exactly (dropout masks and the data order follow from the seed,
     /// the iteration and the consumed samples).
-    public struct Progress: Codable, Equatable, Sendable {
+    public struct Progress<Architecture: ModelArchitecture>: Codable, Equatable, Sendable {
         public var iteration: Int
         public var consumedTrainSamples: Int
         public var consumedValidSamples: Int
@@ -36,13 +36,14 @@ public enum Checkpoint {
         /// The learning-rate and weight-decay schedule with the samples it has advanced by (fewer than
         /// consumed when updates were skipped); nil with no optimizer state.
         public var scheduler: OptimizerParamScheduler?
-        /// The network the parameters belong to, under Megatron's argument names.
-        public var model: TransformerConfig
+        /// The network the parameters belong to, under Megatron's argument names (GPT's
+        /// `TransformerConfig`, BERT's `BertConfig`).
+        public var model: Architecture
         /// The dynamic loss scaler's state (--fp16), nil without one.
         public var gradScaler: GradScaler?
 
         public init(iteration: Int, consumedTrainSamples: Int, consumedValidSamples: Int, optimizer: String?, optimizerStep: Int,
-                    scheduler: OptimizerParamScheduler?, model: TransformerConfig, gradScaler: GradScaler? = nil) {
+                    scheduler: OptimizerParamScheduler?, model: Architecture, gradScaler: GradScaler? = nil) {
             self.iteration = iteration
             self.consumedTrainSamples = consumedTrainSamples
             self.consumedValidSamples = consumedValidSamples
@@ -91,9 +92,9 @@ public enum Checkpoint {
     /// Writes `parameters` (laid out by `progress.model`) and `optimizerState` (the optimizer's tensors
     /// laid out like the flat parameter buffer, by state name; none for a checkpoint without optimizer)
     /// as the checkpoint of `progress.iteration`, and makes it the latest.
-    public static func save(to directory: URL, progress: Progress, parameters: UnsafeMutablePointer<Float>,
-                            optimizerState: [(name: String, values: UnsafeMutablePointer<Float>)]) throws {
-        let layout = ParameterLayout(progress.model)
+    public static func save<Architecture>(to directory: URL, progress: Progress<Architecture>, parameters: UnsafeMutablePointer<Float>,
+                                          optimizerState: [(name: String, values: UnsafeMutablePointer<Float>)]) throws {
+        let layout = progress.model.wholeLayout
         let files = FileManager.default
         try files.createDirectory(at: directory, withIntermediateDirectories: true)
         let final = iterationDirectory(directory, iteration: progress.iteration)
@@ -128,13 +129,14 @@ public enum Checkpoint {
         try DurableFile.syncDirectory(directory)
     }
 
-    /// What `checkpoint.json` of iteration `iteration` records.
-    public static func progress(in directory: URL, iteration: Int) throws -> Progress {
+    /// What `checkpoint.json` of iteration `iteration` records, of a model of `architecture` (GPT's by default).
+    public static func progress<Architecture>(in directory: URL, iteration: Int, architecture: Architecture.Type = TransformerConfig.self)
+        throws -> Progress<Architecture> {
         let file = storedDirectory(directory, iteration: iteration).appendingPathComponent("checkpoint.json")
         do {
-            return try JSONDecoder().decode(Progress.self, from: Data(contentsOf: file))
+            return try JSONDecoder().decode(Progress<Architecture>.self, from: Data(contentsOf: file))
         } catch {
-            throw CheckpointError("\(file.path): not a readable checkpoint description (\(error))")
+            throw CheckpointError("\(file.path): not a readable checkpoint description of a \(Architecture.self) model (\(error))")
         }
     }
 
@@ -153,11 +155,11 @@ public enum Checkpoint {
     /// A state named in `optional` may be missing (the main parameters, which a checkpoint of an fp32
     /// run does not have). Returns its progress and the states it restored. Errors name the file and
     /// what does not fit this run.
-    static func load(from directory: URL, iteration: Int, model: GPTModel,
-                     optimizer: (kind: String, state: [(name: String, spans: [Span])], optional: Set<String>)?) throws
-        -> (progress: Progress, restoredStates: Set<String>) {
+    static func load<Model: PretrainingModel>(from directory: URL, iteration: Int, model: Model,
+                                              optimizer: (kind: String, state: [(name: String, spans: [Span])], optional: Set<String>)?) throws
+        -> (progress: Progress<Model.Architecture>, restoredStates: Set<String>) {
         let folder = storedDirectory(directory, iteration: iteration)
-        let progress = try progress(in: directory, iteration: iteration)
+        let progress = try progress(in: directory, iteration: iteration, architecture: Model.Architecture.self)
         let differences = model.config.architectureDifferences(from: progress.model)
         guard differences.isEmpty else {
             throw CheckpointError("\(folder.path): the checkpoint's model differs from this run's "
@@ -167,7 +169,7 @@ public enum Checkpoint {
             throw CheckpointError("\(folder.path): saved by --optimizer \(saved), this run's is \(optimizer.kind) "
                               + "(--no-load-optim starts a fresh optimizer from the saved model)")
         }
-        let whole = ParameterLayout(model.config)
+        let whole = model.config.wholeLayout
         try readParameters(from: directory, iteration: iteration, layout: model.layout, wholeLayout: whole, into: model.parameters.floats)
         guard let optimizer, progress.optimizer != nil else { return (progress, []) }
         let optimizerFile = folder.appendingPathComponent("optimizer.safetensors")

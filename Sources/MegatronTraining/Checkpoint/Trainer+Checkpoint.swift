@@ -54,13 +54,13 @@ extension Trainer {
     private func withWholeModel(state: [(name: String, values: UnsafeMutablePointer<Float>)],
                                 _ body: (UnsafeMutablePointer<Float>, [(name: String, values: UnsafeMutablePointer<Float>)]) throws -> Void) throws {
         let config = model.config, tensorParallel = model.tensorParallel, stage = model.pipeline
-        let stageLayout = ParameterLayout(config, pipelineStage: stage.index, pipelineStages: stage.count)
+        let stageLayout = config.layout(tensorParallelRank: 0, tensorParallelSize: 1, pipelineStage: stage.index, pipelineStages: stage.count)
         try gather([model.parameters.floats] + state.map(\.values), over: tensorParallel.group, into: stageLayout) {
-            ParameterLayout(config, tensorParallelRank: $0, tensorParallelSize: tensorParallel.size, pipelineStage: stage.index,
-                            pipelineStages: stage.count)
+            config.layout(tensorParallelRank: $0, tensorParallelSize: tensorParallel.size, pipelineStage: stage.index,
+                          pipelineStages: stage.count)
         } then: { stageBuffers in
-            try gather(stageBuffers, over: stage.group, into: ParameterLayout(config)) {
-                ParameterLayout(config, pipelineStage: $0, pipelineStages: stage.count)
+            try gather(stageBuffers, over: stage.group, into: config.wholeLayout) {
+                config.layout(tensorParallelRank: 0, tensorParallelSize: 1, pipelineStage: $0, pipelineStages: stage.count)
             } then: { whole in
                 try body(whole[0], zip(state, whole.dropFirst()).map { ($0.name, $1) })
             }
@@ -104,16 +104,11 @@ extension Trainer {
     }
 
     /// Where training stands, as a checkpoint records it.
-    var progress: Checkpoint.Progress {
+    var progress: Checkpoint.Progress<Model.Architecture> {
         .init(iteration: iteration, consumedTrainSamples: consumedSamples, consumedValidSamples: consumedValidationSamples,
               optimizer: optimizer.settings.kind.rawValue, optimizerStep: optimizer.step, scheduler: scheduler,
               model: model.config, gradScaler: optimizer.gradScaler.flatMap { $0.isDynamic ? $0 : nil })
     }
-
-    /// What a loaded checkpoint's learning-rate schedule settings do to this run's (Megatron's
-    /// OptimizerParamScheduler.load_state_dict): they must match (its default), or this run's win
-    /// (--override-opt_param-scheduler), or the checkpoint's (--use-checkpoint-opt_param-scheduler).
-    public enum SchedulerSettingsOnLoad: Sendable { case mustMatch, override, useCheckpoint }
 
     /// Resumes from the latest checkpoint in `directory` (--load), as Megatron's load_checkpoint: the
     /// parameters; unless `finetune`, the iteration and consumed samples; unless `finetune` or
@@ -140,7 +135,7 @@ extension Trainer {
         }
         let start = Date()
         let restoreOptimizer = loadOptimizer && !finetune
-        var loaded: (progress: Checkpoint.Progress, restoredStates: Set<String>)?
+        var loaded: (progress: Checkpoint.Progress<Model.Architecture>, restoredStates: Set<String>)?
         do {
             // Each rank copies its own spans of the optimizer state straight from the (memory-mapped) file.
             let state = optimizer.stateTensors.map { (name: $0.name, spans: optimizer.ownedSpans(of: $0.values)) }
@@ -187,3 +182,8 @@ extension Trainer {
         if failures > 0 { throw CheckpointError("\(what) failed on another rank") }
     }
 }
+
+/// What a loaded checkpoint's learning-rate schedule settings do to this run's (Megatron's
+/// OptimizerParamScheduler.load_state_dict): they must match (its default), or this run's win
+/// (--override-opt_param-scheduler), or the checkpoint's (--use-checkpoint-opt_param-scheduler).
+public enum SchedulerSettingsOnLoad: Sendable { case mustMatch, override, useCheckpoint }

@@ -30,7 +30,7 @@ public final class DistributedDataParallel: @unchecked Sendable {
     public let dataParallel: any Communicator
     /// Spans of the flat buffer, bucket 0 at its end.
     public let buckets: [Range<Int>]
-    let model: GPTModel
+    let model: any MegatronModule
     private let thread: CommunicationThread?
     /// Per bucket: gradient elements that backward has not yet finished; and whether its reduction
     /// has been started this iteration.
@@ -42,7 +42,7 @@ public final class DistributedDataParallel: @unchecked Sendable {
     public private(set) var lastCommunicationSeconds = 0.0
 
     /// Data parallelism over the model's data-parallel group.
-    public init(model: GPTModel, settings: Settings = .init()) throws {
+    public init(model: any MegatronModule, settings: Settings = .init()) throws {
         self.model = model
         let dataParallel = model.groups.dataParallel
         self.dataParallel = dataParallel

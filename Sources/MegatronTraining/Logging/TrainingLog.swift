@@ -1,4 +1,5 @@
 import Foundation
+import MegatronModels
 
 /// Megatron's per-iteration log line, averaged over the iterations since the last one (the
 /// throughput only with --log-throughput, the grad norm only when the optimizer computed one, the
@@ -7,18 +8,24 @@ import Foundation
 /// elapsed time per iteration (ms): 1234.5 | throughput per GPU (TFLOP/s/GPU): 1.2 |
 /// learning rate: 1.000000E-04 | global batch size:    64 | lm loss: 1.234567E+00 | loss scale: 1.0 |
 /// grad norm: 1.234 | number of skipped iterations:   0 | number of nan iterations:   0 |
-/// (on one line). The learning rate and loss scale shown are those after this iteration's step, as Megatron's.
+/// (on one line; a model reporting more losses, as BERT's "sop loss", shows each after the lm
+/// loss). The learning rate and loss scale shown are those after this iteration's step, as Megatron's.
 public struct TrainingLog {
     var iterations = 0, skipped = 0, nan = 0
-    /// Whether an earlier interval updated the model: Megatron's line then keeps its "lm loss" field,
-    /// at 0, through an interval whose iterations were all skipped.
-    let lossFieldExists: Bool
-
-    public init(afterAnUpdate: Bool = false) { lossFieldExists = afterAnUpdate }
     var seconds = 0.0
-    var lossSum = 0.0, lossCount = 0
+    /// Σ of each reported loss over the updating iterations, in the model's order. A loss stays in
+    /// Megatron's line once an iteration reported it, at 0 through an interval whose iterations were
+    /// all skipped (a loss-scale overflow).
+    var lossSums: [(name: String, sum: Double)]
+    var lossCount = 0
 
-    public mutating func add(_ r: Trainer.IterationResult) {
+    /// An interval that shows `lossNames` (those of earlier intervals) whether or not it updates.
+    public init(lossNames: [String] = []) { lossSums = lossNames.map { ($0, 0) } }
+
+    /// The interval after this one: the same losses shown, from zero.
+    public func next() -> TrainingLog { TrainingLog(lossNames: lossSums.map(\.name)) }
+
+    public mutating func add(_ r: IterationResult) {
         iterations += 1
         seconds += r.seconds
         if r.skipped {
@@ -26,7 +33,13 @@ public struct TrainingLog {
             skipped += 1
             if !r.loss.isFinite { nan += 1 }
         } else {
-            lossSum += Double(r.loss)
+            for loss in r.losses {
+                if let i = lossSums.firstIndex(where: { $0.name == loss.name }) {
+                    lossSums[i].sum += loss.value
+                } else {
+                    lossSums.append((loss.name, loss.value))
+                }
+            }
             lossCount += 1
         }
     }
@@ -45,7 +58,7 @@ public struct TrainingLog {
         }
         line += " learning rate: \(String(format: "%.6E", learningRate)) |"
         line += " global batch size: \(pad(globalBatchSize, 5)) |"
-        if lossCount > 0 || lossFieldExists { line += " lm loss: \(String(format: "%.6E", lossSum / Double(max(lossCount, 1)))) |" }
+        for (name, sum) in lossSums { line += " \(name): \(String(format: "%.6E", sum / Double(max(lossCount, 1)))) |" }
         line += " loss scale: \(String(format: "%.1f", Double(lossScale))) |"
         if let gradNorm, gradNorm.isFinite { line += " grad norm: \(String(format: "%.3f", gradNorm)) |" }
         if let paramsNorm { line += " params norm: \(String(format: "%.3f", paramsNorm)) |" }

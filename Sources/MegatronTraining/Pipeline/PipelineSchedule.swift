@@ -9,33 +9,29 @@ import MegatronParallel
 /// Activations go to the next stage and gradients to the previous one; where a stage both sends and
 /// waits it exchanges at once (`Communicator.sendReceive`), so blocking sends cannot deadlock. On
 /// one stage it is the plain loop: forward, loss, backward, micro-batch by micro-batch.
-struct PipelineSchedule {
-    let model: GPTModel
+struct PipelineSchedule<Model: PretrainingModel> {
+    let model: Model
     /// Token rows of every micro-batch (micro-batch size × sequence length).
     let tokens: Int
     /// The micro-batch of index m (of this iteration, on this data-parallel rank) and its dropout masks.
-    let microBatch: (Int) throws -> (MicroBatch, DropoutKey)
+    let microBatch: (Int) throws -> (Model.Batch, DropoutKey)
 
     /// Runs the forward and backward of `count` micro-batches, each loss weighted by `lossWeight`;
-    /// `gradientsReady` goes to the last micro-batch's backward. Returns Σ mask·ℓ and Σ mask over the
-    /// micro-batches on the last stage, zeros elsewhere.
+    /// `gradientsReady` goes to the last micro-batch's backward. Returns the reported losses summed
+    /// over the micro-batches on the last stage, zeros elsewhere.
     func forwardBackward(count: Int, lossWeight: Float,
-                         gradientsReady: ((Range<Int>) throws -> Void)?) throws -> (lossSum: Double, tokens: Double) {
+                         gradientsReady: ((Range<Int>) throws -> Void)?) throws -> [ReportedLoss] {
         let stage = model.pipeline
-        var total = (lossSum: 0.0, tokens: 0.0)
-        var pending: [GPTModel.StageActivations] = []
+        var total = noLosses
+        var pending: [Model.StageActivations] = []
         var forwards = 0, backwards = 0
         func forward(_ input: Tensor?) throws -> Tensor {
             let (batch, dropout) = try microBatch(forwards)
             forwards += 1
             let activations = try model.forward(batch, input: input, dropout: dropout, training: true)
-            if stage.isLast {
-                let loss = try model.loss(of: activations, lossWeight: lossWeight)
-                total.lossSum += Double(loss.sum)
-                total.tokens += Double(loss.tokens)
-            }
+            if stage.isLast { add(try model.reportedLosses(of: activations, lossWeight: lossWeight), to: &total) }
             pending.append(activations)
-            return activations.output
+            return model.stageOutput(of: activations)
         }
         func backward(_ gradOutput: Tensor?) throws -> Tensor? {
             let activations = pending.removeFirst()
@@ -59,22 +55,30 @@ struct PipelineSchedule {
         return total
     }
 
-    /// The loss of `count` micro-batches without dropout or gradients (evaluation), passed forward
-    /// stage by stage; Σ mask·ℓ and Σ mask on the last stage, zeros elsewhere.
-    func forwardOnly(count: Int) throws -> (lossSum: Double, tokens: Double) {
-        var total = (lossSum: 0.0, tokens: 0.0)
+    /// The losses of `count` micro-batches without dropout or gradients (evaluation), passed forward
+    /// stage by stage; summed over the micro-batches on the last stage, zeros elsewhere.
+    func forwardOnly(count: Int) throws -> [ReportedLoss] {
+        var total = noLosses
         for m in 0 ..< count {
             let (batch, dropout) = try microBatch(m)
             let activations = try model.forward(batch, input: receiveForward(), dropout: dropout, training: false)
             if model.pipeline.isLast {
-                let loss = try model.loss(of: activations, lossWeight: nil)
-                total.lossSum += Double(loss.sum)
-                total.tokens += Double(loss.tokens)
+                add(try model.reportedLosses(of: activations, lossWeight: nil), to: &total)
             } else {
-                try sendForward(activations.output)
+                try sendForward(model.stageOutput(of: activations))
             }
         }
         return total
+    }
+
+    /// The model's reported losses at zero.
+    private var noLosses: [ReportedLoss] { model.reportedLossNames.map { ReportedLoss($0, sum: 0, count: 0) } }
+
+    private func add(_ losses: [ReportedLoss], to total: inout [ReportedLoss]) {
+        for (i, loss) in losses.enumerated() {
+            total[i].sum += loss.sum
+            total[i].count += loss.count
+        }
     }
 
     // MARK: point-to-point steps (Megatron's p2p_communication names)

@@ -1,4 +1,4 @@
-import MegatronModels
+import MegatronCore
 
 /// Model FLOPs of one training iteration by Megatron's formula (`num_floating_point_operations` in
 /// megatron/training/training.py, dense GPT): every GEMM counted three times (forward, data and

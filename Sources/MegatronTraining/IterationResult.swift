@@ -1,0 +1,29 @@
+import MegatronModels
+
+/// What one iteration produced.
+public struct IterationResult: Sendable {
+    public let iteration: Int
+    /// The first reported loss (the lm loss).
+    public let loss: Float
+    /// Every loss the model reports (`PretrainingModel.reportedLosses`), over the global batch.
+    public var losses: [ReportedLoss]
+    /// The gradient norm before clipping: NaN when the loss scaler found the gradients overflowed
+    /// and none was computed.
+    public let gradNorm: Double
+    public let learningRate: Double
+    public let skipped: Bool
+    public let seconds: Double
+    /// Seconds the gradient reductions took, and how long the training thread waited for them
+    /// after backward (less than the first when they overlapped backward).
+    public var gradSyncSeconds = 0.0, gradSyncWaitSeconds = 0.0
+
+    public init(iteration: Int, loss: Float, gradNorm: Double, learningRate: Double, skipped: Bool, seconds: Double) {
+        self.iteration = iteration
+        self.loss = loss
+        losses = [ReportedLoss("lm loss", sum: Double(loss), count: 1)]
+        self.gradNorm = gradNorm
+        self.learningRate = learningRate
+        self.skipped = skipped
+        self.seconds = seconds
+    }
+}
