@@ -1,6 +1,7 @@
 import Foundation
 import MegatronCore
 import MegatronModels
+import MegatronTraining
 import Testing
 
 /// BertModel against transformers' own BERTs, from fixtures written by
@@ -38,6 +39,15 @@ import Testing
                                       labels: rows("labels"), lossMask: rows("loss_mask"),
                                       sentenceOrder: reference.int32s(prefix + ".is_random"), on: device)
         }
+
+        /// The fixture's batch `prefix` as training samples.
+        func samples(_ prefix: String) -> [BertSample] {
+            func rows(_ name: String) -> [[Int32]] { reference.rows(prefix + "." + name) }
+            let (text, types, labels, lossMask, padding) = (rows("tokens"), rows("types"), rows("labels"), rows("loss_mask"), rows("padding_mask"))
+            return zip(text.indices, reference.int32s(prefix + ".is_random")).map { i, isRandom in
+                BertSample(text: text[i], types: types[i], labels: labels[i], isRandom: isRandom, lossMask: lossMask[i], paddingMask: padding[i])
+            }
+        }
     }
 
     @Test(arguments: variants)
@@ -55,6 +65,39 @@ import Testing
         try fixture.reference.expectGradients(model.gradients, layout: model.layout, variant)
         let evaluation = try model.loss(batch)
         #expect(abs(evaluation.total - loss.total) <= 1e-6 * loss.total, "evaluation loss \(evaluation.total) vs \(loss.total)")
+    }
+
+    /// 10 AdamW iterations of 2 micro-batches through the Trainer (warm-up, cosine decay, clipping,
+    /// no decay on 1-D parameters): each iteration's lm loss + sop loss equals transformers'.
+    @Test(arguments: variants)
+    func tenAdamWIterationsThroughTheTrainerMatchTransformers(variant: String) throws {
+        let fixture = try Fixture(variant)
+        let model = try BertModel(config: fixture.config, seed: 0, on: device)
+        try fixture.reference.copyWeights(into: model.parameters, layout: model.layout)
+        let t = fixture.reference.train, samples = fixture.samples("train")
+        let iters = t["train_iters"] as! Int, gbs = t["global_batch_size"] as! Int
+        var settings = TrainingSettings(trainIters: iters, microBatchSize: t["micro_batch_size"] as! Int, globalBatchSize: gbs,
+                                        sequenceLength: fixture.reference.config["seq_length"] as! Int)
+        settings.logInterval = iters
+        var optimizer = Optimizer.Settings()
+        optimizer.weightDecay = Float(t["weight_decay"] as! Double)
+        optimizer.clipGrad = Float(t["clip_grad"] as! Double)
+        let scheduler = OptimizerParamScheduler(maxLR: t["lr"] as! Double, minLR: t["min_lr"] as! Double,
+                                                warmupSteps: Double((t["lr_warmup_iters"] as! Int) * gbs), decaySteps: iters * gbs,
+                                                decayStyle: .cosine)
+        var lines: [String] = []
+        let trainer = try Trainer(model: model, optimizer: try Optimizer(model: model, settings: optimizer), scheduler: scheduler,
+                                  settings: settings, sample: { samples[$0] }, log: { lines.append($0) })
+        let results = try trainer.train()
+        let expected = try fixture.reference.tensors["train.losses"]!.floats()
+        #expect(results.count == expected.count)
+        for (i, (result, theirs)) in zip(results, expected).enumerated() {
+            #expect(result.losses.map(\.name) == ["lm loss", "sop loss"])
+            let ours = Float(result.losses.map(\.value).reduce(0, +))
+            #expect(abs(ours - theirs) <= 1e-4 * abs(theirs), "\(variant): iteration \(i + 1): lm + sop loss \(ours), transformers \(theirs)")
+        }
+        let logged = lines.first { $0.contains("iteration") && $0.contains("lm loss:") }
+        #expect(logged?.contains("sop loss:") == true, "the log line names both losses: \(lines)")
     }
 
     @Test func paddingThatIsNotASuffixIsRefused() throws {
