@@ -36,9 +36,9 @@ let package = Package(
         // and chosen at load time.
         .target(name: "CKernels"),
         .target(name: "MegatronCore", dependencies: ["CBLAS", "CKernels"]),
-        // GPT model: configuration, flat parameter layout, forward and backward.
-        // Its tensor-parallel layers communicate over a MegatronParallel group.
-        .target(name: "MegatronModels", dependencies: ["MegatronCore", "CKernels", "MegatronParallel"]),
+        // The models (GPT, BERT): configuration, flat parameter layout, forward and backward, over
+        // MegatronData's samples. Their tensor-parallel layers communicate over a MegatronParallel group.
+        .target(name: "MegatronModels", dependencies: ["MegatronCore", "CKernels", "MegatronParallel", "MegatronData"]),
         // Tokenizers and datasets.
         .target(name: "MegatronData", dependencies: ["MegatronCore"]),
         // Communicators (MPI, in-process), the rank grid and its process groups.

@@ -123,7 +123,7 @@ public struct PretrainPlan: Sendable {
 
     /// The loop's settings: batch, schedule and the logging, checking and exit flags.
     private static func trainerSettings(_ options: PretrainOptions, globalBatchSize: Int) throws -> TrainingSettings {
-        let training = options.training, data = options.data, checkpointing = options.checkpointing
+        let training = options.training, checkpointing = options.checkpointing
         guard training.logInterval >= 1 else { throw ConfigError(flag: "--log-interval", "--log-interval must be at least 1") }
         guard (0 ... Int(UInt32.max)).contains(training.seed) else {
             throw ConfigError(flag: "--seed", "--seed \(training.seed): expected 0 ... 2^32 − 1 (NumPy's RandomState seeds the data order)")

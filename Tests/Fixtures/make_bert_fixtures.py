@@ -22,9 +22,12 @@ Each file records, under Megatron-core's BertModel names (the fused QKV in Megat
     loss mask, sentence-order label) with the lm loss, the sop loss and every parameter's gradient
     of their sum (pretrain_bert.py's loss);
   - 10 training iterations, 2 micro-batches of 2 each: AdamW (no decay on 1-D parameters),
-    clipping at 1.0, Megatron's warm-up + cosine schedule in samples, and the loss of each.
+    clipping at 1.0, Megatron's warm-up + cosine schedule in samples, and the loss of each;
+  - "holes.": a micro-batch whose padding mask also hides keys inside the sequences (as
+    Megatron's dataset marks a masked token replaced by [PAD]), its losses and gradients.
 The configuration is JSON in the file's metadata.
 """
+import copy
 import json
 import os
 
@@ -140,6 +143,7 @@ def losses(model, batch):
 
 def make(name, post_ln, seed):
     model, g = hf_model(post_ln, seed)
+    untrained = copy.deepcopy(model)
     tensors = {n: t.float() for n, t in megatron_tensors(model, post_ln).items()}
     step = random_batch(g, 3)
     lm, sop = losses(model, step)
@@ -153,6 +157,20 @@ def make(name, post_ln, seed):
     history = train_adamw(list(model.parameters()), lambda rows: sum(losses(model, {k: v[rows] for k, v in train.items()})))
     tensors.update({"train." + k: v.to(torch.int32) for k, v in train.items()})
     tensors["train.losses"] = torch.tensor(history).float()
+
+    # Padding inside sequences (Megatron's dataset marks a masked token replaced by [PAD] as
+    # padding): keys hidden by the attention mask, the tokens themselves still counted.
+    holes = random_batch(g, 3)
+    holes["padding_mask"][:, 3] = 0
+    holes["padding_mask"][0, 2] = 0
+    holes["loss_mask"][:, 3] = 1
+    holes["labels"][:, 3] = 7
+    lm, sop = losses(untrained, holes)
+    (lm + sop).backward()
+    tensors.update({"holes.grad." + n: t.float() for n, t in megatron_tensors(untrained, post_ln, grads=True).items()})
+    tensors.update({"holes." + k: v.to(torch.int32) for k, v in holes.items()})
+    tensors["holes.lm_loss"] = lm.detach().reshape(1).float()
+    tensors["holes.sop_loss"] = sop.detach().reshape(1).float()
     config = dict(CONFIG, apply_residual_connection_post_layernorm=post_ln)
     metadata = {"config": json.dumps(config, sort_keys=True), "train": json.dumps(TRAIN)}
     write_safetensors(os.path.join(HERE, f"bert_{name}.safetensors"), tensors, metadata)

@@ -1,5 +1,6 @@
 import Foundation
 import MegatronCore
+import MegatronData
 import MegatronModels
 import MegatronTraining
 import Testing
@@ -100,9 +101,26 @@ import Testing
         #expect(logged?.contains("sop loss:") == true, "the log line names both losses: \(lines)")
     }
 
-    @Test func paddingThatIsNotASuffixIsRefused() throws {
+    /// A padding mask that also hides keys inside sequences (Megatron's dataset marks a masked
+    /// token replaced by [PAD] as padding): losses and gradients equal transformers' under the
+    /// same attention mask.
+    @Test(arguments: variants)
+    func paddingInsideSequencesMatchesTransformers(variant: String) throws {
+        let fixture = try Fixture(variant)
+        let model = try BertModel(config: fixture.config, seed: 0, on: device)
+        try fixture.reference.copyWeights(into: model.parameters, layout: model.layout)
+        let batch = try fixture.batch("holes", on: device)
+        let loss = try model.forwardBackward(batch, dropout: .init(seed: 0, iteration: 0, microBatch: 0))
+        for (name, ours) in [("lm", loss.lm.mean), ("sop", loss.sop.mean)] {
+            let expected = try fixture.reference.tensors["holes.\(name)_loss"]!.floats()[0]
+            #expect(abs(ours - expected) <= 1e-5 * abs(expected), "\(variant): \(name) loss \(ours), transformers \(expected)")
+        }
+        try fixture.reference.expectGradients(model.gradients, layout: model.layout, variant + " (padding inside)", prefix: "holes.grad.")
+    }
+
+    @Test func aSequenceStartingWithPaddingIsRefused() throws {
         #expect(throws: TensorError.self) {
-            try BertMicroBatch(tokens: [[1, 2, 3]], tokentypes: [[0, 0, 1]], paddingMask: [[1, 0, 1]], labels: [[0, 0, 0]],
+            try BertMicroBatch(tokens: [[1, 2, 3]], tokentypes: [[0, 0, 1]], paddingMask: [[0, 1, 1]], labels: [[0, 0, 0]],
                                lossMask: [[0, 1, 0]], sentenceOrder: [0], on: device)
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import MegatronCore
+import MegatronData
 import MegatronModels
 import MegatronParallel
 import MegatronTraining

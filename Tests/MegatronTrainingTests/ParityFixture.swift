@@ -45,10 +45,10 @@ struct ParityFixture {
     }
 
     /// Expects every gradient in `gradients` (laid out as `layout`) within 1e-5 of the largest of
-    /// the reference's "grad." + name.
-    func expectGradients(_ gradients: Tensor, layout: ParameterLayout, _ label: String) throws {
+    /// the reference's `prefix` + name.
+    func expectGradients(_ gradients: Tensor, layout: ParameterLayout, _ label: String, prefix: String = "grad.") throws {
         for entry in layout.entries {
-            let reference = try tensors["grad." + entry.name]!.floats()
+            let reference = try tensors[prefix + entry.name]!.floats()
             let ours = Array(UnsafeBufferPointer(start: gradients.floats + entry.offset, count: entry.count))
             let error = zip(ours, reference).map { abs($0 - $1) }.max()! / reference.map(abs).max()!
             #expect(error <= 1e-5, "\(label): \(entry.name): relative error \(error)")

@@ -1,7 +1,9 @@
 /// NumPy's legacy `numpy.random.RandomState(seed)`: the MT19937 generator seeded from a 32-bit
-/// integer (Matsumoto and Nishimura's init_genrand) and the Fisher–Yates `shuffle` of a 1-D array,
-/// which draws each swap index with NumPy's masked rejection sampling (`random_interval`). Megatron
-/// shuffles its dataset indices with it, so the same seed gives the same sample order as Megatron.
+/// integer (Matsumoto and Nishimura's init_genrand, so also C++'s `std::mt19937(seed)`), the
+/// Fisher–Yates `shuffle` (each swap index by NumPy's masked rejection sampling, `random_interval`),
+/// and the draws Megatron's masked datasets make: `randint`, `random` and `choice` with
+/// probabilities. Megatron shuffles its indices and masks its samples with it, so the same seed
+/// gives Megatron's samples.
 public struct NumPyRandomState: Sendable {
     private var state = [UInt32](repeating: 0, count: 624)
     private var position = 624
@@ -55,6 +57,29 @@ public struct NumPyRandomState: Sendable {
             let value = nextUInt64() & mask
             if value <= max { return value }
         }
+    }
+
+    /// `randint(low, high)`: a uniform integer in low ..< high (masked rejection sampling).
+    public mutating func randint(_ low: Int, _ high: Int) -> Int {
+        precondition(high > low, "randint: empty range \(low) ..< \(high)")
+        return low + Int(randomInterval(UInt64(high - 1 - low)))
+    }
+
+    /// `random()`: a uniform double in [0, 1) of 53 random bits from two draws.
+    public mutating func random() -> Double {
+        let a = Double(nextUInt32() >> 5), b = Double(nextUInt32() >> 6)
+        return (a * 67_108_864 + b) / 9_007_199_254_740_992
+    }
+
+    /// `choice(n, p=probabilities)`: an index drawn with `probabilities` (normalised by their
+    /// cumulative sum, as NumPy does), by one `random()` searched in the cumulative sums.
+    public mutating func choice(probabilities: [Double]) -> Int {
+        var cumulative = probabilities
+        for i in cumulative.indices.dropFirst() { cumulative[i] += cumulative[i - 1] }
+        let total = cumulative.last!
+        for i in cumulative.indices { cumulative[i] /= total }
+        let u = random()
+        return cumulative.firstIndex { $0 > u } ?? cumulative.count - 1
     }
 
     /// Shuffles `values` in place exactly as `RandomState.shuffle` shuffles a 1-D array.

@@ -75,6 +75,10 @@ public final class BertWordPieceTokenizer: TextTokenizer, Sendable {
         return text
     }
 
+    /// Whether `id` continues a word (its piece starts "##"): whole-word masking masks it with the
+    /// pieces before it.
+    public func isWordContinuation(_ id: Int32) -> Bool { tokenOfID[id]?.hasPrefix("##") ?? false }
+
     /// Megatron's `decode_token_ids`: [PAD] and [CLS] dropped, "##" continuations glued, every
     /// other token after a space.
     public func decodeTokenIDs(_ ids: [Int32]) -> String {

@@ -1,4 +1,5 @@
 import MegatronCore
+import MegatronData
 
 extension BertConfig: ModelArchitecture {
     public func architectureDifferences(from other: BertConfig) -> [String] {
