@@ -44,6 +44,30 @@ public struct PretrainPlan: Sendable {
         public let temperature: Float
     }
 
+    /// pretrain_bert.py's settings of `megatron pretrain-bert`.
+    public struct Bert: Sendable, Equatable {
+        /// Not --bert-no-binary-head.
+        public let binaryHead: Bool
+        /// --mask-prob
+        public let maskProbability: Double
+        /// --short-seq-prob
+        public let shortSequenceProbability: Double
+    }
+
+    /// The model trained: GPT (pretrain_gpt.py) or BERT (pretrain_bert.py).
+    public enum Family: Sendable, Equatable {
+        case gpt
+        case bert(Bert)
+
+        public var name: String {
+            switch self {
+            case .gpt: "GPT"
+            case .bert: "BERT"
+            }
+        }
+    }
+
+    public let family: Family
     /// The tokenizer's ids (the model pads them to --make-vocab-size-divisible-by × tensor-parallel size).
     public let vocabularySize: Int
     public let parallelState: ParallelState
@@ -66,11 +90,12 @@ public struct PretrainPlan: Sendable {
     /// Warnings Megatron prints for flags it adjusts (printed once, by the first rank).
     public let warnings: [String]
 
-    /// The plan of `options` for `worldSize` ranks and a tokenizer of `vocabularySize` ids whose
-    /// end of document is `endOfDocument`; a `ConfigError` (or the option group's own error) names
-    /// the flag at fault.
-    public init(_ options: PretrainOptions, worldSize: Int, vocabularySize: Int, endOfDocument: Int32) throws {
+    /// The plan of `options` for a `family` model on `worldSize` ranks and a tokenizer of
+    /// `vocabularySize` ids whose end of document is `endOfDocument`; a `ConfigError` (or the option
+    /// group's own error) names the flag at fault.
+    public init(_ options: PretrainOptions, family: Family = .gpt, worldSize: Int, vocabularySize: Int, endOfDocument: Int32) throws {
         let training = options.training, data = options.data, distributed = options.distributed
+        self.family = family
         self.vocabularySize = vocabularySize
         parallelState = try ParallelState(worldSize: worldSize, tensorModelParallelSize: distributed.tensorModelParallelSize,
                                           pipelineModelParallelSize: distributed.pipelineModelParallelSize,
@@ -119,6 +144,33 @@ public struct PretrainPlan: Sendable {
         }
         sample = try Self.sample(options.sample, readsText: options.tokenizer.readsText, context: model.maxPositionEmbeddings)
         self.warnings = warnings
+        if case .bert(let bert) = family { try checkBERT(bert, options) }
+    }
+
+    /// What BERT needs beyond GPT's checks, and what it does not have here.
+    private func checkBERT(_ bert: Bert, _ options: PretrainOptions) throws {
+        try BertConfig(transformer: model, bertBinaryHead: bert.binaryHead).validate(tensorParallelSize: parallelState.tensorModelParallelSize)
+        guard parallelState.pipelineModelParallelSize == 1 else {
+            throw ConfigError(flag: "--pipeline-model-parallel-size", "--pipeline-model-parallel-size "
+                              + "\(parallelState.pipelineModelParallelSize): BERT runs on one pipeline stage here")
+        }
+        guard recompute == .none else {
+            throw ConfigError(flag: "--recompute-granularity", "--recompute-granularity: BERT does not recompute activations here yet")
+        }
+        guard !data.mock else {
+            throw ConfigError(flag: "--mock-data", "--mock-data: BERT trains on sentence-split documents; give --data-path "
+                              + "(megatron preprocess-data --split-sentences)")
+        }
+        guard data.blend.prefixes.count == 1 else {
+            throw ConfigError(flag: "--data-path", "--data-path: BERT reads one dataset prefix here, not a blend")
+        }
+        guard documentBoundaries == nil else {
+            throw ConfigError(flag: "--eod-mask-loss", "--eod-mask-loss, --reset-position-ids and --reset-attention-mask are GPT's")
+        }
+        guard sample == nil else { throw ConfigError(flag: "--sample-tokens", "--sample-tokens: BERT does not generate text") }
+        guard (1 ... Int(Int32.max)).contains(Int(trainer.seed)) else {
+            throw ConfigError(flag: "--seed", "--seed \(trainer.seed): BERT's sample mapping takes 1 ... 2^31 − 1 (Megatron's build_mapping)")
+        }
     }
 
     /// The loop's settings: batch, schedule and the logging, checking and exit flags.

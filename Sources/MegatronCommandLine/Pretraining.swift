@@ -28,25 +28,51 @@ public struct Pretraining: Sendable {
         try options.distributed.launch { world in try train(world: world, startTime: startTime, exitSignal: exitSignal) }
     }
 
-    /// One rank's run: its model replica (or shard of one), its share of every global batch, and the
-    /// generated sample at the end.
+    /// One rank's run: its model replica (or shard of one), its share of every global batch, and
+    /// (GPT's) the generated sample at the end.
     func train(world: any Communicator, startTime: Date, exitSignal: ExitSignal?) throws {
         let groups = try ProcessGroups(world: world, state: plan.parallelState)
-        let isFirst = world.rank == 0, isLast = groups.isLastRank
         let device = try options.device.makeDevice(ranksSharingCores: options.distributed.ranksPerMachine)
-        let gpt = try GPTModel(config: plan.model, seed: plan.trainer.seed, groups: groups, on: device)
-        gpt.recompute = plan.recompute
-        gpt.sequenceParallel = plan.sequenceParallel
-        gpt.documentBoundaries = plan.documentBoundaries
-        let dataParallel = try DistributedDataParallel(model: gpt, settings: plan.dataParallel)
-        let optimizer = try Optimizer(model: gpt, settings: plan.optimizer, dataParallel: dataParallel)
-        if isFirst { printStart(world: world, model: gpt, device: device, dataParallel: dataParallel, optimizer: optimizer) }
-        let data = try PretrainingData(plan, world: world, log: isFirst)
+        let log = world.rank == 0
+        switch plan.family {
+        case .gpt:
+            let gpt = try GPTModel(config: plan.model, seed: plan.trainer.seed, groups: groups, on: device)
+            gpt.recompute = plan.recompute
+            gpt.sequenceParallel = plan.sequenceParallel
+            gpt.documentBoundaries = plan.documentBoundaries
+            let (trainer, data) = try train(gpt, data: { try PretrainingData<GPTModel>(gpt: plan, world: world, log: log) },
+                                            world: world, startTime: startTime, exitSignal: exitSignal)
+            if let sample = plan.sample, !trainer.exited {
+                try generateSample(sample, trainer: trainer, firstSample: data.firstDocument, isFirst: log)
+            }
+        case .bert(let bert):
+            guard let tokenizer = tokenizer as? BertWordPieceTokenizer else {
+                throw ConfigError(flag: "--tokenizer-type", "--tokenizer-type: BERT's dataset needs BertWordPieceLowerCase or BertWordPieceCase")
+            }
+            let model = try BertModel(config: BertConfig(transformer: plan.model, bertBinaryHead: bert.binaryHead), seed: plan.trainer.seed,
+                                      groups: groups, on: device)
+            model.sequenceParallel = plan.sequenceParallel
+            try train(model, data: { try PretrainingData<BertModel>(bert: bert, plan: plan, tokenizer: tokenizer, world: world, log: log) },
+                      world: world, startTime: startTime, exitSignal: exitSignal)
+        }
+    }
+
+    /// Trains `model` on the samples `data` builds (after the start is printed): its data
+    /// parallelism, optimizer, log, TensorBoard and checkpoint.
+    @discardableResult
+    private func train<Model: PretrainingModel>(_ model: Model, data: () throws -> PretrainingData<Model>, world: any Communicator,
+                                                 startTime: Date, exitSignal: ExitSignal?) throws
+        -> (trainer: Trainer<Model>, data: PretrainingData<Model>) {
+        let isLast = model.groups.isLastRank
+        let dataParallel = try DistributedDataParallel(model: model, settings: plan.dataParallel)
+        let optimizer = try Optimizer(model: model, settings: plan.optimizer, dataParallel: dataParallel)
+        if world.rank == 0 { printStart(world: world, model: model, dataParallel: dataParallel, optimizer: optimizer) }
+        let data = try data()
         fflush(nil)
         var settings = plan.trainer
         settings.startTime = startTime
         settings.exitSignal = exitSignal
-        let trainer = try Trainer(model: gpt, optimizer: optimizer, scheduler: plan.scheduler, settings: settings,
+        let trainer = try Trainer(model: model, optimizer: optimizer, scheduler: plan.scheduler, settings: settings,
                                   dataParallel: dataParallel, sample: data.training,
                                   log: { line in if isLast { print(line); fflush(nil) } })
         trainer.evaluation = data.evaluation
@@ -59,23 +85,22 @@ public struct Pretraining: Sendable {
                                        schedulerSettings: load.schedulerSettings)
         }
         try trainer.train()
-        if let sample = plan.sample, !trainer.exited {
-            try generateSample(sample, trainer: trainer, firstSample: data.firstSample, isFirst: isFirst)
-        }
+        return (trainer, data)
     }
 
     /// Megatron's warnings and what was built, from the first rank.
-    private func printStart(world: any Communicator, model gpt: GPTModel, device: CPUDevice, dataParallel: DistributedDataParallel,
-                            optimizer: Optimizer) {
+    private func printStart<Model: PretrainingModel>(world: any Communicator, model: Model, dataParallel: DistributedDataParallel,
+                                                     optimizer: Optimizer) {
         let config = plan.model, state = plan.parallelState
+        let parameterCount = model.config.wholeLayout.totalCount
         for warning in plan.warnings { print(warning) }
-        print("> building GPT model: \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
-              + "padded vocab \(config.paddedVocabSize), \(config.parameterCount) parameters"
-              + (gpt.layout.totalCount < config.parameterCount ? " (\(gpt.layout.totalCount) on rank 0)" : ""))
+        print("> building \(plan.family.name) model: \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
+              + "padded vocab \(config.paddedVocabSize), \(parameterCount) parameters"
+              + (model.layout.totalCount < parameterCount ? " (\(model.layout.totalCount) on rank 0)" : ""))
         print("> \(world.size) rank(s) (\(options.distributed.effectiveBackend.rawValue)), tensor-parallel size "
               + "\(state.tensorModelParallelSize)\(plan.sequenceParallel ? " (sequence parallel)" : ""), "
               + "pipeline-parallel size \(state.pipelineModelParallelSize), data-parallel size \(state.dataParallelSize), "
-              + "\(device.threads) thread(s) each; \(dataParallel.buckets.count) gradient bucket(s)"
+              + "\(model.device.threads) thread(s) each; \(dataParallel.buckets.count) gradient bucket(s)"
               + (plan.dataParallel.useDistributedOptimizer ? ", distributed optimizer (\(optimizer.stateBytes) bytes of state per rank)" : ""))
     }
 

@@ -6,32 +6,29 @@ import MegatronTraining
 
 /// A rank's samples of a plan's data, as Megatron's BlendedMegatronDatasetBuilder builds them:
 /// each --data-path dataset (or the mock documents) split into training, validation and test
-/// documents, a GPTDataset over each, blended by weight.
-struct PretrainingData {
-    /// Training sample i (sequence length + 1 tokens).
-    let training: @Sendable (Int) -> [Int32]
-    /// The first document's tokens (the default prompt of the sample after training).
-    let firstSample: [Int32]
+/// documents, and the model's dataset over each (GPT's blended by weight).
+struct PretrainingData<Model: PretrainingModel> {
+    /// Training sample i.
+    let training: @Sendable (Int) -> Model.Sample
+    /// The first document's tokens (GPT's default prompt of the sample after training).
+    let firstDocument: [Int32]
     /// The validation and test samples, under --eval-iters.
-    let evaluation: Trainer<GPTModel>.Evaluation?
+    let evaluation: Trainer<Model>.Evaluation?
 
-    /// With --data-cache-path, rank 0 builds and saves the indices first and the others then load
-    /// them, as Megatron does (one build, not one per rank); `log` prints what was built.
-    init(_ plan: PretrainPlan, world: any Communicator, log: Bool) throws {
-        let data = plan.data
-        let rank0BuildsFirst = data.cachePath != nil && world.size > 1
+    /// The splits made by `split(index, count)`: `count` samples of split `index` (0 training, 1
+    /// validation, 2 test), nil when it is empty. With --data-cache-path, rank 0 builds (and saves
+    /// the indices) first and the others then load them, as Megatron does (one build, not one per rank).
+    private init(_ plan: PretrainPlan, world: any Communicator, firstDocument: [Int32],
+                 split: (Int, Int) throws -> (@Sendable (Int) -> Model.Sample)?) throws {
+        let rank0BuildsFirst = plan.data.cachePath != nil && world.size > 1
         if rank0BuildsFirst && world.rank != 0 { try world.barrier() }
-        let sources: [any LowLevelDataset] = data.mock
-            ? [MockGPTLowLevelDataset(vocabSize: plan.vocabularySize, endOfDocument: data.endOfDocument)]
-            : try data.blend.prefixes.map { try IndexedDataset(prefix: $0) }
-        let split = { (index: Int, samples: Int) in try Self.samples(plan, sources: sources, split: index, count: samples, log: log) }
-        guard let training = try split(0, data.trainingSamples) else {
-            throw ConfigError(flag: "--split", "--split \(data.split): the training split is empty")
+        guard let training = try split(0, plan.data.trainingSamples) else {
+            throw ConfigError(flag: "--split", "--split \(plan.data.split): the training split is empty")
         }
         self.training = training
-        firstSample = sources[0].sequence(0)
+        self.firstDocument = firstDocument
         if let planned = plan.evaluation {
-            var evaluation = Trainer<GPTModel>.Evaluation(interval: planned.interval, iterations: planned.iterations, validation: nil, test: nil)
+            var evaluation = Trainer<Model>.Evaluation(interval: planned.interval, iterations: planned.iterations, validation: nil, test: nil)
             let globalBatchSize = plan.trainer.globalBatchSize
             evaluation.validation = try split(1, evaluation.validationSamples(trainIters: plan.trainer.trainIters,
                                                                                 globalBatchSize: globalBatchSize))
@@ -42,9 +39,21 @@ struct PretrainingData {
         }
         if rank0BuildsFirst && world.rank == 0 { try world.barrier() }
     }
+}
 
-    /// `count` samples of split `index` (0 train, 1 validation, 2 test) over `sources`, the blend's
-    /// datasets; nil when the split is empty.
+extension PretrainingData where Model == GPTModel {
+    /// GPTDatasets (sequence length + 1 tokens a sample) over the mock documents or the blend;
+    /// `log` prints what was built.
+    init(gpt plan: PretrainPlan, world: any Communicator, log: Bool) throws {
+        let data = plan.data
+        let sources: [any LowLevelDataset] = data.mock
+            ? [MockGPTLowLevelDataset(vocabSize: plan.vocabularySize, endOfDocument: data.endOfDocument)]
+            : try data.blend.prefixes.map { try IndexedDataset(prefix: $0) }
+        try self.init(plan, world: world, firstDocument: sources[0].sequence(0)) { index, count in
+            try Self.samples(plan, sources: sources, split: index, count: count, log: log)
+        }
+    }
+
     private static func samples(_ plan: PretrainPlan, sources: [any LowLevelDataset], split index: Int, count: Int,
                                 log: Bool) throws -> (@Sendable (Int) -> [Int32])? {
         let data = plan.data, name = ["training", "validation", "test"][index]
@@ -69,5 +78,30 @@ struct PretrainingData {
         if let blended = try data.blend.blend(datasets, size: count, split: name) { return { blended.sample($0) } }
         let dataset = datasets[0]
         return { dataset.sample($0) }
+    }
+}
+
+extension PretrainingData where Model == BertModel {
+    /// BertDatasets over the one --data-path dataset's documents (its sentences the indexed
+    /// sequences), masked by `bert`'s settings with `tokenizer`'s vocabulary.
+    init(bert: PretrainPlan.Bert, plan: PretrainPlan, tokenizer: BertWordPieceTokenizer, world: any Communicator, log: Bool) throws {
+        let data = plan.data, prefix = data.blend.prefixes[0]
+        let indexed = try IndexedDataset(prefix: prefix)
+        try self.init(plan, world: world, firstDocument: indexed.sequence(0)) { index, count in
+            let name = ["training", "validation", "test"][index]
+            guard let documents = try GPTDataset.splitRanges(data.split, count: indexed.documentCount)[index], !documents.isEmpty else {
+                if index > 0 && log { print("> dataset \(prefix): no \(name) documents under --split \(data.split)") }
+                return nil
+            }
+            let dataset = try BertDataset(indexed, documents: documents, numSamples: count, sequenceLength: plan.trainer.sequenceLength,
+                                          binaryHead: bert.binaryHead, tokenizer: tokenizer, maskProbability: bert.maskProbability,
+                                          shortSequenceProbability: bert.shortSequenceProbability, seed: Int32(plan.trainer.seed))
+            if log {
+                print("> dataset \(prefix): \(name) split documents \(documents.lowerBound) ..< \(documents.upperBound) of "
+                      + "\(indexed.documentCount); \(dataset.count) samples of up to \(plan.trainer.sequenceLength) tokens "
+                      + "over \(dataset.base.sampleIndex.epochs) epoch(s)")
+            }
+            return { dataset.sample($0).sample }
+        }
     }
 }
