@@ -8,7 +8,9 @@ import MegatronData
 /// Megatron-LM's tools/preprocess_data.py writes them (one sequence per document, the end-of-document
 /// token appended with --append-eod, empty documents kept as empty). Plain text too (ours,
 /// `--input-format text`): documents are separated by blank lines (lines of only spaces or tabs),
-/// and each keeps its own line breaks; the output is `PREFIX_text_document`.
+/// and each keeps its own line breaks; the output is `PREFIX_text_document`. With --split-sentences
+/// each document is split into sentences by NLTK's Punkt model (as Megatron's, found on NLTK's data
+/// path), one sequence each, and the output is `PREFIX_KEY_sentence` (BERT's and T5's data).
 struct PreprocessData: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "preprocess-data", abstract: "Tokenize JSONL into Megatron .bin/.idx datasets (tools/preprocess_data.py flags).")
@@ -23,6 +25,12 @@ struct PreprocessData: ParsableCommand {
     @Option(help: "Tokenizing threads (default: every core).") var workers = ProcessInfo.processInfo.activeProcessorCount
     @Flag(name: .customLong("skip-invalid-lines"), help: "Skip (and count) malformed lines instead of stopping at the first.")
     var skipInvalidLines = false
+    @Flag(name: .customLong("split-sentences"),
+          help: "Split documents into sentences (NLTK's Punkt model tokenizers/punkt_tab/LANG, from $NLTK_DATA or ~/nltk_data; one sequence each).")
+    var splitSentences = false
+    @Flag(name: .customLong("keep-newlines"), help: "With --split-sentences, keep the white space after each sentence with it.")
+    var keepNewlines = false
+    @Option(name: .customLong("lang"), help: "The Punkt model of --split-sentences.") var lang = "english"
 
     func validate() throws {
         guard ["jsonl", "text"].contains(inputFormat) else { throw ValidationError("--input-format \(inputFormat): expected jsonl or text") }
@@ -32,12 +40,16 @@ struct PreprocessData: ParsableCommand {
 
     func run() throws {
         let tokenizer = try tokenizer.makeTokenizer()
+        let splitter = try splitSentences
+            ? PunktSentenceTokenizer(parameters: PunktParameters(directory: PunktParameters.find(language: lang)), keepNewlines: keepNewlines)
+            : nil
         guard let data = try? Data(contentsOf: URL(fileURLWithPath: input), options: .alwaysMapped) else {
             throw ValidationError("--input \(input): cannot be read")
         }
         let type = IndexedDataset.TokenType.optimal(vocabularySize: tokenizer.vocabSize)
         let keys = inputFormat == "text" ? ["text"] : jsonKeys
-        let builders = try keys.map { try IndexedDatasetBuilder(prefix: "\(outputPrefix)_\($0)_document", tokenType: type) }
+        let level = splitSentences ? "sentence" : "document"
+        let builders = try keys.map { try IndexedDatasetBuilder(prefix: "\(outputPrefix)_\($0)_\(level)", tokenType: type) }
         let lines = inputFormat == "text" ? InputDocuments.paragraphs(of: data) : InputDocuments.lines(of: data)
         let started = Date()
         var documents = 0, skipped = 0, bytesDone = 0
@@ -47,7 +59,7 @@ struct PreprocessData: ParsableCommand {
             let results = Results(count: batchLines.count)
             DispatchQueue.concurrentPerform(iterations: workers) { worker in
                 for i in stride(from: worker, to: batchLines.count, by: workers) {
-                    results.set(i, encode(data[batchLines[i]], line: batchStart + i + 1, tokenizer: tokenizer))
+                    results.set(i, encode(data[batchLines[i]], line: batchStart + i + 1, tokenizer: tokenizer, splitter: splitter))
                 }
             }
             for (i, result) in results.all.enumerated() {
@@ -72,7 +84,7 @@ struct PreprocessData: ParsableCommand {
         }
         for builder in builders { try builder.finish() }
         FileHandle.standardError.write(Data("\n".utf8))
-        print("wrote \(keys.map { "\(outputPrefix)_\($0)_document.{bin,idx}" }.joined(separator: ", ")): "
+        print("wrote \(keys.map { "\(outputPrefix)_\($0)_\(level).{bin,idx}" }.joined(separator: ", ")): "
               + "\(documents) documents\(skipped > 0 ? ", \(skipped) invalid lines skipped" : "") (\(type) tokens)")
     }
 
@@ -84,13 +96,23 @@ struct PreprocessData: ParsableCommand {
 
     /// The document of each key of one input line or document, as Megatron's Encoder.encode: a list
     /// of strings under a key is one sequence per non-empty string (as --split-sentences output is), a
-    /// string one sequence; with --append-eod, EOD ends a non-empty document's last sequence.
-    func encode(_ line: Data, line number: Int, tokenizer: any TextTokenizer) -> Result<[EncodedDocument], TokenizerError> {
+    /// string one sequence (or, split, one a sentence); with --append-eod, EOD ends a non-empty
+    /// document's last sequence.
+    func encode(_ line: Data, line number: Int, tokenizer: any TextTokenizer,
+                splitter: PunktSentenceTokenizer?) -> Result<[EncodedDocument], TokenizerError> {
+        /// Megatron splits a text in pieces of a million code points.
+        func split(_ text: String) -> [String] {
+            guard let splitter else { return [text] }
+            let scalars = Array(text.unicodeScalars)
+            return stride(from: 0, to: scalars.count, by: 1_000_000).flatMap { start in
+                splitter.sentences(String(String.UnicodeScalarView(scalars[start ..< min(start + 1_000_000, scalars.count)])))
+            }
+        }
         if inputFormat == "text" {
             guard let text = String(data: line, encoding: .utf8) else {
                 return .failure(TokenizerError("\(input): document \(number) is not valid UTF-8"))
             }
-            return Result { [try tokens(of: [text], tokenizer: tokenizer)] }
+            return Result { [try tokens(of: split(text), tokenizer: tokenizer)] }
                 .mapError { TokenizerError("\(input): document \(number): \($0)") }
         }
         guard let object = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any] else {
@@ -99,7 +121,7 @@ struct PreprocessData: ParsableCommand {
         var out: [EncodedDocument] = []
         for key in jsonKeys {
             let texts: [String]
-            if let text = object[key] as? String { texts = [text] } else if let list = object[key] as? [String] { texts = list } else {
+            if let text = object[key] as? String { texts = split(text) } else if let list = object[key] as? [String] { texts = list } else {
                 return .failure(TokenizerError("\(input):\(number): no string (or list of strings) under key \"\(key)\""))
             }
             do {

@@ -105,9 +105,9 @@ public final class BertWordPieceTokenizer: TextTokenizer, Sendable {
             }
         }
         var words: [String.UnicodeScalarView] = []
-        for var word in cleaned.split(whereSeparator: Self.isPythonWhitespace).map(String.UnicodeScalarView.init) {
+        for var word in cleaned.split(whereSeparator: PythonText.isWhitespace).map(String.UnicodeScalarView.init) {
             if lowerCase {
-                word = Self.pythonLowercased(word)
+                word = PythonText.lowercased(word)
                 word = String.UnicodeScalarView(String(word).decomposedStringWithCanonicalMapping.unicodeScalars
                     .filter { $0.properties.generalCategory != .nonspacingMark })
             }
@@ -160,11 +160,6 @@ public final class BertWordPieceTokenizer: TextTokenizer, Sendable {
         scalar == " " || scalar == "\t" || scalar == "\n" || scalar == "\r" || scalar.properties.generalCategory == .spaceSeparator
     }
 
-    /// Python's `str.isspace`: White_Space, plus the information separators U+001C … U+001F.
-    private static func isPythonWhitespace(_ scalar: Unicode.Scalar) -> Bool {
-        scalar.properties.isWhitespace || (0x1C ... 0x1F).contains(scalar.value)
-    }
-
     private static func isCJK(_ value: UInt32) -> Bool {
         (0x4E00 ... 0x9FFF).contains(value) || (0x3400 ... 0x4DBF).contains(value) || (0x20000 ... 0x2A6DF).contains(value)
             || (0x2A700 ... 0x2B73F).contains(value) || (0x2B740 ... 0x2B81F).contains(value) || (0x2B820 ... 0x2CEAF).contains(value)
@@ -181,35 +176,5 @@ public final class BertWordPieceTokenizer: TextTokenizer, Sendable {
              .finalPunctuation, .otherPunctuation: return true
         default: return false
         }
-    }
-
-    /// Python's `str.lower()`: each scalar's full lowercase mapping, except that Σ at the end of a
-    /// word (after a cased letter, before none, case-ignorable scalars skipped) is final ς.
-    static func pythonLowercased(_ word: String.UnicodeScalarView) -> String.UnicodeScalarView {
-        let scalars = Array(word)
-        var out = String.UnicodeScalarView()
-        for (i, scalar) in scalars.enumerated() {
-            if scalar.value == 0x03A3 {
-                let before = scalars[..<i].reversed().first { !$0.properties.isCaseIgnorable }
-                let after = scalars[(i + 1)...].first { !$0.properties.isCaseIgnorable }
-                if before?.properties.isCased == true && after?.properties.isCased != true {
-                    out.append("\u{03C2}")
-                    continue
-                }
-            }
-            for lower in scalar.properties.lowercaseMapping.unicodeScalars { out.append(lower) }
-        }
-        return out
-    }
-}
-
-extension Substring.UnicodeScalarView {
-    /// Without leading and trailing Python white space (`str.strip()`).
-    func trimmingPythonWhitespace() -> Substring.UnicodeScalarView {
-        func isSpace(_ scalar: Unicode.Scalar) -> Bool { scalar.properties.isWhitespace || (0x1C ... 0x1F).contains(scalar.value) }
-        var view = self
-        while let first = view.first, isSpace(first) { view.removeFirst() }
-        while let last = view.last, isSpace(last) { view.removeLast() }
-        return view
     }
 }
