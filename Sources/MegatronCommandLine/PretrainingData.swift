@@ -9,7 +9,7 @@ import MegatronTraining
 /// documents, and the model's dataset over each (GPT's blended by weight).
 struct PretrainingData<Model: PretrainingModel> {
     /// Training sample i.
-    let training: @Sendable (Int) -> Model.Sample
+    let training: @Sendable (Int) throws -> Model.Sample
     /// The first document's tokens (GPT's default prompt of the sample after training).
     let firstDocument: [Int32]
     /// The validation and test samples, under --eval-iters.
@@ -19,7 +19,7 @@ struct PretrainingData<Model: PretrainingModel> {
     /// validation, 2 test), nil when it is empty. With --data-cache-path, rank 0 builds (and saves
     /// the indices) first and the others then load them, as Megatron does (one build, not one per rank).
     private init(_ plan: PretrainPlan, world: any Communicator, firstDocument: [Int32],
-                 split: (Int, Int) throws -> (@Sendable (Int) -> Model.Sample)?) throws {
+                 split: (Int, Int) throws -> (@Sendable (Int) throws -> Model.Sample)?) throws {
         let rank0BuildsFirst = plan.data.cachePath != nil && world.size > 1
         if rank0BuildsFirst && world.rank != 0 { try world.barrier() }
         guard let training = try split(0, plan.data.trainingSamples) else {

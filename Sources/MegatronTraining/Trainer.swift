@@ -22,7 +22,7 @@ public final class Trainer<Model: PretrainingModel> {
     /// --tensorboard-dir: Megatron's TensorBoard scalars, on the rank that prints the log.
     public var tensorboard: TensorBoardLog?
     public internal(set) var consumedValidationSamples = 0
-    let sample: (Int) -> Model.Sample
+    let sample: (Int) throws -> Model.Sample
     let log: (String) -> Void
     public internal(set) var consumedSamples = 0
     /// The last completed iteration: 0 before training, or the iteration a checkpoint resumed from.
@@ -31,10 +31,11 @@ public final class Trainer<Model: PretrainingModel> {
     /// before --train-iters.
     public private(set) var exited = false
 
-    /// `sample(i)` returns training sample i (GPT's: sequence-length + 1 tokens). Without
-    /// `dataParallel`, data parallelism with the default settings over the model's data-parallel group.
+    /// `sample(i)` returns training sample i (GPT's: sequence-length + 1 tokens), or throws why it
+    /// cannot. Without `dataParallel`, data parallelism with the default settings over the model's
+    /// data-parallel group.
     public init(model: Model, optimizer: Optimizer, scheduler: OptimizerParamScheduler, settings: TrainingSettings,
-                dataParallel: DistributedDataParallel? = nil, sample: @escaping (Int) -> Model.Sample,
+                dataParallel: DistributedDataParallel? = nil, sample: @escaping (Int) throws -> Model.Sample,
                 log: @escaping (String) -> Void) throws {
         self.model = model
         self.dataParallel = try dataParallel ?? DistributedDataParallel(model: model)
@@ -192,12 +193,12 @@ public final class Trainer<Model: PretrainingModel> {
     /// `first`: of every micro-batch · dp consecutive samples, the dpRank-th run. Micro-batch m's
     /// dropout masks are those of micro-batch m·dp + dpRank of `iteration` (0 in evaluation, which
     /// draws none).
-    private func schedule(of sample: @escaping (Int) -> Model.Sample, from first: Int, iteration: Int) -> PipelineSchedule<Model> {
+    private func schedule(of sample: @escaping (Int) throws -> Model.Sample, from first: Int, iteration: Int) -> PipelineSchedule<Model> {
         let s = settings, model = model
         let dp = dataParallel.dataParallel.size, dpRank = dataParallel.dataParallel.rank
         return PipelineSchedule(model: model, tokens: s.microBatchSize * s.sequenceLength) { m in
             let start = first + (m * dp + dpRank) * s.microBatchSize
-            return (try model.microBatch(of: (start ..< start + s.microBatchSize).map(sample)),
+            return (try model.microBatch(of: (start ..< start + s.microBatchSize).map { try sample($0) }),
                     DropoutKey(seed: s.seed, iteration: iteration, microBatch: m * dp + dpRank))
         }
     }
@@ -237,10 +238,10 @@ public final class Trainer<Model: PretrainingModel> {
         /// --eval-iters: global batches per evaluation.
         public var iterations: Int
         /// Validation and test samples by index, when those splits exist.
-        public var validation: ((Int) -> Model.Sample)?
-        public var test: ((Int) -> Model.Sample)?
+        public var validation: ((Int) throws -> Model.Sample)?
+        public var test: ((Int) throws -> Model.Sample)?
 
-        public init(interval: Int?, iterations: Int, validation: ((Int) -> Model.Sample)?, test: ((Int) -> Model.Sample)?) {
+        public init(interval: Int?, iterations: Int, validation: ((Int) throws -> Model.Sample)?, test: ((Int) throws -> Model.Sample)?) {
             self.interval = interval
             self.iterations = iterations
             self.validation = validation
@@ -256,7 +257,7 @@ public final class Trainer<Model: PretrainingModel> {
 
     /// Evaluates on samples `first ..< first + iterations · global batch` of `sample` and logs Megatron's
     /// validation lines (each loss and its perplexity, exp of the loss capped at 20).
-    private func evaluateAndLog(_ sample: @escaping (Int) -> Model.Sample, from first: Int, label: String, toTensorBoard: Bool = true) throws {
+    private func evaluateAndLog(_ sample: @escaping (Int) throws -> Model.Sample, from first: Int, label: String, toTensorBoard: Bool = true) throws {
         let s = settings, iterations = evaluation!.iterations
         let microBatches = s.globalBatchSize / (s.microBatchSize * dataParallel.dataParallel.size)
         let losses = try globalBatchLosses(schedule(of: sample, from: first, iteration: 0).forwardOnly(count: iterations * microBatches))

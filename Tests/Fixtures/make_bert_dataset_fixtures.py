@@ -38,15 +38,18 @@ CASES = [
 
 
 class Tokenizer:
-    """The fields of Megatron's _BertWordPieceTokenizer that the dataset reads."""
+    """The fields of Megatron's _BertWordPieceTokenizer (with --vocab-extra-ids) that the datasets read."""
 
-    def __init__(self, tokens):
+    def __init__(self, tokens, extra_ids=0):
         self.vocab = {t: i for i, t in enumerate(tokens)}
-        for extra in ["[BOS]", "[EOS]"]:
+        extras = [f"<extra_id_{i}>" for i in range(extra_ids)]
+        for extra in ["[BOS]", "[EOS]"] + extras:
             self.vocab[extra] = len(self.vocab)
         self.inv_vocab = {i: t for t, i in self.vocab.items()}
         self.cls, self.sep, self.pad, self.mask = (self.vocab[t] for t in ["[CLS]", "[SEP]", "[PAD]", "[MASK]"])
+        self.bos = self.vocab["[BOS]"]
         self.eos = self.eod = self.vocab["[EOS]"]
+        self.additional_special_tokens_ids = [self.vocab[t] for t in extras]
         self.vocab_size = len(self.vocab)
         # What Megatron's description of a dataset records of its tokenizer.
         self.unique_identifiers = {"class": "_BertWordPieceTokenizer", "vocab_size": self.vocab_size}

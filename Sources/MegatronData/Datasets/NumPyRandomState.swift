@@ -1,8 +1,10 @@
+import Foundation
+
 /// NumPy's legacy `numpy.random.RandomState(seed)`: the MT19937 generator seeded from a 32-bit
 /// integer (Matsumoto and Nishimura's init_genrand, so also C++'s `std::mt19937(seed)`), the
 /// Fisher–Yates `shuffle` (each swap index by NumPy's masked rejection sampling, `random_interval`),
-/// and the draws Megatron's masked datasets make: `randint`, `random` and `choice` with
-/// probabilities. Megatron shuffles its indices and masks its samples with it, so the same seed
+/// and the draws Megatron's masked datasets make: `randint`, `random`, `choice` with
+/// probabilities and `geometric`. Megatron shuffles its indices and masks its samples with it, so the same seed
 /// gives Megatron's samples.
 public struct NumPyRandomState: Sendable {
     private var state = [UInt32](repeating: 0, count: 624)
@@ -80,6 +82,20 @@ public struct NumPyRandomState: Sendable {
         for i in cumulative.indices { cumulative[i] /= total }
         let u = random()
         return cumulative.firstIndex { $0 > u } ?? cumulative.count - 1
+    }
+
+    /// `geometric(p)`: the number of trials to the first success, by NumPy's legacy algorithms:
+    /// inversion of one `random()` for p < 1/3, else a search of the cumulative distribution.
+    public mutating func geometric(_ p: Double) -> Int {
+        let u = random()
+        guard p >= 1.0 / 3.0 else { return Int((log1p(-u) / log(1 - p)).rounded(.up)) }
+        var trials = 1, probability = p, cumulative = p
+        while u > cumulative {
+            probability *= 1 - p
+            cumulative += probability
+            trials += 1
+        }
+        return trials
     }
 
     /// Shuffles `values` in place exactly as `RandomState.shuffle` shuffles a 1-D array.

@@ -4,7 +4,8 @@
 /// Masking (`_create_masked_lm_predictions`): every token but [CLS] and [SEP] starts a candidate,
 /// or with whole-word masking joins the candidate before it when its piece continues a word
 /// ("##…"). The candidates are shuffled; each in turn draws an n-gram length n of 1 ...
-/// maxNgram (P(n) ∝ 1/n, or ∝ 1/(maxNgram + 1 − n) with longer n-grams favoured) and masks the
+/// maxNgram (P(n) ∝ 1/n, or ∝ 1/(maxNgram + 1 − n) with longer n-grams favoured, or SpanBERT's
+/// geometric length with p = 0.2, clipped to maxNgram) and masks the
 /// n candidates from it, shortening n while that would exceed the budget of
 /// min(p · target length, max(1, round(p · tokens))) masked tokens, skipping it when even one
 /// candidate would or when one of its tokens is masked already, until the budget is spent. Each
@@ -19,6 +20,8 @@ public struct MaskedWordPieceDataset: Sendable {
         public var maxNgram: Int
         public var doFullWord = true
         public var useLongerNgrams = false
+        /// SpanBERT's span lengths (T5's).
+        public var useGeometricDistribution = false
 
         public init(probability: Double, shortSequenceProbability: Double, maxNgram: Int) {
             self.probability = probability
@@ -27,11 +30,13 @@ public struct MaskedWordPieceDataset: Sendable {
         }
     }
 
-    /// The masked tokens and, sorted by position, the masked positions and their original ids.
-    public struct Predictions: Sendable, Equatable {
+    /// The masked tokens; sorted by position, the masked positions and their original ids; and the
+    /// masked spans (each n-gram's positions and original ids) in order.
+    public struct Predictions: Sendable {
         public var tokens: [Int32]
         public var positions: [Int]
         public var labels: [Int32]
+        public var spans: [(positions: [Int], labels: [Int32])]
     }
 
     public let dataset: IndexedDataset
@@ -102,9 +107,11 @@ public struct MaskedWordPieceDataset: Sendable {
         var masked = tokens
         var predictions: [(position: Int, label: Int32)] = []
         var maskedPositions = Set<Int>()
+        var spans: [(positions: [Int], labels: [Int32])] = []
         for start in order {
             if Double(predictions.count) >= budget { break }
-            var n = random.choice(probabilities: weights) + 1
+            var n = masking.useGeometricDistribution
+                ? min(random.geometric(0.2), masking.maxNgram) : random.choice(probabilities: weights) + 1
             var indices: [Int] = []
             while true {
                 indices = ngram(start, n)
@@ -118,8 +125,10 @@ public struct MaskedWordPieceDataset: Sendable {
                 masked[position] = replacement(&random) ?? tokens[position]
                 predictions.append((position, tokens[position]))
             }
+            spans.append((indices, indices.map { tokens[$0] }))
         }
+        spans.sort { $0.positions[0] < $1.positions[0] }
         predictions.sort { $0.position < $1.position }
-        return Predictions(tokens: masked, positions: predictions.map(\.position), labels: predictions.map(\.label))
+        return Predictions(tokens: masked, positions: predictions.map(\.position), labels: predictions.map(\.label), spans: spans)
     }
 }
