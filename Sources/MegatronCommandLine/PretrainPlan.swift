@@ -154,9 +154,6 @@ public struct PretrainPlan: Sendable {
             throw ConfigError(flag: "--pipeline-model-parallel-size", "--pipeline-model-parallel-size "
                               + "\(parallelState.pipelineModelParallelSize): BERT runs on one pipeline stage here")
         }
-        guard recompute == .none else {
-            throw ConfigError(flag: "--recompute-granularity", "--recompute-granularity: BERT does not recompute activations here yet")
-        }
         guard !data.mock else {
             throw ConfigError(flag: "--mock-data", "--mock-data: BERT trains on sentence-split documents; give --data-path "
                               + "(megatron preprocess-data --split-sentences)")

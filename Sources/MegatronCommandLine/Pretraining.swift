@@ -52,6 +52,7 @@ public struct Pretraining: Sendable {
             let model = try BertModel(config: BertConfig(transformer: plan.model, bertBinaryHead: bert.binaryHead), seed: plan.trainer.seed,
                                       groups: groups, on: device)
             model.sequenceParallel = plan.sequenceParallel
+            model.recompute = plan.recompute
             try train(model, data: { try PretrainingData<BertModel>(bert: bert, plan: plan, tokenizer: tokenizer, world: world, log: log) },
                       world: world, startTime: startTime, exitSignal: exitSignal)
         }

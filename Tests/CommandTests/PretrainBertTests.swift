@@ -3,8 +3,8 @@ import Testing
 
 /// `megatron pretrain-bert` on the committed sentence-split corpus (Tests/Fixtures/bert_dataset):
 /// it logs lm loss and sop loss, evaluates both, trains on TP 2 × DP 2 (sequence parallel,
-/// distributed optimizer) as on one rank, resumes from its checkpoint, and refuses what BERT does
-/// not support here with the flag at fault.
+/// distributed optimizer) as on one rank, recomputes and runs in bf16, resumes from its checkpoint,
+/// and refuses what BERT does not support here with the flag at fault.
 @Suite struct PretrainBertTests {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/bert_dataset")
@@ -30,6 +30,29 @@ import Testing
         }
     }
 
+    /// Recomputation (full, uniform and block, and selective) and bf16 leave one rank's run as it was
+    /// (recomputation: exactly), and bf16 on TP 2 logs what bf16 on one rank logs.
+    @Test func recomputationAndMixedPrecisionWork() throws {
+        let plain = try PretrainFlagTests.megatron(Self.run)
+        for flags in [["--recompute-granularity", "full", "--recompute-method", "uniform", "--recompute-num-layers", "2"],
+                      ["--recompute-granularity", "full", "--recompute-method", "block", "--recompute-num-layers", "1"],
+                      ["--recompute-activations", "--recompute-modules", "core_attn", "layernorm", "mlp"]] {
+            let recomputed = try PretrainFlagTests.megatron(Self.run + flags)
+            for field in ["lm loss", "sop loss", "grad norm"] {
+                let a = Self.values(field, in: plain.output)
+                #expect(a.count == 6 && a == Self.values(field, in: recomputed.output), "\(flags) \(field): \(recomputed.output)")
+            }
+        }
+        let bf16 = try PretrainFlagTests.megatron(Self.run + ["--bf16"])
+        let bf16TP = try PretrainFlagTests.megatron(Self.run + ["--bf16", "--in-process-ranks", "2", "--tensor-model-parallel-size", "2"])
+        #expect(bf16.status == 0 && bf16TP.status == 0, "\(bf16.output)\n\(bf16TP.output)")
+        for field in ["lm loss", "sop loss"] {
+            let a = Self.values(field, in: bf16.output), b = Self.values(field, in: bf16TP.output), fp32 = Self.values(field, in: plain.output)
+            #expect(a.count == 6 && b.count == 6 && zip(a, b).allSatisfy { abs($0 - $1) <= 2e-2 * abs($0) }, "\(field): \(a) vs \(b)")
+            #expect(a != fp32 && zip(a, fp32).allSatisfy { abs($0 - $1) <= 5e-2 * abs($1) }, "bf16 \(field) \(a) vs fp32 \(fp32)")
+        }
+    }
+
     @Test func withoutTheBinaryHeadOnlyTheLMLossIsLogged() throws {
         let result = try PretrainFlagTests.megatron(Self.run + ["--bert-no-binary-head"])
         #expect(result.status == 0 && !Self.values("lm loss", in: result.output).isEmpty && !result.output.contains("sop loss"),
@@ -51,7 +74,6 @@ import Testing
 
     @Test func whatBERTLacksHereIsRefusedByItsFlag() throws {
         for (flags, flag) in [(["--pipeline-model-parallel-size", "2", "--in-process-ranks", "2"], "--pipeline-model-parallel-size"),
-                              (["--recompute-activations"], "--recompute-granularity"),
                               (["--mask-prob", "1.5"], "--mask-prob"),
                               (["--position-embedding-type", "rope"], "--position-embedding-type"),
                               (["--tokenizer-type", "NullTokenizer", "--vocab-size", "97"], "--tokenizer-type")] {

@@ -27,6 +27,8 @@ public final class BertModel: @unchecked Sendable {
     public let pipeline: PipelineStage
     /// Megatron's --sequence-parallel (with a tensor-parallel group).
     public var sequenceParallel = false
+    /// What the forward keeps of each layer for the backward (--recompute-granularity …).
+    public var recompute = ActivationRecompute.none
     public let parameters: Tensor
     public let gradients: Tensor
     let embedding: LanguageModelEmbedding
@@ -109,7 +111,7 @@ public final class BertModel: @unchecked Sendable {
     public struct StageActivations {
         let batch: BertMicroBatch
         let pass: LayerPass
-        let layers: [TransformerLayer.Activations]
+        let layers: [SavedLayer]
         let encoderOutput: Tensor                   // [rows, h]: the last layer's output
         let finalNorm: Norm.Saved
         let lmHead: BertLMHead.Saved
@@ -124,10 +126,10 @@ public final class BertModel: @unchecked Sendable {
         let pass = try self.pass(over: batch, dropout: dropout, training: training)
         var x = try embedding.forward(ids: batch.tokens, positions: batch.positions,
                                       tokentypes: try tokentypes(of: batch), pass: pass)
-        var saved: [TransformerLayer.Activations] = []
+        var saved: [SavedLayer] = []
         for layer in layers {
             let (output, activations) = try layer.forward(x, pass: pass)
-            if training { saved.append(activations) }
+            if training { saved.append(layers.save(activations, layer: saved.count, recompute: recompute)) }
             x = output
         }
         let (hidden, finalNorm) = try finalLayerNorm.forward(x)
@@ -168,8 +170,10 @@ public final class BertModel: @unchecked Sendable {
             }
         }
         var dx = try finalLayerNorm.backward(dHidden, input: a.encoderOutput, saved: a.finalNorm)
-        for (layer, activations) in zip(layers, a.layers).reversed() {
-            dx = try layer.backward(dx, activations: activations, pass: pass)
+        var chunk: [Int: TransformerLayer.Activations] = [:]
+        for index in layers.indices.reversed() {
+            let activations = try layers.restore(a.layers, layer: index, chunk: &chunk, pass: pass)
+            dx = try layers[index].backward(dx, activations: activations, pass: pass)
         }
         try embedding.backward(dx, ids: a.batch.tokens, positions: a.batch.positions, tokentypes: try tokentypes(of: a.batch), pass: pass)
     }

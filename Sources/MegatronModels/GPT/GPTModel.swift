@@ -176,7 +176,7 @@ public final class GPTModel: @unchecked Sendable {
         var saved: [SavedLayer] = []
         for layer in layers {
             let (output, activations) = try layer.forward(x, pass: pass)
-            if training { saved.append(save(activations, of: layer)) }
+            if training { saved.append(layers.save(activations, layer: saved.count, recompute: recompute)) }
             x = output
         }
         guard finalLayerNorm != nil else { return StageActivations(batch: batch, pass: pass, saved: saved, final: nil, output: x) }
@@ -234,8 +234,8 @@ public final class GPTModel: @unchecked Sendable {
         let pass = activations.pass, batch = activations.batch
         var dx = try decoderOutputGradient(activations, gradOutput: gradOutput, gradientsReady: gradientsReady)
         var chunk: [Int: TransformerLayer.Activations] = [:]
-        for layer in layers.reversed() {
-            let a = try restore(activations.saved, layer: layer.number, chunk: &chunk, pass: pass)
+        for (index, layer) in layers.enumerated().reversed() {
+            let a = try layers.restore(activations.saved, layer: index, chunk: &chunk, pass: pass)
             dx = try layer.backward(dx, activations: a, pass: pass)
             try gradientsReady?(layout.range(ofPrefix: "decoder.layers.\(layer.number)."))
         }
