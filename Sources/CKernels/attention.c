@@ -134,23 +134,32 @@ long mg_attention_scratch_floats(long seq, long d, long block_rows) {
     return 3 * s16 * d16 + 2 * block_rows * scores_stride(seq) + 2 * block_rows * d16;
 }
 
+/// Adds the bias of keys [lo, valid) to a row of scores: bias_table[bias_bucket[row + j]] (none when
+/// bias_table is NULL).
+MG_INLINE void add_bias(float *p, const float *bias_table, const int32_t *bias_bucket, long row, long lo, long valid) {
+    if (!bias_table) return;
+    const int32_t *bucket = bias_bucket + row;
+    for (long j = lo; j < valid; j++) p[j] += bias_table[bucket[j]];
+}
+
 /// Keys row i may see end before this: the first `keys` of them, and when causal no later than i.
 MG_INLINE long visible_keys(long i, long keys, int causal) { return causal ? min_long(i + 1, keys) : keys; }
 
 /// Keys a panel of `rows` query rows from i0 may see end before this.
 MG_INLINE long panel_keys(long i0, long rows, long keys, int causal) { return causal ? min_long(i0 + rows, keys) : keys; }
 
-MG_KERNEL void mg_attention_forward(mg_attention_head head, float *lse, long seq, long keys, long d, float scale,
-                                    int causal, const int32_t *first_key, long block_rows, float p_keep, uint64_t seed,
-                                    uint64_t stream, long head_index, float *scratch) {
+MG_KERNEL void mg_attention_forward(mg_attention_head head, float *lse, long queries, long seq, long keys, long d, float scale,
+                                    int causal, const int32_t *first_key, const float *bias_table, const int32_t *bias_bucket,
+                                    long block_rows, float p_keep, uint64_t seed, uint64_t stream, long head_index,
+                                    float *scratch) {
     MG_ALLOW_REASSOCIATION
     long s16 = round_up(seq, TILE_N), d16 = round_up(d, TILE_N);
     float *kt = scratch, *vp = kt + s16 * d16, *scores = vp + s16 * d16;
     float *qp = scores + block_rows * scores_stride(seq), *inverse_sums = qp + block_rows * d16;
     pack_transposed(kt, head.k, head.ldk, seq, s16, d);
     pack_rows(vp, head.v, head.ldv, seq, d, d16);
-    for (long i0 = 0; i0 < seq; i0 += block_rows) {
-        long rows = min_long(block_rows, seq - i0);
+    for (long i0 = 0; i0 < queries; i0 += block_rows) {
+        long rows = min_long(block_rows, queries - i0);
         long kv = panel_keys(i0, rows, keys, causal), ld = scores_stride(kv), diag = causal ? i0 : -1;
         // scores[rows, kv] = scale · Q[i0 ..< i0+rows] · K[0 ..< kv]ᵀ, Q's rows packed: read for every
         // tile of keys, in place they would sit a fused-QKV row apart, a few L1 sets for all of them.
@@ -159,6 +168,7 @@ MG_KERNEL void mg_attention_forward(mg_attention_head head, float *lse, long seq
         for (long r = 0; r < rows; r++) {
             long i = i0 + r, valid = visible_keys(i, keys, causal), lo = first_key ? first_key[i] : 0;
             float *p = scores + r * ld;
+            add_bias(p, bias_table, bias_bucket, i * seq, lo, valid);
             float zmax = mg_row_max(p + lo, valid - lo);
             float sum = 0;
             // e^{z − max}, left unnormalised: the row's 1/Σ scales its output row after P·V.
@@ -168,7 +178,7 @@ MG_KERNEL void mg_attention_forward(mg_attention_head head, float *lse, long seq
             for (long j = valid; j < kv; j++) p[j] = 0.0f;
             lse[i] = zmax + logf(sum);
             if (p_keep < 1.0f) {
-                mg_dropout(p + lo, p + lo, valid - lo, (uint64_t)((head_index * seq + i) * seq + lo), p_keep, seed, stream);
+                mg_dropout(p + lo, p + lo, valid - lo, (uint64_t)((head_index * queries + i) * seq + lo), p_keep, seed, stream);
             }
         }
         // out[i0 ..< i0+rows] = P · V[0 ..< kv], P = e^{z − max} / Σ
@@ -181,7 +191,8 @@ MG_KERNEL void mg_attention_forward(mg_attention_head head, float *lse, long seq
 
 MG_KERNEL void mg_attention_backward(mg_attention_head head, const float *lse, const float *dout,
                                      float *dq, long lddq, float *dk, long lddk, float *dv, long lddv,
-                                     long seq, long keys, long d, float scale, int causal, const int32_t *first_key,
+                                     long queries, long seq, long keys, long d, float scale, int causal, const int32_t *first_key,
+                                     const float *bias_table, const int32_t *bias_bucket, float *dbias_table,
                                      long block_rows, float p_keep, uint64_t seed, uint64_t stream, long head_index,
                                      float *scratch) {
     MG_ALLOW_REASSOCIATION
@@ -195,8 +206,8 @@ MG_KERNEL void mg_attention_backward(mg_attention_head head, const float *lse, c
     float multipliers[MG_MASK_CHUNK];
     int dropping = p_keep < 1.0f;
     uint64_t threshold = mg_keep_threshold(p_keep);
-    for (long i0 = 0; i0 < seq; i0 += block_rows) {
-        long rows = min_long(block_rows, seq - i0);
+    for (long i0 = 0; i0 < queries; i0 += block_rows) {
+        long rows = min_long(block_rows, queries - i0);
         long kv = panel_keys(i0, rows, keys, causal), ld = scores_stride(kv), diag = causal ? i0 : -1;
         pack_rows(qp, head.q + i0 * head.ldq, head.ldq, rows, d, d16);
         pack_rows(dop, dout + i0 * head.ldo, head.ldo, rows, d, d16);
@@ -211,6 +222,7 @@ MG_KERNEL void mg_attention_backward(mg_attention_head head, const float *lse, c
             float D = 0;
             for (long c = 0; c < d; c++) D += g[c] * o[c];
             float li = lse[i];
+            add_bias(p, bias_table, bias_bucket, i * seq, lo, valid);
             if (!dropping) {
                 for (long j = lo; j < valid; j++) {
                     float e = mg_exp(p[j] - li);
@@ -220,7 +232,7 @@ MG_KERNEL void mg_attention_backward(mg_attention_head head, const float *lse, c
             } else {
                 for (long j = lo; j < valid; j++) p[j] = mg_exp(p[j] - li);
                 // With keep multipliers m: dS = P·(m·dP' − D), and P' = m·P feeds dV.
-                uint64_t row = (uint64_t)((head_index * seq + i) * seq);
+                uint64_t row = (uint64_t)((head_index * queries + i) * seq);
                 uint64_t first = row + (uint64_t)lo, end = row + (uint64_t)valid;
                 for (uint64_t base = first & ~(uint64_t)(MG_MASK_CHUNK - 1); base < end; base += MG_MASK_CHUNK) {
                     mg_dropout_multipliers(multipliers, seed, stream, base, threshold, 1.0f / p_keep);
@@ -233,6 +245,10 @@ MG_KERNEL void mg_attention_backward(mg_attention_head head, const float *lse, c
                         p[j] *= m;
                     }
                 }
+            }
+            if (dbias_table) {
+                const int32_t *bucket = bias_bucket + i * seq;
+                for (long j = lo; j < valid; j++) dbias_table[bucket[j]] += dp[j];
             }
             for (long j = 0; j < lo; j++) { p[j] = 0.0f; dp[j] = 0.0f; }
             for (long j = valid; j < kv; j++) { p[j] = 0.0f; dp[j] = 0.0f; }

@@ -3,9 +3,11 @@ import MegatronCore
 import Testing
 
 /// Naive attention in double: materialises the whole score matrix, applies the causal mask (and
-/// the document and padding masks) with −inf, softmax, optional multipliers (dropout) and ·V. qkv rows use the layout's column offsets.
+/// the document and padding masks) with −inf, an optional additive bias (head, i, j), softmax,
+/// optional multipliers (dropout) and ·V. qkv rows use the layout's column offsets.
 func referenceAttention(_ qkv: [Double], _ l: AttentionLayout, scale: Double, causal: Bool,
-                        firstKeys: [Int32]? = nil, keyCounts: [Int]? = nil, multipliers: ((Int, Int, Int) -> Double)? = nil) -> [Double] {
+                        firstKeys: [Int32]? = nil, keyCounts: [Int]? = nil, bias: ((Int, Int, Int) -> Double)? = nil,
+                        multipliers: ((Int, Int, Int) -> Double)? = nil) -> [Double] {
     let s = l.sequenceLength, d = l.headDim, width = l.heads * d
     var out = [Double](repeating: 0, count: l.tokens * width)
     for b in 0 ..< l.batch {
@@ -19,6 +21,7 @@ func referenceAttention(_ qkv: [Double], _ l: AttentionLayout, scale: Double, ca
                     if let keyCounts, j >= keyCounts[b] { return -.infinity }
                     let col = (b * s + j) * l.rowWidth
                     return scale * (0 ..< d).map { qkv[row + l.queryOffsets[h] + $0] * qkv[col + l.keyOffsets[g] + $0] }.reduce(0, +)
+                        + (bias?(h, i, j) ?? 0)
                 }
                 let m = scores.max()!
                 scores = scores.map { exp($0 - m) }

@@ -110,24 +110,29 @@ typedef struct {
 /// scores, their gradients, and its Q and dO rows.
 long mg_attention_scratch_floats(long seq, long d, long block_rows);
 
-/// Causal (or full) attention core for one head, `seq` tokens, head dimension `d`:
-/// out = dropout(softmax(scale·QKᵀ + mask))·V, computed one panel of `block_rows` query rows at a
-/// time, so at most block_rows × seq scores exist at once. Saves lse[i] = log Σ_j exp(scale·q_i·k_j)
+/// Causal (or full) attention core for one head, `queries` query rows over `seq` key rows (the same
+/// for self-attention; causal needs them equal), head dimension `d`:
+/// out = dropout(softmax(scale·QKᵀ + bias + mask))·V, computed one panel of `block_rows` query rows
+/// at a time, so at most block_rows × seq scores exist at once. Saves lse[i] = log Σ_j exp(z_ij)
 /// per query row for the backward. Dropout (p_keep < 1) of probability (i, j) uses element
-/// (head_index·seq + i)·seq + j of stream (seed, stream), head_index numbering (batch, head) pairs.
+/// (head_index·queries + i)·seq + j of stream (seed, stream), head_index numbering (batch, head) pairs.
 /// first_key (NULL: all 0) gives per query row the first key it may see, for attention that stays
 /// within documents (Megatron's --reset-attention-mask); it must not exceed the row. Only the first
-/// `keys` (1 ... seq) keys are seen: a sequence padded after them (BERT's padding mask).
-void mg_attention_forward(mg_attention_head head, float *lse, long seq, long keys, long d, float scale, int causal,
-                          const int32_t *first_key, long block_rows, float p_keep, uint64_t seed, uint64_t stream,
-                          long head_index, float *scratch);
+/// `keys` (1 ... seq) keys are seen: a sequence padded after them (BERT's padding mask). bias_table
+/// (NULL: none) adds bias_table[bias_bucket[i·seq + j]] to score (i, j) after the scaling (T5's
+/// relative position buckets).
+void mg_attention_forward(mg_attention_head head, float *lse, long queries, long seq, long keys, long d, float scale, int causal,
+                          const int32_t *first_key, const float *bias_table, const int32_t *bias_bucket,
+                          long block_rows, float p_keep, uint64_t seed, uint64_t stream, long head_index, float *scratch);
 
 /// Gradients of one query head given dO (ldo-strided like out): writes dq, accumulates dk and dv
 /// (the caller zeroes them once per key/value head, so query heads sharing them under
-/// grouped-query attention all add in). Recomputes the scores panel by panel from lse.
+/// grouped-query attention all add in) and, with a bias, each score's gradient into
+/// dbias_table[its bucket]. Recomputes the scores panel by panel from lse.
 void mg_attention_backward(mg_attention_head head, const float *lse, const float *dout,
                            float *dq, long lddq, float *dk, long lddk, float *dv, long lddv,
-                           long seq, long keys, long d, float scale, int causal, const int32_t *first_key, long block_rows,
+                           long queries, long seq, long keys, long d, float scale, int causal, const int32_t *first_key,
+                           const float *bias_table, const int32_t *bias_bucket, float *dbias_table, long block_rows,
                            float p_keep, uint64_t seed, uint64_t stream, long head_index, float *scratch);
 
 // MARK: GEMM of few rows (skinny_gemm.c)

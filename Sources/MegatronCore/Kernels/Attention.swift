@@ -67,10 +67,12 @@ public enum Attention {
     /// qkv [tokens, rowWidth] → (context [tokens, heads·headDim] with head h at columns h·headDim,
     /// lse [batch, heads, seq]).
     public static func forward(qkv: Tensor, layout: AttentionLayout, scale: Float, causal: Bool = true,
-                               firstKeys: Tensor? = nil, keyCounts: [Int]? = nil, dropout p: Float = 0, rng: PhiloxStream = PhiloxStream(seed: 0, stream: 0),
+                               firstKeys: Tensor? = nil, keyCounts: [Int]? = nil, bias: Bias? = nil, dropout p: Float = 0,
+                               rng: PhiloxStream = PhiloxStream(seed: 0, stream: 0),
                                heads: DropoutHeads? = nil, blockRows: Int = defaultBlockRows,
                                on device: CPUDevice) throws -> (context: Tensor, lse: Tensor) {
         try validate(qkv, layout, p, firstKeys: firstKeys, keyCounts: keyCounts, causal: causal, blockRows: blockRows)
+        try bias?.validate(heads: layout.heads, queries: layout.sequenceLength, keys: layout.sequenceLength)
         let heads = heads ?? DropoutHeads(first: 0, total: layout.heads)
         let l = layout, s = l.sequenceLength, d = l.headDim
         let context = try Tensor(shape: [l.tokens, l.heads * d], on: device, zeroed: false)
@@ -83,8 +85,9 @@ public enum Attention {
                 for job in range {
                     let b = job / l.heads, h = job % l.heads, g = h / (l.heads / l.groups)
                     let head = headPointers(qkv, context, layout: l, batch: b, head: h, group: g)
-                    mg_attention_forward(head, lse.floats + job * s, s, keyCounts?[b] ?? s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s },
-                                         blockRows, 1 - p, rng.seed, rng.stream, heads.index(batch: b, head: h),
+                    mg_attention_forward(head, lse.floats + job * s, s, s, keyCounts?[b] ?? s, d, scale, causal ? 1 : 0,
+                                         firstKeys.map { $0.int32s + b * s }, bias.map { $0.table.floats + h * $0.bucketCount },
+                                         bias?.buckets.int32s, blockRows, 1 - p, rng.seed, rng.stream, heads.index(batch: b, head: h),
                                          scratch.floats + task * scratchFloats)
                 }
             }
@@ -92,13 +95,15 @@ public enum Attention {
         return (context, lse)
     }
 
-    /// Gradient of the fused QKV given the context's gradient, in a new tensor shaped like qkv.
+    /// Gradient of the fused QKV given the context's gradient, in a new tensor shaped like qkv; with
+    /// `bias`, its table's gradient is added into `biasGradient` ([heads, buckets]).
     public static func backward(_ gradContext: Tensor, qkv: Tensor, context: Tensor, lse: Tensor,
                                 layout: AttentionLayout, scale: Float, causal: Bool = true, firstKeys: Tensor? = nil,
-                                keyCounts: [Int]? = nil,
+                                keyCounts: [Int]? = nil, bias: Bias? = nil, biasGradient: Tensor? = nil,
                                 dropout p: Float = 0, rng: PhiloxStream = PhiloxStream(seed: 0, stream: 0),
                                 heads: DropoutHeads? = nil, blockRows: Int = defaultBlockRows, on device: CPUDevice) throws -> Tensor {
         try validate(qkv, layout, p, firstKeys: firstKeys, keyCounts: keyCounts, causal: causal, blockRows: blockRows)
+        try bias?.validate(heads: layout.heads, queries: layout.sequenceLength, keys: layout.sequenceLength, gradient: biasGradient)
         let heads = heads ?? DropoutHeads(first: 0, total: layout.heads)
         let l = layout, s = l.sequenceLength, d = l.headDim
         try gradContext.expect(shape: [l.tokens, l.heads * d], "Attention.backward", "gradContext")
@@ -115,6 +120,7 @@ public enum Attention {
         let headGrads = perGroup > 1 ? try Tensor(shape: [jobs, 2, s, d], on: device) : nil
         let scratchFloats = mg_attention_scratch_floats(s, d, blockRows)
         let scratch = try Tensor(shape: [device.taskCount(jobs), scratchFloats], on: device, zeroed: false)
+        let jobBiasGradients = try bias.map { try Tensor(shape: [jobs, $0.bucketCount], on: device) }
         device.timed("attention backward") {
             device.parallelFor(jobs) { range, task in
                 for job in range {
@@ -126,10 +132,13 @@ public enum Attention {
                         headPointers(qkv, context, layout: l, batch: b, head: h, group: g), lse.floats + job * s,
                         gradContext.floats + b * s * l.heads * d + h * d,
                         gradQKV.floats + rowBase + l.queryOffsets[h], l.rowWidth, dk, lddk, dv, lddv,
-                        s, keyCounts?[b] ?? s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s }, blockRows, 1 - p,
+                        s, s, keyCounts?[b] ?? s, d, scale, causal ? 1 : 0, firstKeys.map { $0.int32s + b * s },
+                        bias.map { $0.table.floats + h * $0.bucketCount }, bias?.buckets.int32s,
+                        jobBiasGradients.map { $0.floats + job * $0.columns }, blockRows, 1 - p,
                         rng.seed, rng.stream, heads.index(batch: b, head: h), scratch.floats + task * scratchFloats)
                 }
             }
+            if let jobBiasGradients, let biasGradient { Self.addBiasGradients(jobBiasGradients, batch: l.batch, into: biasGradient) }
             guard let headGrads else { return }
             device.parallelFor(l.batch * l.groups) { range, _ in
                 for job in range {
@@ -147,6 +156,46 @@ public enum Attention {
             }
         }
         return gradQKV
+    }
+
+    /// An additive bias on the scaled scores (T5's relative position bias): score (i, j) of local
+    /// head h gains table[h, buckets[i, j]].
+    public struct Bias: Sendable {
+        /// [heads, buckets]
+        public let table: Tensor
+        /// int32 [queries, keys], each in 0 ..< buckets.
+        public let buckets: Tensor
+
+        public init(table: Tensor, buckets: Tensor) {
+            self.table = table
+            self.buckets = buckets
+        }
+
+        var bucketCount: Int { table.columns }
+
+        func validate(heads: Int, queries: Int, keys: Int, gradient: Tensor? = nil) throws {
+            try table.expect(dtype: .float32, "Attention", "bias table")
+            try table.expect(shape: [heads, table.columns], "Attention", "bias table")
+            try gradient?.expect(shape: table.shape, "Attention", "bias gradient")
+            try buckets.expect(dtype: .int32, "Attention", "bias buckets")
+            try buckets.expect(shape: [queries, keys], "Attention", "bias buckets")
+            let all = UnsafeBufferPointer(start: buckets.int32s, count: queries * keys)
+            guard all.allSatisfy({ (0 ..< Int32(table.columns)).contains($0) }) else {
+                throw TensorError("Attention: bias buckets must lie in 0 ..< \(table.columns)")
+            }
+        }
+    }
+
+    /// Adds each (sequence, head) job's bias-table gradient [batch·heads, buckets] into
+    /// `gradient` [heads, buckets], sequences in order.
+    static func addBiasGradients(_ jobs: Tensor, batch: Int, into gradient: Tensor) {
+        let heads = gradient.rows, n = gradient.columns
+        for h in 0 ..< heads {
+            for b in 0 ..< batch {
+                let source = jobs.floats + (b * heads + h) * n, destination = gradient.floats + h * n
+                for c in 0 ..< n { destination[c] += source[c] }
+            }
+        }
     }
 
     private static func headPointers(_ qkv: Tensor, _ context: Tensor, layout l: AttentionLayout,
