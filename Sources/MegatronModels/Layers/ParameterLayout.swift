@@ -92,14 +92,24 @@ public struct ParameterLayout: Sendable {
         }
     }
 
-    /// A transformer layer's parameters under `prefix` ("decoder.layers.3."), in Megatron-core's order.
-    mutating func addTransformerLayer(_ config: TransformerConfig, prefix p: String) {
+    /// A transformer layer's parameters under `prefix` ("decoder.layers.3."), in Megatron-core's order;
+    /// with `crossAttention`, a T5 decoder layer's.
+    mutating func addTransformerLayer(_ config: TransformerConfig, prefix p: String, crossAttention: Bool = false) {
         let h = config.hiddenSize, fc1Split: Split = config.swiglu ? .rowHalves : .rows
         addNorm(config, p + "input_layernorm")
         add(p + "self_attention.linear_qkv.weight", [config.qkvWidth, h], .rows)
         if config.qkvHasBias { add(p + "self_attention.linear_qkv.bias", [config.qkvWidth], .rows) }
         add(p + "self_attention.linear_proj.weight", [h, config.attentionWidth], .columns)
         if config.addBiasLinear { add(p + "self_attention.linear_proj.bias", [h], .replicated) }
+        if crossAttention {
+            addNorm(config, p + "pre_cross_attn_layernorm")
+            add(p + "cross_attention.linear_q.weight", [config.attentionWidth, h], .rows)
+            if config.addBiasLinear { add(p + "cross_attention.linear_q.bias", [config.attentionWidth], .rows) }
+            add(p + "cross_attention.linear_kv.weight", [2 * config.attentionWidth, h], .rows)
+            if config.addBiasLinear { add(p + "cross_attention.linear_kv.bias", [2 * config.attentionWidth], .rows) }
+            add(p + "cross_attention.linear_proj.weight", [h, config.attentionWidth], .columns)
+            if config.addBiasLinear { add(p + "cross_attention.linear_proj.bias", [h], .replicated) }
+        }
         addNorm(config, p + "pre_mlp_layernorm")
         add(p + "mlp.linear_fc1.weight", [config.fc1Width, h], fc1Split)
         if config.addBiasLinear { add(p + "mlp.linear_fc1.bias", [config.fc1Width], fc1Split) }

@@ -17,7 +17,7 @@ public struct DropoutKey: Sendable {
     static let inference = DropoutKey(seed: 0, iteration: 0, microBatch: 0)
 
     /// Where in the model a mask applies.
-    enum Site: Int { case embedding, attentionProbabilities, attentionOutput, mlpOutput }
+    enum Site: Int { case embedding, attentionProbabilities, attentionOutput, mlpOutput, crossAttentionProbabilities, crossAttentionOutput }
 
     /// The stream of `site` in layer `layer` (−1: the embeddings).
     func stream(layer: Int, site: Site) -> PhiloxStream {

@@ -21,6 +21,23 @@ struct LayerPass {
     /// In generation: where each token's sequence keeps its keys and values in the paged cache,
     /// which the attention extends and reads instead of attending within the pass.
     let cache: PagedRows?
+    /// T5's relative position bias on the self-attention scores (this rank's heads), and where the
+    /// gradient of its table accumulates ([heads/t, buckets]); nil without one.
+    var attentionBias: (bias: Attention.Bias, gradient: Tensor?)? = nil
+    /// A T5 decoder's encoder, which its cross-attention reads.
+    var encoder: Encoder? = nil
+
+    /// What a decoder's cross-attention reads of the encoder.
+    struct Encoder {
+        /// [T_enc, h], every row.
+        let output: Tensor
+        /// This rank's heads over the decoder's queries and the encoder's keys.
+        let layout: CrossAttentionLayout
+        /// Per sequence, the encoder tokens before its padding.
+        let keyCounts: [Int]
+        /// [T_enc, h]: where the decoder layers' backward adds ∂output.
+        let gradient: Tensor
+    }
 }
 
 extension LayerPass {

@@ -5,7 +5,7 @@ import MegatronCore
 /// the output projection (row-parallel). With d = kv-channels, t ranks, x the normalised input:
 ///
 ///     qkv     = linear_qkv(x)                          [T, (heads + 2·groups)/t · d], Megatron's fused layout
-///     context = softmax(scale·q·kᵀ + mask)·v          [T, heads/t · d]; per row log-sum-exp [B, heads/t, s]
+///     context = softmax(scale·q·kᵀ + bias + mask)·v   [T, heads/t · d]; per row log-sum-exp [B, heads/t, s]
 ///     output  = linear_proj(context)                   [T, h] summed over the group, without linear_proj's
 ///                                                      bias (the layer's bias-dropout-add adds it)
 struct SelfAttention {
@@ -41,7 +41,7 @@ struct SelfAttention {
             return (try cache.attend(qkv, layout: pass.attention, scale: pass.scale, layer: layer, on: device), nil)
         }
         let (context, lse) = try Attention.forward(qkv: qkv, layout: pass.attention, scale: pass.scale, causal: pass.keyCounts == nil,
-                                                   firstKeys: pass.firstKeys, keyCounts: pass.keyCounts,
+                                                   firstKeys: pass.firstKeys, keyCounts: pass.keyCounts, bias: pass.attentionBias?.bias,
                                                    dropout: pass.attentionDropout, rng: dropoutStream(pass), heads: heads, on: device)
         return (context, lse)
     }
@@ -52,8 +52,9 @@ struct SelfAttention {
         guard let lse = a.lse else { throw TensorError("layer \(layer): a pass through the key/value cache has no backward") }
         let dContext = try linearProj.backward(dOutput, input: a.context, rows: pass.rows)
         let dQKV = try Attention.backward(dContext, qkv: a.qkv, context: a.context, lse: lse, layout: pass.attention, scale: pass.scale,
-                                          causal: pass.keyCounts == nil, firstKeys: pass.firstKeys, keyCounts: pass.keyCounts, dropout: pass.attentionDropout, rng: dropoutStream(pass),
-                                          heads: heads, on: device)
+                                          causal: pass.keyCounts == nil, firstKeys: pass.firstKeys, keyCounts: pass.keyCounts,
+                                          bias: pass.attentionBias?.bias, biasGradient: pass.attentionBias?.gradient,
+                                          dropout: pass.attentionDropout, rng: dropoutStream(pass), heads: heads, on: device)
         try rotary?.apply(to: dQKV, headOffsets: pass.attention.queryOffsets + pass.attention.keyOffsets, positions: pass.positions,
                           inverse: true, on: device)
         return try linearQKV.backward(dQKV, input: x, rows: pass.rows)

@@ -11,6 +11,8 @@ extension TransformerLayer {
         let attentionCore: (context: Tensor, lse: Tensor?)?
         let mlpNorm: (Tensor, Norm.Saved)?
         let mlpCore: MLP.Activations?
+        /// A decoder layer's cross-attention half, always kept.
+        let crossAttention: Half<CrossAttention.Activations>?
 
         init(_ a: Activations, recomputed: Set<ActivationRecompute.Module>) {
             input = a.attention.input
@@ -20,6 +22,7 @@ extension TransformerLayer {
             attentionCore = recomputed.contains(.coreAttention) ? nil : (a.attention.core.context, a.attention.core.lse)
             mlpNorm = recomputed.contains(.layerNorm) ? nil : (a.mlp.norm, a.mlp.normSaved)
             mlpCore = recomputed.contains(.mlp) ? nil : a.mlp.core
+            crossAttention = a.crossAttention
         }
     }
 
@@ -34,6 +37,6 @@ extension TransformerLayer {
         return Activations(
             attention: Half(input: p.input, norm: n1, normSaved: n1Saved,
                             core: SelfAttention.Activations(qkv: p.qkv, context: context, lse: lse)),
-            mlp: Half(input: p.attentionOutput, norm: n2, normSaved: n2Saved, core: mlpCore))
+            mlp: Half(input: p.attentionOutput, norm: n2, normSaved: n2Saved, core: mlpCore), crossAttention: p.crossAttention)
     }
 }

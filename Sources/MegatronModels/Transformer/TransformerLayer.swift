@@ -1,11 +1,14 @@
 import MegatronCore
 
-/// One transformer layer (Megatron's TransformerLayer, pre-norm) of a GPT decoder or a BERT
+/// One transformer layer (Megatron's TransformerLayer, pre-norm) of a GPT decoder or a BERT or T5
 /// encoder, in two halves, each a sub-layer between a norm and a bias-dropout-add on the residual
 /// stream:
 ///
 ///     x1 = x  + dropout(self_attention(input_layernorm(x)) + b_proj)     attention half
 ///     x2 = x1 + dropout(mlp(pre_mlp_layernorm(x1)) + b_fc2)              MLP half
+///
+/// A T5 decoder layer has a third half between them, attending over the encoder's output:
+/// x1' = x1 + dropout(cross_attention(pre_cross_attn_layernorm(x1)) + b_proj).
 ///
 /// or, under --apply-residual-connection-post-layernorm, with the norm's output as the residual:
 /// x1 = n + dropout(self_attention(n) + b_proj), n = input_layernorm(x), and the same for the MLP.
@@ -19,6 +22,8 @@ struct TransformerLayer {
     let number: Int
     let inputLayerNorm: Norm
     let selfAttention: SelfAttention
+    /// A T5 decoder layer's pre_cross_attn_layernorm and cross_attention.
+    let crossAttention: (norm: Norm, attention: CrossAttention)?
     let preMLPLayerNorm: Norm
     let mlp: MLP
     /// Whether each half's residual is its norm's output rather than its input.
@@ -37,17 +42,26 @@ struct TransformerLayer {
     struct Activations {
         var attention: Half<SelfAttention.Activations>
         var mlp: Half<MLP.Activations>
+        var crossAttention: Half<CrossAttention.Activations>? = nil
     }
 
     func forward(_ x: Tensor, pass: LayerPass) throws -> (output: Tensor, activations: Activations) {
-        let (x1, attention) = try attentionForward(x, pass: pass)
+        var (x1, attention) = try attentionForward(x, pass: pass)
+        var cross: Half<CrossAttention.Activations>?
+        if let crossAttention {
+            (x1, cross) = try halfForward(x1, crossAttention.norm, crossAttention.attention, site: .crossAttentionOutput, pass: pass)
+        }
         let (x2, mlp) = try mlpForward(x1, pass: pass)
-        return (x2, Activations(attention: attention, mlp: mlp))
+        return (x2, Activations(attention: attention, mlp: mlp, crossAttention: cross))
     }
 
     /// ∂x from ∂x2; accumulates the layer's parameter gradients.
     func backward(_ dx2: Tensor, activations a: Activations, pass: LayerPass) throws -> Tensor {
-        try attentionBackward(mlpBackward(dx2, a.mlp, pass: pass), a.attention, pass: pass)
+        var dx1 = try mlpBackward(dx2, a.mlp, pass: pass)
+        if let crossAttention, let cross = a.crossAttention {
+            dx1 = try halfBackward(dx1, cross, crossAttention.norm, crossAttention.attention, site: .crossAttentionOutput, pass: pass)
+        }
+        return try attentionBackward(dx1, a.attention, pass: pass)
     }
 
     func attentionForward(_ x: Tensor, pass: LayerPass) throws -> (output: Tensor, activations: Half<SelfAttention.Activations>) {
@@ -106,7 +120,7 @@ extension TransformerLayer {
     /// names: "decoder.layers.3.", "encoder.layers.3."), with this rank's share of the
     /// tensor-parallel layers.
     init(_ config: TransformerConfig, number: Int, prefix: String, views: ParameterViews, rotary: RotaryEmbedding?,
-         tensorParallel: TensorParallel, on device: CPUDevice) throws {
+         crossAttention: Bool = false, tensorParallel: TensorParallel, on device: CPUDevice) throws {
         let p = prefix
         func norm(_ name: String) throws -> Norm {
             Norm(kind: config.normalization, epsilon: config.normEpsilon, weight: try views(p + name + ".weight"),
@@ -129,6 +143,12 @@ extension TransformerLayer {
                                       linearProj: try row("self_attention.linear_proj"), rotary: rotary,
                                       heads: .init(first: tensorParallel.rank * localHeads, total: config.numAttentionHeads),
                                       device: device)
+        let heads = Attention.DropoutHeads(first: tensorParallel.rank * localHeads, total: config.numAttentionHeads)
+        self.crossAttention = crossAttention
+            ? (try norm("pre_cross_attn_layernorm"),
+               CrossAttention(layer: number, linearQ: try column("cross_attention.linear_q"), linearKV: try column("cross_attention.linear_kv"),
+                              linearProj: try row("cross_attention.linear_proj"), heads: heads, device: device))
+            : nil
         preMLPLayerNorm = try norm("pre_mlp_layernorm")
         mlp = MLP(linearFC1: try column("mlp.linear_fc1", skipBiasAdd: !config.swiglu), linearFC2: try row("mlp.linear_fc2"),
                   swiglu: config.swiglu, geluApproximation: config.geluApproximation, device: device)
