@@ -11,6 +11,9 @@ struct LanguageModelEmbedding {
     let positionEmbeddings: Parameter?
     /// [token types, h], replicated; nil without token types.
     var tokentypeEmbeddings: Parameter? = nil
+    /// The layer number naming its dropout stream (−1; T5's decoder embedding, which shares the
+    /// tables with the encoder's, draws another).
+    var dropoutLayer = -1
     let device: CPUDevice
 
     /// `tokentypes` [T]: each token's type, with a token-type table.
@@ -29,5 +32,5 @@ struct LanguageModelEmbedding {
                                     tokentypeEmbedding: tokentypeEmbeddings, tokentypes: tokentypes, rows: pass.rows)
     }
 
-    private func dropoutStream(_ pass: LayerPass) -> PhiloxStream { pass.dropout.stream(layer: -1, site: .embedding) }
+    private func dropoutStream(_ pass: LayerPass) -> PhiloxStream { pass.dropout.stream(layer: dropoutLayer, site: .embedding) }
 }

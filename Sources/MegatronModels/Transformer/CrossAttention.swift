@@ -46,7 +46,7 @@ struct CrossAttention {
                                                          layout: encoder.layout, scale: pass.scale, keyCounts: encoder.keyCounts,
                                                          dropout: pass.attentionDropout, rng: dropoutStream(pass), heads: heads,
                                                          on: device)
-        try Elementwise.axpy(try linearKV.backward(dKeyValue, input: encoder.output, rows: .all), encoder.gradient, alpha: 1, on: device)
+        try Elementwise.axpy(encoder.gradient, try linearKV.backward(dKeyValue, input: encoder.output, rows: .all), alpha: 1, on: device)
         return try linearQ.backward(dQuery, input: x, rows: pass.rows)
     }
 

@@ -1,0 +1,239 @@
+import MegatronCore
+import MegatronParallel
+
+/// Megatron's T5Model: an encoder–decoder transformer sharing one word embedding.
+///
+///     e = encoder_final_layernorm(encoder_layers(embed(encoder tokens)))        [T_enc, h]
+///     y = decoder_final_layernorm(decoder_layers(embed(decoder tokens), e))      [T_dec, h]
+///     logits = y·Eᵀ + b                                                            [T_dec, vocab]
+///
+/// Encoder layers attend bidirectionally over each sequence's unpadded tokens; decoder layers
+/// causally, then over the encoder's unpadded output (cross-attention). Positions are learned
+/// absolute embeddings, or T5's relative position bias (`T5Config.relativeAttention`): buckets of
+/// key − query distance, a [buckets, heads] table for the encoder and one for the decoder, added to
+/// every self-attention score of every layer. Trained on pretrain_t5.py's loss, the masked mean of
+/// the decoder tokens' cross-entropy. Parameters live in one flat fp32 buffer, gradients in a twin,
+/// under Megatron-core's T5Model names; under tensor parallelism the layers, the word embedding and
+/// the output layer are split as GPT's (sequence parallelism and pipeline stages are not supported).
+public final class T5Model: @unchecked Sendable {
+    public let config: T5Config
+    public let layout: ParameterLayout
+    public let device: CPUDevice
+    public let groups: ProcessGroups
+    public let tensorParallel: TensorParallel
+    /// The one pipeline stage.
+    public let pipeline: PipelineStage
+    public let parameters: Tensor
+    public let gradients: Tensor
+    let encoderEmbedding: LanguageModelEmbedding
+    let decoderEmbedding: LanguageModelEmbedding
+    let encoderLayers: [TransformerLayer]
+    let decoderLayers: [TransformerLayer]
+    let encoderFinalLayerNorm: Norm
+    let decoderFinalLayerNorm: Norm
+    let outputLayer: ColumnParallelLinear
+    /// [buckets, heads] each, with relative positions.
+    let relativeBias: (encoder: Parameter, decoder: Parameter)?
+
+    /// A model initialised as Megatron does (see `ParameterLayout.initialize`), or left zero without
+    /// a seed (to be loaded); under tensor parallelism, this rank's shard of the same model.
+    public init(config: T5Config, seed: UInt64?, groups: ProcessGroups? = nil, on device: CPUDevice) throws {
+        let groups = try groups ?? .single()
+        self.groups = groups
+        tensorParallel = TensorParallel(group: groups.tensorModelParallel)
+        try config.validate(tensorParallelSize: tensorParallel.size)
+        guard groups.pipelineModelParallel.size == 1 else {
+            throw ConfigError(flag: "--pipeline-model-parallel-size", "T5 runs on one pipeline stage here: "
+                              + "--pipeline-model-parallel-size \(groups.pipelineModelParallel.size) is not supported")
+        }
+        pipeline = PipelineStage(group: groups.pipelineModelParallel)
+        self.config = config
+        self.device = device
+        layout = ParameterLayout(config, tensorParallelRank: tensorParallel.rank, tensorParallelSize: tensorParallel.size)
+        parameters = try Tensor(shape: [layout.totalCount], on: device)
+        gradients = try Tensor(shape: [layout.totalCount], on: device)
+        let views = ParameterViews(layout: layout, parameters: parameters, gradients: gradients)
+        let c = config.transformer, tp = tensorParallel
+        func norm(_ name: String) throws -> Norm {
+            Norm(kind: c.normalization, epsilon: c.normEpsilon, weight: try views(name + ".weight"),
+                 bias: try views.optional(name + ".bias"), device: device)
+        }
+        let word = try views("embedding.word_embeddings.weight")
+        let embedding = LanguageModelEmbedding(
+            wordEmbeddings: VocabParallelEmbedding(weight: word, vocabularySize: c.paddedVocabSize, tensorParallel: tp, device: device),
+            positionEmbeddings: try views.optional("embedding.position_embeddings.weight"), device: device)
+        encoderEmbedding = embedding
+        decoderEmbedding = LanguageModelEmbedding(wordEmbeddings: embedding.wordEmbeddings, positionEmbeddings: embedding.positionEmbeddings,
+                                                  dropoutLayer: config.totalLayers, device: device)
+        encoderLayers = try (0 ..< config.encoderNumLayers).map {
+            try TransformerLayer(c, number: $0, prefix: "encoder.layers.\($0).", views: views, rotary: nil, tensorParallel: tp, on: device)
+        }
+        decoderLayers = try (0 ..< config.decoderNumLayers).map {
+            try TransformerLayer(c, number: config.encoderNumLayers + $0, prefix: "decoder.layers.\($0).", views: views, rotary: nil,
+                                 crossAttention: true, tensorParallel: tp, on: device)
+        }
+        encoderFinalLayerNorm = try norm("encoder.final_layernorm")
+        decoderFinalLayerNorm = try norm("decoder.final_layernorm")
+        outputLayer = ColumnParallelLinear(weight: word, bias: try views("lm_head.output_layer.bias"), skipBiasAdd: false,
+                                           tensorParallel: tp, device: device)
+        relativeBias = config.relativeAttention == nil ? nil
+            : (try views("encoder_relative_pos_emb.relative_attention_bias.weight"),
+               try views("decoder_relative_pos_emb.relative_attention_bias.weight"))
+        if let seed {
+            var scaled = c
+            scaled.numLayers = config.totalLayers
+            layout.initialize(parameters, seed: seed, wholeLayout: ParameterLayout(config), config: scaled)
+        }
+    }
+
+    // MARK: forward and backward
+
+    /// Runs forward and backward over one micro-batch and adds ∂(lossWeight·loss)/∂θ into
+    /// `gradients`; returns the loss (masked mean over the decoder tokens).
+    @discardableResult
+    public func forwardBackward(_ batch: T5MicroBatch, lossWeight: Float = 1, dropout: DropoutKey) throws -> MaskedLoss {
+        let activations = try forward(batch, dropout: dropout, training: true)
+        let loss = try self.loss(of: activations, lossWeight: lossWeight)
+        try backward(activations)
+        return loss
+    }
+
+    /// The loss of a micro-batch, without dropout or gradients (evaluation).
+    public func loss(_ batch: T5MicroBatch) throws -> MaskedLoss {
+        try loss(of: forward(batch, dropout: .inference, training: false), lossWeight: nil)
+    }
+
+    /// What the backward needs from the forward over one micro-batch.
+    public struct StageActivations {
+        let batch: T5MicroBatch
+        let encoderPass: LayerPass
+        let decoderPass: LayerPass
+        let encoderLayers: [TransformerLayer.Activations]
+        let decoderLayers: [TransformerLayer.Activations]
+        let encoderLayersOutput: Tensor      // [T_enc, h], before the encoder's final norm
+        let encoderFinalNorm: Norm.Saved
+        let decoderLayersOutput: Tensor      // [T_dec, h], before the decoder's final norm
+        let decoderFinalNorm: Norm.Saved
+        let decoderOutput: Tensor            // [T_dec, h], the output layer's input
+        /// This rank's logits [T_dec, vocab/t]; `loss(of:lossWeight:)` overwrites them by their gradient.
+        let logits: Tensor
+        /// Where the relative position bias tables' gradients ([heads/t, buckets]) accumulate.
+        let biasGradients: (encoder: Tensor, decoder: Tensor)?
+    }
+
+    func forward(_ batch: T5MicroBatch, dropout: DropoutKey, training: Bool) throws -> StageActivations {
+        let c = config.transformer, t = tensorParallel.size, heads = c.numAttentionHeads / t
+        let (se, sd) = (batch.encoderSequenceLength, batch.decoderSequenceLength)
+        var encoderPass = try LayerPass(c, batch: batch.batch, sequenceLength: se, positions: batch.encoderPositions, firstKeys: nil,
+                                        keyCounts: batch.encoderKeyCounts, dropout: dropout, training: training, splitRows: false,
+                                        tensorParallel: tensorParallel)
+        var decoderPass = try LayerPass(c, batch: batch.batch, sequenceLength: sd, positions: batch.decoderPositions, firstKeys: nil,
+                                        keyCounts: nil, dropout: dropout, training: training, splitRows: false, tensorParallel: tensorParallel)
+        var biasGradients: (encoder: Tensor, decoder: Tensor)?
+        if let relative = config.relativeAttention, let relativeBias {
+            let gradients = (try Tensor(shape: [heads, relative.numBuckets], on: device), try Tensor(shape: [heads, relative.numBuckets], on: device))
+            encoderPass.attentionBias = (try bias(relativeBias.encoder, queries: se, keys: se, bidirectional: true), gradients.0)
+            decoderPass.attentionBias = (try bias(relativeBias.decoder, queries: sd, keys: sd, bidirectional: false), gradients.1)
+            biasGradients = gradients
+        }
+        var x = try encoderEmbedding.forward(ids: batch.encoderTokens, positions: batch.encoderPositions, pass: encoderPass)
+        var encoderSaved: [TransformerLayer.Activations] = []
+        for layer in encoderLayers {
+            let (output, activations) = try layer.forward(x, pass: encoderPass)
+            if training { encoderSaved.append(activations) }
+            x = output
+        }
+        let encoderLayersOutput = x
+        let (encoderOutput, encoderFinalNorm) = try encoderFinalLayerNorm.forward(x)
+        decoderPass.encoder = LayerPass.Encoder(
+            output: encoderOutput, layout: CrossAttentionLayout(batch: batch.batch, queries: sd, keys: se, heads: heads, headDim: c.kvChannels),
+            keyCounts: batch.encoderKeyCounts, gradient: try Tensor(shape: encoderOutput.shape, on: device))
+        var y = try decoderEmbedding.forward(ids: batch.decoderTokens, positions: batch.decoderPositions, pass: decoderPass)
+        var decoderSaved: [TransformerLayer.Activations] = []
+        for layer in decoderLayers {
+            let (output, activations) = try layer.forward(y, pass: decoderPass)
+            if training { decoderSaved.append(activations) }
+            y = output
+        }
+        let (decoderOutput, decoderFinalNorm) = try decoderFinalLayerNorm.forward(y)
+        return StageActivations(batch: batch, encoderPass: encoderPass, decoderPass: decoderPass, encoderLayers: encoderSaved,
+                                decoderLayers: decoderSaved, encoderLayersOutput: encoderLayersOutput, encoderFinalNorm: encoderFinalNorm,
+                                decoderLayersOutput: y, decoderFinalNorm: decoderFinalNorm, decoderOutput: decoderOutput,
+                                logits: try outputLayer.forward(decoderOutput), biasGradients: biasGradients)
+    }
+
+    /// This rank's heads of a relative position table [buckets, heads] as the attention's bias.
+    private func bias(_ table: Parameter, queries: Int, keys: Int, bidirectional: Bool) throws -> Attention.Bias {
+        let relative = config.relativeAttention!, n = relative.numBuckets
+        let heads = config.transformer.numAttentionHeads, local = heads / tensorParallel.size, first = tensorParallel.rank * local
+        var transposed = [Float](repeating: 0, count: local * n)
+        for h in 0 ..< local { for b in 0 ..< n { transposed[h * n + b] = table.value.floats[b * heads + first + h] } }
+        let buckets = RelativePositionBuckets.buckets(queries: queries, keys: keys, bidirectional: bidirectional, numBuckets: n,
+                                                      maxDistance: relative.maxDistance)
+        return Attention.Bias(table: try Tensor(transposed, shape: [local, n], on: device),
+                              buckets: try Tensor(int32s: buckets, shape: [queries, keys], on: device))
+    }
+
+    /// The micro-batch's loss. With `lossWeight` (training), the logits are overwritten by
+    /// ∂(lossWeight·loss)/∂logits for `backward`.
+    func loss(of a: StageActivations, lossWeight: Float?) throws -> MaskedLoss {
+        let mask = a.batch.lossMask.toFloatArray(), tokens = mask.reduce(0, +)
+        let gradWeights = try lossWeight.map { w in try Tensor(mask.map { $0 * w / max(tokens, 1) }, shape: [mask.count], on: device) }
+        let losses = try VocabParallelCrossEntropy.losses(logits: a.logits, targets: a.batch.labels, vocabSize: config.transformer.paddedVocabSize,
+                                                          gradWeights: gradWeights, tensorParallel: tensorParallel, on: device)
+        return MaskedLoss(losses: losses.toFloatArray(), mask: mask)
+    }
+
+    /// The backward from the logits' gradients `loss(of:lossWeight:)` left, adding into `gradients`.
+    func backward(_ a: StageActivations) throws {
+        let batch = a.batch
+        let dOutput = try outputLayer.backward(a.logits, input: a.decoderOutput, rows: .all)
+        var dy = try decoderFinalLayerNorm.backward(dOutput, input: a.decoderLayersOutput, saved: a.decoderFinalNorm)
+        for (layer, activations) in zip(decoderLayers, a.decoderLayers).reversed() {
+            dy = try layer.backward(dy, activations: activations, pass: a.decoderPass)
+        }
+        try decoderEmbedding.backward(dy, ids: batch.decoderTokens, positions: batch.decoderPositions, pass: a.decoderPass)
+        guard let encoder = a.decoderPass.encoder else { throw TensorError("T5: the decoder's pass lost its encoder") }
+        var dx = try encoderFinalLayerNorm.backward(encoder.gradient, input: a.encoderLayersOutput, saved: a.encoderFinalNorm)
+        for (layer, activations) in zip(encoderLayers, a.encoderLayers).reversed() {
+            dx = try layer.backward(dx, activations: activations, pass: a.encoderPass)
+        }
+        try encoderEmbedding.backward(dx, ids: batch.encoderTokens, positions: batch.encoderPositions, pass: a.encoderPass)
+        if let relativeBias, let biasGradients = a.biasGradients {
+            try addBiasGradient(biasGradients.encoder, to: relativeBias.encoder)
+            try addBiasGradient(biasGradients.decoder, to: relativeBias.decoder)
+        }
+    }
+
+    /// Adds this rank's heads' table gradient [heads/t, buckets] into the table's gradient
+    /// [buckets, heads], then sums it over the tensor-parallel group (each rank holds its heads' part).
+    private func addBiasGradient(_ local: Tensor, to table: Parameter) throws {
+        let heads = config.transformer.numAttentionHeads, n = local.columns, first = tensorParallel.rank * local.rows
+        var whole = [Float](repeating: 0, count: n * heads)
+        for h in 0 ..< local.rows { for b in 0 ..< n { whole[b * heads + first + h] = local.floats[h * n + b] } }
+        let summed = try Tensor(whole, shape: [n, heads], on: device)
+        if tensorParallel.size > 1 { try tensorParallel.group.allReduce(UnsafeMutableBufferPointer(start: summed.floats, count: summed.count), op: .sum) }
+        try Elementwise.axpy(table.gradient, summed, alpha: 1, on: device)
+    }
+}
+
+extension ParameterLayout {
+    /// The layout of T5Model's tensor-parallel rank `tensorParallelRank` of `tensorParallelSize`,
+    /// under Megatron-core's names.
+    public init(_ config: T5Config, tensorParallelRank: Int = 0, tensorParallelSize: Int = 1) {
+        self.init(tensorParallelRank: tensorParallelRank, tensorParallelSize: tensorParallelSize, pipelineStage: 0, pipelineStages: 1)
+        let c = config.transformer
+        add("embedding.word_embeddings.weight", [c.paddedVocabSize, c.hiddenSize], .rows)
+        if let relative = config.relativeAttention {
+            add("encoder_relative_pos_emb.relative_attention_bias.weight", [relative.numBuckets, c.numAttentionHeads], .replicated)
+            add("decoder_relative_pos_emb.relative_attention_bias.weight", [relative.numBuckets, c.numAttentionHeads], .replicated)
+        } else {
+            add("embedding.position_embeddings.weight", [c.maxPositionEmbeddings, c.hiddenSize], .replicated)
+        }
+        for layer in 0 ..< config.encoderNumLayers { addTransformerLayer(c, prefix: "encoder.layers.\(layer).") }
+        addNorm(c, "encoder.final_layernorm")
+        for layer in 0 ..< config.decoderNumLayers { addTransformerLayer(c, prefix: "decoder.layers.\(layer).", crossAttention: true) }
+        addNorm(c, "decoder.final_layernorm")
+        add("lm_head.output_layer.bias", [c.paddedVocabSize], .rows)
+    }
+}
