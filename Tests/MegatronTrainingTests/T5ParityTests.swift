@@ -2,6 +2,7 @@ import Foundation
 import MegatronCore
 import MegatronData
 import MegatronModels
+import MegatronTraining
 import Testing
 
 /// T5Model against transformers' T5ForConditionalGeneration, from fixtures written by
@@ -36,6 +37,16 @@ import Testing
                                                        maxDistance: c["relative_attention_max_distance"] as! Int))
         }
 
+        /// The fixture's batch `prefix` as training samples.
+        func samples(_ prefix: String) -> [T5Sample] {
+            func rows(_ name: String) -> [[Int32]] { reference.rows(prefix + "." + name) }
+            let (enc, dec, labels, loss, mask) = (rows("text_enc"), rows("text_dec"), rows("labels"), rows("loss_mask"), rows("enc_mask"))
+            return enc.indices.map { i in
+                T5Sample(encoderTokens: enc[i], decoderTokens: dec[i], labels: labels[i], lossMask: loss[i], encoderMask: mask[i],
+                         decoderMask: [Int32](repeating: 1, count: dec[i].count))
+            }
+        }
+
         /// The fixture's batch `prefix` ("step", "train"), rows `rows`.
         func batch(_ prefix: String, rows: Range<Int>? = nil, on device: CPUDevice) throws -> T5MicroBatch {
             func get(_ name: String) -> [[Int32]] {
@@ -60,5 +71,33 @@ import Testing
         try fixture.reference.expectGradients(model.gradients, layout: model.layout, variant)
         let evaluation = try model.loss(batch).mean
         #expect(abs(evaluation - loss) <= 1e-6 * loss, "evaluation loss \(evaluation) vs \(loss)")
+    }
+
+    /// 10 AdamW iterations of 2 micro-batches through the Trainer (warm-up, cosine decay, clipping,
+    /// no decay on 1-D parameters) equal transformers' (the variant whose parameters are its own).
+    @Test func tenAdamWIterationsThroughTheTrainerMatchTransformers() throws {
+        let fixture = try Fixture("t5_unscaled")
+        let model = try T5Model(config: fixture.config, seed: 0, on: device)
+        try fixture.reference.copyWeights(into: model.parameters, layout: model.layout)
+        model.decoderSequenceLength = fixture.reference.config["decoder_seq_length"] as! Int
+        let t = fixture.reference.train, samples = fixture.samples("train")
+        let iters = t["train_iters"] as! Int, gbs = t["global_batch_size"] as! Int
+        var settings = TrainingSettings(trainIters: iters, microBatchSize: t["micro_batch_size"] as! Int, globalBatchSize: gbs,
+                                        sequenceLength: fixture.reference.config["encoder_seq_length"] as! Int)
+        settings.logInterval = iters
+        var optimizer = Optimizer.Settings()
+        optimizer.weightDecay = Float(t["weight_decay"] as! Double)
+        optimizer.clipGrad = Float(t["clip_grad"] as! Double)
+        let scheduler = OptimizerParamScheduler(maxLR: t["lr"] as! Double, minLR: t["min_lr"] as! Double,
+                                                warmupSteps: Double((t["lr_warmup_iters"] as! Int) * gbs), decaySteps: iters * gbs,
+                                                decayStyle: .cosine)
+        let trainer = try Trainer(model: model, optimizer: try Optimizer(model: model, settings: optimizer), scheduler: scheduler,
+                                  settings: settings, sample: { samples[$0] }, log: { _ in })
+        let losses = try trainer.train().map(\.loss)
+        let expected = try fixture.reference.tensors["train.losses"]!.floats()
+        #expect(losses.count == expected.count)
+        for (i, (ours, theirs)) in zip(losses, expected).enumerated() {
+            #expect(abs(ours - theirs) <= 1e-4 * abs(theirs), "iteration \(i + 1): loss \(ours), transformers \(theirs)")
+        }
     }
 }

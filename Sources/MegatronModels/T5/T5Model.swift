@@ -25,6 +25,8 @@ public final class T5Model: @unchecked Sendable {
     public let pipeline: PipelineStage
     public let parameters: Tensor
     public let gradients: Tensor
+    /// --decoder-seq-length, for the throughput's FLOPs (the encoder's is the run's sequence length).
+    public var decoderSequenceLength = 128
     let encoderEmbedding: LanguageModelEmbedding
     let decoderEmbedding: LanguageModelEmbedding
     let encoderLayers: [TransformerLayer]
