@@ -5,7 +5,18 @@ import MegatronModels
 public struct ModelArguments: ParsableArguments, Sendable {
     public init() {}
 
-    @Option(name: .customLong("num-layers")) public var numLayers: Int
+    @Option(name: .customLong("num-layers"), help: "Layers (T5's encoder's; --encoder-num-layers is the same flag).")
+    var numLayersFlag: Int?
+    @Option(name: .customLong("encoder-num-layers"), help: "T5's spelling of --num-layers.") var encoderNumLayers: Int?
+    /// --num-layers or --encoder-num-layers (Megatron's one value under two names).
+    public var numLayers: Int { numLayersFlag ?? encoderNumLayers ?? 0 }
+
+    /// Megatron's rule: one of --num-layers and --encoder-num-layers.
+    public func validate() throws {
+        guard (numLayersFlag == nil) != (encoderNumLayers == nil) else {
+            throw ValidationError("give one of --num-layers and --encoder-num-layers (the same value)")
+        }
+    }
     @Option(name: .customLong("hidden-size")) public var hiddenSize: Int
     @Option(name: .customLong("num-attention-heads")) public var numAttentionHeads: Int
     @Option(name: .customLong("ffn-hidden-size"), help: "Default: 4 × hidden-size; with --swiglu, ⌊(8/3 × hidden-size) / 64⌋ × 64, as Megatron.") public var ffnHiddenSize: Int?

@@ -54,17 +54,40 @@ public struct PretrainPlan: Sendable {
         public let shortSequenceProbability: Double
     }
 
-    /// The model trained: GPT (pretrain_gpt.py) or BERT (pretrain_bert.py).
+    /// pretrain_t5.py's settings of `megatron pretrain-t5`.
+    public struct T5: Sendable, Equatable {
+        /// --decoder-num-layers (nil: the encoder's).
+        public let decoderNumLayers: Int?
+        /// --decoder-seq-length
+        public let decoderSequenceLength: Int
+        /// --mask-prob, --short-seq-prob
+        public let maskProbability: Double, shortSequenceProbability: Double
+        /// Under --position-embedding-type relative.
+        public let relativeAttention: T5Config.RelativeAttention?
+    }
+
+    /// The model trained: GPT (pretrain_gpt.py), BERT (pretrain_bert.py) or T5 (pretrain_t5.py).
     public enum Family: Sendable, Equatable {
         case gpt
         case bert(Bert)
+        case t5(T5)
 
         public var name: String {
             switch self {
             case .gpt: "GPT"
             case .bert: "BERT"
+            case .t5: "T5"
             }
         }
+    }
+
+    /// T5's architecture: `model` as its layers' settings (relative positions moved to
+    /// `relativeAttention`), the encoder --num-layers deep.
+    public func t5Config(_ t5: T5) -> T5Config {
+        var transformer = model
+        transformer.positionEmbedding = .learnedAbsolute
+        return T5Config(transformer: transformer, encoderNumLayers: model.numLayers, decoderNumLayers: t5.decoderNumLayers ?? model.numLayers,
+                        relativeAttention: t5.relativeAttention)
     }
 
     public let family: Family
@@ -144,7 +167,34 @@ public struct PretrainPlan: Sendable {
         }
         sample = try Self.sample(options.sample, readsText: options.tokenizer.readsText, context: model.maxPositionEmbeddings)
         self.warnings = warnings
-        if case .bert(let bert) = family { try checkBERT(bert, options) }
+        switch family {
+        case .gpt:
+            guard model.positionEmbedding != .relative else {
+                throw ConfigError(flag: "--position-embedding-type", "--position-embedding-type relative is T5's (megatron pretrain-t5)")
+            }
+        case .bert(let bert): try checkBERT(bert, options)
+        case .t5(let t5): try checkT5(t5)
+        }
+    }
+
+    /// What T5 needs beyond GPT's checks, and what it does not have here.
+    private func checkT5(_ t5: T5) throws {
+        try t5Config(t5).validate(tensorParallelSize: parallelState.tensorModelParallelSize)
+        guard t5.decoderSequenceLength <= model.maxPositionEmbeddings else {
+            throw ConfigError(flag: "--decoder-seq-length", "--decoder-seq-length \(t5.decoderSequenceLength) exceeds "
+                              + "--max-position-embeddings \(model.maxPositionEmbeddings)")
+        }
+        let refused: [(Bool, String, String)] = [
+            (parallelState.pipelineModelParallelSize > 1, "--pipeline-model-parallel-size", "T5 runs on one pipeline stage here"),
+            (sequenceParallel, "--sequence-parallel", "T5 has no sequence parallelism here"),
+            (recompute != .none, "--recompute-granularity", "T5 does not recompute activations here"),
+            (data.mock, "--mock-data", "T5 trains on sentence-split documents; give --data-path (megatron preprocess-data --split-sentences)"),
+            (data.blend.prefixes.count != 1, "--data-path", "T5 reads one dataset prefix here, not a blend"),
+            (documentBoundaries != nil, "--eod-mask-loss", "--eod-mask-loss, --reset-position-ids and --reset-attention-mask are GPT's"),
+            (sample != nil, "--sample-tokens", "--sample-tokens: T5 does not generate text here"),
+            (!(1 ... Int(Int32.max)).contains(Int(trainer.seed)), "--seed", "T5's sample mapping takes a --seed of 1 ... 2^31 − 1"),
+        ]
+        if let (_, flag, message) = refused.first(where: { $0.0 }) { throw ConfigError(flag: flag, "\(flag): \(message)") }
     }
 
     /// What BERT needs beyond GPT's checks, and what it does not have here.

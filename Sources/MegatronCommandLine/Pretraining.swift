@@ -55,6 +55,15 @@ public struct Pretraining: Sendable {
             model.recompute = plan.recompute
             try train(model, data: { try PretrainingData<BertModel>(bert: bert, plan: plan, tokenizer: tokenizer, world: world, log: log) },
                       world: world, startTime: startTime, exitSignal: exitSignal)
+        case .t5(let t5):
+            guard let tokenizer = tokenizer as? BertWordPieceTokenizer else {
+                throw ConfigError(flag: "--tokenizer-type", "--tokenizer-type: T5's dataset needs BertWordPieceLowerCase or BertWordPieceCase "
+                                  + "with --vocab-extra-ids (its sentinels)")
+            }
+            let model = try T5Model(config: plan.t5Config(t5), seed: plan.trainer.seed, groups: groups, on: device)
+            model.decoderSequenceLength = t5.decoderSequenceLength
+            try train(model, data: { try PretrainingData<T5Model>(t5: t5, plan: plan, tokenizer: tokenizer, world: world, log: log) },
+                      world: world, startTime: startTime, exitSignal: exitSignal)
         }
     }
 

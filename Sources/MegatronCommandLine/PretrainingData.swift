@@ -81,10 +81,12 @@ extension PretrainingData where Model == GPTModel {
     }
 }
 
-extension PretrainingData where Model == BertModel {
-    /// BertDatasets over the one --data-path dataset's documents (its sentences the indexed
-    /// sequences), masked by `bert`'s settings with `tokenizer`'s vocabulary.
-    init(bert: PretrainPlan.Bert, plan: PretrainPlan, tokenizer: BertWordPieceTokenizer, world: any Communicator, log: Bool) throws {
+extension PretrainingData {
+    /// Splits of the one --data-path dataset's documents (its sentences the indexed sequences), each
+    /// the samples `dataset(indexed, documents, count)` builds with the words that describe them.
+    private init(sentenceSplitsOf plan: PretrainPlan, world: any Communicator, log: Bool,
+                 dataset: @escaping (IndexedDataset, Range<Int>, Int) throws
+                     -> (samples: @Sendable (Int) throws -> Model.Sample, description: String)) throws {
         let data = plan.data, prefix = data.blend.prefixes[0]
         let indexed = try IndexedDataset(prefix: prefix)
         try self.init(plan, world: world, firstDocument: indexed.sequence(0)) { index, count in
@@ -93,15 +95,41 @@ extension PretrainingData where Model == BertModel {
                 if index > 0 && log { print("> dataset \(prefix): no \(name) documents under --split \(data.split)") }
                 return nil
             }
+            let (samples, description) = try dataset(indexed, documents, count)
+            if log {
+                print("> dataset \(prefix): \(name) split documents \(documents.lowerBound) ..< \(documents.upperBound) of "
+                      + "\(indexed.documentCount); \(description)")
+            }
+            return samples
+        }
+    }
+}
+
+extension PretrainingData where Model == T5Model {
+    /// T5Datasets over the sentence-split --data-path, spans corrupted by `t5`'s settings with
+    /// `tokenizer`'s sentinels.
+    init(t5: PretrainPlan.T5, plan: PretrainPlan, tokenizer: BertWordPieceTokenizer, world: any Communicator, log: Bool) throws {
+        try self.init(sentenceSplitsOf: plan, world: world, log: log) { indexed, documents, count in
+            let dataset = try T5Dataset(indexed, documents: documents, numSamples: count, encoderSequenceLength: plan.trainer.sequenceLength,
+                                        decoderSequenceLength: t5.decoderSequenceLength, tokenizer: tokenizer,
+                                        maskProbability: t5.maskProbability, shortSequenceProbability: t5.shortSequenceProbability,
+                                        seed: Int32(plan.trainer.seed))
+            return ({ try dataset.sample($0).sample }, "\(dataset.count) samples of up to \(plan.trainer.sequenceLength) encoder tokens "
+                    + "over \(dataset.base.sampleIndex.epochs) epoch(s)")
+        }
+    }
+}
+
+extension PretrainingData where Model == BertModel {
+    /// BertDatasets over the sentence-split --data-path, masked by `bert`'s settings with
+    /// `tokenizer`'s vocabulary.
+    init(bert: PretrainPlan.Bert, plan: PretrainPlan, tokenizer: BertWordPieceTokenizer, world: any Communicator, log: Bool) throws {
+        try self.init(sentenceSplitsOf: plan, world: world, log: log) { indexed, documents, count in
             let dataset = try BertDataset(indexed, documents: documents, numSamples: count, sequenceLength: plan.trainer.sequenceLength,
                                           binaryHead: bert.binaryHead, tokenizer: tokenizer, maskProbability: bert.maskProbability,
                                           shortSequenceProbability: bert.shortSequenceProbability, seed: Int32(plan.trainer.seed))
-            if log {
-                print("> dataset \(prefix): \(name) split documents \(documents.lowerBound) ..< \(documents.upperBound) of "
-                      + "\(indexed.documentCount); \(dataset.count) samples of up to \(plan.trainer.sequenceLength) tokens "
-                      + "over \(dataset.base.sampleIndex.epochs) epoch(s)")
-            }
-            return { dataset.sample($0).sample }
+            return ({ dataset.sample($0).sample }, "\(dataset.count) samples of up to \(plan.trainer.sequenceLength) tokens "
+                    + "over \(dataset.base.sampleIndex.epochs) epoch(s)")
         }
     }
 }

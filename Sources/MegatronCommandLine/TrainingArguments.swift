@@ -5,7 +5,18 @@ import MegatronTraining
 public struct TrainingArguments: ParsableArguments, Sendable {
     public init() {}
 
-    @Option(name: .customLong("seq-length")) public var seqLength: Int
+    @Option(name: .customLong("seq-length"), help: "The sequence length (T5's encoder's; --encoder-seq-length is the same flag).")
+    var seqLengthFlag: Int?
+    @Option(name: .customLong("encoder-seq-length"), help: "T5's spelling of --seq-length.") var encoderSeqLength: Int?
+    /// --seq-length or --encoder-seq-length (Megatron's one value under two names).
+    public var seqLength: Int { seqLengthFlag ?? encoderSeqLength ?? 0 }
+
+    /// Megatron's rule: one of --seq-length and --encoder-seq-length.
+    public func validate() throws {
+        guard (seqLengthFlag == nil) != (encoderSeqLength == nil) else {
+            throw ValidationError("give one of --seq-length and --encoder-seq-length (the same value)")
+        }
+    }
     @Option(name: .customLong("micro-batch-size"), help: "Required, as in Megatron.") public var microBatchSize: Int
     @Option(name: .customLong("global-batch-size"), help: "Default: micro-batch-size × data-parallel size.")
     public var globalBatchSize: Int?

@@ -9,8 +9,8 @@ import MegatronTraining
 struct Megatron: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "megatron",
-        abstract: "Megatron-style GPT and BERT training in Swift.",
-        subcommands: [Pretrain.self, PretrainBert.self, PreprocessData.self, Generate.self, Serve.self, ImportHF.self, ExportHF.self]
+        abstract: "Megatron-style GPT, BERT and T5 training in Swift.",
+        subcommands: [Pretrain.self, PretrainBert.self, PretrainT5.self, PreprocessData.self, Generate.self, Serve.self, ImportHF.self, ExportHF.self]
     )
 
     /// Runs the command and reports a failure by its domain, with its message: a configuration

@@ -75,20 +75,9 @@ import Testing
         let fixture = try Fixture(variant)
         let model = try BertModel(config: fixture.config, seed: 0, on: device)
         try fixture.reference.copyWeights(into: model.parameters, layout: model.layout)
-        let t = fixture.reference.train, samples = fixture.samples("train")
-        let iters = t["train_iters"] as! Int, gbs = t["global_batch_size"] as! Int
-        var settings = TrainingSettings(trainIters: iters, microBatchSize: t["micro_batch_size"] as! Int, globalBatchSize: gbs,
-                                        sequenceLength: fixture.reference.config["seq_length"] as! Int)
-        settings.logInterval = iters
-        var optimizer = Optimizer.Settings()
-        optimizer.weightDecay = Float(t["weight_decay"] as! Double)
-        optimizer.clipGrad = Float(t["clip_grad"] as! Double)
-        let scheduler = OptimizerParamScheduler(maxLR: t["lr"] as! Double, minLR: t["min_lr"] as! Double,
-                                                warmupSteps: Double((t["lr_warmup_iters"] as! Int) * gbs), decaySteps: iters * gbs,
-                                                decayStyle: .cosine)
         var lines: [String] = []
-        let trainer = try Trainer(model: model, optimizer: try Optimizer(model: model, settings: optimizer), scheduler: scheduler,
-                                  settings: settings, sample: { samples[$0] }, log: { lines.append($0) })
+        let trainer = try fixture.reference.trainer(model, samples: fixture.samples("train"),
+                                                    sequenceLength: fixture.reference.config["seq_length"] as! Int) { lines.append($0) }
         let results = try trainer.train()
         let expected = try fixture.reference.tensors["train.losses"]!.floats()
         #expect(results.count == expected.count)

@@ -1,6 +1,7 @@
 import Foundation
 import MegatronCore
 import MegatronModels
+import MegatronTraining
 import Testing
 
 /// A reference fixture written by one of Tests/Fixtures/make_*_fixtures.py: tensors by name (the
@@ -53,5 +54,24 @@ struct ParityFixture {
             let error = zip(ours, reference).map { abs($0 - $1) }.max()! / reference.map(abs).max()!
             #expect(error <= 1e-5, "\(label): \(entry.name): relative error \(error)")
         }
+    }
+
+    /// A Trainer running the fixture's "train" iterations (train_adamw in make_gpt_fixtures.py:
+    /// AdamW, no decay on 1-D parameters, clipping, Megatron's warm-up and cosine decay in samples)
+    /// over `model` and `samples`, logging every line to `log`.
+    func trainer<Model: PretrainingModel>(_ model: Model, samples: [Model.Sample], sequenceLength: Int,
+                                          log: @escaping (String) -> Void = { _ in }) throws -> Trainer<Model> {
+        let iters = train["train_iters"] as! Int, gbs = train["global_batch_size"] as! Int
+        var settings = TrainingSettings(trainIters: iters, microBatchSize: train["micro_batch_size"] as! Int, globalBatchSize: gbs,
+                                        sequenceLength: sequenceLength)
+        settings.logInterval = iters
+        var optimizer = Optimizer.Settings()
+        optimizer.weightDecay = Float(train["weight_decay"] as! Double)
+        optimizer.clipGrad = Float(train["clip_grad"] as! Double)
+        let scheduler = OptimizerParamScheduler(maxLR: train["lr"] as! Double, minLR: train["min_lr"] as! Double,
+                                                warmupSteps: Double((train["lr_warmup_iters"] as! Int) * gbs), decaySteps: iters * gbs,
+                                                decayStyle: .cosine)
+        return try Trainer(model: model, optimizer: try Optimizer(model: model, settings: optimizer), scheduler: scheduler,
+                           settings: settings, sample: { samples[$0] }, log: log)
     }
 }

@@ -65,19 +65,8 @@ import Testing
     func tenAdamWIterationsWithWarmupAndCosine(variant: String) throws {
         let fixture = try Fixture(variant)
         let model = try fixture.model(on: device)
-        let t = fixture.reference.train
-        let iters = t["train_iters"] as! Int, gbs = t["global_batch_size"] as! Int, samples = fixture.reference.rows("train.samples")
-        var settings = TrainingSettings(trainIters: iters, microBatchSize: t["micro_batch_size"] as! Int, globalBatchSize: gbs,
-                                        sequenceLength: fixture.sequenceLength)
-        settings.logInterval = iters
-        var optimizer = Optimizer.Settings()
-        optimizer.weightDecay = Float(t["weight_decay"] as! Double)
-        optimizer.clipGrad = Float(t["clip_grad"] as! Double)
-        let scheduler = OptimizerParamScheduler(maxLR: t["lr"] as! Double, minLR: t["min_lr"] as! Double,
-                                                warmupSteps: Double((t["lr_warmup_iters"] as! Int) * gbs), decaySteps: iters * gbs,
-                                                decayStyle: .cosine)
-        let trainer = try Trainer(model: model, optimizer: try Optimizer(model: model, settings: optimizer), scheduler: scheduler,
-                              settings: settings, sample: { samples[$0] }, log: { _ in })
+        let samples = fixture.reference.rows("train.samples")
+        let trainer = try fixture.reference.trainer(model, samples: samples, sequenceLength: fixture.sequenceLength)
         let losses = try trainer.train().map(\.loss)
         let expected = try fixture.reference.tensors["train.losses"]!.floats()
         for (i, (ours, theirs)) in zip(losses, expected).enumerated() {

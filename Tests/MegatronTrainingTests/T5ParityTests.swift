@@ -80,19 +80,8 @@ import Testing
         let model = try T5Model(config: fixture.config, seed: 0, on: device)
         try fixture.reference.copyWeights(into: model.parameters, layout: model.layout)
         model.decoderSequenceLength = fixture.reference.config["decoder_seq_length"] as! Int
-        let t = fixture.reference.train, samples = fixture.samples("train")
-        let iters = t["train_iters"] as! Int, gbs = t["global_batch_size"] as! Int
-        var settings = TrainingSettings(trainIters: iters, microBatchSize: t["micro_batch_size"] as! Int, globalBatchSize: gbs,
-                                        sequenceLength: fixture.reference.config["encoder_seq_length"] as! Int)
-        settings.logInterval = iters
-        var optimizer = Optimizer.Settings()
-        optimizer.weightDecay = Float(t["weight_decay"] as! Double)
-        optimizer.clipGrad = Float(t["clip_grad"] as! Double)
-        let scheduler = OptimizerParamScheduler(maxLR: t["lr"] as! Double, minLR: t["min_lr"] as! Double,
-                                                warmupSteps: Double((t["lr_warmup_iters"] as! Int) * gbs), decaySteps: iters * gbs,
-                                                decayStyle: .cosine)
-        let trainer = try Trainer(model: model, optimizer: try Optimizer(model: model, settings: optimizer), scheduler: scheduler,
-                                  settings: settings, sample: { samples[$0] }, log: { _ in })
+        let trainer = try fixture.reference.trainer(model, samples: fixture.samples("train"),
+                                                    sequenceLength: fixture.reference.config["encoder_seq_length"] as! Int)
         let losses = try trainer.train().map(\.loss)
         let expected = try fixture.reference.tensors["train.losses"]!.floats()
         #expect(losses.count == expected.count)

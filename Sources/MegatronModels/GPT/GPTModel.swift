@@ -56,6 +56,10 @@ public final class GPTModel: @unchecked Sendable {
     /// rank's stage of it.
     public init(config: TransformerConfig, seed: UInt64?, groups: ProcessGroups? = nil, on device: CPUDevice) throws {
         try config.validate()
+        guard config.positionEmbedding != .relative else {
+            throw ConfigError(flag: "--position-embedding-type", "--position-embedding-type relative is T5's (megatron pretrain-t5); "
+                              + "GPT takes learned_absolute or rope")
+        }
         let groups = try groups ?? .single()
         self.groups = groups
         tensorParallel = TensorParallel(group: groups.tensorModelParallel)

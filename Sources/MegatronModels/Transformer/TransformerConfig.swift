@@ -3,7 +3,11 @@ import MegatronCore
 /// The architecture of a transformer language model, with Megatron-LM's option names and defaults:
 /// a GPT decoder's, or a BERT encoder's (`BertConfig` adds its heads).
 public struct TransformerConfig: Sendable, Equatable, Codable {
-    public enum PositionEmbedding: String, Sendable, CaseIterable, Codable { case learnedAbsolute = "learned_absolute", rope }
+    public enum PositionEmbedding: String, Sendable, CaseIterable, Codable {
+        case learnedAbsolute = "learned_absolute", rope
+        /// T5's bucketed relative position bias (T5Config.relativeAttention); GPT and BERT refuse it.
+        case relative
+    }
     public enum Normalization: String, Sendable, CaseIterable, Codable { case layerNorm = "LayerNorm", rmsNorm = "RMSNorm" }
 
     public var numLayers: Int
