@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# BERT training-step throughput of swift-megatron against PyTorch eager (transformers'
-# BertForPreTraining), back to back on this machine:
-#   scripts/bench_bert_vs_pytorch.sh [tiny|small|base] [micro-batch] [steps]
+# BERT or T5 training-step throughput of swift-megatron against PyTorch eager (transformers'
+# BertForPreTraining / T5ForConditionalGeneration), back to back on this machine:
+#   scripts/bench_encoder_models_vs_pytorch.sh bert [tiny|small|base] [micro-batch] [steps]
+#   scripts/bench_encoder_models_vs_pytorch.sh t5 [tiny|small] [micro-batch] [steps]
 # Needs torch and transformers (set PYTHON; default /tmp/torch-venv/bin/python). PyTorch runs with
 # glibc's default allocator and with the tuning that stops it returning freed memory to the OS; its
 # better run is the baseline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-config=${1:-base}; batch=${2:-2}; steps=${3:-3}
+model=${1:-bert}; config=${2:-}; batch=${3:-2}; steps=${4:-3}
+case "$model" in
+    bert) config=${config:-base} ;;
+    t5) config=${config:-small} ;;
+    *) echo "model $model: expected bert or t5" >&2; exit 1 ;;
+esac
 python=${PYTHON:-/tmp/torch-venv/bin/python}
 [ -x "$python" ] || { echo "no PyTorch python at $python (set PYTHON)" >&2; exit 1; }
 swift build -c release --product megatron-bench >/dev/null
 logs=$(mktemp -d)
-.build/release/megatron-bench bert --config "$config" --micro-batch-size "$batch" --steps "$steps" --threads 2 >"$logs/ours" 2>/dev/null
-OMP_NUM_THREADS=2 "$python" scripts/torch_bert_bench.py --config "$config" --batch "$batch" --steps "$steps" >"$logs/default" 2>/dev/null
+.build/release/megatron-bench "$model" --config "$config" --micro-batch-size "$batch" --steps "$steps" --threads 2 >"$logs/ours" 2>/dev/null
+OMP_NUM_THREADS=2 "$python" "scripts/torch_${model}_bench.py" --config "$config" --batch "$batch" --steps "$steps" >"$logs/default" 2>/dev/null
 GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736 OMP_NUM_THREADS=2 \
-    "$python" scripts/torch_bert_bench.py --config "$config" --batch "$batch" --steps "$steps" >"$logs/tuned" 2>/dev/null
+    "$python" "scripts/torch_${model}_bench.py" --config "$config" --batch "$batch" --steps "$steps" >"$logs/tuned" 2>/dev/null
 grep -v '^RESULT' "$logs/ours"
 for run in default tuned; do echo "PyTorch ($run malloc): $(sed -n 's/^RESULT //p' "$logs/$run")"; done
 "$python" - "$logs" <<'PY'
