@@ -187,7 +187,6 @@ public struct PretrainPlan: Sendable {
         let refused: [(Bool, String, String)] = [
             (parallelState.pipelineModelParallelSize > 1, "--pipeline-model-parallel-size", "T5 runs on one pipeline stage here"),
             (sequenceParallel, "--sequence-parallel", "T5 has no sequence parallelism here"),
-            (recompute != .none, "--recompute-granularity", "T5 does not recompute activations here"),
             (data.mock, "--mock-data", "T5 trains on sentence-split documents; give --data-path (megatron preprocess-data --split-sentences)"),
             (data.blend.prefixes.count != 1, "--data-path", "T5 reads one dataset prefix here, not a blend"),
             (documentBoundaries != nil, "--eod-mask-loss", "--eod-mask-loss, --reset-position-ids and --reset-attention-mask are GPT's"),

@@ -62,6 +62,7 @@ public struct Pretraining: Sendable {
             }
             let model = try T5Model(config: plan.t5Config(t5), seed: plan.trainer.seed, groups: groups, on: device)
             model.decoderSequenceLength = t5.decoderSequenceLength
+            model.recompute = plan.recompute
             try train(model, data: { try PretrainingData<T5Model>(t5: t5, plan: plan, tokenizer: tokenizer, world: world, log: log) },
                       world: world, startTime: startTime, exitSignal: exitSignal)
         }

@@ -27,6 +27,9 @@ public final class T5Model: @unchecked Sendable {
     public let gradients: Tensor
     /// --decoder-seq-length, for the throughput's FLOPs (the encoder's is the run's sequence length).
     public var decoderSequenceLength = 128
+    /// What the forward keeps of each layer for the backward (--recompute-granularity …), counted
+    /// within the encoder and within the decoder.
+    public var recompute = ActivationRecompute.none
     let encoderEmbedding: LanguageModelEmbedding
     let decoderEmbedding: LanguageModelEmbedding
     let encoderLayers: [TransformerLayer]
@@ -110,8 +113,8 @@ public final class T5Model: @unchecked Sendable {
         let batch: T5MicroBatch
         let encoderPass: LayerPass
         let decoderPass: LayerPass
-        let encoderLayers: [TransformerLayer.Activations]
-        let decoderLayers: [TransformerLayer.Activations]
+        let encoderLayers: [SavedLayer]
+        let decoderLayers: [SavedLayer]
         let encoderLayersOutput: Tensor      // [T_enc, h], before the encoder's final norm
         let encoderFinalNorm: Norm.Saved
         let decoderLayersOutput: Tensor      // [T_dec, h], before the decoder's final norm
@@ -139,10 +142,10 @@ public final class T5Model: @unchecked Sendable {
             biasGradients = gradients
         }
         var x = try encoderEmbedding.forward(ids: batch.encoderTokens, positions: batch.encoderPositions, pass: encoderPass)
-        var encoderSaved: [TransformerLayer.Activations] = []
+        var encoderSaved: [SavedLayer] = []
         for layer in encoderLayers {
             let (output, activations) = try layer.forward(x, pass: encoderPass)
-            if training { encoderSaved.append(activations) }
+            if training { encoderSaved.append(encoderLayers.save(activations, layer: encoderSaved.count, recompute: recompute)) }
             x = output
         }
         let encoderLayersOutput = x
@@ -151,10 +154,10 @@ public final class T5Model: @unchecked Sendable {
             output: encoderOutput, layout: CrossAttentionLayout(batch: batch.batch, queries: sd, keys: se, heads: heads, headDim: c.kvChannels),
             keyCounts: batch.encoderKeyCounts, gradient: try Tensor(shape: encoderOutput.shape, on: device))
         var y = try decoderEmbedding.forward(ids: batch.decoderTokens, positions: batch.decoderPositions, pass: decoderPass)
-        var decoderSaved: [TransformerLayer.Activations] = []
+        var decoderSaved: [SavedLayer] = []
         for layer in decoderLayers {
             let (output, activations) = try layer.forward(y, pass: decoderPass)
-            if training { decoderSaved.append(activations) }
+            if training { decoderSaved.append(decoderLayers.save(activations, layer: decoderSaved.count, recompute: recompute)) }
             y = output
         }
         let (decoderOutput, decoderFinalNorm) = try decoderFinalLayerNorm.forward(y)
@@ -191,14 +194,17 @@ public final class T5Model: @unchecked Sendable {
         let batch = a.batch
         let dOutput = try outputLayer.backward(a.logits, input: a.decoderOutput, rows: .all)
         var dy = try decoderFinalLayerNorm.backward(dOutput, input: a.decoderLayersOutput, saved: a.decoderFinalNorm)
-        for (layer, activations) in zip(decoderLayers, a.decoderLayers).reversed() {
-            dy = try layer.backward(dy, activations: activations, pass: a.decoderPass)
+        var decoderChunk: [Int: TransformerLayer.Activations] = [:], encoderChunk = decoderChunk
+        for index in decoderLayers.indices.reversed() {
+            let activations = try decoderLayers.restore(a.decoderLayers, layer: index, chunk: &decoderChunk, pass: a.decoderPass)
+            dy = try decoderLayers[index].backward(dy, activations: activations, pass: a.decoderPass)
         }
         try decoderEmbedding.backward(dy, ids: batch.decoderTokens, positions: batch.decoderPositions, pass: a.decoderPass)
         guard let encoder = a.decoderPass.encoder else { throw TensorError("T5: the decoder's pass lost its encoder") }
         var dx = try encoderFinalLayerNorm.backward(encoder.gradient, input: a.encoderLayersOutput, saved: a.encoderFinalNorm)
-        for (layer, activations) in zip(encoderLayers, a.encoderLayers).reversed() {
-            dx = try layer.backward(dx, activations: activations, pass: a.encoderPass)
+        for index in encoderLayers.indices.reversed() {
+            let activations = try encoderLayers.restore(a.encoderLayers, layer: index, chunk: &encoderChunk, pass: a.encoderPass)
+            dx = try encoderLayers[index].backward(dx, activations: activations, pass: a.encoderPass)
         }
         try encoderEmbedding.backward(dx, ids: batch.encoderTokens, positions: batch.encoderPositions, pass: a.encoderPass)
         if let relativeBias, let biasGradients = a.biasGradients {
