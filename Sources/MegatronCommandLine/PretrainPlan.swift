@@ -62,6 +62,8 @@ public struct PretrainPlan: Sendable {
         public let decoderSequenceLength: Int
         /// --mask-prob, --short-seq-prob
         public let maskProbability: Double, shortSequenceProbability: Double
+        /// --translation: --data-path is a parallel corpus's source and target.
+        public let translation: Bool
         /// Under --position-embedding-type relative.
         public let relativeAttention: T5Config.RelativeAttention?
     }
@@ -188,7 +190,9 @@ public struct PretrainPlan: Sendable {
             (parallelState.pipelineModelParallelSize > 1, "--pipeline-model-parallel-size", "T5 runs on one pipeline stage here"),
             (sequenceParallel, "--sequence-parallel", "T5 has no sequence parallelism here"),
             (data.mock, "--mock-data", "T5 trains on sentence-split documents; give --data-path (megatron preprocess-data --split-sentences)"),
-            (data.blend.prefixes.count != 1, "--data-path", "T5 reads one dataset prefix here, not a blend"),
+            (!t5.translation && data.blend.prefixes.count != 1, "--data-path", "T5 reads one dataset prefix here, not a blend"),
+            (t5.translation && (data.blend.prefixes.count != 2 || data.blend.weights != nil), "--data-path",
+             "--translation reads two prefixes, the source's and the target's (megatron preprocess-data-nmt)"),
             (documentBoundaries != nil, "--eod-mask-loss", "--eod-mask-loss, --reset-position-ids and --reset-attention-mask are GPT's"),
             (sample != nil, "--sample-tokens", "--sample-tokens: T5 does not generate text here"),
             (!(1 ... Int(Int32.max)).contains(Int(trainer.seed)), "--seed", "T5's sample mapping takes a --seed of 1 ... 2^31 − 1"),

@@ -107,8 +107,12 @@ extension PretrainingData {
 
 extension PretrainingData where Model == T5Model {
     /// T5Datasets over the sentence-split --data-path, spans corrupted by `t5`'s settings with
-    /// `tokenizer`'s sentinels.
+    /// `tokenizer`'s sentinels; under --translation, the pairs of the parallel corpus --data-path names.
     init(t5: PretrainPlan.T5, plan: PretrainPlan, tokenizer: BertWordPieceTokenizer, world: any Communicator, log: Bool) throws {
+        if t5.translation {
+            try self.init(translation: t5, plan: plan, tokenizer: tokenizer, world: world, log: log)
+            return
+        }
         try self.init(sentenceSplitsOf: plan, world: world, log: log) { indexed, documents, count in
             let dataset = try T5Dataset(indexed, documents: documents, numSamples: count, encoderSequenceLength: plan.trainer.sequenceLength,
                                         decoderSequenceLength: t5.decoderSequenceLength, tokenizer: tokenizer,
@@ -116,6 +120,31 @@ extension PretrainingData where Model == T5Model {
                                         seed: Int32(plan.trainer.seed))
             return ({ try dataset.sample($0).sample }, "\(dataset.count) samples of up to \(plan.trainer.sequenceLength) encoder tokens "
                     + "over \(dataset.base.sampleIndex.epochs) epoch(s)")
+        }
+    }
+}
+
+extension PretrainingData where Model == T5Model {
+    /// TranslationDatasets over --data-path's source and target, split by --split over the pairs.
+    private init(translation t5: PretrainPlan.T5, plan: PretrainPlan, tokenizer: BertWordPieceTokenizer, world: any Communicator,
+                 log: Bool) throws {
+        let data = plan.data
+        let source = try IndexedDataset(prefix: data.blend.prefixes[0]), target = try IndexedDataset(prefix: data.blend.prefixes[1])
+        try self.init(plan, world: world, firstDocument: source.sequence(0)) { index, count in
+            let name = ["training", "validation", "test"][index]
+            guard let pairs = try GPTDataset.splitRanges(data.split, count: source.sequenceCount)[index], !pairs.isEmpty else {
+                if index > 0 && log { print("> translation data: no \(name) pairs under --split \(data.split)") }
+                return nil
+            }
+            let dataset = try TranslationDataset(source: source, target: target, pairs: pairs, numSamples: count,
+                                                 encoderSequenceLength: plan.trainer.sequenceLength,
+                                                 decoderSequenceLength: t5.decoderSequenceLength, tokenizer: tokenizer,
+                                                 seed: UInt32(plan.trainer.seed))
+            if log {
+                print("> translation data \(source.prefix) → \(target.prefix): \(name) pairs \(pairs.lowerBound) ..< \(pairs.upperBound) "
+                      + "of \(source.sequenceCount); \(dataset.count) samples")
+            }
+            return { dataset.sample($0) }
         }
     }
 }

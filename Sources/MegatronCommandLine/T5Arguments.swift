@@ -18,6 +18,9 @@ public struct T5Arguments: ParsableArguments, Sendable {
     @Option(name: .customLong("mask-prob"), help: "The share of each sample's tokens masked (in spans).") public var maskProb = 0.15
     @Option(name: .customLong("short-seq-prob"), help: "The probability that a sample is cut to a random shorter length.")
     public var shortSeqProb = 0.1
+    @Flag(name: .customLong("translation"),
+          help: "Train on translation (ours): --data-path names a parallel corpus's source and target prefixes (megatron preprocess-data-nmt), the source the encoder's input and the target the decoder's.")
+    public var translation = false
 
     /// The settings, each checked; `relative` under --position-embedding-type relative.
     public func settings(relative: Bool) throws -> PretrainPlan.T5 {
@@ -30,7 +33,7 @@ public struct T5Arguments: ParsableArguments, Sendable {
             throw ConfigError(flag: "--decoder-num-layers", "--decoder-num-layers \(decoderNumLayers): expected at least 1")
         }
         return PretrainPlan.T5(decoderNumLayers: decoderNumLayers, decoderSequenceLength: decoderSeqLength, maskProbability: maskProb,
-                               shortSequenceProbability: shortSeqProb,
+                               shortSequenceProbability: shortSeqProb, translation: translation,
                                relativeAttention: relative ? .init(numBuckets: relativeAttentionNumBuckets, maxDistance: relativeAttentionMaxDistance) : nil)
     }
 }

@@ -22,8 +22,10 @@ Variants:
 
 Each file holds the weights under Megatron-core T5Model names, one micro-batch of 3 samples
 (encoder tokens padded at the end with their mask, decoder input, labels, loss mask), its loss and
-gradients ("grad." + name), and for t5_unscaled 10 iterations' samples and losses ("train.").
+gradients ("grad." + name), and for t5_unscaled 10 iterations' samples and losses ("train.") and
+transformers' greedy generation of 5 tokens for 3 prompts from the untrained weights ("generate.").
 """
+import copy
 import json
 import math
 import os
@@ -123,6 +125,7 @@ def loss_of(model, bias, batch):
 
 def make(name, v, seed):
     model, g = hf_model(v, seed)
+    untrained = copy.deepcopy(model)
     bias = torch.zeros(BASE["vocab_size"], requires_grad=True)
     tensors = {n: x.float() for n, x in megatron_tensors(model, v, bias).items()}
     step = random_batch(g, 3)
@@ -140,6 +143,15 @@ def make(name, v, seed):
         history = train_adamw(list(model.parameters()) + [bias], lambda rows: loss_of(model, bias, {k: x[rows] for k, x in train.items()}))
         tensors.update({"train." + k: x.to(torch.int32) for k, x in train.items()})
         tensors["train.losses"] = torch.tensor(history).float()
+    if not v["scale_decoder_outputs"]:
+        # transformers' greedy generation from the untrained weights (decoder start 0, end of text 1).
+        prompts = random_batch(g, 3)
+        with torch.no_grad():
+            generated = untrained.generate(input_ids=prompts["text_enc"], attention_mask=prompts["enc_mask"], max_new_tokens=5,
+                                           do_sample=False, num_beams=1)
+        tensors["generate.text_enc"] = prompts["text_enc"].to(torch.int32)
+        tensors["generate.enc_mask"] = prompts["enc_mask"].to(torch.int32)
+        tensors["generate.output"] = generated.to(torch.int32)
     write_safetensors(os.path.join(HERE, f"{name}.safetensors"), tensors, metadata)
     print(f"{name}: loss {loss.item():.6f}, 10-step losses {[round(x, 4) for x in history]}")
 

@@ -89,4 +89,17 @@ import Testing
             #expect(abs(ours - theirs) <= 1e-4 * abs(theirs), "iteration \(i + 1): loss \(ours), transformers \(theirs)")
         }
     }
+
+    /// Greedy decoding from the fixture's weights writes the tokens transformers' greedy `generate`
+    /// wrote (decoder start 0, end of text 1, 5 new tokens).
+    @Test func greedyDecodingMatchesTransformersGenerate() throws {
+        let fixture = try Fixture("t5_unscaled")
+        let model = try T5Model(config: fixture.config, seed: 0, on: device)
+        try fixture.reference.copyWeights(into: model.parameters, layout: model.layout)
+        let tokens = fixture.reference.rows("generate.text_enc"), masks = fixture.reference.rows("generate.enc_mask")
+        let sources = zip(tokens, masks).map { t, m in Array(t.prefix(m.count { $0 != 0 })) }
+        let expected = fixture.reference.rows("generate.output").map { Array($0.dropFirst()) }
+        let ours = try model.greedyDecode(sources, maxNewTokens: 5, vocabularySize: 64, start: 0, end: 1)
+        #expect(ours == expected.map { row in Array(row.prefix { $0 != 1 }) + (row.contains(1) ? [1] : []) })
+    }
 }
