@@ -10,7 +10,7 @@ struct Megatron: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "megatron",
         abstract: "Megatron-style GPT, BERT and T5 training in Swift.",
-        subcommands: [Pretrain.self, PretrainBert.self, PretrainT5.self, PreprocessData.self, PreprocessDataNMT.self, Generate.self, Serve.self, ImportHF.self, ExportHF.self]
+        subcommands: [Pretrain.self, PretrainBert.self, PretrainT5.self, PreprocessData.self, PreprocessDataNMT.self, Generate.self, Translate.self, Serve.self, ImportHF.self, ExportHF.self]
     )
 
     /// Runs the command and reports a failure by its domain, with its message: a configuration
