@@ -32,7 +32,7 @@ rm -rf "$work/checkpoint"
     --log-interval 100 --eval-interval 500 --eval-iters 4 --save "$work/checkpoint" "${tokenizer[@]}"
 .build/release/megatron translate --load "$work/checkpoint" --input "$work/data/test.en" --output "$work/test.hyp.es" \
     --max-new-tokens 23 --micro-batch-size 64 "${tokenizer[@]}"
-paste "$work/data/test.en" "$work/test.hyp.es" | head -5
+paste "$work/data/test.en" "$work/test.hyp.es" | sed -n 1,5p
 # The references normalised as the tokenizer normalises (lower case, no accents), as the hypotheses are.
 "$work/venv/bin/python" - "$work/data/test.es" "$work/test.hyp.es" <<'PY'
 import sys, unicodedata, sacrebleu
