@@ -7,14 +7,11 @@ clipping at 1.0; prints one `RESULT {json}` line with the median step time and t
     python3 scripts/torch_bert_bench.py --config base --batch 2 --steps 3   (needs torch, transformers)
 """
 import argparse
-import json
-import resource
-import statistics
-import sys
-import time
 
 import torch
 import transformers
+
+from torch_train_steps import time_training
 
 CONFIGS = {"tiny": (2, 256, 4, 128), "small": (4, 512, 8, 128), "base": (12, 768, 12, 512)}
 VOCABULARY, PADDED = 30522, 30592
@@ -53,26 +50,9 @@ def main():
                                      intermediate_size=4 * hidden, max_position_embeddings=s, hidden_dropout_prob=0.0,
                                      attention_probs_dropout_prob=0.0, hidden_act="gelu")
     model = transformers.BertForPreTraining(config).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     ids, types, labels, order = batch(args.batch, s)
-    times, losses = [], []
-    for step in range(args.warmup + args.steps):
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss = model(input_ids=ids, token_type_ids=types, labels=labels, next_sentence_label=order).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        seconds = time.perf_counter() - start
-        losses.append(loss.item())
-        print(f"  step {step} {'warm' if step < args.warmup else 'meas'} {seconds * 1e3:.1f} ms loss {losses[-1]:.4f}", file=sys.stderr)
-        if step >= args.warmup:
-            times.append(seconds)
-    median = statistics.median(times)
-    print("RESULT " + json.dumps(dict(config=args.config, batch=args.batch, tokens_per_s=round(args.batch * s / median, 1),
-                                      step_ms_median=round(median * 1e3, 1),
-                                      peak_rss_gib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-                                      torch=torch.__version__, transformers=transformers.__version__)))
+    time_training(model, lambda: model(input_ids=ids, token_type_ids=types, labels=labels, next_sentence_label=order).loss,
+                  args.warmup, args.steps, args.batch * s, config=args.config, batch=args.batch)
 
 
 if __name__ == "__main__":

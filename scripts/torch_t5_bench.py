@@ -8,14 +8,11 @@ and tokens/s (encoder + decoder).
     python3 scripts/torch_t5_bench.py --config small --batch 2 --steps 3   (needs torch, transformers)
 """
 import argparse
-import json
-import resource
-import statistics
-import sys
-import time
 
 import torch
 import transformers
+
+from torch_train_steps import time_training
 
 CONFIGS = {"tiny": (2, 256, 4, 1024), "small": (6, 512, 8, 2048)}
 ENCODER, DECODER, VOCABULARY = 512, 128, 32128
@@ -51,26 +48,9 @@ def main():
     config = transformers.T5Config(vocab_size=VOCABULARY, d_model=hidden, d_kv=64, d_ff=ffn, num_layers=layers, num_decoder_layers=layers,
                                    num_heads=heads, dropout_rate=0.0, feed_forward_proj="gated-silu", tie_word_embeddings=False)
     model = transformers.T5ForConditionalGeneration(config).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     enc, dec, labels = batch(args.batch)
-    times, losses = [], []
-    for step in range(args.warmup + args.steps):
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss = model(input_ids=enc, decoder_input_ids=dec, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        seconds = time.perf_counter() - start
-        losses.append(loss.item())
-        print(f"  step {step} {'warm' if step < args.warmup else 'meas'} {seconds * 1e3:.1f} ms loss {losses[-1]:.4f}", file=sys.stderr)
-        if step >= args.warmup:
-            times.append(seconds)
-    median = statistics.median(times)
-    print("RESULT " + json.dumps(dict(config=args.config, batch=args.batch, tokens_per_s=round(args.batch * (ENCODER + DECODER) / median, 1),
-                                      step_ms_median=round(median * 1e3, 1),
-                                      peak_rss_gib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-                                      torch=torch.__version__, transformers=transformers.__version__)))
+    time_training(model, lambda: model(input_ids=enc, decoder_input_ids=dec, labels=labels).loss,
+                  args.warmup, args.steps, args.batch * (ENCODER + DECODER), config=args.config, batch=args.batch)
 
 
 if __name__ == "__main__":

@@ -174,7 +174,7 @@ public struct PretrainPlan: Sendable {
             guard model.positionEmbedding != .relative else {
                 throw ConfigError(flag: "--position-embedding-type", "--position-embedding-type relative is T5's (megatron pretrain-t5)")
             }
-        case .bert(let bert): try checkBERT(bert, options)
+        case .bert(let bert): try checkBERT(bert)
         case .t5(let t5): try checkT5(t5)
         }
     }
@@ -186,41 +186,32 @@ public struct PretrainPlan: Sendable {
             throw ConfigError(flag: "--decoder-seq-length", "--decoder-seq-length \(t5.decoderSequenceLength) exceeds "
                               + "--max-position-embeddings \(model.maxPositionEmbeddings)")
         }
-        let refused: [(Bool, String, String)] = [
-            (parallelState.pipelineModelParallelSize > 1, "--pipeline-model-parallel-size", "T5 runs on one pipeline stage here"),
-            (sequenceParallel, "--sequence-parallel", "T5 has no sequence parallelism here"),
-            (data.mock, "--mock-data", "T5 trains on sentence-split documents; give --data-path (megatron preprocess-data --split-sentences)"),
-            (!t5.translation && data.blend.prefixes.count != 1, "--data-path", "T5 reads one dataset prefix here, not a blend"),
-            (t5.translation && (data.blend.prefixes.count != 2 || data.blend.weights != nil), "--data-path",
-             "--translation reads two prefixes, the source's and the target's (megatron preprocess-data-nmt)"),
-            (documentBoundaries != nil, "--eod-mask-loss", "--eod-mask-loss, --reset-position-ids and --reset-attention-mask are GPT's"),
-            (sample != nil, "--sample-tokens", "--sample-tokens: T5 does not generate text here"),
-            (!(1 ... Int(Int32.max)).contains(Int(trainer.seed)), "--seed", "T5's sample mapping takes a --seed of 1 ... 2^31 − 1"),
-        ]
-        if let (_, flag, message) = refused.first(where: { $0.0 }) { throw ConfigError(flag: flag, "\(flag): \(message)") }
+        if sequenceParallel { throw ConfigError(flag: "--sequence-parallel", "--sequence-parallel: T5 has no sequence parallelism here") }
+        try checkSentenceCorpusModel("T5", prefixes: t5.translation ? 2 : 1)
     }
 
     /// What BERT needs beyond GPT's checks, and what it does not have here.
-    private func checkBERT(_ bert: Bert, _ options: PretrainOptions) throws {
+    private func checkBERT(_ bert: Bert) throws {
         try BertConfig(transformer: model, bertBinaryHead: bert.binaryHead).validate(tensorParallelSize: parallelState.tensorModelParallelSize)
-        guard parallelState.pipelineModelParallelSize == 1 else {
-            throw ConfigError(flag: "--pipeline-model-parallel-size", "--pipeline-model-parallel-size "
-                              + "\(parallelState.pipelineModelParallelSize): BERT runs on one pipeline stage here")
-        }
-        guard !data.mock else {
-            throw ConfigError(flag: "--mock-data", "--mock-data: BERT trains on sentence-split documents; give --data-path "
-                              + "(megatron preprocess-data --split-sentences)")
-        }
-        guard data.blend.prefixes.count == 1 else {
-            throw ConfigError(flag: "--data-path", "--data-path: BERT reads one dataset prefix here, not a blend")
-        }
-        guard documentBoundaries == nil else {
-            throw ConfigError(flag: "--eod-mask-loss", "--eod-mask-loss, --reset-position-ids and --reset-attention-mask are GPT's")
-        }
-        guard sample == nil else { throw ConfigError(flag: "--sample-tokens", "--sample-tokens: BERT does not generate text") }
-        guard (1 ... Int(Int32.max)).contains(Int(trainer.seed)) else {
-            throw ConfigError(flag: "--seed", "--seed \(trainer.seed): BERT's sample mapping takes 1 ... 2^31 − 1 (Megatron's build_mapping)")
-        }
+        try checkSentenceCorpusModel("BERT", prefixes: 1)
+    }
+
+    /// What BERT and T5 (`name`) share: one pipeline stage, no text generation, and data of `prefixes`
+    /// unweighted prefixes (a sentence-split corpus, or T5's translation pair), whose sample
+    /// mapping takes a positive int32 seed.
+    private func checkSentenceCorpusModel(_ name: String, prefixes: Int) throws {
+        let dataPath = prefixes == 1 ? "\(name) reads one dataset prefix here, not a blend"
+            : "--translation reads two prefixes, the source's and the target's (megatron preprocess-data-nmt)"
+        let refused: [(Bool, String, String)] = [
+            (parallelState.pipelineModelParallelSize > 1, "--pipeline-model-parallel-size", "\(name) runs on one pipeline stage here"),
+            (data.mock, "--mock-data", "\(name) trains on sentence-split documents; give --data-path (megatron preprocess-data --split-sentences)"),
+            (data.blend.prefixes.count != prefixes || data.blend.weights != nil, "--data-path", dataPath),
+            (documentBoundaries != nil, "--eod-mask-loss", "--eod-mask-loss, --reset-position-ids and --reset-attention-mask are GPT's"),
+            (sample != nil, "--sample-tokens", "\(name) does not generate text here"),
+            (!(1 ... Int(Int32.max)).contains(Int(trainer.seed)), "--seed",
+             "\(name)'s sample mapping takes a --seed of 1 ... 2^31 − 1 (Megatron's build_mapping)"),
+        ]
+        if let (_, flag, message) = refused.first(where: { $0.0 }) { throw ConfigError(flag: flag, "\(flag): \(message)") }
     }
 
     /// The loop's settings: batch, schedule and the logging, checking and exit flags.

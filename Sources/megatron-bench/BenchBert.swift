@@ -49,19 +49,14 @@ struct BenchBert: ParsableCommand {
         let model = try BertModel(config: config, seed: 0, on: device)
         let optimizer = try Optimizer(model: model, settings: Optimizer.Settings())
         let batch = try model.microBatch(of: Self.samples(count: microBatchSize, sequenceLength: seq, vocabulary: 30522))
-        var times: [Double] = [], losses: [Float] = []
-        for step in 0 ..< warmup + steps {
-            let start = Timing.now()
+        let (timing, losses) = try Timing.trainingSteps(warmup: warmup, steps: steps, afterWarmup: { timer?.reset() }) { step in
             model.zeroGradients()
-            losses.append(try model.forwardBackward(batch, dropout: .init(seed: 0, iteration: step, microBatch: 0)).total)
+            let loss = try model.forwardBackward(batch, dropout: .init(seed: 0, iteration: step, microBatch: 0)).total
             _ = try optimizer.step(learningRate: 1e-4)
-            let seconds = Timing.now() - start
-            FileHandle.standardError.write(Data("  step \(step) \(step < warmup ? "warm" : "meas") \(fixed(seconds * 1e3)) ms loss \(losses.last!)\n".utf8))
-            if step >= warmup { times.append(seconds) }
-            if step + 1 == warmup { timer?.reset() }
+            return loss
         }
         let rss = Double(peakResidentBytes()) / 1_073_741_824
-        let median = times.sorted()[times.count / 2], tokens = Double(microBatchSize * seq)
+        let median = timing.median, tokens = Double(microBatchSize * seq)
         let flops = model.flopsPerIteration(samples: microBatchSize, sequenceLength: seq)
         print("""
             megatron-bench bert — \(self.config) (post-norm, binary head), micro-batch \(microBatchSize), seq \(seq), \(device.threads) thread(s)
@@ -71,7 +66,7 @@ struct BenchBert: ParsableCommand {
             RESULT {"config": "\(self.config)", "batch": \(microBatchSize), "tokens_per_s": \(fixed(tokens / median)), \
             "step_ms_median": \(fixed(median * 1e3)), "model_tflops": \(fixed(flops / median / 1e12, 4)), "peak_rss_gib": \(fixed(rss, 2))}
             """)
-        if let profiled = timer?.snapshot { print(BenchGPT.profileTable(profiled, stepSeconds: times.reduce(0, +), steps: steps)) }
+        if let profiled = timer?.snapshot { print(BenchGPT.profileTable(profiled, stepSeconds: timing.seconds.reduce(0, +), steps: steps)) }
     }
 
     /// `count` full-length samples of two segments, every 7th token from the second masked (15 %),

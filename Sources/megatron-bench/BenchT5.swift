@@ -51,18 +51,14 @@ struct BenchT5: ParsableCommand {
         model.decoderSequenceLength = Self.decoderLength
         let optimizer = try Optimizer(model: model, settings: Optimizer.Settings())
         let batch = try model.microBatch(of: Self.samples(count: microBatchSize))
-        var times: [Double] = [], losses: [Float] = []
-        for step in 0 ..< warmup + steps {
-            let start = Timing.now()
+        let (timing, losses) = try Timing.trainingSteps(warmup: warmup, steps: steps) { step in
             model.zeroGradients()
-            losses.append(try model.forwardBackward(batch, dropout: .init(seed: 0, iteration: step, microBatch: 0)).mean)
+            let loss = try model.forwardBackward(batch, dropout: .init(seed: 0, iteration: step, microBatch: 0)).mean
             _ = try optimizer.step(learningRate: 1e-4)
-            let seconds = Timing.now() - start
-            FileHandle.standardError.write(Data("  step \(step) \(step < warmup ? "warm" : "meas") \(fixed(seconds * 1e3)) ms loss \(losses.last!)\n".utf8))
-            if step >= warmup { times.append(seconds) }
+            return loss
         }
         let rss = Double(peakResidentBytes()) / 1_073_741_824
-        let median = times.sorted()[times.count / 2], tokens = Double(microBatchSize * (Self.encoderLength + Self.decoderLength))
+        let median = timing.median, tokens = Double(microBatchSize * (Self.encoderLength + Self.decoderLength))
         let flops = model.flopsPerIteration(samples: microBatchSize, sequenceLength: Self.encoderLength)
         print("""
             megatron-bench t5 — \(self.config) (relative positions, RMSNorm, gated SiLU), micro-batch \(microBatchSize), \

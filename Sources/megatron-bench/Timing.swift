@@ -20,6 +20,22 @@ struct Timing {
         return Timing(seconds: runs.sorted())
     }
 
+    /// Runs training step `step(i)` (returning its loss) `warmup` times untimed, then `steps` times
+    /// timed, each step's time and loss on standard error; `afterWarmup` runs between the two.
+    static func trainingSteps(warmup: Int, steps: Int, afterWarmup: () -> Void = {},
+                              _ step: (Int) throws -> Float) rethrows -> (timing: Timing, losses: [Float]) {
+        var runs: [Double] = [], losses: [Float] = []
+        for i in 0 ..< warmup + steps {
+            if i == warmup { afterWarmup() }
+            let start = now()
+            losses.append(try step(i))
+            let seconds = now() - start
+            FileHandle.standardError.write(Data("  step \(i) \(i < warmup ? "warm" : "meas") \(fixed(seconds * 1e3)) ms loss \(losses.last!)\n".utf8))
+            if i >= warmup { runs.append(seconds) }
+        }
+        return (Timing(seconds: runs.sorted()), losses)
+    }
+
     static func now() -> Double {
         var t = timespec()
         clock_gettime(CLOCK_MONOTONIC, &t)

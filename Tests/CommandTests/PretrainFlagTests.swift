@@ -22,11 +22,12 @@ import Testing
         return directory
     }
 
-    /// Runs `megatron` with `arguments`; returns its exit status and what it printed.
-    static func megatron(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    /// Runs `megatron` with `arguments` (and `environment` over this process's); returns its exit status and what it printed.
+    static func megatron(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
         let process = Process(), pipe = Pipe()
         process.executableURL = productsDirectory.appendingPathComponent("megatron")
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardOutput = pipe
         process.standardError = pipe
         try process.run()

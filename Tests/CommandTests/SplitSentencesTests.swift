@@ -11,16 +11,7 @@ import Testing
 
     /// `megatron arguments` with $NLTK_DATA set to `nltkData`.
     static func megatron(_ arguments: [String], nltkData: String) throws -> (status: Int32, output: String) {
-        let process = Process(), pipe = Pipe()
-        process.executableURL = PretrainFlagTests.productsDirectory.appendingPathComponent("megatron")
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(["NLTK_DATA": nltkData]) { $1 }
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, output)
+        try PretrainFlagTests.megatron(arguments, environment: ["NLTK_DATA": nltkData])
     }
 
     @Test func sentencesBecomeSequencesThatPretrainBertTrainsOn() throws {

@@ -45,11 +45,7 @@ public final class BertModel: @unchecked Sendable {
         self.groups = groups
         tensorParallel = TensorParallel(group: groups.tensorModelParallel)
         try config.validate(tensorParallelSize: tensorParallel.size)
-        guard groups.pipelineModelParallel.size == 1 else {
-            throw ConfigError(flag: "--pipeline-model-parallel-size", "BERT runs on one pipeline stage here: "
-                              + "--pipeline-model-parallel-size \(groups.pipelineModelParallel.size) is not supported")
-        }
-        pipeline = PipelineStage(group: groups.pipelineModelParallel)
+        pipeline = try .only(of: groups.pipelineModelParallel, model: "BERT")
         self.config = config
         self.device = device
         layout = ParameterLayout(config, tensorParallelRank: tensorParallel.rank, tensorParallelSize: tensorParallel.size)

@@ -1,3 +1,4 @@
+import MegatronCore
 import MegatronParallel
 
 /// The part of a GPT model one pipeline-parallel rank holds (Megatron's pipeline stage): with L
@@ -14,6 +15,16 @@ public struct PipelineStage: Sendable {
     public let group: any Communicator
 
     public init(group: any Communicator) { self.group = group }
+
+    /// The one stage of `model` (BERT, T5), which runs on a single pipeline stage: an error naming
+    /// the flag over a larger pipeline group.
+    static func only(of group: any Communicator, model: String) throws -> PipelineStage {
+        guard group.size == 1 else {
+            throw ConfigError(flag: "--pipeline-model-parallel-size", "\(model) runs on one pipeline stage here: "
+                              + "--pipeline-model-parallel-size \(group.size) is not supported")
+        }
+        return PipelineStage(group: group)
+    }
 
     public var index: Int { group.rank }
     public var count: Int { group.size }

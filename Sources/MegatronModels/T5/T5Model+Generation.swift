@@ -4,7 +4,8 @@ extension T5Model {
     /// Greedy decoding (on one rank): each source [ids] is encoded, and the decoder, from `start`,
     /// appends its likeliest next token (among the first `vocabularySize` ids, the tokenizer's) until
     /// it writes `end` or `maxNewTokens` tokens. Returns the tokens after `start`, `end` included
-    /// when written. The decoder runs over the whole prefix each step (no key/value cache).
+    /// when written. The encoder runs once; the decoder over the whole prefix each step (no
+    /// key/value cache).
     public func greedyDecode(_ sources: [[Int32]], maxNewTokens: Int, vocabularySize: Int, start: Int32,
                              end: Int32) throws -> [[Int32]] {
         guard tensorParallel.size == 1 else { throw TensorError("T5 generation runs on one rank") }
@@ -19,11 +20,16 @@ extension T5Model {
         var prefixes = [[Int32]](repeating: [start], count: sources.count)
         var done = [Bool](repeating: false, count: sources.count)
         let vocabulary = min(vocabularySize, config.transformer.paddedVocabSize)
+        /// The batch of the sources and the prefixes so far (no labels: nothing is trained).
+        func batch() throws -> T5MicroBatch {
+            let zeros = [[Int32]](repeating: [Int32](repeating: 0, count: prefixes[0].count), count: sources.count)
+            return try T5MicroBatch(encoderTokens: encoder, decoderTokens: prefixes, labels: zeros, lossMask: zeros,
+                                    encoderMask: encoderMask, on: device)
+        }
+        let encoded = try encode(batch(), dropout: .inference, training: false)
         for _ in 0 ..< maxNewTokens where done.contains(false) {
-            let length = prefixes[0].count, zeros = [[Int32]](repeating: [Int32](repeating: 0, count: length), count: sources.count)
-            let batch = try T5MicroBatch(encoderTokens: encoder, decoderTokens: prefixes, labels: zeros, lossMask: zeros,
-                                         encoderMask: encoderMask, on: device)
-            let logits = try forward(batch, dropout: .inference, training: false).logits
+            let length = prefixes[0].count
+            let logits = try decode(batch(), encoder: encoded, dropout: .inference, training: false).logits
             let width = logits.columns
             for b in sources.indices {
                 // A finished sequence keeps stepping with the others (its tokens are dropped).

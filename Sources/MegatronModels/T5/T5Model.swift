@@ -47,11 +47,7 @@ public final class T5Model: @unchecked Sendable {
         self.groups = groups
         tensorParallel = TensorParallel(group: groups.tensorModelParallel)
         try config.validate(tensorParallelSize: tensorParallel.size)
-        guard groups.pipelineModelParallel.size == 1 else {
-            throw ConfigError(flag: "--pipeline-model-parallel-size", "T5 runs on one pipeline stage here: "
-                              + "--pipeline-model-parallel-size \(groups.pipelineModelParallel.size) is not supported")
-        }
-        pipeline = PipelineStage(group: groups.pipelineModelParallel)
+        pipeline = try .only(of: groups.pipelineModelParallel, model: "T5")
         self.config = config
         self.device = device
         layout = ParameterLayout(config, tensorParallelRank: tensorParallel.rank, tensorParallelSize: tensorParallel.size)
@@ -109,62 +105,87 @@ public final class T5Model: @unchecked Sendable {
     }
 
     /// What the backward needs from the forward over one micro-batch.
+    /// The encoder's forward over one micro-batch: what its backward needs, and its output.
+    struct EncoderActivations {
+        let pass: LayerPass
+        let layers: [SavedLayer]
+        let layersOutput: Tensor             // [T_enc, h], before the final norm
+        let finalNorm: Norm.Saved
+        let output: Tensor                   // [T_enc, h]
+        /// Where the relative position table's gradient ([heads/t, buckets]) accumulates (training).
+        let biasGradient: Tensor?
+    }
+
+    /// What the backward needs from the forward over one micro-batch.
     public struct StageActivations {
         let batch: T5MicroBatch
-        let encoderPass: LayerPass
+        let encoder: EncoderActivations
+        /// The decoder's pass, which holds the encoder's output and the gradient that collects for it.
         let decoderPass: LayerPass
-        let encoderLayers: [SavedLayer]
         let decoderLayers: [SavedLayer]
-        let encoderLayersOutput: Tensor      // [T_enc, h], before the encoder's final norm
-        let encoderFinalNorm: Norm.Saved
         let decoderLayersOutput: Tensor      // [T_dec, h], before the decoder's final norm
         let decoderFinalNorm: Norm.Saved
         let decoderOutput: Tensor            // [T_dec, h], the output layer's input
         /// This rank's logits [T_dec, vocab/t]; `loss(of:lossWeight:)` overwrites them by their gradient.
         let logits: Tensor
-        /// Where the relative position bias tables' gradients ([heads/t, buckets]) accumulate.
-        let biasGradients: (encoder: Tensor, decoder: Tensor)?
+        let decoderBiasGradient: Tensor?
     }
 
     func forward(_ batch: T5MicroBatch, dropout: DropoutKey, training: Bool) throws -> StageActivations {
-        let c = config.transformer, t = tensorParallel.size, heads = c.numAttentionHeads / t
-        let (se, sd) = (batch.encoderSequenceLength, batch.decoderSequenceLength)
-        var encoderPass = try LayerPass(c, batch: batch.batch, sequenceLength: se, positions: batch.encoderPositions, firstKeys: nil,
-                                        keyCounts: batch.encoderKeyCounts, dropout: dropout, training: training, splitRows: false,
-                                        tensorParallel: tensorParallel)
-        var decoderPass = try LayerPass(c, batch: batch.batch, sequenceLength: sd, positions: batch.decoderPositions, firstKeys: nil,
-                                        keyCounts: nil, dropout: dropout, training: training, splitRows: false, tensorParallel: tensorParallel)
-        var biasGradients: (encoder: Tensor, decoder: Tensor)?
-        if let relative = config.relativeAttention, let relativeBias {
-            let gradients = (try Tensor(shape: [heads, relative.numBuckets], on: device), try Tensor(shape: [heads, relative.numBuckets], on: device))
-            encoderPass.attentionBias = (try bias(relativeBias.encoder, queries: se, keys: se, bidirectional: true), gradients.0)
-            decoderPass.attentionBias = (try bias(relativeBias.decoder, queries: sd, keys: sd, bidirectional: false), gradients.1)
-            biasGradients = gradients
-        }
-        var x = try encoderEmbedding.forward(ids: batch.encoderTokens, positions: batch.encoderPositions, pass: encoderPass)
-        var encoderSaved: [SavedLayer] = []
+        try decode(batch, encoder: encode(batch, dropout: dropout, training: training), dropout: dropout, training: training)
+    }
+
+    /// The encoder over `batch`'s encoder tokens.
+    func encode(_ batch: T5MicroBatch, dropout: DropoutKey, training: Bool) throws -> EncoderActivations {
+        var pass = try LayerPass(config.transformer, batch: batch.batch, sequenceLength: batch.encoderSequenceLength,
+                                 positions: batch.encoderPositions, firstKeys: nil, keyCounts: batch.encoderKeyCounts, dropout: dropout,
+                                 training: training, splitRows: false, tensorParallel: tensorParallel)
+        let biasGradient = try relativeBias(of: \.encoder, into: &pass, bidirectional: true, training: training)
+        var x = try encoderEmbedding.forward(ids: batch.encoderTokens, positions: batch.encoderPositions, pass: pass)
+        var saved: [SavedLayer] = []
         for layer in encoderLayers {
-            let (output, activations) = try layer.forward(x, pass: encoderPass)
-            if training { encoderSaved.append(encoderLayers.save(activations, layer: encoderSaved.count, recompute: recompute)) }
+            let (output, activations) = try layer.forward(x, pass: pass)
+            if training { saved.append(encoderLayers.save(activations, layer: saved.count, recompute: recompute)) }
             x = output
         }
-        let encoderLayersOutput = x
-        let (encoderOutput, encoderFinalNorm) = try encoderFinalLayerNorm.forward(x)
-        decoderPass.encoder = LayerPass.Encoder(
-            output: encoderOutput, layout: CrossAttentionLayout(batch: batch.batch, queries: sd, keys: se, heads: heads, headDim: c.kvChannels),
-            keyCounts: batch.encoderKeyCounts, gradient: try Tensor(shape: encoderOutput.shape, on: device))
-        var y = try decoderEmbedding.forward(ids: batch.decoderTokens, positions: batch.decoderPositions, pass: decoderPass)
-        var decoderSaved: [SavedLayer] = []
+        let (output, finalNorm) = try encoderFinalLayerNorm.forward(x)
+        return EncoderActivations(pass: pass, layers: saved, layersOutput: x, finalNorm: finalNorm, output: output, biasGradient: biasGradient)
+    }
+
+    /// The decoder over `batch`'s decoder tokens, attending over `encoder`'s output, and the logits.
+    func decode(_ batch: T5MicroBatch, encoder: EncoderActivations, dropout: DropoutKey, training: Bool) throws -> StageActivations {
+        let c = config.transformer, sd = batch.decoderSequenceLength
+        var pass = try LayerPass(c, batch: batch.batch, sequenceLength: sd, positions: batch.decoderPositions, firstKeys: nil,
+                                 keyCounts: nil, dropout: dropout, training: training, splitRows: false, tensorParallel: tensorParallel)
+        let biasGradient = try relativeBias(of: \.decoder, into: &pass, bidirectional: false, training: training)
+        pass.encoder = LayerPass.Encoder(
+            output: encoder.output,
+            layout: CrossAttentionLayout(batch: batch.batch, queries: sd, keys: batch.encoderSequenceLength,
+                                         heads: c.numAttentionHeads / tensorParallel.size, headDim: c.kvChannels),
+            keyCounts: batch.encoderKeyCounts, gradient: training ? try Tensor(shape: encoder.output.shape, on: device) : nil)
+        var y = try decoderEmbedding.forward(ids: batch.decoderTokens, positions: batch.decoderPositions, pass: pass)
+        var saved: [SavedLayer] = []
         for layer in decoderLayers {
-            let (output, activations) = try layer.forward(y, pass: decoderPass)
-            if training { decoderSaved.append(decoderLayers.save(activations, layer: decoderSaved.count, recompute: recompute)) }
+            let (output, activations) = try layer.forward(y, pass: pass)
+            if training { saved.append(decoderLayers.save(activations, layer: saved.count, recompute: recompute)) }
             y = output
         }
-        let (decoderOutput, decoderFinalNorm) = try decoderFinalLayerNorm.forward(y)
-        return StageActivations(batch: batch, encoderPass: encoderPass, decoderPass: decoderPass, encoderLayers: encoderSaved,
-                                decoderLayers: decoderSaved, encoderLayersOutput: encoderLayersOutput, encoderFinalNorm: encoderFinalNorm,
-                                decoderLayersOutput: y, decoderFinalNorm: decoderFinalNorm, decoderOutput: decoderOutput,
-                                logits: try outputLayer.forward(decoderOutput), biasGradients: biasGradients)
+        let (decoderOutput, finalNorm) = try decoderFinalLayerNorm.forward(y)
+        return StageActivations(batch: batch, encoder: encoder, decoderPass: pass, decoderLayers: saved, decoderLayersOutput: y,
+                                decoderFinalNorm: finalNorm, decoderOutput: decoderOutput, logits: try outputLayer.forward(decoderOutput),
+                                decoderBiasGradient: biasGradient)
+    }
+
+    /// With relative positions, sets `pass`'s bias from the table `side` names and returns where
+    /// its gradient accumulates in training; nil without relative positions or outside training.
+    private func relativeBias(of side: KeyPath<(encoder: Parameter, decoder: Parameter), Parameter>, into pass: inout LayerPass,
+                              bidirectional: Bool, training: Bool) throws -> Tensor? {
+        guard let relative = config.relativeAttention, let relativeBias else { return nil }
+        let heads = config.transformer.numAttentionHeads / tensorParallel.size
+        let gradient = training ? try Tensor(shape: [heads, relative.numBuckets], on: device) : nil
+        pass.attentionBias = (try bias(relativeBias[keyPath: side], queries: pass.attention.sequenceLength,
+                                       keys: pass.attention.sequenceLength, bidirectional: bidirectional), gradient)
+        return gradient
     }
 
     /// This rank's heads of a relative position table [buckets, heads] as the attention's bias.
@@ -191,7 +212,7 @@ public final class T5Model: @unchecked Sendable {
 
     /// The backward from the logits' gradients `loss(of:lossWeight:)` left, adding into `gradients`.
     func backward(_ a: StageActivations) throws {
-        let batch = a.batch
+        let batch = a.batch, encoder = a.encoder
         let dOutput = try outputLayer.backward(a.logits, input: a.decoderOutput, rows: .all)
         var dy = try decoderFinalLayerNorm.backward(dOutput, input: a.decoderLayersOutput, saved: a.decoderFinalNorm)
         var decoderChunk: [Int: TransformerLayer.Activations] = [:], encoderChunk = decoderChunk
@@ -200,16 +221,16 @@ public final class T5Model: @unchecked Sendable {
             dy = try decoderLayers[index].backward(dy, activations: activations, pass: a.decoderPass)
         }
         try decoderEmbedding.backward(dy, ids: batch.decoderTokens, positions: batch.decoderPositions, pass: a.decoderPass)
-        guard let encoder = a.decoderPass.encoder else { throw TensorError("T5: the decoder's pass lost its encoder") }
-        var dx = try encoderFinalLayerNorm.backward(encoder.gradient, input: a.encoderLayersOutput, saved: a.encoderFinalNorm)
+        guard let dEncoderOutput = a.decoderPass.encoder?.gradient else { throw TensorError("T5: the decoder's pass lost its encoder") }
+        var dx = try encoderFinalLayerNorm.backward(dEncoderOutput, input: encoder.layersOutput, saved: encoder.finalNorm)
         for index in encoderLayers.indices.reversed() {
-            let activations = try encoderLayers.restore(a.encoderLayers, layer: index, chunk: &encoderChunk, pass: a.encoderPass)
-            dx = try encoderLayers[index].backward(dx, activations: activations, pass: a.encoderPass)
+            let activations = try encoderLayers.restore(encoder.layers, layer: index, chunk: &encoderChunk, pass: encoder.pass)
+            dx = try encoderLayers[index].backward(dx, activations: activations, pass: encoder.pass)
         }
-        try encoderEmbedding.backward(dx, ids: batch.encoderTokens, positions: batch.encoderPositions, pass: a.encoderPass)
-        if let relativeBias, let biasGradients = a.biasGradients {
-            try addBiasGradient(biasGradients.encoder, to: relativeBias.encoder)
-            try addBiasGradient(biasGradients.decoder, to: relativeBias.decoder)
+        try encoderEmbedding.backward(dx, ids: batch.encoderTokens, positions: batch.encoderPositions, pass: encoder.pass)
+        if let relativeBias, let encoderGradient = encoder.biasGradient, let decoderGradient = a.decoderBiasGradient {
+            try addBiasGradient(encoderGradient, to: relativeBias.encoder)
+            try addBiasGradient(decoderGradient, to: relativeBias.decoder)
         }
     }
 

@@ -41,12 +41,13 @@ struct CrossAttention {
     /// projections' gradients.
     func backward(_ dOutput: Tensor, input x: Tensor, activations a: Activations, pass: LayerPass) throws -> Tensor {
         let encoder = try encoderOf(pass)
+        guard let dEncoderOutput = encoder.gradient else { throw TensorError("layer \(layer): a pass without gradients has no backward") }
         let dContext = try linearProj.backward(dOutput, input: a.context, rows: pass.rows)
         let (dQuery, dKeyValue) = try Attention.backward(dContext, query: a.query, keyValue: a.keyValue, context: a.context, lse: a.lse,
                                                          layout: encoder.layout, scale: pass.scale, keyCounts: encoder.keyCounts,
                                                          dropout: pass.attentionDropout, rng: dropoutStream(pass), heads: heads,
                                                          on: device)
-        try Elementwise.axpy(encoder.gradient, try linearKV.backward(dKeyValue, input: encoder.output, rows: .all), alpha: 1, on: device)
+        try Elementwise.axpy(dEncoderOutput, try linearKV.backward(dKeyValue, input: encoder.output, rows: .all), alpha: 1, on: device)
         return try linearQ.backward(dQuery, input: x, rows: pass.rows)
     }
 

@@ -35,8 +35,8 @@ struct LayerPass {
         let layout: CrossAttentionLayout
         /// Per sequence, the encoder tokens before its padding.
         let keyCounts: [Int]
-        /// [T_enc, h]: where the decoder layers' backward adds ∂output.
-        let gradient: Tensor
+        /// [T_enc, h]: where the decoder layers' backward adds ∂output (in training).
+        let gradient: Tensor?
     }
 }
 

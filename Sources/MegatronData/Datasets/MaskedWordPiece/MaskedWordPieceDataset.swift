@@ -1,11 +1,11 @@
 /// What Megatron's BERT and T5 datasets share (megatron/core/datasets/masked_dataset.py): the
 /// sentence runs of a split's documents (`SentenceSampleIndex`) and the masked-LM predictions.
 ///
-/// Masking (`_create_masked_lm_predictions`): every token but [CLS] and [SEP] starts a candidate,
-/// or with whole-word masking joins the candidate before it when its piece continues a word
-/// ("##…"). The candidates are shuffled; each in turn draws an n-gram length n of 1 ...
-/// maxNgram (P(n) ∝ 1/n, or ∝ 1/(maxNgram + 1 − n) with longer n-grams favoured, or SpanBERT's
-/// geometric length with p = 0.2, clipped to maxNgram) and masks the
+/// Masking (`_create_masked_lm_predictions` with whole-word masking, as both of Megatron's scripts
+/// set it): every token but [CLS] and [SEP] starts a candidate, or joins the candidate before it
+/// when its piece continues a word ("##…"). The candidates are shuffled; each in turn draws an
+/// n-gram length n of 1 ... maxNgram (P(n) ∝ 1/n, or SpanBERT's geometric length with p = 0.2,
+/// clipped to maxNgram) and masks the
 /// n candidates from it, shortening n while that would exceed the budget of
 /// min(p · target length, max(1, round(p · tokens))) masked tokens, skipping it when even one
 /// candidate would or when one of its tokens is masked already, until the budget is spent. Each
@@ -18,8 +18,6 @@ public struct MaskedWordPieceDataset: Sendable {
         /// --short-seq-prob
         public var shortSequenceProbability: Double
         public var maxNgram: Int
-        public var doFullWord = true
-        public var useLongerNgrams = false
         /// SpanBERT's span lengths (T5's).
         public var useGeometricDistribution = false
 
@@ -44,6 +42,9 @@ public struct MaskedWordPieceDataset: Sendable {
     public let masking: Masking
     public let seed: Int32
     public let sampleIndex: SentenceSampleIndex
+    /// P(n) ∝ 1/n of the n-gram lengths 1 ... maxNgram, normalised twice as Megatron does (NumPy
+    /// sums a few values in order).
+    let ngramProbabilities: [Double]
 
     /// Samples of `documents` (a split's documents of `dataset`) holding at most `maxSequenceLength`
     /// tokens of at least `minSentencesPerSample` sentences each; at least `numSamples` (whole
@@ -60,6 +61,11 @@ public struct MaskedWordPieceDataset: Sendable {
         self.tokenizer = tokenizer
         self.masking = masking
         self.seed = seed
+        func normalised(_ values: [Double]) -> [Double] {
+            let total = values.reduce(0, +)
+            return values.map { $0 / total }
+        }
+        ngramProbabilities = normalised(normalised((1 ... masking.maxNgram).map { 1 / Double($0) }))
         sampleIndex = try SentenceSampleIndex(documentSentences: Array(dataset.documentIndices[documents.lowerBound ... documents.upperBound]),
                                               sentenceLengths: dataset.sequenceLengths, numSamples: numSamples,
                                               maxSequenceLength: maxSequenceLength,
@@ -82,7 +88,7 @@ public struct MaskedWordPieceDataset: Sendable {
                              replacement: (inout NumPyRandomState) -> Int32?) -> Predictions {
         var candidates: [[Int]] = []
         for (i, id) in tokens.enumerated() where id != tokenizer.cls && id != tokenizer.sep {
-            if tokenizer.isWordContinuation(id) && masking.doFullWord && !candidates.isEmpty {
+            if tokenizer.isWordContinuation(id) && !candidates.isEmpty {
                 candidates[candidates.count - 1].append(i)
             } else {
                 candidates.append([i])
@@ -90,15 +96,6 @@ public struct MaskedWordPieceDataset: Sendable {
         }
         let p = masking.probability
         let budget = min(p * Double(targetLength), Double(max(1, Int((Double(tokens.count) * p).rounded(.toNearestOrEven)))))
-        // P(n) ∝ 1/n, normalised, reversed for longer n-grams, normalised again, as Megatron does
-        // (NumPy sums a few values in order).
-        func normalised(_ values: [Double]) -> [Double] {
-            let total = values.reduce(0, +)
-            return values.map { $0 / total }
-        }
-        var weights = normalised((1 ... masking.maxNgram).map { 1 / Double($0) })
-        if masking.useLongerNgrams { weights.reverse() }
-        weights = normalised(weights)
         /// The tokens of the `n` candidates from `start` (fewer at the end).
         func ngram(_ start: Int, _ n: Int) -> [Int] { candidates[start ..< min(start + n, candidates.count)].flatMap { $0 } }
 
@@ -111,7 +108,7 @@ public struct MaskedWordPieceDataset: Sendable {
         for start in order {
             if Double(predictions.count) >= budget { break }
             var n = masking.useGeometricDistribution
-                ? min(random.geometric(0.2), masking.maxNgram) : random.choice(probabilities: weights) + 1
+                ? min(random.geometric(0.2), masking.maxNgram) : random.choice(probabilities: ngramProbabilities) + 1
             var indices: [Int] = []
             while true {
                 indices = ngram(start, n)
