@@ -9,6 +9,11 @@ public struct CheckpointArguments: ParsableArguments, Sendable {
     @Option(name: .customLong("save"), help: "Directory to save checkpoints to.") public var save: String?
     @Option(name: .customLong("save-interval"), help: "Save a checkpoint every this many iterations (and always at the end).")
     public var saveInterval: Int?
+    @Option(name: .customLong("ckpt-format"),
+            help: "torch_dist: every rank writes what it owns, loadable on any layout (default); torch: the whole model gathered into one file.")
+    public var ckptFormat = "torch_dist"
+    @Flag(name: .customLong("async-save"), help: "With --ckpt-format torch_dist: write checkpoints in the background while training goes on.")
+    public var asyncSave = false
     @Option(name: .customLong("load"), help: "Resume from the latest checkpoint in this directory (none there: train from the start).")
     public var load: String?
     @Flag(name: .customLong("no-load-optim"), help: "With --load: keep the saved model and progress, start a fresh optimizer.")
@@ -39,6 +44,12 @@ public struct CheckpointArguments: ParsableArguments, Sendable {
         if let exitDurationInMins, !(exitDurationInMins >= 0) {
             throw ValidationError("--exit-duration-in-mins \(exitDurationInMins): expected 0 or more")
         }
+        if CheckpointFormat(rawValue: ckptFormat) == nil {
+            throw ValidationError("--ckpt-format \(ckptFormat): expected \(CheckpointFormat.allCases.map(\.rawValue).joined(separator: " or "))")
+        }
+        if asyncSave && ckptFormat != CheckpointFormat.torchDist.rawValue {
+            throw ValidationError("--async-save needs --ckpt-format torch_dist (the whole-model format gathers onto one rank as it saves)")
+        }
         if let saveInterval, saveInterval < 1 { throw ValidationError("--save-interval \(saveInterval): expected at least 1") }
         if let exitInterval, exitInterval < 1 { throw ValidationError("--exit-interval \(exitInterval): expected at least 1") }
         if overrideOptParamScheduler && useCheckpointOptParamScheduler {
@@ -50,6 +61,8 @@ public struct CheckpointArguments: ParsableArguments, Sendable {
             throw ValidationError("--save \(save): exists and is not a directory")
         }
     }
+
+    public var checkpointFormat: CheckpointFormat { CheckpointFormat(rawValue: ckptFormat)! }
 
     public var schedulerSettingsOnLoad: SchedulerSettingsOnLoad {
         overrideOptParamScheduler ? .override : useCheckpointOptParamScheduler ? .useCheckpoint : .mustMatch

@@ -231,6 +231,8 @@ public struct PretrainPlan: Sendable {
         settings.seed = UInt64(training.seed)
         settings.save = checkpointing.save.map { URL(fileURLWithPath: $0) }
         settings.saveInterval = checkpointing.saveInterval
+        settings.checkpointFormat = checkpointing.checkpointFormat
+        settings.asyncSave = checkpointing.asyncSave
         settings.exitInterval = checkpointing.exitInterval
         settings.exitDurationInMinutes = checkpointing.exitDurationInMins
         settings.skipTrain = training.skipTrain

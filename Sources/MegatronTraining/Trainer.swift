@@ -30,6 +30,8 @@ public final class Trainer<Model: PretrainingModel> {
     /// Whether the last `train` stopped at --exit-interval, --exit-duration-in-mins or an exit signal
     /// before --train-iters.
     public private(set) var exited = false
+    /// The asynchronous save being written (--async-save), published by `finishPendingSave`.
+    var pendingSave: PendingSave<Model.Architecture>?
 
     /// `sample(i)` returns training sample i (GPT's: sequence-length + 1 tokens), or throws why it
     /// cannot. Without `dataParallel`, data parallelism with the default settings over the model's
@@ -144,18 +146,21 @@ public final class Trainer<Model: PretrainingModel> {
                 try evaluateAndLog(validation, from: consumedValidationSamples, label: "iteration \(iteration)")
                 consumedValidationSamples += evaluation.iterations * s.globalBatchSize
             }
+            try finishPendingSave(blocking: false)
             if let save = s.save, let every = s.saveInterval, iteration % every == 0 {
                 try saveCheckpoint(to: save)
                 savedIteration = iteration
             }
             if let line = try exitLine(after: iteration) {
                 if let save = s.save, savedIteration != iteration { try saveCheckpoint(to: save) }
+                try finishPendingSave(blocking: true)
                 log(line)
                 exited = true
                 return results
             }
         }
         if let save = s.save, iteration >= firstIteration, savedIteration != iteration { try saveCheckpoint(to: save) }
+        try finishPendingSave(blocking: true)
         if let evaluation {
             if let validation = evaluation.validation {
                 try evaluateAndLog(validation, from: consumedValidationSamples, label: "iteration \(iteration) on validation set",

@@ -22,6 +22,11 @@ public struct TrainingSettings: Sendable {
     /// at the end), and at the end of training if the last iteration was not saved.
     public var save: URL?
     public var saveInterval: Int?
+    /// --ckpt-format: how checkpoints are written (either is read).
+    public var checkpointFormat = CheckpointFormat.torchDist
+    /// --async-save: a sharded save is written by a background thread while training goes on, and
+    /// becomes the latest checkpoint after the first iteration that ends with every rank's file written.
+    public var asyncSave = false
     /// --exit-interval: stop after the first iteration divisible by this, saving a checkpoint first
     /// under --save (no final evaluation: Megatron exits the program there).
     public var exitInterval: Int?
@@ -46,4 +51,12 @@ public struct TrainingSettings: Sendable {
         self.globalBatchSize = globalBatchSize
         self.sequenceLength = sequenceLength
     }
+}
+
+/// --ckpt-format, under Megatron's names: `torch_dist` (its default), the sharded format in which
+/// every rank writes what it owns (`ShardedCheckpoint`); `torch`, the whole model and state gathered
+/// onto one rank and written as one model and one optimizer file. Both are safetensors.
+public enum CheckpointFormat: String, Sendable, CaseIterable {
+    case torchDist = "torch_dist"
+    case torch
 }

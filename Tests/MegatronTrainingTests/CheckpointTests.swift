@@ -31,7 +31,8 @@ struct CheckpointTests {
     /// Trains on dp × tp in-process ranks (model seed `modelSeed`), first loading `load` and saving to
     /// `save` when given; returns what the last rank (which logs) saw.
     static func run(dp: Int = 1, tp: Int = 1, pp: Int = 1, distributedOptimizer: Bool = false, optimizer kind: Optimizer.Kind = .adam, modelSeed: UInt64 = 3,
-                    save: URL? = nil, exitInterval: Int? = nil, exitDuration: Double? = nil, startedEarlyOnRank: Int? = nil,
+                    save: URL? = nil, format: CheckpointFormat = .torchDist, asyncSave: Bool = false, saveInterval: Int? = nil,
+                    exitInterval: Int? = nil, exitDuration: Double? = nil, startedEarlyOnRank: Int? = nil,
                     load: URL? = nil, loadOptimizer: Bool = true,
                     finetune: Bool = false, maxLR: Double = 3e-3,
                     schedulerSettings: SchedulerSettingsOnLoad = .mustMatch,
@@ -54,6 +55,9 @@ struct CheckpointTests {
             let optimizer = try Optimizer(model: model, settings: optimizerSettings, dataParallel: dataParallel)
             var settings = TrainingSettings(trainIters: trainIters, microBatchSize: 1, globalBatchSize: 6, sequenceLength: 16)
             settings.save = save
+            settings.checkpointFormat = format
+            settings.asyncSave = asyncSave
+            settings.saveInterval = saveInterval
             settings.exitInterval = exitInterval
             settings.exitDurationInMinutes = exitDuration
             if world.rank == startedEarlyOnRank { settings.startTime = Date() - 120 }
@@ -239,10 +243,11 @@ struct CheckpointTests {
         #expect(resumed.loaded == 3 && resumed.steps.count == 3)
     }
 
-    @Test func aCheckpointOfAnotherModelOrOptimizerIsAClearError() throws {
+    @Test(arguments: CheckpointFormat.allCases)
+    func aCheckpointOfAnotherModelOrOptimizerIsAClearError(_ format: CheckpointFormat) throws {
         let directory = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        _ = try Self.run(save: directory, exitInterval: 3)
+        _ = try Self.run(save: directory, format: format, exitInterval: 3)
         let sgd = #expect(throws: (any Error).self) { try Self.run(optimizer: .sgd, load: directory) }
         #expect(sgd.map { "\($0)" }?.contains("saved by --optimizer adam, this run's is sgd") == true, "\(String(describing: sgd))")
 
@@ -258,13 +263,25 @@ struct CheckpointTests {
                                             + "hidden_size 48 vs 32") == true,
                 "\(String(describing: shape))")
 
-        // A model file that lost a tensor (or holds one of another shape) is named with the tensor.
-        let modelFile = Checkpoint.iterationDirectory(directory, iteration: 3).appendingPathComponent("model.safetensors")
-        var tensors = try SafeTensors.read(modelFile).tensors
-        tensors["decoder.final_layernorm.bias"] = nil
-        try SafeTensors.write(tensors.mapValues { SafeTensors.Entry(dtype: $0.dtype, shape: $0.shape, data: Data($0.data)) }, to: modelFile)
+        // A checkpoint that lost a tensor is named with the file and the tensor.
+        let folder = Checkpoint.iterationDirectory(directory, iteration: 3)
+        switch format {
+        case .torch:
+            let modelFile = folder.appendingPathComponent("model.safetensors")
+            var tensors = try SafeTensors.read(modelFile).tensors
+            tensors["decoder.final_layernorm.bias"] = nil
+            try SafeTensors.write(tensors.mapValues { SafeTensors.Entry(dtype: $0.dtype, shape: $0.shape, data: Data($0.data)) }, to: modelFile)
+        case .torchDist:
+            let metadataFile = folder.appendingPathComponent("metadata.json")
+            var metadata = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: metadataFile)) as? [String: Any])
+            var model = try #require(metadata["model"] as? [String: Any])
+            model["decoder.final_layernorm.bias"] = nil
+            metadata["model"] = model
+            try JSONSerialization.data(withJSONObject: metadata).write(to: metadataFile)
+        }
         let missing = #expect(throws: (any Error).self) { try Self.run(load: directory) }
-        #expect(missing.map { "\($0)" }?.contains("model.safetensors has no tensor decoder.final_layernorm.bias") == true,
+        let file = format == .torch ? "model.safetensors" : "metadata.json"
+        #expect(missing.map { "\($0)" }?.contains("\(file) has no tensor decoder.final_layernorm.bias") == true,
                 "\(String(describing: missing))")
     }
 }

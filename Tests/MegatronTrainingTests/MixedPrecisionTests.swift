@@ -132,7 +132,7 @@ struct MixedPrecisionTests {
         let directory = CheckpointTests.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let straight = try CheckpointTests.run(precision: precision)
-        _ = try CheckpointTests.run(save: directory, exitInterval: 3, precision: precision)
+        _ = try CheckpointTests.run(save: directory, format: .torch, exitInterval: 3, precision: precision)
         let resumed = try CheckpointTests.run(modelSeed: 99, load: directory, precision: precision)
         #expect(resumed.loaded == 3)
         for (step, (a, b)) in zip(straight.steps.dropFirst(3), resumed.steps).enumerated() {

@@ -12,7 +12,7 @@ import MegatronParallel
 /// the model (see `PipelineStage`), under the same names.
 public struct ParameterLayout: Sendable {
     /// How a parameter is split over the tensor-parallel ranks.
-    public enum Split: Sendable, Equatable {
+    public enum Split: String, Codable, Sendable, Equatable {
         /// Every rank holds all of it (norms, the position embedding, biases added after a reduction).
         case replicated
         /// Rows (dimension 0) in contiguous chunks, rank order: column-parallel weights and biases,
@@ -130,27 +130,36 @@ public struct ParameterLayout: Sendable {
 
     /// Appends parameter `name` of whole shape `whole`, of which this rank holds its `split` share.
     mutating func add(_ name: String, _ whole: [Int], _ split: Split) {
-        let t = tensorParallelSize, r = tensorParallelRank
-        let split = t == 1 ? .replicated : split
-        let inner = whole.dropFirst().reduce(1, *), wholeCount = whole.reduce(1, *)
-        var shape = whole, pieces: [Piece] = []
+        let split = tensorParallelSize == 1 ? .replicated : split
+        var shape = whole
         switch split {
-        case .replicated:
-            pieces = [Piece(whole: 0, local: 0, count: wholeCount)]
-        case .rows:
-            shape[0] /= t
-            pieces = [Piece(whole: r * shape[0] * inner, local: 0, count: shape[0] * inner)]
-        case .rowHalves:
-            shape[0] /= t
-            let chunk = shape[0] / 2 * inner, half = whole[0] / 2 * inner
-            pieces = [Piece(whole: r * chunk, local: 0, count: chunk), Piece(whole: half + r * chunk, local: chunk, count: chunk)]
-        case .columns:
-            shape[1] /= t
-            pieces = (0 ..< whole[0]).map { row in Piece(whole: row * whole[1] + r * shape[1], local: row * shape[1], count: shape[1]) }
+        case .replicated: break
+        case .rows, .rowHalves: shape[0] /= tensorParallelSize
+        case .columns: shape[1] /= tensorParallelSize
         }
         index[name] = entries.count
-        entries.append(Entry(name: name, shape: shape, wholeShape: whole, offset: totalCount, split: split, pieces: pieces))
+        entries.append(Entry(name: name, shape: shape, wholeShape: whole, offset: totalCount, split: split,
+                             pieces: Self.pieces(of: whole, split: split, rank: tensorParallelRank, of: tensorParallelSize)))
         totalCount += shape.reduce(1, *)
+    }
+
+    /// Where tensor-parallel rank `rank` of `size` holds its `split` share of a tensor of shape
+    /// `whole`: runs in ascending order of both their place in the whole tensor and in the shard.
+    public static func pieces(of whole: [Int], split: Split, rank r: Int, of t: Int) -> [Piece] {
+        let inner = whole.dropFirst().reduce(1, *), wholeCount = whole.reduce(1, *)
+        switch split {
+        case .replicated:
+            return [Piece(whole: 0, local: 0, count: wholeCount)]
+        case .rows:
+            let rows = whole[0] / t
+            return [Piece(whole: r * rows * inner, local: 0, count: rows * inner)]
+        case .rowHalves:
+            let chunk = whole[0] / t / 2 * inner, half = whole[0] / 2 * inner
+            return [Piece(whole: r * chunk, local: 0, count: chunk), Piece(whole: half + r * chunk, local: chunk, count: chunk)]
+        case .columns:
+            let columns = whole[1] / t
+            return (0 ..< whole[0]).map { row in Piece(whole: row * whole[1] + r * columns, local: row * columns, count: columns) }
+        }
     }
 
     public func entry(_ name: String) -> Entry? { index[name].map { entries[$0] } }

@@ -2,7 +2,8 @@ import Foundation
 import MegatronCore
 import MegatronModels
 
-/// A training checkpoint in Megatron's directory layout, stored as safetensors:
+/// A training checkpoint in Megatron's directory layout, stored as safetensors, in one of two formats
+/// (`CheckpointFormat`). The whole-model format (--ckpt-format torch):
 ///
 ///     DIR/latest_checkpointed_iteration.txt   the newest iteration saved ("10")
 ///     DIR/iter_0000010/model.safetensors      every parameter by its Megatron-core name, fp32
@@ -12,6 +13,10 @@ import MegatronModels
 ///                                             mixed precision "<name>.fp32_param" (main parameters)
 ///     DIR/iter_0000010/checkpoint.json        where training stood and the architecture (`Progress`)
 ///
+/// The sharded format (--ckpt-format torch_dist, `ShardedCheckpoint`) holds the same global tensors
+/// as chunks in each rank's file, listed by a `metadata.json`. Readers tell them apart by that file,
+/// and either loads on any data-, tensor- and pipeline-parallel layout.
+///
 /// A checkpoint imported from elsewhere (Hugging Face GPT-2) has no optimizer file: training from it
 /// starts a fresh optimizer.
 ///
@@ -19,8 +24,7 @@ import MegatronModels
 /// renamed into place, and only then does the tracker file (itself written, synced and renamed) name
 /// it, so a save interrupted at any point leaves the previous checkpoint the latest and intact. (An
 /// earlier save of the same iteration is moved aside to `.iter_NNNNNNN.old` for the instant of the
-/// swap, and read from there if the swap was cut short.) The files hold the whole model and state
-/// whatever the data-, tensor- and pipeline-parallel layout, so a run may resume on another number of ranks.
+/// swap, and read from there if the swap was cut short.)
 public enum Checkpoint {
     /// Where training stood when the checkpoint was saved: with the model and optimizer state, all a
     /// resumed run needs to continue exactly (dropout masks and the data order follow from the seed,
@@ -91,23 +95,40 @@ public enum Checkpoint {
 
     /// Writes `parameters` (laid out by `progress.model`) and `optimizerState` (the optimizer's tensors
     /// laid out like the flat parameter buffer, by state name; none for a checkpoint without optimizer)
-    /// as the checkpoint of `progress.iteration`, and makes it the latest.
+    /// in the whole-model format as the checkpoint of `progress.iteration`, and makes it the latest.
     public static func save<Architecture>(to directory: URL, progress: Progress<Architecture>, parameters: UnsafeMutablePointer<Float>,
                                           optimizerState: [(name: String, values: UnsafeMutablePointer<Float>)]) throws {
         let layout = progress.model.wholeLayout
-        let files = FileManager.default
-        try files.createDirectory(at: directory, withIntermediateDirectories: true)
-        let final = iterationDirectory(directory, iteration: progress.iteration)
-        let partial = directory.appendingPathComponent(".\(final.lastPathComponent).partial")
-        try? files.removeItem(at: partial)
-        try files.createDirectory(at: partial, withIntermediateDirectories: false)
-
+        let partial = try createPartialDirectory(in: directory, iteration: progress.iteration)
         try SafeTensors.write(entries(of: parameters, layout, suffix: ""), to: partial.appendingPathComponent("model.safetensors"))
         if !optimizerState.isEmpty {
             var state: [String: SafeTensors.Entry] = [:]
             for (name, values) in optimizerState { state.merge(entries(of: values, layout, suffix: "." + name)) { a, _ in a } }
             try SafeTensors.write(state, to: partial.appendingPathComponent("optimizer.safetensors"))
         }
+        try publish(partial, in: directory, progress: progress)
+    }
+
+    /// A fresh, empty `DIR/.iter_NNNNNNN.partial` for the files of iteration `iteration`'s save
+    /// (what an interrupted save left there is removed).
+    static func createPartialDirectory(in directory: URL, iteration: Int) throws -> URL {
+        let files = FileManager.default
+        try files.createDirectory(at: directory, withIntermediateDirectories: true)
+        let partial = partialDirectory(in: directory, iteration: iteration)
+        try? files.removeItem(at: partial)
+        try files.createDirectory(at: partial, withIntermediateDirectories: false)
+        return partial
+    }
+
+    static func partialDirectory(in directory: URL, iteration: Int) -> URL {
+        directory.appendingPathComponent(".\(iterationDirectory(directory, iteration: iteration).lastPathComponent).partial")
+    }
+
+    /// Completes a save whose files are in `partial`: writes `checkpoint.json`, syncs, renames the
+    /// directory into place and then names it in the tracker file (see the type's documentation).
+    static func publish<Architecture>(_ partial: URL, in directory: URL, progress: Progress<Architecture>) throws {
+        let files = FileManager.default
+        let final = iterationDirectory(directory, iteration: progress.iteration)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try DurableFile.write([try encoder.encode(progress)], to: partial.appendingPathComponent("checkpoint.json"))
@@ -140,13 +161,24 @@ public enum Checkpoint {
         }
     }
 
-    /// Copies the parameters of iteration `iteration` into `parameters`, laid out by `layout` (a
-    /// rank's part of the model whose whole layout is `wholeLayout`, by default `layout` itself).
+    /// Copies the parameters of iteration `iteration` (of either format) into `parameters`, laid out
+    /// by `layout` (a rank's part of the model whose whole layout is `wholeLayout`, by default
+    /// `layout` itself).
     public static func readParameters(from directory: URL, iteration: Int, layout: ParameterLayout, wholeLayout: ParameterLayout? = nil,
                                       into parameters: UnsafeMutablePointer<Float>) throws {
-        let file = storedDirectory(directory, iteration: iteration).appendingPathComponent("model.safetensors")
-        try copy(try tensors(file), of: file, suffix: "", into: [(0 ..< layout.totalCount, parameters)], layout,
-                 whole: wholeLayout ?? layout)
+        try copy(try stored(in: storedDirectory(directory, iteration: iteration)).model, suffix: "",
+                 into: [(0 ..< layout.totalCount, parameters)], layout, whole: wholeLayout ?? layout)
+    }
+
+    /// The model and optimizer tensors of the checkpoint in `folder`, in whichever format it is
+    /// (the optimizer's nil when a whole-model checkpoint has no optimizer file).
+    private static func stored(in folder: URL) throws -> (model: StoredTensors, optimizer: () throws -> StoredTensors) {
+        if ShardedCheckpoint.isSharded(folder) {
+            let (model, optimizer) = try ShardedCheckpoint.read(folder)
+            return (model, { optimizer })
+        }
+        return (try WholeTensorFile(folder.appendingPathComponent("model.safetensors")),
+                { try WholeTensorFile(folder.appendingPathComponent("optimizer.safetensors")) })
     }
 
     /// Reads the checkpoint of `iteration`: copies its parameters into the model and, given this run's
@@ -170,15 +202,15 @@ public enum Checkpoint {
                               + "(--no-load-optim starts a fresh optimizer from the saved model)")
         }
         let whole = model.config.wholeLayout
-        try readParameters(from: directory, iteration: iteration, layout: model.layout, wholeLayout: whole, into: model.parameters.floats)
+        let stored = try stored(in: folder)
+        try copy(stored.model, suffix: "", into: [(0 ..< model.layout.totalCount, model.parameters.floats)], model.layout, whole: whole)
         guard let optimizer, progress.optimizer != nil else { return (progress, []) }
-        let optimizerFile = folder.appendingPathComponent("optimizer.safetensors")
-        let stored = try tensors(optimizerFile)
+        let state = try stored.optimizer()
         var restored: Set<String> = []
         for (name, spans) in optimizer.state {
             let suffix = "." + name
-            if optimizer.optional.contains(name), !stored.keys.contains(where: { $0.hasSuffix(suffix) }) { continue }
-            try copy(stored, of: optimizerFile, suffix: suffix, into: spans, model.layout, whole: whole)
+            if optimizer.optional.contains(name), !state.names.contains(where: { $0.hasSuffix(suffix) }) { continue }
+            try copy(state, suffix: suffix, into: spans, model.layout, whole: whole)
             restored.insert(name)
         }
         return (progress, restored)
@@ -194,43 +226,40 @@ public enum Checkpoint {
         return entries
     }
 
-    private static func tensors(_ file: URL) throws -> [String: SafeTensors.Entry] {
-        guard FileManager.default.fileExists(atPath: file.path) else { throw CheckpointError("\(file.path): no such file") }
-        return try SafeTensors.read(file).tensors
-    }
-
     /// A range of the flat parameter layout and where its values go.
     typealias Span = (range: Range<Int>, values: UnsafeMutablePointer<Float>)
 
-    /// Copies what `spans` cover of every parameter's tensor `<name><suffix>` of `tensors` (read from
-    /// `file`) into `layout` (this rank's part), checking that they are exactly the parameters of
-    /// the model `whole` lays out, with its shapes.
-    private static func copy(_ tensors: [String: SafeTensors.Entry], of file: URL, suffix: String,
-                             into spans: [Span], _ layout: ParameterLayout, whole: ParameterLayout) throws {
+    /// Copies what `spans` cover of every parameter's tensor `<name><suffix>` of `stored` into
+    /// `layout` (this rank's part), checking that they are exactly the parameters of the model
+    /// `whole` lays out, with its shapes.
+    private static func copy(_ stored: StoredTensors, suffix: String, into spans: [Span], _ layout: ParameterLayout,
+                             whole: ParameterLayout) throws {
+        let file = stored.source
         let expected = Set(whole.entries.map { $0.name + suffix })
-        if let stray = tensors.keys.filter({ $0.hasSuffix(suffix) && !expected.contains($0) }).sorted().first {
+        if let stray = stored.names.filter({ $0.hasSuffix(suffix) && !expected.contains($0) }).sorted().first {
             throw CheckpointError("\(file.path) holds \(stray), which this model does not have: was it saved with other "
                               + "--num-layers, --untie-embeddings-and-output-weights, --position-embedding-type or bias flags?")
         }
         for entry in layout.entries {
             let name = entry.name + suffix
-            guard let stored = tensors[name] else { throw CheckpointError("\(file.path) has no tensor \(name), which this model needs") }
-            guard stored.dtype == "F32", stored.shape == entry.wholeShape else {
-                throw CheckpointError("\(file.path): \(name) is \(stored.dtype) \(stored.shape), this model's is F32 \(entry.wholeShape) "
+            guard let (dtype, shape) = stored.description(of: name) else {
+                throw CheckpointError("\(file.path) has no tensor \(name), which this model needs")
+            }
+            guard dtype == "F32", shape == entry.wholeShape else {
+                throw CheckpointError("\(file.path): \(name) is \(dtype) \(shape), this model's is F32 \(entry.wholeShape) "
                                   + "(a checkpoint of another --hidden-size, --ffn-hidden-size, --num-attention-heads or vocabulary?)")
             }
-            // A tensor-parallel rank takes its shard's pieces of the whole tensor.
-            stored.data.withUnsafeBytes { raw in
-                for piece in entry.pieces {
-                    let pieceRange = entry.offset + piece.local ..< entry.offset + piece.local + piece.count
-                    for (range, values) in spans where range.overlaps(pieceRange) {
-                        let part = range.clamped(to: pieceRange)
-                        UnsafeMutableRawPointer(values + (part.lowerBound - range.lowerBound))
-                            .copyMemory(from: raw.baseAddress! + (piece.whole + part.lowerBound - pieceRange.lowerBound) * MemoryLayout<Float>.stride,
-                                        byteCount: part.count * MemoryLayout<Float>.stride)
-                    }
+            // A tensor-parallel rank takes its shard's pieces of the whole tensor, and of those what `spans` cover.
+            var targets: [CopyTarget] = []
+            for piece in entry.pieces {
+                let pieceRange = entry.offset + piece.local ..< entry.offset + piece.local + piece.count
+                for (range, values) in spans where range.overlaps(pieceRange) {
+                    let part = range.clamped(to: pieceRange)
+                    targets.append(CopyTarget(whole: piece.whole + part.lowerBound - pieceRange.lowerBound, count: part.count,
+                                              values: values + (part.lowerBound - range.lowerBound)))
                 }
             }
+            try stored.copy(name, into: targets)
         }
     }
 }

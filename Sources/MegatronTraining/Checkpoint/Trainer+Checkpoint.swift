@@ -5,13 +5,22 @@ import MegatronParallel
 
 /// Saving and resuming a training run (`Checkpoint` holds the format).
 extension Trainer {
-    /// Saves the checkpoint of `iteration` to `directory` (see `Checkpoint`). Every rank takes part:
-    /// under the distributed optimizer each contributes the state it owns to its data-parallel rank 0;
-    /// under tensor and pipeline parallelism those send their parts to the first of them, which writes
-    /// the whole model; every rank learns whether that succeeded.
+    /// Saves the checkpoint of `iteration` to `directory` in the format of --ckpt-format (see
+    /// `Checkpoint`); every rank takes part and learns whether it succeeded. (With --async-save, the
+    /// sharded save completes in the background: `train` publishes it.)
     public func saveCheckpoint(to directory: URL) throws {
+        switch settings.checkpointFormat {
+        case .torchDist: try saveShardedCheckpoint(to: directory)
+        case .torch: try saveWholeCheckpoint(to: directory)
+        }
+    }
+
+    /// Saves in the whole-model format: under the distributed optimizer each rank contributes the
+    /// state it owns to its data-parallel rank 0; under tensor and pipeline parallelism those send
+    /// their parts to the first of them, which writes the whole model.
+    private func saveWholeCheckpoint(to directory: URL) throws {
         let group = dataParallel.dataParallel
-        log(" saving checkpoint at iteration \(String(format: "%7d", iteration)) to \(directory.path)")
+        log(" saving checkpoint at iteration \(String(format: "%7d", iteration)) to \(directory.path) in torch format")
         let start = Date()
         // Under the distributed optimizer the other ranks send rank 0 their shards of the state, in
         // state, rank and span order; rank 0 alone holds the whole state, for the moment of the save.

@@ -1,0 +1,73 @@
+import Foundation
+import MegatronCore
+
+/// The global tensors of one part of a saved checkpoint (the model's parameters, or the optimizer's
+/// state), whatever the format stores them as: whole tensors in one file, or chunks spread over
+/// ranks' files. Readers copy the runs of a tensor they need, so a rank of any layout takes exactly
+/// its share.
+protocol StoredTensors {
+    /// What the messages name: the file or metadata file the tensors are listed in.
+    var source: URL { get }
+    /// Every global tensor's name.
+    var names: [String] { get }
+    /// The dtype and whole shape of tensor `name`, nil when there is no such tensor.
+    func description(of name: String) -> (dtype: String, shape: [Int])?
+    /// Copies the `targets` of tensor `name` (runs of the flattened whole tensor, in ascending order)
+    /// into their destinations; throws when the stored tensor does not cover them all.
+    func copy(_ name: String, into targets: [CopyTarget]) throws
+}
+
+/// A run of `count` elements at `whole` in a flattened whole tensor, and where it goes.
+struct CopyTarget {
+    let whole: Int, count: Int
+    let values: UnsafeMutablePointer<Float>
+}
+
+/// A run of a stored chunk: `count` elements at `whole` in the flattened whole tensor, at element
+/// `stored` of the chunk's data.
+struct StoredRun {
+    let whole: Int, stored: Int, count: Int
+}
+
+extension StoredTensors {
+    /// Copies where `runs` (of fp32 `data`, in ascending order) meet `targets` (ascending), and
+    /// returns how many elements that was: one merge of two sorted lists of disjoint runs.
+    static func copy(_ runs: [StoredRun], of data: Data, into targets: [CopyTarget]) -> Int {
+        var copied = 0, t = 0, r = 0
+        data.withUnsafeBytes { raw in
+            let stored = raw.baseAddress!.assumingMemoryBound(to: Float.self)
+            while t < targets.count && r < runs.count {
+                let target = targets[t], run = runs[r]
+                let lower = max(target.whole, run.whole), upper = min(target.whole + target.count, run.whole + run.count)
+                if lower < upper {
+                    (target.values + (lower - target.whole)).update(from: stored + run.stored + (lower - run.whole), count: upper - lower)
+                    copied += upper - lower
+                }
+                if target.whole + target.count <= run.whole + run.count { t += 1 } else { r += 1 }
+            }
+        }
+        return copied
+    }
+}
+
+/// A file holding whole tensors (the whole-model checkpoint format's `model.safetensors` and
+/// `optimizer.safetensors`), memory-mapped.
+struct WholeTensorFile: StoredTensors {
+    let source: URL
+    let tensors: [String: SafeTensors.Entry]
+
+    init(_ file: URL) throws {
+        guard FileManager.default.fileExists(atPath: file.path) else { throw CheckpointError("\(file.path): no such file") }
+        source = file
+        tensors = try SafeTensors.read(file).tensors
+    }
+
+    var names: [String] { Array(tensors.keys) }
+
+    func description(of name: String) -> (dtype: String, shape: [Int])? { tensors[name].map { ($0.dtype, $0.shape) } }
+
+    func copy(_ name: String, into targets: [CopyTarget]) throws {
+        let entry = tensors[name]!
+        _ = Self.copy([StoredRun(whole: 0, stored: 0, count: entry.data.count / MemoryLayout<Float>.stride)], of: entry.data, into: targets)
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import MegatronCore
+import MegatronModels
+import MegatronParallel
+
+/// Saving in the sharded format (`ShardedCheckpoint`), at once or in the background (--async-save).
+extension Trainer {
+    /// Saves the checkpoint of `iteration` to `directory` in the sharded format: world rank 0 creates
+    /// the iteration's partial directory, every rank writes its shard into it in parallel, then rank
+    /// 0 lists them in `metadata.json` and publishes the directory. With --async-save each rank
+    /// copies its shard and a background thread writes it while training goes on;
+    /// `finishPendingSave` publishes it once every rank's writer is done.
+    func saveShardedCheckpoint(to directory: URL) throws {
+        try finishPendingSave(blocking: true)
+        let world = model.groups.world
+        log(" saving checkpoint at iteration \(String(format: "%7d", iteration)) to \(directory.path) in torch_dist format")
+        let pending = PendingSave(directory: directory, iteration: iteration,
+                                  partial: Checkpoint.partialDirectory(in: directory, iteration: iteration), progress: progress)
+        var failure: Error?
+        if world.rank == 0 {
+            do { _ = try Checkpoint.createPartialDirectory(in: directory, iteration: iteration) } catch { failure = error }
+        }
+        try agree(failure, "creating \(pending.partial.path)")
+        let file = pending.partial.appendingPathComponent(ShardedCheckpoint.fileName(rank: world.rank))
+        let shard = ownedShard()
+        if settings.asyncSave {
+            pending.writer = ShardWriter(shard.copied(), to: file)
+            pendingSave = pending
+            log("  scheduled an asynchronous save of iteration \(String(format: "%7d", iteration)): training goes on while it is written")
+            return
+        }
+        do { try shard.write(to: file) } catch { failure = error }
+        try agree(failure, "writing \(file.path)")
+        try publish(pending)
+    }
+
+    /// Publishes the asynchronous save in progress once every rank's writer is done (waiting for them
+    /// when `blocking`); every rank calls it at the same points (after each iteration, before a save,
+    /// at the end of training), as it agrees over all of them.
+    func finishPendingSave(blocking: Bool) throws {
+        guard let pending = pendingSave else { return }
+        let world = model.groups.world
+        if blocking { pending.writer?.wait() }
+        let done = try world.allReduce(Int32(pending.writer?.isDone ?? true ? 1 : 0), op: .sum)
+        guard done == world.size else { return }
+        pendingSave = nil
+        try agree(pending.writer?.failure, "writing the shards of iteration \(pending.iteration) to \(pending.partial.path)")
+        try publish(pending)
+    }
+
+    /// Lists every rank's written shard in `metadata.json` and moves the iteration into place (rank 0).
+    private func publish(_ pending: PendingSave<Model.Architecture>) throws {
+        var failure: Error?
+        if model.groups.world.rank == 0 {
+            do {
+                try ShardedCheckpoint.writeMetadata(in: pending.partial)
+                try Checkpoint.publish(pending.partial, in: pending.directory, progress: pending.progress)
+            } catch { failure = error }
+        }
+        try agree(failure, "publishing the checkpoint of iteration \(pending.iteration) in \(pending.directory.path)")
+        log("  successfully saved checkpoint from iteration \(String(format: "%7d", pending.iteration)) to \(pending.directory.path) "
+            + "(\(String(format: "%.1f", Date().timeIntervalSince(pending.start))) s)")
+    }
+
+    /// What this rank owns of the checkpoint, viewing its buffers: on data-parallel rank 0 its
+    /// tensor-parallel shard of each of its stage's parameters (the replicated ones on tensor-parallel
+    /// rank 0 only, the last stage's copy of a tied word embedding not at all), and the optimizer
+    /// state it updates (its slice under the distributed optimizer; otherwise data-parallel rank 0's
+    /// whole state), by the same rules.
+    func ownedShard() -> ShardedCheckpoint.Shard {
+        let layout = model.layout, tensorParallel = model.tensorParallel
+        let dataParallelRank = dataParallel.dataParallel.rank
+        let owned = layout.entries.filter { !layout.isSharedEmbeddingCopy($0) && ($0.isSharded || tensorParallel.rank == 0) }
+        var shard = ShardedCheckpoint.Shard()
+        /// Adds what `spans` (ranges of the flat buffer and where their values are) cover of `owned`.
+        func addChunks(_ part: ShardedCheckpoint.Part, suffix: String, _ spans: [(range: Range<Int>, values: UnsafeMutablePointer<Float>)]) {
+            for entry in owned {
+                let entryRange = entry.offset ..< entry.offset + entry.count
+                for (range, values) in spans where range.overlaps(entryRange) {
+                    let run = range.clamped(to: entryRange)
+                    shard.add(part, entry.name + suffix, shape: entry.wholeShape, split: entry.split, rank: tensorParallel.rank,
+                              of: tensorParallel.size, range: run.lowerBound - entry.offset ..< run.upperBound - entry.offset,
+                              values: values + (run.lowerBound - range.lowerBound), shardCount: entry.count)
+                }
+            }
+        }
+        if dataParallelRank == 0 { addChunks(.model, suffix: "", [(0 ..< layout.totalCount, model.parameters.floats)]) }
+        if dataParallel.settings.useDistributedOptimizer || dataParallelRank == 0 {
+            for (name, values) in optimizer.stateTensors { addChunks(.optimizer, suffix: "." + name, optimizer.ownedSpans(of: values)) }
+        }
+        return shard
+    }
+}
+
+/// An asynchronous save under way: where it goes, what it records, and this rank's writer.
+final class PendingSave<Architecture: ModelArchitecture> {
+    let directory: URL, iteration: Int, partial: URL
+    let progress: Checkpoint.Progress<Architecture>
+    let start = Date()
+    var writer: ShardWriter?
+
+    init(directory: URL, iteration: Int, partial: URL, progress: Checkpoint.Progress<Architecture>) {
+        self.directory = directory
+        self.iteration = iteration
+        self.partial = partial
+        self.progress = progress
+    }
+}
+
+/// A background thread writing one shard file; its outcome read under a lock.
+final class ShardWriter: @unchecked Sendable {
+    private let finished = NSCondition()
+    private var done = false
+    private var error: Error?
+
+    init(_ shard: ShardedCheckpoint.Shard, to file: URL) {
+        let thread = Thread { [self] in
+            var failure: Error?
+            do { try shard.write(to: file) } catch { failure = error }
+            finished.lock()
+            done = true
+            error = failure
+            finished.broadcast()
+            finished.unlock()
+        }
+        thread.start()
+    }
+
+    var isDone: Bool {
+        finished.lock()
+        defer { finished.unlock() }
+        return done
+    }
+
+    var failure: Error? {
+        finished.lock()
+        defer { finished.unlock() }
+        return error
+    }
+
+    func wait() {
+        finished.lock()
+        while !done { finished.wait() }
+        finished.unlock()
+    }
+}
