@@ -45,6 +45,10 @@ public struct DistributedArguments: ParsableArguments, Sendable {
     @Flag(name: .customLong("use-distributed-optimizer"),
           help: "Shard the optimizer state over data-parallel ranks (reduce-scatter gradients, all-gather parameters).")
     public var useDistributedOptimizer = false
+    @Flag(name: .customLong("overlap-param-gather"),
+          help: ArgumentHelp("With the distributed optimizer: all-gather the updated parameters on the communication thread, "
+                             + "each bucket waited for only when the next forward reaches it (needs --overlap-grad-reduce)."))
+    public var overlapParamGather = false
 
     /// The backend in effect: as given, else MPI when this process was started by mpirun.
     public var effectiveBackend: Backend {
@@ -83,6 +87,9 @@ public struct DistributedArguments: ParsableArguments, Sendable {
             throw ValidationError("--distributed-timeout-minutes \(timeoutMinutes): expected more than 0 and at most a year (525600)")
         }
         if let ddpBucketSize, ddpBucketSize < 1 { throw ValidationError("--ddp-bucket-size \(ddpBucketSize): expected at least 1") }
+        if overlapParamGather && !(useDistributedOptimizer && overlapGradReduce) {
+            throw ValidationError("--overlap-param-gather needs --use-distributed-optimizer and --overlap-grad-reduce (as in Megatron)")
+        }
     }
 
     public func parallelState() throws -> ParallelState {
@@ -95,6 +102,7 @@ public struct DistributedArguments: ParsableArguments, Sendable {
         settings.bucketSize = ddpBucketSize
         settings.overlapGradReduce = overlapGradReduce
         settings.useDistributedOptimizer = useDistributedOptimizer
+        settings.overlapParamGather = overlapParamGather
         return settings
     }
 

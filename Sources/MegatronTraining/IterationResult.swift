@@ -16,6 +16,10 @@ public struct IterationResult: Sendable {
     /// Seconds the gradient reductions took, and how long the training thread waited for them
     /// after backward (less than the first when they overlapped backward).
     public var gradSyncSeconds = 0.0, gradSyncWaitSeconds = 0.0
+    /// Seconds the all-gather of the parameters this iteration's forward read took (under the
+    /// distributed optimizer, after the previous step), and how long the training thread waited
+    /// for it (less than the first under --overlap-param-gather).
+    public var paramGatherSeconds = 0.0, paramGatherWaitSeconds = 0.0
 
     public init(iteration: Int, loss: Float, gradNorm: Double, learningRate: Double, skipped: Bool, seconds: Double) {
         self.iteration = iteration

@@ -85,6 +85,7 @@ public final class Trainer<Model: PretrainingModel> {
                 .forwardBackward(count: microBatches, lossWeight: optimizer.lossScale / Float(microBatches),
                                  gradientsReady: dataParallel.gradientsReady)
             try dataParallel.finalizeModelGradients()
+            let paramGather = (seconds: dataParallel.paramGatherSeconds, wait: dataParallel.paramGatherWaitSeconds)
             let losses = try globalBatchLosses(stageLosses)
             // Megatron's reported lm loss (GPT's averaged over every token of the global batch).
             let loss = Float(losses[0].value)
@@ -115,6 +116,7 @@ public final class Trainer<Model: PretrainingModel> {
             result.losses = losses
             result.gradSyncSeconds = dataParallel.lastCommunicationSeconds
             result.gradSyncWaitSeconds = dataParallel.lastWaitSeconds
+            (result.paramGatherSeconds, result.paramGatherWaitSeconds) = paramGather
             results.append(result)
             interval.add(result)
             // Megatron logs the first iteration too (to show the start-up cost), and keeps its
@@ -123,6 +125,7 @@ public final class Trainer<Model: PretrainingModel> {
             let logsScalars = tensorboard.map { iteration % $0.interval == 0 } ?? false
             // A collective over the model-parallel ranks, so every rank computes it every iteration
             // (as Megatron does), not only where a line or scalar is written.
+            if s.logParamsNorm { try dataParallel.finishParamGather() }
             let paramsNorm = s.logParamsNorm ? try model.wholeModelNorm(of: model.parameters) : nil
             if logsScalars {
                 tensorboard?.iteration(iteration, consumedSamples: consumedSamples, learningRate: scheduler.learningRate,
@@ -154,6 +157,7 @@ public final class Trainer<Model: PretrainingModel> {
             if let line = try exitLine(after: iteration) {
                 if let save = s.save, savedIteration != iteration { try saveCheckpoint(to: save) }
                 try finishPendingSave(blocking: true)
+                try dataParallel.finishParamGather()
                 log(line)
                 exited = true
                 return results
@@ -161,6 +165,7 @@ public final class Trainer<Model: PretrainingModel> {
         }
         if let save = s.save, iteration >= firstIteration, savedIteration != iteration { try saveCheckpoint(to: save) }
         try finishPendingSave(blocking: true)
+        try dataParallel.finishParamGather()
         if let evaluation {
             if let validation = evaluation.validation {
                 try evaluateAndLog(validation, from: consumedValidationSamples, label: "iteration \(iteration) on validation set",
@@ -201,11 +206,13 @@ public final class Trainer<Model: PretrainingModel> {
     private func schedule(of sample: @escaping (Int) throws -> Model.Sample, from first: Int, iteration: Int) -> PipelineSchedule<Model> {
         let s = settings, model = model
         let dp = dataParallel.dataParallel.size, dpRank = dataParallel.dataParallel.rank
-        return PipelineSchedule(model: model, tokens: s.microBatchSize * s.sequenceLength) { m in
+        var schedule = PipelineSchedule(model: model, tokens: s.microBatchSize * s.sequenceLength) { m in
             let start = first + (m * dp + dpRank) * s.microBatchSize
             return (try model.microBatch(of: (start ..< start + s.microBatchSize).map { try sample($0) }),
                     DropoutKey(seed: s.seed, iteration: iteration, microBatch: m * dp + dpRank))
         }
+        schedule.parametersNeeded = dataParallel.parametersNeeded
+        return schedule
     }
 
     /// The last pipeline stage's reported losses (sums and counts over its micro-batches), summed

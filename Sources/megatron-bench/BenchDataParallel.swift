@@ -55,6 +55,7 @@ struct BenchDataParallel: ParsableCommand {
         let median = { (values: [Double]) in values.sorted()[values.count / 2] }
         let step = median(timed.map(\.seconds))
         let communication = median(timed.map(\.gradSyncSeconds)), wait = median(timed.map(\.gradSyncWaitSeconds))
+        let gather = median(timed.map(\.paramGatherSeconds)), gatherWait = median(timed.map(\.paramGatherWaitSeconds))
         let tokens = Double(globalBatchSize * seq)
         let flops = modelFLOPsPerIteration(c, globalBatchSize: globalBatchSize, sequenceLength: seq)
         guard groups.isLastRank else { return }
@@ -68,6 +69,10 @@ struct BenchDataParallel: ParsableCommand {
         if dp > 1 {
             lines.append("  gradient reduction: \(fixed(communication * 1e3)) ms per step, training thread waited "
                          + "\(fixed(wait * 1e3)) ms after backward → \(percent(max(0, 1 - wait / max(communication, 1e-12)))) hidden")
+            if distributed.useDistributedOptimizer {
+                lines.append("  parameter all-gather: \(fixed(gather * 1e3)) ms per step, training thread waited \(fixed(gatherWait * 1e3)) ms"
+                             + (distributed.overlapParamGather ? " in forward" : "") + " → \(percent(max(0, 1 - gatherWait / max(gather, 1e-12)))) hidden")
+            }
         }
         lines.append("  peak RSS of the last rank \(fixed(Double(peakResidentBytes()) / 1_073_741_824, 2)) GiB; optimizer state "
                      + "\(fixed(Double(optimizer.stateBytes) / 1_048_576)) MiB per rank")

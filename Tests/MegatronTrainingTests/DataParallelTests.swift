@@ -104,6 +104,33 @@ struct DataParallelTests {
         #expect(abs(shardedBytes * 4 - plainBytes) <= 4 * 8 * 16, "Adam state \(shardedBytes) B per rank vs \(plainBytes) B unsharded")
     }
 
+    /// --overlap-param-gather moves the same all-gathers onto the communication thread, each waited
+    /// for when the forward reaches its bucket (validation included): the same bits.
+    @Test func overlappedParameterGatherChangesNoBit() throws {
+        var ddp = DistributedDataParallel.Settings()
+        ddp.useDistributedOptimizer = true
+        ddp.overlapGradReduce = true
+        ddp.bucketSize = 3000
+        var plainLog: [String] = [], overlappedLog: [String] = []
+        let plain = try Self.train(dataParallelSize: 4, ddp: ddp, validationLog: &plainLog)
+        ddp.overlapParamGather = true
+        let overlapped = try Self.train(dataParallelSize: 4, ddp: ddp, validationLog: &overlappedLog)
+        Self.expectSame(plain, overlapped, "overlapped parameter all-gather", tolerance: 0)
+        #expect(plainLog == overlappedLog && plainLog.count == 3, "\(plainLog) vs \(overlappedLog)")
+    }
+
+    @Test func overlappedParameterGatherNeedsTheDistributedOptimizerAndOverlappedReduction() throws {
+        let config = TransformerConfig(numLayers: 1, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
+        let model = try GPTModel(config: config, seed: 1, on: CPUDevice(threads: 1))
+        var settings = DistributedDataParallel.Settings()
+        settings.overlapParamGather = true
+        settings.overlapGradReduce = true
+        #expect(throws: ConfigError.self) { try DistributedDataParallel(model: model, settings: settings) }
+        settings.useDistributedOptimizer = true
+        settings.overlapGradReduce = false
+        #expect(throws: ConfigError.self) { try DistributedDataParallel(model: model, settings: settings) }
+    }
+
     /// Over pipeline stages with tied embeddings, the word embedding each end stage holds is a bucket
     /// of its own, so both stages reduce (and under the distributed optimizer shard) it alike.
     @Test func theSharedWordEmbeddingIsABucketOfItsOwn() throws {

@@ -34,6 +34,7 @@ struct LayoutTraining<Model: PretrainingModel> where Model.Sample: Sendable {
             var ddp = DistributedDataParallel.Settings()
             ddp.useDistributedOptimizer = distributedOptimizer
             ddp.overlapGradReduce = distributedOptimizer
+            ddp.overlapParamGather = distributedOptimizer
             ddp.bucketSize = 2000
             let dataParallel = try DistributedDataParallel(model: model, settings: ddp)
             var optimizerSettings = Optimizer.Settings()

@@ -11,11 +11,12 @@ import Testing
 /// on the same layout and, to rounding, on another (one rank, or 2 tensor-parallel ranks).
 struct ModelParallelTrainingTests {
     /// Layouts that train as one rank: data-, tensor- and pipeline-parallel sizes, sequence
-    /// parallelism, and the distributed optimizer (with overlapped reduction in small buckets).
-    static let layouts: [(dp: Int, tp: Int, pp: Int, sequenceParallel: Bool, distributedOptimizer: Bool)] = [
-        (1, 2, 1, false, false), (2, 2, 1, false, true), (2, 2, 1, true, true),
+    /// parallelism, and the distributed optimizer (with overlapped reduction in small buckets, and
+    /// where the last field is true overlapped parameter all-gathers).
+    static let layouts: [(dp: Int, tp: Int, pp: Int, sequenceParallel: Bool, distributedOptimizer: Bool, overlapParamGather: Bool)] = [
+        (1, 2, 1, false, false, false), (2, 2, 1, false, true, false), (2, 2, 1, true, true, true),
         // One stage per layer: 8 micro-batches a step, 1F1B with warm-up and cool-down.
-        (1, 1, 2, false, false), (2, 1, 2, false, true), (1, 2, 2, true, false),
+        (1, 1, 2, false, false, false), (2, 1, 2, false, true, true), (1, 2, 2, true, false, false),
     ]
 
     @Test(arguments: layouts.indices)
@@ -26,6 +27,7 @@ struct ModelParallelTrainingTests {
             ddp.useDistributedOptimizer = true
             ddp.overlapGradReduce = true
             ddp.bucketSize = 3000
+            ddp.overlapParamGather = l.overlapParamGather
         }
         let name = "DP=\(l.dp) TP=\(l.tp) PP=\(l.pp)\(l.sequenceParallel ? " SP" : "")\(l.distributedOptimizer ? ", distributed optimizer" : "")"
         DataParallelTests.expectSame(try DataParallelTests.train(dataParallelSize: 1),

@@ -25,8 +25,10 @@ extension BertModel: PretrainingModel {
     }
 
     /// BERT has one stage: `input` must be nil.
-    public func forward(_ batch: BertMicroBatch, input: Tensor?, dropout: DropoutKey, training: Bool) throws -> StageActivations {
+    public func forward(_ batch: BertMicroBatch, input: Tensor?, dropout: DropoutKey, training: Bool,
+                        parametersNeeded: ((Range<Int>) throws -> Void)?) throws -> StageActivations {
         guard input == nil else { throw TensorError("BertModel runs on one pipeline stage: it takes no previous stage's output") }
+        try parametersNeeded?(0 ..< layout.totalCount)
         return try forward(batch, dropout: dropout, training: training)
     }
 

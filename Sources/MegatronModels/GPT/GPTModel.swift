@@ -166,24 +166,36 @@ public final class GPTModel: @unchecked Sendable {
 
     /// This stage's forward over one micro-batch: from its tokens on the first stage, else from
     /// `input`, the previous stage's output. `training` keeps what the backward needs and applies
-    /// dropout.
-    public func forward(_ batch: MicroBatch, input: Tensor?, dropout: DropoutKey, training: Bool) throws -> StageActivations {
-        try forward(batch, input: input, dropout: dropout, training: training, splitRows: sequenceParallel)
+    /// dropout. `parametersNeeded` gets the span of `parameters` of the embedding, of each layer and
+    /// of the final norm and output layer before the forward reads it.
+    public func forward(_ batch: MicroBatch, input: Tensor?, dropout: DropoutKey, training: Bool,
+                        parametersNeeded: ((Range<Int>) throws -> Void)? = nil) throws -> StageActivations {
+        try forward(batch, input: input, dropout: dropout, training: training, splitRows: sequenceParallel, parametersNeeded: parametersNeeded)
     }
 
     /// `forward`, splitting the rows between the tensor-parallel layers only with `splitRows`.
     private func forward(_ batch: MicroBatch, input: Tensor?, dropout: DropoutKey, training: Bool,
-                         splitRows: Bool) throws -> StageActivations {
+                         splitRows: Bool, parametersNeeded: ((Range<Int>) throws -> Void)? = nil) throws -> StageActivations {
         let pass = try self.pass(over: batch, dropout: dropout, training: training, splitRows: splitRows)
-        var x = try embedding?.forward(ids: batch.tokens, positions: batch.positions, pass: pass)
-            ?? stageInput(input, tokens: batch.tokens.count, pass: pass)
+        var x: Tensor
+        if let embedding {
+            try parametersNeeded?(layout.range(ofPrefix: "embedding."))
+            x = try embedding.forward(ids: batch.tokens, positions: batch.positions, pass: pass)
+        } else {
+            x = try stageInput(input, tokens: batch.tokens.count, pass: pass)
+        }
         var saved: [SavedLayer] = []
         for layer in layers {
+            try parametersNeeded?(layout.range(ofPrefix: "decoder.layers.\(layer.number)."))
             let (output, activations) = try layer.forward(x, pass: pass)
             if training { saved.append(layers.save(activations, layer: saved.count, recompute: recompute)) }
             x = output
         }
         guard finalLayerNorm != nil else { return StageActivations(batch: batch, pass: pass, saved: saved, final: nil, output: x) }
+        // The final norm, the output layer, and on a later stage the tied word embedding's copy.
+        for prefix in ["decoder.final_layernorm.", "output_layer."] + (pipeline.isFirst ? [] : ["embedding."]) {
+            try parametersNeeded?(layout.range(ofPrefix: prefix))
+        }
         let (logits, final) = try outputLogits(x, pass: pass)
         return StageActivations(batch: batch, pass: pass, saved: saved, final: final, output: logits)
     }

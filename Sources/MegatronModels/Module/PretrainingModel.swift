@@ -21,7 +21,10 @@ public protocol PretrainingModel: MegatronModule {
     func microBatch(of samples: [Sample]) throws -> Batch
     /// This stage's forward over `batch`: from its tokens on the first stage, else from `input`, the
     /// previous stage's output. `training` keeps what the backward needs and applies dropout.
-    func forward(_ batch: Batch, input: Tensor?, dropout: DropoutKey, training: Bool) throws -> StageActivations
+    /// `parametersNeeded` gets each span of `parameters` before the forward first reads it (Megatron's
+    /// forward pre-hook, where an overlapped parameter all-gather is waited for).
+    func forward(_ batch: Batch, input: Tensor?, dropout: DropoutKey, training: Bool,
+                 parametersNeeded: ((Range<Int>) throws -> Void)?) throws -> StageActivations
     /// The stage's output, which goes to the next stage (on the last stage, its logits).
     func stageOutput(of activations: StageActivations) -> Tensor
     /// On the last stage: the losses to report of the micro-batch, the first the one a non-finite value

@@ -35,8 +35,10 @@ extension T5Model: PretrainingModel {
     }
 
     /// T5 has one stage: `input` must be nil.
-    public func forward(_ batch: T5MicroBatch, input: Tensor?, dropout: DropoutKey, training: Bool) throws -> StageActivations {
+    public func forward(_ batch: T5MicroBatch, input: Tensor?, dropout: DropoutKey, training: Bool,
+                        parametersNeeded: ((Range<Int>) throws -> Void)?) throws -> StageActivations {
         guard input == nil else { throw TensorError("T5Model runs on one pipeline stage: it takes no previous stage's output") }
+        try parametersNeeded?(0 ..< layout.totalCount)
         return try forward(batch, dropout: dropout, training: training)
     }
 

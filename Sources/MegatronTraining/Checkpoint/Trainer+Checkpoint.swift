@@ -9,6 +9,7 @@ extension Trainer {
     /// `Checkpoint`); every rank takes part and learns whether it succeeded. (With --async-save, the
     /// sharded save completes in the background: `train` publishes it.)
     public func saveCheckpoint(to directory: URL) throws {
+        try dataParallel.finishParamGather()
         switch settings.checkpointFormat {
         case .torchDist: try saveShardedCheckpoint(to: directory)
         case .torch: try saveWholeCheckpoint(to: directory)

@@ -1,14 +1,17 @@
 import Foundation
 
 /// A thread that runs communication work in submission order while the training thread computes:
-/// what lets a gradient bucket's all-reduce overlap the rest of backward. The first error a piece
-/// of work throws is kept and rethrown by `waitUntilIdle`; later work is skipped.
+/// what lets a gradient bucket's all-reduce overlap the rest of backward, and a parameter bucket's
+/// all-gather the next forward. The first error a piece of work throws is kept and rethrown by
+/// `waitUntilIdle` and `wait(for:)`; later work is skipped.
 final class CommunicationThread: @unchecked Sendable {
     private let condition = NSCondition()
     private var pending: [() throws -> Void] = []
     private var running = false
     private var failure: Error?
     private var stopped = false
+    /// Pieces of work submitted and finished (run or skipped) so far.
+    private var submitted = 0, finished = 0
 
     init(name: String) {
         let thread = Thread { [self] in loop() }
@@ -17,12 +20,24 @@ final class CommunicationThread: @unchecked Sendable {
         thread.start()
     }
 
-    /// Queues `work` behind everything already submitted.
-    func submit(_ work: @escaping () throws -> Void) {
+    /// Queues `work` behind everything already submitted; returns its ticket for `wait(for:)`.
+    @discardableResult
+    func submit(_ work: @escaping () throws -> Void) -> Int {
         condition.lock()
+        defer { condition.unlock() }
         pending.append(work)
+        submitted += 1
         condition.broadcast()
-        condition.unlock()
+        return submitted
+    }
+
+    /// Waits until the work of `ticket` (and so everything submitted before it) has run; rethrows
+    /// the first failure.
+    func wait(for ticket: Int) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        while finished < ticket && failure == nil { condition.wait() }
+        if let failure { throw failure }
     }
 
     /// Waits until all submitted work has run; rethrows the first failure.
@@ -57,6 +72,7 @@ final class CommunicationThread: @unchecked Sendable {
             condition.lock()
             if failure == nil { failure = error }
             running = false
+            finished += 1
             condition.broadcast()
         }
         condition.unlock()

@@ -12,7 +12,10 @@ import MegatronParallel
 ///
 /// With `overlapGradReduce`, a bucket's reduction starts on a communication thread as soon as
 /// backward reports all of its gradients final (`gradientsReady`), while the rest of backward runs.
-/// `finalizeModelGradients` then completes every gradient of the iteration.
+/// `finalizeModelGradients` then completes every gradient of the iteration. With
+/// `overlapParamGather` the parameters' all-gathers after the optimizer step run on that thread too,
+/// in the order the next forward reads the buckets, and the forward waits for each bucket only
+/// when it reaches it (`parametersNeeded`, Megatron's forward pre-hook).
 public final class DistributedDataParallel: @unchecked Sendable {
     public struct Settings: Sendable {
         /// Elements per bucket (--ddp-bucket-size); nil: Megatron's default, max(40M, 1M·dp) when
@@ -22,6 +25,8 @@ public final class DistributedDataParallel: @unchecked Sendable {
         public var overlapGradReduce = false
         /// --use-distributed-optimizer
         public var useDistributedOptimizer = false
+        /// --overlap-param-gather (with the distributed optimizer and --overlap-grad-reduce)
+        public var overlapParamGather = false
 
         public init() {}
     }
@@ -40,6 +45,12 @@ public final class DistributedDataParallel: @unchecked Sendable {
     public private(set) var lastWaitSeconds = 0.0
     /// Seconds the reductions themselves took in the last iteration.
     public private(set) var lastCommunicationSeconds = 0.0
+    /// Per bucket under `overlapParamGather`: the communication thread's ticket of its all-gather
+    /// in flight, nil once the training thread has waited for it.
+    private var gatherTickets: [Int?]
+    /// The all-gather of the parameters that the current iteration's forward reads: seconds it
+    /// took, and seconds the training thread waited for it (all of it without overlap).
+    public private(set) var paramGatherSeconds = 0.0, paramGatherWaitSeconds = 0.0
 
     /// Data parallelism over the model's data-parallel group.
     public init(model: any MegatronModule, settings: Settings = .init()) throws {
@@ -48,6 +59,10 @@ public final class DistributedDataParallel: @unchecked Sendable {
         self.dataParallel = dataParallel
         self.settings = settings
         if let size = settings.bucketSize, size < 1 { throw ConfigError(flag: "--ddp-bucket-size", "--ddp-bucket-size \(size): expected at least 1") }
+        if settings.overlapParamGather && !(settings.useDistributedOptimizer && settings.overlapGradReduce) {
+            throw ConfigError(flag: "--overlap-param-gather",
+                              "--overlap-param-gather needs --use-distributed-optimizer and --overlap-grad-reduce (as in Megatron)")
+        }
         let bucketSize = settings.overlapGradReduce ? settings.bucketSize ?? max(40_000_000, 1_000_000 * dataParallel.size) : nil
         var buckets: [Range<Int>] = []
         var end = model.layout.totalCount
@@ -69,6 +84,7 @@ public final class DistributedDataParallel: @unchecked Sendable {
         }
         if end > 0 { buckets.append(0 ..< end) }
         self.buckets = buckets
+        gatherTickets = Array(repeating: nil, count: buckets.count)
         thread = settings.overlapGradReduce && dataParallel.size > 1 ? CommunicationThread(name: "grad-reduce") : nil
     }
 
@@ -134,12 +150,50 @@ public final class DistributedDataParallel: @unchecked Sendable {
         lastWaitSeconds = Self.now() - start
     }
 
-    /// Under the distributed optimizer: all-gathers every bucket's parameters from their owners.
+    /// Under the distributed optimizer, after the optimizer step: all-gathers every bucket's
+    /// parameters from their owners. With `overlapParamGather` this only queues the all-gathers on
+    /// the communication thread, first bucket first: the next forward's `parametersNeeded` waits for
+    /// each, and `finishParamGather` for all of them.
     public func gatherParameters() throws {
         guard settings.useDistributedOptimizer, dataParallel.size > 1 else { return }
-        for bucket in buckets {
-            try dataParallel.allGather(UnsafeMutableBufferPointer(start: model.parameters.floats + bucket.lowerBound, count: bucket.count))
+        try finishParamGather()
+        paramGatherSeconds = 0
+        paramGatherWaitSeconds = 0
+        if let thread, settings.overlapParamGather {
+            for b in buckets.indices.reversed() { gatherTickets[b] = thread.submit { [self] in try allGather(b) } }
+        } else {
+            let start = Self.now()
+            for b in buckets.indices { try allGather(b) }
+            paramGatherWaitSeconds = Self.now() - start
         }
+    }
+
+    /// The forward is about to read `range` of the parameters: waits for the all-gathers in flight
+    /// of the buckets it overlaps.
+    public func parametersNeeded(_ range: Range<Int>) throws {
+        for (b, bucket) in buckets.enumerated() where bucket.overlaps(range) { try waitForGather(b) }
+    }
+
+    /// Waits for every parameter all-gather in flight: before anything but the forward reads the
+    /// parameters (evaluation, a checkpoint, a norm, the end of training).
+    public func finishParamGather() throws {
+        for b in buckets.indices { try waitForGather(b) }
+    }
+
+    private func waitForGather(_ b: Int) throws {
+        guard let ticket = gatherTickets[b] else { return }
+        let start = Self.now()
+        gatherTickets[b] = nil
+        try thread!.wait(for: ticket)
+        paramGatherWaitSeconds += Self.now() - start
+    }
+
+    /// All-gathers bucket `b`'s parameters.
+    private func allGather(_ b: Int) throws {
+        let start = Self.now()
+        let bucket = buckets[b]
+        try dataParallel.allGather(UnsafeMutableBufferPointer(start: model.parameters.floats + bucket.lowerBound, count: bucket.count))
+        paramGatherSeconds += Self.now() - start
     }
 
     private static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }

@@ -15,6 +15,8 @@ struct PipelineSchedule<Model: PretrainingModel> {
     let tokens: Int
     /// The micro-batch of index m (of this iteration, on this data-parallel rank) and its dropout masks.
     let microBatch: (Int) throws -> (Model.Batch, DropoutKey)
+    /// Called by the forward with each span of the parameters it is about to read (`--overlap-param-gather`).
+    var parametersNeeded: ((Range<Int>) throws -> Void)? = nil
 
     /// Runs the forward and backward of `count` micro-batches, each loss weighted by `lossWeight`;
     /// `gradientsReady` goes to the last micro-batch's backward. Returns the reported losses summed
@@ -28,7 +30,7 @@ struct PipelineSchedule<Model: PretrainingModel> {
         func forward(_ input: Tensor?) throws -> Tensor {
             let (batch, dropout) = try microBatch(forwards)
             forwards += 1
-            let activations = try model.forward(batch, input: input, dropout: dropout, training: true)
+            let activations = try model.forward(batch, input: input, dropout: dropout, training: true, parametersNeeded: parametersNeeded)
             if stage.isLast { add(try model.reportedLosses(of: activations, lossWeight: lossWeight), to: &total) }
             pending.append(activations)
             return model.stageOutput(of: activations)
@@ -61,7 +63,8 @@ struct PipelineSchedule<Model: PretrainingModel> {
         var total = noLosses
         for m in 0 ..< count {
             let (batch, dropout) = try microBatch(m)
-            let activations = try model.forward(batch, input: receiveForward(), dropout: dropout, training: false)
+            let activations = try model.forward(batch, input: receiveForward(), dropout: dropout, training: false,
+                                                parametersNeeded: parametersNeeded)
             if model.pipeline.isLast {
                 add(try model.reportedLosses(of: activations, lossWeight: nil), to: &total)
             } else {
