@@ -10,16 +10,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 trials=${1:-20}
-swift build -c release --product megatron >/dev/null
+swift build -c release --product megatron >/dev/null 2>&1 || swift build -c release --product megatron
 megatron=$PWD/.build/release/megatron
-model=(--mock-data --tokenizer-type NullTokenizer --vocab-size 8192 --num-layers 2 --hidden-size 256 --num-attention-heads 4
+model=(--mock-data --tokenizer-type NullTokenizer --vocab-size 32768 --num-layers 2 --hidden-size 512 --num-attention-heads 4
        --seq-length 16 --max-position-embeddings 16 --micro-batch-size 1 --global-batch-size 2 --lr 1e-3 --log-interval 1
-       --threads 1)
+       --threads 1 --eval-iters 0)
 setups=("sync" "async" "mpi-tp2" "mpi-dp2-async")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-launch() {  # setup, directory, log: the run to kill, in its own process group
+launch() {  # setup, directory, log: the run to kill, in its own process group; its pid in $pid
     local flags=("${model[@]}" --train-iters 8 --save "$2" --save-interval 1)
     case $1 in
         sync) setsid "$megatron" pretrain "${flags[@]}" >"$3" 2>&1 & ;;
@@ -28,14 +28,14 @@ launch() {  # setup, directory, log: the run to kill, in its own process group
         mpi-dp2-async) setsid mpirun --allow-run-as-root --oversubscribe -np 2 "$megatron" pretrain "${flags[@]}" --global-batch-size 2 \
                            --use-distributed-optimizer --async-save >"$3" 2>&1 & ;;
     esac
-    echo $!
+    pid=$!
 }
 
 # How long an uninterrupted run of each setup takes bounds the instants drawn.
 declare -A duration
 for setup in "${setups[@]}"; do
     start=$(date +%s.%N)
-    pid=$(launch "$setup" "$work/full-$setup" "$work/full-$setup.log")
+    launch "$setup" "$work/full-$setup" "$work/full-$setup.log"
     wait "$pid" || { echo "$setup: the uninterrupted run failed:"; cat "$work/full-$setup.log"; exit 1; }
     duration[$setup]=$(echo "$(date +%s.%N) - $start" | bc)
     echo "uninterrupted $setup run: ${duration[$setup]} s"
@@ -47,11 +47,15 @@ for trial in $(seq 1 "$trials"); do
     setup=${setups[$(( (trial - 1) % ${#setups[@]} ))]}
     directory=$work/trial-$trial log=$work/trial-$trial.log
     instant=$(python3 -c "import random; print(round(random.uniform(0.3, ${duration[$setup]}), 2))")
-    pid=$(launch "$setup" "$directory" "$log")
+    launch "$setup" "$directory" "$log"
     sleep "$instant"
+    # mpirun's ranks run outside its process group: kill them by their --save directory too, and
+    # wait until none is left.
     kill -9 -- "-$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    reported=$(grep -o 'successfully saved checkpoint from iteration *[0-9]*' "$log" | tail -1 | awk '{print $NF}')
+    pkill -9 -f -- "--save $directory " || true
+    wait "$pid" 2>/dev/null || true  # (bash reports the kill)
+    while pgrep -f -- "--save $directory " >/dev/null; do sleep 0.05; done
+    reported=$(grep -o 'successfully saved checkpoint from iteration *[0-9]*' "$log" | tail -1 | awk '{print $NF}' || true)
     reported=${reported:-0}
     # A save started and not reported complete when the kill came.
     started=$(grep -c 'saving checkpoint at iteration' "$log" || true)
@@ -60,11 +64,11 @@ for trial in $(seq 1 "$trials"); do
     [ "$started" -gt "$finished" ] && { state="during a save"; midsave=$((midsave + 1)); }
     if [ -f "$directory/latest_checkpointed_iteration.txt" ]; then
         latest=$(cat "$directory/latest_checkpointed_iteration.txt")
-        if "$megatron" pretrain "${model[@]}" --train-iters $((latest + 1)) --load "$directory" >"$log.resume" 2>&1 \
+        if "$megatron" pretrain "${model[@]}" --train-iters $((latest + 1)) --load "$directory" --use-checkpoint-opt_param-scheduler >"$log.resume" 2>&1 \
             && grep -q "successfully loaded checkpoint from .* at iteration $latest" "$log.resume" && [ "$latest" -ge "$reported" ]; then
             verdict="latest $latest loads and continues"
         else
-            verdict="LOST (latest $latest, reported $reported): $(tail -3 "$log.resume")"; lost=$((lost + 1))
+            verdict="LOST (latest $latest, reported $reported): $(grep -E 'loaded|rror' "$log.resume" | head -3)"; lost=$((lost + 1))
         fi
     elif [ "$reported" -gt 0 ]; then
         verdict="LOST: no tracker, though iteration $reported was reported saved"; lost=$((lost + 1))
