@@ -11,7 +11,7 @@ public struct CheckpointArguments: ParsableArguments, Sendable {
     public var saveInterval: Int?
     @Option(name: .customLong("ckpt-format"),
             help: "torch_dist: every rank writes what it owns, loadable on any layout (default); torch: the whole model gathered into one file.")
-    public var ckptFormat = "torch_dist"
+    public var ckptFormat = CheckpointFormat.torchDist
     @Flag(name: .customLong("async-save"), help: "With --ckpt-format torch_dist: write checkpoints in the background while training goes on.")
     public var asyncSave = false
     @Option(name: .customLong("load"), help: "Resume from the latest checkpoint in this directory (none there: train from the start).")
@@ -44,10 +44,7 @@ public struct CheckpointArguments: ParsableArguments, Sendable {
         if let exitDurationInMins, !(exitDurationInMins >= 0) {
             throw ValidationError("--exit-duration-in-mins \(exitDurationInMins): expected 0 or more")
         }
-        if CheckpointFormat(rawValue: ckptFormat) == nil {
-            throw ValidationError("--ckpt-format \(ckptFormat): expected \(CheckpointFormat.allCases.map(\.rawValue).joined(separator: " or "))")
-        }
-        if asyncSave && ckptFormat != CheckpointFormat.torchDist.rawValue {
+        if asyncSave && ckptFormat != .torchDist {
             throw ValidationError("--async-save needs --ckpt-format torch_dist (the whole-model format gathers onto one rank as it saves)")
         }
         if let saveInterval, saveInterval < 1 { throw ValidationError("--save-interval \(saveInterval): expected at least 1") }
@@ -61,8 +58,6 @@ public struct CheckpointArguments: ParsableArguments, Sendable {
             throw ValidationError("--save \(save): exists and is not a directory")
         }
     }
-
-    public var checkpointFormat: CheckpointFormat { CheckpointFormat(rawValue: ckptFormat)! }
 
     public var schedulerSettingsOnLoad: SchedulerSettingsOnLoad {
         overrideOptParamScheduler ? .override : useCheckpointOptParamScheduler ? .useCheckpoint : .mustMatch

@@ -13,3 +13,4 @@ extension OptimizerParamScheduler.WSDDecayStyle: ExpressibleByArgument {}
 extension OptimizerParamScheduler.WeightDecayIncrement.Style: ExpressibleByArgument {}
 extension ActivationRecompute.Method: ExpressibleByArgument {}
 extension ActivationRecompute.Module: ExpressibleByArgument {}
+extension CheckpointFormat: ExpressibleByArgument {}

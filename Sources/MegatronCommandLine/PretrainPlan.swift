@@ -231,7 +231,7 @@ public struct PretrainPlan: Sendable {
         settings.seed = UInt64(training.seed)
         settings.save = checkpointing.save.map { URL(fileURLWithPath: $0) }
         settings.saveInterval = checkpointing.saveInterval
-        settings.checkpointFormat = checkpointing.checkpointFormat
+        settings.checkpointFormat = checkpointing.ckptFormat
         settings.asyncSave = checkpointing.asyncSave
         settings.exitInterval = checkpointing.exitInterval
         settings.exitDurationInMinutes = checkpointing.exitDurationInMins

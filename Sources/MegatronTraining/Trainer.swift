@@ -125,8 +125,11 @@ public final class Trainer<Model: PretrainingModel> {
             let logsScalars = tensorboard.map { iteration % $0.interval == 0 } ?? false
             // A collective over the model-parallel ranks, so every rank computes it every iteration
             // (as Megatron does), not only where a line or scalar is written.
-            if s.logParamsNorm { try dataParallel.finishParamGather() }
-            let paramsNorm = s.logParamsNorm ? try model.wholeModelNorm(of: model.parameters) : nil
+            var paramsNorm: Double?
+            if s.logParamsNorm {
+                try dataParallel.finishParamGather()
+                paramsNorm = try model.wholeModelNorm(of: model.parameters)
+            }
             if logsScalars {
                 tensorboard?.iteration(iteration, consumedSamples: consumedSamples, learningRate: scheduler.learningRate,
                                        batchSize: globalBatchSize, losses: losses.filter { $0.count > 0 }, lossScale: optimizer.lossScale,

@@ -36,6 +36,7 @@ import Testing
         #expect(plan.recompute == .selective([.coreAttention]))
         #expect(plan.optimizer.paramsDType == .bfloat16 && plan.optimizer.gradScaler == nil)
         #expect(plan.evaluation?.iterations == 3 && plan.sample == nil && plan.load == nil && plan.data.mock)
+        #expect(plan.trainer.checkpointFormat == .torchDist && !plan.trainer.asyncSave)
         let one = try Self.plan(Self.validRun + ["--sequence-parallel"]).get()
         #expect(!one.sequenceParallel && one.warnings == ["WARNING: Disabling sequence parallelism because tensor model parallelism is disabled"])
     }
@@ -106,6 +107,11 @@ import Testing
          "--decoder-first-pipeline-num-layers 1 leaves 3 of --num-layers 4 for 2 other pipeline stage(s) of --pipeline-model-parallel-size 3: "
          + "expected an equal number on each, at least 1"),
         (["--exit-duration-in-mins=-1"], "--exit-duration-in-mins -1.0: expected 0 or more"),
+        // Checkpoints and the distributed optimizer's overlaps, as Megatron's arguments.py checks them.
+        (["--ckpt-format", "zarr"], "The value 'zarr' is invalid for '--ckpt-format <ckpt-format>'. Please provide one of 'torch_dist' and 'torch'."),
+        (["--ckpt-format", "torch", "--async-save"], "--async-save needs --ckpt-format torch_dist"),
+        (["--in-process-ranks", "2", "--overlap-grad-reduce", "--overlap-param-gather"],
+         "--overlap-param-gather needs --use-distributed-optimizer and --overlap-grad-reduce"),
         (["--exit-signal-handler", "--exit-signal", "SIGKILL"], "--exit-signal SIGKILL: expected SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2"),
         // Mixed precision, as Megatron's arguments and DynamicGradScaler check it.
         (["--fp16", "--bf16"], "--fp16 and --bf16 exclude each other: pick one"),

@@ -24,7 +24,7 @@ extension Trainer {
         let file = pending.partial.appendingPathComponent(ShardedCheckpoint.fileName(rank: world.rank))
         let shard = ownedShard()
         if settings.asyncSave {
-            pending.writer = ShardWriter(shard.copied(), to: file)
+            pending.startWriting(shard.copied(), to: file)
             pendingSave = pending
             log("  scheduled an asynchronous save of iteration \(String(format: "%7d", iteration)): training goes on while it is written")
             return
@@ -40,11 +40,14 @@ extension Trainer {
     func finishPendingSave(blocking: Bool) throws {
         guard let pending = pendingSave else { return }
         let world = model.groups.world
-        if blocking { pending.writer?.wait() }
-        let done = try world.allReduce(Int32(pending.writer?.isDone ?? true ? 1 : 0), op: .sum)
-        guard done == world.size else { return }
+        let finished = blocking || pending.writer.map { $0.thread.hasFinished($0.ticket) } ?? true
+        guard try world.allReduce(Int32(finished ? 1 : 0), op: .sum) == world.size else { return }
         pendingSave = nil
-        try agree(pending.writer?.failure, "writing the shards of iteration \(pending.iteration) to \(pending.partial.path)")
+        var failure: Error?
+        if let (thread, ticket) = pending.writer {
+            do { try thread.wait(for: ticket) } catch { failure = error }
+        }
+        try agree(failure, "writing the shards of iteration \(pending.iteration) to \(pending.partial.path)")
         try publish(pending)
     }
 
@@ -92,12 +95,14 @@ extension Trainer {
     }
 }
 
-/// An asynchronous save under way: where it goes, what it records, and this rank's writer.
+/// A sharded save under way: where it goes, what it records, and (saved asynchronously) the thread
+/// writing this rank's shard.
 final class PendingSave<Architecture: ModelArchitecture> {
     let directory: URL, iteration: Int, partial: URL
     let progress: Checkpoint.Progress<Architecture>
     let start = Date()
-    var writer: ShardWriter?
+    /// The writing thread and the ticket of its write.
+    private(set) var writer: (thread: BackgroundThread, ticket: Int)?
 
     init(directory: URL, iteration: Int, partial: URL, progress: Checkpoint.Progress<Architecture>) {
         self.directory = directory
@@ -105,42 +110,12 @@ final class PendingSave<Architecture: ModelArchitecture> {
         self.partial = partial
         self.progress = progress
     }
-}
 
-/// A background thread writing one shard file; its outcome read under a lock.
-final class ShardWriter: @unchecked Sendable {
-    private let finished = NSCondition()
-    private var done = false
-    private var error: Error?
-
-    init(_ shard: ShardedCheckpoint.Shard, to file: URL) {
-        let thread = Thread { [self] in
-            var failure: Error?
-            do { try shard.write(to: file) } catch { failure = error }
-            finished.lock()
-            done = true
-            error = failure
-            finished.broadcast()
-            finished.unlock()
-        }
-        thread.start()
+    /// Writes `shard` to `file` on a thread of its own.
+    func startWriting(_ shard: ShardedCheckpoint.Shard, to file: URL) {
+        let thread = BackgroundThread(name: "checkpoint-writer")
+        writer = (thread, thread.submit { try shard.write(to: file) })
     }
 
-    var isDone: Bool {
-        finished.lock()
-        defer { finished.unlock() }
-        return done
-    }
-
-    var failure: Error? {
-        finished.lock()
-        defer { finished.unlock() }
-        return error
-    }
-
-    func wait() {
-        finished.lock()
-        while !done { finished.wait() }
-        finished.unlock()
-    }
+    deinit { writer?.thread.stop() }
 }

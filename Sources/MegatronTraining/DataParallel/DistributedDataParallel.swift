@@ -36,7 +36,7 @@ public final class DistributedDataParallel: @unchecked Sendable {
     /// Spans of the flat buffer, bucket 0 at its end.
     public let buckets: [Range<Int>]
     let model: any MegatronModule
-    private let thread: CommunicationThread?
+    private let thread: BackgroundThread?
     /// Per bucket: gradient elements that backward has not yet finished; and whether its reduction
     /// has been started this iteration.
     private var unfinished: [Int] = []
@@ -85,7 +85,7 @@ public final class DistributedDataParallel: @unchecked Sendable {
         if end > 0 { buckets.append(0 ..< end) }
         self.buckets = buckets
         gatherTickets = Array(repeating: nil, count: buckets.count)
-        thread = settings.overlapGradReduce && dataParallel.size > 1 ? CommunicationThread(name: "grad-reduce") : nil
+        thread = settings.overlapGradReduce && dataParallel.size > 1 ? BackgroundThread(name: "grad-reduce") : nil
     }
 
     deinit { thread?.stop() }

@@ -1,10 +1,11 @@
 import Foundation
 
-/// A thread that runs communication work in submission order while the training thread computes:
-/// what lets a gradient bucket's all-reduce overlap the rest of backward, and a parameter bucket's
-/// all-gather the next forward. The first error a piece of work throws is kept and rethrown by
-/// `waitUntilIdle` and `wait(for:)`; later work is skipped.
-final class CommunicationThread: @unchecked Sendable {
+/// A thread that runs work in submission order while the training thread computes: what lets a
+/// gradient bucket's all-reduce overlap the rest of backward, a parameter bucket's all-gather the
+/// next forward, and an asynchronous checkpoint's writes the next iterations. The first error a
+/// piece of work throws is kept and rethrown by `waitUntilIdle` and `wait(for:)`; later work is
+/// skipped.
+final class BackgroundThread: @unchecked Sendable {
     private let condition = NSCondition()
     private var pending: [() throws -> Void] = []
     private var running = false
@@ -38,6 +39,13 @@ final class CommunicationThread: @unchecked Sendable {
         defer { condition.unlock() }
         while finished < ticket && failure == nil { condition.wait() }
         if let failure { throw failure }
+    }
+
+    /// Whether the work of `ticket` has run (or been skipped after a failure), without waiting.
+    func hasFinished(_ ticket: Int) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return finished >= ticket
     }
 
     /// Waits until all submitted work has run; rethrows the first failure.
