@@ -21,6 +21,12 @@ public struct DistributedArguments: ParsableArguments, Sendable {
     @Option(name: .customLong("decoder-last-pipeline-num-layers"),
             help: "Transformer layers on the last pipeline stage (default: an equal share).")
     public var decoderLastPipelineNumLayers: Int?
+    @Option(name: .customLong("num-layers-per-virtual-pipeline-stage"),
+            help: "Interleaved pipeline schedule: transformer layers per model chunk (each stage holds several, round robin).")
+    public var numLayersPerVirtualPipelineStage: Int?
+    @Option(name: .customLong("num-virtual-stages-per-pipeline-rank"),
+            help: "Interleaved pipeline schedule: model chunks per pipeline stage.")
+    public var numVirtualStagesPerPipelineRank: Int?
     @Option(name: .customLong("context-parallel-size")) public var contextParallelSize = 1
     /// --decoder-first/last-pipeline-num-layers.
     public var pipelineEnds: (first: Int?, last: Int?) { (decoderFirstPipelineNumLayers, decoderLastPipelineNumLayers) }
@@ -90,6 +96,36 @@ public struct DistributedArguments: ParsableArguments, Sendable {
         if overlapParamGather && !(useDistributedOptimizer && overlapGradReduce) {
             throw ValidationError("--overlap-param-gather needs --use-distributed-optimizer and --overlap-grad-reduce (as in Megatron)")
         }
+    }
+
+    /// Megatron's virtual_pipeline_model_parallel_size for a model of `numLayers` layers: the model
+    /// chunks of each pipeline stage under the interleaved schedule, from either flag; nil (one
+    /// chunk) when neither is given or they come to one.
+    public func virtualPipelineModelParallelSize(numLayers: Int) throws -> Int? {
+        let p = pipelineModelParallelSize
+        let chunks: Int
+        switch (numLayersPerVirtualPipelineStage, numVirtualStagesPerPipelineRank) {
+        case (nil, nil): return nil
+        case (_?, _?):
+            throw ValidationError("--num-layers-per-virtual-pipeline-stage and --num-virtual-stages-per-pipeline-rank: give one of them")
+        case (let n?, nil):
+            let flag = "--num-layers-per-virtual-pipeline-stage \(n)"
+            guard n >= 1 else { throw ValidationError("\(flag): expected at least 1") }
+            guard numLayers % p == 0, numLayers / p % n == 0 else {
+                throw ValidationError("\(flag): the \(numLayers) layers of --num-layers over --pipeline-model-parallel-size \(p) "
+                                      + "stages do not split into chunks of \(n) layers")
+            }
+            chunks = numLayers / p / n
+        case (nil, let v?):
+            guard v >= 1 else { throw ValidationError("--num-virtual-stages-per-pipeline-rank \(v): expected at least 1") }
+            chunks = v
+        }
+        guard chunks > 1 else { return nil }
+        guard p > 1 else {
+            throw ValidationError("the interleaved pipeline schedule (--num-layers-per-virtual-pipeline-stage, "
+                                  + "--num-virtual-stages-per-pipeline-rank) needs --pipeline-model-parallel-size above 1")
+        }
+        return chunks
     }
 
     public func parallelState() throws -> ParallelState {

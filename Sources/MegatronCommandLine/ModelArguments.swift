@@ -56,7 +56,7 @@ public struct ModelArguments: ParsableArguments, Sendable {
     /// The configuration, or a ValidationError naming the flag at fault. Megatron pads the
     /// vocabulary to a multiple of --make-vocab-size-divisible-by × --tensor-model-parallel-size.
     public func config(vocabSize: Int, seqLength: Int, tensorParallelSize: Int = 1, pipelineParallelSize: Int = 1,
-                pipelineEnds: (first: Int?, last: Int?) = (nil, nil)) throws -> TransformerConfig {
+                pipelineEnds: (first: Int?, last: Int?) = (nil, nil), virtualPipelineStages: Int? = nil) throws -> TransformerConfig {
         guard numAttentionHeads > 0, hiddenSize % numAttentionHeads == 0 || kvChannels != nil else {
             throw ValidationError("--hidden-size \(hiddenSize) is not divisible by --num-attention-heads \(numAttentionHeads)")
         }
@@ -96,6 +96,7 @@ public struct ModelArguments: ParsableArguments, Sendable {
         c.attentionDropout = attentionDropout
         c.initMethodStd = initMethodStd
         (c.numLayersInFirstPipelineStage, c.numLayersInLastPipelineStage) = pipelineEnds
+        c.virtualPipelineModelParallelSize = virtualPipelineStages
         if pipelineParallelSize == 1, pipelineEnds.first != nil || pipelineEnds.last != nil {
             throw ValidationError("--decoder-\(pipelineEnds.first != nil ? "first" : "last")-pipeline-num-layers needs "
                                   + "--pipeline-model-parallel-size above 1")

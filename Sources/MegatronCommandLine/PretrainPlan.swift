@@ -144,7 +144,8 @@ public struct PretrainPlan: Sendable {
         }
         dataParallel = distributed.ddpSettings
         model = try options.model.config(vocabSize: vocabularySize, seqLength: training.seqLength, tensorParallelSize: tp,
-                                         pipelineParallelSize: parallelState.pipelineModelParallelSize, pipelineEnds: distributed.pipelineEnds)
+                                         pipelineParallelSize: parallelState.pipelineModelParallelSize, pipelineEnds: distributed.pipelineEnds,
+                                         virtualPipelineStages: distributed.virtualPipelineModelParallelSize(numLayers: options.model.numLayers))
         recompute = try options.recomputation.recompute(layers: model.numLayers)
         var optimizer = try training.optimizerSettings()
         try options.precision.apply(to: &optimizer, useDistributedOptimizer: distributed.useDistributedOptimizer)
@@ -156,6 +157,12 @@ public struct PretrainPlan: Sendable {
         guard globalBatchSize % (training.microBatchSize * dp) == 0 else {
             throw ConfigError(flag: "--global-batch-size", "--global-batch-size \(globalBatchSize) is not divisible by --micro-batch-size "
                               + "\(training.microBatchSize) × data-parallel size \(dp)")
+        }
+        if model.virtualPipelineModelParallelSize != nil, training.stepBatchSizeSchedule == nil,
+           globalBatchSize / (training.microBatchSize * dp) % parallelState.pipelineModelParallelSize != 0 {
+            throw ConfigError(flag: "--global-batch-size", "the interleaved pipeline schedule needs the micro-batches of an iteration "
+                              + "(--global-batch-size \(globalBatchSize) / (--micro-batch-size \(training.microBatchSize) × data-parallel size "
+                              + "\(dp))) to be a multiple of --pipeline-model-parallel-size \(parallelState.pipelineModelParallelSize)")
         }
         scheduler = try training.scheduler(globalBatchSize: globalBatchSize)
         trainer = try Self.trainerSettings(options, globalBatchSize: globalBatchSize)

@@ -20,6 +20,11 @@ public struct IterationResult: Sendable {
     /// distributed optimizer, after the previous step), and how long the training thread waited
     /// for it (less than the first under --overlap-param-gather).
     public var paramGatherSeconds = 0.0, paramGatherWaitSeconds = 0.0
+    /// Seconds the forward and backward of the iteration's micro-batches took (the pipeline schedule).
+    public var forwardBackwardSeconds = 0.0
+    /// Seconds the pipeline schedule spent exchanging activations and gradients with the other
+    /// stages, waiting for them included: with little to transfer, the pipeline bubble.
+    public var pipelineCommunicationSeconds = 0.0
 
     public init(iteration: Int, loss: Float, gradNorm: Double, learningRate: Double, skipped: Bool, seconds: Double) {
         self.iteration = iteration

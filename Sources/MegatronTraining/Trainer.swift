@@ -81,9 +81,11 @@ public final class Trainer<Model: PretrainingModel> {
             // The last micro-batch's backward completes the gradients: data parallelism reduces each
             // bucket as it goes.
             // Under a loss scaler the gradients come out multiplied by its scale (the optimizer divides it out).
-            let stageLosses = try schedule(of: sample, from: consumedSamples, iteration: iteration)
-                .forwardBackward(count: microBatches, lossWeight: optimizer.lossScale / Float(microBatches),
-                                 gradientsReady: dataParallel.gradientsReady)
+            let schedule = schedule(of: sample, from: consumedSamples, iteration: iteration)
+            let forwardBackwardStart = Date()
+            let stageLosses = try schedule.forwardBackward(count: microBatches, lossWeight: optimizer.lossScale / Float(microBatches),
+                                                           gradientsReady: dataParallel.gradientsReady)
+            let forwardBackwardSeconds = Date().timeIntervalSince(forwardBackwardStart)
             try dataParallel.finalizeModelGradients()
             let paramGather = (seconds: dataParallel.paramGatherSeconds, wait: dataParallel.paramGatherWaitSeconds)
             let losses = try globalBatchLosses(stageLosses)
@@ -117,6 +119,8 @@ public final class Trainer<Model: PretrainingModel> {
             result.gradSyncSeconds = dataParallel.lastCommunicationSeconds
             result.gradSyncWaitSeconds = dataParallel.lastWaitSeconds
             (result.paramGatherSeconds, result.paramGatherWaitSeconds) = paramGather
+            result.forwardBackwardSeconds = forwardBackwardSeconds
+            result.pipelineCommunicationSeconds = schedule.communication.seconds
             results.append(result)
             interval.add(result)
             // Megatron logs the first iteration too (to show the start-up cost), and keeps its

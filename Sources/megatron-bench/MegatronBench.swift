@@ -8,6 +8,6 @@ struct MegatronBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "megatron-bench",
         abstract: "Benchmarks of swift-megatron (release builds only give meaningful figures).",
-        subcommands: [BenchKernels.self, BenchGPT.self, BenchBert.self, BenchT5.self, BenchTokenizer.self, BenchAllReduce.self, BenchDataParallel.self, BenchServe.self]
+        subcommands: [BenchKernels.self, BenchGPT.self, BenchBert.self, BenchT5.self, BenchTokenizer.self, BenchAllReduce.self, BenchParallel.self, BenchServe.self]
     )
 }

@@ -116,6 +116,18 @@ public struct CommunicatorConformance {
             try back.withUnsafeMutableBufferPointer { try world.sendReceive(out, to: previous, into: $0, from: next, tag: 8) }
         }
         try expect(back.allSatisfy { $0 == Float(next) }, "ring sendReceive")
+        // Both ways around the ring in one batch, as an interleaved pipeline does: each rank sends
+        // 1M floats to either neighbour (one tag each way) and receives from both.
+        var fromPrevious = [Float](repeating: -1, count: 1 << 20), fromNext = [Float](repeating: -1, count: 1 << 20)
+        try large.withUnsafeBufferPointer { out in
+            try fromPrevious.withUnsafeMutableBufferPointer { forward in
+                try fromNext.withUnsafeMutableBufferPointer { backward in
+                    try world.exchange([.send(out, to: next, tag: 9), .send(out, to: previous, tag: 10),
+                                        .receive(forward, from: previous, tag: 9), .receive(backward, from: next, tag: 10)])
+                }
+            }
+        }
+        try expect(fromPrevious.allSatisfy { $0 == Float(previous) } && fromNext.allSatisfy { $0 == Float(next) }, "ring exchange both ways")
         if n > 1 && r < 2 {
             let peer = 1 - r
             if r == 0 {

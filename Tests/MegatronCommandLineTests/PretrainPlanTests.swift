@@ -99,6 +99,24 @@ import Testing
         (["--position-embedding-type", "alibi"], "The value 'alibi' is invalid for '--position-embedding-type <position-embedding-type>'"),
         (["--tokenizer-type", "SentencePieceTokenizer"], "The value 'SentencePieceTokenizer' is invalid for '--tokenizer-type <tokenizer-type>'"),
         (["--recompute-num-layers", "1"], "--recompute-method, --recompute-num-layers and --recompute-modules need --recompute-granularity"),
+        // The interleaved pipeline schedule, as Megatron's arguments.py and schedules check it.
+        (["--num-layers-per-virtual-pipeline-stage", "1", "--num-virtual-stages-per-pipeline-rank", "2"],
+         "--num-layers-per-virtual-pipeline-stage and --num-virtual-stages-per-pipeline-rank: give one of them"),
+        (["--num-layers", "4", "--num-virtual-stages-per-pipeline-rank", "2"],
+         "the interleaved pipeline schedule (--num-layers-per-virtual-pipeline-stage, --num-virtual-stages-per-pipeline-rank) "
+         + "needs --pipeline-model-parallel-size above 1"),
+        (["--in-process-ranks", "2", "--num-layers", "6", "--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "2"],
+         "--num-layers-per-virtual-pipeline-stage 2: the 6 layers of --num-layers over --pipeline-model-parallel-size 2 stages "
+         + "do not split into chunks of 2 layers"),
+        (["--in-process-ranks", "2", "--num-layers", "6", "--pipeline-model-parallel-size", "2", "--num-virtual-stages-per-pipeline-rank", "2"],
+         "--num-layers 6 does not split into 2 model chunks on each of --pipeline-model-parallel-size 2 stages: expected a multiple of 4"),
+        (["--in-process-ranks", "2", "--num-layers", "4", "--pipeline-model-parallel-size", "2", "--num-virtual-stages-per-pipeline-rank", "2",
+          "--decoder-first-pipeline-num-layers", "2"],
+         "--num-layers-per-virtual-pipeline-stage does not combine with --decoder-first-pipeline-num-layers here"),
+        (["--in-process-ranks", "2", "--num-layers", "4", "--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1",
+          "--global-batch-size", "3"],
+         "the interleaved pipeline schedule needs the micro-batches of an iteration (--global-batch-size 3 / (--micro-batch-size 1 × "
+         + "data-parallel size 1)) to be a multiple of --pipeline-model-parallel-size 2"),
         // Uneven pipeline stages, as Megatron's TransformerConfig checks them.
         (["--decoder-first-pipeline-num-layers", "1"], "--decoder-first-pipeline-num-layers needs --pipeline-model-parallel-size above 1"),
         (["--in-process-ranks", "2", "--num-layers", "4", "--pipeline-model-parallel-size", "2", "--decoder-last-pipeline-num-layers", "0"],

@@ -17,7 +17,7 @@ import Testing
         c.numLayers = 8
         (c.numLayersInFirstPipelineStage, c.numLayersInLastPipelineStage) = (1, 3)
         try c.validate(tensorParallelSize: 1, pipelineParallelSize: 4)
-        #expect((0 ..< 4).map { PipelineStage.layers(c, stage: $0, of: 4) } == [0 ..< 1, 1 ..< 3, 3 ..< 5, 5 ..< 8])
+        #expect((0 ..< 4).map { PipelineStage.layers(c, stage: $0, of: 4) } == [[0 ..< 1], [1 ..< 3], [3 ..< 5], [5 ..< 8]])
         c.numLayersInLastPipelineStage = nil
         #expect { try c.validate(tensorParallelSize: 1, pipelineParallelSize: 4) } throws: {
             "\($0)".contains("--decoder-first-pipeline-num-layers 1 leaves 7 of --num-layers 8 for 3 other pipeline stage(s)")
@@ -27,15 +27,15 @@ import Testing
         last.numLayers = 7
         (last.numLayersInFirstPipelineStage, last.numLayersInLastPipelineStage) = (nil, 1)
         try last.validate(tensorParallelSize: 1, pipelineParallelSize: 3)
-        #expect((0 ..< 3).map { PipelineStage.layers(last, stage: $0, of: 3) } == [0 ..< 3, 3 ..< 6, 6 ..< 7])
+        #expect((0 ..< 3).map { PipelineStage.layers(last, stage: $0, of: 3) } == [[0 ..< 3], [3 ..< 6], [6 ..< 7]])
         (last.numLayersInFirstPipelineStage, last.numLayersInLastPipelineStage) = (2, 4)
         #expect { try last.validate(tensorParallelSize: 1, pipelineParallelSize: 2) } throws: {
             "\($0)".contains("--decoder-first-pipeline-num-layers 2 and --decoder-last-pipeline-num-layers 4 on the only two pipeline stages: "
                             + "expected them to add up to --num-layers 7")
         }
         c.numLayersInFirstPipelineStage = 2
-        #expect((0 ..< 4).map { PipelineStage.layers(c, stage: $0, of: 4) } == [0 ..< 2, 2 ..< 4, 4 ..< 6, 6 ..< 8])
-        #expect(PipelineStage.layers(c, stage: 0, of: 1) == 0 ..< 8, "one stage holds every layer")
+        #expect((0 ..< 4).map { PipelineStage.layers(c, stage: $0, of: 4) } == [[0 ..< 2], [2 ..< 4], [4 ..< 6], [6 ..< 8]])
+        #expect(PipelineStage.layers(c, stage: 0, of: 1) == [0 ..< 8], "one stage holds every layer")
         try c.validate(tensorParallelSize: 1, pipelineParallelSize: 1)
     }
 

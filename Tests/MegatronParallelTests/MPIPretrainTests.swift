@@ -40,7 +40,7 @@ extension MPITests {
 
         /// Tensor (sequence-parallel), pipeline and data parallelism under mpirun, where sends block:
         /// TP=2 × PP=2, PP=2 × DP=2 with the distributed optimizer, PP=4 (1F1B with every warm-up
-        /// length) give one rank's losses.
+        /// length), and interleaved PP=2 × 2 chunks × DP=2 give one rank's losses.
         @Test func modelParallelRunsMatchOneRank() throws {
             let run = Self.tinyRun + ["--num-layers", "4", "--train-iters", "6"]
             let (status, output) = try MPIRun.run(processes: nil, executable: "megatron", arguments: run)
@@ -49,7 +49,8 @@ extension MPITests {
             #expect(single.count == 6, "\(output)")
             for (processes, extra) in [(4, ["--tensor-model-parallel-size", "2", "--sequence-parallel", "--pipeline-model-parallel-size", "2"]),
                                        (4, ["--pipeline-model-parallel-size", "2", "--use-distributed-optimizer", "--overlap-grad-reduce"]),
-                                       (4, ["--pipeline-model-parallel-size", "4"])] {
+                                       (4, ["--pipeline-model-parallel-size", "4"]),
+                                       (4, ["--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1"])] {
                 let (status, output) = try MPIRun.run(processes: processes, executable: "megatron", arguments: run + extra)
                 #expect(status == 0, "\(output)")
                 let losses = Self.losses(output)

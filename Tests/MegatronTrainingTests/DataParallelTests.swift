@@ -12,11 +12,13 @@ struct DataParallelTests {
 
     /// Trains the tiny model on dp × tp in-process ranks; returns the losses and grad norms rank 0 saw.
     static func train(dataParallelSize dp: Int, tensorParallelSize tp: Int = 1, pipelineParallelSize pp: Int = 1,
-                      sequenceParallel: Bool = false, ddp: DistributedDataParallel.Settings = .init(),
+                      sequenceParallel: Bool = false, numLayers: Int = 2, virtualPipelineStages: Int? = nil,
+                      ddp: DistributedDataParallel.Settings = .init(),
                       optimizerStateBytes: UnsafeMutablePointer<Int>? = nil,
                       validationLog: UnsafeMutablePointer<[String]>? = nil,
                       precision: @escaping @Sendable (inout Optimizer.Settings) -> Void = { _ in }) throws -> [(loss: Float, gradNorm: Double)] {
-        var config = TransformerConfig(numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
+        var config = TransformerConfig(numLayers: numLayers, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
+        config.virtualPipelineModelParallelSize = virtualPipelineStages
         config.hiddenDropout = 0.1
         config.attentionDropout = 0.1
         let modelConfig = config

@@ -22,18 +22,56 @@ struct ModelParallelTrainingTests {
     @Test(arguments: layouts.indices)
     func trainsAsOneRank(layout index: Int) throws {
         let l = Self.layouts[index]
-        var ddp = DistributedDataParallel.Settings()
-        if l.distributedOptimizer {
-            ddp.useDistributedOptimizer = true
-            ddp.overlapGradReduce = true
-            ddp.bucketSize = 3000
-            ddp.overlapParamGather = l.overlapParamGather
-        }
+        let ddp = Self.ddp(distributedOptimizer: l.distributedOptimizer, overlapParamGather: l.overlapParamGather)
         let name = "DP=\(l.dp) TP=\(l.tp) PP=\(l.pp)\(l.sequenceParallel ? " SP" : "")\(l.distributedOptimizer ? ", distributed optimizer" : "")"
         DataParallelTests.expectSame(try DataParallelTests.train(dataParallelSize: 1),
                                      try DataParallelTests.train(dataParallelSize: l.dp, tensorParallelSize: l.tp, pipelineParallelSize: l.pp,
                                                                  sequenceParallel: l.sequenceParallel, ddp: ddp),
                                      name, tolerance: 1e-4)
+    }
+
+    /// Data parallelism's settings: with the distributed optimizer, overlapped reduction in small
+    /// buckets and, when `overlapParamGather`, overlapped parameter all-gathers.
+    static func ddp(distributedOptimizer: Bool, overlapParamGather: Bool) -> DistributedDataParallel.Settings {
+        var ddp = DistributedDataParallel.Settings()
+        if distributedOptimizer {
+            ddp.useDistributedOptimizer = true
+            ddp.overlapGradReduce = true
+            ddp.bucketSize = 3000
+            ddp.overlapParamGather = overlapParamGather
+        }
+        return ddp
+    }
+
+    /// Layouts under the interleaved schedule that train as one rank: data-, tensor- and
+    /// pipeline-parallel sizes, model chunks per stage (one layer each), sequence parallelism and
+    /// the distributed optimizer with overlapped reduction and gathers. 8 micro-batches a step over
+    /// DP=1, so warm-up, steady state and cool-down; 2 over DP=4 and PP=2, so all forwards first.
+    static let interleavedLayouts: [(dp: Int, tp: Int, pp: Int, chunks: Int, sequenceParallel: Bool, distributedOptimizer: Bool)] = [
+        (1, 1, 2, 2, false, false), (1, 1, 4, 2, false, false), (1, 1, 2, 3, false, false), (4, 1, 2, 2, false, true),
+        (2, 2, 2, 2, true, true),
+    ]
+
+    @Test(arguments: interleavedLayouts.indices)
+    func interleavedPipelineTrainsAsOneRank(layout index: Int) throws {
+        let l = Self.interleavedLayouts[index]
+        let ddp = Self.ddp(distributedOptimizer: l.distributedOptimizer, overlapParamGather: true)
+        let layers = l.pp * l.chunks
+        let name = "DP=\(l.dp) TP=\(l.tp) PP=\(l.pp) × \(l.chunks) chunks\(l.sequenceParallel ? " SP" : "")"
+            + (l.distributedOptimizer ? ", distributed optimizer" : "")
+        var singleLog: [String] = [], interleavedLog: [String] = []
+        DataParallelTests.expectSame(try DataParallelTests.train(dataParallelSize: 1, numLayers: layers, validationLog: &singleLog),
+                                     try DataParallelTests.train(dataParallelSize: l.dp, tensorParallelSize: l.tp, pipelineParallelSize: l.pp,
+                                                                 sequenceParallel: l.sequenceParallel, numLayers: layers,
+                                                                 virtualPipelineStages: l.chunks, ddp: ddp, validationLog: &interleavedLog),
+                                     name, tolerance: 1e-4)
+        // Evaluation runs the interleaved schedule's forwards only.
+        let value = { (line: String) in line.split(separator: "|").first { $0.contains("lm loss value:") }
+            .flatMap { Double($0.split(separator: ":").last!.trimmingCharacters(in: .whitespaces)) } }
+        #expect(!singleLog.isEmpty && singleLog.count == interleavedLog.count, "\(name): validation lines \(singleLog) vs \(interleavedLog)")
+        for (a, b) in zip(singleLog.map(value), interleavedLog.map(value)) {
+            #expect(a != nil && b != nil && abs(a! - b!) <= 1e-4 * a!, "\(name): validation loss \(a ?? .nan) vs \(b ?? .nan)")
+        }
     }
 
     /// Uneven pipeline stages (three layers: one on the first stage, two on the last) train as one
@@ -58,19 +96,21 @@ struct ModelParallelTrainingTests {
     typealias Layout = (tp: Int, pp: Int, name: String)
 
     /// Saves at iteration 3 on `saved`, resumes on the same layout (bit for bit the run that never
-    /// stopped) and on `other` (the same to rounding).
-    static func expectResumes(savedOn saved: Layout, andOn other: Layout) throws {
+    /// stopped) and on `other` (the same to rounding), the model `config`, split on `other` as
+    /// `otherConfig` says when given.
+    static func expectResumes(savedOn saved: Layout, andOn other: Layout, config: TransformerConfig = CheckpointTests.config,
+                              otherConfig: TransformerConfig? = nil) throws {
         let directory = CheckpointTests.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let straight = try CheckpointTests.run(tp: saved.tp, pp: saved.pp)
-        _ = try CheckpointTests.run(tp: saved.tp, pp: saved.pp, save: directory, exitInterval: 3)
-        let resumed = try CheckpointTests.run(tp: saved.tp, pp: saved.pp, modelSeed: 99, load: directory)
+        let straight = try CheckpointTests.run(tp: saved.tp, pp: saved.pp, config: config)
+        _ = try CheckpointTests.run(tp: saved.tp, pp: saved.pp, save: directory, exitInterval: 3, config: config)
+        let resumed = try CheckpointTests.run(tp: saved.tp, pp: saved.pp, modelSeed: 99, load: directory, config: config)
         #expect(resumed.loaded == 3)
         for (step, (a, b)) in zip(straight.steps.dropFirst(3), resumed.steps).enumerated() {
             #expect(a.loss == b.loss && a.gradNorm == b.gradNorm, "\(saved.name) resumed on itself, iteration \(step + 4): \(a) vs \(b)")
         }
         #expect(CheckpointTests.differing(straight.parameters, resumed.parameters) == 0)
-        let moved = try CheckpointTests.run(tp: other.tp, pp: other.pp, modelSeed: 99, load: directory)
+        let moved = try CheckpointTests.run(tp: other.tp, pp: other.pp, modelSeed: 99, load: directory, config: otherConfig ?? config)
         #expect(moved.loaded == 3 && moved.steps.count == 3)
         for (step, (a, b)) in zip(straight.steps.dropFirst(3), moved.steps).enumerated() {
             #expect(abs(a.loss - b.loss) <= 1e-5 * a.loss && abs(a.gradNorm - b.gradNorm) <= 1e-4 * a.gradNorm,
@@ -80,6 +120,17 @@ struct ModelParallelTrainingTests {
 
     @Test func aPipelineParallelCheckpointResumesOnTwoStagesAndOnTwoTensorParallelRanks() throws {
         try Self.expectResumes(savedOn: (1, 2, "PP=2"), andOn: (2, 1, "TP=2"))
+    }
+
+    /// Saved by 2 stages of 2 model chunks each (interleaved), a checkpoint resumes on them bit for bit
+    /// and on 4 stages of one chunk each (1F1B) to rounding: each layer is stored under its own name.
+    @Test func anInterleavedPipelineCheckpointResumesOnItselfAndOnFourStages() throws {
+        var interleaved = CheckpointTests.config
+        interleaved.numLayers = 4
+        interleaved.virtualPipelineModelParallelSize = 2
+        var fourStages = interleaved
+        fourStages.virtualPipelineModelParallelSize = nil
+        try Self.expectResumes(savedOn: (1, 2, "PP=2 × 2 chunks"), andOn: (1, 4, "PP=4"), config: interleaved, otherConfig: fourStages)
     }
 
     @Test func aTensorParallelCheckpointResumesOnTwoRanksAndOnOne() throws {

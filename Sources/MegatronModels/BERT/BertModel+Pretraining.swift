@@ -24,10 +24,10 @@ extension BertModel: PretrainingModel {
                            sentenceOrder: samples.map(\.isRandom), on: device)
     }
 
-    /// BERT has one stage: `input` must be nil.
-    public func forward(_ batch: BertMicroBatch, input: Tensor?, dropout: DropoutKey, training: Bool,
+    /// BERT has one stage of one model chunk: `input` must be nil.
+    public func forward(_ batch: BertMicroBatch, input: Tensor?, modelChunk: Int, dropout: DropoutKey, training: Bool,
                         parametersNeeded: ((Range<Int>) throws -> Void)?) throws -> StageActivations {
-        guard input == nil else { throw TensorError("BertModel runs on one pipeline stage: it takes no previous stage's output") }
+        guard input == nil, modelChunk == 0 else { throw TensorError("BertModel runs on one pipeline stage: it takes no previous stage's output") }
         try parametersNeeded?(0 ..< layout.totalCount)
         return try forward(batch, dropout: dropout, training: training)
     }

@@ -6,25 +6,29 @@ extension GPTModel {
     /// norm outputs and their per-row statistics, QKV, the attention context and per-row
     /// log-sum-exp, the attention output, fc1 and its activation: this rank's widths), the decoder
     /// output, final norm and logits (on the last pipeline stage), and under full recomputation one
-    /// chunk's recomputed layers.
+    /// chunk's recomputed layers. Under the interleaved schedule, one micro-batch through every
+    /// model chunk of this stage.
     public func savedActivationFloats(batch: Int, sequenceLength: Int) -> Int {
         let c = config, t = tensorParallel.size, tokens = batch * sequenceLength, h = c.hiddenSize
         let norms = 2 * h + 4, attention = c.attentionWidth / t + c.numAttentionHeads / t, mlp = (c.fc1Width + c.ffnHiddenSize) / t
         let whole = 2 * h + c.qkvWidth / t + norms + attention + mlp
-        var kept = 0, chunk = 0, largestChunk = 0
-        for layer in 0 ..< stageLayers.count {
-            switch recompute.kept(layer: layer, of: stageLayers.count) {
-            case .activations(let recomputed):
-                kept += whole - (recomputed.contains(.layerNorm) ? norms : 0) - (recomputed.contains(.coreAttention) ? attention : 0)
-                    - (recomputed.contains(.mlp) ? mlp : 0)
-                chunk = 0
-            case .chunkInput:
-                kept += h
-                chunk = whole
-            case .nothing:
-                chunk += whole
+        var kept = 0, largestChunk = 0
+        for layers in chunks {
+            var chunk = 0
+            for layer in layers.indices {
+                switch recompute.kept(layer: layer, of: layers.count) {
+                case .activations(let recomputed):
+                    kept += whole - (recomputed.contains(.layerNorm) ? norms : 0) - (recomputed.contains(.coreAttention) ? attention : 0)
+                        - (recomputed.contains(.mlp) ? mlp : 0)
+                    chunk = 0
+                case .chunkInput:
+                    kept += h
+                    chunk = whole
+                case .nothing:
+                    chunk += whole
+                }
+                largestChunk = max(largestChunk, chunk)
             }
-            largestChunk = max(largestChunk, chunk)
         }
         return tokens * (kept + largestChunk + (pipeline.isLast ? 2 * h + 2 + c.paddedVocabSize / t : 0))
     }

@@ -11,8 +11,9 @@ import MegatronParallel
 /// word embedding and output layer, as Megatron's column- and row-parallel layers do; activations
 /// between the layers are whole on every rank (or, under sequence parallelism, split by rows), and
 /// the widths below are then per rank. Under pipeline parallelism (`pipeline`) a rank holds one stage of the model (see
-/// `PipelineStage`), and `forward` and `backward` run that stage alone: a pipeline schedule passes
-/// the activations and gradients between the stages.
+/// `PipelineStage`), and `forward` and `backward` run one model chunk of that stage (the whole stage
+/// but under the interleaved schedule): a pipeline schedule passes the activations and gradients
+/// between the stages.
 ///
 /// Shapes (T = batch·seq tokens, h hidden, a = heads·kv-channels, f = ffn):
 /// embeddings [T, h] → per layer: norm → QKV [T, (heads + 2·groups)·d] → attention [T, a] →
@@ -41,8 +42,9 @@ public final class GPTModel: @unchecked Sendable {
     public let gradients: Tensor
     /// The embeddings, on the first pipeline stage.
     let embedding: LanguageModelEmbedding?
-    /// This stage's transformer layers (all of them on one stage).
-    let layers: [TransformerLayer]
+    /// This stage's transformer layers by model chunk (one chunk but under the interleaved schedule;
+    /// all the layers on one stage).
+    let chunks: [[TransformerLayer]]
     /// The final norm and the output layer (the word embedding, or its copy, unless untied), on the
     /// last pipeline stage.
     let finalLayerNorm: Norm?
@@ -63,7 +65,7 @@ public final class GPTModel: @unchecked Sendable {
         let groups = try groups ?? .single()
         self.groups = groups
         tensorParallel = TensorParallel(group: groups.tensorModelParallel)
-        pipeline = PipelineStage(group: groups.pipelineModelParallel)
+        pipeline = PipelineStage(group: groups.pipelineModelParallel, modelChunks: config.virtualPipelineModelParallelSize ?? 1)
         try config.validate(tensorParallelSize: tensorParallel.size, pipelineParallelSize: pipeline.count)
         self.config = config
         self.device = device
@@ -71,7 +73,7 @@ public final class GPTModel: @unchecked Sendable {
                                  pipelineStage: pipeline.index, pipelineStages: pipeline.count)
         parameters = try Tensor(shape: [layout.totalCount], on: device)
         gradients = try Tensor(shape: [layout.totalCount], on: device)
-        (embedding, layers, finalLayerNorm, outputLayer) = try Self.modules(config, layout: layout, parameters: parameters,
+        (embedding, chunks, finalLayerNorm, outputLayer) = try Self.modules(config, layout: layout, parameters: parameters,
                                                                             gradients: gradients, tensorParallel: tensorParallel,
                                                                             on: device)
         if let seed { layout.initialize(parameters, seed: seed, wholeLayout: ParameterLayout(config), config: config) }
@@ -80,7 +82,7 @@ public final class GPTModel: @unchecked Sendable {
     /// This rank's modules over views of the two flat buffers.
     private static func modules(_ config: TransformerConfig, layout: ParameterLayout, parameters: Tensor, gradients: Tensor,
                                 tensorParallel: TensorParallel, on device: CPUDevice) throws
-        -> (LanguageModelEmbedding?, [TransformerLayer], Norm?, ColumnParallelLinear?) {
+        -> (LanguageModelEmbedding?, [[TransformerLayer]], Norm?, ColumnParallelLinear?) {
         let views = ParameterViews(layout: layout, parameters: parameters, gradients: gradients)
         let rotary = config.positionEmbedding == .rope
             ? try RotaryEmbedding(rotaryDim: config.rotaryDim, base: config.rotaryBase, scalingFactor: config.ropeScalingFactor, maxPositions: config.maxPositionEmbeddings, on: device)
@@ -91,16 +93,18 @@ public final class GPTModel: @unchecked Sendable {
                                                                           tensorParallel: tensorParallel, device: device),
                                    positionEmbeddings: try views.optional("embedding.position_embeddings.weight"), device: device)
         } : nil
-        let layers = try PipelineStage.layers(config, stage: layout.pipelineStage, of: layout.pipelineStages).map {
-            try TransformerLayer(config, number: $0, prefix: "decoder.layers.\($0).", views: views, rotary: rotary,
-                                 tensorParallel: tensorParallel, on: device)
+        let chunks = try PipelineStage.layers(config, stage: layout.pipelineStage, of: layout.pipelineStages).map { chunk in
+            try chunk.map {
+                try TransformerLayer(config, number: $0, prefix: "decoder.layers.\($0).", views: views, rotary: rotary,
+                                     tensorParallel: tensorParallel, on: device)
+            }
         }
-        guard let finalWeight = try views.optional("decoder.final_layernorm.weight") else { return (embedding, layers, nil, nil) }
+        guard let finalWeight = try views.optional("decoder.final_layernorm.weight") else { return (embedding, chunks, nil, nil) }
         let finalLayerNorm = Norm(kind: config.normalization, epsilon: config.normEpsilon, weight: finalWeight,
                                   bias: try views.optional("decoder.final_layernorm.bias"), device: device)
         let outputLayer = ColumnParallelLinear(weight: try views.optional("output_layer.weight") ?? views("embedding.word_embeddings.weight"),
                                                bias: nil, skipBiasAdd: false, tensorParallel: tensorParallel, device: device)
-        return (embedding, layers, finalLayerNorm, outputLayer)
+        return (embedding, chunks, finalLayerNorm, outputLayer)
     }
 
     // MARK: forward and backward
@@ -154,6 +158,8 @@ public final class GPTModel: @unchecked Sendable {
     /// What a stage's backward needs from its forward over one micro-batch.
     public struct StageActivations {
         let batch: MicroBatch
+        /// The model chunk that ran.
+        let modelChunk: Int
         let pass: LayerPass
         let saved: [SavedLayer]
         /// On the last stage.
@@ -164,25 +170,27 @@ public final class GPTModel: @unchecked Sendable {
         public let output: Tensor
     }
 
-    /// This stage's forward over one micro-batch: from its tokens on the first stage, else from
-    /// `input`, the previous stage's output. `training` keeps what the backward needs and applies
-    /// dropout. `parametersNeeded` gets the span of `parameters` of the embedding, of each layer and
-    /// of the final norm and output layer before the forward reads it.
-    public func forward(_ batch: MicroBatch, input: Tensor?, dropout: DropoutKey, training: Bool,
+    /// The forward of this stage's model chunk `modelChunk` over one micro-batch: from its tokens on
+    /// the first virtual stage, else from `input`, the previous one's output. `training` keeps what
+    /// the backward needs and applies dropout. `parametersNeeded` gets the span of `parameters` of
+    /// the embedding, of each layer and of the final norm and output layer before the forward reads it.
+    public func forward(_ batch: MicroBatch, input: Tensor?, modelChunk: Int = 0, dropout: DropoutKey, training: Bool,
                         parametersNeeded: ((Range<Int>) throws -> Void)? = nil) throws -> StageActivations {
-        try forward(batch, input: input, dropout: dropout, training: training, splitRows: sequenceParallel, parametersNeeded: parametersNeeded)
+        try forward(batch, input: input, modelChunk: modelChunk, dropout: dropout, training: training, splitRows: sequenceParallel,
+                    parametersNeeded: parametersNeeded)
     }
 
     /// `forward`, splitting the rows between the tensor-parallel layers only with `splitRows`.
-    private func forward(_ batch: MicroBatch, input: Tensor?, dropout: DropoutKey, training: Bool,
+    private func forward(_ batch: MicroBatch, input: Tensor?, modelChunk: Int = 0, dropout: DropoutKey, training: Bool,
                          splitRows: Bool, parametersNeeded: ((Range<Int>) throws -> Void)? = nil) throws -> StageActivations {
         let pass = try self.pass(over: batch, dropout: dropout, training: training, splitRows: splitRows)
+        let layers = chunks[modelChunk]
         var x: Tensor
-        if let embedding {
+        if let embedding, modelChunk == 0 {
             try parametersNeeded?(layout.range(ofPrefix: "embedding."))
             x = try embedding.forward(ids: batch.tokens, positions: batch.positions, pass: pass)
         } else {
-            x = try stageInput(input, tokens: batch.tokens.count, pass: pass)
+            x = try stageInput(input, tokens: batch.tokens.count, modelChunk: modelChunk, pass: pass)
         }
         var saved: [SavedLayer] = []
         for layer in layers {
@@ -191,13 +199,15 @@ public final class GPTModel: @unchecked Sendable {
             if training { saved.append(layers.save(activations, layer: saved.count, recompute: recompute)) }
             x = output
         }
-        guard finalLayerNorm != nil else { return StageActivations(batch: batch, pass: pass, saved: saved, final: nil, output: x) }
+        guard finalLayerNorm != nil, modelChunk == chunks.count - 1 else {
+            return StageActivations(batch: batch, modelChunk: modelChunk, pass: pass, saved: saved, final: nil, output: x)
+        }
         // The final norm, the output layer, and on a later stage the tied word embedding's copy.
         for prefix in ["decoder.final_layernorm.", "output_layer."] + (pipeline.isFirst ? [] : ["embedding."]) {
             try parametersNeeded?(layout.range(ofPrefix: prefix))
         }
         let (logits, final) = try outputLogits(x, pass: pass)
-        return StageActivations(batch: batch, pass: pass, saved: saved, final: final, output: logits)
+        return StageActivations(batch: batch, modelChunk: modelChunk, pass: pass, saved: saved, final: final, output: logits)
     }
 
     /// This rank's logits [T, vocab/t] of the last decoder layer's output x [rows, h]: the final norm,
@@ -216,12 +226,12 @@ public final class GPTModel: @unchecked Sendable {
                       tensorParallel: tensorParallel)
     }
 
-    /// The previous stage's output, checked against the shape this stage expects.
-    private func stageInput(_ input: Tensor?, tokens: Int, pass: LayerPass) throws -> Tensor {
+    /// The previous stage's output, checked against the shape model chunk `modelChunk` expects.
+    private func stageInput(_ input: Tensor?, tokens: Int, modelChunk: Int, pass: LayerPass) throws -> Tensor {
         let expected = hiddenStatesShape(tokens: tokens, splitRows: pass.rows.sequenceParallel)
         guard let input, input.shape == expected else {
-            throw TensorError("pipeline stage \(pipeline.index): expected the previous stage's output \(expected), "
-                              + "got \(input.map { "\($0.shape)" } ?? "none")")
+            throw TensorError("pipeline stage \(pipeline.index)\(chunks.count > 1 ? " model chunk \(modelChunk)" : ""): "
+                              + "expected the previous stage's output \(expected), got \(input.map { "\($0.shape)" } ?? "none")")
         }
         return input
     }
@@ -233,15 +243,15 @@ public final class GPTModel: @unchecked Sendable {
         return [split ? tokens / tensorParallel.size : tokens, config.hiddenSize]
     }
 
-    /// The layers of this pipeline stage (all of them on one stage).
-    public var stageLayers: Range<Int> { layers[0].number ..< layers[0].number + layers.count }
+    /// This stage's transformer layers, in order (all of them on one stage).
+    var layers: [TransformerLayer] { Array(chunks.joined()) }
 
     /// This rank's heads of `batch` sequences of `sequenceLength` in the fused QKV activation.
     func attentionLayout(batch: Int, sequenceLength: Int) throws -> AttentionLayout {
         try .megatronFusedQKV(config, tensorParallelSize: tensorParallel.size, batch: batch, sequenceLength: sequenceLength)
     }
 
-    /// This stage's backward over the micro-batch of `activations`, adding into `gradients`:
+    /// The backward of the model chunk and micro-batch of `activations`, adding into `gradients`:
     /// `gradOutput` is the gradient of the stage's output (from the next stage); on the last stage
     /// none, the logits holding theirs (`loss(of:lossWeight:)`). Returns the gradient of the stage's
     /// input for the previous stage, nil on the first (whose input is the tokens).
@@ -250,12 +260,13 @@ public final class GPTModel: @unchecked Sendable {
         let pass = activations.pass, batch = activations.batch
         var dx = try decoderOutputGradient(activations, gradOutput: gradOutput, gradientsReady: gradientsReady)
         var chunk: [Int: TransformerLayer.Activations] = [:]
+        let layers = chunks[activations.modelChunk]
         for (index, layer) in layers.enumerated().reversed() {
             let a = try layers.restore(activations.saved, layer: index, chunk: &chunk, pass: pass)
             dx = try layer.backward(dx, activations: a, pass: pass)
             try gradientsReady?(layout.range(ofPrefix: "decoder.layers.\(layer.number)."))
         }
-        guard let embedding else { return dx }
+        guard let embedding, activations.modelChunk == 0 else { return dx }
         try embedding.backward(dx, ids: batch.tokens, positions: batch.positions, pass: pass)
         try gradientsReady?(layout.range(ofPrefix: "embedding."))
         return nil

@@ -9,7 +9,8 @@ import MegatronParallel
 /// word embedding and output layer by vocabulary rows) and the whole of the others. Every entry
 /// records where its shard lies in the whole tensor, so checkpoints and initialisation see whole
 /// tensors whatever the layout. Under pipeline parallelism a stage's layout holds only its part of
-/// the model (see `PipelineStage`), under the same names.
+/// the model (see `PipelineStage`; under interleaving its model chunks' layers, in order), under the
+/// same names.
 public struct ParameterLayout: Sendable {
     /// How a parameter is split over the tensor-parallel ranks.
     public enum Split: String, Codable, Sendable, Equatable {
@@ -80,7 +81,7 @@ public struct ParameterLayout: Sendable {
                 add("embedding.position_embeddings.weight", [config.maxPositionEmbeddings, h], .replicated)
             }
         }
-        for layer in PipelineStage.layers(config, stage: pipelineStage, of: pipelineStages) {
+        for layer in PipelineStage.layers(config, stage: pipelineStage, of: pipelineStages).joined() {
             addTransformerLayer(config, prefix: "decoder.layers.\(layer).")
         }
         guard last else { return }

@@ -19,11 +19,12 @@ public protocol PretrainingModel: MegatronModule {
 
     /// The micro-batch of `samples`.
     func microBatch(of samples: [Sample]) throws -> Batch
-    /// This stage's forward over `batch`: from its tokens on the first stage, else from `input`, the
-    /// previous stage's output. `training` keeps what the backward needs and applies dropout.
-    /// `parametersNeeded` gets each span of `parameters` before the forward first reads it (Megatron's
-    /// forward pre-hook, where an overlapped parameter all-gather is waited for).
-    func forward(_ batch: Batch, input: Tensor?, dropout: DropoutKey, training: Bool,
+    /// The forward of this stage's model chunk `modelChunk` (0 but under the interleaved schedule,
+    /// see `PipelineStage`) over `batch`: from its tokens on the first virtual stage, else from
+    /// `input`, the previous one's output. `training` keeps what the backward needs and applies
+    /// dropout. `parametersNeeded` gets each span of `parameters` before the forward first reads it
+    /// (Megatron's forward pre-hook, where an overlapped parameter all-gather is waited for).
+    func forward(_ batch: Batch, input: Tensor?, modelChunk: Int, dropout: DropoutKey, training: Bool,
                  parametersNeeded: ((Range<Int>) throws -> Void)?) throws -> StageActivations
     /// The stage's output, which goes to the next stage (on the last stage, its logits).
     func stageOutput(of activations: StageActivations) -> Tensor
@@ -31,8 +32,8 @@ public protocol PretrainingModel: MegatronModule {
     /// of which stops a run. With `lossWeight` (training) the logits are overwritten by the gradient
     /// of lossWeight · (the loss trained) for `backward`.
     func reportedLosses(of activations: StageActivations, lossWeight: Float?) throws -> [ReportedLoss]
-    /// This stage's backward, adding into `gradients`: `gradOutput` is the gradient of the stage's
-    /// output from the next stage (none on the last). `gradientsReady` gets each span of `gradients`
+    /// The backward of the model chunk and micro-batch of `activations`, adding into `gradients`:
+    /// `gradOutput` is the gradient of its output from the next virtual stage (none on the last). `gradientsReady` gets each span of `gradients`
     /// once backward has finished adding to it. Returns the gradient of the stage's input for the
     /// previous stage, nil on the first.
     func backward(_ activations: StageActivations, gradOutput: Tensor?, gradientsReady: ((Range<Int>) throws -> Void)?) throws -> Tensor?

@@ -34,10 +34,10 @@ extension T5Model: PretrainingModel {
                          on: device)
     }
 
-    /// T5 has one stage: `input` must be nil.
-    public func forward(_ batch: T5MicroBatch, input: Tensor?, dropout: DropoutKey, training: Bool,
+    /// T5 has one stage of one model chunk: `input` must be nil.
+    public func forward(_ batch: T5MicroBatch, input: Tensor?, modelChunk: Int, dropout: DropoutKey, training: Bool,
                         parametersNeeded: ((Range<Int>) throws -> Void)?) throws -> StageActivations {
-        guard input == nil else { throw TensorError("T5Model runs on one pipeline stage: it takes no previous stage's output") }
+        guard input == nil, modelChunk == 0 else { throw TensorError("T5Model runs on one pipeline stage: it takes no previous stage's output") }
         try parametersNeeded?(0 ..< layout.totalCount)
         return try forward(batch, dropout: dropout, training: training)
     }

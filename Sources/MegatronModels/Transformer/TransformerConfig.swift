@@ -50,6 +50,11 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
     /// rest equally. How the model is split, not what it is: checkpoints load across splits.
     public var numLayersInFirstPipelineStage: Int?
     public var numLayersInLastPipelineStage: Int?
+    /// Model chunks per pipeline rank under the interleaved schedule (Megatron-core's
+    /// virtual_pipeline_model_parallel_size; nil: one). With p stages and v chunks the layers split
+    /// into p·v equal virtual stages, of which rank i holds i, p + i, 2p + i, … (see `PipelineStage`).
+    /// Also how the model is split, not what it is.
+    public var virtualPipelineModelParallelSize: Int?
 
     /// Encoded (in checkpoints) under Megatron's argument names.
     enum CodingKeys: String, CodingKey {
@@ -65,6 +70,7 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
         case hiddenDropout = "hidden_dropout", attentionDropout = "attention_dropout", initMethodStd = "init_method_std"
         case numLayersInFirstPipelineStage = "decoder_first_pipeline_num_layers"
         case numLayersInLastPipelineStage = "decoder_last_pipeline_num_layers"
+        case virtualPipelineModelParallelSize = "virtual_pipeline_model_parallel_size"
     }
 
     /// The fields in which `other` describes another network (dropout and initialisation aside),
@@ -114,6 +120,7 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
         try read(\.initMethodStd, .initMethodStd)
         numLayersInFirstPipelineStage = try c.decodeIfPresent(Int.self, forKey: .numLayersInFirstPipelineStage)
         numLayersInLastPipelineStage = try c.decodeIfPresent(Int.self, forKey: .numLayersInLastPipelineStage)
+        virtualPipelineModelParallelSize = try c.decodeIfPresent(Int.self, forKey: .virtualPipelineModelParallelSize)
     }
 
     public init(numLayers: Int, hiddenSize: Int, numAttentionHeads: Int, numQueryGroups: Int? = nil, kvChannels: Int? = nil,
@@ -185,12 +192,23 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
     /// Throws a message naming the option at fault when the model cannot be split over
     /// `tensorParallelSize` ranks (each must hold whole query groups, so whole heads, an equal share
     /// of the MLP's features and of the padded vocabulary) and `pipelineParallelSize` stages (an
-    /// equal number of layers each, but for the first and last stages' own numbers when given).
+    /// equal number of layers each, but for the first and last stages' own numbers when given; under
+    /// the interleaved schedule an equal number in each model chunk).
     public func validate(tensorParallelSize t: Int, pipelineParallelSize p: Int = 1) throws {
         let ends = [("--decoder-first-pipeline-num-layers", numLayersInFirstPipelineStage),
                     ("--decoder-last-pipeline-num-layers", numLayersInLastPipelineStage)].compactMap { flag, n in n.map { (flag, $0) } }
         // One stage holds every layer, whatever the split says (a checkpoint's may).
-        if ends.isEmpty || p == 1 {
+        if let v = virtualPipelineModelParallelSize, p > 1 {
+            let flag = "--num-layers-per-virtual-pipeline-stage"
+            guard v >= 1 else { throw ConfigError(flag: flag, "\(v) model chunks per pipeline rank: expected at least 1") }
+            guard ends.isEmpty else {
+                throw ConfigError(flag: flag, "\(flag) does not combine with \(ends[0].0) here: the interleaved schedule splits the layers evenly")
+            }
+            guard numLayers % (p * v) == 0 else {
+                throw ConfigError(flag: flag, "--num-layers \(numLayers) does not split into \(v) model chunks on each of "
+                                  + "--pipeline-model-parallel-size \(p) stages: expected a multiple of \(p * v)")
+            }
+        } else if ends.isEmpty || p == 1 {
             guard numLayers % p == 0 else {
                 throw ConfigError(flag: "--num-layers", "--num-layers \(numLayers) is not divisible by --pipeline-model-parallel-size \(p)")
             }

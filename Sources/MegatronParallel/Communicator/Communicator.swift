@@ -1,7 +1,7 @@
 /// A group of ranks that exchange and reduce buffers: the seam between the training code and the
 /// engine that moves bytes (MPI across processes and machines, or threads of one process).
 ///
-/// Every method except `send`, `receive` and `sendReceive` is collective: all ranks of the group call it, in the
+/// Every method except `send`, `receive`, `sendReceive` and `exchange` is collective: all ranks of the group call it, in the
 /// same order, with buffers of the same length. The in-process backend sums in rank order, so every
 /// rank gets the same bits; the MPI standard only recommends that for MPI_Allreduce. A peer that
 /// fails makes the waiting ranks throw (in-process) or ends the job (MPI: a rank that throws calls
@@ -40,6 +40,12 @@ public protocol Communicator: AnyObject, Sendable {
     func sendReceive<T: CommunicationScalar>(_ outgoing: UnsafeBufferPointer<T>, to destination: Int,
                                              into incoming: UnsafeMutableBufferPointer<T>, from source: Int, tag: Int) throws
 
+    /// Starts every send and receive of `transfers` at once and returns when all are done (MPI_Isend
+    /// and MPI_Irecv, then MPI_Waitall: Megatron's batched point-to-point ops). Ranks that each post
+    /// their part of a pattern (a pipeline's sends both ways around a ring) cannot deadlock on each
+    /// other; messages with the same peer and tag match in the order posted.
+    func exchange<T: CommunicationScalar>(_ transfers: [PeerTransfer<T>]) throws
+
     /// Returns when every rank has called it.
     func barrier() throws
 
@@ -49,6 +55,14 @@ public protocol Communicator: AnyObject, Sendable {
 }
 
 public enum ReduceOp: Sendable { case sum, max }
+
+/// One point-to-point transfer of a batch (`Communicator.exchange`).
+public enum PeerTransfer<T: CommunicationScalar> {
+    /// Sends the buffer to rank `to` with `tag`.
+    case send(UnsafeBufferPointer<T>, to: Int, tag: Int)
+    /// Receives the message with `tag` from rank `from` into the buffer, whose length must equal the message's.
+    case receive(UnsafeMutableBufferPointer<T>, from: Int, tag: Int)
+}
 
 /// Element types a communicator carries.
 public protocol CommunicationScalar: Numeric, Comparable, Sendable {

@@ -76,6 +76,12 @@ public final class InProcessCommunicator: Communicator, @unchecked Sendable {
         try receive(into: incoming, from: source, tag: tag)
     }
 
+    /// Sends are buffered in-process: every send first, then every receive.
+    public func exchange<T: CommunicationScalar>(_ transfers: [PeerTransfer<T>]) throws {
+        for case let .send(buffer, destination, tag) in transfers { try send(buffer, to: destination, tag: tag) }
+        for case let .receive(buffer, source, tag) in transfers { try receive(into: buffer, from: source, tag: tag) }
+    }
+
     public func barrier() throws { try group.arrive(rank, operation: "barrier") }
 
     public func split(color: Int, key: Int) throws -> any Communicator {

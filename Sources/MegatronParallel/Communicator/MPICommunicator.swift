@@ -162,6 +162,31 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         }
     }
 
+    public func exchange<T: CommunicationScalar>(_ transfers: [PeerTransfer<T>]) throws {
+        var requests = [MPI_Request?](repeating: nil, count: transfers.count)
+        for (i, transfer) in transfers.enumerated() {
+            switch transfer {
+            case let .send(buffer, destination, tag):
+                try checkPeer(destination, operation: "exchange")
+                try Self.check(MPI_Isend(buffer.baseAddress, try Self.count(buffer.count), Self.datatype(T.self), Int32(destination),
+                                         Int32(tag), comm, &requests[i]), "MPI_Isend to rank \(destination)")
+            case let .receive(buffer, source, tag):
+                try checkPeer(source, operation: "exchange")
+                try Self.check(MPI_Irecv(buffer.baseAddress, try Self.count(buffer.count), Self.datatype(T.self), Int32(source),
+                                         Int32(tag), comm, &requests[i]), "MPI_Irecv from rank \(source)")
+            }
+        }
+        var statuses = [MPI_Status](repeating: MPI_Status(), count: transfers.count)
+        try Self.check(MPI_Waitall(Int32(transfers.count), &requests, &statuses), "MPI_Waitall of \(transfers.count) transfers")
+        for case let (i, .receive(buffer, source, tag)) in transfers.enumerated() {
+            var received: Int32 = 0
+            MPI_Get_count(&statuses[i], Self.datatype(T.self), &received)
+            guard Int(received) == buffer.count else {
+                throw CommunicatorError("exchange: receive from rank \(source) (tag \(tag)): \(received) elements, expected \(buffer.count)")
+            }
+        }
+    }
+
     public func barrier() throws { try Self.check(MPI_Barrier(comm), "MPI_Barrier") }
 
     public func split(color: Int, key: Int) throws -> any Communicator {

@@ -7,7 +7,8 @@ public enum MessageTag {
     public static let checkpointModelParallel = 7101
     /// The tied word embedding's gradient, exchanged by the first and last pipeline stages.
     public static let sharedEmbedding = 7200
-    /// Activations forward and gradients backward between neighbouring pipeline stages (always in
-    /// order, so one tag serves both).
-    public static let pipeline = 7300
+    /// Activations to the next pipeline stage, and gradients to the previous one (two tags: with two
+    /// stages in a ring, one step may send both to the same peer).
+    public static let pipelineForward = 7300
+    public static let pipelineBackward = 7301
 }
