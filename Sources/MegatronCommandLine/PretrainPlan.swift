@@ -125,10 +125,6 @@ public struct PretrainPlan: Sendable {
         parallelState = try ParallelState(worldSize: worldSize, tensorModelParallelSize: distributed.tensorModelParallelSize,
                                           pipelineModelParallelSize: distributed.pipelineModelParallelSize,
                                           contextParallelSize: distributed.contextParallelSize)
-        guard parallelState.contextParallelSize == 1 else {
-            throw ConfigError(flag: "--context-parallel-size", "--context-parallel-size \(parallelState.contextParallelSize): context "
-                              + "parallelism is not implemented (tensor, sequence, pipeline and data parallelism are)")
-        }
         let tp = parallelState.tensorModelParallelSize, dp = parallelState.dataParallelSize
         sequenceParallel = distributed.sequenceParallel && tp > 1
         var warnings: [String] = []
@@ -181,8 +177,27 @@ public struct PretrainPlan: Sendable {
             guard model.positionEmbedding != .relative else {
                 throw ConfigError(flag: "--position-embedding-type", "--position-embedding-type relative is T5's (megatron pretrain-t5)")
             }
+            try checkContextParallel(sequenceLength: training.seqLength)
         case .bert(let bert): try checkBERT(bert)
         case .t5(let t5): try checkT5(t5)
+        }
+    }
+
+    /// What GPT's context parallelism (`ContextParallel`) needs: sequences that split into 2·cp equal
+    /// chunks, no attention dropout (the ring attention has none), no attention kept within documents.
+    private func checkContextParallel(sequenceLength s: Int) throws {
+        let cp = parallelState.contextParallelSize, flag = "--context-parallel-size \(cp)"
+        guard cp > 1 else { return }
+        guard s % (2 * cp) == 0 else {
+            throw ConfigError(flag: "--context-parallel-size", "\(flag): --seq-length \(s) does not split into \(2 * cp) equal chunks "
+                              + "(two per context-parallel rank)")
+        }
+        guard model.attentionDropout == 0 else {
+            throw ConfigError(flag: "--attention-dropout", "\(flag): the ring attention has no attention dropout here; "
+                              + "set --attention-dropout 0")
+        }
+        guard documentBoundaries?.resetAttentionMask != true else {
+            throw ConfigError(flag: "--reset-attention-mask", "\(flag): --reset-attention-mask does not combine with context parallelism here")
         }
     }
 
@@ -211,6 +226,7 @@ public struct PretrainPlan: Sendable {
             : "--translation reads two prefixes, the source's and the target's (megatron preprocess-data-nmt)"
         let refused: [(Bool, String, String)] = [
             (parallelState.pipelineModelParallelSize > 1, "--pipeline-model-parallel-size", "\(name) runs on one pipeline stage here"),
+            (parallelState.contextParallelSize > 1, "--context-parallel-size", "\(name) has no context parallelism here"),
             (data.mock, "--mock-data", "\(name) trains on sentence-split documents; give --data-path (megatron preprocess-data --split-sentences)"),
             (data.blend.prefixes.count != prefixes || data.blend.weights != nil, "--data-path", dataPath),
             (documentBoundaries != nil, "--eod-mask-loss", "--eod-mask-loss, --reset-position-ids and --reset-attention-mask are GPT's"),

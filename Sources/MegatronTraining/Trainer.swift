@@ -52,7 +52,7 @@ public final class Trainer<Model: PretrainingModel> {
     @discardableResult
     public func train() throws -> [IterationResult] {
         let s = settings
-        let dp = dataParallel.dataParallel.size
+        let dp = model.groups.dataParallel.size
         guard s.globalBatchSize % (s.microBatchSize * dp) == 0 else {
             throw ConfigError(flag: "--global-batch-size", "--global-batch-size \(s.globalBatchSize) is not divisible by --micro-batch-size "
                               + "\(s.microBatchSize) × data-parallel size \(dp)")
@@ -75,7 +75,7 @@ public final class Trainer<Model: PretrainingModel> {
             let microBatches = globalBatchSize / (s.microBatchSize * dp)
             // Megatron's throughput is per device: the model's FLOPs over every rank.
             let flops = model.flopsPerIteration(samples: globalBatchSize, sequenceLength: s.sequenceLength)
-                / Double(dp * model.tensorParallel.size * model.pipeline.count)
+                / Double(model.groups.state.worldSize)
             model.zeroGradients()
             dataParallel.startGradSync()
             // The last micro-batch's backward completes the gradients: data parallelism reduces each
@@ -212,7 +212,7 @@ public final class Trainer<Model: PretrainingModel> {
     /// draws none).
     private func schedule(of sample: @escaping (Int) throws -> Model.Sample, from first: Int, iteration: Int) -> PipelineSchedule<Model> {
         let s = settings, model = model
-        let dp = dataParallel.dataParallel.size, dpRank = dataParallel.dataParallel.rank
+        let dp = model.groups.dataParallel.size, dpRank = model.groups.dataParallel.rank
         var schedule = PipelineSchedule(model: model, tokens: s.microBatchSize * s.sequenceLength) { m in
             let start = first + (m * dp + dpRank) * s.microBatchSize
             return (try model.microBatch(of: (start ..< start + s.microBatchSize).map { try sample($0) }),
@@ -278,7 +278,7 @@ public final class Trainer<Model: PretrainingModel> {
     /// validation lines (each loss and its perplexity, exp of the loss capped at 20).
     private func evaluateAndLog(_ sample: @escaping (Int) throws -> Model.Sample, from first: Int, label: String, toTensorBoard: Bool = true) throws {
         let s = settings, iterations = evaluation!.iterations
-        let microBatches = s.globalBatchSize / (s.microBatchSize * dataParallel.dataParallel.size)
+        let microBatches = s.globalBatchSize / (s.microBatchSize * model.groups.dataParallel.size)
         let losses = try globalBatchLosses(schedule(of: sample, from: first, iteration: 0).forwardOnly(count: iterations * microBatches))
         if toTensorBoard { tensorboard?.validation(losses, iteration: iteration, consumedSamples: consumedSamples) }
         let line = " validation loss at \(label) | "

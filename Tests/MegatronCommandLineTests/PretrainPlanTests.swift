@@ -78,7 +78,13 @@ import Testing
          "--sequence-parallel: --seq-length 7 is not divisible by --tensor-model-parallel-size 2"),
         (["--in-process-ranks", "2", "--pipeline-model-parallel-size", "2"],
          "--num-layers 1 is not divisible by --pipeline-model-parallel-size 2"),
-        (["--in-process-ranks", "2", "--context-parallel-size", "2"], "--context-parallel-size 2: context parallelism is not implemented"),
+        // Context parallelism, as its ring attention needs it.
+        (["--in-process-ranks", "2", "--context-parallel-size", "2"],
+         "--context-parallel-size 2: the ring attention has no attention dropout here; set --attention-dropout 0"),
+        (["--in-process-ranks", "2", "--context-parallel-size", "2", "--attention-dropout", "0", "--seq-length", "6"],
+         "--context-parallel-size 2: --seq-length 6 does not split into 4 equal chunks (two per context-parallel rank)"),
+        (["--in-process-ranks", "2", "--context-parallel-size", "2", "--attention-dropout", "0", "--reset-attention-mask"],
+         "--context-parallel-size 2: --reset-attention-mask does not combine with context parallelism here"),
         // The step batch size schedule, as Megatron's arguments.py and StepBatchsizeNumMicroBatchesCalculator check it.
         (["--step-batch-size-schedule", "0:2 16:4", "--global-batch-size", "2"],
          "give only one of --step-batch-size-schedule and --global-batch-size"),

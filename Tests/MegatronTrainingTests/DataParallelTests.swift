@@ -11,21 +11,22 @@ struct DataParallelTests {
     static let steps = 20
 
     /// Trains the tiny model on dp × tp in-process ranks; returns the losses and grad norms rank 0 saw.
-    static func train(dataParallelSize dp: Int, tensorParallelSize tp: Int = 1, pipelineParallelSize pp: Int = 1,
-                      sequenceParallel: Bool = false, numLayers: Int = 2, virtualPipelineStages: Int? = nil,
+    static func train(dataParallelSize dp: Int, tensorParallelSize tp: Int = 1, pipelineParallelSize pp: Int = 1, contextParallelSize cp: Int = 1,
+                      sequenceParallel: Bool = false, numLayers: Int = 2, virtualPipelineStages: Int? = nil, dropout: Float = 0.1,
                       ddp: DistributedDataParallel.Settings = .init(),
                       optimizerStateBytes: UnsafeMutablePointer<Int>? = nil,
                       validationLog: UnsafeMutablePointer<[String]>? = nil,
                       precision: @escaping @Sendable (inout Optimizer.Settings) -> Void = { _ in }) throws -> [(loss: Float, gradNorm: Double)] {
         var config = TransformerConfig(numLayers: numLayers, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
         config.virtualPipelineModelParallelSize = virtualPipelineStages
-        config.hiddenDropout = 0.1
-        config.attentionDropout = 0.1
+        config.hiddenDropout = dropout
+        config.attentionDropout = dropout
         let modelConfig = config
         let data = try MockData(vocabSize: 128, sequenceLength: 16, seed: 5)
         let results = Results()
-        try InProcessWorld(size: dp * tp * pp).run { world in
-            let state = try ParallelState(worldSize: dp * tp * pp, tensorModelParallelSize: tp, pipelineModelParallelSize: pp)
+        try InProcessWorld(size: dp * tp * pp * cp).run { world in
+            let state = try ParallelState(worldSize: dp * tp * pp * cp, tensorModelParallelSize: tp, pipelineModelParallelSize: pp,
+                                          contextParallelSize: cp)
             let groups = try ProcessGroups(world: world, state: state)
             let model = try GPTModel(config: modelConfig, seed: 3, groups: groups, on: CPUDevice(threads: 1))
             model.sequenceParallel = sequenceParallel

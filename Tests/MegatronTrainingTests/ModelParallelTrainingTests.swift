@@ -66,12 +66,43 @@ struct ModelParallelTrainingTests {
                                                                  virtualPipelineStages: l.chunks, ddp: ddp, validationLog: &interleavedLog),
                                      name, tolerance: 1e-4)
         // Evaluation runs the interleaved schedule's forwards only.
-        let value = { (line: String) in line.split(separator: "|").first { $0.contains("lm loss value:") }
-            .flatMap { Double($0.split(separator: ":").last!.trimmingCharacters(in: .whitespaces)) } }
         #expect(!singleLog.isEmpty && singleLog.count == interleavedLog.count, "\(name): validation lines \(singleLog) vs \(interleavedLog)")
-        for (a, b) in zip(singleLog.map(value), interleavedLog.map(value)) {
+        for (a, b) in zip(singleLog.map(Self.validationLoss), interleavedLog.map(Self.validationLoss)) {
             #expect(a != nil && b != nil && abs(a! - b!) <= 1e-4 * a!, "\(name): validation loss \(a ?? .nan) vs \(b ?? .nan)")
         }
+    }
+
+    /// Context parallelism (each sequence of 16 tokens in 2·cp chunks, two per rank) alone and with
+    /// tensor (sequence-parallel), data (the distributed optimizer sharded over dp·cp) and pipeline
+    /// parallelism trains as one rank does, evaluation included; without dropout, whose masks follow
+    /// the rows a rank holds.
+    static let contextParallelLayouts: [(cp: Int, dp: Int, tp: Int, pp: Int, sequenceParallel: Bool, distributedOptimizer: Bool)] = [
+        (2, 1, 1, 1, false, false), (4, 1, 1, 1, false, false), (2, 1, 2, 1, true, false), (2, 2, 1, 1, false, true),
+        (2, 1, 1, 2, false, false),
+    ]
+
+    @Test(arguments: contextParallelLayouts.indices)
+    func contextParallelTrainsAsOneRank(layout index: Int) throws {
+        let l = Self.contextParallelLayouts[index]
+        let ddp = Self.ddp(distributedOptimizer: l.distributedOptimizer, overlapParamGather: true)
+        let name = "CP=\(l.cp) DP=\(l.dp) TP=\(l.tp) PP=\(l.pp)\(l.sequenceParallel ? " SP" : "")"
+            + (l.distributedOptimizer ? ", distributed optimizer" : "")
+        var singleLog: [String] = [], splitLog: [String] = []
+        DataParallelTests.expectSame(try DataParallelTests.train(dataParallelSize: 1, dropout: 0, validationLog: &singleLog),
+                                     try DataParallelTests.train(dataParallelSize: l.dp, tensorParallelSize: l.tp, pipelineParallelSize: l.pp,
+                                                                 contextParallelSize: l.cp, sequenceParallel: l.sequenceParallel,
+                                                                 dropout: 0, ddp: ddp, validationLog: &splitLog),
+                                     name, tolerance: 1e-4)
+        #expect(!singleLog.isEmpty && singleLog.count == splitLog.count)
+        for (a, b) in zip(singleLog.map(Self.validationLoss), splitLog.map(Self.validationLoss)) {
+            #expect(a != nil && b != nil && abs(a! - b!) <= 1e-4 * a!, "\(name): validation loss \(a ?? .nan) vs \(b ?? .nan)")
+        }
+    }
+
+    /// The lm loss of a validation line.
+    static func validationLoss(_ line: String) -> Double? {
+        line.split(separator: "|").first { $0.contains("lm loss value:") }
+            .flatMap { Double($0.split(separator: ":").last!.trimmingCharacters(in: .whitespaces)) }
     }
 
     /// Uneven pipeline stages (three layers: one on the first stage, two on the last) train as one

@@ -33,6 +33,12 @@ public struct AttentionLayout: Sendable, Equatable {
     }
 
     public var tokens: Int { batch * sequenceLength }
+
+    /// The same heads over sequences of `sequenceLength` tokens.
+    public func resized(sequenceLength: Int) -> AttentionLayout {
+        AttentionLayout(batch: batch, sequenceLength: sequenceLength, heads: heads, groups: groups, headDim: headDim, rowWidth: rowWidth,
+                        queryOffsets: queryOffsets, keyOffsets: keyOffsets, valueOffsets: valueOffsets)
+    }
 }
 
 /// The attention core softmax(scale·QKᵀ + causal mask)·V with dropout on the probabilities,

@@ -10,8 +10,10 @@ extension TransformerConfig: ModelArchitecture {
 /// pretrain_gpt.py's part of the training loop: samples of sequence-length + 1 tokens, the masked
 /// mean cross-entropy, reported as "lm loss" over every token of the global batch.
 extension GPTModel: PretrainingModel {
+    /// The micro-batch of `samples` (whole sequences), or under context parallelism this rank's rows of it.
     public func microBatch(of samples: [[Int32]]) throws -> MicroBatch {
-        try MicroBatch(samples: samples, boundaries: documentBoundaries, on: device)
+        let whole = try MicroBatch(samples: samples, boundaries: documentBoundaries, on: device)
+        return contextParallel.size > 1 ? try contextParallel.localRows(of: whole, on: device) : whole
     }
 
     public var reportedLossNames: [String] { ["lm loss"] }
@@ -23,7 +25,8 @@ extension GPTModel: PretrainingModel {
         return [ReportedLoss("lm loss", sum: Double(loss.sum), count: Double(loss.tokens))]
     }
 
-    public func hiddenStatesShape(tokens: Int) -> [Int] { hiddenStatesShape(tokens: tokens, splitRows: nil) }
+    /// This rank's share of `tokens` (under context parallelism, a cp-th of them).
+    public func hiddenStatesShape(tokens: Int) -> [Int] { hiddenStatesShape(tokens: tokens / contextParallel.size, splitRows: nil) }
 
     public func flopsPerIteration(samples: Int, sequenceLength: Int) -> Double {
         modelFLOPsPerIteration(config, globalBatchSize: samples, sequenceLength: sequenceLength)

@@ -9,7 +9,7 @@ extension GPTModel {
     /// chunk's recomputed layers. Under the interleaved schedule, one micro-batch through every
     /// model chunk of this stage.
     public func savedActivationFloats(batch: Int, sequenceLength: Int) -> Int {
-        let c = config, t = tensorParallel.size, tokens = batch * sequenceLength, h = c.hiddenSize
+        let c = config, t = tensorParallel.size, tokens = batch * sequenceLength / contextParallel.size, h = c.hiddenSize
         let norms = 2 * h + 4, attention = c.attentionWidth / t + c.numAttentionHeads / t, mlp = (c.fc1Width + c.ffnHiddenSize) / t
         let whole = 2 * h + c.qkvWidth / t + norms + attention + mlp
         var kept = 0, largestChunk = 0

@@ -27,6 +27,8 @@ public final class GPTModel: @unchecked Sendable {
     public let groups: ProcessGroups
     public let tensorParallel: TensorParallel
     public let pipeline: PipelineStage
+    /// The ranks that split every sequence with this one (`ContextParallel`); one rank: whole sequences.
+    public let contextParallel: ContextParallel
     /// Which activations training keeps for the backward, and which it computes again.
     public var recompute = ActivationRecompute.none
     /// Megatron's --sequence-parallel (with a tensor-parallel group): between the tensor-parallel
@@ -67,6 +69,12 @@ public final class GPTModel: @unchecked Sendable {
         tensorParallel = TensorParallel(group: groups.tensorModelParallel)
         pipeline = PipelineStage(group: groups.pipelineModelParallel, modelChunks: config.virtualPipelineModelParallelSize ?? 1)
         try config.validate(tensorParallelSize: tensorParallel.size, pipelineParallelSize: pipeline.count)
+        let contextParallel = ContextParallel(group: groups.contextParallel)
+        guard contextParallel.size == 1 || config.attentionDropout == 0 else {
+            throw ConfigError(flag: "--attention-dropout", "--context-parallel-size \(contextParallel.size): the ring attention has no "
+                              + "attention dropout here; set --attention-dropout 0")
+        }
+        self.contextParallel = contextParallel
         self.config = config
         self.device = device
         layout = ParameterLayout(config, tensorParallelRank: tensorParallel.rank, tensorParallelSize: tensorParallel.size,
@@ -146,6 +154,9 @@ public final class GPTModel: @unchecked Sendable {
         guard pipeline.count == 1 else {
             throw TensorError("\(what) needs the whole model: this rank holds pipeline stage \(pipeline.index) of \(pipeline.count)")
         }
+        guard contextParallel.size == 1 else {
+            throw TensorError("\(what) needs whole sequences: this rank holds 2 of \(2 * contextParallel.size) chunks of each (context parallelism)")
+        }
     }
 
     /// What the last stage's backward needs of the final norm and output layer.
@@ -219,11 +230,17 @@ public final class GPTModel: @unchecked Sendable {
         return (try outputLayer.forward(normOutput), FinalActivations(decoderOutput: x, normOutput: normOutput, normSaved: normSaved))
     }
 
-    /// The pass over `batch`: its attention layout, dropout (in training) and row split.
+    /// The pass over `batch`: its attention layout, dropout (in training) and row split; under
+    /// context parallelism over this rank's rows of the sequences, its dropout masks those of rows
+    /// numbered after the lower context-parallel ranks'.
     private func pass(over batch: MicroBatch, dropout: DropoutKey, training: Bool, splitRows: Bool) throws -> LayerPass {
-        try LayerPass(config, batch: batch.batch, sequenceLength: batch.sequenceLength, positions: batch.positions,
-                      firstKeys: batch.attentionFirstKeys, keyCounts: nil, dropout: dropout, training: training, splitRows: splitRows,
-                      tensorParallel: tensorParallel)
+        var pass = try LayerPass(config, batch: batch.batch, sequenceLength: batch.sequenceLength, positions: batch.positions,
+                                 firstKeys: batch.attentionFirstKeys, keyCounts: nil, dropout: dropout, training: training,
+                                 splitRows: splitRows, tensorParallel: tensorParallel)
+        guard contextParallel.size > 1 else { return pass }
+        pass.contextParallel = contextParallel
+        pass.rows = RowShard(sequenceParallel: pass.rows.sequenceParallel, first: contextParallel.rank * batch.tokens.count + pass.rows.first)
+        return pass
     }
 
     /// The previous stage's output, checked against the shape model chunk `modelChunk` expects.

@@ -27,6 +27,18 @@ public struct MicroBatch: Sendable {
         public init(endOfDocument: Int32) { self.endOfDocument = endOfDocument }
     }
 
+    /// A micro-batch of these parts (rows batch-major, `batch` × `sequenceLength` of each).
+    init(tokens: Tensor, labels: Tensor, lossMask: Tensor, positions: Tensor, attentionFirstKeys: Tensor?, batch: Int,
+         sequenceLength: Int) {
+        self.tokens = tokens
+        self.labels = labels
+        self.lossMask = lossMask
+        self.positions = positions
+        self.attentionFirstKeys = attentionFirstKeys
+        self.batch = batch
+        self.sequenceLength = sequenceLength
+    }
+
     /// From `batch` samples of sequenceLength + 1 tokens each: inputs are tokens 0 ..< s, labels 1 ... s,
     /// positions 0 ..< s, every token counted, unless `boundaries` masks or restarts at documents' ends.
     public init(samples: [[Int32]], boundaries: DocumentBoundaries? = nil, on device: CPUDevice) throws {

@@ -16,8 +16,9 @@ struct LayerPass {
     let dropout: DropoutKey
     /// Dropout probabilities: the configuration's in training, 0 in inference.
     let hiddenDropout: Float, attentionDropout: Float
-    /// Which rows of the activations between the tensor-parallel layers this rank holds.
-    let rows: RowShard
+    /// Which rows of the activations between the tensor-parallel layers this rank holds (under
+    /// context parallelism numbered context-parallel rank by rank, for the dropout masks).
+    var rows: RowShard
     /// In generation: where each token's sequence keeps its keys and values in the paged cache,
     /// which the attention extends and reads instead of attending within the pass.
     let cache: PagedRows?
@@ -26,6 +27,9 @@ struct LayerPass {
     var attentionBias: (bias: Attention.Bias, gradient: Tensor?)? = nil
     /// A T5 decoder's encoder, which its cross-attention reads.
     var encoder: Encoder? = nil
+    /// Under context parallelism, the ranks whose rows of the same sequences the attention reads
+    /// (`RingAttention`); nil: the pass holds whole sequences.
+    var contextParallel: ContextParallel? = nil
 
     /// What a decoder's cross-attention reads of the encoder.
     struct Encoder {

@@ -35,10 +35,14 @@ struct SelfAttention {
     }
 
     /// The attention core over the rotated `qkv` (run again by selective recomputation): within the
-    /// pass, or against the paged key/value cache, which takes the pass's keys and values.
+    /// pass, round the context-parallel ranks, or against the paged key/value cache, which takes the
+    /// pass's keys and values.
     func core(_ qkv: Tensor, pass: LayerPass) throws -> (context: Tensor, lse: Tensor?) {
         if let cache = pass.cache {
             return (try cache.attend(qkv, layout: pass.attention, scale: pass.scale, layer: layer, on: device), nil)
+        }
+        if let contextParallel = pass.contextParallel {
+            return try RingAttention(contextParallel: contextParallel, layout: pass.attention, scale: pass.scale, device: device).forward(qkv: qkv)
         }
         let (context, lse) = try Attention.forward(qkv: qkv, layout: pass.attention, scale: pass.scale, causal: pass.keyCounts == nil,
                                                    firstKeys: pass.firstKeys, keyCounts: pass.keyCounts, bias: pass.attentionBias?.bias,
@@ -51,10 +55,13 @@ struct SelfAttention {
     func backward(_ dOutput: Tensor, input x: Tensor, activations a: Activations, pass: LayerPass) throws -> Tensor {
         guard let lse = a.lse else { throw TensorError("layer \(layer): a pass through the key/value cache has no backward") }
         let dContext = try linearProj.backward(dOutput, input: a.context, rows: pass.rows)
-        let dQKV = try Attention.backward(dContext, qkv: a.qkv, context: a.context, lse: lse, layout: pass.attention, scale: pass.scale,
-                                          causal: pass.keyCounts == nil, firstKeys: pass.firstKeys, keyCounts: pass.keyCounts,
-                                          bias: pass.attentionBias?.bias, biasGradient: pass.attentionBias?.gradient,
-                                          dropout: pass.attentionDropout, rng: dropoutStream(pass), heads: heads, on: device)
+        let dQKV = try pass.contextParallel.map {
+            try RingAttention(contextParallel: $0, layout: pass.attention, scale: pass.scale, device: device)
+                .backward(dContext, qkv: a.qkv, context: a.context, lse: lse)
+        } ?? Attention.backward(dContext, qkv: a.qkv, context: a.context, lse: lse, layout: pass.attention, scale: pass.scale,
+                                causal: pass.keyCounts == nil, firstKeys: pass.firstKeys, keyCounts: pass.keyCounts,
+                                bias: pass.attentionBias?.bias, biasGradient: pass.attentionBias?.gradient,
+                                dropout: pass.attentionDropout, rng: dropoutStream(pass), heads: heads, on: device)
         try rotary?.apply(to: dQKV, headOffsets: pass.attention.queryOffsets + pass.attention.keyOffsets, positions: pass.positions,
                           inverse: true, on: device)
         return try linearQKV.backward(dQKV, input: x, rows: pass.rows)

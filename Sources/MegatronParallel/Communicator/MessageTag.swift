@@ -11,4 +11,8 @@ public enum MessageTag {
     /// stages in a ring, one step may send both to the same peer).
     public static let pipelineForward = 7300
     public static let pipelineBackward = 7301
+    /// Context parallelism's ring attention: the fused QKV passed round the ring, and in the backward
+    /// the gradient of its keys and values.
+    public static let contextParallel = 7400
+    public static let contextParallelGradient = 7401
 }

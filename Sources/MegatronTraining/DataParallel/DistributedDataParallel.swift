@@ -16,6 +16,10 @@ import MegatronParallel
 /// `overlapParamGather` the parameters' all-gathers after the optimizer step run on that thread too,
 /// in the order the next forward reads the buckets, and the forward waits for each bucket only
 /// when it reaches it (`parametersNeeded`, Megatron's forward pre-hook).
+///
+/// Under context parallelism the ranks that split the same sequences hold the same parameters and
+/// their gradients are parts of one sum: as in Megatron, the group is the data-parallel ranks with
+/// their context-parallel peers (dp·cp of them), and the model weights its loss by cp.
 public final class DistributedDataParallel: @unchecked Sendable {
     public struct Settings: Sendable {
         /// Elements per bucket (--ddp-bucket-size); nil: Megatron's default, max(40M, 1M·dp) when
@@ -32,6 +36,8 @@ public final class DistributedDataParallel: @unchecked Sendable {
     }
 
     public let settings: Settings
+    /// The ranks that reduce (and under the distributed optimizer shard) the gradients: the
+    /// data-parallel group, with the context-parallel ranks when there are several.
     public let dataParallel: any Communicator
     /// Spans of the flat buffer, bucket 0 at its end.
     public let buckets: [Range<Int>]
@@ -52,10 +58,10 @@ public final class DistributedDataParallel: @unchecked Sendable {
     /// took, and seconds the training thread waited for it (all of it without overlap).
     public private(set) var paramGatherSeconds = 0.0, paramGatherWaitSeconds = 0.0
 
-    /// Data parallelism over the model's data-parallel group.
+    /// Data parallelism over the model's data-parallel group with its context-parallel peers.
     public init(model: any MegatronModule, settings: Settings = .init()) throws {
         self.model = model
-        let dataParallel = model.groups.dataParallel
+        let dataParallel = model.groups.dataParallelWithContext
         self.dataParallel = dataParallel
         self.settings = settings
         if let size = settings.bucketSize, size < 1 { throw ConfigError(flag: "--ddp-bucket-size", "--ddp-bucket-size \(size): expected at least 1") }
