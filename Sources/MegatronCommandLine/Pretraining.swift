@@ -38,6 +38,7 @@ public struct Pretraining: Sendable {
         case .gpt:
             let gpt = try GPTModel(config: plan.model, seed: plan.trainer.seed, groups: groups, on: device)
             gpt.recompute = plan.recompute
+            gpt.savedActivationPrecision = plan.optimizer.paramsDType
             gpt.sequenceParallel = plan.sequenceParallel
             gpt.documentBoundaries = plan.documentBoundaries
             let (trainer, data) = try train(gpt, data: { try PretrainingData<GPTModel>(gpt: plan, world: world, log: log) },
@@ -53,6 +54,7 @@ public struct Pretraining: Sendable {
                                       groups: groups, on: device)
             model.sequenceParallel = plan.sequenceParallel
             model.recompute = plan.recompute
+            model.savedActivationPrecision = plan.optimizer.paramsDType
             try train(model, data: { try PretrainingData<BertModel>(bert: bert, plan: plan, tokenizer: tokenizer, world: world, log: log) },
                       world: world, startTime: startTime, exitSignal: exitSignal)
         case .t5(let t5):
@@ -63,6 +65,7 @@ public struct Pretraining: Sendable {
             let model = try T5Model(config: plan.t5Config(t5), seed: plan.trainer.seed, groups: groups, on: device)
             model.decoderSequenceLength = t5.decoderSequenceLength
             model.recompute = plan.recompute
+            model.savedActivationPrecision = plan.optimizer.paramsDType
             try train(model, data: { try PretrainingData<T5Model>(t5: t5, plan: plan, tokenizer: tokenizer, world: world, log: log) },
                       world: world, startTime: startTime, exitSignal: exitSignal)
         }

@@ -64,6 +64,7 @@ struct BenchGPT: ParsableCommand {
         settings.weightDecay = 0.1
         settings.adamBeta2 = 0.95
         try precision.apply(to: &settings, useDistributedOptimizer: false)
+        model.savedActivationPrecision = settings.paramsDType
         let optimizer = try Optimizer(model: model, settings: settings)
         var state: UInt64 = 1
         let samples = (0 ..< microBatchSize).map { _ in
@@ -103,7 +104,7 @@ struct BenchGPT: ParsableCommand {
         let bytes = { (n: Int) in Double(n) * 4 / 1_073_741_824 }
         // Parameters, gradients and the optimizer's state (two Adam moments, the main parameters under mixed precision).
         let trainingState = bytes(2 * model.layout.totalCount) + Double(optimizer.stateBytes) / 1_073_741_824
-        let activations = bytes(model.savedActivationFloats(batch: microBatchSize, sequenceLength: seq))
+        let activations = Double(model.savedActivationBytes(batch: microBatchSize, sequenceLength: seq)) / 1_073_741_824
         let modelGFLOPs = megatron / median / 1e9
         print("""
             megatron-bench gpt — \(config)\(variant(c))\(recomputed(model.recompute)), micro-batch \(microBatchSize), seq \(seq), \(device.threads) thread(s), \(settings.paramsDType)

@@ -17,7 +17,7 @@ import Testing
     /// Loss and gradients after one forward and backward of a 3-layer model with dropout and RoPE,
     /// on `group`'s rank when given.
     static func step(_ recompute: ActivationRecompute, swiglu: Bool, group: (any Communicator)? = nil,
-                     sequenceParallel: Bool = false) throws -> (Float, [Float]) {
+                     sequenceParallel: Bool = false, precision: DType = .float32) throws -> (Float, [Float]) {
         let config = tinyConfig {
             $0.numLayers = 3; $0.hiddenDropout = 0.2; $0.attentionDropout = 0.3; $0.swiglu = swiglu
             $0.positionEmbedding = .rope; $0.normalization = swiglu ? .rmsNorm : .layerNorm
@@ -25,6 +25,7 @@ import Testing
         let model = try GPTModel(config: config, seed: 7, groups: group.map(tensorParallelGroups), on: CPUDevice(threads: 1))
         model.recompute = recompute
         model.sequenceParallel = sequenceParallel
+        model.savedActivationPrecision = precision
         let batch = try MicroBatch(samples: samples(2, 8), on: model.device)
         let loss = try model.forwardBackward(batch, dropout: .init(seed: 3, iteration: 1, microBatch: 0)).mean
         try model.reduceSequenceParallelGradients()
@@ -39,6 +40,22 @@ import Testing
             #expect(loss.bitPattern == recomputedLoss.bitPattern, "\(recompute), SwiGLU \(swiglu): loss \(recomputedLoss) vs \(loss)")
             let differing = zip(gradients, recomputedGradients).filter { $0.bitPattern != $1.bitPattern }.count
             #expect(differing == 0, "\(recompute), SwiGLU \(swiglu): \(differing) gradients differ")
+        }
+    }
+
+    /// Kept in 16 bits (--bf16, --fp16), the activations leave the forward and its loss as they are
+    /// and change the gradients by the rounding only: within 2^-7 (bf16) or 2^-10 (fp16) of the
+    /// gradient's norm, with or without recomputation.
+    @Test(arguments: [DType.bfloat16, .float16])
+    func sixteenBitActivationsChangeTheGradientsByTheirRoundingOnly(_ precision: DType) throws {
+        for recompute in [ActivationRecompute.none, .full(.uniform, layers: 2), .selective([.layerNorm])] {
+            let (loss, gradients) = try Self.step(recompute, swiglu: true)
+            let (kept16Loss, kept16) = try Self.step(recompute, swiglu: true, precision: precision)
+            #expect(loss.bitPattern == kept16Loss.bitPattern, "\(precision), \(recompute): loss \(kept16Loss) vs \(loss)")
+            let norm = gradients.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            let error = zip(gradients, kept16).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot()
+            let bound: Float = precision == .bfloat16 ? 1.0 / 128 : 1.0 / 1024
+            #expect(error > 0 && error <= bound * norm, "\(precision), \(recompute): gradient error \(error) of norm \(norm)")
         }
     }
 

@@ -25,6 +25,13 @@ extension Tensor {
 }
 
 extension Tensor {
+    /// This tensor in `precision`: itself when it already is, else a converted copy.
+    public func stored(as precision: DType, on device: CPUDevice) throws -> Tensor {
+        dtype == precision ? self : try converted(to: precision, on: device)
+    }
+}
+
+extension Tensor {
     /// Sets this fp32 tensor to `source` (default: itself) rounded to the nearest value of `precision`
     /// (fp16 or bf16; fp32 copies), as converting to it and back would: what a 16-bit copy holds, kept
     /// in fp32 so that the fp32 kernels compute on it. fp16 overflow becomes ±inf.

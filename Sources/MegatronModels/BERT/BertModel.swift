@@ -29,6 +29,8 @@ public final class BertModel: @unchecked Sendable {
     public var sequenceParallel = false
     /// What the forward keeps of each layer for the backward (--recompute-granularity …).
     public var recompute = ActivationRecompute.none
+    /// The precision of the activations training keeps for the backward (see `GPTModel`).
+    public var savedActivationPrecision = DType.float32
     public let parameters: Tensor
     public let gradients: Tensor
     let embedding: LanguageModelEmbedding
@@ -125,7 +127,7 @@ public final class BertModel: @unchecked Sendable {
         var saved: [SavedLayer] = []
         for layer in layers {
             let (output, activations) = try layer.forward(x, pass: pass)
-            if training { saved.append(layers.save(activations, layer: saved.count, recompute: recompute)) }
+            if training { saved.append(try layers.save(activations, layer: saved.count, recompute: recompute, precision: savedActivationPrecision)) }
             x = output
         }
         let (hidden, finalNorm) = try finalLayerNorm.forward(x)

@@ -1,14 +1,15 @@
 import MegatronCore
 
 extension GPTModel {
-    /// Floats of activations the backward of a micro-batch of `batch` sequences of `sequenceLength`
+    /// Bytes of activations the backward of a micro-batch of `batch` sequences of `sequenceLength`
     /// needs at its peak: what the forward keeps of every layer (per layer at most its input, both
     /// norm outputs and their per-row statistics, QKV, the attention context and per-row
     /// log-sum-exp, the attention output, fc1 and its activation: this rank's widths), the decoder
     /// output, final norm and logits (on the last pipeline stage), and under full recomputation one
     /// chunk's recomputed layers. Under the interleaved schedule, one micro-batch through every
-    /// model chunk of this stage.
-    public func savedActivationFloats(batch: Int, sequenceLength: Int) -> Int {
+    /// model chunk of this stage. What the layers keep is in `savedActivationPrecision`; the
+    /// recomputed chunk and the last stage's tensors are fp32.
+    public func savedActivationBytes(batch: Int, sequenceLength: Int) -> Int {
         let c = config, t = tensorParallel.size, tokens = batch * sequenceLength / contextParallel.size, h = c.hiddenSize
         let norms = 2 * h + 4, attention = c.attentionWidth / t + c.numAttentionHeads / t, mlp = (c.fc1Width + c.ffnHiddenSize) / t
         let whole = 2 * h + c.qkvWidth / t + norms + attention + mlp
@@ -30,6 +31,7 @@ extension GPTModel {
                 largestChunk = max(largestChunk, chunk)
             }
         }
-        return tokens * (kept + largestChunk + (pipeline.isLast ? 2 * h + 2 + c.paddedVocabSize / t : 0))
+        let fp32 = DType.float32.size
+        return tokens * (kept * savedActivationPrecision.size + (largestChunk + (pipeline.isLast ? 2 * h + 2 + c.paddedVocabSize / t : 0)) * fp32)
     }
 }

@@ -31,6 +31,9 @@ public final class GPTModel: @unchecked Sendable {
     public let contextParallel: ContextParallel
     /// Which activations training keeps for the backward, and which it computes again.
     public var recompute = ActivationRecompute.none
+    /// The precision of the activations training keeps for the backward (16 bits under --bf16 and
+    /// --fp16: half the memory; the backward converts them back to fp32 to compute).
+    public var savedActivationPrecision = DType.float32
     /// Megatron's --sequence-parallel (with a tensor-parallel group): between the tensor-parallel
     /// layers each rank holds and computes only its rows of the activations (see `TensorParallel`),
     /// in training and evaluation; `logits` and the key/value cache (generation) run without it.
@@ -207,7 +210,7 @@ public final class GPTModel: @unchecked Sendable {
         for layer in layers {
             try parametersNeeded?(layout.range(ofPrefix: "decoder.layers.\(layer.number)."))
             let (output, activations) = try layer.forward(x, pass: pass)
-            if training { saved.append(layers.save(activations, layer: saved.count, recompute: recompute)) }
+            if training { saved.append(try layers.save(activations, layer: saved.count, recompute: recompute, precision: savedActivationPrecision)) }
             x = output
         }
         guard finalLayerNorm != nil, modelChunk == chunks.count - 1 else {

@@ -30,6 +30,8 @@ public final class T5Model: @unchecked Sendable {
     /// What the forward keeps of each layer for the backward (--recompute-granularity …), counted
     /// within the encoder and within the decoder.
     public var recompute = ActivationRecompute.none
+    /// The precision of the activations training keeps for the backward (see `GPTModel`).
+    public var savedActivationPrecision = DType.float32
     let encoderEmbedding: LanguageModelEmbedding
     let decoderEmbedding: LanguageModelEmbedding
     let encoderLayers: [TransformerLayer]
@@ -145,7 +147,7 @@ public final class T5Model: @unchecked Sendable {
         var saved: [SavedLayer] = []
         for layer in encoderLayers {
             let (output, activations) = try layer.forward(x, pass: pass)
-            if training { saved.append(encoderLayers.save(activations, layer: saved.count, recompute: recompute)) }
+            if training { saved.append(try encoderLayers.save(activations, layer: saved.count, recompute: recompute, precision: savedActivationPrecision)) }
             x = output
         }
         let (output, finalNorm) = try encoderFinalLayerNorm.forward(x)
@@ -167,7 +169,7 @@ public final class T5Model: @unchecked Sendable {
         var saved: [SavedLayer] = []
         for layer in decoderLayers {
             let (output, activations) = try layer.forward(y, pass: pass)
-            if training { saved.append(decoderLayers.save(activations, layer: saved.count, recompute: recompute)) }
+            if training { saved.append(try decoderLayers.save(activations, layer: saved.count, recompute: recompute, precision: savedActivationPrecision)) }
             y = output
         }
         let (decoderOutput, finalNorm) = try decoderFinalLayerNorm.forward(y)

@@ -12,11 +12,15 @@ enum SavedLayer {
 
 extension Array where Element == TransformerLayer {
     /// What to keep of the activations `a` of layer `index` of these layers (Megatron counts the
-    /// recomputed layers within each pipeline stage).
-    func save(_ a: TransformerLayer.Activations, layer index: Int, recompute: ActivationRecompute) -> SavedLayer {
+    /// recomputed layers within each pipeline stage), its token-wide tensors in `precision` (16 bits
+    /// under --bf16 and --fp16; the backward computes on them in fp32 again).
+    func save(_ a: TransformerLayer.Activations, layer index: Int, recompute: ActivationRecompute,
+              precision: DType) throws -> SavedLayer {
+        let device = self[index].device
         switch recompute.kept(layer: index, of: count) {
-        case .activations(let recomputed): return .activations(TransformerLayer.PartialActivations(a, recomputed: recomputed))
-        case .chunkInput: return .chunkInput(a.attention.input)
+        case .activations(let recomputed):
+            return .activations(try TransformerLayer.PartialActivations(a, recomputed: recomputed).stored(as: precision, on: device))
+        case .chunkInput: return .chunkInput(try a.attention.input.stored(as: precision, on: device))
         case .nothing: return .insideChunk
         }
     }
@@ -33,9 +37,10 @@ extension Array where Element == TransformerLayer {
             if let a = chunk.removeValue(forKey: index) { return a }
             var start = index
             while case .insideChunk = saved[start] { start -= 1 }
-            guard case .chunkInput(var x) = saved[start] else {
+            guard case .chunkInput(let kept) = saved[start] else {
                 throw TensorError("activation recomputation: layer \(self[index].number) has no chunk input")
             }
+            var x = try kept.stored(as: .float32, on: self[index].device)
             for i in start ... index {
                 let (output, a) = try self[i].forward(x, pass: pass)
                 chunk[i] = a

@@ -14,6 +14,32 @@ extension TransformerLayer {
         /// A decoder layer's cross-attention half, always kept.
         let crossAttention: Half<CrossAttention.Activations>?
 
+        private init(input: Tensor, qkv: Tensor, attentionOutput: Tensor, attentionNorm: (Tensor, Norm.Saved)?,
+                     attentionCore: (context: Tensor, lse: Tensor?)?, mlpNorm: (Tensor, Norm.Saved)?, mlpCore: MLP.Activations?,
+                     crossAttention: Half<CrossAttention.Activations>?) {
+            self.input = input
+            self.qkv = qkv
+            self.attentionOutput = attentionOutput
+            self.attentionNorm = attentionNorm
+            self.attentionCore = attentionCore
+            self.mlpNorm = mlpNorm
+            self.mlpCore = mlpCore
+            self.crossAttention = crossAttention
+        }
+
+        /// The same activations with the token-wide tensors (every one but the per-row statistics)
+        /// in `precision`: 16 bits to keep them (--bf16, --fp16), fp32 to compute on them again.
+        func stored(as precision: DType, on device: CPUDevice) throws -> PartialActivations {
+            func store(_ t: Tensor) throws -> Tensor { try t.stored(as: precision, on: device) }
+            return PartialActivations(
+                input: try store(input), qkv: try store(qkv), attentionOutput: try store(attentionOutput),
+                attentionNorm: try attentionNorm.map { (try store($0.0), $0.1) },
+                attentionCore: try attentionCore.map { (try store($0.context), $0.lse) },
+                mlpNorm: try mlpNorm.map { (try store($0.0), $0.1) },
+                mlpCore: try mlpCore.map { MLP.Activations(fc1: try store($0.fc1), activation: try store($0.activation)) },
+                crossAttention: crossAttention)
+        }
+
         init(_ a: Activations, recomputed: Set<ActivationRecompute.Module>) {
             input = a.attention.input
             qkv = a.attention.core.qkv
@@ -29,7 +55,7 @@ extension TransformerLayer {
     /// The whole activations, computing again (with the forward's own steps and dropout masks) what
     /// `partial` left out.
     func restore(_ partial: PartialActivations, pass: LayerPass) throws -> Activations {
-        let p = partial
+        let p = try partial.stored(as: .float32, on: device)
         let (n1, n1Saved) = try p.attentionNorm ?? normalize(p.input, inputLayerNorm, for: selfAttention, pass: pass)
         let (context, lse) = try p.attentionCore ?? selfAttention.core(p.qkv, pass: pass)
         let (n2, n2Saved) = try p.mlpNorm ?? normalize(p.attentionOutput, preMLPLayerNorm, for: mlp, pass: pass)
