@@ -55,10 +55,11 @@ def predict(layers, h, heads, vocab, seq, batch, micro, tp, pp, dp, chunks, rate
     # Memory: 16-bit weights (2), fp32 gradients (4), fp32 main weights and two Adam moments (12,
     # sharded over dp by the distributed optimizer); full recomputation keeps each layer's input for
     # every micro-batch in flight (1F1B's first stage: pp of them, each holding a pp-th of the
-    # layers; interleaving adds (v − 1)/(v·pp)), and one layer's activations while recomputing it
+    # layers; interleaving adds (pp − 1)/(pp·v): its warm-up of 2(pp − 1) + (v − 1)·pp chunk
+    # forwards of L/(pp·v) layers each), and one layer's activations while recomputing it
     # (Korthikanti et al. 2022: s·b·h·(34 + 5·a·s/h) bytes at 16 bits, split by tensor parallelism).
     state = local * (2 + 4 + (12 / dp if distributed_optimizer else 12))
-    kept = 2 * layers * seq * micro * h / (tp if sequence_parallel else 1) * (1 + (chunks - 1) / (chunks * pp))
+    kept = 2 * layers * seq * micro * h / (tp if sequence_parallel else 1) * (1 if chunks == 1 else 1 + (pp - 1) / (pp * chunks))
     working = seq * micro * h * (34 + 5 * heads * seq / h) / tp
     return dict(step=step, compute=compute, bubble=bubble, tp=tp_comm, pp=pp_comm, dp=dp_comm, m=m,
                 tflops=flops / devices / step / 1e12, memory=(state + kept + working) / 1e9, state=state / 1e9,

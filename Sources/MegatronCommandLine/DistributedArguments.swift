@@ -103,6 +103,7 @@ public struct DistributedArguments: ParsableArguments, Sendable {
     /// chunk) when neither is given or they come to one.
     public func virtualPipelineModelParallelSize(numLayers: Int) throws -> Int? {
         let p = pipelineModelParallelSize
+        guard p >= 1 else { throw ValidationError("--pipeline-model-parallel-size \(p): expected at least 1") }
         let chunks: Int
         switch (numLayersPerVirtualPipelineStage, numVirtualStagesPerPipelineRank) {
         case (nil, nil): return nil

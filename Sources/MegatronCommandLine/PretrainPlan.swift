@@ -150,15 +150,23 @@ public struct PretrainPlan: Sendable {
             warnings.append(MixedPrecisionArguments.checkTurnedOffWarning)
         }
         let globalBatchSize = training.globalBatchSize ?? training.microBatchSize * dp
+        guard globalBatchSize >= 1 else {
+            throw ConfigError(flag: "--global-batch-size", "--global-batch-size \(globalBatchSize): expected at least 1")
+        }
         guard globalBatchSize % (training.microBatchSize * dp) == 0 else {
             throw ConfigError(flag: "--global-batch-size", "--global-batch-size \(globalBatchSize) is not divisible by --micro-batch-size "
                               + "\(training.microBatchSize) × data-parallel size \(dp)")
         }
-        if model.virtualPipelineModelParallelSize != nil, training.stepBatchSizeSchedule == nil,
-           globalBatchSize / (training.microBatchSize * dp) % parallelState.pipelineModelParallelSize != 0 {
-            throw ConfigError(flag: "--global-batch-size", "the interleaved pipeline schedule needs the micro-batches of an iteration "
-                              + "(--global-batch-size \(globalBatchSize) / (--micro-batch-size \(training.microBatchSize) × data-parallel size "
-                              + "\(dp))) to be a multiple of --pipeline-model-parallel-size \(parallelState.pipelineModelParallelSize)")
+        if model.virtualPipelineModelParallelSize != nil {
+            // Every global batch size a run takes, each as micro-batches of micro-batch size × dp.
+            let p = parallelState.pipelineModelParallelSize, perMicroBatch = training.microBatchSize * dp
+            let sizes = try training.batchSizeSchedule()?.steps.map(\.batchSize) ?? [globalBatchSize]
+            if let size = sizes.first(where: { $0 / perMicroBatch % p != 0 }) {
+                let flag = training.stepBatchSizeSchedule == nil ? "--global-batch-size" : "--step-batch-size-schedule"
+                throw ConfigError(flag: flag, "the interleaved pipeline schedule needs the micro-batches of an iteration "
+                                  + "(\(flag == "--global-batch-size" ? flag + " " : "global batch ")\(size) / (--micro-batch-size "
+                                  + "\(training.microBatchSize) × data-parallel size \(dp))) to be a multiple of --pipeline-model-parallel-size \(p)")
+            }
         }
         scheduler = try training.scheduler(globalBatchSize: globalBatchSize)
         trainer = try Self.trainerSettings(options, globalBatchSize: globalBatchSize)
@@ -195,6 +203,11 @@ public struct PretrainPlan: Sendable {
         guard model.attentionDropout == 0 else {
             throw ConfigError(flag: "--attention-dropout", "\(flag): the ring attention has no attention dropout here; "
                               + "set --attention-dropout 0")
+        }
+        let t = parallelState.tensorModelParallelSize
+        guard !sequenceParallel || (s / cp) % t == 0 else {
+            throw ConfigError(flag: "--sequence-parallel", "--sequence-parallel: the \(s / cp) tokens of a sequence on each of \(flag) ranks "
+                              + "do not split over --tensor-model-parallel-size \(t)")
         }
         guard documentBoundaries?.resetAttentionMask != true else {
             throw ConfigError(flag: "--reset-attention-mask", "\(flag): --reset-attention-mask does not combine with context parallelism here")

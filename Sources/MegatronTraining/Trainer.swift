@@ -4,7 +4,7 @@ import MegatronModels
 
 /// The pretraining loop: each iteration accumulates gradients over global-batch / (micro-batch · dp)
 /// micro-batches (through the pipeline schedule when the model is one stage of several),
-/// synchronises them over the data-parallel group, clips, steps the optimizer and the learning-rate
+/// synchronises them over the data-parallel group (with its context-parallel peers), clips, steps the optimizer and the learning-rate
 /// schedule, and every `logInterval` iterations logs Megatron's line.
 ///
 /// Data-parallel rank r takes Megatron's share of each iteration's samples: of every
@@ -35,7 +35,7 @@ public final class Trainer<Model: PretrainingModel> {
 
     /// `sample(i)` returns training sample i (GPT's: sequence-length + 1 tokens), or throws why it
     /// cannot. Without `dataParallel`, data parallelism with the default settings over the model's
-    /// data-parallel group.
+    /// data-parallel group (with its context-parallel peers).
     public init(model: Model, optimizer: Optimizer, scheduler: OptimizerParamScheduler, settings: TrainingSettings,
                 dataParallel: DistributedDataParallel? = nil, sample: @escaping (Int) throws -> Model.Sample,
                 log: @escaping (String) -> Void) throws {

@@ -77,6 +77,7 @@ struct BenchParallel: ParsableCommand {
         let v = c.virtualPipelineModelParallelSize ?? 1
         var lines = ["megatron-bench parallel — \(config) (L\(c.numLayers), vocab \(c.paddedVocabSize)), global batch "
                      + "\(globalBatchSize) × \(seq), DP=\(dp) TP=\(state.tensorModelParallelSize) PP=\(p)"
+                     + (state.contextParallelSize > 1 ? " CP=\(state.contextParallelSize)" : "")
                      + (v > 1 ? " × \(v) model chunks" : "") + " (\(distributed.effectiveBackend.rawValue)), \(device.threads) thread(s) per rank, "
                      + "\(ddp.buckets.count) bucket(s)\(distributed.overlapGradReduce ? ", overlapped" : "")"
                      + (distributed.useDistributedOptimizer ? ", distributed optimizer" : ""),
@@ -105,13 +106,13 @@ struct BenchParallel: ParsableCommand {
 extension BenchParallel {
     /// Each pipeline stage's bubble, on every rank: the forward-backward time of the whole pipeline
     /// (its slowest stage's) over the stage's own compute (its forward-backward less its exchanges
-    /// with the other stages), less one; medians over `timed`, measured on the first tensor- and
+    /// with the other stages), less one; medians over `timed`, measured on the first tensor-, context- and
     /// data-parallel rank of each stage.
     func stageBubbles(_ timed: [IterationResult], groups: ProcessGroups) throws -> [Double] {
         let p = groups.state.pipelineModelParallelSize, stage = groups.pipelineModelParallel.rank
         let median = { (values: [Double]) in values.sorted()[values.count / 2] }
         var times = [Double](repeating: 0, count: 2 * p)  // forward-backward, compute; by stage
-        if groups.tensorModelParallel.rank == 0 && groups.dataParallel.rank == 0 {
+        if groups.tensorModelParallel.rank == 0 && groups.contextParallel.rank == 0 && groups.dataParallel.rank == 0 {
             times[2 * stage] = median(timed.map(\.forwardBackwardSeconds))
             times[2 * stage + 1] = median(timed.map { $0.forwardBackwardSeconds - $0.pipelineCommunicationSeconds })
         }

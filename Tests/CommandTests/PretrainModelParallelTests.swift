@@ -51,6 +51,28 @@ import Testing
         }
     }
 
+    /// Two context-parallel ranks, and two pipeline stages of two model chunks each (interleaved),
+    /// log what one rank logs and generate the same sample (under context parallelism from the
+    /// gathered model); without dropout, whose masks follow the rows a context-parallel rank holds.
+    @Test func contextParallelAndInterleavedRanksTrainAsOneAndSample() throws {
+        let run = PretrainFlagTests.validRun + ["--num-layers", "4", "--num-attention-heads", "4", "--train-iters", "4", "--global-batch-size", "2",
+                                                "--hidden-dropout", "0", "--attention-dropout", "0", "--sample-tokens", "4"]
+        let single = try PretrainFlagTests.megatron(run)
+        let sample = { (log: String) in log.split(separator: "\n").first { $0.hasPrefix("> sample") } }
+        for (flags, layout) in [(["--context-parallel-size", "2"], "context-parallel size 2"),
+                                (["--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1"],
+                                 "pipeline-parallel size 2 (2 model chunks each, interleaved)")] {
+            let parallel = try PretrainFlagTests.megatron(run + ["--in-process-ranks", "2"] + flags)
+            #expect(parallel.status == 0 && parallel.output.contains(layout), "\(parallel.output)")
+            for field in ["lm loss", "grad norm"] {
+                let a = Self.values(field, in: single.output), b = Self.values(field, in: parallel.output)
+                #expect(a.count == 4 && b.count == 4 && zip(a, b).allSatisfy { abs($0 - $1) <= 1e-4 * abs($0) + 1e-3 },
+                        "\(flags) \(field): \(a) vs \(b)")
+            }
+            #expect(sample(single.output) != nil && sample(single.output) == sample(parallel.output), "\(parallel.output)")
+        }
+    }
+
     /// Three layers on two pipeline stages, one and two (--decoder-last-pipeline-num-layers 2), log
     /// what one rank logs.
     @Test func unevenPipelineStagesTrainAsOne() throws {

@@ -123,6 +123,15 @@ import Testing
           "--global-batch-size", "3"],
          "the interleaved pipeline schedule needs the micro-batches of an iteration (--global-batch-size 3 / (--micro-batch-size 1 × "
          + "data-parallel size 1)) to be a multiple of --pipeline-model-parallel-size 2"),
+        (["--in-process-ranks", "2", "--num-layers", "4", "--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1",
+          "--step-batch-size-schedule", "0:2 16:3"],
+         "the interleaved pipeline schedule needs the micro-batches of an iteration (global batch 3 / (--micro-batch-size 1 × "
+         + "data-parallel size 1)) to be a multiple of --pipeline-model-parallel-size 2"),
+        (["--in-process-ranks", "8", "--tensor-model-parallel-size", "4", "--context-parallel-size", "2", "--sequence-parallel",
+          "--num-attention-heads", "4", "--seq-length", "12", "--max-position-embeddings", "12", "--attention-dropout", "0"],
+         "--sequence-parallel: the 6 tokens of a sequence on each of --context-parallel-size 2 ranks do not split over "
+         + "--tensor-model-parallel-size 4"),
+        (["--global-batch-size", "0"], "--global-batch-size 0: expected at least 1"),
         // Uneven pipeline stages, as Megatron's TransformerConfig checks them.
         (["--decoder-first-pipeline-num-layers", "1"], "--decoder-first-pipeline-num-layers needs --pipeline-model-parallel-size above 1"),
         (["--in-process-ranks", "2", "--num-layers", "4", "--pipeline-model-parallel-size", "2", "--decoder-last-pipeline-num-layers", "0"],

@@ -7,8 +7,9 @@ extension GPTModel {
     /// log-sum-exp, the attention output, fc1 and its activation: this rank's widths), the decoder
     /// output, final norm and logits (on the last pipeline stage), and under full recomputation one
     /// chunk's recomputed layers. Under the interleaved schedule, one micro-batch through every
-    /// model chunk of this stage. What the layers keep is in `savedActivationPrecision`; the
-    /// recomputed chunk and the last stage's tensors are fp32.
+    /// model chunk of this stage. What the layers keep is in `savedActivationPrecision` (counted
+    /// so for their few per-row statistics too, which stay fp32); the recomputed layers and the last
+    /// stage's tensors are fp32.
     public func savedActivationBytes(batch: Int, sequenceLength: Int) -> Int {
         let c = config, t = tensorParallel.size, tokens = batch * sequenceLength / contextParallel.size, h = c.hiddenSize
         let norms = 2 * h + 4, attention = c.attentionWidth / t + c.numAttentionHeads / t, mlp = (c.fc1Width + c.ffnHiddenSize) / t

@@ -12,7 +12,7 @@ enum SavedLayer {
 
 extension Array where Element == TransformerLayer {
     /// What to keep of the activations `a` of layer `index` of these layers (Megatron counts the
-    /// recomputed layers within each pipeline stage), its token-wide tensors in `precision` (16 bits
+    /// recomputed layers within each model chunk of a pipeline stage), its token-wide tensors in `precision` (16 bits
     /// under --bf16 and --fp16; the backward computes on them in fp32 again).
     func save(_ a: TransformerLayer.Activations, layer index: Int, recompute: ActivationRecompute,
               precision: DType) throws -> SavedLayer {

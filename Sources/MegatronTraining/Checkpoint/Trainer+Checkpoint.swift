@@ -17,10 +17,10 @@ extension Trainer {
     }
 
     /// Saves in the whole-model format: under the distributed optimizer each rank contributes the
-    /// state it owns to its data-parallel rank 0; under tensor and pipeline parallelism those send
+    /// state it owns to rank 0 of its data-parallel group (with its context-parallel peers); under tensor and pipeline parallelism those send
     /// their parts to the first of them, which writes the whole model.
     private func saveWholeCheckpoint(to directory: URL) throws {
-        let group = dataParallel.dataParallel
+        let group = dataParallel.dataParallelWithContext
         log(" saving checkpoint at iteration \(String(format: "%7d", iteration)) to \(directory.path) in torch format")
         let start = Date()
         // Under the distributed optimizer the other ranks send rank 0 their shards of the state, in
@@ -80,7 +80,7 @@ extension Trainer {
     /// Calls `body` on rank 0 with the whole model's parameters, gathered from the model-parallel
     /// ranks' parts (for a one-rank model to generate from). Every rank calls it.
     public func withWholeParameters(_ body: (UnsafeMutablePointer<Float>) throws -> Void) throws {
-        guard dataParallel.dataParallel.rank == 0 else { return }
+        guard dataParallel.dataParallelWithContext.rank == 0 else { return }
         try withWholeModel(state: []) { parameters, _ in try body(parameters) }
     }
 

@@ -65,14 +65,15 @@ extension Trainer {
             + "(\(String(format: "%.1f", Date().timeIntervalSince(pending.start))) s)")
     }
 
-    /// What this rank owns of the checkpoint, viewing its buffers: on data-parallel rank 0 its
+    /// What this rank owns of the checkpoint, viewing its buffers: on rank 0 of its data-parallel
+    /// group (with its context-parallel peers, who hold the same parameters) its
     /// tensor-parallel shard of each of its stage's parameters (the replicated ones on tensor-parallel
     /// rank 0 only, the last stage's copy of a tied word embedding not at all), and the optimizer
     /// state it updates (its slice under the distributed optimizer; otherwise data-parallel rank 0's
     /// whole state), by the same rules.
     func ownedShard() -> ShardedCheckpoint.Shard {
         let layout = model.layout, tensorParallel = model.tensorParallel
-        let dataParallelRank = dataParallel.dataParallel.rank
+        let dataParallelRank = dataParallel.dataParallelWithContext.rank
         let owned = layout.entries.filter { !layout.isSharedEmbeddingCopy($0) && ($0.isSharded || tensorParallel.rank == 0) }
         var shard = ShardedCheckpoint.Shard()
         /// Adds what `spans` (ranges of the flat buffer and where their values are) cover of `owned`.

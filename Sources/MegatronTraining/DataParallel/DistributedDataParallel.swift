@@ -38,7 +38,7 @@ public final class DistributedDataParallel: @unchecked Sendable {
     public let settings: Settings
     /// The ranks that reduce (and under the distributed optimizer shard) the gradients: the
     /// data-parallel group, with the context-parallel ranks when there are several.
-    public let dataParallel: any Communicator
+    public let dataParallelWithContext: any Communicator
     /// Spans of the flat buffer, bucket 0 at its end.
     public let buckets: [Range<Int>]
     let model: any MegatronModule
@@ -61,15 +61,15 @@ public final class DistributedDataParallel: @unchecked Sendable {
     /// Data parallelism over the model's data-parallel group with its context-parallel peers.
     public init(model: any MegatronModule, settings: Settings = .init()) throws {
         self.model = model
-        let dataParallel = model.groups.dataParallelWithContext
-        self.dataParallel = dataParallel
+        let dataParallelWithContext = model.groups.dataParallelWithContext
+        self.dataParallelWithContext = dataParallelWithContext
         self.settings = settings
         if let size = settings.bucketSize, size < 1 { throw ConfigError(flag: "--ddp-bucket-size", "--ddp-bucket-size \(size): expected at least 1") }
         if settings.overlapParamGather && !(settings.useDistributedOptimizer && settings.overlapGradReduce) {
             throw ConfigError(flag: "--overlap-param-gather",
                               "--overlap-param-gather needs --use-distributed-optimizer and --overlap-grad-reduce (as in Megatron)")
         }
-        let bucketSize = settings.overlapGradReduce ? settings.bucketSize ?? max(40_000_000, 1_000_000 * dataParallel.size) : nil
+        let bucketSize = settings.overlapGradReduce ? settings.bucketSize ?? max(40_000_000, 1_000_000 * dataParallelWithContext.size) : nil
         var buckets: [Range<Int>] = []
         var end = model.layout.totalCount
         // The word embedding shared by the first and last pipeline stages is a bucket of its own on
@@ -91,20 +91,20 @@ public final class DistributedDataParallel: @unchecked Sendable {
         if end > 0 { buckets.append(0 ..< end) }
         self.buckets = buckets
         gatherTickets = Array(repeating: nil, count: buckets.count)
-        thread = settings.overlapGradReduce && dataParallel.size > 1 ? BackgroundThread(name: "grad-reduce") : nil
+        thread = settings.overlapGradReduce && dataParallelWithContext.size > 1 ? BackgroundThread(name: "grad-reduce") : nil
     }
 
     deinit { thread?.stop() }
 
     /// The spans whose optimizer state this rank keeps: its chunk of every bucket under the
     /// distributed optimizer, else the whole buffer.
-    public var ownedRanges: [Range<Int>] { ownedRanges(ofRank: dataParallel.rank) }
+    public var ownedRanges: [Range<Int>] { ownedRanges(ofRank: dataParallelWithContext.rank) }
 
     /// The spans data-parallel rank `rank` owns.
     public func ownedRanges(ofRank rank: Int) -> [Range<Int>] {
         guard settings.useDistributedOptimizer else { return [0 ..< model.layout.totalCount] }
         return buckets.reversed().map { bucket in
-            let chunk = dataParallel.chunk(rank: rank, count: bucket.count)
+            let chunk = dataParallelWithContext.chunk(rank: rank, count: bucket.count)
             return bucket.lowerBound + chunk.lowerBound ..< bucket.lowerBound + chunk.upperBound
         }.filter { !$0.isEmpty }
     }
@@ -145,7 +145,7 @@ public final class DistributedDataParallel: @unchecked Sendable {
 
     /// Reduces every bucket not yet started and waits until all reductions are done.
     func finishGradSync() throws {
-        guard dataParallel.size > 1 else { return }
+        guard dataParallelWithContext.size > 1 else { return }
         let start = Self.now()
         if let thread {
             for b in buckets.indices where !started[b] { launch(b) }
@@ -161,7 +161,7 @@ public final class DistributedDataParallel: @unchecked Sendable {
     /// the communication thread, first bucket first: the next forward's `parametersNeeded` waits for
     /// each, and `finishParamGather` for all of them.
     public func gatherParameters() throws {
-        guard settings.useDistributedOptimizer, dataParallel.size > 1 else { return }
+        guard settings.useDistributedOptimizer, dataParallelWithContext.size > 1 else { return }
         try finishParamGather()
         paramGatherSeconds = 0
         paramGatherWaitSeconds = 0
@@ -198,7 +198,7 @@ public final class DistributedDataParallel: @unchecked Sendable {
     private func allGather(_ b: Int) throws {
         let start = Self.now()
         let bucket = buckets[b]
-        try dataParallel.allGather(UnsafeMutableBufferPointer(start: model.parameters.floats + bucket.lowerBound, count: bucket.count))
+        try dataParallelWithContext.allGather(UnsafeMutableBufferPointer(start: model.parameters.floats + bucket.lowerBound, count: bucket.count))
         paramGatherSeconds += Self.now() - start
     }
 
@@ -214,12 +214,12 @@ public final class DistributedDataParallel: @unchecked Sendable {
         let start = Self.now()
         let bucket = buckets[b]
         let gradients = try model.gradients.view(offset: bucket.lowerBound, shape: [bucket.count])
-        try Elementwise.scale(gradients, by: 1 / Float(dataParallel.size), on: model.device)
+        try Elementwise.scale(gradients, by: 1 / Float(dataParallelWithContext.size), on: model.device)
         let values = UnsafeMutableBufferPointer(start: gradients.floats, count: bucket.count)
         if settings.useDistributedOptimizer {
-            try dataParallel.reduceScatter(values, op: .sum)
+            try dataParallelWithContext.reduceScatter(values, op: .sum)
         } else {
-            try dataParallel.allReduce(values, op: .sum)
+            try dataParallelWithContext.allReduce(values, op: .sum)
         }
         lastCommunicationSeconds += Self.now() - start
     }

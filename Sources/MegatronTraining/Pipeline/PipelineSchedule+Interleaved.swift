@@ -14,10 +14,11 @@ extension PipelineSchedule {
     func interleaved(count m: Int, lossWeight: Float?, gradientsReady: ((Range<Int>) throws -> Void)?) throws -> [ReportedLoss] {
         let stage = model.pipeline, c = communication
         let p = stage.count, v = stage.modelChunks, total = m * v, training = lossWeight != nil
-        guard m % p == 0 else {
+        guard m >= 1, m % p == 0 else {
             throw ConfigError(flag: "--num-layers-per-virtual-pipeline-stage",
-                              "the interleaved pipeline schedule needs the micro-batches of an iteration (\(m): global batch / "
-                              + "(micro-batch size × data-parallel size)) to be a multiple of --pipeline-model-parallel-size \(p)")
+                              "the interleaved pipeline schedule (--num-layers-per-virtual-pipeline-stage, --num-virtual-stages-per-pipeline-rank) "
+                              + "needs the micro-batches of each training iteration and evaluation (\(m): batch / (micro-batch size × "
+                              + "data-parallel size)) to be a positive multiple of --pipeline-model-parallel-size \(p)")
         }
         let allWarmup = !training || m == p
         let warmup = allWarmup ? total : min(2 * (p - stage.index - 1) + (v - 1) * p, total), remaining = total - warmup
