@@ -35,19 +35,26 @@ import Testing
                                                 "--make-vocab-size-divisible-by", "32"]
         let single = try PretrainFlagTests.megatron(run)
         #expect(single.status == 0 && single.output.contains("padded vocab 64,"), "\(single.output)")
+        try Self.expectTwoRanks(run, matching: single.output, layouts: [
+            (["--tensor-model-parallel-size", "2"], "tensor-parallel size 2, pipeline-parallel size 1"),
+            (["--tensor-model-parallel-size", "2", "--sequence-parallel"], "tensor-parallel size 2 (sequence parallel), pipeline-parallel size 1"),
+            (["--pipeline-model-parallel-size", "2"], "tensor-parallel size 1, pipeline-parallel size 2"),
+        ])
+    }
+
+    /// Runs `run` on two in-process ranks in each of `layouts` (its flags, and what the startup line
+    /// says of it): the losses and gradient norms of `log` (one rank's) to rounding, and its sample.
+    static func expectTwoRanks(_ run: [String], matching log: String, layouts: [([String], String)]) throws {
         let sample = { (log: String) in log.split(separator: "\n").first { $0.hasPrefix("> sample") } }
-        for (flags, layout) in [(["--tensor-model-parallel-size", "2"], "tensor-parallel size 2, pipeline-parallel size 1"),
-                                (["--tensor-model-parallel-size", "2", "--sequence-parallel"],
-                                 "tensor-parallel size 2 (sequence parallel), pipeline-parallel size 1"),
-                                (["--pipeline-model-parallel-size", "2"], "tensor-parallel size 1, pipeline-parallel size 2")] {
+        for (flags, layout) in layouts {
             let parallel = try PretrainFlagTests.megatron(run + ["--in-process-ranks", "2"] + flags)
             #expect(parallel.status == 0 && parallel.output.contains(layout), "\(parallel.output)")
             for field in ["lm loss", "grad norm"] {
-                let a = Self.values(field, in: single.output), b = Self.values(field, in: parallel.output)
+                let a = Self.values(field, in: log), b = Self.values(field, in: parallel.output)
                 #expect(a.count == 4 && b.count == 4 && zip(a, b).allSatisfy { abs($0 - $1) <= 1e-4 * abs($0) + 1e-3 },
                         "\(flags) \(field): \(a) vs \(b)")
             }
-            #expect(sample(single.output) != nil && sample(single.output) == sample(parallel.output), "\(parallel.output)")
+            #expect(sample(log) != nil && sample(log) == sample(parallel.output), "\(parallel.output)")
         }
     }
 
@@ -58,19 +65,12 @@ import Testing
         let run = PretrainFlagTests.validRun + ["--num-layers", "4", "--num-attention-heads", "4", "--train-iters", "4", "--global-batch-size", "2",
                                                 "--hidden-dropout", "0", "--attention-dropout", "0", "--sample-tokens", "4"]
         let single = try PretrainFlagTests.megatron(run)
-        let sample = { (log: String) in log.split(separator: "\n").first { $0.hasPrefix("> sample") } }
-        for (flags, layout) in [(["--context-parallel-size", "2"], "context-parallel size 2"),
-                                (["--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1"],
-                                 "pipeline-parallel size 2 (2 model chunks each, interleaved)")] {
-            let parallel = try PretrainFlagTests.megatron(run + ["--in-process-ranks", "2"] + flags)
-            #expect(parallel.status == 0 && parallel.output.contains(layout), "\(parallel.output)")
-            for field in ["lm loss", "grad norm"] {
-                let a = Self.values(field, in: single.output), b = Self.values(field, in: parallel.output)
-                #expect(a.count == 4 && b.count == 4 && zip(a, b).allSatisfy { abs($0 - $1) <= 1e-4 * abs($0) + 1e-3 },
-                        "\(flags) \(field): \(a) vs \(b)")
-            }
-            #expect(sample(single.output) != nil && sample(single.output) == sample(parallel.output), "\(parallel.output)")
-        }
+        #expect(single.status == 0, "\(single.output)")
+        try Self.expectTwoRanks(run, matching: single.output, layouts: [
+            (["--context-parallel-size", "2"], "context-parallel size 2"),
+            (["--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1"],
+             "pipeline-parallel size 2 (2 model chunks each, interleaved)"),
+        ])
     }
 
     /// Three layers on two pipeline stages, one and two (--decoder-last-pipeline-num-layers 2), log
