@@ -3,15 +3,15 @@ import MegatronCore
 import MegatronParallel
 
 /// Megatron's context-parallel attention core (its p2p "ring attention"): rank r's rows of every
-/// sequence are chunks r and 2·cp − 1 − r (`ContextParallel`), and the fused QKV of each rank goes
-/// round the ring of context-parallel ranks. At step i rank r holds rank (r − i)'s and attends each
+/// sequence are chunks r and 2·cp − 1 − r (`ContextParallel`), and the keys and values of each rank
+/// go round the ring of context-parallel ranks. At step i rank r holds rank (r − i)'s and attends each
 /// of its query chunks to each held key/value chunk that comes before it in the sequence (all of its
 /// keys) or is the same chunk (causal), then merges the partial softmaxes by their per-row
 /// log-sum-exp:
 ///
 ///     lse = log(e^lse₁ + e^lse₂),   out = e^(lse₁ − lse)·out₁ + e^(lse₂ − lse)·out₂
 ///
-/// The backward sends the held QKV round again with the gradient of its keys and values, which every
+/// The backward sends the held keys and values round again with their gradient, which every
 /// rank adds its pairs' part to; one step more brings each rank its own. A pair's probabilities come
 /// from the final log-sum-exp, and the kernel's correction term rowsum(dO ∘ O) from the final
 /// output, so the pairs' gradients add up to the whole attention's. No attention dropout.
@@ -47,10 +47,10 @@ public struct RingAttention {
         let context = try Tensor(shape: [l.tokens, l.heads * l.headDim], on: device)
         let lse = try Tensor(shape: [l.batch, l.heads, l.sequenceLength], on: device, zeroed: false)
         lse.floats.update(repeating: -.infinity, count: lse.count)
-        var held = qkv
+        var held = try keyValues(of: qkv)
         for step in 0 ..< cp {
             for pair in pairs(withChunksOf: (r - step + cp) % cp) {
-                let (partial, partialLSE) = try Attention.forward(qkv: combine(queries: qkv, chunk: pair.query, keys: held, chunk: pair.key),
+                let (partial, partialLSE) = try Attention.forward(qkv: combine(queries: qkv, chunk: pair.query, keyValues: held, chunk: pair.key),
                                                                   layout: pairLayout, scale: scale, causal: pair.causal, on: device)
                 merge(partial, partialLSE, intoChunk: pair.query, context: context, lse: lse)
             }
@@ -63,15 +63,15 @@ public struct RingAttention {
     public func backward(_ gradContext: Tensor, qkv: Tensor, context: Tensor, lse: Tensor) throws -> Tensor {
         let l = layout, cp = contextParallel.size, r = contextParallel.rank
         let gradQKV = try Tensor(shape: qkv.shape, on: device)
-        var held = qkv, heldGrad = try Tensor(shape: qkv.shape, on: device)
+        var held = try keyValues(of: qkv), heldGrad = try Tensor(shape: held.shape, on: device)
         for step in 0 ..< cp {
             for pair in pairs(withChunksOf: (r - step + cp) % cp) {
                 let g = try Attention.backward(rows(of: gradContext, chunk: pair.query),
-                                               qkv: combine(queries: qkv, chunk: pair.query, keys: held, chunk: pair.key),
+                                               qkv: combine(queries: qkv, chunk: pair.query, keyValues: held, chunk: pair.key),
                                                context: rows(of: context, chunk: pair.query), lse: lseRows(lse, chunk: pair.query),
                                                layout: pairLayout, scale: scale, causal: pair.causal, on: device)
-                add(g, columns: queryColumns, into: gradQKV, chunk: pair.query)
-                add(g, columns: keyValueColumns, into: heldGrad, chunk: pair.key)
+                add(g, columns: queryColumns, to: queryColumns, of: gradQKV, chunk: pair.query)
+                add(g, columns: keyValueColumns, to: packedColumns, of: heldGrad, chunk: pair.key)
             }
             if step < cp - 1 {
                 let passed = try passOn([held, heldGrad], tags: [MessageTag.contextParallel, MessageTag.contextParallelGradient])
@@ -81,15 +81,17 @@ public struct RingAttention {
             }
         }
         // heldGrad is now this rank's keys' and values' gradient, gathered from every rank.
-        for c in 0 ..< 2 { add(try rows(of: heldGrad, chunk: c), columns: keyValueColumns, into: gradQKV, chunk: c) }
+        for c in 0 ..< 2 { add(try rows(of: heldGrad, chunk: c), columns: packedColumns, to: keyValueColumns, of: gradQKV, chunk: c) }
         return gradQKV
     }
 
     // MARK: chunks and columns
 
-    /// Column runs of the query heads, and of the key and value heads, in a fused QKV row.
+    /// Column runs of the query heads, and of the key and value heads, in a fused QKV row; and of
+    /// the key and value heads packed side by side (`keyValues`), in that order.
     private var queryColumns: [Int] { layout.queryOffsets }
     private var keyValueColumns: [Int] { layout.keyOffsets + layout.valueOffsets }
+    private var packedColumns: [Int] { keyValueColumns.indices.map { $0 * layout.headDim } }
 
     /// Rows of local chunk `c` (0 or 1) of every sequence of `t` [batch·2·chunk, n] → [batch·chunk, n].
     private func rows(of t: Tensor, chunk c: Int) throws -> Tensor {
@@ -109,27 +111,40 @@ public struct RingAttention {
         return out
     }
 
+    /// The key and value heads of every row of `qkv`, packed [T, 2·groups·d]: what goes round the ring.
+    private func keyValues(of qkv: Tensor) throws -> Tensor {
+        let d = layout.headDim, columns = keyValueColumns, width = layout.rowWidth
+        let out = try Tensor(shape: [qkv.rows, columns.count * d], on: device, zeroed: false)
+        for row in 0 ..< qkv.rows {
+            for (i, offset) in columns.enumerated() {
+                (out.floats + (row * columns.count + i) * d).update(from: qkv.floats + row * width + offset, count: d)
+            }
+        }
+        return out
+    }
+
     /// A pair's fused QKV [batch·chunk, rowWidth]: the queries of chunk `q` of `queries`, the keys and
-    /// values of chunk `k` of `keys`.
-    private func combine(queries: Tensor, chunk q: Int, keys: Tensor, chunk k: Int) throws -> Tensor {
-        let pair = try rows(of: keys, chunk: k), d = layout.headDim, width = layout.rowWidth
-        for b in 0 ..< layout.batch {
-            for t in 0 ..< chunk {
-                let source = queries.floats + (b * layout.sequenceLength + q * chunk + t) * width, target = pair.floats + (b * chunk + t) * width
-                for offset in queryColumns { (target + offset).update(from: source + offset, count: d) }
+    /// values of chunk `k` of `keyValues` (packed).
+    private func combine(queries: Tensor, chunk q: Int, keyValues: Tensor, chunk k: Int) throws -> Tensor {
+        let pair = try rows(of: queries, chunk: q), held = try rows(of: keyValues, chunk: k)
+        let d = layout.headDim, width = layout.rowWidth, columns = keyValueColumns
+        for row in 0 ..< pair.rows {
+            for (i, offset) in columns.enumerated() {
+                (pair.floats + row * width + offset).update(from: held.floats + (row * columns.count + i) * d, count: d)
             }
         }
         return pair
     }
 
-    /// Adds the head-wide column runs at `columns` of `g` [batch·chunk, rowWidth] into local chunk `c` of `target`.
-    private func add(_ g: Tensor, columns: [Int], into target: Tensor, chunk c: Int) {
-        let d = layout.headDim, width = layout.rowWidth
+    /// Adds the head-wide column runs at `columns` of `g` [batch·chunk, n] into those at `targetColumns`
+    /// of local chunk `c` of `target` [batch·2·chunk, m].
+    private func add(_ g: Tensor, columns: [Int], to targetColumns: [Int], of target: Tensor, chunk c: Int) {
+        let d = layout.headDim, n = g.columns, m = target.columns
         for b in 0 ..< layout.batch {
             for t in 0 ..< chunk {
-                let source = g.floats + (b * chunk + t) * width, row = target.floats + (b * layout.sequenceLength + c * chunk + t) * width
-                for offset in columns {
-                    for i in 0 ..< d { row[offset + i] += source[offset + i] }
+                let source = g.floats + (b * chunk + t) * n, row = target.floats + (b * layout.sequenceLength + c * chunk + t) * m
+                for (from, to) in zip(columns, targetColumns) {
+                    for i in 0 ..< d { row[to + i] += source[from + i] }
                 }
             }
         }
