@@ -14,6 +14,24 @@ import Testing
         #expect(abs(share - 0.7) < 0.006, "kept \(share)")
     }
 
+    /// Rows given as runs of the whole activation (a context-parallel rank's chunks) take exactly
+    /// those rows' masks, in dropout and in bias-dropout-add; runs that do not cover the rows in
+    /// order are an error.
+    @Test func rowRunsTakeTheirRowsMasksOfTheWhole() throws {
+        let rng = PhiloxStream(seed: 9, stream: 4), h = 16
+        let whole = try Dropout.apply(tensor([Float](repeating: 1, count: 12 * h), [12, h]), probability: 0.4, rng: rng, on: serial)
+        // Local rows 0..<3 are whole rows 6..<9, local rows 3..<5 whole rows 1..<3.
+        let runs = DropoutRows([.init(local: 0, whole: 6, count: 3), .init(local: 3, whole: 1, count: 2)])
+        let expected = ([6, 7, 8, 1, 2] as [Int]).flatMap { row in (0 ..< h).map { whole.floats[row * h + $0] } }
+        let ones = tensor([Float](repeating: 1, count: 5 * h), [5, h]), zeros = tensor([Float](repeating: 0, count: 5 * h), [5, h])
+        #expect(try Dropout.apply(ones, probability: 0.4, rng: rng, rows: runs, on: parallel).toFloatArray() == expected)
+        #expect(try BiasDropoutAdd.forward(ones, bias: nil, residual: zeros, probability: 0.4, rng: rng, rows: runs, on: serial)
+            .toFloatArray() == expected)
+        #expect(throws: TensorError.self) {
+            try Dropout.apply(ones, probability: 0.4, rng: rng, rows: DropoutRows([.init(local: 0, whole: 0, count: 4)]), on: serial)
+        }
+    }
+
     @Test func maskIsAFunctionOfSeedStreamAndIndex() throws {
         let n = 300_000
         let x = tensor([Float](repeating: 1, count: n), [n], on: parallel)

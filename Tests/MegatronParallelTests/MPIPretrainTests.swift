@@ -41,16 +41,16 @@ extension MPITests {
         /// Tensor (sequence-parallel), pipeline and data parallelism under mpirun, where sends block:
         /// TP=2 × PP=2, PP=2 × DP=2 with the distributed optimizer, PP=4 (1F1B with every warm-up
         /// length), and interleaved PP=2 × 2 chunks × DP=2 give one rank's losses; so do context
-        /// parallelism (ring attention) with TP=2 and with DP=2, without dropout.
+        /// parallelism (ring attention) with TP=2 and with DP=2, without attention dropout (the ring has none).
         @Test func modelParallelRunsMatchOneRank() throws {
             let run = Self.tinyRun + ["--num-layers", "4", "--train-iters", "6"]
-            let withoutDropout = run + ["--hidden-dropout", "0", "--attention-dropout", "0"]
+            let withoutAttentionDropout = run + ["--attention-dropout", "0"]
             for (base, layouts) in [
                 (run, [(4, ["--tensor-model-parallel-size", "2", "--sequence-parallel", "--pipeline-model-parallel-size", "2"]),
                        (4, ["--pipeline-model-parallel-size", "2", "--use-distributed-optimizer", "--overlap-grad-reduce"]),
                        (4, ["--pipeline-model-parallel-size", "4"]),
                        (4, ["--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1"])]),
-                (withoutDropout, [(4, ["--context-parallel-size", "2", "--tensor-model-parallel-size", "2", "--sequence-parallel"]),
+                (withoutAttentionDropout, [(4, ["--context-parallel-size", "2", "--tensor-model-parallel-size", "2", "--sequence-parallel"]),
                                   (4, ["--context-parallel-size", "2", "--use-distributed-optimizer", "--overlap-grad-reduce"])]),
             ] {
                 let (status, output) = try MPIRun.run(processes: nil, executable: "megatron", arguments: base)

@@ -12,15 +12,14 @@ struct DataParallelTests {
 
     /// Trains the tiny model on dp × tp in-process ranks; returns the losses and grad norms rank 0 saw.
     static func train(dataParallelSize dp: Int, tensorParallelSize tp: Int = 1, pipelineParallelSize pp: Int = 1, contextParallelSize cp: Int = 1,
-                      sequenceParallel: Bool = false, numLayers: Int = 2, virtualPipelineStages: Int? = nil, dropout: Float = 0.1,
+                      sequenceParallel: Bool = false, numLayers: Int = 2, virtualPipelineStages: Int? = nil, dropout: (hidden: Float, attention: Float) = (0.1, 0.1),
                       ddp: DistributedDataParallel.Settings = .init(),
                       optimizerStateBytes: UnsafeMutablePointer<Int>? = nil,
                       validationLog: UnsafeMutablePointer<[String]>? = nil,
                       precision: @escaping @Sendable (inout Optimizer.Settings) -> Void = { _ in }) throws -> [(loss: Float, gradNorm: Double)] {
         var config = TransformerConfig(numLayers: numLayers, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
         config.virtualPipelineModelParallelSize = virtualPipelineStages
-        config.hiddenDropout = dropout
-        config.attentionDropout = dropout
+        (config.hiddenDropout, config.attentionDropout) = dropout
         let modelConfig = config
         let data = try MockData(vocabSize: 128, sequenceLength: 16, seed: 5)
         let results = Results()

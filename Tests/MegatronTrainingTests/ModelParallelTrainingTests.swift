@@ -74,8 +74,8 @@ struct ModelParallelTrainingTests {
 
     /// Context parallelism (each sequence of 16 tokens in 2·cp chunks, two per rank) alone and with
     /// tensor (sequence-parallel), data (the distributed optimizer sharded over dp·cp) and pipeline
-    /// parallelism trains as one rank does, evaluation included; without dropout, whose masks follow
-    /// the rows a rank holds.
+    /// parallelism trains as one rank does, evaluation included, hidden dropout too (each row takes
+    /// its mask of the whole micro-batch); its ring attention has no dropout.
     static let contextParallelLayouts: [(cp: Int, dp: Int, tp: Int, pp: Int, sequenceParallel: Bool, distributedOptimizer: Bool)] = [
         (2, 1, 1, 1, false, false), (4, 1, 1, 1, false, false), (2, 1, 2, 1, true, false), (2, 2, 1, 1, false, true),
         (2, 1, 1, 2, false, false),
@@ -88,10 +88,10 @@ struct ModelParallelTrainingTests {
         let name = "CP=\(l.cp) DP=\(l.dp) TP=\(l.tp) PP=\(l.pp)\(l.sequenceParallel ? " SP" : "")"
             + (l.distributedOptimizer ? ", distributed optimizer" : "")
         var singleLog: [String] = [], splitLog: [String] = []
-        DataParallelTests.expectSame(try DataParallelTests.train(dataParallelSize: 1, dropout: 0, validationLog: &singleLog),
+        DataParallelTests.expectSame(try DataParallelTests.train(dataParallelSize: 1, dropout: (0.1, 0), validationLog: &singleLog),
                                      try DataParallelTests.train(dataParallelSize: l.dp, tensorParallelSize: l.tp, pipelineParallelSize: l.pp,
                                                                  contextParallelSize: l.cp, sequenceParallel: l.sequenceParallel,
-                                                                 dropout: 0, ddp: ddp, validationLog: &splitLog),
+                                                                 dropout: (0.1, 0), ddp: ddp, validationLog: &splitLog),
                                      name, tolerance: 1e-4)
         #expect(!singleLog.isEmpty && singleLog.count == splitLog.count)
         for (a, b) in zip(singleLog.map(Self.validationLoss), splitLog.map(Self.validationLoss)) {

@@ -20,6 +20,21 @@ public struct ContextParallel: Sendable {
     /// The chunks (of 2·cp per sequence) that rank `rank` holds, in its row order.
     func chunks(ofRank rank: Int) -> [Int] { [rank, 2 * size - 1 - rank] }
 
+    /// Where `rows` of this rank's rows (of `batch` sequences of `localSequenceLength` tokens: two
+    /// chunks each) lie in the micro-batch of whole sequences, as runs of rows.
+    func wholeRows(_ rows: Range<Int>, batch: Int, localSequenceLength s: Int) -> DropoutRows {
+        let chunk = s / 2, whole = s * size
+        var runs: [DropoutRows.Run] = []
+        for b in 0 ..< batch {
+            for (k, c) in chunks(ofRank: rank).enumerated() {
+                let local = b * s + k * chunk, lower = max(local, rows.lowerBound), upper = min(local + chunk, rows.upperBound)
+                guard lower < upper else { continue }
+                runs.append(DropoutRows.Run(local: lower - rows.lowerBound, whole: b * whole + c * chunk + lower - local, count: upper - lower))
+            }
+        }
+        return DropoutRows(runs)
+    }
+
     /// This rank's rows of `whole`, a micro-batch of whole sequences, whose length must split into
     /// 2·cp chunks.
     func localRows(of whole: MicroBatch, on device: CPUDevice) throws -> MicroBatch {

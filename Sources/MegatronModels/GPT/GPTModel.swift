@@ -234,15 +234,17 @@ public final class GPTModel: @unchecked Sendable {
     }
 
     /// The pass over `batch`: its attention layout, dropout (in training) and row split; under
-    /// context parallelism over this rank's rows of the sequences, its dropout masks those of rows
-    /// numbered after the lower context-parallel ranks'.
+    /// context parallelism over this rank's rows of the sequences, each with its dropout masks of
+    /// the whole micro-batch.
     private func pass(over batch: MicroBatch, dropout: DropoutKey, training: Bool, splitRows: Bool) throws -> LayerPass {
         var pass = try LayerPass(config, batch: batch.batch, sequenceLength: batch.sequenceLength, positions: batch.positions,
                                  firstKeys: batch.attentionFirstKeys, keyCounts: nil, dropout: dropout, training: training,
                                  splitRows: splitRows, tensorParallel: tensorParallel)
         guard contextParallel.size > 1 else { return pass }
         pass.contextParallel = contextParallel
-        pass.rows = RowShard(sequenceParallel: pass.rows.sequenceParallel, first: contextParallel.rank * batch.tokens.count + pass.rows.first)
+        let rows = pass.rows.sequenceParallel ? batch.tokens.count / tensorParallel.size : batch.tokens.count
+        pass.wholeRows = contextParallel.wholeRows(pass.rows.first ..< pass.rows.first + rows, batch: batch.batch,
+                                                   localSequenceLength: batch.sequenceLength)
         return pass
     }
 

@@ -21,13 +21,14 @@ struct LanguageModelEmbedding {
         let x = try wordEmbeddings.forward(ids: ids, positionEmbedding: positionEmbeddings, positions: positions,
                                            tokentypeEmbedding: tokentypeEmbeddings, tokentypes: tokentypes, rows: pass.rows)
         guard pass.hiddenDropout > 0 else { return x }
-        return try Dropout.apply(x, probability: pass.hiddenDropout, rng: dropoutStream(pass), firstRow: pass.rows.first, on: device)
+        return try Dropout.apply(x, probability: pass.hiddenDropout, rng: dropoutStream(pass), rows: pass.dropoutRows(count: x.rows), on: device)
     }
 
     /// Accumulates the tables' gradients from ∂x of this rank's rows.
     func backward(_ dx: Tensor, ids: Tensor, positions: Tensor, tokentypes: Tensor? = nil, pass: LayerPass) throws {
         let dSum = pass.hiddenDropout > 0
-            ? try Dropout.apply(dx, probability: pass.hiddenDropout, rng: dropoutStream(pass), firstRow: pass.rows.first, on: device) : dx
+            ? try Dropout.apply(dx, probability: pass.hiddenDropout, rng: dropoutStream(pass), rows: pass.dropoutRows(count: dx.rows),
+                            on: device) : dx
         try wordEmbeddings.backward(dSum, ids: ids, positionEmbedding: positionEmbeddings, positions: positions,
                                     tokentypeEmbedding: tokentypeEmbeddings, tokentypes: tokentypes, rows: pass.rows)
     }

@@ -16,9 +16,8 @@ struct LayerPass {
     let dropout: DropoutKey
     /// Dropout probabilities: the configuration's in training, 0 in inference.
     let hiddenDropout: Float, attentionDropout: Float
-    /// Which rows of the activations between the tensor-parallel layers this rank holds (under
-    /// context parallelism numbered context-parallel rank by rank, for the dropout masks).
-    var rows: RowShard
+    /// Which rows of the activations between the tensor-parallel layers this rank holds.
+    let rows: RowShard
     /// In generation: where each token's sequence keeps its keys and values in the paged cache,
     /// which the attention extends and reads instead of attending within the pass.
     let cache: PagedRows?
@@ -30,6 +29,9 @@ struct LayerPass {
     /// Under context parallelism, the ranks whose rows of the same sequences the attention reads
     /// (`RingAttention`); nil: the pass holds whole sequences.
     var contextParallel: ContextParallel? = nil
+    /// Under context parallelism, where this rank's rows between the tensor-parallel layers lie in
+    /// the whole micro-batch, for their dropout masks; nil: rows `rows.first` on.
+    var wholeRows: DropoutRows? = nil
 
     /// What a decoder's cross-attention reads of the encoder.
     struct Encoder {
@@ -77,4 +79,10 @@ extension AttentionLayout {
         try megatronFusedQKV(batch: batch, sequenceLength: sequenceLength, heads: config.numAttentionHeads / t,
                              groups: config.numQueryGroups / t, headDim: config.kvChannels)
     }
+}
+
+extension LayerPass {
+    /// Where `count` rows of this rank's activations between the tensor-parallel layers lie in the
+    /// whole micro-batch: the rows whose dropout masks they take, so that no layout changes them.
+    func dropoutRows(count: Int) -> DropoutRows { wholeRows ?? .contiguous(from: rows.first, count: count) }
 }

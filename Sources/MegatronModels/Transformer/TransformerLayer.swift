@@ -89,7 +89,7 @@ struct TransformerLayer {
         let (y, core) = try sublayer.forward(normed, pass: pass)
         let output = try BiasDropoutAdd.forward(y, bias: sublayer.outputLinear.bias?.value, residual: residualIsNormOutput ? rows : x,
                                                 probability: pass.hiddenDropout,
-                                                rng: pass.dropout.stream(layer: number, site: site), firstRow: pass.rows.first,
+                                                rng: pass.dropout.stream(layer: number, site: site), rows: pass.dropoutRows(count: y.rows),
                                                 on: device)
         return (output, Half(input: x, norm: normed, normSaved: normSaved, core: core))
     }
@@ -99,7 +99,7 @@ struct TransformerLayer {
     private func halfBackward<S: TransformerSublayer>(_ dOutput: Tensor, _ a: Half<S.Activations>, _ norm: Norm, _ sublayer: S,
                                                      site: DropoutKey.Site, pass: LayerPass) throws -> Tensor {
         let dy = try BiasDropoutAdd.backward(dOutput, gradBias: sublayer.outputLinear.bias?.gradient, probability: pass.hiddenDropout,
-                                             rng: pass.dropout.stream(layer: number, site: site), firstRow: pass.rows.first,
+                                             rng: pass.dropout.stream(layer: number, site: site), rows: pass.dropoutRows(count: dOutput.rows),
                                              on: device)
         let dNorm = try sublayer.backward(dy, input: a.norm, activations: a.core, pass: pass)
         guard residualIsNormOutput else { return try norm.backward(dNorm, input: a.input, saved: a.normSaved, accumulatingInto: dOutput) }
