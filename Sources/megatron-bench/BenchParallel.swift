@@ -24,6 +24,8 @@ struct BenchParallel: ParsableCommand {
     var config = "124m"
     @Option(name: .customLong("num-layers"), help: "Transformer layers (default: the config's).")
     var numLayers: Int?
+    @Option(name: .customLong("seq-length"), help: "Tokens per sequence (default: the config's).")
+    var seqLength: Int?
     @Option(name: .customLong("vocab-size"), help: ArgumentHelp("Vocabulary of the mock data, padded to a multiple of 128 (default GPT-2's; a small one "
             + "balances the last pipeline stage, whose output layer is the vocabulary's width)."))
     var vocabSize = 50257
@@ -33,8 +35,8 @@ struct BenchParallel: ParsableCommand {
     @Option(help: "Timed steps.") var steps = 4
 
     func validate() throws {
-        guard numLayers.map({ $0 >= 1 }) ?? true, vocabSize >= 1 else {
-            throw ValidationError("--num-layers and --vocab-size: expected at least 1")
+        guard numLayers.map({ $0 >= 1 }) ?? true, seqLength.map({ $0 >= 1 }) ?? true, vocabSize >= 1 else {
+            throw ValidationError("--num-layers, --seq-length and --vocab-size: expected at least 1")
         }
         guard globalBatchSize >= 1 else { throw ValidationError("--global-batch-size \(globalBatchSize): expected at least 1") }
         guard steps >= 1 else { throw ValidationError("--steps \(steps): expected at least 1") }
@@ -44,6 +46,7 @@ struct BenchParallel: ParsableCommand {
     func run() throws {
         var (modelConfig, seq) = try BenchGPT.benchmarkModel(config)
         if let numLayers { modelConfig.numLayers = numLayers }
+        if let seqLength { (seq, modelConfig.maxPositionEmbeddings) = (seqLength, seqLength) }
         modelConfig.paddedVocabSize = TransformerConfig.paddedVocabSize(vocabSize, tensorParallelSize: distributed.tensorModelParallelSize)
         modelConfig.virtualPipelineModelParallelSize = try distributed.virtualPipelineModelParallelSize(numLayers: modelConfig.numLayers)
         let options = self, c = modelConfig, sequenceLength = seq
