@@ -96,6 +96,8 @@ public final class Trainer<Model: PretrainingModel> {
                 throw Self.nonFinite("the \(losses[0].name)", Double(loss), iteration: iteration)
             }
             let learningRate = scheduler.learningRate
+            // An asynchronous save reads the parameters and optimizer state in place: the step waits for it.
+            try finishPendingSave(blocking: true)
             let (computedNorm, skipped) = try optimizer.step(learningRate: Float(learningRate),
                                                              weightDecay: scheduler.weightDecay.map { Float($0) })
             if checking, let computedNorm, !computedNorm.isFinite {

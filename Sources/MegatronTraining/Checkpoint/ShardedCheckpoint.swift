@@ -71,11 +71,6 @@ public enum ShardedCheckpoint {
                            data))
         }
 
-        /// The same chunks holding copies of their values (for a writer that outlives this moment).
-        func copied() -> Shard {
-            Shard(chunks: chunks.map { ($0.chunk, Data($0.data)) })
-        }
-
         /// Writes the shard durably as `directory/name`.
         func write(to file: URL) throws {
             let listed = String(decoding: try JSONEncoder().encode(chunks.map(\.chunk)), as: UTF8.self)

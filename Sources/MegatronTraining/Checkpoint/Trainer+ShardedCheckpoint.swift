@@ -7,9 +7,10 @@ import MegatronParallel
 extension Trainer {
     /// Saves the checkpoint of `iteration` to `directory` in the sharded format: world rank 0 creates
     /// the iteration's partial directory, every rank writes its shard into it in parallel, then rank
-    /// 0 lists them in `metadata.json` and publishes the directory. With --async-save each rank
-    /// copies its shard and a background thread writes it while training goes on;
-    /// `finishPendingSave` publishes it once every rank's writer is done.
+    /// 0 lists them in `metadata.json` and publishes the directory. With --async-save a background
+    /// thread writes each rank's shard while training goes on, reading the parameters and optimizer
+    /// state in place (no copy: the next optimizer step, the first thing to change them, waits for
+    /// it); `finishPendingSave` publishes it once every rank's writer is done.
     func saveShardedCheckpoint(to directory: URL) throws {
         try finishPendingSave(blocking: true)
         let world = model.groups.world
@@ -24,7 +25,8 @@ extension Trainer {
         let file = pending.partial.appendingPathComponent(ShardedCheckpoint.fileName(rank: world.rank))
         let shard = ownedShard()
         if settings.asyncSave {
-            pending.startWriting(shard.copied(), to: file)
+            // The writer keeps the model and optimizer (the owners of the shard's buffers) alive.
+            pending.startWriting(shard, to: file, keepingAlive: [model, optimizer])
             pendingSave = pending
             log("  scheduled an asynchronous save of iteration \(String(format: "%7d", iteration)): training goes on while it is written")
             return
@@ -112,10 +114,11 @@ final class PendingSave<Architecture: ModelArchitecture> {
         self.progress = progress
     }
 
-    /// Writes `shard` to `file` on a thread of its own.
-    func startWriting(_ shard: ShardedCheckpoint.Shard, to file: URL) {
+    /// Writes `shard` to `file` on a thread of its own, holding `owners` (of the memory the shard
+    /// views) until it is done.
+    func startWriting(_ shard: ShardedCheckpoint.Shard, to file: URL, keepingAlive owners: [AnyObject]) {
         let thread = BackgroundThread(name: "checkpoint-writer")
-        writer = (thread, thread.submit { try shard.write(to: file) })
+        writer = (thread, thread.submit { try withExtendedLifetime(owners) { try shard.write(to: file) } })
     }
 
     deinit { writer?.thread.stop() }
