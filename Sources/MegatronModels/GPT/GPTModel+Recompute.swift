@@ -14,25 +14,27 @@ extension GPTModel {
         let c = config, t = tensorParallel.size, tokens = batch * sequenceLength / contextParallel.size, h = c.hiddenSize
         let norms = 2 * h + 4, attention = c.attentionWidth / t + c.numAttentionHeads / t, mlp = (c.fc1Width + c.ffnHiddenSize) / t
         let whole = 2 * h + c.qkvWidth / t + norms + attention + mlp
-        var kept = 0, largestChunk = 0
+        // Floats per token the forward keeps, and of the largest run of layers recomputed at once.
+        var kept = 0, largestRecomputed = 0
         for layers in chunks {
-            var chunk = 0
+            var recomputed = 0
             for layer in layers.indices {
                 switch recompute.kept(layer: layer, of: layers.count) {
-                case .activations(let recomputed):
-                    kept += whole - (recomputed.contains(.layerNorm) ? norms : 0) - (recomputed.contains(.coreAttention) ? attention : 0)
-                        - (recomputed.contains(.mlp) ? mlp : 0)
-                    chunk = 0
+                case .activations(let modules):
+                    kept += whole - (modules.contains(.layerNorm) ? norms : 0) - (modules.contains(.coreAttention) ? attention : 0)
+                        - (modules.contains(.mlp) ? mlp : 0)
+                    recomputed = 0
                 case .chunkInput:
                     kept += h
-                    chunk = whole
+                    recomputed = whole
                 case .nothing:
-                    chunk += whole
+                    recomputed += whole
                 }
-                largestChunk = max(largestChunk, chunk)
+                largestRecomputed = max(largestRecomputed, recomputed)
             }
         }
         let fp32 = DType.float32.size
-        return tokens * (kept * savedActivationPrecision.size + (largestChunk + (pipeline.isLast ? 2 * h + 2 + c.paddedVocabSize / t : 0)) * fp32)
+        let lastStage = pipeline.isLast ? 2 * h + 2 + c.paddedVocabSize / t : 0
+        return tokens * (kept * savedActivationPrecision.size + (largestRecomputed + lastStage) * fp32)
     }
 }
