@@ -191,26 +191,16 @@ public struct PretrainPlan: Sendable {
         }
     }
 
-    /// What GPT's context parallelism (`ContextParallel`) needs: sequences that split into 2·cp equal
-    /// chunks, no attention dropout (the ring attention has none), no attention kept within documents.
+    /// What GPT's context parallelism needs (`ContextParallel.check`), and under sequence parallelism
+    /// each rank's share of a sequence split over the tensor-parallel ranks.
     private func checkContextParallel(sequenceLength s: Int) throws {
-        let cp = parallelState.contextParallelSize, flag = "--context-parallel-size \(cp)"
+        let cp = parallelState.contextParallelSize, t = parallelState.tensorModelParallelSize
         guard cp > 1 else { return }
-        guard s % (2 * cp) == 0 else {
-            throw ConfigError(flag: "--context-parallel-size", "\(flag): --seq-length \(s) does not split into \(2 * cp) equal chunks "
-                              + "(two per context-parallel rank)")
-        }
-        guard model.attentionDropout == 0 else {
-            throw ConfigError(flag: "--attention-dropout", "\(flag): the ring attention has no attention dropout here; "
-                              + "set --attention-dropout 0")
-        }
-        let t = parallelState.tensorModelParallelSize
+        try ContextParallel.check(size: cp, sequenceLength: s, attentionDropout: model.attentionDropout,
+                                  resetsAttentionMask: documentBoundaries?.resetAttentionMask == true)
         guard !sequenceParallel || (s / cp) % t == 0 else {
-            throw ConfigError(flag: "--sequence-parallel", "--sequence-parallel: the \(s / cp) tokens of a sequence on each of \(flag) ranks "
-                              + "do not split over --tensor-model-parallel-size \(t)")
-        }
-        guard documentBoundaries?.resetAttentionMask != true else {
-            throw ConfigError(flag: "--reset-attention-mask", "\(flag): --reset-attention-mask does not combine with context parallelism here")
+            throw ConfigError(flag: "--sequence-parallel", "--sequence-parallel: the \(s / cp) tokens of a sequence on each of "
+                              + "--context-parallel-size \(cp) ranks do not split over --tensor-model-parallel-size \(t)")
         }
     }
 

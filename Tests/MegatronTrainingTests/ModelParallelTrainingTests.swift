@@ -66,10 +66,7 @@ struct ModelParallelTrainingTests {
                                                                  virtualPipelineStages: l.chunks, ddp: ddp, validationLog: &interleavedLog),
                                      name, tolerance: 1e-4)
         // Evaluation runs the interleaved schedule's forwards only.
-        #expect(!singleLog.isEmpty && singleLog.count == interleavedLog.count, "\(name): validation lines \(singleLog) vs \(interleavedLog)")
-        for (a, b) in zip(singleLog.map(Self.validationLoss), interleavedLog.map(Self.validationLoss)) {
-            #expect(a != nil && b != nil && abs(a! - b!) <= 1e-4 * a!, "\(name): validation loss \(a ?? .nan) vs \(b ?? .nan)")
-        }
+        Self.expectSameValidation(singleLog, interleavedLog, name)
     }
 
     /// Context parallelism (each sequence of 16 tokens in 2·cp chunks, two per rank) alone and with
@@ -93,16 +90,19 @@ struct ModelParallelTrainingTests {
                                                                  contextParallelSize: l.cp, sequenceParallel: l.sequenceParallel,
                                                                  dropout: (0.1, 0), ddp: ddp, validationLog: &splitLog),
                                      name, tolerance: 1e-4)
-        #expect(!singleLog.isEmpty && singleLog.count == splitLog.count)
-        for (a, b) in zip(singleLog.map(Self.validationLoss), splitLog.map(Self.validationLoss)) {
-            #expect(a != nil && b != nil && abs(a! - b!) <= 1e-4 * a!, "\(name): validation loss \(a ?? .nan) vs \(b ?? .nan)")
-        }
+        Self.expectSameValidation(singleLog, splitLog, name)
     }
 
-    /// The lm loss of a validation line.
-    static func validationLoss(_ line: String) -> Double? {
-        line.split(separator: "|").first { $0.contains("lm loss value:") }
-            .flatMap { Double($0.split(separator: ":").last!.trimmingCharacters(in: .whitespaces)) }
+    /// The same validation lines, their lm losses to 1e-4 relative.
+    static func expectSameValidation(_ a: [String], _ b: [String], _ what: String) {
+        let loss = { (line: String) in
+            line.split(separator: "|").first { $0.contains("lm loss value:") }
+                .flatMap { Double($0.split(separator: ":").last!.trimmingCharacters(in: .whitespaces)) }
+        }
+        #expect(!a.isEmpty && a.count == b.count, "\(what): validation lines \(a) vs \(b)")
+        for (x, y) in zip(a.map(loss), b.map(loss)) {
+            #expect(x != nil && y != nil && abs(x! - y!) <= 1e-4 * x!, "\(what): validation loss \(x ?? .nan) vs \(y ?? .nan)")
+        }
     }
 
     /// Uneven pipeline stages (three layers: one on the first stage, two on the last) train as one

@@ -17,6 +17,24 @@ public struct ContextParallel: Sendable {
     public var size: Int { group.size }
     public var rank: Int { group.rank }
 
+    /// Throws, naming the flag, unless `size` context-parallel ranks can split sequences of
+    /// `sequenceLength` tokens (nil: not known yet) into 2·size equal chunks and run their attention:
+    /// the ring has no attention dropout and does not keep attention within documents.
+    public static func check(size: Int, sequenceLength: Int?, attentionDropout: Float, resetsAttentionMask: Bool) throws {
+        guard size > 1 else { return }
+        let flag = "--context-parallel-size \(size)"
+        if let s = sequenceLength, s % (2 * size) != 0 {
+            throw ConfigError(flag: "--context-parallel-size", "\(flag): --seq-length \(s) does not split into \(2 * size) equal chunks "
+                              + "(two per context-parallel rank)")
+        }
+        guard attentionDropout == 0 else {
+            throw ConfigError(flag: "--attention-dropout", "\(flag): the ring attention has no attention dropout here; set --attention-dropout 0")
+        }
+        guard !resetsAttentionMask else {
+            throw ConfigError(flag: "--reset-attention-mask", "\(flag): --reset-attention-mask does not combine with context parallelism here")
+        }
+    }
+
     /// The chunks (of 2·cp per sequence) that rank `rank` holds, in its row order.
     func chunks(ofRank rank: Int) -> [Int] { [rank, 2 * size - 1 - rank] }
 
@@ -39,13 +57,7 @@ public struct ContextParallel: Sendable {
     /// 2·cp chunks.
     func localRows(of whole: MicroBatch, on device: CPUDevice) throws -> MicroBatch {
         let s = whole.sequenceLength, chunk = s / (2 * size)
-        guard s % (2 * size) == 0 else {
-            throw ConfigError(flag: "--context-parallel-size", "--seq-length \(s) does not split into 2 × --context-parallel-size \(size) "
-                              + "equal chunks")
-        }
-        guard whole.attentionFirstKeys == nil else {
-            throw ConfigError(flag: "--reset-attention-mask", "--reset-attention-mask does not combine with --context-parallel-size here")
-        }
+        try Self.check(size: size, sequenceLength: s, attentionDropout: 0, resetsAttentionMask: whole.attentionFirstKeys != nil)
         var rows: [Int] = []
         for b in 0 ..< whole.batch {
             for c in chunks(ofRank: rank) { rows += (b * s + c * chunk) ..< (b * s + (c + 1) * chunk) }

@@ -49,8 +49,9 @@ public struct RingAttention {
         lse.floats.update(repeating: -.infinity, count: lse.count)
         var held = try keyValues(of: qkv)
         for step in 0 ..< cp {
+            let heldChunks = try (0 ..< 2).map { try rows(of: held, chunk: $0) }
             for pair in pairs(withChunksOf: (r - step + cp) % cp) {
-                let (partial, partialLSE) = try Attention.forward(qkv: combine(queries: qkv, chunk: pair.query, keyValues: held, chunk: pair.key),
+                let (partial, partialLSE) = try Attention.forward(qkv: combine(queries: qkv, chunk: pair.query, keyValues: heldChunks[pair.key]),
                                                                   layout: pairLayout, scale: scale, causal: pair.causal, on: device)
                 merge(partial, partialLSE, intoChunk: pair.query, context: context, lse: lse)
             }
@@ -64,11 +65,15 @@ public struct RingAttention {
         let l = layout, cp = contextParallel.size, r = contextParallel.rank
         let gradQKV = try Tensor(shape: qkv.shape, on: device)
         var held = try keyValues(of: qkv), heldGrad = try Tensor(shape: held.shape, on: device)
+        // Each query chunk's rows of the context, its gradient and the log-sum-exp, which every pair reads.
+        let contexts = try (0 ..< 2).map { try rows(of: context, chunk: $0) }
+        let gradContexts = try (0 ..< 2).map { try rows(of: gradContext, chunk: $0) }, lses = try (0 ..< 2).map { try lseRows(lse, chunk: $0) }
         for step in 0 ..< cp {
+            let heldChunks = try (0 ..< 2).map { try rows(of: held, chunk: $0) }
             for pair in pairs(withChunksOf: (r - step + cp) % cp) {
-                let g = try Attention.backward(rows(of: gradContext, chunk: pair.query),
-                                               qkv: combine(queries: qkv, chunk: pair.query, keyValues: held, chunk: pair.key),
-                                               context: rows(of: context, chunk: pair.query), lse: lseRows(lse, chunk: pair.query),
+                let g = try Attention.backward(gradContexts[pair.query],
+                                               qkv: combine(queries: qkv, chunk: pair.query, keyValues: heldChunks[pair.key]),
+                                               context: contexts[pair.query], lse: lses[pair.query],
                                                layout: pairLayout, scale: scale, causal: pair.causal, on: device)
                 add(g, columns: queryColumns, to: queryColumns, of: gradQKV, chunk: pair.query)
                 add(g, columns: keyValueColumns, to: packedColumns, of: heldGrad, chunk: pair.key)
@@ -124,9 +129,9 @@ public struct RingAttention {
     }
 
     /// A pair's fused QKV [batch·chunk, rowWidth]: the queries of chunk `q` of `queries`, the keys and
-    /// values of chunk `k` of `keyValues` (packed).
-    private func combine(queries: Tensor, chunk q: Int, keyValues: Tensor, chunk k: Int) throws -> Tensor {
-        let pair = try rows(of: queries, chunk: q), held = try rows(of: keyValues, chunk: k)
+    /// values of `keyValues` (one chunk's, packed: [batch·chunk, 2·groups·d]).
+    private func combine(queries: Tensor, chunk q: Int, keyValues held: Tensor) throws -> Tensor {
+        let pair = try rows(of: queries, chunk: q)
         let d = layout.headDim, width = layout.rowWidth, columns = keyValueColumns
         for row in 0 ..< pair.rows {
             for (i, offset) in columns.enumerated() {

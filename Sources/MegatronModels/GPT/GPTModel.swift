@@ -73,10 +73,8 @@ public final class GPTModel: @unchecked Sendable {
         pipeline = PipelineStage(group: groups.pipelineModelParallel, modelChunks: config.virtualPipelineModelParallelSize ?? 1)
         try config.validate(tensorParallelSize: tensorParallel.size, pipelineParallelSize: pipeline.count)
         let contextParallel = ContextParallel(group: groups.contextParallel)
-        guard contextParallel.size == 1 || config.attentionDropout == 0 else {
-            throw ConfigError(flag: "--attention-dropout", "--context-parallel-size \(contextParallel.size): the ring attention has no "
-                              + "attention dropout here; set --attention-dropout 0")
-        }
+        try ContextParallel.check(size: contextParallel.size, sequenceLength: nil, attentionDropout: config.attentionDropout,
+                                  resetsAttentionMask: false)
         self.contextParallel = contextParallel
         self.config = config
         self.device = device

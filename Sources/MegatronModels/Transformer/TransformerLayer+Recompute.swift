@@ -4,40 +4,29 @@ extension TransformerLayer {
     /// A layer's activations with the parts that selective recomputation drops left out (nil):
     /// the norms' outputs (layernorm), the attention core's (core_attn), fc1 and its activation (mlp).
     struct PartialActivations {
-        let input: Tensor            // [rows, h]: x
-        let qkv: Tensor              // [T, (heads + 2·groups)/t · d]
-        let attentionOutput: Tensor  // [rows, h]: x1
-        let attentionNorm: (Tensor, Norm.Saved)?
-        let attentionCore: (context: Tensor, lse: Tensor?)?
-        let mlpNorm: (Tensor, Norm.Saved)?
-        let mlpCore: MLP.Activations?
+        private(set) var input: Tensor            // [rows, h]: x
+        private(set) var qkv: Tensor              // [T, (heads + 2·groups)/t · d]
+        private(set) var attentionOutput: Tensor  // [rows, h]: x1
+        private(set) var attentionNorm: (Tensor, Norm.Saved)?
+        private(set) var attentionCore: (context: Tensor, lse: Tensor?)?
+        private(set) var mlpNorm: (Tensor, Norm.Saved)?
+        private(set) var mlpCore: MLP.Activations?
         /// A decoder layer's cross-attention half, always kept.
         let crossAttention: Half<CrossAttention.Activations>?
-
-        private init(input: Tensor, qkv: Tensor, attentionOutput: Tensor, attentionNorm: (Tensor, Norm.Saved)?,
-                     attentionCore: (context: Tensor, lse: Tensor?)?, mlpNorm: (Tensor, Norm.Saved)?, mlpCore: MLP.Activations?,
-                     crossAttention: Half<CrossAttention.Activations>?) {
-            self.input = input
-            self.qkv = qkv
-            self.attentionOutput = attentionOutput
-            self.attentionNorm = attentionNorm
-            self.attentionCore = attentionCore
-            self.mlpNorm = mlpNorm
-            self.mlpCore = mlpCore
-            self.crossAttention = crossAttention
-        }
 
         /// The same activations with the token-wide tensors (every one but the per-row statistics)
         /// in `precision`: 16 bits to keep them (--bf16, --fp16), fp32 to compute on them again.
         func stored(as precision: DType, on device: CPUDevice) throws -> PartialActivations {
             func store(_ t: Tensor) throws -> Tensor { try t.stored(as: precision, on: device) }
-            return PartialActivations(
-                input: try store(input), qkv: try store(qkv), attentionOutput: try store(attentionOutput),
-                attentionNorm: try attentionNorm.map { (try store($0.0), $0.1) },
-                attentionCore: try attentionCore.map { (try store($0.context), $0.lse) },
-                mlpNorm: try mlpNorm.map { (try store($0.0), $0.1) },
-                mlpCore: try mlpCore.map { MLP.Activations(fc1: try store($0.fc1), activation: try store($0.activation)) },
-                crossAttention: crossAttention)
+            var p = self
+            p.input = try store(input)
+            p.qkv = try store(qkv)
+            p.attentionOutput = try store(attentionOutput)
+            p.attentionNorm = try attentionNorm.map { (try store($0.0), $0.1) }
+            p.attentionCore = try attentionCore.map { (try store($0.context), $0.lse) }
+            p.mlpNorm = try mlpNorm.map { (try store($0.0), $0.1) }
+            p.mlpCore = try mlpCore.map { MLP.Activations(fc1: try store($0.fc1), activation: try store($0.activation)) }
+            return p
         }
 
         init(_ a: Activations, recomputed: Set<ActivationRecompute.Module>) {

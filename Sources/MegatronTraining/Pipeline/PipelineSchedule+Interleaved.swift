@@ -33,13 +33,16 @@ extension PipelineSchedule {
         // activations awaiting their backward, the output gradients received for its backwards.
         var inputs = [[Tensor]](repeating: [], count: v), pending = [[Model.StageActivations]](repeating: [], count: v)
         var gradOutputs = [[Tensor]](repeating: [], count: v), backwards = [Int](repeating: 0, count: v)
+        // The micro-batches between their first chunk's forward and their last's.
+        var batches: [Int: (batch: Model.Batch, dropout: DropoutKey)] = [:]
 
         /// The k-th forward; its output for the next virtual stage (none from the last).
         func forward(_ k: Int) throws -> Tensor? {
-            let j = chunk(k, forward: true)
+            let j = chunk(k, forward: true), index = k / (p * v) * p + k % p
             let input = stage.isFirst(chunk: j) ? nil : inputs[j].removeFirst()
-            let activations = try forwardStep(microBatch: k / (p * v) * p + k % p, input: input, modelChunk: j, lossWeight: lossWeight,
-                                              into: &losses)
+            let batch = try batches[index] ?? microBatch(index)
+            batches[index] = j == v - 1 ? nil : batch
+            let activations = try forwardStep(batch, input: input, modelChunk: j, lossWeight: lossWeight, into: &losses)
             if training { pending[j].append(activations) }
             return stage.isLast(chunk: j) ? nil : model.stageOutput(of: activations)
         }

@@ -38,7 +38,7 @@ struct PipelineSchedule<Model: PretrainingModel> {
         var forwards = 0, backwards = 0
         /// The forward of the next micro-batch; its output for the next stage (none from the last).
         func forward(_ input: Tensor?) throws -> Tensor? {
-            let activations = try forwardStep(microBatch: forwards, input: input, modelChunk: 0, lossWeight: lossWeight, into: &total)
+            let activations = try forwardStep(microBatch(forwards), input: input, modelChunk: 0, lossWeight: lossWeight, into: &total)
             forwards += 1
             pending.append(activations)
             return stage.isLast ? nil : model.stageOutput(of: activations)
@@ -72,17 +72,17 @@ struct PipelineSchedule<Model: PretrainingModel> {
         var total = noLosses
         for m in 0 ..< count {
             let input = try c.communicate(receivePrevious: !stage.isFirst).fromPrevious
-            let activations = try forwardStep(microBatch: m, input: input, modelChunk: 0, lossWeight: nil, into: &total)
+            let activations = try forwardStep(microBatch(m), input: input, modelChunk: 0, lossWeight: nil, into: &total)
             if !stage.isLast { _ = try c.communicate(toNext: model.stageOutput(of: activations)) }
         }
         return total
     }
 
-    /// The forward of model chunk `modelChunk` over micro-batch `m` (training with a `lossWeight`),
-    /// adding its losses to `total` on the last virtual stage.
-    func forwardStep(microBatch m: Int, input: Tensor?, modelChunk: Int, lossWeight: Float?,
+    /// The forward of model chunk `modelChunk` over a micro-batch and its dropout masks (training
+    /// with a `lossWeight`), adding its losses to `total` on the last virtual stage.
+    func forwardStep(_ microBatch: (batch: Model.Batch, dropout: DropoutKey), input: Tensor?, modelChunk: Int, lossWeight: Float?,
                      into total: inout [ReportedLoss]) throws -> Model.StageActivations {
-        let (batch, dropout) = try microBatch(m)
+        let (batch, dropout) = microBatch
         let activations = try model.forward(batch, input: input, modelChunk: modelChunk, dropout: dropout, training: lossWeight != nil,
                                             parametersNeeded: parametersNeeded)
         if model.pipeline.isLast(chunk: modelChunk) {
