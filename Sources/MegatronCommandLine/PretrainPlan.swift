@@ -145,6 +145,12 @@ public struct PretrainPlan: Sendable {
         recompute = try options.recomputation.recompute(layers: model.numLayers)
         var optimizer = try training.optimizerSettings()
         try options.precision.apply(to: &optimizer, useDistributedOptimizer: distributed.useDistributedOptimizer)
+        // Pretraining keeps fp32 buffers holding the 16-bit values: its checkpoints and data-parallel
+        // reductions read fp32. 16-bit storage runs in `megatron-bench gpt` so far.
+        for (flag, set) in [("--use-precision-aware-optimizer", options.precision.usePrecisionAwareOptimizer),
+                            ("--grad-reduce-in-bf16", options.precision.gradReduceInBF16)] where set {
+            throw ConfigError(flag: flag, "\(flag): pretraining does not store parameters in 16 bits yet (megatron-bench gpt does)")
+        }
         self.optimizer = optimizer
         if optimizer.gradScaler?.isDynamic == true && !training.noCheckForNaNInLossAndGrad {
             warnings.append(MixedPrecisionArguments.checkTurnedOffWarning)

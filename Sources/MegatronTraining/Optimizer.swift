@@ -14,11 +14,18 @@ import MegatronParallel
 /// steps on, the same global norm.
 ///
 /// Mixed precision (`paramsDType` fp16 or bf16, Megatron's --fp16 / --bf16): the model's parameters
-/// are rounded to that precision (kept in fp32 buffers, as this CPU backend computes in fp32), and
-/// the optimizer keeps fp32 main parameters for its spans: it updates those and writes their rounded
-/// values back into the model. With a `gradScaler` the gradients arrive multiplied by the loss scale;
-/// the step first rounds them to `gradBufferDType` (an fp16 buffer overflows to inf there, as on a
-/// GPU), divides them by the scale and skips the update when any rank found an inf or NaN.
+/// are rounded to that precision (stored in 16 bits, or kept in fp32 buffers by a model built with
+/// fp32 `ParameterStorage`), and the optimizer keeps fp32 main parameters for its spans: it updates
+/// those and writes their rounded values back into the model. With a `gradScaler` the gradients
+/// arrive multiplied by the loss scale; the step first rounds them to `gradBufferDType` (an fp16
+/// buffer overflows to inf there, as on a GPU), divides them by the scale and skips the update when
+/// any rank found an inf or NaN.
+///
+/// Megatron's precision-aware optimizer (--use-precision-aware-optimizer): Adam's moments stored in
+/// `expAvgDType` / `expAvgSqDType` (computed in fp32), and with `storeParamRemainders` over bf16
+/// parameter storage the main parameters kept as the 16 bits the bf16 parameters lack (2 bytes a
+/// parameter instead of 4). Whatever is stored in 16 bits (gradients, moments, main parameters) is
+/// converted to fp32 `blockSize` elements at a time for the update.
 public final class Optimizer {
     public enum Kind: String, Sendable, CaseIterable { case adam, sgd }
 
@@ -38,6 +45,12 @@ public final class Optimizer {
         public var gradBufferDType: DType = .float32
         /// The loss scaler, or nil for none (fp32, and bf16 without --loss-scale).
         public var gradScaler: GradScaler?
+        /// What Adam's moments are stored in (--exp-avg-dtype, --exp-avg-sq-dtype): fp32, bf16 or fp16.
+        public var expAvgDType: DType = .float32
+        public var expAvgSqDType: DType = .float32
+        /// Keep the fp32 main parameters as remainders next to bf16 parameter storage (Transformer
+        /// Engine's store_param_remainders, on under the precision-aware optimizer).
+        public var storeParamRemainders = false
 
         public init() {}
     }
@@ -47,8 +60,14 @@ public final class Optimizer {
     /// Adam's first moment, or SGD's momentum buffer.
     let firstMoment: Tensor
     let secondMoment: Tensor?
-    /// The fp32 main parameters of the owned spans under mixed precision (Megatron's fp32_param).
+    /// The fp32 main parameters of the owned spans under mixed precision (Megatron's fp32_param), or
+    /// under `storeParamRemainders` their low 16 bits (uint16 holding int16 remainders).
     let mainParameters: Tensor?
+    /// fp32 blocks for what is stored in 16 bits (gradient, moments, main parameters), by operand.
+    private let scratch: [Tensor]
+    /// Under 16-bit gradients with a loss scaler, the inverse scale the unscaled values need: the
+    /// gradients cannot hold them, so the norm and the update apply it.
+    private var gradientScale: Float = 1
     /// The loss scaler's current state.
     public internal(set) var gradScaler: GradScaler?
     /// Contiguous runs of the owned spans with one weight-decay setting: where they lie in the flat
@@ -67,6 +86,7 @@ public final class Optimizer {
     /// An optimizer over the model's flat buffer, or under `dataParallel`'s distributed optimizer
     /// over this rank's shard of it.
     public init(model: any MegatronModule, settings: Settings, dataParallel: DistributedDataParallel? = nil) throws {
+        try Self.validate(settings, parameters: model.parameters.dtype)
         self.model = model
         self.settings = settings
         ownedRanges = dataParallel?.ownedRanges ?? [0 ..< model.layout.totalCount]
@@ -74,9 +94,13 @@ public final class Optimizer {
         let counted = model.layout.normSpans
         normSpans = self.ownedRanges.flatMap { owned in counted.map { $0.clamped(to: owned) }.filter { !$0.isEmpty } }
         let n = self.ownedRanges.reduce(0) { $0 + $1.count }
-        firstMoment = try Tensor(shape: [n], on: model.device)
-        secondMoment = settings.kind == .adam ? try Tensor(shape: [n], on: model.device) : nil
-        mainParameters = settings.paramsDType == .float32 ? nil : try Tensor(shape: [n], on: model.device, zeroed: false)
+        firstMoment = try Tensor(shape: [n], dtype: settings.kind == .adam ? settings.expAvgDType : .float32, on: model.device)
+        secondMoment = settings.kind == .adam ? try Tensor(shape: [n], dtype: settings.expAvgSqDType, on: model.device) : nil
+        mainParameters = settings.paramsDType == .float32 ? nil
+            : try Tensor(shape: [n], dtype: settings.storeParamRemainders ? .uint16 : .float32, on: model.device, zeroed: false)
+        var scratch: [Tensor] = []
+        for _ in 0 ..< 4 { scratch.append(try Tensor(shape: [Self.blockSize], on: model.device, zeroed: false)) }
+        self.scratch = scratch
         gradScaler = settings.gradScaler
         var groups: [(Range<Int>, Int, Bool)] = []
         var stateOffset = 0
@@ -97,6 +121,22 @@ public final class Optimizer {
         try? castModelParameters(mainParametersRestored: false)
     }
 
+    /// Elements per block of the update.
+    static let blockSize = 1 << 16
+
+    /// Throws unless the settings fit a model whose parameters are stored in `parameters`.
+    private static func validate(_ settings: Settings, parameters: DType) throws {
+        guard parameters == .float32 || parameters == settings.paramsDType else {
+            throw TensorError("optimizer: the model stores \(parameters) parameters, the settings say \(settings.paramsDType)")
+        }
+        for (flag, dtype) in [("--exp-avg-dtype", settings.expAvgDType), ("--exp-avg-sq-dtype", settings.expAvgSqDType)] {
+            guard [.float32, .bfloat16, .float16].contains(dtype) else { throw ConfigError(flag: flag, "\(flag) \(dtype): expected fp32, bf16 or fp16") }
+        }
+        guard !settings.storeParamRemainders || parameters == .bfloat16 else {
+            throw TensorError("optimizer: parameter remainders need bf16 parameter storage, not \(parameters)")
+        }
+    }
+
     /// Bytes of optimizer state (moments, main parameters) this rank keeps.
     public var stateBytes: Int { stateTensors.reduce(0) { $0 + $1.values.byteCount } }
 
@@ -104,15 +144,26 @@ public final class Optimizer {
     public var lossScale: Float { gradScaler?.scale ?? 1 }
 
     /// Under mixed precision, makes the model's parameters those of `paramsDType`, as Megatron's
-    /// Float16Module casts the model; unless `mainParametersRestored` (a checkpoint supplied them), the
-    /// main parameters then take the model's rounded values, as Megatron's copy them from the 16-bit
-    /// model. Called at construction and after a checkpoint is loaded.
+    /// Float16Module casts the model (16-bit storage holds them already); unless
+    /// `mainParametersRestored` (a checkpoint supplied them), the main parameters then take the
+    /// model's rounded values, as Megatron's copy them from the 16-bit model. Called at construction
+    /// and after a checkpoint is loaded.
     func castModelParameters(mainParametersRestored: Bool) throws {
         guard let mainParameters else { return }
-        try model.parameters.round(to: settings.paramsDType, on: model.device)
-        guard !mainParametersRestored else { return }
-        for (range, values) in ownedSpans(of: mainParameters) {
-            values.update(from: model.parameters.floats + range.lowerBound, count: range.count)
+        if model.parameters.dtype == .float32 { try model.parameters.round(to: settings.paramsDType, on: model.device) }
+        var offset = 0
+        for range in ownedRanges {
+            let values = try model.parameters.view(offset: range.lowerBound, shape: [range.count])
+            let main = try mainParameters.view(offset: offset, shape: [range.count])
+            offset += range.count
+            if settings.storeParamRemainders {
+                // Restored main parameters split into the model's bf16 values and remainders; else
+                // the model's values are the main parameters and every remainder is 0.
+                if mainParametersRestored { continue }
+                main.zero()
+            } else if !mainParametersRestored {
+                try main.assign(converting: values, on: model.device)
+            }
         }
     }
 
@@ -120,25 +171,64 @@ public final class Optimizer {
     /// signals, not errors.
     public var usesDynamicLossScaling: Bool { gradScaler?.isDynamic ?? false }
 
+    /// Calls `body` with each block of at most `blockSize` elements of `range` of `tensor` (elements
+    /// `offset ..<` of it) in fp32: a view of an fp32 tensor, or a conversion into `scratch[operand]`.
+    private func forEachBlock(of tensor: Tensor, _ range: Range<Int>, operand: Int,
+                              _ body: (Range<Int>, Tensor) throws -> Void) throws {
+        for start in stride(from: range.lowerBound, to: range.upperBound, by: Self.blockSize) {
+            let block = start ..< min(range.upperBound, start + Self.blockSize)
+            try body(block, fp32(tensor, block, operand: operand))
+        }
+    }
+
+    /// Elements `block` of `tensor` in fp32: a view, or a conversion into `scratch[operand]`.
+    private func fp32(_ tensor: Tensor, _ block: Range<Int>, operand: Int) throws -> Tensor {
+        let view = try tensor.view(offset: block.lowerBound, shape: [block.count])
+        guard tensor.dtype != .float32 else { return view }
+        let converted = try scratch[operand].view(offset: 0, shape: [block.count])
+        try converted.assign(converting: view, on: model.device)
+        return converted
+    }
+
     /// The L2 norm of the gradients over every counted span, summed over `gradStatsGroup`.
     func gradientNorm() throws -> Double {
-        let shards = try normSpans.map { try model.gradients.view(offset: $0.lowerBound, shape: [$0.count]) }
-        let local = try Elementwise.globalL2Norm(shards, on: model.device)
-        return try gradStatsGroup.allReduce(local * local, op: .sum).squareRoot()
+        var local = 0.0
+        if model.gradients.dtype == .float32 {
+            let shards = try normSpans.map { try model.gradients.view(offset: $0.lowerBound, shape: [$0.count]) }
+            local = try Elementwise.globalL2Norm(shards, on: model.device)
+            local *= local
+        } else {
+            for span in normSpans {
+                try forEachBlock(of: model.gradients, span, operand: 0) { _, g in
+                    if gradientScale != 1 { try Elementwise.scale(g, by: gradientScale, on: model.device) }
+                    let norm = try Elementwise.globalL2Norm([g], on: model.device)
+                    local += norm * norm
+                }
+            }
+        }
+        return try gradStatsGroup.allReduce(local, op: .sum).squareRoot()
     }
 
     /// Under a loss scaler: rounds the owned gradients to `gradBufferDType`, checks them for an inf
     /// or NaN and divides them by the scale (Megatron's _unscale_main_grads_and_check_for_nan, the
-    /// flag reduced by max over `gradStatsGroup`). Then moves the scale
-    /// and returns whether any rank found one.
+    /// flag reduced by max over `gradStatsGroup`); 16-bit gradients are checked, and the division
+    /// left to the norm and the update (`gradientScale`). Then moves the scale and returns whether
+    /// any rank found one.
     private func unscaleGradients() throws -> Bool {
         guard var scaler = gradScaler else { return false }
         let inverse = Float(1 / Double(scaler.scale))
         var found: Int32 = 0
         for range in ownedRanges {
-            let grads = try model.gradients.view(offset: range.lowerBound, shape: [range.count])
-            if try LossScaling.unscale(grads, by: inverse, roundingTo: settings.gradBufferDType, on: model.device) { found = 1 }
+            if model.gradients.dtype == .float32 {
+                let grads = try model.gradients.view(offset: range.lowerBound, shape: [range.count])
+                if try LossScaling.unscale(grads, by: inverse, roundingTo: settings.gradBufferDType, on: model.device) { found = 1 }
+            } else {
+                try forEachBlock(of: model.gradients, range, operand: 0) { _, g in
+                    if try LossScaling.unscale(g, by: 1, roundingTo: .float32, on: model.device) { found = 1 }
+                }
+            }
         }
+        gradientScale = model.gradients.dtype == .float32 ? 1 : inverse
         let foundInf = try gradStatsGroup.allReduce(found, op: .max) > 0
         scaler.update(foundInf: foundInf)
         gradScaler = scaler
@@ -155,33 +245,58 @@ public final class Optimizer {
         if try unscaleGradients() { return (nil, true) }
         let norm = try gradientNorm()
         guard norm.isFinite else { return (norm, true) }
-        var gradScale: Float = 1
+        var gradScale = gradientScale
         if settings.clipGrad > 0 {
             let coefficient = Double(settings.clipGrad) / (norm + 1e-6)
-            if coefficient < 1 { gradScale = Float(coefficient) }
+            if coefficient < 1 { gradScale *= Float(coefficient) }
         }
         step += 1
         for (range, stateOffset, decays) in groups {
-            let view = { (t: Tensor) in try t.view(offset: range.lowerBound, shape: [range.count]) }
-            let state = { (t: Tensor) in try t.view(offset: stateOffset, shape: [range.count]) }
             let wd = decays ? weightDecay ?? settings.weightDecay : 0
-            // Under mixed precision the update goes to the main parameters, rounded into the model below.
-            let param = try mainParameters.map(state) ?? view(model.parameters)
-            switch settings.kind {
-            case .adam:
-                try AdamW.update(param: param, grad: view(model.gradients), expAvg: state(firstMoment),
-                                 expAvgSq: state(secondMoment!), step: step,
-                                 .init(learningRate: learningRate, beta1: settings.adamBeta1, beta2: settings.adamBeta2,
-                                       epsilon: settings.adamEpsilon, weightDecay: wd),
-                                 gradScale: gradScale, on: device)
-            case .sgd:
-                try SGD.update(param: param, grad: view(model.gradients), momentumBuffer: state(firstMoment),
-                               firstStep: step == 1, learningRate: learningRate, momentum: settings.sgdMomentum,
-                               weightDecay: wd, gradScale: gradScale, on: device)
+            try forEachBlock(of: model.gradients, range, operand: 0) { block, grad in
+                let state = stateOffset + block.lowerBound - range.lowerBound ..< stateOffset + block.upperBound - range.lowerBound
+                // Under mixed precision the update goes to the main parameters, rounded into the model below.
+                let param = try mainParameters.map { try mainBlock($0, state, model: block) }
+                    ?? model.parameters.view(offset: block.lowerBound, shape: [block.count])
+                let expAvg = try fp32(firstMoment, state, operand: 1)
+                switch settings.kind {
+                case .adam:
+                    let expAvgSq = try fp32(secondMoment!, state, operand: 2)
+                    try AdamW.update(param: param, grad: grad, expAvg: expAvg, expAvgSq: expAvgSq, step: step,
+                                     .init(learningRate: learningRate, beta1: settings.adamBeta1, beta2: settings.adamBeta2,
+                                           epsilon: settings.adamEpsilon, weightDecay: wd),
+                                     gradScale: gradScale, on: device)
+                    try store(expAvgSq, into: secondMoment!, state)
+                case .sgd:
+                    try SGD.update(param: param, grad: grad, momentumBuffer: expAvg, firstStep: step == 1, learningRate: learningRate,
+                                   momentum: settings.sgdMomentum, weightDecay: wd, gradScale: gradScale, on: device)
+                }
+                try store(expAvg, into: firstMoment, state)
+                if settings.storeParamRemainders {
+                    try ParamRemainders.split(param, into: model.parameters.view(offset: block.lowerBound, shape: [block.count]),
+                                              remainders: mainParameters!.view(offset: state.lowerBound, shape: [state.count]), on: device)
+                }
             }
         }
-        try copyMainParametersToModel()
+        gradientScale = 1
+        if !settings.storeParamRemainders { try copyMainParametersToModel() }
         return (norm, false)
+    }
+
+    /// The fp32 main parameters `state` of the owned elements `block` of the model: a view, or joined
+    /// from the model's bf16 values and their remainders into a scratch block.
+    private func mainBlock(_ main: Tensor, _ state: Range<Int>, model block: Range<Int>) throws -> Tensor {
+        guard settings.storeParamRemainders else { return try main.view(offset: state.lowerBound, shape: [state.count]) }
+        let joined = try scratch[3].view(offset: 0, shape: [state.count])
+        try ParamRemainders.join(model.parameters.view(offset: block.lowerBound, shape: [block.count]),
+                                 remainders: main.view(offset: state.lowerBound, shape: [state.count]), into: joined, on: model.device)
+        return joined
+    }
+
+    /// Writes an updated fp32 block back into its 16-bit `state` (nothing for an fp32 view).
+    private func store(_ block: Tensor, into stored: Tensor, _ state: Range<Int>) throws {
+        guard stored.dtype != .float32 else { return }
+        try stored.view(offset: state.lowerBound, shape: [state.count]).assign(converting: block, on: model.device)
     }
 
     /// Under mixed precision, the model's owned spans ← the main parameters rounded to `paramsDType`.
@@ -190,8 +305,12 @@ public final class Optimizer {
         var offset = 0
         for range in ownedRanges {
             let main = try mainParameters.view(offset: offset, shape: [range.count])
-            try model.parameters.view(offset: range.lowerBound, shape: [range.count])
-                .round(to: settings.paramsDType, from: main, on: model.device)
+            let values = try model.parameters.view(offset: range.lowerBound, shape: [range.count])
+            if values.dtype == .float32 {
+                try values.round(to: settings.paramsDType, from: main, on: model.device)
+            } else {
+                try values.assign(converting: main, on: model.device)
+            }
             offset += range.count
         }
     }

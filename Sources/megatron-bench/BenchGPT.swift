@@ -58,7 +58,7 @@ struct BenchGPT: ParsableCommand {
         let (layers, hidden) = (c.numLayers, c.hiddenSize)
         let timer = profile ? KernelTimer() : nil
         let device = try device.makeDevice(timer: timer)
-        let model = try GPTModel(config: c, seed: 0, on: device)
+        let model = try GPTModel(config: c, seed: 0, storage: precision.storage, on: device)
         model.recompute = try recomputation.recompute(layers: c.numLayers)
         var settings = Optimizer.Settings()
         settings.weightDecay = 0.1
@@ -101,13 +101,12 @@ struct BenchGPT: ParsableCommand {
         let megatron = modelFLOPsPerIteration(c, globalBatchSize: microBatchSize, sequenceLength: seq)
         let (b, s, l, h, v) = (Double(microBatchSize), Double(seq), Double(layers), Double(hidden), Double(c.paddedVocabSize))
         let classic = 72 * b * s * l * h * h * (1 + s / (6 * h) + v / (12 * l * h))
-        let bytes = { (n: Int) in Double(n) * 4 / 1_073_741_824 }
         // Parameters, gradients and the optimizer's state (two Adam moments, the main parameters under mixed precision).
-        let trainingState = bytes(2 * model.layout.totalCount) + Double(optimizer.stateBytes) / 1_073_741_824
+        let trainingState = Double(model.parameters.byteCount + model.gradients.byteCount + optimizer.stateBytes) / 1_073_741_824
         let activations = Double(model.savedActivationBytes(batch: microBatchSize, sequenceLength: seq)) / 1_073_741_824
         let modelGFLOPs = megatron / median / 1e9
         print("""
-            megatron-bench gpt — \(config)\(variant(c))\(recomputed(model.recompute)), micro-batch \(microBatchSize), seq \(seq), \(device.threads) thread(s), \(settings.paramsDType)
+            megatron-bench gpt — \(config)\(variant(c))\(recomputed(model.recompute)), micro-batch \(microBatchSize), seq \(seq), \(device.threads) thread(s), \(model.storage)\(optimizerState(settings))
               step: median \(fixed(median * 1e3)) ms over \(steps) steps; \(fixed(tokens / median)) tokens/s
               model TFLOP/s: \(fixed(megatron / median / 1e12, 4)) (Megatron's formula, causal attention halved), \
             \(fixed(classic / median / 1e12, 4)) (72·B·s·L·h²(1 + s/6h + V/12Lh), as torch_gpt_bench.py)
@@ -117,13 +116,23 @@ struct BenchGPT: ParsableCommand {
               peak RSS \(fixed(rss, 2)) GiB, \(fixed(rss * 1_073_741_824 / Double(model.layout.totalCount), 1)) bytes per parameter; \
             parameters + gradients + optimizer state \(fixed(trainingState, 2)) GiB, saved activations \
             \(fixed(activations, 2)) GiB → \(fixed(rss / (trainingState + activations), 2))× their sum
-              caching allocator over the timed steps: \(allocator.requests) blocks requested, \(percent(allocator.reuseRate)) served by reuse
+              caching allocator over the timed steps: \(allocator.requests) blocks requested, \(percent(allocator.reuseRate)) served by reuse; \
+            peak live \(fixed(Double(allocator.peakLiveBytes) / 1_073_741_824, 2)) GiB, cached when free \(fixed(Double(allocator.cachedBytes) / 1_073_741_824, 2)) GiB
               loss \(losses.first!) → \(losses.last!)\(skippedSteps == 0 ? "" : "; \(skippedSteps) of \(warmup + steps) updates skipped (loss scale now \(optimizer.lossScale))")
             RESULT {"config": "\(config)", "batch": \(microBatchSize), "tokens_per_s": \(fixed(tokens / median)), \
             "step_ms_median": \(fixed(median * 1e3)), "model_tflops_megatron": \(fixed(classic / median / 1e12, 4)), \
             "peak_rss_gib": \(fixed(rss, 2)), "peak_rss_bytes_per_parameter": \(fixed(rss * 1_073_741_824 / Double(model.layout.totalCount), 1))}
             """)
         if let profiled { print(Self.profileTable(profiled, stepSeconds: times.reduce(0, +), steps: steps)) }
+    }
+
+    /// The optimizer's state where it is not fp32, as ", bf16 exp_avg, bf16 exp_avg_sq, main parameters as remainders", or "".
+    func optimizerState(_ settings: Optimizer.Settings) -> String {
+        var parts: [String] = []
+        if settings.expAvgDType != .float32 { parts.append("\(settings.expAvgDType) exp_avg") }
+        if settings.expAvgSqDType != .float32 { parts.append("\(settings.expAvgSqDType) exp_avg_sq") }
+        if settings.storeParamRemainders { parts.append("main parameters as remainders") }
+        return parts.map { ", " + $0 }.joined()
     }
 
     /// The options that differ from GPT-2's architecture, as ", RMSNorm, SwiGLU ffn 2048", or "".

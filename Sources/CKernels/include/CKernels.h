@@ -86,6 +86,15 @@ void mg_embedding_forward(float *out, const float *word, long vocab_start, long 
 void mg_embedding_backward(float *dword, long vocab_start, long vocab_rows, float *dposition, const float *dout,
                            const int32_t *ids, const int32_t *positions, long tokens, long hidden, long col0, long col1);
 
+/// mg_embedding_forward over a word table stored in 16 bits (`precision` MG_PRECISION_F16 or _BF16),
+/// converted row by row; the position table is fp32.
+void mg_embedding_forward_half(float *out, const uint16_t *word, int precision, long vocab_start, long vocab_rows,
+                               const int32_t *ids, const float *position, const int32_t *positions, long tokens, long hidden);
+/// mg_embedding_backward's word part into a 16-bit gradient table: each element is converted, added to
+/// in fp32 and rounded back (mg_accumulate_half), once per token.
+void mg_embedding_backward_half(uint16_t *dword, int precision, long vocab_start, long vocab_rows, const float *dout,
+                                const int32_t *ids, long tokens, long hidden, long col0, long col1);
+
 // MARK: rotary position embedding (rope.c)
 
 /// Rotates, in place, the first `rot_dim` features of each of `heads` heads of each token row:
@@ -196,6 +205,18 @@ void mg_f32_to_bf16(uint16_t *y, const float *x, long n);
 /// fp16 / bfloat16 → fp32 (exact).
 void mg_f16_to_f32(float *y, const uint16_t *x, long n);
 void mg_bf16_to_f32(float *y, const uint16_t *x, long n);
+/// The same, the 16-bit format named by `precision` (MG_PRECISION_F16 or MG_PRECISION_BF16).
+void mg_half_to_f32(float *y, const uint16_t *x, long n, int precision);
+void mg_f32_to_half(uint16_t *y, const float *x, long n, int precision);
+/// y ← round(y + x) in the 16-bit format `precision`: a gradient stored in 16 bits accumulating an
+/// fp32 contribution.
+void mg_accumulate_half(uint16_t *y, const float *x, long n, int precision);
+/// The fp32 main parameters of bfloat16 parameters kept as their bf16 values and the 16 bits the
+/// bf16 values lack (Transformer Engine's store_param_remainders): main = bits(param << 16 + remainder),
+/// the remainder a signed 16-bit integer. Splitting rounds the bf16 value half up in magnitude (the
+/// low 16 bits' top bit set carries into the high half), so every remainder fits 16 bits.
+void mg_join_remainders(float *main, const uint16_t *param, const int16_t *remainder, long n);
+void mg_split_remainders(uint16_t *param, int16_t *remainder, const float *main, long n);
 /// y = x rounded to the nearest value of `precision` (MG_PRECISION_F32: x itself; fp16 and bfloat16 as
 /// above), kept in fp32: what a copy of x in that precision holds. y may be x.
 void mg_round(float *y, const float *x, long n, int precision);

@@ -7,13 +7,23 @@ import CKernels
 /// `vocabStart ..< vocabStart + word.rows` of a vocabulary of `vocabSize`. Ids outside the shard
 /// then look up zeros, and summing the outputs over the shards gives the whole lookup.
 public enum Embedding {
-    /// ids [tokens] int32, word [shard rows, h], optional position [maxPositions, h] with positions
-    /// [tokens] int32 → out [tokens, h]. An id outside the vocabulary (`vocabSize`, default the word
-    /// table's rows) or a position outside its table is an error naming it.
+    /// ids [tokens] int32, word [shard rows, h] (fp32, or stored in fp16 or bf16: rows are converted),
+    /// optional fp32 position [maxPositions, h] with positions [tokens] int32 → out [tokens, h]. An id
+    /// outside the vocabulary (`vocabSize`, default the word table's rows) or a position outside its
+    /// table is an error naming it.
     public static func forward(ids: Tensor, word: Tensor, vocabStart: Int = 0, vocabSize: Int? = nil,
                                position: Tensor? = nil, positions: Tensor? = nil, on device: CPUDevice) throws -> Tensor {
         let hidden = try validate(ids: ids, word: word, vocabStart: vocabStart, vocabSize: vocabSize, position: position, positions: positions)
         let out = try Tensor(shape: [ids.count, hidden], on: device, zeroed: false)
+        if word.dtype != .float32 {
+            let code = try word.dtype.roundingCode("Embedding.forward")
+            device.parallelRows(ids.count, columns: hidden) { r, _ in
+                let o = r.lowerBound
+                mg_embedding_forward_half(out.floats + o * hidden, word.halfBits, code, vocabStart, word.shape[0], ids.int32s + o,
+                                          position?.floats, positions.map { $0.int32s + o }, r.count, hidden)
+            }
+            return out
+        }
         device.parallelRows(ids.count, columns: hidden) { r, _ in
             let o = r.lowerBound
             mg_embedding_forward(out.floats + o * hidden, word.floats, vocabStart, word.shape[0], ids.int32s + o, position?.floats,
@@ -24,7 +34,8 @@ public enum Embedding {
 
     /// Scatter-add: gradWord[ids[t] − vocabStart] += dout[t] for the ids in the shard, and
     /// gradPosition[positions[t]] += dout[t]. Threads split the hidden dimension, so repeated ids
-    /// never race and the sum order is fixed.
+    /// never race and the sum order is fixed. A `gradWord` stored in 16 bits takes each token's row
+    /// rounded back (`Tensor.accumulate`'s rule).
     public static func backward(_ gradOutput: Tensor, ids: Tensor, positions: Tensor? = nil, gradWord: Tensor,
                                 vocabStart: Int = 0, vocabSize: Int? = nil, gradPosition: Tensor? = nil,
                                 on device: CPUDevice) throws {
@@ -32,6 +43,18 @@ public enum Embedding {
                                   position: gradPosition, positions: positions)
         try gradOutput.expect(shape: [ids.count, hidden], "Embedding.backward", "gradOutput")
         let minimumColumns = max(8, CPUDevice.minimumElementsPerTask / max(ids.count, 1))
+        if gradWord.dtype != .float32 {
+            let code = try gradWord.dtype.roundingCode("Embedding.backward")
+            device.parallelFor(hidden, minimumPerTask: minimumColumns) { cols, _ in
+                mg_embedding_backward_half(gradWord.halfBits, code, vocabStart, gradWord.shape[0], gradOutput.floats, ids.int32s, ids.count,
+                                           hidden, cols.lowerBound, cols.upperBound)
+                if let gradPosition {
+                    mg_embedding_backward(nil, 0, 0, gradPosition.floats, gradOutput.floats, ids.int32s, positions?.int32s, ids.count,
+                                          hidden, cols.lowerBound, cols.upperBound)
+                }
+            }
+            return
+        }
         device.parallelFor(hidden, minimumPerTask: minimumColumns) { cols, _ in
             mg_embedding_backward(gradWord.floats, vocabStart, gradWord.shape[0], gradPosition?.floats, gradOutput.floats,
                                   ids.int32s, positions?.int32s, ids.count, hidden, cols.lowerBound, cols.upperBound)
@@ -41,7 +64,7 @@ public enum Embedding {
     private static func validate(ids: Tensor, word: Tensor, vocabStart: Int, vocabSize: Int?, position: Tensor?,
                                  positions: Tensor?) throws -> Int {
         try ids.expect(dtype: .int32, "Embedding", "ids")
-        try word.expect(dtype: .float32, "Embedding", "word table")
+        _ = try word.dtype.roundingCode("Embedding: word table")
         guard word.rank == 2 else { throw TensorError("Embedding: word table \(word.shape) must be [vocab, hidden]") }
         let vocab = vocabSize ?? word.shape[0], hidden = word.shape[1]
         guard vocabStart >= 0, vocabStart + word.shape[0] <= vocab else {

@@ -76,3 +76,38 @@ public enum LossScaling {
         return (0 ..< device.threads).contains { flags[$0] != 0 }
     }
 }
+
+/// fp32 main parameters kept as bf16 parameters plus the 16 bits they lack (Transformer Engine's
+/// store_param_remainders under Megatron's precision-aware optimizer): main = the bf16 value's bits
+/// shifted up by 16 plus the signed remainder, exactly. Splitting rounds to the nearest bf16 value,
+/// ties away from zero, so that the remainder fits in 16 signed bits.
+public enum ParamRemainders {
+    /// main [n] fp32 ← params [n] bf16 and remainders [n] (uint16 tensor holding int16 values).
+    public static func join(_ params: Tensor, remainders: Tensor, into main: Tensor, on device: CPUDevice) throws {
+        try check(params, remainders, main, "join")
+        device.parallelElements(main.count) { r in
+            let o = r.lowerBound
+            mg_join_remainders(main.floats + o, params.halfBits + o,
+                               UnsafeRawPointer(remainders.halfBits + o).assumingMemoryBound(to: Int16.self), r.count)
+        }
+    }
+
+    /// params [n] bf16 and remainders [n] ← main [n] fp32.
+    public static func split(_ main: Tensor, into params: Tensor, remainders: Tensor, on device: CPUDevice) throws {
+        try check(params, remainders, main, "split")
+        device.parallelElements(main.count) { r in
+            let o = r.lowerBound
+            mg_split_remainders(params.halfBits + o, UnsafeMutableRawPointer(remainders.halfBits + o).assumingMemoryBound(to: Int16.self),
+                                main.floats + o, r.count)
+        }
+    }
+
+    private static func check(_ params: Tensor, _ remainders: Tensor, _ main: Tensor, _ operation: String) throws {
+        try params.expect(dtype: .bfloat16, "ParamRemainders.\(operation)", "params")
+        try remainders.expect(dtype: .uint16, "ParamRemainders.\(operation)", "remainders")
+        try main.expect(dtype: .float32, "ParamRemainders.\(operation)", "main")
+        guard params.count == main.count, remainders.count == main.count else {
+            throw TensorError("ParamRemainders.\(operation): \(params.count) params, \(remainders.count) remainders, \(main.count) main values")
+        }
+    }
+}

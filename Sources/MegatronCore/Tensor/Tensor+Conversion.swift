@@ -16,7 +16,7 @@ extension Tensor {
         case (.bfloat16, .float32):
             device.parallelElements(count) { r in mg_bf16_to_f32(out.floats + r.lowerBound, source.halfBits + r.lowerBound, r.count) }
         case _ where dtype == target:
-            try out.copy(from: self)
+            out.rawPointer.copyMemory(from: rawPointer, byteCount: byteCount)
         default:
             throw TensorError("convert: no conversion from \(dtype) to \(target)")
         }
@@ -54,5 +54,54 @@ extension DType {
         case .bfloat16: Int32(MG_PRECISION_BF16)
         default: throw TensorError("\(operation): \(self) is not a floating-point precision")
         }
+    }
+}
+
+extension Tensor {
+    /// Sets this tensor to `source` (as many elements, fp32, fp16 or bf16) converted to its own dtype:
+    /// loading 16-bit storage into fp32 (exact) or storing fp32 in 16 bits (round to nearest even).
+    public func assign(converting source: Tensor, on device: CPUDevice) throws {
+        guard source.count == count else {
+            throw TensorError("assign(converting:): \(source.count) values into \(count)")
+        }
+        let (x, y) = (source, self)
+        if source.dtype == dtype {
+            rawPointer.copyMemory(from: source.rawPointer, byteCount: byteCount)
+        } else if source.dtype == .float32 {
+            let code = try dtype.roundingCode("assign(converting:)")
+            device.parallelElements(count) { r in mg_f32_to_half(y.halfBits + r.lowerBound, x.floats + r.lowerBound, r.count, code) }
+        } else if dtype == .float32 {
+            let code = try source.dtype.roundingCode("assign(converting:)")
+            device.parallelElements(count) { r in mg_half_to_f32(y.floats + r.lowerBound, x.halfBits + r.lowerBound, r.count, code) }
+        } else {
+            throw TensorError("assign(converting:): no conversion from \(source.dtype) to \(dtype)")
+        }
+    }
+
+    /// Sets this tensor to the fp32 `values` (as many) converted to its dtype (fp32, fp16, bf16).
+    public func assign(converting values: UnsafeBufferPointer<Float>, on device: CPUDevice) throws {
+        guard values.count == count else { throw TensorError("assign(converting:): \(values.count) values into \(count)") }
+        nonisolated(unsafe) let x = values.baseAddress!
+        let y = self
+        if dtype == .float32 {
+            rawPointer.copyMemory(from: x, byteCount: byteCount)
+            return
+        }
+        let code = try dtype.roundingCode("assign(converting:)")
+        device.parallelElements(count) { r in mg_f32_to_half(y.halfBits + r.lowerBound, x + r.lowerBound, r.count, code) }
+    }
+
+    /// Adds the fp32 tensor `x` (as many elements) into this one: fp32, or 16-bit storage, each sum
+    /// rounded back to 16 bits (a gradient kept in 16 bits accumulating an fp32 contribution).
+    public func accumulate(_ x: Tensor, on device: CPUDevice) throws {
+        try x.expect(dtype: .float32, "accumulate", "addend")
+        guard x.count == count else { throw TensorError("accumulate: \(x.count) values into \(count)") }
+        let y = self
+        if dtype == .float32 {
+            device.parallelElements(count) { r in mg_axpy(y.floats + r.lowerBound, x.floats + r.lowerBound, 1, r.count) }
+            return
+        }
+        let code = try dtype.roundingCode("accumulate")
+        device.parallelElements(count) { r in mg_accumulate_half(y.halfBits + r.lowerBound, x.floats + r.lowerBound, r.count, code) }
     }
 }

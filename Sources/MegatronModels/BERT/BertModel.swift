@@ -77,7 +77,7 @@ public final class BertModel: @unchecked Sendable {
         sentenceOrderHead = config.bertBinaryHead
             ? SentenceOrderHead(pooler: try linear("pooler.dense"), binary: try linear("binary_head"), device: device) : nil
         if let seed {
-            layout.initialize(parameters, seed: seed, wholeLayout: ParameterLayout(config), config: c)
+            try layout.initialize(parameters, seed: seed, wholeLayout: ParameterLayout(config), config: c, on: device)
         }
     }
 

@@ -3,8 +3,8 @@ import MegatronParallel
 
 /// A GPT decoder as Megatron builds it: word (+ learned position) embeddings, pre-norm transformer
 /// layers (fused QKV, causal self-attention, output projection, MLP), a final norm, and an output
-/// layer tied to the word embedding unless untied. Parameters live in one flat fp32 buffer and
-/// gradients in a twin buffer with the same layout (`ParameterLayout`).
+/// layer tied to the word embedding unless untied. Parameters live in one flat buffer and gradients
+/// in a twin buffer with the same layout (`ParameterLayout`), fp32 or 16-bit (`ParameterStorage`).
 ///
 /// Its process groups (`groups`) say which part a rank holds. Under tensor parallelism (t ranks)
 /// each rank holds heads/t heads (whole query groups), ffn/t MLP features and vocab/t rows of the
@@ -41,10 +41,12 @@ public final class GPTModel: @unchecked Sendable {
     /// --eod-mask-loss, --reset-position-ids and --reset-attention-mask, when any is set: how
     /// `microBatch(of:)` treats end-of-document tokens inside a sample.
     public var documentBoundaries: MicroBatch.DocumentBoundaries?
-    /// All parameters, flat, in `layout` order.
+    /// All parameters, flat, in `layout` order, in `storage.parameters`.
     public let parameters: Tensor
-    /// Their gradients, same layout; backward accumulates here.
+    /// Their gradients, same layout, in `storage.gradients`; backward accumulates here.
     public let gradients: Tensor
+    /// The precisions of the two buffers.
+    public let storage: ParameterStorage
     /// The embeddings, on the first pipeline stage.
     let embedding: LanguageModelEmbedding?
     /// This stage's transformer layers by model chunk (one chunk but under the interleaved schedule;
@@ -54,15 +56,19 @@ public final class GPTModel: @unchecked Sendable {
     /// last pipeline stage.
     let finalLayerNorm: Norm?
     let outputLayer: ColumnParallelLinear?
+    /// Under 16-bit storage, the final norm's fp32 window.
+    let finalWindow: ParameterWindow.Slot?
 
     /// A model initialised as Megatron does: weights N(0, σ), the output projections of attention
     /// and MLP (linear_proj, linear_fc2) N(0, σ/√(2·layers)), biases 0, norm weights 1. The draw depends
     /// only on the seed and each parameter's name and index, not on any parallel layout. Without a
     /// seed the parameters are left zero, for a model about to be loaded from a checkpoint. Under
     /// tensor parallelism, this rank's shard of the same model; under pipeline parallelism, this
-    /// rank's stage of it.
-    public init(config: TransformerConfig, seed: UInt64?, groups: ProcessGroups? = nil, on device: CPUDevice) throws {
+    /// rank's stage of it. `storage` says in what precision the parameters and gradients are kept.
+    public init(config: TransformerConfig, seed: UInt64?, groups: ProcessGroups? = nil, storage: ParameterStorage = .float32,
+                on device: CPUDevice) throws {
         try config.validate()
+        try storage.validate()
         guard config.positionEmbedding != .relative else {
             throw ConfigError(flag: "--position-embedding-type", "--position-embedding-type relative is T5's (megatron pretrain-t5); "
                               + "GPT takes learned_absolute or rope")
@@ -80,32 +86,61 @@ public final class GPTModel: @unchecked Sendable {
         self.device = device
         layout = ParameterLayout(config, tensorParallelRank: tensorParallel.rank, tensorParallelSize: tensorParallel.size,
                                  pipelineStage: pipeline.index, pipelineStages: pipeline.count)
-        parameters = try Tensor(shape: [layout.totalCount], on: device)
-        gradients = try Tensor(shape: [layout.totalCount], on: device)
-        (embedding, chunks, finalLayerNorm, outputLayer) = try Self.modules(config, layout: layout, parameters: parameters,
-                                                                            gradients: gradients, tensorParallel: tensorParallel,
+        self.storage = storage
+        parameters = try Tensor(shape: [layout.totalCount], dtype: storage.parameters, on: device)
+        gradients = try Tensor(shape: [layout.totalCount], dtype: storage.gradients, on: device)
+        let views = try Self.views(config, layout, parameters: parameters, gradients: gradients, storage: storage, on: device)
+        (embedding, chunks, finalLayerNorm, outputLayer) = try Self.modules(config, views: views, tensorParallel: tensorParallel,
                                                                             on: device)
-        if let seed { layout.initialize(parameters, seed: seed, wholeLayout: ParameterLayout(config), config: config) }
+        let finalNorm = layout.range(ofPrefix: "decoder.final_layernorm.")
+        finalWindow = views.windows.first { $0.range == finalNorm }
+        if let seed { try layout.initialize(parameters, seed: seed, wholeLayout: ParameterLayout(config), config: config, on: device) }
     }
 
-    /// This rank's modules over views of the two flat buffers.
-    private static func modules(_ config: TransformerConfig, layout: ParameterLayout, parameters: Tensor, gradients: Tensor,
-                                tensorParallel: TensorParallel, on device: CPUDevice) throws
+    /// Views of the two flat buffers; under 16-bit storage, of fp32 windows for all but the word
+    /// embedding and output layer: one shared by the transformer layers, one each for the position
+    /// embedding and the final norm.
+    private static func views(_ config: TransformerConfig, _ layout: ParameterLayout, parameters: Tensor, gradients: Tensor, storage: ParameterStorage,
+                              on device: CPUDevice) throws -> ParameterViews {
+        var views = ParameterViews(layout: layout, parameters: parameters, gradients: gradients)
+        guard storage.isSixteenBit else { return views }
+        let layers = PipelineStage.layers(config, stage: layout.pipelineStage, of: layout.pipelineStages).joined()
+            .map { layout.range(ofPrefix: "decoder.layers.\($0).") }
+        if let largest = layers.map(\.count).max() {
+            let window = try ParameterWindow(capacity: largest, parameters: parameters, gradients: gradients, on: device)
+            views.windows += layers.map { ParameterWindow.Slot(window: window, range: $0) }
+        }
+        for prefix in ["embedding.position_embeddings.", "decoder.final_layernorm."] {
+            let range = layout.range(ofPrefix: prefix)
+            guard !range.isEmpty else { continue }
+            let window = try ParameterWindow(capacity: range.count, parameters: parameters, gradients: gradients, on: device)
+            views.windows.append(ParameterWindow.Slot(window: window, range: range))
+        }
+        return views
+    }
+
+    /// This rank's modules over `views`.
+    private static func modules(_ config: TransformerConfig, views: ParameterViews, tensorParallel: TensorParallel,
+                                on device: CPUDevice) throws
         -> (LanguageModelEmbedding?, [[TransformerLayer]], Norm?, ColumnParallelLinear?) {
-        let views = ParameterViews(layout: layout, parameters: parameters, gradients: gradients)
+        let layout = views.layout
         let rotary = config.positionEmbedding == .rope
             ? try RotaryEmbedding(rotaryDim: config.rotaryDim, base: config.rotaryBase, scalingFactor: config.ropeScalingFactor, maxPositions: config.maxPositionEmbeddings, on: device)
             : nil
         let word = try views.optional("embedding.word_embeddings.weight")
+        let window = { (prefix: String) in views.windows.first { $0.range == layout.range(ofPrefix: prefix) } }
         let embedding = try layout.pipelineStage == 0 ? word.map {
             LanguageModelEmbedding(wordEmbeddings: VocabParallelEmbedding(weight: $0, vocabularySize: config.paddedVocabSize,
                                                                           tensorParallel: tensorParallel, device: device),
-                                   positionEmbeddings: try views.optional("embedding.position_embeddings.weight"), device: device)
+                                   positionEmbeddings: try views.optional("embedding.position_embeddings.weight"), device: device,
+                                   window: window("embedding.position_embeddings."))
         } : nil
         let chunks = try PipelineStage.layers(config, stage: layout.pipelineStage, of: layout.pipelineStages).map { chunk in
             try chunk.map {
-                try TransformerLayer(config, number: $0, prefix: "decoder.layers.\($0).", views: views, rotary: rotary,
-                                     tensorParallel: tensorParallel, on: device)
+                var layer = try TransformerLayer(config, number: $0, prefix: "decoder.layers.\($0).", views: views, rotary: rotary,
+                                                 tensorParallel: tensorParallel, on: device)
+                layer.window = window("decoder.layers.\($0).")
+                return layer
             }
         }
         guard let finalWeight = try views.optional("decoder.final_layernorm.weight") else { return (embedding, chunks, nil, nil) }
@@ -226,6 +261,7 @@ public final class GPTModel: @unchecked Sendable {
     /// then the output layer (column-parallel over the vocabulary).
     func outputLogits(_ x: Tensor, pass: LayerPass) throws -> (Tensor, FinalActivations) {
         guard let finalLayerNorm, let outputLayer else { throw TensorError("only the last pipeline stage computes logits") }
+        try finalWindow?.load()
         let (norm, normSaved) = try finalLayerNorm.forward(x)
         let normOutput = try outputLayer.gatherInput(norm, pass.rows)
         return (try outputLayer.forward(normOutput), FinalActivations(decoderOutput: x, normOutput: normOutput, normSaved: normSaved))
@@ -306,7 +342,9 @@ public final class GPTModel: @unchecked Sendable {
             return gradOutput
         }
         let dNorm = try outputLayer.backward(activations.output, input: final.normOutput, rows: activations.pass.rows)
+        try finalWindow?.beginBackward()
         let dx = try finalLayerNorm.backward(dNorm, input: final.decoderOutput, saved: final.normSaved)
+        try finalWindow?.endBackward()
         try gradientsReady?(layout.range(ofPrefix: "output_layer."))
         if !pipeline.isFirst { try gradientsReady?(layout.range(ofPrefix: "embedding.")) }
         try gradientsReady?(layout.range(ofPrefix: "decoder.final_layernorm."))

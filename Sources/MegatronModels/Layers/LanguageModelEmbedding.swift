@@ -15,9 +15,13 @@ struct LanguageModelEmbedding {
     /// tables with the encoder's, draws another).
     var dropoutLayer = -1
     let device: CPUDevice
+    /// Under 16-bit parameter storage, the fp32 window of the position embedding (the word table
+    /// stays 16-bit).
+    var window: ParameterWindow.Slot? = nil
 
     /// `tokentypes` [T]: each token's type, with a token-type table.
     func forward(ids: Tensor, positions: Tensor, tokentypes: Tensor? = nil, pass: LayerPass) throws -> Tensor {
+        try window?.load()
         let x = try wordEmbeddings.forward(ids: ids, positionEmbedding: positionEmbeddings, positions: positions,
                                            tokentypeEmbedding: tokentypeEmbeddings, tokentypes: tokentypes, rows: pass.rows)
         guard pass.hiddenDropout > 0 else { return x }
@@ -29,8 +33,10 @@ struct LanguageModelEmbedding {
         let dSum = pass.hiddenDropout > 0
             ? try Dropout.apply(dx, probability: pass.hiddenDropout, rng: dropoutStream(pass), rows: pass.dropoutRows(count: dx.rows),
                             on: device) : dx
+        try window?.beginBackward()
         try wordEmbeddings.backward(dSum, ids: ids, positionEmbedding: positionEmbeddings, positions: positions,
                                     tokentypeEmbedding: tokentypeEmbeddings, tokentypes: tokentypes, rows: pass.rows)
+        try window?.endBackward()
     }
 
     private func dropoutStream(_ pass: LayerPass) -> PhiloxStream { pass.dropout.stream(layer: dropoutLayer, site: .embedding) }

@@ -1,19 +1,27 @@
 import MegatronCore
 
 /// The GEMMs of a linear layer y = x·Wᵀ + b, W [out, in] (PyTorch's and Megatron's layout), with no
-/// communication: the local part of `ColumnParallelLinear` and `RowParallelLinear`.
+/// communication: the local part of `ColumnParallelLinear` and `RowParallelLinear`. A weight or
+/// gradient stored in 16 bits (the vocabulary-sized tables under 16-bit parameter storage) goes
+/// through `StoredWeightGEMM`.
 enum Linear {
     /// x [T, in] → y [T, out], plus the bias when given.
     static func forward(_ x: Tensor, weight: Tensor, bias: Tensor?, on device: CPUDevice) throws -> Tensor {
-        let y = try GEMM.matmul(x, weight, transposeB: true, on: device)
+        let y = weight.dtype == .float32 ? try GEMM.matmul(x, weight, transposeB: true, on: device)
+            : try StoredWeightGEMM.forward(x, weight: weight, on: device)
         if let bias { try Elementwise.addBias(y, bias, on: device) }
         return y
     }
 
     /// dx = dy·W [T, in]; dW += dyᵀ·x; db += Σ_rows dy when `gradBias` is given.
     static func backward(_ dy: Tensor, input x: Tensor, weight: Parameter, gradBias: Tensor?, on device: CPUDevice) throws -> Tensor {
-        try GEMM.matmul(dy, transposeA: true, x, into: weight.gradient, beta: 1, on: device)
+        if weight.gradient.dtype == .float32 {
+            try GEMM.matmul(dy, transposeA: true, x, into: weight.gradient, beta: 1, on: device)
+        } else {
+            try StoredWeightGEMM.accumulateWeightGradient(dy, input: x, into: weight.gradient, on: device)
+        }
         if let gradBias { try Elementwise.accumulateColumnSums(of: dy, into: gradBias, on: device) }
-        return try GEMM.matmul(dy, weight.value, on: device)
+        return weight.value.dtype == .float32 ? try GEMM.matmul(dy, weight.value, on: device)
+            : try StoredWeightGEMM.inputGradient(dy, weight: weight.value, on: device)
     }
 }

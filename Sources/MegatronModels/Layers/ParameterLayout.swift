@@ -206,18 +206,19 @@ extension ParameterLayout {
 }
 
 extension ParameterLayout {
-    /// Sums `entries` of `buffer` (laid out as this layout) over `group`, packed into one message.
+    /// Sums `entries` of `buffer` (laid out as this layout) over `group`, packed into one fp32
+    /// message (a 16-bit buffer's values converted, and their sums rounded back).
     func allReduce(_ entries: [Entry], of buffer: Tensor, over group: any Communicator, on device: CPUDevice) throws {
         let packed = try Tensor(shape: [entries.reduce(0) { $0 + $1.count }], on: device, zeroed: false)
         var offset = 0
         for e in entries {
-            (packed.floats + offset).update(from: buffer.floats + e.offset, count: e.count)
+            try packed.view(offset: offset, shape: [e.count]).assign(converting: buffer.view(offset: e.offset, shape: [e.count]), on: device)
             offset += e.count
         }
         try group.allReduce(UnsafeMutableBufferPointer(start: packed.floats, count: packed.count), op: .sum)
         offset = 0
         for e in entries {
-            (buffer.floats + e.offset).update(from: packed.floats + offset, count: e.count)
+            try buffer.view(offset: e.offset, shape: [e.count]).assign(converting: packed.view(offset: offset, shape: [e.count]), on: device)
             offset += e.count
         }
     }

@@ -85,7 +85,7 @@ public final class T5Model: @unchecked Sendable {
         if let seed {
             var scaled = c
             scaled.numLayers = config.totalLayers
-            layout.initialize(parameters, seed: seed, wholeLayout: ParameterLayout(config), config: scaled)
+            try layout.initialize(parameters, seed: seed, wholeLayout: ParameterLayout(config), config: scaled, on: device)
         }
     }
 

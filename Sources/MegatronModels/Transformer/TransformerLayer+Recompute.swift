@@ -44,6 +44,7 @@ extension TransformerLayer {
     /// The whole activations, computing again (with the forward's own steps and dropout masks) what
     /// `partial` left out.
     func restore(_ partial: PartialActivations, pass: LayerPass) throws -> Activations {
+        try window?.load()
         let p = try partial.stored(as: .float32, on: device)
         let (n1, n1Saved) = try p.attentionNorm ?? normalize(p.input, inputLayerNorm, for: selfAttention, pass: pass)
         let (context, lse) = try p.attentionCore ?? selfAttention.core(p.qkv, pass: pass)

@@ -29,6 +29,9 @@ struct TransformerLayer {
     /// Whether each half's residual is its norm's output rather than its input.
     let residualIsNormOutput: Bool
     let device: CPUDevice
+    /// Under 16-bit parameter storage, the fp32 window the layer's parameters are viewed in: loaded
+    /// by every forward, backward and recomputation.
+    var window: ParameterWindow.Slot?
 
     /// What one half's backward needs from its forward.
     struct Half<Core> {
@@ -46,6 +49,7 @@ struct TransformerLayer {
     }
 
     func forward(_ x: Tensor, pass: LayerPass) throws -> (output: Tensor, activations: Activations) {
+        try window?.load()
         var (x1, attention) = try attentionForward(x, pass: pass)
         var cross: Half<CrossAttention.Activations>?
         if let crossAttention {
@@ -57,11 +61,14 @@ struct TransformerLayer {
 
     /// ∂x from ∂x2; accumulates the layer's parameter gradients.
     func backward(_ dx2: Tensor, activations a: Activations, pass: LayerPass) throws -> Tensor {
+        try window?.beginBackward()
         var dx1 = try mlpBackward(dx2, a.mlp, pass: pass)
         if let crossAttention, let cross = a.crossAttention {
             dx1 = try halfBackward(dx1, cross, crossAttention.norm, crossAttention.attention, site: .crossAttentionOutput, pass: pass)
         }
-        return try attentionBackward(dx1, a.attention, pass: pass)
+        let dx = try attentionBackward(dx1, a.attention, pass: pass)
+        try window?.endBackward()
+        return dx
     }
 
     func attentionForward(_ x: Tensor, pass: LayerPass) throws -> (output: Tensor, activations: Half<SelfAttention.Activations>) {

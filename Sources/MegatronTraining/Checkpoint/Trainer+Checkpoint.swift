@@ -9,6 +9,7 @@ extension Trainer {
     /// `Checkpoint`); every rank takes part and learns whether it succeeded. (With --async-save, the
     /// sharded save completes in the background: `train` publishes it.)
     public func saveCheckpoint(to directory: URL) throws {
+        try requireFP32Storage("saving a checkpoint")
         try dataParallel.finishParamGather()
         switch settings.checkpointFormat {
         case .torchDist: try saveShardedCheckpoint(to: directory)
@@ -80,6 +81,7 @@ extension Trainer {
     /// Calls `body` on rank 0 with the whole model's parameters, gathered from the model-parallel
     /// ranks' parts (for a one-rank model to generate from). Every rank calls it.
     public func withWholeParameters(_ body: (UnsafeMutablePointer<Float>) throws -> Void) throws {
+        try requireFP32Storage("gathering the whole model")
         guard dataParallel.dataParallelWithContext.rank == 0 else { return }
         try withWholeModel(state: []) { parameters, _ in try body(parameters) }
     }
@@ -125,10 +127,22 @@ extension Trainer {
     /// `!loadOptimizer` (--no-load-optim), the optimizer state and the schedule's position (so with
     /// --no-load-optim the schedule starts over, as Megatron's). Returns the checkpoint's iteration, or
     /// nil when the directory holds none (Megatron then warns and trains from the initialisation).
+    /// Checkpoints read and write fp32 buffers: 16-bit parameter storage and 16-bit optimizer state
+    /// (the precision-aware optimizer) are refused, naming `what`.
+    func requireFP32Storage(_ what: String) throws {
+        let state = optimizer.stateTensors.filter { $0.values.dtype != .float32 }.map(\.name)
+        guard model.parameters.dtype == .float32, state.isEmpty else {
+            throw TrainingError(iteration: iteration, "\(what): checkpoints hold fp32 parameters and optimizer state; this run stores "
+                                + ([model.parameters.dtype == .float32 ? nil : "\(model.parameters.dtype) parameters"]
+                                   + state.map { "16-bit \($0)" }).compactMap { $0 }.joined(separator: ", ") + " (not supported yet)")
+        }
+    }
+
     /// Every rank must find the same checkpoint; a failure on one is an error on all.
     @discardableResult
     public func loadCheckpoint(from directory: URL, loadOptimizer: Bool = true, finetune: Bool = false,
                                schedulerSettings: SchedulerSettingsOnLoad = .mustMatch) throws -> Int? {
+        try requireFP32Storage("loading a checkpoint")
         var latest: Int?, failure: Error?
         do { latest = try Checkpoint.latestIteration(in: directory) } catch { failure = error }
         try agree(failure, "reading \(directory.appendingPathComponent(Checkpoint.trackerName).path)")

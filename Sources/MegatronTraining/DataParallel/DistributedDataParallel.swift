@@ -64,6 +64,10 @@ public final class DistributedDataParallel: @unchecked Sendable {
         let dataParallelWithContext = model.groups.dataParallelWithContext
         self.dataParallelWithContext = dataParallelWithContext
         self.settings = settings
+        guard model.parameters.dtype == .float32 || dataParallelWithContext.size == 1 else {
+            throw TensorError("data parallelism over \(dataParallelWithContext.size) ranks reduces fp32 buffers: "
+                              + "16-bit parameter storage (\(model.parameters.dtype)) is not supported there yet")
+        }
         if let size = settings.bucketSize, size < 1 { throw ConfigError(flag: "--ddp-bucket-size", "--ddp-bucket-size \(size): expected at least 1") }
         if settings.overlapParamGather && !(settings.useDistributedOptimizer && settings.overlapGradReduce) {
             throw ConfigError(flag: "--overlap-param-gather",

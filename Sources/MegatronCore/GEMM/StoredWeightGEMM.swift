@@ -1,0 +1,83 @@
+/// The GEMMs of a linear layer whose weight W [n, k] is stored in fp16 or bf16 (a vocabulary-sized
+/// table under 16-bit parameter storage, too large to convert whole): OpenBLAS reads only fp32, so W
+/// is converted one panel of `panelRows` rows at a time into a scratch buffer that each panel reuses,
+/// and each panel's product goes to its columns (or rows) of the result.
+public enum StoredWeightGEMM {
+    /// Rows of W per panel: 4096 rows of h = 768 are 12 MiB of fp32.
+    public static let panelRows = 4096
+
+    /// Y [T, n] = X [T, k]·Wᵀ.
+    public static func forward(_ x: Tensor, weight w: Tensor, on device: CPUDevice) throws -> Tensor {
+        let (n, k) = try shape(of: w, inner: x.columns, "forward")
+        let y = try Tensor(shape: [x.rows, n], on: device, zeroed: false)
+        try forEachPanel(of: w, tokens: x.rows, "NT", on: device) { rows, panel in
+            GEMM.sgemm(false, true, x.rows, rows.count, k, 1, x.floats, k, panel.floats, k, 0, y.floats + rows.lowerBound, n)
+        }
+        return y
+    }
+
+    /// ∂X [T, k] = ∂Y [T, n]·W.
+    public static func inputGradient(_ dy: Tensor, weight w: Tensor, on device: CPUDevice) throws -> Tensor {
+        let (n, k) = try shape(of: w, inner: nil, "inputGradient")
+        guard dy.columns == n else { throw TensorError.shape("StoredWeightGEMM.inputGradient", "∂Y", dy.shape, expected: [dy.rows, n]) }
+        let dx = try Tensor(shape: [dy.rows, k], on: device, zeroed: false)
+        try forEachPanel(of: w, tokens: dy.rows, "NN", on: device) { rows, panel in
+            GEMM.sgemm(false, false, dy.rows, k, rows.count, 1, dy.floats + rows.lowerBound, n, panel.floats, k,
+                       rows.lowerBound == 0 ? 0 : 1, dx.floats, k)
+        }
+        return dx
+    }
+
+    /// G [n, k] += ∂Yᵀ·X for ∂Y [T, n] and X [T, k]: straight into an fp32 G, or through an fp32 panel
+    /// added into a 16-bit G (`Tensor.accumulate`).
+    public static func accumulateWeightGradient(_ dy: Tensor, input x: Tensor, into g: Tensor, on device: CPUDevice) throws {
+        let (n, k) = try shape(of: g, inner: x.columns, "accumulateWeightGradient")
+        guard dy.columns == n, dy.rows == x.rows else {
+            throw TensorError.shape("StoredWeightGEMM.accumulateWeightGradient", "∂Y", dy.shape, expected: [x.rows, n])
+        }
+        device.claimBLASThreads()
+        if g.dtype == .float32 {
+            device.timed("GEMM \(n)×\(k)×\(x.rows) TN", flops: 2 * Double(n * k * x.rows)) {
+                GEMM.sgemm(true, false, n, k, x.rows, 1, dy.floats, n, x.floats, k, 1, g.floats, k)
+            }
+            return
+        }
+        let panel = try Tensor(shape: [min(panelRows, n), k], on: device, zeroed: false)
+        for start in stride(from: 0, to: n, by: panelRows) {
+            let rows = start ..< min(n, start + panelRows)
+            device.claimBLASThreads()
+            device.timed("GEMM \(rows.count)×\(k)×\(x.rows) TN (16-bit weight)", flops: 2 * Double(rows.count * k * x.rows)) {
+                GEMM.sgemm(true, false, rows.count, k, x.rows, 1, dy.floats + start, n, x.floats, k, 0, panel.floats, k)
+            }
+            try g.view(offset: start * k, shape: [rows.count * k])
+                .accumulate(panel.view(offset: 0, shape: [rows.count * k]), on: device)
+        }
+    }
+
+    /// Calls `body` with each panel of W's rows converted to fp32 ([rows.count, k] at the start of one
+    /// scratch buffer), timing its GEMM over `tokens` rows of the activations.
+    private static func forEachPanel(of w: Tensor, tokens: Int, _ transposes: String, on device: CPUDevice,
+                                     _ body: (Range<Int>, Tensor) -> Void) throws {
+        let n = w.shape[0], k = w.columns
+        let panel = try Tensor(shape: [min(panelRows, n), k], on: device, zeroed: false)
+        for start in stride(from: 0, to: n, by: panelRows) {
+            let rows = start ..< min(n, start + panelRows)
+            try panel.view(offset: 0, shape: [rows.count * k]).assign(converting: w.view(offset: start * k, shape: [rows.count * k]), on: device)
+            device.claimBLASThreads()
+            device.timed("GEMM \(tokens)×\(rows.count)×\(k) \(transposes) (16-bit weight)", flops: 2 * Double(tokens * rows.count * k)) {
+                body(rows, panel)
+            }
+        }
+    }
+
+    /// (n, k) of a 16-bit weight [n, k] whose inner dimension must be `inner` when given.
+    private static func shape(of w: Tensor, inner: Int?, _ operation: String) throws -> (Int, Int) {
+        guard w.rank == 2, w.dtype == .float16 || w.dtype == .bfloat16 || operation == "accumulateWeightGradient" else {
+            throw TensorError("StoredWeightGEMM.\(operation): weight \(w.dtype) \(w.shape) must be a 16-bit matrix [n, k]")
+        }
+        if let inner, inner != w.columns {
+            throw TensorError("StoredWeightGEMM.\(operation): input of \(inner) columns against a weight \(w.shape)")
+        }
+        return (w.shape[0], w.columns)
+    }
+}
