@@ -65,9 +65,6 @@ public final class Optimizer {
     let mainParameters: Tensor?
     /// fp32 blocks for what is stored in 16 bits (gradient, moments, main parameters), by operand.
     private let scratch: [Tensor]
-    /// Under 16-bit gradients with a loss scaler, the inverse scale the unscaled values need: the
-    /// gradients cannot hold them, so the norm and the update apply it.
-    private var gradientScale: Float = 1
     /// The loss scaler's current state.
     public internal(set) var gradScaler: GradScaler?
     /// Contiguous runs of the owned spans with one weight-decay setting: where they lie in the flat
@@ -190,8 +187,9 @@ public final class Optimizer {
         return converted
     }
 
-    /// The L2 norm of the gradients over every counted span, summed over `gradStatsGroup`.
-    func gradientNorm() throws -> Double {
+    /// The L2 norm of the gradients times `gradientScale` over every counted span, summed over
+    /// `gradStatsGroup` (fp32 gradients are unscaled in place, so their scale is 1).
+    func gradientNorm(gradientScale: Float) throws -> Double {
         var local = 0.0
         if model.gradients.dtype == .float32 {
             let shards = try normSpans.map { try model.gradients.view(offset: $0.lowerBound, shape: [$0.count]) }
@@ -211,11 +209,11 @@ public final class Optimizer {
 
     /// Under a loss scaler: rounds the owned gradients to `gradBufferDType`, checks them for an inf
     /// or NaN and divides them by the scale (Megatron's _unscale_main_grads_and_check_for_nan, the
-    /// flag reduced by max over `gradStatsGroup`); 16-bit gradients are checked, and the division
-    /// left to the norm and the update (`gradientScale`). Then moves the scale and returns whether
-    /// any rank found one.
-    private func unscaleGradients() throws -> Bool {
-        guard var scaler = gradScaler else { return false }
+    /// flag reduced by max over `gradStatsGroup`); 16-bit gradients, which cannot hold the unscaled
+    /// values, are checked and the division left to the norm and the update. Then moves the scale
+    /// and returns whether any rank found one, and the scale the gradients still need.
+    private func unscaleGradients() throws -> (foundInf: Bool, gradientScale: Float) {
+        guard var scaler = gradScaler else { return (false, 1) }
         let inverse = Float(1 / Double(scaler.scale))
         var found: Int32 = 0
         for range in ownedRanges {
@@ -228,11 +226,10 @@ public final class Optimizer {
                 }
             }
         }
-        gradientScale = model.gradients.dtype == .float32 ? 1 : inverse
         let foundInf = try gradStatsGroup.allReduce(found, op: .max) > 0
         scaler.update(foundInf: foundInf)
         gradScaler = scaler
-        return foundInf
+        return (foundInf, model.gradients.dtype == .float32 ? 1 : inverse)
     }
 
     /// Clips the gradients and updates the parameters at `learningRate`, decaying the parameters
@@ -242,8 +239,9 @@ public final class Optimizer {
     @discardableResult
     public func step(learningRate: Float, weightDecay: Float? = nil) throws -> (gradNorm: Double?, skipped: Bool) {
         let device = model.device
-        if try unscaleGradients() { return (nil, true) }
-        let norm = try gradientNorm()
+        let (foundInf, gradientScale) = try unscaleGradients()
+        if foundInf { return (nil, true) }
+        let norm = try gradientNorm(gradientScale: gradientScale)
         guard norm.isFinite else { return (norm, true) }
         var gradScale = gradientScale
         if settings.clipGrad > 0 {
@@ -278,7 +276,6 @@ public final class Optimizer {
                 }
             }
         }
-        gradientScale = 1
         if !settings.storeParamRemainders { try copyMainParametersToModel() }
         return (norm, false)
     }

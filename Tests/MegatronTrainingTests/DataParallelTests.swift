@@ -16,8 +16,7 @@ struct DataParallelTests {
                       ddp: DistributedDataParallel.Settings = .init(),
                       optimizerStateBytes: UnsafeMutablePointer<Int>? = nil,
                       validationLog: UnsafeMutablePointer<[String]>? = nil,
-                      precision: @escaping @Sendable (inout Optimizer.Settings) -> Void = { _ in },
-                      storage: ParameterStorage = .float32) throws -> [(loss: Float, gradNorm: Double)] {
+                      precision: @escaping @Sendable (inout Optimizer.Settings) -> Void = { _ in }) throws -> [(loss: Float, gradNorm: Double)] {
         var config = TransformerConfig(numLayers: numLayers, hiddenSize: 32, numAttentionHeads: 4, paddedVocabSize: 128, maxPositionEmbeddings: 16)
         config.virtualPipelineModelParallelSize = virtualPipelineStages
         (config.hiddenDropout, config.attentionDropout) = dropout
@@ -28,7 +27,7 @@ struct DataParallelTests {
             let state = try ParallelState(worldSize: dp * tp * pp * cp, tensorModelParallelSize: tp, pipelineModelParallelSize: pp,
                                           contextParallelSize: cp)
             let groups = try ProcessGroups(world: world, state: state)
-            let model = try GPTModel(config: modelConfig, seed: 3, groups: groups, storage: storage, on: CPUDevice(threads: 1))
+            let model = try GPTModel(config: modelConfig, seed: 3, groups: groups, on: CPUDevice(threads: 1))
             model.sequenceParallel = sequenceParallel
             let dataParallel = try DistributedDataParallel(model: model, settings: ddp)
             var optimizerSettings = Optimizer.Settings()

@@ -35,8 +35,8 @@ public enum StoredWeightGEMM {
         guard dy.columns == n, dy.rows == x.rows else {
             throw TensorError.shape("StoredWeightGEMM.accumulateWeightGradient", "∂Y", dy.shape, expected: [x.rows, n])
         }
-        device.claimBLASThreads()
         if g.dtype == .float32 {
+            device.claimBLASThreads()
             device.timed("GEMM \(n)×\(k)×\(x.rows) TN", flops: 2 * Double(n * k * x.rows)) {
                 GEMM.sgemm(true, false, n, k, x.rows, 1, dy.floats, n, x.floats, k, 1, g.floats, k)
             }

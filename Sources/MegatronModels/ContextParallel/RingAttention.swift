@@ -62,7 +62,7 @@ public struct RingAttention {
 
     /// ∂qkv [T, rowWidth] of this rank's rows from ∂context, given the forward's qkv, context and lse.
     public func backward(_ gradContext: Tensor, qkv: Tensor, context: Tensor, lse: Tensor) throws -> Tensor {
-        let l = layout, cp = contextParallel.size, r = contextParallel.rank
+        let cp = contextParallel.size, r = contextParallel.rank
         let gradQKV = try Tensor(shape: qkv.shape, on: device)
         var held = try keyValues(of: qkv), heldGrad = try Tensor(shape: held.shape, on: device)
         // Each query chunk's rows of the context, its gradient and the log-sum-exp, which every pair reads.

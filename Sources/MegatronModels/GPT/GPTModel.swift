@@ -92,8 +92,7 @@ public final class GPTModel: @unchecked Sendable {
         let views = try Self.views(config, layout, parameters: parameters, gradients: gradients, storage: storage, on: device)
         (embedding, chunks, finalLayerNorm, outputLayer) = try Self.modules(config, views: views, tensorParallel: tensorParallel,
                                                                             on: device)
-        let finalNorm = layout.range(ofPrefix: "decoder.final_layernorm.")
-        finalWindow = views.windows.first { $0.range == finalNorm }
+        finalWindow = views.window(ofPrefix: "decoder.final_layernorm.")
         if let seed { try layout.initialize(parameters, seed: seed, wholeLayout: ParameterLayout(config), config: config, on: device) }
     }
 
@@ -128,18 +127,17 @@ public final class GPTModel: @unchecked Sendable {
             ? try RotaryEmbedding(rotaryDim: config.rotaryDim, base: config.rotaryBase, scalingFactor: config.ropeScalingFactor, maxPositions: config.maxPositionEmbeddings, on: device)
             : nil
         let word = try views.optional("embedding.word_embeddings.weight")
-        let window = { (prefix: String) in views.windows.first { $0.range == layout.range(ofPrefix: prefix) } }
         let embedding = try layout.pipelineStage == 0 ? word.map {
             LanguageModelEmbedding(wordEmbeddings: VocabParallelEmbedding(weight: $0, vocabularySize: config.paddedVocabSize,
                                                                           tensorParallel: tensorParallel, device: device),
                                    positionEmbeddings: try views.optional("embedding.position_embeddings.weight"), device: device,
-                                   window: window("embedding.position_embeddings."))
+                                   window: views.window(ofPrefix: "embedding.position_embeddings."))
         } : nil
         let chunks = try PipelineStage.layers(config, stage: layout.pipelineStage, of: layout.pipelineStages).map { chunk in
             try chunk.map {
                 var layer = try TransformerLayer(config, number: $0, prefix: "decoder.layers.\($0).", views: views, rotary: rotary,
                                                  tensorParallel: tensorParallel, on: device)
-                layer.window = window("decoder.layers.\($0).")
+                layer.window = views.window(ofPrefix: "decoder.layers.\($0).")
                 return layer
             }
         }

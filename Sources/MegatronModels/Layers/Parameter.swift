@@ -34,4 +34,10 @@ struct ParameterViews {
         return Parameter(value: try parameters.view(offset: e.offset, shape: e.shape),
                          gradient: try gradients.view(offset: e.offset, shape: e.shape))
     }
+
+    /// The window slot of exactly the parameters under `prefix` ("decoder.layers.3."), if any.
+    func window(ofPrefix prefix: String) -> ParameterWindow.Slot? {
+        let range = layout.range(ofPrefix: prefix)
+        return windows.first { $0.range == range }
+    }
 }

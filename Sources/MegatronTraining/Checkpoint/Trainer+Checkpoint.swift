@@ -130,11 +130,11 @@ extension Trainer {
     /// Checkpoints read and write fp32 buffers: 16-bit parameter storage and 16-bit optimizer state
     /// (the precision-aware optimizer) are refused, naming `what`.
     func requireFP32Storage(_ what: String) throws {
-        let state = optimizer.stateTensors.filter { $0.values.dtype != .float32 }.map(\.name)
-        guard model.parameters.dtype == .float32, state.isEmpty else {
+        var sixteenBit = optimizer.stateTensors.filter { $0.values.dtype != .float32 }.map { "16-bit \($0.name)" }
+        if model.parameters.dtype != .float32 { sixteenBit.insert("\(model.parameters.dtype) parameters", at: 0) }
+        guard sixteenBit.isEmpty else {
             throw TrainingError(iteration: iteration, "\(what): checkpoints hold fp32 parameters and optimizer state; this run stores "
-                                + ([model.parameters.dtype == .float32 ? nil : "\(model.parameters.dtype) parameters"]
-                                   + state.map { "16-bit \($0)" }).compactMap { $0 }.joined(separator: ", ") + " (not supported yet)")
+                                + sixteenBit.joined(separator: ", ") + " (not supported yet)")
         }
     }
 
