@@ -75,7 +75,7 @@ struct BenchGPT: ParsableCommand {
         }
         let batch = try MicroBatch(samples: samples, on: device)
         let ceiling = try GEMMCeiling(c, tokens: microBatchSize * seq, threads: device.threads)
-        var times: [Double] = [], losses: [Float] = [], skippedSteps = 0
+        var times: [Double] = [], losses: [Float] = [], skippedSteps = 0, residentPeak = ResidentPeak()
         for step in 0 ..< warmup + steps {
             if step == warmup {
                 device.allocator.resetStatistics()
@@ -90,12 +90,12 @@ struct BenchGPT: ParsableCommand {
             FileHandle.standardError.write(Data("  step \(step) \(step < warmup ? "warm" : "meas") \(fixed(seconds * 1e3)) ms loss \(losses.last!)\n".utf8))
             if step >= warmup {
                 times.append(seconds)
-                try ceiling.sampleLayers()
+                try residentPeak.excluding { try ceiling.sampleLayers() }
             }
         }
         let allocator = device.allocator.statistics
         let profiled = timer?.snapshot
-        let rss = Double(peakResidentBytes()) / 1_073_741_824  // before the output layer's ceiling operands
+        let rss = Double(residentPeak.bytes) / 1_073_741_824  // before the output layer's ceiling operands
         try ceiling.sampleOutputLayer(repeats: 3)
         let median = times.sorted()[times.count / 2], tokens = Double(microBatchSize * seq)
         let megatron = modelFLOPsPerIteration(c, globalBatchSize: microBatchSize, sequenceLength: seq)

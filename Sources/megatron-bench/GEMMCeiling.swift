@@ -8,9 +8,10 @@ import MegatronModels
 /// gradient dX = dY·W, weight gradient dW += dYᵀ·X). `sampleLayers()` times each of the layers'
 /// twelve once (tens of milliseconds in all), meant to be called after every timed step;
 /// `sampleOutputLayer()` times the output layer's three (over the padded vocabulary: hundreds of MB
-/// of operands, so they are timed after the steps, once peak RSS has been read). The tensors come
-/// from a device of their own, without a timer: they neither show in a profile nor take blocks from
-/// the model's allocator.
+/// of operands, so they are timed after the steps, once peak RSS has been read). The operands are
+/// allocated for each call and freed after it, from a device of their own, without a timer: they
+/// neither show in a profile nor take blocks from the model's allocator, and the model's peak RSS
+/// can leave them out (`ResidentPeak`).
 final class GEMMCeiling {
     private struct Shape {
         let name: String
@@ -21,7 +22,8 @@ final class GEMMCeiling {
     private let config: TransformerConfig
     private let tokens: Int
     private let device: CPUDevice
-    private var layerShapes: [Shape] = []
+    /// The layers' (input, output) widths.
+    private let layers: [(input: Int, output: Int)]
     /// Each shape's FLOPs and the seconds of its timings, by name ("M×N×K NT").
     private var samples: [String: (flops: Double, seconds: [Double])] = [:]
 
@@ -30,15 +32,16 @@ final class GEMMCeiling {
         self.tokens = tokens
         device = CPUDevice(threads: threads)
         let h = config.hiddenSize
-        for (input, output) in [(h, config.qkvWidth), (config.attentionWidth, h), (h, config.fc1Width), (config.ffnHiddenSize, h)] {
-            layerShapes += try shapes(input: input, output: output)
-        }
+        layers = [(h, config.qkvWidth), (config.attentionWidth, h), (h, config.fc1Width), (config.ffnHiddenSize, h)]
     }
 
     /// One timing of each layer GEMM.
-    func sampleLayers() throws { try sample(layerShapes) }
+    func sampleLayers() throws {
+        try sample(layers.flatMap { try shapes(input: $0.input, output: $0.output) })
+        device.allocator.releaseCachedBlocks()
+    }
 
-    /// `repeats` timings of each output-layer GEMM, on operands allocated for the call.
+    /// `repeats` timings of each output-layer GEMM.
     func sampleOutputLayer(repeats: Int) throws {
         let output = try shapes(input: config.hiddenSize, output: config.paddedVocabSize)
         for _ in 0 ..< repeats { try sample(output) }

@@ -45,6 +45,36 @@ struct SixteenBitKernelTests {
         Self.expectClose(try g16.converted(to: .float32, on: parallel), rounded, "bf16 G += ∂Yᵀ·X", tolerance: 1.0 / 128)
     }
 
+    /// 16-bit logits and logit gradients (16-bit storage's output layer): the forward writes X·Wᵀ
+    /// rounded once, panel by panel; the backward reads a 16-bit ∂Y as its fp32 values, into fp32
+    /// and 16-bit weight gradients alike.
+    @Test func gemmsOver16BitActivationsRoundOnceAndReadExactly() throws {
+        let (stored, values) = try Self.weight()
+        let n = values.shape[0]
+        var random = TestRandom(seed: 16)
+        let x = tensor(random.floats(5 * 8), [5, 8], on: parallel)
+        let y16 = try StoredWeightGEMM.forward(x, weight: stored, outputDType: .bfloat16, on: parallel)
+        #expect(y16.dtype == .bfloat16 && y16.shape == [5, n])
+        let product = try StoredWeightGEMM.forward(x, weight: stored, on: parallel)
+        let rounded = try product.converted(to: .bfloat16, on: parallel).converted(to: .float32, on: parallel)
+        #expect(try y16.converted(to: .float32, on: parallel).toFloatArray() == rounded.toFloatArray())
+        let dy16 = try tensor(random.floats(5 * n), [5, n], on: parallel).converted(to: .bfloat16, on: parallel)
+        let dy = try dy16.converted(to: .float32, on: parallel)
+        Self.expectClose(try StoredWeightGEMM.inputGradient(dy16, weight: stored, on: parallel),
+                         try GEMM.matmul(dy, values, on: parallel), "16-bit ∂Y·W")
+        let g = try Tensor(shape: values.shape, on: parallel), expected = try Tensor(shape: values.shape, on: parallel)
+        try StoredWeightGEMM.accumulateWeightGradient(dy16, input: x, into: g, on: parallel)
+        try StoredWeightGEMM.accumulateWeightGradient(dy16, input: x, into: g, on: parallel)
+        try GEMM.matmul(dy, transposeA: true, x, into: expected, beta: 1, on: parallel)
+        try GEMM.matmul(dy, transposeA: true, x, into: expected, beta: 1, on: parallel)
+        Self.expectClose(g, expected, "fp32 G += 16-bit ∂Yᵀ·X, twice")
+        let g16 = try Tensor(shape: values.shape, dtype: .bfloat16, on: parallel)
+        try StoredWeightGEMM.accumulateWeightGradient(dy16, input: x, into: g16, on: parallel)
+        let once = try GEMM.matmul(dy, transposeA: true, x, on: parallel).converted(to: .bfloat16, on: parallel)
+        Self.expectClose(try g16.converted(to: .float32, on: parallel), try once.converted(to: .float32, on: parallel),
+                         "bf16 G += 16-bit ∂Yᵀ·X", tolerance: 1.0 / 128)
+    }
+
     @Test func a16BitWordTableLooksUpAndAccumulatesAsItsFP32Values() throws {
         let (stored, values) = try Self.weight(rows: 10, columns: 6)
         var random = TestRandom(seed: 14)

@@ -36,7 +36,8 @@ struct SixteenBitStorageTests {
     }
 
     /// bf16 parameters with fp32 gradients hold and compute on the same values as fp32 buffers rounded
-    /// to bf16: the same run to fp32 rounding (the output layer's panels sum in another order).
+    /// to bf16: the same run to fp32 rounding (the output layer's panels sum in another order) and to
+    /// the logits' rounding to bf16.
     @Test func bf16StorageTrainsAsFP32BuffersHoldingBF16Values() throws {
         let emulated = try Self.train(storage: .float32) { $0.paramsDType = .bfloat16 }
         let stored = try Self.train(storage: Self.bf16Parameters) { $0.paramsDType = .bfloat16 }
@@ -44,6 +45,34 @@ struct SixteenBitStorageTests {
         for (step, (a, b)) in zip(emulated, stored).enumerated() {
             #expect(abs(a - b) <= 1e-4 * a, "step \(step + 1): loss \(a) vs \(b)")
         }
+    }
+
+    /// Under 16-bit storage training keeps the logits and their gradient in bf16, the cross-entropy
+    /// reading blocks of rows in fp32: over a vocabulary large enough for several blocks, the loss and
+    /// gradients are those of fp32 logits to bf16's rounding of the logits.
+    @Test func sixteenBitLogitsLoseOnlyTheirRounding() throws {
+        let config = TransformerConfig(numLayers: 1, hiddenSize: 16, numAttentionHeads: 2, paddedVocabSize: 65536, maxPositionEmbeddings: 48)
+        let device = CPUDevice(threads: 2)
+        let stored = try GPTModel(config: config, seed: 5, storage: Self.bf16Parameters, on: device)
+        #expect(stored.trainingLogitsPrecision == .bfloat16)
+        let emulated = try GPTModel(config: config, seed: 5, on: device)
+        try emulated.parameters.assign(converting: stored.parameters, on: device)
+        var random = UInt64(9)
+        let samples = (0 ..< 2).map { _ in
+            (0 ... 48).map { _ -> Int32 in
+                random = random &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                return Int32((random >> 33) % 65536)
+            }
+        }
+        // 96 rows of 65536 logits: blocks of 64 rows.
+        let batch = try MicroBatch(samples: samples, on: device), dropout = DropoutKey(seed: 2, iteration: 0, microBatch: 0)
+        let a = try emulated.forwardBackward(batch, lossWeight: 4, dropout: dropout).mean
+        let b = try stored.forwardBackward(batch, lossWeight: 4, dropout: dropout).mean
+        #expect(abs(a - b) <= 1e-3 * a, "loss \(a) with fp32 logits, \(b) with bf16")
+        let (x, y) = (emulated.gradients.toFloatArray(), stored.gradients.toFloatArray())
+        let scale = x.map(abs).max()!, worst = zip(x, y).map { abs($0 - $1) }.max()!
+        #expect(worst <= 0.02 * scale, "gradients differ by \(worst) of values up to \(scale)")
+        #expect(x != y, "the bf16 logits must show")
     }
 
     /// bf16 gradients and Megatron's precision-aware optimizer (bf16 moments, main parameters as

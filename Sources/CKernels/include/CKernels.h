@@ -224,4 +224,7 @@ void mg_round(float *y, const float *x, long n, int precision);
 /// 1 when this CPU runs the AVX2+FMA+F16C clones of the kernels.
 int mg_cpu_has_avx2_fma(void);
 
+/// Returns the C heap's free pages to the system (glibc's malloc_trim; nothing elsewhere) (heap.c).
+void mg_trim_heap(void);
+
 #endif

@@ -1,3 +1,4 @@
+import CKernels
 import Synchronization
 
 #if canImport(Glibc)
@@ -114,7 +115,8 @@ public final class CachingAllocator: Sendable {
         }
     }
 
-    /// Frees every cached block back to the system.
+    /// Frees every cached block back to the system (trimming the C heap too, where glibc keeps the
+    /// blocks below its mmap threshold).
     public func releaseCachedBlocks() {
         let blocks = state.withLock { state in
             let blocks = state.freeBlocks.values.flatMap { $0 }
@@ -123,6 +125,7 @@ public final class CachingAllocator: Sendable {
             return blocks
         }
         for block in blocks { free(UnsafeMutableRawPointer(bitPattern: block)) }
+        if !blocks.isEmpty { mg_trim_heap() }
     }
 
     public var statistics: Statistics { state.withLock { $0.statistics } }

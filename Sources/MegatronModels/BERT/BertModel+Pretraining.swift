@@ -42,7 +42,7 @@ extension BertModel: PretrainingModel {
     }
 
     /// The whole backward; every gradient is final at its end.
-    public func backward(_ activations: StageActivations, gradOutput: Tensor?,
+    public func backward(_ activations: consuming StageActivations, gradOutput: Tensor?,
                          gradientsReady: ((Range<Int>) throws -> Void)?) throws -> Tensor? {
         try backward(activations)
         try gradientsReady?(0 ..< layout.totalCount)

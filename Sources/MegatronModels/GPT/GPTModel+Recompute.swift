@@ -8,8 +8,8 @@ extension GPTModel {
     /// output, final norm and logits (on the last pipeline stage), and under full recomputation one
     /// chunk's recomputed layers. Under the interleaved schedule, one micro-batch through every
     /// model chunk of this stage. What the layers keep is in `savedActivationPrecision` (counted
-    /// so for their few per-row statistics too, which stay fp32); the recomputed layers and the last
-    /// stage's tensors are fp32.
+    /// so for their few per-row statistics too, which stay fp32), the logits in
+    /// `trainingLogitsPrecision`; the recomputed layers and the last stage's other tensors are fp32.
     public func savedActivationBytes(batch: Int, sequenceLength: Int) -> Int {
         let c = config, t = tensorParallel.size, tokens = batch * sequenceLength / contextParallel.size, h = c.hiddenSize
         let norms = 2 * h + 4, attention = c.attentionWidth / t + c.numAttentionHeads / t, mlp = (c.fc1Width + c.ffnHiddenSize) / t
@@ -34,7 +34,7 @@ extension GPTModel {
             }
         }
         let fp32 = DType.float32.size
-        let lastStage = pipeline.isLast ? 2 * h + 2 + c.paddedVocabSize / t : 0
-        return tokens * (kept * savedActivationPrecision.size + (largestRecomputed + lastStage) * fp32)
+        let lastStage = pipeline.isLast ? (2 * h + 2) * fp32 + c.paddedVocabSize / t * trainingLogitsPrecision.size : 0
+        return tokens * (kept * savedActivationPrecision.size + largestRecomputed * fp32 + lastStage)
     }
 }

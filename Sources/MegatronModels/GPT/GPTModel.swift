@@ -47,6 +47,11 @@ public final class GPTModel: @unchecked Sendable {
     public let gradients: Tensor
     /// The precisions of the two buffers.
     public let storage: ParameterStorage
+    /// The precision of the logits training keeps, and of their gradient: under 16-bit storage the
+    /// parameters' 16 bits, as Megatron's 16-bit output layer writes them, its cross-entropy reading
+    /// them in fp32 and its gradient rounded back to 16 bits for the output layer's GEMMs (half the
+    /// memory of the largest activation); fp32 otherwise. Evaluation and inference get fp32 logits.
+    public var trainingLogitsPrecision: DType { storage.isSixteenBit ? storage.parameters : .float32 }
     /// The embeddings, on the first pipeline stage.
     let embedding: LanguageModelEmbedding?
     /// This stage's transformer layers by model chunk (one chunk but under the interleaved schedule;
@@ -166,7 +171,7 @@ public final class GPTModel: @unchecked Sendable {
         try requireWholeModel("training on one rank")
         let activations = try forward(batch, input: nil, dropout: dropout, training: true)
         let loss = try self.loss(of: activations, lossWeight: lossWeight)
-        _ = try backward(activations, gradOutput: nil, gradientsReady: gradientsReady)
+        _ = try backward(consume activations, gradOutput: nil, gradientsReady: gradientsReady)
         return loss
     }
 
@@ -210,9 +215,10 @@ public final class GPTModel: @unchecked Sendable {
         /// On the last stage.
         let final: FinalActivations?
         /// The stage's output: the hidden states [T, h] for the next stage (this rank's rows of them
-        /// under sequence parallelism), or on the last stage this rank's logits [T, vocab/t], which
-        /// `loss(of:lossWeight:)` overwrites by their gradient.
-        public let output: Tensor
+        /// under sequence parallelism), or on the last stage this rank's logits [T, vocab/t] (in
+        /// `trainingLogitsPrecision` when training), which
+        /// `loss(of:lossWeight:)` overwrites by their gradient (and `backward` releases once read).
+        public internal(set) var output: Tensor
     }
 
     /// The forward of this stage's model chunk `modelChunk` over one micro-batch: from its tokens on
@@ -251,18 +257,18 @@ public final class GPTModel: @unchecked Sendable {
         for prefix in ["decoder.final_layernorm.", "output_layer."] + (pipeline.isFirst ? [] : ["embedding."]) {
             try parametersNeeded?(layout.range(ofPrefix: prefix))
         }
-        let (logits, final) = try outputLogits(x, pass: pass)
+        let (logits, final) = try outputLogits(x, pass: pass, precision: training ? trainingLogitsPrecision : .float32)
         return StageActivations(batch: batch, modelChunk: modelChunk, pass: pass, saved: saved, final: final, output: logits)
     }
 
-    /// This rank's logits [T, vocab/t] of the last decoder layer's output x [rows, h]: the final norm,
-    /// then the output layer (column-parallel over the vocabulary).
-    func outputLogits(_ x: Tensor, pass: LayerPass) throws -> (Tensor, FinalActivations) {
+    /// This rank's logits [T, vocab/t] of the last decoder layer's output x [rows, h], in `precision`:
+    /// the final norm, then the output layer (column-parallel over the vocabulary).
+    func outputLogits(_ x: Tensor, pass: LayerPass, precision: DType = .float32) throws -> (Tensor, FinalActivations) {
         guard let finalLayerNorm, let outputLayer else { throw TensorError("only the last pipeline stage computes logits") }
         try finalWindow?.load()
         let (norm, normSaved) = try finalLayerNorm.forward(x)
         let normOutput = try outputLayer.gatherInput(norm, pass.rows)
-        return (try outputLayer.forward(normOutput), FinalActivations(decoderOutput: x, normOutput: normOutput, normSaved: normSaved))
+        return (try outputLayer.forward(normOutput, outputDType: precision), FinalActivations(decoderOutput: x, normOutput: normOutput, normSaved: normSaved))
     }
 
     /// The pass over `batch`: its attention layout, dropout (in training) and row split; under
@@ -309,10 +315,10 @@ public final class GPTModel: @unchecked Sendable {
     /// `gradOutput` is the gradient of the stage's output (from the next stage); on the last stage
     /// none, the logits holding theirs (`loss(of:lossWeight:)`). Returns the gradient of the stage's
     /// input for the previous stage, nil on the first (whose input is the tokens).
-    public func backward(_ activations: StageActivations, gradOutput: Tensor?,
+    public func backward(_ activations: consuming StageActivations, gradOutput: Tensor?,
                          gradientsReady: ((Range<Int>) throws -> Void)? = nil) throws -> Tensor? {
         let pass = activations.pass, batch = activations.batch
-        var dx = try decoderOutputGradient(activations, gradOutput: gradOutput, gradientsReady: gradientsReady)
+        var dx = try decoderOutputGradient(&activations, gradOutput: gradOutput, gradientsReady: gradientsReady)
         var chunk: [Int: TransformerLayer.Activations] = [:]
         let layers = chunks[activations.modelChunk]
         for (index, layer) in layers.enumerated().reversed() {
@@ -329,8 +335,9 @@ public final class GPTModel: @unchecked Sendable {
     /// The gradient of the last decoder layer's output [rows, h]: on the last stage through the output
     /// layer and the final norm from the logits' gradient (the output layer's input gradient is a
     /// partial sum over the ranks' vocabulary, which the column-parallel layer reduces); elsewhere
-    /// the next stage's `gradOutput`.
-    private func decoderOutputGradient(_ activations: StageActivations, gradOutput: Tensor?,
+    /// the next stage's `gradOutput`. The logits' gradient [T, vocab/t], the largest activation, is
+    /// released as soon as the output layer has read it, before the layers' backward.
+    private func decoderOutputGradient(_ activations: inout StageActivations, gradOutput: Tensor?,
                                        gradientsReady: ((Range<Int>) throws -> Void)?) throws -> Tensor {
         guard let final = activations.final, let finalLayerNorm, let outputLayer else {
             guard let gradOutput, gradOutput.shape == activations.output.shape else {
@@ -340,6 +347,7 @@ public final class GPTModel: @unchecked Sendable {
             return gradOutput
         }
         let dNorm = try outputLayer.backward(activations.output, input: final.normOutput, rows: activations.pass.rows)
+        activations.output = try Tensor(shape: [0], on: device)
         try finalWindow?.beginBackward()
         let dx = try finalLayerNorm.backward(dNorm, input: final.decoderOutput, saved: final.normSaved)
         try finalWindow?.endBackward()

@@ -35,8 +35,9 @@ public protocol PretrainingModel: MegatronModule {
     /// The backward of the model chunk and micro-batch of `activations`, adding into `gradients`:
     /// `gradOutput` is the gradient of its output from the next virtual stage (none on the last). `gradientsReady` gets each span of `gradients`
     /// once backward has finished adding to it. Returns the gradient of the stage's input for the
-    /// previous stage, nil on the first.
-    func backward(_ activations: StageActivations, gradOutput: Tensor?, gradientsReady: ((Range<Int>) throws -> Void)?) throws -> Tensor?
+    /// previous stage, nil on the first. It consumes `activations`, so that it can release what it
+    /// no longer needs (the logits' gradient once the output layer's backward is done).
+    func backward(_ activations: consuming StageActivations, gradOutput: Tensor?, gradientsReady: ((Range<Int>) throws -> Void)?) throws -> Tensor?
     /// The shape of the hidden states that pass between pipeline stages for a micro-batch of `tokens` tokens.
     func hiddenStatesShape(tokens: Int) -> [Int]
     /// Model FLOPs of one training iteration over `samples` sequences of `sequenceLength` tokens

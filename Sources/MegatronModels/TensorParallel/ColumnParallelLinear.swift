@@ -23,9 +23,9 @@ struct ColumnParallelLinear {
         try tensorParallel.gather(x, sequenceParallel: rows.sequenceParallel, on: device)
     }
 
-    /// Y [T, out/t] = X·Wᵀ (+ b) of the whole input X [T, in] (`gatherInput`'s).
-    func forward(_ x: Tensor) throws -> Tensor {
-        try Linear.forward(x, weight: weight.value, bias: skipBiasAdd ? nil : bias?.value, on: device)
+    /// Y [T, out/t] = X·Wᵀ (+ b) of the whole input X [T, in] (`gatherInput`'s), in `outputDType`.
+    func forward(_ x: Tensor, outputDType: DType = .float32) throws -> Tensor {
+        try Linear.forward(x, weight: weight.value, bias: skipBiasAdd ? nil : bias?.value, outputDType: outputDType, on: device)
     }
 
     /// Accumulates ∂W += ∂Yᵀ·X (and ∂b += Σ_rows ∂Y unless skipped) and returns ∂X summed over the
