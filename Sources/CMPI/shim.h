@@ -8,6 +8,7 @@ static inline MPI_Comm mg_mpi_comm_null(void) { return MPI_COMM_NULL; }
 static inline MPI_Datatype mg_mpi_float(void) { return MPI_FLOAT; }
 static inline MPI_Datatype mg_mpi_double(void) { return MPI_DOUBLE; }
 static inline MPI_Datatype mg_mpi_int32(void) { return MPI_INT32_T; }
+static inline MPI_Datatype mg_mpi_uint16(void) { return MPI_UINT16_T; }
 static inline MPI_Datatype mg_mpi_byte(void) { return MPI_BYTE; }
 static inline MPI_Op mg_mpi_sum(void) { return MPI_SUM; }
 static inline MPI_Op mg_mpi_max(void) { return MPI_MAX; }

@@ -102,6 +102,9 @@ public struct PretrainPlan: Sendable {
     public let model: TransformerConfig
     public let recompute: ActivationRecompute
     public let optimizer: Optimizer.Settings
+    /// What GPT's buffers store (`MixedPrecisionArguments.storage`): 16-bit parameters under --bf16
+    /// and --fp16. BERT and T5 keep fp32 buffers holding the 16-bit values.
+    public let storage: ParameterStorage
     public let scheduler: OptimizerParamScheduler
     /// The loop's settings (the program's start time and exit signal are the run's own).
     public let trainer: TrainingSettings
@@ -145,11 +148,15 @@ public struct PretrainPlan: Sendable {
         recompute = try options.recomputation.recompute(layers: model.numLayers)
         var optimizer = try training.optimizerSettings()
         try options.precision.apply(to: &optimizer, useDistributedOptimizer: distributed.useDistributedOptimizer)
-        // Pretraining keeps fp32 buffers holding the 16-bit values: its checkpoints and data-parallel
-        // reductions read fp32. 16-bit storage runs in `megatron-bench gpt` so far.
-        for (flag, set) in [("--use-precision-aware-optimizer", options.precision.usePrecisionAwareOptimizer),
-                            ("--grad-reduce-in-bf16", options.precision.gradReduceInBF16)] where set {
-            throw ConfigError(flag: flag, "\(flag): pretraining does not store parameters in 16 bits yet (megatron-bench gpt does)")
+        if case .gpt = family {
+            storage = options.precision.storage
+        } else {
+            storage = .float32
+            for (flag, set) in [("--use-precision-aware-optimizer", options.precision.usePrecisionAwareOptimizer),
+                                ("--grad-reduce-in-bf16", options.precision.gradReduceInBF16)] where set {
+                throw ConfigError(flag: flag, "\(flag): \(family.name) keeps fp32 buffers (16-bit storage is GPT's so far)")
+            }
+            optimizer.gradBufferDType = .float32
         }
         self.optimizer = optimizer
         if optimizer.gradScaler?.isDynamic == true && !training.noCheckForNaNInLossAndGrad {
@@ -176,6 +183,10 @@ public struct PretrainPlan: Sendable {
         }
         scheduler = try training.scheduler(globalBatchSize: globalBatchSize)
         trainer = try Self.trainerSettings(options, globalBatchSize: globalBatchSize)
+        if trainer.save != nil, trainer.checkpointFormat == .torch, storage.isSixteenBit || optimizer.expAvgDType != .float32 || optimizer.expAvgSqDType != .float32 {
+            throw ConfigError(flag: "--ckpt-format", "--ckpt-format torch writes fp32 buffers; this run keeps 16-bit parameters or optimizer "
+                              + "state (--bf16/--fp16 store parameters in 16 bits): save with --ckpt-format torch_dist")
+        }
         documentBoundaries = Self.documentBoundaries(data, endOfDocument: endOfDocument)
         self.data = try Self.data(options, trainer: trainer, endOfDocument: endOfDocument)
         evaluation = try Self.evaluation(data)

@@ -36,7 +36,7 @@ public struct Pretraining: Sendable {
         let log = world.rank == 0
         switch plan.family {
         case .gpt:
-            let gpt = try GPTModel(config: plan.model, seed: plan.trainer.seed, groups: groups, on: device)
+            let gpt = try GPTModel(config: plan.model, seed: plan.trainer.seed, groups: groups, storage: plan.storage, on: device)
             gpt.recompute = plan.recompute
             gpt.savedActivationPrecision = plan.optimizer.paramsDType
             gpt.sequenceParallel = plan.sequenceParallel

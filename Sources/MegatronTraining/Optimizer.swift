@@ -314,20 +314,22 @@ public final class Optimizer {
 
     /// The optimizer's state tensors by the name PyTorch's optimizers give them: Adam's `exp_avg` and
     /// `exp_avg_sq`, SGD's `momentum_buffer`.
-    /// Under mixed precision also the main parameters, by Megatron's name `fp32_param`.
+    /// Under mixed precision also the main parameters, by Megatron's name `fp32_param`, or kept as
+    /// remainders of the bf16 parameters (`storeParamRemainders`), `fp32_param_remainder`.
     var stateTensors: [(name: String, values: Tensor)] {
         let moments = settings.kind == .adam ? [("exp_avg", firstMoment), ("exp_avg_sq", secondMoment!)] : [("momentum_buffer", firstMoment)]
-        return mainParameters.map { [(Self.mainParametersName, $0)] + moments } ?? moments
+        let main = settings.storeParamRemainders ? Self.mainParameterRemaindersName : Self.mainParametersName
+        return mainParameters.map { [(main, $0)] + moments } ?? moments
     }
 
-    static let mainParametersName = "fp32_param"
+    static let mainParametersName = "fp32_param", mainParameterRemaindersName = "fp32_param_remainder"
 
-    /// This rank's spans of `state`: where each owned range of the flat buffer lies in it.
-    func ownedSpans(of state: Tensor) -> [(range: Range<Int>, values: UnsafeMutablePointer<Float>)] {
+    /// This rank's spans of `state`: each owned range of the flat buffer and the view of `state` holding it.
+    func ownedSpans(of state: Tensor) throws -> [(range: Range<Int>, values: Tensor)] {
         var offset = 0
-        return ownedRanges.map { range in
+        return try ownedRanges.map { range in
             defer { offset += range.count }
-            return (range, state.floats + offset)
+            return (range, try state.view(offset: offset, shape: [range.count]))
         }
     }
 
@@ -335,13 +337,13 @@ public final class Optimizer {
     /// themselves when this rank owns the whole buffer, else full-size copies holding this rank's
     /// spans (zero elsewhere) for `body` to fill in. (The copies are malloc'd, so their memory returns
     /// to the system afterwards.)
-    func withFullState<R>(_ body: ([(name: String, values: UnsafeMutablePointer<Float>)]) throws -> R) rethrows -> R {
+    func withFullState<R>(_ body: ([(name: String, values: UnsafeMutablePointer<Float>)]) throws -> R) throws -> R {
         let total = model.layout.totalCount
         guard ownedRanges != [0 ..< total] else { return try body(stateTensors.map { ($0.name, $0.values.floats) }) }
-        let full = stateTensors.map { name, state in
+        let full = try stateTensors.map { name, state in
             let values = UnsafeMutablePointer<Float>.allocate(capacity: total)
             values.initialize(repeating: 0, count: total)
-            for (range, owned) in ownedSpans(of: state) { (values + range.lowerBound).update(from: owned, count: range.count) }
+            for (range, owned) in try ownedSpans(of: state) { (values + range.lowerBound).update(from: owned.floats, count: range.count) }
             return (name: name, values: values)
         }
         defer { for f in full { f.values.deallocate() } }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MegatronCore
 import MegatronModels
 import MegatronTraining
 
@@ -80,14 +81,15 @@ struct ExportHF: ParsableCommand {
         }
         let config = try Checkpoint.progress(in: directory, iteration: iteration).model
         let layout = ParameterLayout(config)
-        let parameters = UnsafeMutablePointer<Float>.allocate(capacity: layout.totalCount)
-        defer { parameters.deallocate() }
+        let parameters = try Tensor(shape: [layout.totalCount], on: CPUDevice(threads: 1), zeroed: false)
         try Checkpoint.readParameters(from: directory, iteration: iteration, layout: layout, into: parameters)
         let modelType = hfModelType ?? (config.positionEmbedding == .learnedAbsolute ? "gpt2" : HuggingFaceLlama.family(of: config).rawValue)
-        if let family = HuggingFaceLlama.Family(rawValue: modelType) {
-            try HuggingFaceLlama.exportWeights(parameters, config: config, family: family, vocabSize: vocabSize, to: URL(fileURLWithPath: hfDir))
-        } else {
-            try HuggingFaceGPT2.exportWeights(parameters, config: config, vocabSize: vocabSize, to: URL(fileURLWithPath: hfDir))
+        try withExtendedLifetime(parameters) {
+            if let family = HuggingFaceLlama.Family(rawValue: modelType) {
+                try HuggingFaceLlama.exportWeights(parameters.floats, config: config, family: family, vocabSize: vocabSize, to: URL(fileURLWithPath: hfDir))
+            } else {
+                try HuggingFaceGPT2.exportWeights(parameters.floats, config: config, vocabSize: vocabSize, to: URL(fileURLWithPath: hfDir))
+            }
         }
         print("> exported \(Checkpoint.iterationDirectory(directory, iteration: iteration).path) to \(hfDir) as \(modelType)")
     }

@@ -73,6 +73,30 @@ import Testing
         ])
     }
 
+    /// 16-bit storage: under --fp16 (fp16 gradients) two pipeline stages add the tied embedding's
+    /// 16-bit gradients; under --bf16 with the precision-aware optimizer (bf16 gradients, moments and
+    /// remainders) sequence-parallel ranks reduce 16-bit norm gradients and two data-parallel ranks
+    /// reduce bf16 gradients and all-gather bf16 parameters; every run logs what one rank logs.
+    @Test func sixteenBitStorageRanksTrainAsOne() throws {
+        let base = PretrainFlagTests.validRun + ["--num-layers", "2", "--num-attention-heads", "4", "--train-iters", "4", "--global-batch-size", "2",
+                                                 "--hidden-dropout", "0", "--attention-dropout", "0", "--sample-tokens", "4",
+                                                 "--make-vocab-size-divisible-by", "32"]
+        let fp16 = base + ["--fp16", "--initial-loss-scale", "1024"]
+        let single16 = try PretrainFlagTests.megatron(fp16)
+        #expect(single16.status == 0, "\(single16.output)")
+        try Self.expectTwoRanks(fp16, matching: single16.output, layouts: [
+            (["--pipeline-model-parallel-size", "2"], "tensor-parallel size 1, pipeline-parallel size 2"),
+        ])
+        let aware = base + ["--bf16", "--use-precision-aware-optimizer", "--main-grads-dtype", "bf16", "--exp-avg-dtype", "bf16",
+                            "--exp-avg-sq-dtype", "bf16"]
+        let single = try PretrainFlagTests.megatron(aware)
+        #expect(single.status == 0, "\(single.output)")
+        try Self.expectTwoRanks(aware, matching: single.output, layouts: [
+            (["--tensor-model-parallel-size", "2", "--sequence-parallel"], "tensor-parallel size 2 (sequence parallel), pipeline-parallel size 1"),
+            (["--use-distributed-optimizer"], "data-parallel size 2"),
+        ])
+    }
+
     /// Three layers on two pipeline stages, one and two (--decoder-last-pipeline-num-layers 2), log
     /// what one rank logs.
     @Test func unevenPipelineStagesTrainAsOne() throws {

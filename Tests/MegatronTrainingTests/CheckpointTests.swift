@@ -37,13 +37,13 @@ struct CheckpointTests {
                     finetune: Bool = false, maxLR: Double = 3e-3,
                     schedulerSettings: SchedulerSettingsOnLoad = .mustMatch,
                     precision: @escaping @Sendable (inout Optimizer.Settings) -> Void = { _ in },
-                    config: TransformerConfig = config) throws -> Outcome {
+                    storage: ParameterStorage = .float32, config: TransformerConfig = config) throws -> Outcome {
         let data = try MockData(vocabSize: 128, sequenceLength: 16, seed: 5)
         let outcome = Outcome()
         try InProcessWorld(size: dp * tp * pp).run { world in
             let groups = try ProcessGroups(world: world, state: ParallelState(worldSize: dp * tp * pp, tensorModelParallelSize: tp,
                                                                              pipelineModelParallelSize: pp))
-            let model = try GPTModel(config: config, seed: modelSeed, groups: groups, on: CPUDevice(threads: 1))
+            let model = try GPTModel(config: config, seed: modelSeed, groups: groups, storage: storage, on: CPUDevice(threads: 1))
             var ddp = DistributedDataParallel.Settings()
             ddp.useDistributedOptimizer = distributedOptimizer
             ddp.bucketSize = 3000
@@ -71,7 +71,7 @@ struct CheckpointTests {
             if groups.isLastRank {
                 outcome.steps = steps.map { ($0.loss, $0.gradNorm) }
                 outcome.learningRates = steps.map(\.learningRate)
-                outcome.parameters = model.parameters.toFloatArray()
+                outcome.parameters = try model.parameters.stored(as: .float32, on: model.device).toFloatArray()
                 outcome.loaded = loaded
                 outcome.exited = trainer.exited
                 outcome.gradScaler = optimizer.gradScaler

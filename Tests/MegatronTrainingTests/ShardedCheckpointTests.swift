@@ -16,6 +16,44 @@ struct ShardedCheckpointTests {
         return config
     }()
 
+    /// 16-bit storage and Megatron's precision-aware optimizer (bf16 parameters and gradients, bf16
+    /// moments, the main parameters as remainders): a TP 2 × PP 2 × DP 2 save holds every tensor in
+    /// the precision training keeps it in, resumes bit for bit on its own layout, and resharded onto
+    /// one rank continues the uninterrupted run's losses to bf16's rounding.
+    @Test func sixteenBitStateIsSavedAsKeptAndResumes() throws {
+        let directory = CheckpointTests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func run(tp: Int = 2, pp: Int = 2, dp: Int = 2, save: URL? = nil, exitInterval: Int? = nil, load: URL? = nil) throws -> CheckpointTests.Outcome {
+            try CheckpointTests.run(dp: dp, tp: tp, pp: pp, distributedOptimizer: dp > 1, modelSeed: load == nil ? 3 : 99, save: save,
+                                    exitInterval: exitInterval, load: load, precision: { settings in
+                                        settings.paramsDType = .bfloat16
+                                        settings.gradBufferDType = .bfloat16
+                                        settings.expAvgDType = .bfloat16
+                                        settings.expAvgSqDType = .bfloat16
+                                        settings.storeParamRemainders = true
+                                    }, storage: ParameterStorage(parameters: .bfloat16, gradients: .bfloat16), config: Self.config)
+        }
+        let straight = try run()
+        _ = try run(save: directory, exitInterval: 3)
+        let folder = Checkpoint.iterationDirectory(directory, iteration: 3)
+        let metadata = try JSONDecoder().decode(ShardedCheckpoint.Metadata.self,
+                                                from: Data(contentsOf: folder.appendingPathComponent(ShardedCheckpoint.metadataName)))
+        #expect(Set(metadata.model.values.map(\.dtype)) == ["BF16"])
+        let optimizerDTypes = Dictionary(grouping: metadata.optimizer, by: { String($0.key.split(separator: ".").last!) }).mapValues { Set($0.map(\.value.dtype)) }
+        #expect(optimizerDTypes == ["exp_avg": ["BF16"], "exp_avg_sq": ["BF16"], "fp32_param_remainder": ["U16"]], "\(optimizerDTypes)")
+
+        let resumed = try run(load: directory)
+        #expect(resumed.loaded == 3 && resumed.steps.count == 3)
+        #expect(zip(straight.steps.dropFirst(3), resumed.steps).allSatisfy { $0.loss == $1.loss && $0.gradNorm == $1.gradNorm },
+                "\(straight.steps) vs \(resumed.steps)")
+        #expect(CheckpointTests.differing(straight.parameters, resumed.parameters) == 0)
+
+        let oneRank = try run(tp: 1, pp: 1, dp: 1, load: directory)
+        #expect(oneRank.steps.count == 3)
+        #expect(zip(straight.steps.dropFirst(3), oneRank.steps).allSatisfy { abs($0.loss - $1.loss) <= 1e-3 * $0.loss },
+                "\(straight.steps) vs one rank \(oneRank.steps)")
+    }
+
     @Test func aSaveOfEveryParallelismReshardsOntoOtherLayouts() throws {
         let sharded = CheckpointTests.temporaryDirectory(), whole = CheckpointTests.temporaryDirectory()
         defer { for d in [sharded, whole] { try? FileManager.default.removeItem(at: d) } }

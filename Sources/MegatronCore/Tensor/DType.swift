@@ -15,4 +15,21 @@ public enum DType: String, Sendable, CaseIterable, CustomStringConvertible {
     }
 
     public var description: String { rawValue }
+
+    /// The dtype's name in safetensors headers ("F32", "F16", "BF16", "I32", "U16").
+    public var safetensorsName: String {
+        switch self {
+        case .float32: "F32"
+        case .float16: "F16"
+        case .bfloat16: "BF16"
+        case .int32: "I32"
+        case .uint16: "U16"
+        }
+    }
+
+    /// The dtype a safetensors header names, nil for one this library does not hold.
+    public init?(safetensorsName name: String) {
+        guard let dtype = DType.allCases.first(where: { $0.safetensorsName == name }) else { return nil }
+        self = dtype
+    }
 }

@@ -91,3 +91,21 @@ extension Tensor {
         device.parallelElements(count) { r in mg_accumulate_half(y.halfBits + r.lowerBound, x.floats + r.lowerBound, r.count, code) }
     }
 }
+
+extension DType {
+    /// Copies `count` elements of `source` (of this dtype) into `target` (of `targetType`): bytes for
+    /// the same dtype, else between fp32 and fp16/bf16 as `Tensor.assign(converting:)` converts; any
+    /// other pair throws, naming `what` (a checkpoint tensor read into a run that keeps it otherwise).
+    public func convert(_ count: Int, from source: UnsafeRawPointer, to target: UnsafeMutableRawPointer, as targetType: DType,
+                        _ what: String) throws {
+        if targetType == self { return target.copyMemory(from: source, byteCount: count * size) }
+        if self == .float32, targetType == .float16 || targetType == .bfloat16 {
+            mg_f32_to_half(target.assumingMemoryBound(to: UInt16.self), source.assumingMemoryBound(to: Float.self), count,
+                           try targetType.roundingCode(what))
+        } else if targetType == .float32, self == .float16 || self == .bfloat16 {
+            mg_half_to_f32(target.assumingMemoryBound(to: Float.self), source.assumingMemoryBound(to: UInt16.self), count, try roundingCode(what))
+        } else {
+            throw TensorError("\(what): stored as \(self), which cannot be read as \(targetType)")
+        }
+    }
+}

@@ -18,13 +18,26 @@ extension GPTModel: MegatronModule {
         guard let range = sharedEmbeddingRange else { return }
         let group = pipeline.group
         let peer = pipeline.isFirst ? group.size - 1 : 0
-        let theirs = try Tensor(shape: [range.count], on: device, zeroed: false)
         let mine = try gradients.view(offset: range.lowerBound, shape: [range.count])
-        try group.sendReceive(UnsafeBufferPointer(start: mine.floats, count: range.count), to: peer,
-                              into: UnsafeMutableBufferPointer(start: theirs.floats, count: range.count), from: peer,
+        let theirs = try Tensor(shape: [range.count], dtype: mine.dtype, on: device, zeroed: false)
+        if mine.dtype == .float32 {
+            try group.sendReceive(UnsafeBufferPointer(start: mine.floats, count: range.count), to: peer,
+                                  into: UnsafeMutableBufferPointer(start: theirs.floats, count: range.count), from: peer,
+                                  tag: MessageTag.sharedEmbedding)
+            // a + b and b + a are the same float: both copies get the same bits.
+            return try Elementwise.axpy(mine, theirs, alpha: 1, on: device)
+        }
+        // 16-bit gradients travel as their words and are added in fp32, a block at a time, each sum
+        // rounded once: the same bits on both stages again.
+        try group.sendReceive(UnsafeBufferPointer(start: mine.halfBits, count: range.count), to: peer,
+                              into: UnsafeMutableBufferPointer(start: theirs.halfBits, count: range.count), from: peer,
                               tag: MessageTag.sharedEmbedding)
-        // a + b and b + a are the same float: both copies get the same bits.
-        try Elementwise.axpy(mine, theirs, alpha: 1, on: device)
+        let block = min(range.count, 1 << 22), widened = try Tensor(shape: [block], on: device, zeroed: false)
+        for start in stride(from: 0, to: range.count, by: block) {
+            let count = min(block, range.count - start), addend = try widened.view(offset: 0, shape: [count])
+            try addend.assign(converting: theirs.view(offset: start, shape: [count]), on: device)
+            try mine.view(offset: start, shape: [count]).accumulate(addend, on: device)
+        }
     }
 
     /// Under sequence parallelism, sums over the tensor-parallel group the gradients of the

@@ -27,11 +27,26 @@ public protocol MegatronModule: AnyObject {
 
 extension MegatronModule {
     /// The L2 norm over the whole model of `buffer` (the parameters or the gradients), each
-    /// replicated value counted once: collective over the tensor- and pipeline-parallel groups.
+    /// replicated value counted once: collective over the tensor- and pipeline-parallel groups. A
+    /// 16-bit buffer is read in fp32 a block at a time.
     public func wholeModelNorm(of buffer: Tensor) throws -> Double {
         let spans = try layout.normSpans.map { try buffer.view(offset: $0.lowerBound, shape: [$0.count]) }
-        let local = try Elementwise.globalL2Norm(spans, on: device)
-        return try groups.modelParallel.allReduce(local * local, op: .sum).squareRoot()
+        var sumOfSquares = 0.0
+        if buffer.dtype == .float32 {
+            let norm = try Elementwise.globalL2Norm(spans, on: device)
+            sumOfSquares = norm * norm
+        } else {
+            let block = 1 << 22, scratch = try Tensor(shape: [min(block, buffer.count)], on: device, zeroed: false)
+            for span in spans {
+                for start in stride(from: 0, to: span.count, by: block) {
+                    let values = try scratch.view(offset: 0, shape: [min(block, span.count - start)])
+                    try values.assign(converting: span.view(offset: start, shape: [values.count]), on: device)
+                    let norm = try Elementwise.globalL2Norm([values], on: device)
+                    sumOfSquares += norm * norm
+                }
+            }
+        }
+        return try groups.modelParallel.allReduce(sumOfSquares, op: .sum).squareRoot()
     }
 
     /// Sets every gradient to zero (before an iteration's first micro-batch).

@@ -69,11 +69,14 @@ public protocol CommunicationScalar: Numeric, Comparable, Sendable {
     static var kind: ScalarKind { get }
 }
 
-public enum ScalarKind: Sendable { case float32, float64, int32 }
+public enum ScalarKind: Sendable { case float32, float64, int32, uint16 }
 
 extension Float: CommunicationScalar { public static var kind: ScalarKind { .float32 } }
 extension Double: CommunicationScalar { public static var kind: ScalarKind { .float64 } }
 extension Int32: CommunicationScalar { public static var kind: ScalarKind { .int32 } }
+/// 16-bit words: fp16/bf16 values moved as their bits (all-gathers of 16-bit parameters); their
+/// reductions are integer ones, meaningless for those.
+extension UInt16: CommunicationScalar { public static var kind: ScalarKind { .uint16 } }
 
 /// A communication failure: names the rank, the operation and the cause.
 public struct CommunicatorError: Error, CustomStringConvertible {
@@ -121,6 +124,7 @@ func accumulate<T: CommunicationScalar>(_ target: UnsafeMutablePointer<T>, _ sou
     case .float32: accumulate(t.assumingMemoryBound(to: Float.self), s.assumingMemoryBound(to: Float.self), count, op)
     case .float64: accumulate(t.assumingMemoryBound(to: Double.self), s.assumingMemoryBound(to: Double.self), count, op)
     case .int32: accumulate(t.assumingMemoryBound(to: Int32.self), s.assumingMemoryBound(to: Int32.self), count, op)
+    case .uint16: accumulate(t.assumingMemoryBound(to: UInt16.self), s.assumingMemoryBound(to: UInt16.self), count, op)
     }
 }
 
@@ -139,6 +143,13 @@ private func accumulate(_ t: UnsafeMutablePointer<Double>, _ s: UnsafePointer<Do
 }
 
 private func accumulate(_ t: UnsafeMutablePointer<Int32>, _ s: UnsafePointer<Int32>, _ count: Int, _ op: ReduceOp) {
+    switch op {
+    case .sum: for i in 0 ..< count { t[i] &+= s[i] }
+    case .max: for i in 0 ..< count where s[i] > t[i] { t[i] = s[i] }
+    }
+}
+
+private func accumulate(_ t: UnsafeMutablePointer<UInt16>, _ s: UnsafePointer<UInt16>, _ count: Int, _ op: ReduceOp) {
     switch op {
     case .sum: for i in 0 ..< count { t[i] &+= s[i] }
     case .max: for i in 0 ..< count where s[i] > t[i] { t[i] = s[i] }

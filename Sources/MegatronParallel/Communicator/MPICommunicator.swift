@@ -202,6 +202,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         case .float32: mg_mpi_float()
         case .float64: mg_mpi_double()
         case .int32: mg_mpi_int32()
+        case .uint16: mg_mpi_uint16()
         }
     }
 

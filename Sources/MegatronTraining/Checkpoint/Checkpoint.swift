@@ -163,9 +163,9 @@ public enum Checkpoint {
 
     /// Copies the parameters of iteration `iteration` (of either format) into `parameters`, laid out
     /// by `layout` (a rank's part of the model whose whole layout is `wholeLayout`, by default
-    /// `layout` itself).
+    /// `layout` itself), converting them to its dtype.
     public static func readParameters(from directory: URL, iteration: Int, layout: ParameterLayout, wholeLayout: ParameterLayout? = nil,
-                                      into parameters: UnsafeMutablePointer<Float>) throws {
+                                      into parameters: MegatronCore.Tensor) throws {
         try copy(try stored(in: storedDirectory(directory, iteration: iteration)).model, suffix: "",
                  into: [(0 ..< layout.totalCount, parameters)], layout, whole: wholeLayout ?? layout)
     }
@@ -203,7 +203,7 @@ public enum Checkpoint {
         }
         let whole = model.config.wholeLayout
         let stored = try stored(in: folder)
-        try copy(stored.model, suffix: "", into: [(0 ..< model.layout.totalCount, model.parameters.floats)], model.layout, whole: whole)
+        try copy(stored.model, suffix: "", into: [(0 ..< model.layout.totalCount, model.parameters)], model.layout, whole: whole)
         guard let optimizer, progress.optimizer != nil else { return (progress, []) }
         let state = try stored.optimizer()
         var restored: Set<String> = []
@@ -226,8 +226,9 @@ public enum Checkpoint {
         return entries
     }
 
-    /// A range of the flat parameter layout and where its values go.
-    typealias Span = (range: Range<Int>, values: UnsafeMutablePointer<Float>)
+    /// A range of the flat parameter layout and where its values go (a view of as many elements, in
+    /// the dtype training keeps them in).
+    typealias Span = (range: Range<Int>, values: MegatronCore.Tensor)
 
     /// Copies what `spans` cover of every parameter's tensor `<name><suffix>` of `stored` into
     /// `layout` (this rank's part), checking that they are exactly the parameters of the model
@@ -245,8 +246,8 @@ public enum Checkpoint {
             guard let (dtype, shape) = stored.description(of: name) else {
                 throw CheckpointError("\(file.path) has no tensor \(name), which this model needs")
             }
-            guard dtype == "F32", shape == entry.wholeShape else {
-                throw CheckpointError("\(file.path): \(name) is \(dtype) \(shape), this model's is F32 \(entry.wholeShape) "
+            guard shape == entry.wholeShape else {
+                throw CheckpointError("\(file.path): \(name) is \(dtype) \(shape), this model's is \(entry.wholeShape) "
                                   + "(a checkpoint of another --hidden-size, --ffn-hidden-size, --num-attention-heads or vocabulary?)")
             }
             // A tensor-parallel rank takes its shard's pieces of the whole tensor, and of those what `spans` cover.
@@ -256,7 +257,8 @@ public enum Checkpoint {
                 for (range, values) in spans where range.overlaps(pieceRange) {
                     let part = range.clamped(to: pieceRange)
                     targets.append(CopyTarget(whole: piece.whole + part.lowerBound - pieceRange.lowerBound, count: part.count,
-                                              values: values + (part.lowerBound - range.lowerBound)))
+                                              values: values.rawPointer + (part.lowerBound - range.lowerBound) * values.dtype.size,
+                                              dtype: values.dtype))
                 }
             }
             try stored.copy(name, into: targets)

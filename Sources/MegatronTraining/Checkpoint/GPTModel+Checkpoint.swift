@@ -12,7 +12,7 @@ extension GPTModel {
         }
         let config = try Checkpoint.progress(in: directory, iteration: iteration).model
         let model = try GPTModel(config: config, seed: nil, on: device)
-        try Checkpoint.readParameters(from: directory, iteration: iteration, layout: model.layout, into: model.parameters.floats)
+        try Checkpoint.readParameters(from: directory, iteration: iteration, layout: model.layout, into: model.parameters)
         return (model, iteration)
     }
 }

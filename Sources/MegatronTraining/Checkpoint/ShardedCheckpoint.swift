@@ -10,7 +10,9 @@ import MegatronModels
 ///                                                of its stage's parameters (data-parallel rank 0
 ///                                                only; replicated tensors from tensor-parallel rank
 ///                                                0 only) and the optimizer state it owns (its
-///                                                distributed-optimizer slice), fp32
+///                                                distributed-optimizer slice), each in the dtype
+///                                                training keeps it in (fp32, or 16 bits under
+///                                                16-bit storage and the precision-aware optimizer)
 ///     DIR/iter_0000010/metadata.json             every global tensor (the model's by its
 ///                                                Megatron-core name; the optimizer's as
 ///                                                "<name>.exp_avg" …) with its dtype, whole shape
@@ -55,28 +57,28 @@ public enum ShardedCheckpoint {
         var placement: Placement
     }
 
-    /// What one rank writes: its chunks and their fp32 values.
+    /// What one rank writes: its chunks, viewing their values.
     struct Shard: @unchecked Sendable {
-        var chunks: [(chunk: ShardChunk, data: Data)] = []
+        var chunks: [(chunk: ShardChunk, values: MegatronCore.Tensor)] = []
 
         /// Adds elements `range` of the `split` shard of tensor-parallel rank `rank` of `of` of the
-        /// tensor `tensor` of whole shape `shape`, whose values start at `values`, viewed, not copied.
+        /// tensor `tensor` of whole shape `shape`, whose values are `values` (a view, not a copy,
+        /// which keeps its memory alive), in their dtype.
         mutating func add(_ part: Part, _ tensor: String, shape: [Int], split: ParameterLayout.Split, rank: Int, of: Int,
-                          range: Range<Int>, values: UnsafePointer<Float>, shardCount: Int) {
+                          range: Range<Int>, values: MegatronCore.Tensor, shardCount: Int) {
             let key = range == 0 ..< shardCount ? tensor : "\(tensor)@\(range.lowerBound)"
-            let data = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: values), count: range.count * MemoryLayout<Float>.stride,
-                            deallocator: .none)
             chunks.append((ShardChunk(part: part, tensor: tensor, shape: shape, key: key,
                                       placement: Placement(split: split, rank: rank, of: of, start: range.lowerBound, end: range.upperBound)),
-                           data))
+                           values))
         }
 
         /// Writes the shard durably as `directory/name`.
         func write(to file: URL) throws {
             let listed = String(decoding: try JSONEncoder().encode(chunks.map(\.chunk)), as: UTF8.self)
             var tensors: [String: SafeTensors.Entry] = [:]
-            for (chunk, data) in chunks {
-                tensors[chunk.key] = SafeTensors.Entry(dtype: "F32", shape: [chunk.placement.end - chunk.placement.start], data: data)
+            for (chunk, values) in chunks {
+                let data = Data(bytesNoCopy: values.rawPointer, count: values.byteCount, deallocator: .none)
+                tensors[chunk.key] = SafeTensors.Entry(dtype: values.dtype.safetensorsName, shape: [values.count], data: data)
             }
             try SafeTensors.write(tensors, metadata: ["chunks": listed], to: file)
         }
@@ -181,15 +183,16 @@ public enum ShardedCheckpoint {
         func description(of name: String) -> (dtype: String, shape: [Int])? { tensors[name].map { ($0.dtype, $0.shape) } }
 
         func copy(_ name: String, into targets: [CopyTarget]) throws {
-            let tensor = tensors[name]!
+            let tensor = tensors[name]!, dtype = try dtype(tensor.dtype, of: name)
             var copied = 0
             for chunk in tensor.chunks {
                 let entry = try shards.entry(chunk.key, in: chunk.file)
-                guard entry.data.count == (chunk.placement.end - chunk.placement.start) * MemoryLayout<Float>.stride else {
+                guard entry.data.count == (chunk.placement.end - chunk.placement.start) * dtype.size else {
                     throw CheckpointError("\(shards.folder.appendingPathComponent(chunk.file).path): \(chunk.key) holds \(entry.data.count) bytes, "
-                                          + "its chunk \(chunk.placement.start)..<\(chunk.placement.end) needs 4 each")
+                                          + "its chunk \(chunk.placement.start)..<\(chunk.placement.end) needs \(dtype.size) each")
                 }
-                copied += Self.copy(chunk.placement.runs(in: tensor.shape), of: entry.data, into: targets)
+                copied += try Self.copy(chunk.placement.runs(in: tensor.shape), of: entry.data, dtype: dtype, into: targets,
+                                       what: "\(shards.folder.appendingPathComponent(chunk.file).path): \(chunk.key)")
             }
             let needed = targets.reduce(0) { $0 + $1.count }
             guard copied == needed else {

@@ -17,10 +17,12 @@ protocol StoredTensors {
     func copy(_ name: String, into targets: [CopyTarget]) throws
 }
 
-/// A run of `count` elements at `whole` in a flattened whole tensor, and where it goes.
+/// A run of `count` elements at `whole` in a flattened whole tensor, and where it goes: `count`
+/// elements of `dtype` at `values` (converted on the way when stored in another precision).
 struct CopyTarget {
     let whole: Int, count: Int
-    let values: UnsafeMutablePointer<Float>
+    let values: UnsafeMutableRawPointer
+    let dtype: DType
 }
 
 /// A run of a stored chunk: `count` elements at `whole` in the flattened whole tensor, at element
@@ -30,23 +32,32 @@ struct StoredRun {
 }
 
 extension StoredTensors {
-    /// Copies where `runs` (of fp32 `data`, in ascending order) meet `targets` (ascending), and
-    /// returns how many elements that was: one merge of two sorted lists of disjoint runs.
-    static func copy(_ runs: [StoredRun], of data: Data, into targets: [CopyTarget]) -> Int {
+    /// Copies where `runs` (of `data`, elements of `dtype`, in ascending order) meet `targets`
+    /// (ascending), and returns how many elements that was: one merge of two sorted lists of disjoint
+    /// runs. Errors (a dtype that cannot become the target's) name `what` (file and tensor).
+    static func copy(_ runs: [StoredRun], of data: Data, dtype: DType, into targets: [CopyTarget], what: String) throws -> Int {
         var copied = 0, t = 0, r = 0
-        data.withUnsafeBytes { raw in
-            let stored = raw.baseAddress!.assumingMemoryBound(to: Float.self)
+        try data.withUnsafeBytes { raw in
+            let stored = raw.baseAddress!
             while t < targets.count && r < runs.count {
                 let target = targets[t], run = runs[r]
                 let lower = max(target.whole, run.whole), upper = min(target.whole + target.count, run.whole + run.count)
                 if lower < upper {
-                    (target.values + (lower - target.whole)).update(from: stored + run.stored + (lower - run.whole), count: upper - lower)
+                    try dtype.convert(upper - lower, from: stored + (run.stored + lower - run.whole) * dtype.size,
+                                      to: target.values + (lower - target.whole) * target.dtype.size, as: target.dtype,
+                                      what)
                     copied += upper - lower
                 }
                 if target.whole + target.count <= run.whole + run.count { t += 1 } else { r += 1 }
             }
         }
         return copied
+    }
+
+    /// The dtype of a stored tensor's safetensors name, or an error naming the tensor.
+    func dtype(_ stored: String, of name: String) throws -> DType {
+        guard let dtype = DType(safetensorsName: stored) else { throw CheckpointError("\(source.path): \(name) is \(stored), not a dtype this library reads") }
+        return dtype
     }
 }
 
@@ -67,7 +78,8 @@ struct WholeTensorFile: StoredTensors {
     func description(of name: String) -> (dtype: String, shape: [Int])? { tensors[name].map { ($0.dtype, $0.shape) } }
 
     func copy(_ name: String, into targets: [CopyTarget]) throws {
-        let entry = tensors[name]!
-        _ = Self.copy([StoredRun(whole: 0, stored: 0, count: entry.data.count / MemoryLayout<Float>.stride)], of: entry.data, into: targets)
+        let entry = tensors[name]!, dtype = try dtype(entry.dtype, of: name)
+        _ = try Self.copy([StoredRun(whole: 0, stored: 0, count: entry.data.count / dtype.size)], of: entry.data, dtype: dtype,
+                          into: targets, what: "\(source.path): \(name)")
     }
 }

@@ -10,7 +10,7 @@ extension T5Model {
         }
         let config = try Checkpoint.progress(in: directory, iteration: iteration, architecture: T5Config.self).model
         let model = try T5Model(config: config, seed: nil, on: device)
-        try Checkpoint.readParameters(from: directory, iteration: iteration, layout: model.layout, into: model.parameters.floats)
+        try Checkpoint.readParameters(from: directory, iteration: iteration, layout: model.layout, into: model.parameters)
         return (model, iteration)
     }
 }

@@ -9,11 +9,12 @@ extension Trainer {
     /// `Checkpoint`); every rank takes part and learns whether it succeeded. (With --async-save, the
     /// sharded save completes in the background: `train` publishes it.)
     public func saveCheckpoint(to directory: URL) throws {
-        try requireFP32Storage("saving a checkpoint")
         try dataParallel.finishParamGather()
         switch settings.checkpointFormat {
         case .torchDist: try saveShardedCheckpoint(to: directory)
-        case .torch: try saveWholeCheckpoint(to: directory)
+        case .torch:
+            try requireFP32Storage("--ckpt-format torch (the whole-model format; torch_dist keeps 16-bit storage)")
+            try saveWholeCheckpoint(to: directory)
         }
     }
 
@@ -40,7 +41,7 @@ extension Trainer {
                         }
                     }
                 }
-                try withWholeModel(state: state) { parameters, state in
+                try withWholeModel(parameters: model.parameters.floats, state: state) { parameters, state in
                     do {
                         try Checkpoint.save(to: directory, progress: progress, parameters: parameters, optimizerState: state)
                     } catch { failure = error }
@@ -48,8 +49,8 @@ extension Trainer {
             }
         } else if let shardedGroup {
             for (_, state) in optimizer.stateTensors {
-                for (range, values) in optimizer.ownedSpans(of: state) {
-                    try shardedGroup.send(UnsafeBufferPointer(start: values, count: range.count), to: 0, tag: MessageTag.checkpointShard)
+                for (range, values) in try optimizer.ownedSpans(of: state) {
+                    try shardedGroup.send(UnsafeBufferPointer(start: values.floats, count: range.count), to: 0, tag: MessageTag.checkpointShard)
                 }
             }
         }
@@ -58,15 +59,16 @@ extension Trainer {
             + "(\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
     }
 
-    /// Calls `body` on rank 0 of the model-parallel ranks with the whole model's parameters and
+    /// Calls `body` on rank 0 of the model-parallel ranks with the whole model's `parameters` (this
+    /// rank's part, fp32) and
     /// `state` (laid out like this rank's flat buffer), gathered from every rank's part: first each
     /// stage's tensor-parallel shards onto its tensor-parallel rank 0, then the stages onto the
     /// first. The other ranks send theirs. On one rank, `body` gets this rank's buffers.
-    private func withWholeModel(state: [(name: String, values: UnsafeMutablePointer<Float>)],
+    private func withWholeModel(parameters: UnsafeMutablePointer<Float>, state: [(name: String, values: UnsafeMutablePointer<Float>)],
                                 _ body: (UnsafeMutablePointer<Float>, [(name: String, values: UnsafeMutablePointer<Float>)]) throws -> Void) throws {
         let config = model.config, tensorParallel = model.tensorParallel, stage = model.pipeline
         let stageLayout = config.layout(tensorParallelRank: 0, tensorParallelSize: 1, pipelineStage: stage.index, pipelineStages: stage.count)
-        try gather([model.parameters.floats] + state.map(\.values), over: tensorParallel.group, into: stageLayout) {
+        try gather([parameters] + state.map(\.values), over: tensorParallel.group, into: stageLayout) {
             config.layout(tensorParallelRank: $0, tensorParallelSize: tensorParallel.size, pipelineStage: stage.index,
                           pipelineStages: stage.count)
         } then: { stageBuffers in
@@ -78,12 +80,15 @@ extension Trainer {
         }
     }
 
-    /// Calls `body` on rank 0 with the whole model's parameters, gathered from the model-parallel
-    /// ranks' parts (for a one-rank model to generate from). Every rank calls it.
+    /// Calls `body` on rank 0 with the whole model's parameters in fp32, gathered from the
+    /// model-parallel ranks' parts (for a one-rank model to generate from; 16-bit storage converts its
+    /// part first). Every rank calls it.
     public func withWholeParameters(_ body: (UnsafeMutablePointer<Float>) throws -> Void) throws {
-        try requireFP32Storage("gathering the whole model")
         guard dataParallel.dataParallelWithContext.rank == 0 else { return }
-        try withWholeModel(state: []) { parameters, _ in try body(parameters) }
+        let parameters = try model.parameters.stored(as: .float32, on: model.device)
+        try withExtendedLifetime(parameters) {
+            try withWholeModel(parameters: parameters.floats, state: []) { parameters, _ in try body(parameters) }
+        }
     }
 
     /// Gathers `buffers`, laid out on each rank r of `group` as `layout(r)`, onto the group's rank 0
@@ -122,27 +127,26 @@ extension Trainer {
               model: model.config, gradScaler: optimizer.gradScaler.flatMap { $0.isDynamic ? $0 : nil })
     }
 
+    /// The whole-model format writes fp32 buffers: 16-bit parameter storage and 16-bit optimizer
+    /// state (the precision-aware optimizer) are refused, naming `what`.
+    func requireFP32Storage(_ what: String) throws {
+        var sixteenBit = optimizer.stateTensors.filter { $0.values.dtype != .float32 }.map { "16-bit \($0.name)" }
+        if model.parameters.dtype != .float32 { sixteenBit.insert("\(model.parameters.dtype) parameters", at: 0) }
+        guard sixteenBit.isEmpty else {
+            throw TrainingError(iteration: iteration, "\(what): holds fp32 parameters and optimizer state; this run stores "
+                                + sixteenBit.joined(separator: ", "))
+        }
+    }
+
     /// Resumes from the latest checkpoint in `directory` (--load), as Megatron's load_checkpoint: the
     /// parameters; unless `finetune`, the iteration and consumed samples; unless `finetune` or
     /// `!loadOptimizer` (--no-load-optim), the optimizer state and the schedule's position (so with
     /// --no-load-optim the schedule starts over, as Megatron's). Returns the checkpoint's iteration, or
     /// nil when the directory holds none (Megatron then warns and trains from the initialisation).
-    /// Checkpoints read and write fp32 buffers: 16-bit parameter storage and 16-bit optimizer state
-    /// (the precision-aware optimizer) are refused, naming `what`.
-    func requireFP32Storage(_ what: String) throws {
-        var sixteenBit = optimizer.stateTensors.filter { $0.values.dtype != .float32 }.map { "16-bit \($0.name)" }
-        if model.parameters.dtype != .float32 { sixteenBit.insert("\(model.parameters.dtype) parameters", at: 0) }
-        guard sixteenBit.isEmpty else {
-            throw TrainingError(iteration: iteration, "\(what): checkpoints hold fp32 parameters and optimizer state; this run stores "
-                                + sixteenBit.joined(separator: ", ") + " (not supported yet)")
-        }
-    }
-
     /// Every rank must find the same checkpoint; a failure on one is an error on all.
     @discardableResult
     public func loadCheckpoint(from directory: URL, loadOptimizer: Bool = true, finetune: Bool = false,
                                schedulerSettings: SchedulerSettingsOnLoad = .mustMatch) throws -> Int? {
-        try requireFP32Storage("loading a checkpoint")
         var latest: Int?, failure: Error?
         do { latest = try Checkpoint.latestIteration(in: directory) } catch { failure = error }
         try agree(failure, "reading \(directory.appendingPathComponent(Checkpoint.trackerName).path)")
@@ -162,14 +166,15 @@ extension Trainer {
         var loaded: (progress: Checkpoint.Progress<Model.Architecture>, restoredStates: Set<String>)?
         do {
             // Each rank copies its own spans of the optimizer state straight from the (memory-mapped) file.
-            let state = optimizer.stateTensors.map { (name: $0.name, spans: optimizer.ownedSpans(of: $0.values)) }
+            let state = try optimizer.stateTensors.map { (name: $0.name, spans: try optimizer.ownedSpans(of: $0.values)) }
+            let main: Set = [Optimizer.mainParametersName, Optimizer.mainParameterRemaindersName]
             loaded = try Checkpoint.load(from: directory, iteration: latest, model: model,
-                                         optimizer: restoreOptimizer ? (optimizer.settings.kind.rawValue, state, [Optimizer.mainParametersName]) : nil)
+                                         optimizer: restoreOptimizer ? (optimizer.settings.kind.rawValue, state, main) : nil)
         } catch { failure = error }
         try agree(failure, "loading the checkpoint of iteration \(latest) from \(directory.path)")
         let saved = loaded!.progress
         // Main parameters the checkpoint lacks (an fp32 run's, or none loaded) start from the model's.
-        try optimizer.castModelParameters(mainParametersRestored: loaded!.restoredStates.contains(Optimizer.mainParametersName))
+        try optimizer.castModelParameters(mainParametersRestored: !loaded!.restoredStates.isDisjoint(with: [Optimizer.mainParametersName, Optimizer.mainParameterRemaindersName]))
         if restoreOptimizer, let scaler = optimizer.gradScaler, let savedScaler = saved.gradScaler {
             optimizer.gradScaler = scaler.resuming(from: savedScaler)
         }

@@ -23,7 +23,9 @@ extension Trainer {
         }
         try agree(failure, "creating \(pending.partial.path)")
         let file = pending.partial.appendingPathComponent(ShardedCheckpoint.fileName(rank: world.rank))
-        let shard = ownedShard()
+        let shard: ShardedCheckpoint.Shard
+        do { shard = try ownedShard() } catch { failure = error; shard = .init() }
+        try agree(failure, "viewing this rank's shard")
         if settings.asyncSave {
             // The writer keeps the model and optimizer (the owners of the shard's buffers) alive.
             pending.startWriting(shard, to: file, keepingAlive: [model, optimizer])
@@ -72,27 +74,27 @@ extension Trainer {
     /// tensor-parallel shard of each of its stage's parameters (the replicated ones on tensor-parallel
     /// rank 0 only, the last stage's copy of a tied word embedding not at all), and the optimizer
     /// state it updates (its slice under the distributed optimizer; otherwise data-parallel rank 0's
-    /// whole state), by the same rules.
-    func ownedShard() -> ShardedCheckpoint.Shard {
+    /// whole state), by the same rules; each in the dtype training keeps it in.
+    func ownedShard() throws -> ShardedCheckpoint.Shard {
         let layout = model.layout, tensorParallel = model.tensorParallel
         let dataParallelRank = dataParallel.dataParallelWithContext.rank
         let owned = layout.entries.filter { !layout.isSharedEmbeddingCopy($0) && ($0.isSharded || tensorParallel.rank == 0) }
         var shard = ShardedCheckpoint.Shard()
         /// Adds what `spans` (ranges of the flat buffer and where their values are) cover of `owned`.
-        func addChunks(_ part: ShardedCheckpoint.Part, suffix: String, _ spans: [(range: Range<Int>, values: UnsafeMutablePointer<Float>)]) {
+        func addChunks(_ part: ShardedCheckpoint.Part, suffix: String, _ spans: [(range: Range<Int>, values: Tensor)]) throws {
             for entry in owned {
                 let entryRange = entry.offset ..< entry.offset + entry.count
                 for (range, values) in spans where range.overlaps(entryRange) {
                     let run = range.clamped(to: entryRange)
                     shard.add(part, entry.name + suffix, shape: entry.wholeShape, split: entry.split, rank: tensorParallel.rank,
                               of: tensorParallel.size, range: run.lowerBound - entry.offset ..< run.upperBound - entry.offset,
-                              values: values + (run.lowerBound - range.lowerBound), shardCount: entry.count)
+                              values: try values.view(offset: run.lowerBound - range.lowerBound, shape: [run.count]), shardCount: entry.count)
                 }
             }
         }
-        if dataParallelRank == 0 { addChunks(.model, suffix: "", [(0 ..< layout.totalCount, model.parameters.floats)]) }
+        if dataParallelRank == 0 { try addChunks(.model, suffix: "", [(0 ..< layout.totalCount, model.parameters)]) }
         if dataParallel.settings.useDistributedOptimizer || dataParallelRank == 0 {
-            for (name, values) in optimizer.stateTensors { addChunks(.optimizer, suffix: "." + name, optimizer.ownedSpans(of: values)) }
+            for (name, values) in optimizer.stateTensors { try addChunks(.optimizer, suffix: "." + name, optimizer.ownedSpans(of: values)) }
         }
         return shard
     }

@@ -17,6 +17,9 @@ import MegatronParallel
 /// in the order the next forward reads the buckets, and the forward waits for each bucket only
 /// when it reaches it (`parametersNeeded`, Megatron's forward pre-hook).
 ///
+/// Under 16-bit storage the parameters are all-gathered as their 16-bit words; 16-bit gradients
+/// (--grad-reduce-in-bf16) are summed in fp32, a block at a time (`reduceSixteenBit`).
+///
 /// Under context parallelism the ranks that split the same sequences hold the same parameters and
 /// their gradients are parts of one sum: as in Megatron, the group is the data-parallel ranks with
 /// their context-parallel peers (dp·cp of them), and the model weights its loss by cp.
@@ -64,10 +67,6 @@ public final class DistributedDataParallel: @unchecked Sendable {
         let dataParallelWithContext = model.groups.dataParallelWithContext
         self.dataParallelWithContext = dataParallelWithContext
         self.settings = settings
-        guard model.parameters.dtype == .float32 || dataParallelWithContext.size == 1 else {
-            throw TensorError("data parallelism over \(dataParallelWithContext.size) ranks reduces fp32 buffers: "
-                              + "16-bit parameter storage (\(model.parameters.dtype)) is not supported there yet")
-        }
         if let size = settings.bucketSize, size < 1 { throw ConfigError(flag: "--ddp-bucket-size", "--ddp-bucket-size \(size): expected at least 1") }
         if settings.overlapParamGather && !(settings.useDistributedOptimizer && settings.overlapGradReduce) {
             throw ConfigError(flag: "--overlap-param-gather",
@@ -201,8 +200,12 @@ public final class DistributedDataParallel: @unchecked Sendable {
     /// All-gathers bucket `b`'s parameters.
     private func allGather(_ b: Int) throws {
         let start = Self.now()
-        let bucket = buckets[b]
-        try dataParallelWithContext.allGather(UnsafeMutableBufferPointer(start: model.parameters.floats + bucket.lowerBound, count: bucket.count))
+        let bucket = buckets[b], parameters = model.parameters
+        if parameters.dtype == .float32 {
+            try dataParallelWithContext.allGather(UnsafeMutableBufferPointer(start: parameters.floats + bucket.lowerBound, count: bucket.count))
+        } else {
+            try dataParallelWithContext.allGather(UnsafeMutableBufferPointer(start: parameters.halfBits + bucket.lowerBound, count: bucket.count))
+        }
         paramGatherSeconds += Self.now() - start
     }
 
@@ -218,15 +221,40 @@ public final class DistributedDataParallel: @unchecked Sendable {
         let start = Self.now()
         let bucket = buckets[b]
         let gradients = try model.gradients.view(offset: bucket.lowerBound, shape: [bucket.count])
-        try Elementwise.scale(gradients, by: 1 / Float(dataParallelWithContext.size), on: model.device)
-        let values = UnsafeMutableBufferPointer(start: gradients.floats, count: bucket.count)
-        if settings.useDistributedOptimizer {
-            try dataParallelWithContext.reduceScatter(values, op: .sum)
+        if gradients.dtype != .float32 {
+            try reduceSixteenBit(gradients)
         } else {
-            try dataParallelWithContext.allReduce(values, op: .sum)
+            try Elementwise.scale(gradients, by: 1 / Float(dataParallelWithContext.size), on: model.device)
+            let values = UnsafeMutableBufferPointer(start: gradients.floats, count: bucket.count)
+            if settings.useDistributedOptimizer {
+                try dataParallelWithContext.reduceScatter(values, op: .sum)
+            } else {
+                try dataParallelWithContext.allReduce(values, op: .sum)
+            }
         }
         lastCommunicationSeconds += Self.now() - start
     }
+
+    /// 16-bit gradients averaged over the group: each block of `sixteenBitBlock` elements widened to
+    /// fp32, scaled by 1/dp, all-reduced, and rounded back once (Megatron reduces in bf16 itself,
+    /// rounding at every step of the ring; fp32 sums round once). All-reduced under the distributed
+    /// optimizer too, each rank then reading its chunk: twice a reduce-scatter's traffic, for fp32
+    /// scratch of one block instead of a bucket.
+    private func reduceSixteenBit(_ gradients: Tensor) throws {
+        let device = model.device, block = min(gradients.count, Self.sixteenBitBlock)
+        let scratch = try Tensor(shape: [block], on: device, zeroed: false)
+        for start in stride(from: 0, to: gradients.count, by: block) {
+            let count = min(block, gradients.count - start)
+            let stored = try gradients.view(offset: start, shape: [count]), values = try scratch.view(offset: 0, shape: [count])
+            try values.assign(converting: stored, on: device)
+            try Elementwise.scale(values, by: 1 / Float(dataParallelWithContext.size), on: device)
+            try dataParallelWithContext.allReduce(UnsafeMutableBufferPointer(start: values.floats, count: count), op: .sum)
+            try stored.assign(converting: values, on: device)
+        }
+    }
+
+    /// Elements of 16-bit gradients reduced at once: 16 MiB of fp32.
+    static let sixteenBitBlock = 1 << 22
 }
 
 extension Range where Bound == Int {
