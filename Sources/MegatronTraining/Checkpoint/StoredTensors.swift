@@ -50,8 +50,20 @@ extension StoredTensors {
                 }
                 if target.whole + target.count <= run.whole + run.count { t += 1 } else { r += 1 }
             }
+            releaseResidentPages(raw)
         }
         return copied
+    }
+
+    /// Drops the whole pages of memory-mapped `bytes` once read (each stored chunk is read once): they
+    /// are file pages the kernel could reclaim, but they count in the process's resident set, which
+    /// would otherwise grow by every byte a loading rank copied (a later read faults them in again).
+    private static func releaseResidentPages(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: base) + page - 1) & ~(page - 1), end = (Int(bitPattern: base) + bytes.count) & ~(page - 1)
+        guard end > start else { return }
+        _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED)
     }
 
     /// The dtype of a stored tensor's safetensors name, or an error naming the tensor.
