@@ -156,7 +156,6 @@ public struct PretrainPlan: Sendable {
                                 ("--grad-reduce-in-bf16", options.precision.gradReduceInBF16)] where set {
                 throw ConfigError(flag: flag, "\(flag): \(family.name) keeps fp32 buffers (16-bit storage is GPT's so far)")
             }
-            optimizer.gradBufferDType = .float32
         }
         self.optimizer = optimizer
         if optimizer.gradScaler?.isDynamic == true && !training.noCheckForNaNInLossAndGrad {
@@ -183,9 +182,9 @@ public struct PretrainPlan: Sendable {
         }
         scheduler = try training.scheduler(globalBatchSize: globalBatchSize)
         trainer = try Self.trainerSettings(options, globalBatchSize: globalBatchSize)
-        if trainer.save != nil, trainer.checkpointFormat == .torch, storage.isSixteenBit || optimizer.expAvgDType != .float32 || optimizer.expAvgSqDType != .float32 {
-            throw ConfigError(flag: "--ckpt-format", "--ckpt-format torch writes fp32 buffers; this run keeps 16-bit parameters or optimizer "
-                              + "state (--bf16/--fp16 store parameters in 16 bits): save with --ckpt-format torch_dist")
+        if trainer.save != nil, trainer.checkpointFormat == .torch, optimizer.keepsSixteenBitState {
+            throw ConfigError(flag: "--ckpt-format", "--ckpt-format torch writes fp32 optimizer state; this run keeps 16-bit moments or "
+                              + "main-parameter remainders (--use-precision-aware-optimizer): save with --ckpt-format torch_dist")
         }
         documentBoundaries = Self.documentBoundaries(data, endOfDocument: endOfDocument)
         self.data = try Self.data(options, trainer: trainer, endOfDocument: endOfDocument)

@@ -52,6 +52,10 @@ public final class Optimizer {
         /// Engine's store_param_remainders, on under the precision-aware optimizer).
         public var storeParamRemainders = false
 
+        /// Whether the optimizer's state is partly 16-bit (moments or main-parameter remainders),
+        /// which the whole-model checkpoint format, writing fp32, cannot hold.
+        public var keepsSixteenBitState: Bool { expAvgDType != .float32 || expAvgSqDType != .float32 || storeParamRemainders }
+
         public init() {}
     }
 
@@ -160,6 +164,35 @@ public final class Optimizer {
                 main.zero()
             } else if !mainParametersRestored {
                 try main.assign(converting: values, on: model.device)
+            }
+        }
+    }
+
+    /// The other form a checkpoint may hold this run's main parameters in: fp32 `fp32_param` for a
+    /// run keeping remainders, the 16-bit `fp32_param_remainder` for a bf16 run keeping fp32; nil
+    /// without main parameters or under fp16 (which has no remainders).
+    var otherMainParametersForm: (name: String, dtype: DType)? {
+        guard mainParameters != nil else { return nil }
+        if settings.storeParamRemainders { return (Self.mainParametersName, .float32) }
+        return settings.paramsDType == .bfloat16 ? (Self.mainParameterRemaindersName, .uint16) : nil
+    }
+
+    /// Sets the main parameters from `other`, this rank's owned spans one after the other in
+    /// `otherMainParametersForm`, as a checkpoint that keeps them the other way holds them: fp32
+    /// main parameters split into the bf16 parameters and their remainders, or remainders joined
+    /// with the bf16 parameters into fp32. Both are exact.
+    func adoptMainParameters(from other: Tensor) throws {
+        guard let mainParameters else { return }
+        var offset = 0
+        for range in ownedRanges {
+            let values = try model.parameters.view(offset: range.lowerBound, shape: [range.count])
+            let main = try mainParameters.view(offset: offset, shape: [range.count])
+            let loaded = try other.view(offset: offset, shape: [range.count])
+            offset += range.count
+            if settings.storeParamRemainders {
+                try ParamRemainders.split(loaded, into: values, remainders: main, on: model.device)
+            } else {
+                try ParamRemainders.join(values.stored(as: .bfloat16, on: model.device), remainders: loaded, into: main, on: model.device)
             }
         }
     }

@@ -154,9 +154,9 @@ import Testing
          "--min-loss-scale 4.0: expected above 0 and at most --initial-loss-scale 2.0"),
         (["--bf16", "--loss-scale=-2"], "--loss-scale -2.0: expected a positive number"),
         (["--fp16", "--initial-loss-scale", "0"], "--initial-loss-scale 0.0: expected a positive number"),
-        (["--bf16", "--save", "/tmp/unused-checkpoint", "--ckpt-format", "torch"],
-         "--ckpt-format torch writes fp32 buffers; this run keeps 16-bit parameters or optimizer state (--bf16/--fp16 store "
-         + "parameters in 16 bits): save with --ckpt-format torch_dist"),
+        (["--bf16", "--use-precision-aware-optimizer", "--exp-avg-dtype", "bf16", "--save", "/tmp/unused-checkpoint", "--ckpt-format", "torch"],
+         "--ckpt-format torch writes fp32 optimizer state; this run keeps 16-bit moments or main-parameter remainders "
+         + "(--use-precision-aware-optimizer): save with --ckpt-format torch_dist"),
         // Sampling after training.
         (["--sample-tokens=-3"], "--sample-tokens -3: expected 0 or more"),
         (["--sample-tokens", "4", "--temperature", "0"], "--temperature 0.0: expected more than 0"),

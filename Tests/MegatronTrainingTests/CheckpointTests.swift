@@ -110,6 +110,37 @@ struct CheckpointTests {
         #expect(try Checkpoint.latestIteration(in: directory) == Self.trainIters)
     }
 
+    /// bf16 parameter storage with fp32 main parameters and moments: the whole-model format (fp32)
+    /// holds it exactly, so a run resumes bit for bit; and a checkpoint whose main parameters are fp32
+    /// resumes a run keeping them as remainders of the bf16 parameters and back, converted exactly:
+    /// the parameters after the resumed steps are the uninterrupted run's.
+    @Test func sixteenBitStorageResumesFromEitherFormOfTheMainParameters() throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let storage = ParameterStorage(parameters: .bfloat16)
+        let fp32Main: @Sendable (inout Optimizer.Settings) -> Void = { $0.paramsDType = .bfloat16 }
+        let remainders: @Sendable (inout Optimizer.Settings) -> Void = { settings in
+            settings.paramsDType = .bfloat16
+            settings.storeParamRemainders = true
+        }
+        let straight = try Self.run(precision: fp32Main, storage: storage)
+        _ = try Self.run(save: directory, format: .torch, exitInterval: 3, precision: fp32Main, storage: storage)
+        let resumed = try Self.run(modelSeed: 99, load: directory, precision: fp32Main, storage: storage)
+        #expect(zip(straight.steps.dropFirst(3), resumed.steps).allSatisfy { $0.loss == $1.loss && $0.gradNorm == $1.gradNorm },
+                "\(straight.steps) vs \(resumed.steps)")
+        #expect(Self.differing(straight.parameters, resumed.parameters) == 0)
+
+        for (saved, loaded) in [(fp32Main, remainders), (remainders, fp32Main)] {
+            let uninterrupted = try Self.run(precision: saved, storage: storage)
+            try FileManager.default.removeItem(at: directory)
+            _ = try Self.run(save: directory, exitInterval: 3, precision: saved, storage: storage)
+            let converted = try Self.run(modelSeed: 99, load: directory, precision: loaded, storage: storage)
+            #expect(converted.loaded == 3 && converted.steps.count == 3)
+            // Both keep the fp32 main parameters exactly; only a bf16 rounding tie can round apart.
+            #expect(Self.differing(uninterrupted.parameters, converted.parameters) <= 2, "\(Self.differing(uninterrupted.parameters, converted.parameters)) differ")
+        }
+    }
+
     @Test func theDistributedOptimizerResumesOnItsOwnAndOnOtherDataParallelSizes() throws {
         let directory = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

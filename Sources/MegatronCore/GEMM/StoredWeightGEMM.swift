@@ -14,12 +14,14 @@ public enum StoredWeightGEMM {
         let (n, k) = try shape(of: w, inner: x.columns, "forward")
         let y = try Tensor(shape: [x.rows, n], dtype: outputDType, on: device, zeroed: false)
         let block = try ColumnBlock(of: y, on: device)
-        try forEachPanel(of: w, tokens: x.rows, "NT", on: device) { rows, panel in
-            guard let block else {
-                return GEMM.sgemm(false, true, x.rows, rows.count, k, 1, x.floats, k, panel.floats, k, 0, y.floats + rows.lowerBound, n)
+        try withExtendedLifetime(block) {
+            try forEachPanel(of: w, tokens: x.rows, "NT", on: device) { rows, panel in
+                guard let block else {
+                    return GEMM.sgemm(false, true, x.rows, rows.count, k, 1, x.floats, k, panel.floats, k, 0, y.floats + rows.lowerBound, n)
+                }
+                GEMM.sgemm(false, true, x.rows, rows.count, k, 1, x.floats, k, panel.floats, k, 0, block.floats, rows.count)
+                block.store(columns: rows)
             }
-            GEMM.sgemm(false, true, x.rows, rows.count, k, 1, x.floats, k, panel.floats, k, 0, block.floats, rows.count)
-            block.store(columns: rows)
         }
         return y
     }
@@ -30,9 +32,11 @@ public enum StoredWeightGEMM {
         guard dy.columns == n else { throw TensorError.shape("StoredWeightGEMM.inputGradient", "∂Y", dy.shape, expected: [dy.rows, n]) }
         let dx = try Tensor(shape: [dy.rows, k], on: device, zeroed: false)
         let block = try ColumnBlock(of: dy, on: device)
-        try forEachPanel(of: w, tokens: dy.rows, "NN", on: device) { rows, panel in
-            let (a, lda) = block.map { ($0.load(columns: rows), rows.count) } ?? (dy.floats + rows.lowerBound, n)
-            GEMM.sgemm(false, false, dy.rows, k, rows.count, 1, a, lda, panel.floats, k, rows.lowerBound == 0 ? 0 : 1, dx.floats, k)
+        try withExtendedLifetime(block) {
+            try forEachPanel(of: w, tokens: dy.rows, "NN", on: device) { rows, panel in
+                let (a, lda) = block.map { ($0.load(columns: rows), rows.count) } ?? (dy.floats + rows.lowerBound, n)
+                GEMM.sgemm(false, false, dy.rows, k, rows.count, 1, a, lda, panel.floats, k, rows.lowerBound == 0 ? 0 : 1, dx.floats, k)
+            }
         }
         return dx
     }
@@ -53,19 +57,21 @@ public enum StoredWeightGEMM {
         }
         let panel = g.dtype == .float32 ? nil : try Tensor(shape: [min(panelRows, n), k], on: device, zeroed: false)
         let block = try ColumnBlock(of: dy, on: device)
-        for start in stride(from: 0, to: n, by: panelRows) {
-            let rows = start ..< min(n, start + panelRows)
-            let (a, lda) = block.map { ($0.load(columns: rows), rows.count) } ?? (dy.floats + start, n)
-            device.claimBLASThreads()
-            device.timed("GEMM \(rows.count)×\(k)×\(x.rows) TN (16-bit weight)", flops: 2 * Double(rows.count * k * x.rows)) {
-                if let panel {
-                    GEMM.sgemm(true, false, rows.count, k, x.rows, 1, a, lda, x.floats, k, 0, panel.floats, k)
-                } else {
-                    GEMM.sgemm(true, false, rows.count, k, x.rows, 1, a, lda, x.floats, k, 1, g.floats + start * k, k)
+        try withExtendedLifetime(block) {
+            for start in stride(from: 0, to: n, by: panelRows) {
+                let rows = start ..< min(n, start + panelRows)
+                device.claimBLASThreads()
+                device.timed("GEMM \(rows.count)×\(k)×\(x.rows) TN (16-bit operands)", flops: 2 * Double(rows.count * k * x.rows)) {
+                    let (a, lda) = block.map { ($0.load(columns: rows), rows.count) } ?? (dy.floats + start, n)
+                    if let panel {
+                        GEMM.sgemm(true, false, rows.count, k, x.rows, 1, a, lda, x.floats, k, 0, panel.floats, k)
+                    } else {
+                        GEMM.sgemm(true, false, rows.count, k, x.rows, 1, a, lda, x.floats, k, 1, g.floats + start * k, k)
+                    }
                 }
-            }
-            if let panel {
-                try g.view(offset: start * k, shape: [rows.count * k]).accumulate(panel.view(offset: 0, shape: [rows.count * k]), on: device)
+                if let panel {
+                    try g.view(offset: start * k, shape: [rows.count * k]).accumulate(panel.view(offset: 0, shape: [rows.count * k]), on: device)
+                }
             }
         }
     }
@@ -80,7 +86,7 @@ public enum StoredWeightGEMM {
             let rows = start ..< min(n, start + panelRows)
             try panel.view(offset: 0, shape: [rows.count * k]).assign(converting: w.view(offset: start * k, shape: [rows.count * k]), on: device)
             device.claimBLASThreads()
-            device.timed("GEMM \(tokens)×\(rows.count)×\(k) \(transposes) (16-bit weight)", flops: 2 * Double(tokens * rows.count * k)) {
+            device.timed("GEMM \(tokens)×\(rows.count)×\(k) \(transposes) (16-bit operands)", flops: 2 * Double(tokens * rows.count * k)) {
                 body(rows, panel)
             }
         }
@@ -99,6 +105,7 @@ public enum StoredWeightGEMM {
 
     /// The fp32 block [T, panel] through which a panel of columns of a 16-bit activation matrix M [T, n]
     /// (logits or their gradient) goes in or out of a GEMM; nil for an fp32 M, which GEMMs read in place.
+    /// Its conversions run inside the GEMMs' timings (a profile shows them as GEMM time).
     private struct ColumnBlock {
         let matrix: Tensor
         let block: Tensor

@@ -65,12 +65,17 @@ public enum SafeTensors {
         return (tensors, metadata)
     }
 
-    /// Writes `tensors` (sorted by name) to `url` through a temporary file synced and renamed into
-    /// place (`DurableFile`), so an interrupted write never leaves a truncated file under the final name.
+    /// Writes `tensors` to `url` through a temporary file synced and renamed into place
+    /// (`DurableFile`), so an interrupted write never leaves a truncated file under the final name.
+    /// As the safetensors library does, the data is laid out by element size, largest first, then
+    /// by name: every tensor then starts aligned to its element size (the header is padded to 8).
     public static func write(_ tensors: [String: Entry], metadata: [String: String] = [:], to url: URL) throws {
         var header: [String: Any] = metadata.isEmpty ? [:] : ["__metadata__": metadata]
         var offset = 0
-        let names = tensors.keys.sorted()
+        let names = tensors.keys.sorted { a, b in
+            let (x, y) = (elementSize(tensors[a]!.dtype), elementSize(tensors[b]!.dtype))
+            return x != y ? x > y : a < b
+        }
         for name in names {
             let e = tensors[name]!
             header[name] = ["dtype": e.dtype, "shape": e.shape, "data_offsets": [offset, offset + e.data.count]]
@@ -80,5 +85,15 @@ public enum SafeTensors {
         while (8 + json.count) % 8 != 0 { json.append(0x20) }  // pad the header with spaces to 8-byte alignment
         let length = withUnsafeBytes(of: UInt64(json.count).littleEndian) { Data($0) }
         try DurableFile.write([length, json] + names.map { tensors[$0]!.data }, to: url)
+    }
+
+    /// Bytes per element of a safetensors dtype name (1 for names it does not know).
+    static func elementSize(_ dtype: String) -> Int {
+        switch dtype {
+        case "F64", "I64", "U64": 8
+        case "F32", "I32", "U32": 4
+        case "F16", "BF16", "I16", "U16": 2
+        default: 1
+        }
     }
 }

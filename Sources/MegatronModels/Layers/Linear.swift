@@ -8,8 +8,8 @@ enum Linear {
     /// x [T, in] → y [T, out], plus the bias when given; y in `outputDType`, which may be 16 bits only
     /// for a 16-bit weight (the logits under 16-bit storage).
     static func forward(_ x: Tensor, weight: Tensor, bias: Tensor?, outputDType: DType = .float32, on device: CPUDevice) throws -> Tensor {
-        guard weight.dtype != .float32 || outputDType == .float32 else {
-            throw TensorError("Linear.forward: a \(outputDType) output needs a 16-bit weight, not \(weight.dtype)")
+        guard outputDType == .float32 || (weight.dtype != .float32 && bias == nil) else {
+            throw TensorError("Linear.forward: a \(outputDType) output needs a 16-bit weight (not \(weight.dtype)) and no bias")
         }
         let y = weight.dtype == .float32 ? try GEMM.matmul(x, weight, transposeB: true, on: device)
             : try StoredWeightGEMM.forward(x, weight: weight, outputDType: outputDType, on: device)
@@ -20,6 +20,7 @@ enum Linear {
     /// dx = dy·W [T, in]; dW += dyᵀ·x; db += Σ_rows dy when `gradBias` is given. dy is fp32, or 16
     /// bits for a 16-bit weight.
     static func backward(_ dy: Tensor, input x: Tensor, weight: Parameter, gradBias: Tensor?, on device: CPUDevice) throws -> Tensor {
+        guard dy.dtype == .float32 || gradBias == nil else { throw TensorError("Linear.backward: a \(dy.dtype) ∂Y with a bias") }
         if weight.gradient.dtype == .float32, dy.dtype == .float32 {
             try GEMM.matmul(dy, transposeA: true, x, into: weight.gradient, beta: 1, on: device)
         } else {

@@ -7,15 +7,18 @@ import MegatronModels
 ///
 ///     DIR/latest_checkpointed_iteration.txt   the newest iteration saved ("10")
 ///     DIR/iter_0000010/model.safetensors      every parameter by its Megatron-core name, fp32
-///     DIR/iter_0000010/optimizer.safetensors  the optimizer state of each parameter:
+///     DIR/iter_0000010/optimizer.safetensors  the optimizer state of each parameter, fp32:
 ///                                             "<name>.exp_avg", "<name>.exp_avg_sq" (Adam) or
 ///                                             "<name>.momentum_buffer" (SGD), and under
 ///                                             mixed precision "<name>.fp32_param" (main parameters)
 ///     DIR/iter_0000010/checkpoint.json        where training stood and the architecture (`Progress`)
 ///
 /// The sharded format (--ckpt-format torch_dist, `ShardedCheckpoint`) holds the same global tensors
-/// as chunks in each rank's file, listed by a `metadata.json`. Readers tell them apart by that file,
-/// and either loads on any data-, tensor- and pipeline-parallel layout.
+/// as chunks in each rank's file, listed by a `metadata.json`, each in the precision training keeps
+/// it in (16-bit parameters and moments, and the precision-aware optimizer's main parameters as
+/// "<name>.fp32_param_remainder", the low 16 bits that complete the bf16 parameters). Readers tell
+/// the formats apart by that file, either loads on any data-, tensor- and pipeline-parallel layout,
+/// and loading converts each tensor between fp32 and 16 bits to the precision the run keeps it in.
 ///
 /// A checkpoint imported from elsewhere (Hugging Face GPT-2) has no optimizer file: training from it
 /// starts a fresh optimizer.
@@ -168,6 +171,16 @@ public enum Checkpoint {
                                       into parameters: MegatronCore.Tensor) throws {
         try copy(try stored(in: storedDirectory(directory, iteration: iteration)).model, suffix: "",
                  into: [(0 ..< layout.totalCount, parameters)], layout, whole: wholeLayout ?? layout)
+    }
+
+    /// The optimizer states ("exp_avg", "fp32_param", …) the checkpoint of `iteration` holds: none
+    /// when it has no optimizer part (an imported model's).
+    static func optimizerStates(in directory: URL, iteration: Int) throws -> Set<String> {
+        let folder = storedDirectory(directory, iteration: iteration)
+        let stored = try stored(in: folder)
+        guard ShardedCheckpoint.isSharded(folder)
+              || FileManager.default.fileExists(atPath: folder.appendingPathComponent("optimizer.safetensors").path) else { return [] }
+        return Set(try stored.optimizer().names.compactMap { $0.split(separator: ".").last.map(String.init) })
     }
 
     /// The model and optimizer tensors of the checkpoint in `folder`, in whichever format it is

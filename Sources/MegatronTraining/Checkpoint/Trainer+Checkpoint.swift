@@ -13,7 +13,7 @@ extension Trainer {
         switch settings.checkpointFormat {
         case .torchDist: try saveShardedCheckpoint(to: directory)
         case .torch:
-            try requireFP32Storage("--ckpt-format torch (the whole-model format; torch_dist keeps 16-bit storage)")
+            try requireFP32OptimizerState()
             try saveWholeCheckpoint(to: directory)
         }
     }
@@ -30,21 +30,25 @@ extension Trainer {
         let shardedGroup = dataParallel.settings.useDistributedOptimizer && group.size > 1 ? group : nil
         var failure: Error?
         if group.rank == 0 {
-            try optimizer.withFullState { state in
-                if let shardedGroup {
-                    for (_, values) in state {
-                        for source in 1 ..< shardedGroup.size {
-                            for range in dataParallel.ownedRanges(ofRank: source) {
-                                try shardedGroup.receive(into: UnsafeMutableBufferPointer(start: values + range.lowerBound, count: range.count),
-                                                         from: source, tag: MessageTag.checkpointShard)
+            // 16-bit parameters widen exactly into an fp32 copy for the moment of the save.
+            let parameters = try model.parameters.stored(as: .float32, on: model.device)
+            try withExtendedLifetime(parameters) {
+                try optimizer.withFullState { state in
+                    if let shardedGroup {
+                        for (_, values) in state {
+                            for source in 1 ..< shardedGroup.size {
+                                for range in dataParallel.ownedRanges(ofRank: source) {
+                                    try shardedGroup.receive(into: UnsafeMutableBufferPointer(start: values + range.lowerBound, count: range.count),
+                                                             from: source, tag: MessageTag.checkpointShard)
+                                }
                             }
                         }
                     }
-                }
-                try withWholeModel(parameters: model.parameters.floats, state: state) { parameters, state in
-                    do {
-                        try Checkpoint.save(to: directory, progress: progress, parameters: parameters, optimizerState: state)
-                    } catch { failure = error }
+                    try withWholeModel(parameters: parameters.floats, state: state) { parameters, state in
+                        do {
+                            try Checkpoint.save(to: directory, progress: progress, parameters: parameters, optimizerState: state)
+                        } catch { failure = error }
+                    }
                 }
             }
         } else if let shardedGroup {
@@ -127,14 +131,13 @@ extension Trainer {
               model: model.config, gradScaler: optimizer.gradScaler.flatMap { $0.isDynamic ? $0 : nil })
     }
 
-    /// The whole-model format writes fp32 buffers: 16-bit parameter storage and 16-bit optimizer
-    /// state (the precision-aware optimizer) are refused, naming `what`.
-    func requireFP32Storage(_ what: String) throws {
-        var sixteenBit = optimizer.stateTensors.filter { $0.values.dtype != .float32 }.map { "16-bit \($0.name)" }
-        if model.parameters.dtype != .float32 { sixteenBit.insert("\(model.parameters.dtype) parameters", at: 0) }
+    /// The whole-model format writes fp32 buffers: 16-bit optimizer state (the precision-aware
+    /// optimizer's moments or remainders) is refused, naming it.
+    func requireFP32OptimizerState() throws {
+        let sixteenBit = optimizer.stateTensors.filter { $0.values.dtype != .float32 }.map(\.name)
         guard sixteenBit.isEmpty else {
-            throw TrainingError(iteration: iteration, "\(what): holds fp32 parameters and optimizer state; this run stores "
-                                + sixteenBit.joined(separator: ", "))
+            throw TrainingError(iteration: iteration, "--ckpt-format torch writes fp32 optimizer state; this run keeps "
+                                + sixteenBit.joined(separator: ", ") + " in 16 bits: save with --ckpt-format torch_dist")
         }
     }
 
@@ -164,17 +167,30 @@ extension Trainer {
         let start = Date()
         let restoreOptimizer = loadOptimizer && !finetune
         var loaded: (progress: Checkpoint.Progress<Model.Architecture>, restoredStates: Set<String>)?
+        let main: Set = [Optimizer.mainParametersName, Optimizer.mainParameterRemaindersName]
+        // Main parameters the checkpoint keeps in the other form (fp32, or remainders of bf16) are
+        // read aside and converted.
+        var otherForm: (name: String, values: Tensor)?
         do {
             // Each rank copies its own spans of the optimizer state straight from the (memory-mapped) file.
-            let state = try optimizer.stateTensors.map { (name: $0.name, spans: try optimizer.ownedSpans(of: $0.values)) }
-            let main: Set = [Optimizer.mainParametersName, Optimizer.mainParameterRemaindersName]
+            var state = try optimizer.stateTensors.map { (name: $0.name, spans: try optimizer.ownedSpans(of: $0.values)) }
+            if restoreOptimizer, let other = optimizer.otherMainParametersForm {
+                let held = try Checkpoint.optimizerStates(in: directory, iteration: latest)
+                if held.contains(other.name), held.isDisjoint(with: main.subtracting([other.name])) {
+                    let values = try Tensor(shape: [optimizer.ownedRanges.reduce(0) { $0 + $1.count }], dtype: other.dtype,
+                                            on: model.device, zeroed: false)
+                    state.append((other.name, try optimizer.ownedSpans(of: values)))
+                    otherForm = (other.name, values)
+                }
+            }
             loaded = try Checkpoint.load(from: directory, iteration: latest, model: model,
                                          optimizer: restoreOptimizer ? (optimizer.settings.kind.rawValue, state, main) : nil)
+            if let otherForm, loaded!.restoredStates.contains(otherForm.name) { try optimizer.adoptMainParameters(from: otherForm.values) }
         } catch { failure = error }
         try agree(failure, "loading the checkpoint of iteration \(latest) from \(directory.path)")
         let saved = loaded!.progress
         // Main parameters the checkpoint lacks (an fp32 run's, or none loaded) start from the model's.
-        try optimizer.castModelParameters(mainParametersRestored: !loaded!.restoredStates.isDisjoint(with: [Optimizer.mainParametersName, Optimizer.mainParameterRemaindersName]))
+        try optimizer.castModelParameters(mainParametersRestored: !loaded!.restoredStates.isDisjoint(with: main))
         if restoreOptimizer, let scaler = optimizer.gradScaler, let savedScaler = saved.gradScaler {
             optimizer.gradScaler = scaler.resuming(from: savedScaler)
         }

@@ -18,7 +18,8 @@ import MegatronParallel
 /// when it reaches it (`parametersNeeded`, Megatron's forward pre-hook).
 ///
 /// Under 16-bit storage the parameters are all-gathered as their 16-bit words; 16-bit gradients
-/// (--grad-reduce-in-bf16) are summed in fp32, a block at a time (`reduceSixteenBit`).
+/// (--fp16's default, --grad-reduce-in-bf16, --main-grads-dtype bf16) are summed in fp32, a block at
+/// a time (`reduceSixteenBit`).
 ///
 /// Under context parallelism the ranks that split the same sequences hold the same parameters and
 /// their gradients are parts of one sum: as in Megatron, the group is the data-parallel ranks with
