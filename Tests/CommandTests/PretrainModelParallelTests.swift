@@ -74,9 +74,10 @@ import Testing
     }
 
     /// 16-bit storage: under --fp16 (fp16 gradients) two pipeline stages add the tied embedding's
-    /// 16-bit gradients; under --bf16 with the precision-aware optimizer (bf16 gradients, moments and
-    /// remainders) sequence-parallel ranks reduce 16-bit norm gradients and two data-parallel ranks
-    /// reduce bf16 gradients and all-gather bf16 parameters; every run logs what one rank logs.
+    /// 16-bit gradients; under --bf16 two data-parallel ranks all-gather bf16 parameters (reducing
+    /// fp32 gradients); with the precision-aware optimizer (bf16 gradients, moments and remainders)
+    /// sequence-parallel ranks reduce 16-bit norm gradients and two data-parallel ranks reduce bf16
+    /// gradients; every run logs what one rank logs.
     @Test func sixteenBitStorageRanksTrainAsOne() throws {
         let base = PretrainFlagTests.validRun + ["--num-layers", "2", "--num-attention-heads", "4", "--train-iters", "4", "--global-batch-size", "2",
                                                  "--hidden-dropout", "0", "--attention-dropout", "0", "--sample-tokens", "4",
@@ -86,6 +87,12 @@ import Testing
         #expect(single16.status == 0, "\(single16.output)")
         try Self.expectTwoRanks(fp16, matching: single16.output, layouts: [
             (["--pipeline-model-parallel-size", "2"], "tensor-parallel size 1, pipeline-parallel size 2"),
+        ])
+        let bf16 = base + ["--bf16"]
+        let singleBF16 = try PretrainFlagTests.megatron(bf16)
+        #expect(singleBF16.status == 0, "\(singleBF16.output)")
+        try Self.expectTwoRanks(bf16, matching: singleBF16.output, layouts: [
+            (["--use-distributed-optimizer"], "data-parallel size 2"),
         ])
         let aware = base + ["--bf16", "--use-precision-aware-optimizer", "--main-grads-dtype", "bf16", "--exp-avg-dtype", "bf16",
                             "--exp-avg-sq-dtype", "bf16"]
