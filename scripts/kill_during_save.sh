@@ -6,15 +6,17 @@
 # with synchronous and with asynchronous (--async-save) sharded saves, and two ranks under mpirun
 # (tensor-parallel 2; data-parallel 2 with the distributed optimizer and --async-save). Resumption
 # runs on one process, so the two-rank saves are also resharded.
-#   scripts/kill_during_save.sh [trials]      (default 20; prints one line a trial and a summary)
+#   scripts/kill_during_save.sh [trials] [pretrain flags]   (default 20 trials; prints one line a trial
+#   and a summary; the flags, e.g. --bf16, go to every run, the resumptions included)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 trials=${1:-20}
+shift $(( $# > 0 ? 1 : 0 ))
 swift build -c release --product megatron >/dev/null 2>&1 || swift build -c release --product megatron
 megatron=$PWD/.build/release/megatron
 model=(--mock-data --tokenizer-type NullTokenizer --vocab-size 32768 --num-layers 2 --hidden-size 512 --num-attention-heads 4
        --seq-length 16 --max-position-embeddings 16 --micro-batch-size 1 --global-batch-size 2 --lr 1e-3 --log-interval 1
-       --threads 1 --eval-iters 0)
+       --threads 1 --eval-iters 0 "$@")
 setups=("sync" "async" "mpi-tp2" "mpi-dp2-async")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
