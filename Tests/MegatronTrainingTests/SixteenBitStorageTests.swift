@@ -75,6 +75,29 @@ struct SixteenBitStorageTests {
         #expect(x != y, "the bf16 logits must show")
     }
 
+    /// The same blocks of 16-bit logits split over two tensor-parallel ranks (each its half of the
+    /// vocabulary, the cross-entropy's maxima and sums reduced block by block): one rank's loss.
+    @Test func sixteenBitLogitsOverTensorParallelRanksGiveOneRanksLoss() throws {
+        let config = TransformerConfig(numLayers: 1, hiddenSize: 16, numAttentionHeads: 2, paddedVocabSize: 65536, maxPositionEmbeddings: 96)
+        var random = UInt64(4)
+        let samples = (0 ..< 2).map { _ in
+            (0 ... 96).map { _ -> Int32 in
+                random = random &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                return Int32((random >> 33) % 65536)
+            }
+        }
+        // 192 rows of 32768 logits a rank: blocks of 128 rows.
+        let dropout = DropoutKey(seed: 2, iteration: 0, microBatch: 0)
+        let single = try GPTModel(config: config, seed: 5, storage: Self.bf16Parameters, on: CPUDevice(threads: 1))
+        let loss = try single.forwardBackward(MicroBatch(samples: samples, on: single.device), dropout: dropout).mean
+        try InProcessWorld(size: 2).run { world in
+            let groups = try ProcessGroups(world: world, state: ParallelState(worldSize: 2, tensorModelParallelSize: 2))
+            let model = try GPTModel(config: config, seed: 5, groups: groups, storage: Self.bf16Parameters, on: CPUDevice(threads: 1))
+            let split = try model.forwardBackward(MicroBatch(samples: samples, on: model.device), dropout: dropout).mean
+            #expect(abs(split - loss) <= 1e-5 * loss, "rank \(world.rank): loss \(split), one rank's \(loss)")
+        }
+    }
+
     /// bf16 gradients and Megatron's precision-aware optimizer (bf16 moments, main parameters as
     /// remainders) track fp32 buffers to bf16's precision, and differ from them.
     @Test func bf16GradientsAndThePrecisionAwareOptimizerTrackFP32Buffers() throws {
