@@ -51,7 +51,7 @@ public struct Pretraining: Sendable {
                 throw ConfigError(flag: "--tokenizer-type", "--tokenizer-type: BERT's dataset needs BertWordPieceLowerCase or BertWordPieceCase")
             }
             let model = try BertModel(config: BertConfig(transformer: plan.model, bertBinaryHead: bert.binaryHead), seed: plan.trainer.seed,
-                                      groups: groups, on: device)
+                                      groups: groups, storage: plan.storage, on: device)
             model.sequenceParallel = plan.sequenceParallel
             model.recompute = plan.recompute
             model.savedActivationPrecision = plan.optimizer.paramsDType

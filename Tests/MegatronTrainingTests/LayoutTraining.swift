@@ -23,10 +23,12 @@ struct LayoutTraining<Model: PretrainingModel> where Model.Sample: Sendable {
     let sequenceLength: Int
     /// The model of one rank, given its process groups and a seed.
     let makeModel: @Sendable (ProcessGroups, UInt64) throws -> Model
+    /// The optimizer's mixed precision (fp32 by default).
+    var precision: @Sendable (inout Optimizer.Settings) -> Void = { _ in }
 
     func train(dp: Int = 1, tp: Int = 1, distributedOptimizer: Bool = false, iterations: Int = 5, modelSeed: UInt64 = 3,
                save: URL? = nil, load: URL? = nil) throws -> Outcome {
-        let box = Box(), samples = samples, sequenceLength = sequenceLength, makeModel = makeModel
+        let box = Box(), samples = samples, sequenceLength = sequenceLength, makeModel = makeModel, precision = precision
         try InProcessWorld(size: dp * tp).run { world in
             let groups = try ProcessGroups(world: world, state: ParallelState(worldSize: dp * tp, tensorModelParallelSize: tp,
                                                                              pipelineModelParallelSize: 1))
@@ -39,6 +41,7 @@ struct LayoutTraining<Model: PretrainingModel> where Model.Sample: Sendable {
             let dataParallel = try DistributedDataParallel(model: model, settings: ddp)
             var optimizerSettings = Optimizer.Settings()
             optimizerSettings.clipGrad = 0.5
+            precision(&optimizerSettings)
             let optimizer = try Optimizer(model: model, settings: optimizerSettings, dataParallel: dataParallel)
             var settings = TrainingSettings(trainIters: iterations, microBatchSize: 1, globalBatchSize: 8, sequenceLength: sequenceLength)
             settings.save = save

@@ -31,8 +31,16 @@ public final class BertModel: @unchecked Sendable {
     public var recompute = ActivationRecompute.none
     /// The precision of the activations training keeps for the backward (see `GPTModel`).
     public var savedActivationPrecision = DType.float32
+    /// All parameters, flat, in `layout` order, in `storage.parameters`.
     public let parameters: Tensor
+    /// Their gradients, same layout, in `storage.gradients`.
     public let gradients: Tensor
+    /// What the two buffers store (`ParameterStorage`): under 16-bit storage the transformer layers,
+    /// the embedding's position and token-type tables and the heads (final norm to binary head) compute
+    /// in fp32 windows, the word table stays 16-bit.
+    public let storage: ParameterStorage
+    /// Under 16-bit storage, the window of the heads: the final norm, lm head, output bias, pooler and binary head.
+    let headWindow: ParameterWindow.Slot?
     let embedding: LanguageModelEmbedding
     let layers: [TransformerLayer]
     let finalLayerNorm: Norm
@@ -41,8 +49,11 @@ public final class BertModel: @unchecked Sendable {
     let sentenceOrderHead: SentenceOrderHead?
 
     /// A model initialised as Megatron does (see `ParameterLayout.initialize`), or left zero without
-    /// a seed (to be loaded); under tensor parallelism, this rank's shard of the same model.
-    public init(config: BertConfig, seed: UInt64?, groups: ProcessGroups? = nil, on device: CPUDevice) throws {
+    /// a seed (to be loaded); under tensor parallelism, this rank's shard of the same model. `storage`
+    /// says in what precision the parameters and gradients are kept.
+    public init(config: BertConfig, seed: UInt64?, groups: ProcessGroups? = nil, storage: ParameterStorage = .float32,
+                on device: CPUDevice) throws {
+        try storage.validate()
         let groups = try groups ?? .single()
         self.groups = groups
         tensorParallel = TensorParallel(group: groups.tensorModelParallel)
@@ -51,10 +62,16 @@ public final class BertModel: @unchecked Sendable {
         self.config = config
         self.device = device
         layout = ParameterLayout(config, tensorParallelRank: tensorParallel.rank, tensorParallelSize: tensorParallel.size)
-        parameters = try Tensor(shape: [layout.totalCount], on: device)
-        gradients = try Tensor(shape: [layout.totalCount], on: device)
-        let views = ParameterViews(layout: layout, parameters: parameters, gradients: gradients)
-        let c = config.transformer, tp = tensorParallel
+        self.storage = storage
+        parameters = try Tensor(shape: [layout.totalCount], dtype: storage.parameters, on: device)
+        gradients = try Tensor(shape: [layout.totalCount], dtype: storage.gradients, on: device)
+        let c = config.transformer, tp = tensorParallel, layout = layout
+        let word = layout.range(ofPrefix: "embedding.word_embeddings."), head = layout.range(ofPrefix: "encoder.final_layernorm.").lowerBound
+        let tables = word.upperBound ..< layout.range(ofPrefix: "embedding.").upperBound, heads = head ..< layout.totalCount
+        let views = try ParameterViews(layout: layout, parameters: parameters, gradients: gradients, storage: storage,
+                                       layers: (0 ..< c.numLayers).map { layout.range(ofPrefix: "encoder.layers.\($0).") },
+                                       spans: [tables, heads], on: device)
+        headWindow = views.window(of: heads)
         func norm(_ name: String) throws -> Norm {
             Norm(kind: c.normalization, epsilon: c.normEpsilon, weight: try views(name + ".weight"),
                  bias: try views.optional(name + ".bias"), device: device)
@@ -62,17 +79,20 @@ public final class BertModel: @unchecked Sendable {
         func linear(_ name: String) throws -> (weight: Parameter, bias: Parameter) {
             (try views(name + ".weight"), try views(name + ".bias"))
         }
-        let word = try views("embedding.word_embeddings.weight")
+        let wordEmbedding = try views("embedding.word_embeddings.weight")
         embedding = LanguageModelEmbedding(
-            wordEmbeddings: VocabParallelEmbedding(weight: word, vocabularySize: c.paddedVocabSize, tensorParallel: tp, device: device),
+            wordEmbeddings: VocabParallelEmbedding(weight: wordEmbedding, vocabularySize: c.paddedVocabSize, tensorParallel: tp, device: device),
             positionEmbeddings: try views("embedding.position_embeddings.weight"),
-            tokentypeEmbeddings: try views.optional("embedding.tokentype_embeddings.weight"), device: device)
+            tokentypeEmbeddings: try views.optional("embedding.tokentype_embeddings.weight"), device: device,
+            window: views.window(of: tables))
         layers = try (0 ..< c.numLayers).map {
-            try TransformerLayer(c, number: $0, prefix: "encoder.layers.\($0).", views: views, rotary: nil, tensorParallel: tp, on: device)
+            var layer = try TransformerLayer(c, number: $0, prefix: "encoder.layers.\($0).", views: views, rotary: nil, tensorParallel: tp, on: device)
+            layer.window = views.window(ofPrefix: "encoder.layers.\($0).")
+            return layer
         }
         finalLayerNorm = try norm("encoder.final_layernorm")
         lmHead = BertLMHead(dense: try linear("lm_head.dense"), layerNorm: try norm("lm_head.layer_norm"), device: device)
-        outputLayer = ColumnParallelLinear(weight: word, bias: try views("output_layer.bias"), skipBiasAdd: false, tensorParallel: tp,
+        outputLayer = ColumnParallelLinear(weight: wordEmbedding, bias: try views("output_layer.bias"), skipBiasAdd: false, tensorParallel: tp,
                                            device: device)
         sentenceOrderHead = config.bertBinaryHead
             ? SentenceOrderHead(pooler: try linear("pooler.dense"), binary: try linear("binary_head"), device: device) : nil
@@ -130,6 +150,7 @@ public final class BertModel: @unchecked Sendable {
             if training { saved.append(try layers.save(activations, layer: saved.count, recompute: recompute, precision: savedActivationPrecision)) }
             x = output
         }
+        try headWindow?.load()
         let (hidden, finalNorm) = try finalLayerNorm.forward(x)
         let (head, headSaved) = try lmHead.forward(hidden)
         let headOutput = try outputLayer.gatherInput(head, pass.rows)
@@ -156,6 +177,7 @@ public final class BertModel: @unchecked Sendable {
     /// The backward from the logits' gradients `loss(of:lossWeight:)` left, adding into `gradients`.
     func backward(_ a: StageActivations) throws {
         let pass = a.pass
+        try headWindow?.beginBackward()
         let dHead = try outputLayer.backward(a.logits, input: a.lmHeadOutput, rows: pass.rows)
         let dHidden = try lmHead.backward(dHead, saved: a.lmHead)
         if let head = sentenceOrderHead, let sentenceOrder = a.sentenceOrder {
@@ -168,6 +190,7 @@ public final class BertModel: @unchecked Sendable {
             }
         }
         var dx = try finalLayerNorm.backward(dHidden, input: a.encoderOutput, saved: a.finalNorm)
+        try headWindow?.endBackward()
         var chunk: [Int: TransformerLayer.Activations] = [:]
         for index in layers.indices.reversed() {
             let activations = try layers.restore(a.layers, layer: index, chunk: &chunk, pass: pass)

@@ -106,21 +106,11 @@ public final class GPTModel: @unchecked Sendable {
     /// embedding and the final norm.
     private static func views(_ config: TransformerConfig, _ layout: ParameterLayout, parameters: Tensor, gradients: Tensor, storage: ParameterStorage,
                               on device: CPUDevice) throws -> ParameterViews {
-        var views = ParameterViews(layout: layout, parameters: parameters, gradients: gradients)
-        guard storage.isSixteenBit else { return views }
         let layers = PipelineStage.layers(config, stage: layout.pipelineStage, of: layout.pipelineStages).joined()
             .map { layout.range(ofPrefix: "decoder.layers.\($0).") }
-        if let largest = layers.map(\.count).max() {
-            let window = try ParameterWindow(capacity: largest, parameters: parameters, gradients: gradients, on: device)
-            views.windows += layers.map { ParameterWindow.Slot(window: window, range: $0) }
-        }
-        for prefix in ["embedding.position_embeddings.", "decoder.final_layernorm."] {
-            let range = layout.range(ofPrefix: prefix)
-            guard !range.isEmpty else { continue }
-            let window = try ParameterWindow(capacity: range.count, parameters: parameters, gradients: gradients, on: device)
-            views.windows.append(ParameterWindow.Slot(window: window, range: range))
-        }
-        return views
+        return try ParameterViews(layout: layout, parameters: parameters, gradients: gradients, storage: storage, layers: layers,
+                                  spans: ["embedding.position_embeddings.", "decoder.final_layernorm."].map { layout.range(ofPrefix: $0) },
+                                  on: device)
     }
 
     /// This rank's modules over `views`.

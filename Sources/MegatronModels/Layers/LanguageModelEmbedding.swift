@@ -15,8 +15,8 @@ struct LanguageModelEmbedding {
     /// tables with the encoder's, draws another).
     var dropoutLayer = -1
     let device: CPUDevice
-    /// Under 16-bit parameter storage, the fp32 window of the position embedding (the word table
-    /// stays 16-bit).
+    /// Under 16-bit parameter storage, the fp32 window of the position (and token-type) tables (the
+    /// word table stays 16-bit).
     var window: ParameterWindow.Slot? = nil
 
     /// `tokentypes` [T]: each token's type, with a token-type table.

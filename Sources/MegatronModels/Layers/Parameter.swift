@@ -16,6 +16,31 @@ struct ParameterViews {
     /// Spans whose parameters are viewed in a window instead.
     var windows: [ParameterWindow.Slot] = []
 
+    /// Views of `parameters` and `gradients`, laid out by `layout`.
+    init(layout: ParameterLayout, parameters: Tensor, gradients: Tensor) {
+        self.layout = layout
+        self.parameters = parameters
+        self.gradients = gradients
+    }
+
+    /// Views of the two flat buffers; under 16-bit `storage`, of fp32 windows for all but the
+    /// vocabulary-sized tables: one window shared by the transformer layers of `layers` (the spans of
+    /// their prefixes: alike, so as large as the largest), and one for each non-empty span of
+    /// `spans` (the small tables, norms and heads around them).
+    init(layout: ParameterLayout, parameters: Tensor, gradients: Tensor, storage: ParameterStorage, layers: [Range<Int>],
+         spans: [Range<Int>], on device: CPUDevice) throws {
+        self.init(layout: layout, parameters: parameters, gradients: gradients)
+        guard storage.isSixteenBit else { return }
+        if let largest = layers.map(\.count).max() {
+            let window = try ParameterWindow(capacity: largest, parameters: parameters, gradients: gradients, on: device)
+            windows += layers.map { ParameterWindow.Slot(window: window, range: $0) }
+        }
+        for range in spans where !range.isEmpty {
+            let window = try ParameterWindow(capacity: range.count, parameters: parameters, gradients: gradients, on: device)
+            windows.append(ParameterWindow.Slot(window: window, range: range))
+        }
+    }
+
     /// The parameter `name`, which this rank's layout must hold.
     func callAsFunction(_ name: String) throws -> Parameter {
         guard let p = try optional(name) else { throw TensorError("model: no parameter \(name)") }
@@ -36,8 +61,8 @@ struct ParameterViews {
     }
 
     /// The window slot of exactly the parameters under `prefix` ("decoder.layers.3."), if any.
-    func window(ofPrefix prefix: String) -> ParameterWindow.Slot? {
-        let range = layout.range(ofPrefix: prefix)
-        return windows.first { $0.range == range }
-    }
+    func window(ofPrefix prefix: String) -> ParameterWindow.Slot? { window(of: layout.range(ofPrefix: prefix)) }
+
+    /// The window slot of exactly `range` of the flat buffers, if any.
+    func window(of range: Range<Int>) -> ParameterWindow.Slot? { windows.first { $0.range == range } }
 }
