@@ -102,8 +102,8 @@ public struct PretrainPlan: Sendable {
     public let model: TransformerConfig
     public let recompute: ActivationRecompute
     public let optimizer: Optimizer.Settings
-    /// What GPT's and BERT's buffers store (`MixedPrecisionArguments.storage`): 16-bit parameters
-    /// under --bf16 and --fp16. T5 keeps fp32 buffers holding the 16-bit values.
+    /// What the model's buffers store (`MixedPrecisionArguments.storage`): 16-bit parameters under
+    /// --bf16 and --fp16.
     public let storage: ParameterStorage
     public let scheduler: OptimizerParamScheduler
     /// The loop's settings (the program's start time and exit signal are the run's own).
@@ -148,15 +148,7 @@ public struct PretrainPlan: Sendable {
         recompute = try options.recomputation.recompute(layers: model.numLayers)
         var optimizer = try training.optimizerSettings()
         try options.precision.apply(to: &optimizer, useDistributedOptimizer: distributed.useDistributedOptimizer)
-        if case .t5 = family {
-            storage = .float32
-            for (flag, set) in [("--use-precision-aware-optimizer", options.precision.usePrecisionAwareOptimizer),
-                                ("--grad-reduce-in-bf16", options.precision.gradReduceInBF16)] where set {
-                throw ConfigError(flag: flag, "\(flag): \(family.name) keeps fp32 buffers (16-bit storage is GPT's and BERT's so far)")
-            }
-        } else {
-            storage = options.precision.storage
-        }
+        storage = options.precision.storage
         self.optimizer = optimizer
         if optimizer.gradScaler?.isDynamic == true && !training.noCheckForNaNInLossAndGrad {
             warnings.append(MixedPrecisionArguments.checkTurnedOffWarning)

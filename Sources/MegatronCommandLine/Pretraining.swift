@@ -62,7 +62,7 @@ public struct Pretraining: Sendable {
                 throw ConfigError(flag: "--tokenizer-type", "--tokenizer-type: T5's dataset needs BertWordPieceLowerCase or BertWordPieceCase "
                                   + "with --vocab-extra-ids (its sentinels)")
             }
-            let model = try T5Model(config: plan.t5Config(t5), seed: plan.trainer.seed, groups: groups, on: device)
+            let model = try T5Model(config: plan.t5Config(t5), seed: plan.trainer.seed, groups: groups, storage: plan.storage, on: device)
             model.decoderSequenceLength = t5.decoderSequenceLength
             model.recompute = plan.recompute
             model.savedActivationPrecision = plan.optimizer.paramsDType

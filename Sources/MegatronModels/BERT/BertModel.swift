@@ -69,7 +69,7 @@ public final class BertModel: @unchecked Sendable {
         let word = layout.range(ofPrefix: "embedding.word_embeddings."), head = layout.range(ofPrefix: "encoder.final_layernorm.").lowerBound
         let tables = word.upperBound ..< layout.range(ofPrefix: "embedding.").upperBound, heads = head ..< layout.totalCount
         let views = try ParameterViews(layout: layout, parameters: parameters, gradients: gradients, storage: storage,
-                                       layers: (0 ..< c.numLayers).map { layout.range(ofPrefix: "encoder.layers.\($0).") },
+                                       layers: [(0 ..< c.numLayers).map { layout.range(ofPrefix: "encoder.layers.\($0).") }],
                                        spans: [tables, heads], on: device)
         headWindow = views.window(of: heads)
         func norm(_ name: String) throws -> Norm {

@@ -108,7 +108,7 @@ public final class GPTModel: @unchecked Sendable {
                               on device: CPUDevice) throws -> ParameterViews {
         let layers = PipelineStage.layers(config, stage: layout.pipelineStage, of: layout.pipelineStages).joined()
             .map { layout.range(ofPrefix: "decoder.layers.\($0).") }
-        return try ParameterViews(layout: layout, parameters: parameters, gradients: gradients, storage: storage, layers: layers,
+        return try ParameterViews(layout: layout, parameters: parameters, gradients: gradients, storage: storage, layers: [layers],
                                   spans: ["embedding.position_embeddings.", "decoder.final_layernorm."].map { layout.range(ofPrefix: $0) },
                                   on: device)
     }

@@ -24,16 +24,17 @@ struct ParameterViews {
     }
 
     /// Views of the two flat buffers; under 16-bit `storage`, of fp32 windows for all but the
-    /// vocabulary-sized tables: one window shared by the transformer layers of `layers` (the spans of
-    /// their prefixes: alike, so as large as the largest), and one for each non-empty span of
-    /// `spans` (the small tables, norms and heads around them).
-    init(layout: ParameterLayout, parameters: Tensor, gradients: Tensor, storage: ParameterStorage, layers: [Range<Int>],
+    /// vocabulary-sized tables: one window shared by each group of alike transformer layers of
+    /// `layers` (the spans of their prefixes: as large as the group's largest), and one for each
+    /// non-empty span of `spans` (the small tables, norms and heads around them).
+    init(layout: ParameterLayout, parameters: Tensor, gradients: Tensor, storage: ParameterStorage, layers: [[Range<Int>]],
          spans: [Range<Int>], on device: CPUDevice) throws {
         self.init(layout: layout, parameters: parameters, gradients: gradients)
         guard storage.isSixteenBit else { return }
-        if let largest = layers.map(\.count).max() {
+        for group in layers {
+            guard let largest = group.map(\.count).max() else { continue }
             let window = try ParameterWindow(capacity: largest, parameters: parameters, gradients: gradients, on: device)
-            windows += layers.map { ParameterWindow.Slot(window: window, range: $0) }
+            windows += group.map { ParameterWindow.Slot(window: window, range: $0) }
         }
         for range in spans where !range.isEmpty {
             let window = try ParameterWindow(capacity: range.count, parameters: parameters, gradients: gradients, on: device)

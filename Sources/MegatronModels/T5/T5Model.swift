@@ -41,10 +41,21 @@ public final class T5Model: @unchecked Sendable {
     let outputLayer: ColumnParallelLinear
     /// [buckets, heads] each, with relative positions.
     let relativeBias: (encoder: Parameter, decoder: Parameter)?
+    /// What the two buffers store (`ParameterStorage`): under 16-bit storage the encoder's and the
+    /// decoder's layers each share a window, the word table stays 16-bit, and the rest have a window
+    /// each (`windows`).
+    public let storage: ParameterStorage
+    /// Under 16-bit storage, the windows of the position or relative-position tables, the encoder's
+    /// final norm, and the decoder's final norm with the output bias: each loaded by the encoder's
+    /// forward (nothing else overwrites them) and flushed once by the backward.
+    let windows: [ParameterWindow.Slot]
 
     /// A model initialised as Megatron does (see `ParameterLayout.initialize`), or left zero without
-    /// a seed (to be loaded); under tensor parallelism, this rank's shard of the same model.
-    public init(config: T5Config, seed: UInt64?, groups: ProcessGroups? = nil, on device: CPUDevice) throws {
+    /// a seed (to be loaded); under tensor parallelism, this rank's shard of the same model. `storage`
+    /// says in what precision the parameters and gradients are kept.
+    public init(config: T5Config, seed: UInt64?, groups: ProcessGroups? = nil, storage: ParameterStorage = .float32,
+                on device: CPUDevice) throws {
+        try storage.validate()
         let groups = try groups ?? .single()
         self.groups = groups
         tensorParallel = TensorParallel(group: groups.tensorModelParallel)
@@ -53,10 +64,18 @@ public final class T5Model: @unchecked Sendable {
         self.config = config
         self.device = device
         layout = ParameterLayout(config, tensorParallelRank: tensorParallel.rank, tensorParallelSize: tensorParallel.size)
-        parameters = try Tensor(shape: [layout.totalCount], on: device)
-        gradients = try Tensor(shape: [layout.totalCount], on: device)
-        let views = ParameterViews(layout: layout, parameters: parameters, gradients: gradients)
-        let c = config.transformer, tp = tensorParallel
+        self.storage = storage
+        parameters = try Tensor(shape: [layout.totalCount], dtype: storage.parameters, on: device)
+        gradients = try Tensor(shape: [layout.totalCount], dtype: storage.gradients, on: device)
+        let c = config.transformer, tp = tensorParallel, layout = layout
+        let encoderLayers = (0 ..< config.encoderNumLayers).map { layout.range(ofPrefix: "encoder.layers.\($0).") }
+        let decoderLayers = (0 ..< config.decoderNumLayers).map { layout.range(ofPrefix: "decoder.layers.\($0).") }
+        let tables = layout.range(ofPrefix: "embedding.word_embeddings.").upperBound ..< (encoderLayers.first?.lowerBound ?? 0)
+        let encoderNorm = layout.range(ofPrefix: "encoder.final_layernorm.")
+        let decoderHead = layout.range(ofPrefix: "decoder.final_layernorm.").lowerBound ..< layout.totalCount
+        let views = try ParameterViews(layout: layout, parameters: parameters, gradients: gradients, storage: storage,
+                                       layers: [encoderLayers, decoderLayers], spans: [tables, encoderNorm, decoderHead], on: device)
+        windows = [tables, encoderNorm, decoderHead].compactMap { views.window(of: $0) }
         func norm(_ name: String) throws -> Norm {
             Norm(kind: c.normalization, epsilon: c.normEpsilon, weight: try views(name + ".weight"),
                  bias: try views.optional(name + ".bias"), device: device)
@@ -68,12 +87,16 @@ public final class T5Model: @unchecked Sendable {
         encoderEmbedding = embedding
         decoderEmbedding = LanguageModelEmbedding(wordEmbeddings: embedding.wordEmbeddings, positionEmbeddings: embedding.positionEmbeddings,
                                                   dropoutLayer: config.totalLayers, device: device)
-        encoderLayers = try (0 ..< config.encoderNumLayers).map {
-            try TransformerLayer(c, number: $0, prefix: "encoder.layers.\($0).", views: views, rotary: nil, tensorParallel: tp, on: device)
+        self.encoderLayers = try (0 ..< config.encoderNumLayers).map {
+            var layer = try TransformerLayer(c, number: $0, prefix: "encoder.layers.\($0).", views: views, rotary: nil, tensorParallel: tp, on: device)
+            layer.window = views.window(ofPrefix: "encoder.layers.\($0).")
+            return layer
         }
-        decoderLayers = try (0 ..< config.decoderNumLayers).map {
-            try TransformerLayer(c, number: config.encoderNumLayers + $0, prefix: "decoder.layers.\($0).", views: views, rotary: nil,
-                                 crossAttention: true, tensorParallel: tp, on: device)
+        self.decoderLayers = try (0 ..< config.decoderNumLayers).map {
+            var layer = try TransformerLayer(c, number: config.encoderNumLayers + $0, prefix: "decoder.layers.\($0).", views: views, rotary: nil,
+                                             crossAttention: true, tensorParallel: tp, on: device)
+            layer.window = views.window(ofPrefix: "decoder.layers.\($0).")
+            return layer
         }
         encoderFinalLayerNorm = try norm("encoder.final_layernorm")
         decoderFinalLayerNorm = try norm("decoder.final_layernorm")
@@ -142,6 +165,7 @@ public final class T5Model: @unchecked Sendable {
         var pass = try LayerPass(config.transformer, batch: batch.batch, sequenceLength: batch.encoderSequenceLength,
                                  positions: batch.encoderPositions, firstKeys: nil, keyCounts: batch.encoderKeyCounts, dropout: dropout,
                                  training: training, splitRows: false, tensorParallel: tensorParallel)
+        for window in windows { try window.load() }
         let biasGradient = try relativeBias(of: \.encoder, into: &pass, bidirectional: true, training: training)
         var x = try encoderEmbedding.forward(ids: batch.encoderTokens, positions: batch.encoderPositions, pass: pass)
         var saved: [SavedLayer] = []
@@ -215,6 +239,7 @@ public final class T5Model: @unchecked Sendable {
     /// The backward from the logits' gradients `loss(of:lossWeight:)` left, adding into `gradients`.
     func backward(_ a: StageActivations) throws {
         let batch = a.batch, encoder = a.encoder
+        for window in windows { try window.beginBackward() }
         let dOutput = try outputLayer.backward(a.logits, input: a.decoderOutput, rows: .all)
         var dy = try decoderFinalLayerNorm.backward(dOutput, input: a.decoderLayersOutput, saved: a.decoderFinalNorm)
         var decoderChunk: [Int: TransformerLayer.Activations] = [:], encoderChunk = decoderChunk
@@ -234,6 +259,7 @@ public final class T5Model: @unchecked Sendable {
             try addBiasGradient(encoderGradient, to: relativeBias.encoder)
             try addBiasGradient(decoderGradient, to: relativeBias.decoder)
         }
+        for window in windows { try window.endBackward() }
     }
 
     /// Adds this rank's heads' table gradient [heads/t, buckets] into the table's gradient
