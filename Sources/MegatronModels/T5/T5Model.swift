@@ -70,7 +70,8 @@ public final class T5Model: @unchecked Sendable {
         let c = config.transformer, tp = tensorParallel, layout = layout
         let encoderLayers = (0 ..< config.encoderNumLayers).map { layout.range(ofPrefix: "encoder.layers.\($0).") }
         let decoderLayers = (0 ..< config.decoderNumLayers).map { layout.range(ofPrefix: "decoder.layers.\($0).") }
-        let tables = layout.range(ofPrefix: "embedding.word_embeddings.").upperBound ..< (encoderLayers.first?.lowerBound ?? 0)
+        // Between the word table and the encoder ("encoder_relative_pos_emb." is not under "encoder.").
+        let tables = layout.range(ofPrefix: "embedding.word_embeddings.").upperBound ..< layout.range(ofPrefix: "encoder.").lowerBound
         let encoderNorm = layout.range(ofPrefix: "encoder.final_layernorm.")
         let decoderHead = layout.range(ofPrefix: "decoder.final_layernorm.").lowerBound ..< layout.totalCount
         let views = try ParameterViews(layout: layout, parameters: parameters, gradients: gradients, storage: storage,
