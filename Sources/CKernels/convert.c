@@ -32,11 +32,6 @@ static inline void bf16_to_f32(float *restrict y, const uint16_t *restrict x, lo
     for (long i = 0; i < n; i++) y[i] = mg_bits_to_float((uint32_t)x[i] << 16);
 }
 
-MG_KERNEL void mg_f32_to_f16(uint16_t *restrict y, const float *restrict x, long n) { f32_to_f16(y, x, n); }
-MG_KERNEL void mg_f16_to_f32(float *restrict y, const uint16_t *restrict x, long n) { f16_to_f32(y, x, n); }
-MG_KERNEL void mg_f32_to_bf16(uint16_t *restrict y, const float *restrict x, long n) { f32_to_bf16(y, x, n); }
-MG_KERNEL void mg_bf16_to_f32(float *restrict y, const uint16_t *restrict x, long n) { bf16_to_f32(y, x, n); }
-
 MG_KERNEL void mg_round(float *y, const float *x, long n, int precision) {
     if (precision == MG_PRECISION_F16) for (long i = 0; i < n; i++) y[i] = mg_round_f16(x[i]);
     else if (precision == MG_PRECISION_BF16) for (long i = 0; i < n; i++) y[i] = mg_round_bf16(x[i]);

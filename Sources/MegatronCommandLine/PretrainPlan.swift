@@ -102,9 +102,9 @@ public struct PretrainPlan: Sendable {
     public let model: TransformerConfig
     public let recompute: ActivationRecompute
     public let optimizer: Optimizer.Settings
-    /// What the model's buffers store (`MixedPrecisionArguments.storage`): 16-bit parameters under
-    /// --bf16 and --fp16.
-    public let storage: ParameterStorage
+    /// What the model's buffers store: the parameters and gradients in the precisions the optimizer
+    /// takes them in (16-bit parameters under --bf16 and --fp16, `MixedPrecisionArguments.storage`).
+    public var storage: ParameterStorage { ParameterStorage(parameters: optimizer.paramsDType, gradients: optimizer.gradBufferDType) }
     public let scheduler: OptimizerParamScheduler
     /// The loop's settings (the program's start time and exit signal are the run's own).
     public let trainer: TrainingSettings
@@ -148,7 +148,6 @@ public struct PretrainPlan: Sendable {
         recompute = try options.recomputation.recompute(layers: model.numLayers)
         var optimizer = try training.optimizerSettings()
         try options.precision.apply(to: &optimizer, useDistributedOptimizer: distributed.useDistributedOptimizer)
-        storage = options.precision.storage
         self.optimizer = optimizer
         if optimizer.gradScaler?.isDynamic == true && !training.noCheckForNaNInLossAndGrad {
             warnings.append(MixedPrecisionArguments.checkTurnedOffWarning)

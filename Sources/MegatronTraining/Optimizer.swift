@@ -54,7 +54,9 @@ public final class Optimizer {
 
         /// Whether the optimizer's state is partly 16-bit (moments or main-parameter remainders),
         /// which the whole-model checkpoint format, writing fp32, cannot hold.
-        public var keepsSixteenBitState: Bool { expAvgDType != .float32 || expAvgSqDType != .float32 || storeParamRemainders }
+        public var keepsSixteenBitState: Bool {
+            (kind == .adam && (expAvgDType != .float32 || expAvgSqDType != .float32)) || storeParamRemainders
+        }
 
         public init() {}
     }
@@ -69,6 +71,9 @@ public final class Optimizer {
     let mainParameters: Tensor?
     /// fp32 blocks for what is stored in 16 bits (gradient, moments, main parameters), by operand.
     private let scratch: [Tensor]
+    /// Elements the update and the norm take at once: `blockSize` where something stored in 16 bits
+    /// goes through `scratch`; nil for a whole range (all fp32, nothing to convert).
+    private let blockElements: Int?
     /// The loss scaler's current state.
     public internal(set) var gradScaler: GradScaler?
     /// Contiguous runs of the owned spans with one weight-decay setting: where they lie in the flat
@@ -102,6 +107,9 @@ public final class Optimizer {
         var scratch: [Tensor] = []
         for _ in 0 ..< 4 { scratch.append(try Tensor(shape: [Self.blockSize], on: model.device, zeroed: false)) }
         self.scratch = scratch
+        let converts = model.gradients.dtype != .float32 || settings.storeParamRemainders
+            || [firstMoment, secondMoment].contains { $0.map { $0.dtype != .float32 } ?? false }
+        blockElements = converts ? Self.blockSize : nil
         gradScaler = settings.gradScaler
         var groups: [(Range<Int>, Int, Bool)] = []
         var stateOffset = 0
@@ -119,7 +127,7 @@ public final class Optimizer {
             }
         }
         self.groups = groups
-        try? castModelParameters(mainParametersRestored: false)
+        try castModelParameters(mainParametersRestored: false)
     }
 
     /// Elements per block of the update.
@@ -152,19 +160,11 @@ public final class Optimizer {
     func castModelParameters(mainParametersRestored: Bool) throws {
         guard let mainParameters else { return }
         if model.parameters.dtype == .float32 { try model.parameters.round(to: settings.paramsDType, on: model.device) }
-        var offset = 0
-        for range in ownedRanges {
-            let values = try model.parameters.view(offset: range.lowerBound, shape: [range.count])
-            let main = try mainParameters.view(offset: offset, shape: [range.count])
-            offset += range.count
-            if settings.storeParamRemainders {
-                // Restored main parameters split into the model's bf16 values and remainders; else
-                // the model's values are the main parameters and every remainder is 0.
-                if mainParametersRestored { continue }
-                main.zero()
-            } else if !mainParametersRestored {
-                try main.assign(converting: values, on: model.device)
-            }
+        guard !mainParametersRestored else { return }
+        // The model's values are the main parameters: kept as remainders, every remainder is 0.
+        if settings.storeParamRemainders { return mainParameters.zero() }
+        for (range, main) in try ownedSpans(of: mainParameters) {
+            try main.assign(converting: model.parameters.view(offset: range.lowerBound, shape: [range.count]), on: model.device)
         }
     }
 
@@ -183,12 +183,8 @@ public final class Optimizer {
     /// with the bf16 parameters into fp32. Both are exact.
     func adoptMainParameters(from other: Tensor) throws {
         guard let mainParameters else { return }
-        var offset = 0
-        for range in ownedRanges {
+        for ((range, main), (_, loaded)) in zip(try ownedSpans(of: mainParameters), try ownedSpans(of: other)) {
             let values = try model.parameters.view(offset: range.lowerBound, shape: [range.count])
-            let main = try mainParameters.view(offset: offset, shape: [range.count])
-            let loaded = try other.view(offset: offset, shape: [range.count])
-            offset += range.count
             if settings.storeParamRemainders {
                 try ParamRemainders.split(loaded, into: values, remainders: main, on: model.device)
             } else {
@@ -201,12 +197,13 @@ public final class Optimizer {
     /// signals, not errors.
     public var usesDynamicLossScaling: Bool { gradScaler?.isDynamic ?? false }
 
-    /// Calls `body` with each block of at most `blockSize` elements of `range` of `tensor` (elements
-    /// `offset ..<` of it) in fp32: a view of an fp32 tensor, or a conversion into `scratch[operand]`.
+    /// Calls `body` with each block of `range` of `tensor` (at most `blockElements`) in fp32: a view
+    /// of an fp32 tensor, or a conversion into `scratch[operand]`.
     private func forEachBlock(of tensor: Tensor, _ range: Range<Int>, operand: Int,
                               _ body: (Range<Int>, Tensor) throws -> Void) throws {
-        for start in stride(from: range.lowerBound, to: range.upperBound, by: Self.blockSize) {
-            let block = start ..< min(range.upperBound, start + Self.blockSize)
+        let size = blockElements ?? max(range.count, 1)
+        for start in stride(from: range.lowerBound, to: range.upperBound, by: size) {
+            let block = start ..< min(range.upperBound, start + size)
             try body(block, fp32(tensor, block, operand: operand))
         }
     }

@@ -95,7 +95,8 @@ struct BenchGPT: ParsableCommand {
         }
         let allocator = device.allocator.statistics
         let profiled = timer?.snapshot
-        let rss = Double(residentPeak.bytes) / 1_073_741_824  // before the output layer's ceiling operands
+        let peakBytes = Double(residentPeak.bytes)  // before the output layer's ceiling operands
+        let rss = peakBytes / 1_073_741_824, bytesPerParameter = peakBytes / Double(model.layout.totalCount)
         try ceiling.sampleOutputLayer(repeats: 3)
         let median = times.sorted()[times.count / 2], tokens = Double(microBatchSize * seq)
         let megatron = modelFLOPsPerIteration(c, globalBatchSize: microBatchSize, sequenceLength: seq)
@@ -113,7 +114,7 @@ struct BenchGPT: ParsableCommand {
               sgemm ceiling on the model's own GEMM shapes, timed between the steps: best shape's median \
             \(fixed(ceiling.bestShapeMedian)) GFLOP/s → model FLOP/s at \(percent(modelGFLOPs / ceiling.bestShapeMedian)) of it; \
             fastest single timing \(fixed(ceiling.bestTiming)) GFLOP/s → \(percent(modelGFLOPs / ceiling.bestTiming))
-              peak RSS \(fixed(rss, 2)) GiB, \(fixed(rss * 1_073_741_824 / Double(model.layout.totalCount), 1)) bytes per parameter; \
+              peak RSS \(fixed(rss, 2)) GiB, \(fixed(bytesPerParameter, 1)) bytes per parameter; \
             parameters + gradients + optimizer state \(fixed(trainingState, 2)) GiB, saved activations \
             \(fixed(activations, 2)) GiB → \(fixed(rss / (trainingState + activations), 2))× their sum
               caching allocator over the timed steps: \(allocator.requests) blocks requested, \(percent(allocator.reuseRate)) served by reuse; \
@@ -121,7 +122,7 @@ struct BenchGPT: ParsableCommand {
               loss \(losses.first!) → \(losses.last!)\(skippedSteps == 0 ? "" : "; \(skippedSteps) of \(warmup + steps) updates skipped (loss scale now \(optimizer.lossScale))")
             RESULT {"config": "\(config)", "batch": \(microBatchSize), "tokens_per_s": \(fixed(tokens / median)), \
             "step_ms_median": \(fixed(median * 1e3)), "model_tflops_megatron": \(fixed(classic / median / 1e12, 4)), \
-            "peak_rss_gib": \(fixed(rss, 2)), "peak_rss_bytes_per_parameter": \(fixed(rss * 1_073_741_824 / Double(model.layout.totalCount), 1))}
+            "peak_rss_gib": \(fixed(rss, 2)), "peak_rss_bytes_per_parameter": \(fixed(bytesPerParameter, 1))}
             """)
         if let profiled { print(Self.profileTable(profiled, stepSeconds: times.reduce(0, +), steps: steps)) }
     }

@@ -68,7 +68,7 @@ struct BenchParallel: ParsableCommand {
         let trainer = try Trainer(model: model, optimizer: optimizer, scheduler: .init(maxLR: 1e-4, warmupSteps: 0, decaySteps: 100, decayStyle: .constant),
                               settings: settings, dataParallel: ddp, sample: data.sample, log: { _ in })
         let timed = Array(try trainer.train().dropFirst(warmup))
-        let median = { (values: [Double]) in values.sorted()[values.count / 2] }
+        let median = { (values: [Double]) in Timing(seconds: values.sorted()).median }
         let step = median(timed.map(\.seconds))
         let communication = median(timed.map(\.gradSyncSeconds)), wait = median(timed.map(\.gradSyncWaitSeconds))
         let gather = median(timed.map(\.paramGatherSeconds)), gatherWait = median(timed.map(\.paramGatherWaitSeconds))
@@ -113,7 +113,7 @@ extension BenchParallel {
     /// data-parallel rank of each stage.
     func stageBubbles(_ timed: [IterationResult], groups: ProcessGroups) throws -> [Double] {
         let p = groups.state.pipelineModelParallelSize, stage = groups.pipelineModelParallel.rank
-        let median = { (values: [Double]) in values.sorted()[values.count / 2] }
+        let median = { (values: [Double]) in Timing(seconds: values.sorted()).median }
         var times = [Double](repeating: 0, count: 2 * p)  // forward-backward, compute; by stage
         if groups.tensorModelParallel.rank == 0 && groups.contextParallel.rank == 0 && groups.dataParallel.rank == 0 {
             times[2 * stage] = median(timed.map(\.forwardBackwardSeconds))

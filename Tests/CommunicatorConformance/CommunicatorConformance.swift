@@ -117,17 +117,22 @@ public struct CommunicatorConformance {
         }
         try expect(back.allSatisfy { $0 == Float(next) }, "ring sendReceive")
         // Both ways around the ring in one batch, as an interleaved pipeline does: each rank sends
-        // 1M floats to either neighbour (one tag each way) and receives from both.
-        var fromPrevious = [Float](repeating: -1, count: 1 << 20), fromNext = [Float](repeating: -1, count: 1 << 20)
-        try large.withUnsafeBufferPointer { out in
-            try fromPrevious.withUnsafeMutableBufferPointer { forward in
-                try fromNext.withUnsafeMutableBufferPointer { backward in
-                    try world.exchange([.send(out, to: next, tag: 9), .send(out, to: previous, tag: 10),
-                                        .receive(forward, from: previous, tag: 9), .receive(backward, from: next, tag: 10)])
+        // 1M floats to either neighbour (one tag and one payload each way, so that on two ranks, where
+        // both neighbours are one rank, only the tags tell the messages apart) and receives from both.
+        let backwardOut = [Float](repeating: Float(-1 - r), count: 1 << 20)
+        var fromPrevious = [Float](repeating: -1, count: 1 << 20), fromNext = [Float](repeating: 0, count: 1 << 20)
+        try large.withUnsafeBufferPointer { forwardOut in
+            try backwardOut.withUnsafeBufferPointer { backwardOut in
+                try fromPrevious.withUnsafeMutableBufferPointer { forward in
+                    try fromNext.withUnsafeMutableBufferPointer { backward in
+                        try world.exchange([.send(forwardOut, to: next, tag: 9), .send(backwardOut, to: previous, tag: 10),
+                                            .receive(forward, from: previous, tag: 9), .receive(backward, from: next, tag: 10)])
+                    }
                 }
             }
         }
-        try expect(fromPrevious.allSatisfy { $0 == Float(previous) } && fromNext.allSatisfy { $0 == Float(next) }, "ring exchange both ways")
+        try expect(fromPrevious.allSatisfy { $0 == Float(previous) } && fromNext.allSatisfy { $0 == Float(-1 - next) },
+                   "ring exchange both ways")
         if n > 1 && r < 2 {
             let peer = 1 - r
             if r == 0 {

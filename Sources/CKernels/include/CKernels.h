@@ -199,13 +199,8 @@ int mg_unscale_gradients(float *g, long n, float inverse_scale, int precision);
 
 // MARK: precision conversion (convert.c)
 
-/// fp32 → IEEE fp16 / bfloat16, rounding to nearest, ties to even; NaN stays NaN.
-void mg_f32_to_f16(uint16_t *y, const float *x, long n);
-void mg_f32_to_bf16(uint16_t *y, const float *x, long n);
-/// fp16 / bfloat16 → fp32 (exact).
-void mg_f16_to_f32(float *y, const uint16_t *x, long n);
-void mg_bf16_to_f32(float *y, const uint16_t *x, long n);
-/// The same, the 16-bit format named by `precision` (MG_PRECISION_F16 or MG_PRECISION_BF16).
+/// fp16 / bfloat16 (the format named by `precision`, MG_PRECISION_F16 or MG_PRECISION_BF16) → fp32
+/// (exact), and fp32 → fp16 / bfloat16, rounding to nearest, ties to even; NaN stays NaN.
 void mg_half_to_f32(float *y, const uint16_t *x, long n, int precision);
 void mg_f32_to_half(uint16_t *y, const float *x, long n, int precision);
 /// y ← round(y + x) in the 16-bit format `precision`: a gradient stored in 16 bits accumulating an

@@ -44,16 +44,9 @@ public enum StoredWeightGEMM {
     /// G [n, k] += ∂Yᵀ·X for ∂Y [T, n] (fp32 or 16 bits) and X [T, k]: straight into an fp32 G, or
     /// through an fp32 panel added into a 16-bit G (`Tensor.accumulate`).
     public static func accumulateWeightGradient(_ dy: Tensor, input x: Tensor, into g: Tensor, on device: CPUDevice) throws {
-        let (n, k) = try shape(of: g, inner: x.columns, "accumulateWeightGradient")
+        let (n, k) = try shape(of: g, inner: x.columns, "accumulateWeightGradient", sixteenBit: false)
         guard dy.columns == n, dy.rows == x.rows else {
             throw TensorError.shape("StoredWeightGEMM.accumulateWeightGradient", "∂Y", dy.shape, expected: [x.rows, n])
-        }
-        if g.dtype == .float32, dy.dtype == .float32 {
-            device.claimBLASThreads()
-            device.timed("GEMM \(n)×\(k)×\(x.rows) TN", flops: 2 * Double(n * k * x.rows)) {
-                GEMM.sgemm(true, false, n, k, x.rows, 1, dy.floats, n, x.floats, k, 1, g.floats, k)
-            }
-            return
         }
         let panel = g.dtype == .float32 ? nil : try Tensor(shape: [min(panelRows, n), k], on: device, zeroed: false)
         let block = try ColumnBlock(of: dy, on: device)
@@ -92,10 +85,11 @@ public enum StoredWeightGEMM {
         }
     }
 
-    /// (n, k) of a 16-bit weight [n, k] whose inner dimension must be `inner` when given.
-    private static func shape(of w: Tensor, inner: Int?, _ operation: String) throws -> (Int, Int) {
-        guard w.rank == 2, w.dtype == .float16 || w.dtype == .bfloat16 || operation == "accumulateWeightGradient" else {
-            throw TensorError("StoredWeightGEMM.\(operation): weight \(w.dtype) \(w.shape) must be a 16-bit matrix [n, k]")
+    /// (n, k) of a matrix [n, k] (a weight, or its gradient), 16-bit when `sixteenBit`, whose inner
+    /// dimension must be `inner` when given.
+    private static func shape(of w: Tensor, inner: Int?, _ operation: String, sixteenBit: Bool = true) throws -> (Int, Int) {
+        guard w.rank == 2, w.dtype == .float16 || w.dtype == .bfloat16 || (!sixteenBit && w.dtype == .float32) else {
+            throw TensorError("StoredWeightGEMM.\(operation): \(w.dtype) \(w.shape) must be a \(sixteenBit ? "16-bit" : "floating-point") matrix [n, k]")
         }
         if let inner, inner != w.columns {
             throw TensorError("StoredWeightGEMM.\(operation): input of \(inner) columns against a weight \(w.shape)")

@@ -19,20 +19,15 @@ public enum SafeTensors {
 
         /// The values of an "F32" entry, or of an "F16"/"BF16" one widened to fp32 (exactly).
         public func floats() throws -> [Float] {
-            switch dtype {
-            case "F32":
-                return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-            case "F16", "BF16":
-                let count = data.count / 2
-                return [Float](unsafeUninitializedCapacity: count) { out, initialized in
-                    data.withUnsafeBytes { bits in
-                        let halves = bits.bindMemory(to: UInt16.self).baseAddress!
-                        if dtype == "F16" { mg_f16_to_f32(out.baseAddress!, halves, count) } else { mg_bf16_to_f32(out.baseAddress!, halves, count) }
-                    }
-                    initialized = count
-                }
-            default:
+            guard let stored = DType(safetensorsName: dtype), [.float32, .float16, .bfloat16].contains(stored) else {
                 throw TensorError("safetensors: tensor is \(dtype), expected F32, F16 or BF16")
+            }
+            let count = data.count / stored.size
+            return try [Float](unsafeUninitializedCapacity: count) { out, initialized in
+                try data.withUnsafeBytes { bytes in
+                    try stored.convert(count, from: bytes.baseAddress!, to: out.baseAddress!, as: .float32, "safetensors \(dtype) tensor")
+                }
+                initialized = count
             }
         }
     }

@@ -109,3 +109,23 @@ extension DType {
         }
     }
 }
+
+extension Tensor {
+    /// Elements of a 16-bit tensor read in fp32 at once (`forEachFP32Block`): 16 MiB.
+    public static let fp32BlockElements = 1 << 22
+
+    /// Calls `body` with each run of this tensor's elements, `start ..< start + block.count`, converted
+    /// to fp32 in `scratch` (as many elements at a time as it holds, so that a 16-bit buffer is never
+    /// widened whole); with `writeBack`, each block as `body` left it is converted back.
+    public func forEachFP32Block(scratch: Tensor, writeBack: Bool = false, on device: CPUDevice,
+                                 _ body: (_ start: Int, _ block: Tensor) throws -> Void) throws {
+        guard scratch.count > 0 else { throw TensorError("forEachFP32Block: an empty scratch block") }
+        for start in stride(from: 0, to: count, by: scratch.count) {
+            let n = Swift.min(scratch.count, count - start)
+            let stored = try view(offset: start, shape: [n]), block = try scratch.view(offset: 0, shape: [n])
+            try block.assign(converting: stored, on: device)
+            try body(start, block)
+            if writeBack { try stored.assign(converting: block, on: device) }
+        }
+    }
+}

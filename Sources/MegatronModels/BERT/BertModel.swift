@@ -86,9 +86,7 @@ public final class BertModel: @unchecked Sendable {
             tokentypeEmbeddings: try views.optional("embedding.tokentype_embeddings.weight"), device: device,
             window: views.window(of: tables))
         layers = try (0 ..< c.numLayers).map {
-            var layer = try TransformerLayer(c, number: $0, prefix: "encoder.layers.\($0).", views: views, rotary: nil, tensorParallel: tp, on: device)
-            layer.window = views.window(ofPrefix: "encoder.layers.\($0).")
-            return layer
+            try TransformerLayer(c, number: $0, prefix: "encoder.layers.\($0).", views: views, rotary: nil, tensorParallel: tp, on: device)
         }
         finalLayerNorm = try norm("encoder.final_layernorm")
         lmHead = BertLMHead(dense: try linear("lm_head.dense"), layerNorm: try norm("lm_head.layer_norm"), device: device)

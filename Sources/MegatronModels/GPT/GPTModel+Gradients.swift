@@ -32,11 +32,9 @@ extension GPTModel: MegatronModule {
         try group.sendReceive(UnsafeBufferPointer(start: mine.halfBits, count: range.count), to: peer,
                               into: UnsafeMutableBufferPointer(start: theirs.halfBits, count: range.count), from: peer,
                               tag: MessageTag.sharedEmbedding)
-        let block = min(range.count, 1 << 22), widened = try Tensor(shape: [block], on: device, zeroed: false)
-        for start in stride(from: 0, to: range.count, by: block) {
-            let count = min(block, range.count - start), addend = try widened.view(offset: 0, shape: [count])
-            try addend.assign(converting: theirs.view(offset: start, shape: [count]), on: device)
-            try mine.view(offset: start, shape: [count]).accumulate(addend, on: device)
+        let widened = try Tensor(shape: [min(range.count, Tensor.fp32BlockElements)], on: device, zeroed: false)
+        try theirs.forEachFP32Block(scratch: widened, on: device) { start, addend in
+            try mine.view(offset: start, shape: [addend.count]).accumulate(addend, on: device)
         }
     }
 

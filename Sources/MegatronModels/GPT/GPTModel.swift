@@ -130,10 +130,8 @@ public final class GPTModel: @unchecked Sendable {
         } : nil
         let chunks = try PipelineStage.layers(config, stage: layout.pipelineStage, of: layout.pipelineStages).map { chunk in
             try chunk.map {
-                var layer = try TransformerLayer(config, number: $0, prefix: "decoder.layers.\($0).", views: views, rotary: rotary,
-                                                 tensorParallel: tensorParallel, on: device)
-                layer.window = views.window(ofPrefix: "decoder.layers.\($0).")
-                return layer
+                try TransformerLayer(config, number: $0, prefix: "decoder.layers.\($0).", views: views, rotary: rotary,
+                                     tensorParallel: tensorParallel, on: device)
             }
         }
         guard let finalWeight = try views.optional("decoder.final_layernorm.weight") else { return (embedding, chunks, nil, nil) }

@@ -36,11 +36,9 @@ extension MegatronModule {
             let norm = try Elementwise.globalL2Norm(spans, on: device)
             sumOfSquares = norm * norm
         } else {
-            let block = 1 << 22, scratch = try Tensor(shape: [min(block, buffer.count)], on: device, zeroed: false)
+            let scratch = try Tensor(shape: [min(Tensor.fp32BlockElements, buffer.count)], on: device, zeroed: false)
             for span in spans {
-                for start in stride(from: 0, to: span.count, by: block) {
-                    let values = try scratch.view(offset: 0, shape: [min(block, span.count - start)])
-                    try values.assign(converting: span.view(offset: start, shape: [values.count]), on: device)
+                try span.forEachFP32Block(scratch: scratch, on: device) { _, values in
                     let norm = try Elementwise.globalL2Norm([values], on: device)
                     sumOfSquares += norm * norm
                 }

@@ -40,9 +40,10 @@ final class ParameterWindow: @unchecked Sendable {
                 .assign(converting: window.storedParameters.view(offset: range.lowerBound, shape: [range.count]), on: window.device)
         }
 
-        /// Before the module's backward: its parameters loaded and the window's gradients zeroed.
+        /// Before the module's backward: the window's gradients zeroed. Its values must be the
+        /// module's already: its forward loaded them, or for a shared window (the layers') the
+        /// restoring of its activations did (`Array<TransformerLayer>.restore`).
         func beginBackward() throws {
-            try load()
             try window.gradients.view(offset: 0, shape: [range.count]).zero()
         }
 

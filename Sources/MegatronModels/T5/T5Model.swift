@@ -89,15 +89,11 @@ public final class T5Model: @unchecked Sendable {
         decoderEmbedding = LanguageModelEmbedding(wordEmbeddings: embedding.wordEmbeddings, positionEmbeddings: embedding.positionEmbeddings,
                                                   dropoutLayer: config.totalLayers, device: device)
         self.encoderLayers = try (0 ..< config.encoderNumLayers).map {
-            var layer = try TransformerLayer(c, number: $0, prefix: "encoder.layers.\($0).", views: views, rotary: nil, tensorParallel: tp, on: device)
-            layer.window = views.window(ofPrefix: "encoder.layers.\($0).")
-            return layer
+            try TransformerLayer(c, number: $0, prefix: "encoder.layers.\($0).", views: views, rotary: nil, tensorParallel: tp, on: device)
         }
         self.decoderLayers = try (0 ..< config.decoderNumLayers).map {
-            var layer = try TransformerLayer(c, number: config.encoderNumLayers + $0, prefix: "decoder.layers.\($0).", views: views, rotary: nil,
-                                             crossAttention: true, tensorParallel: tp, on: device)
-            layer.window = views.window(ofPrefix: "decoder.layers.\($0).")
-            return layer
+            try TransformerLayer(c, number: config.encoderNumLayers + $0, prefix: "decoder.layers.\($0).", views: views, rotary: nil,
+                                 crossAttention: true, tensorParallel: tp, on: device)
         }
         encoderFinalLayerNorm = try norm("encoder.final_layernorm")
         decoderFinalLayerNorm = try norm("decoder.final_layernorm")

@@ -30,29 +30,24 @@ enum VocabParallelCrossEntropy {
     }
 
     /// `losses` of 16-bit logits [rows, V/t], a block of rows at a time converted to fp32 (at most
-    /// `blockElements` of them), their gradient rounded back into the logits.
+    /// `Tensor.fp32BlockElements` of them), their gradient rounded back into the logits.
     private static func lossesOfSixteenBitLogits(_ logits: Tensor, targets: Tensor, vocabSize: Int, gradWeights: Tensor?,
                                                  tensorParallel: TensorParallel, on device: CPUDevice) throws -> Tensor {
         let rows = logits.rows, vocab = logits.columns
         try targets.expect(shape: [rows], "VocabParallelCrossEntropy", "targets")
-        let blockRows = max(1, min(rows, blockElements / max(vocab, 1)))
-        let block = try Tensor(shape: [blockRows * vocab], on: device, zeroed: false)
+        let blockRows = max(1, min(rows, Tensor.fp32BlockElements / max(vocab, 1)))
+        let scratch = try Tensor(shape: [blockRows * vocab], on: device, zeroed: false)
         let losses = try Tensor(shape: [rows], on: device, zeroed: false)
-        for start in stride(from: 0, to: rows, by: blockRows) {
-            let count = min(blockRows, rows - start)
-            let stored = try logits.view(offset: start * vocab, shape: [count, vocab]), z = try block.view(offset: 0, shape: [count, vocab])
-            try z.assign(converting: stored, on: device)
-            let blockLosses = try self.losses(logits: z, targets: targets.view(offset: start, shape: [count]), vocabSize: vocabSize,
-                                              gradWeights: gradWeights?.view(offset: start, shape: [count]),
+        try logits.forEachFP32Block(scratch: scratch, writeBack: gradWeights != nil, on: device) { start, block in
+            let first = start / vocab, count = block.count / vocab
+            let blockLosses = try self.losses(logits: block.view(offset: 0, shape: [count, vocab]),
+                                              targets: targets.view(offset: first, shape: [count]), vocabSize: vocabSize,
+                                              gradWeights: gradWeights?.view(offset: first, shape: [count]),
                                               tensorParallel: tensorParallel, on: device)
-            try losses.view(offset: start, shape: [count]).assign(converting: blockLosses, on: device)
-            if gradWeights != nil { try stored.assign(converting: z, on: device) }
+            try losses.view(offset: first, shape: [count]).assign(converting: blockLosses, on: device)
         }
         return losses
     }
-
-    /// fp32 elements of 16-bit logits converted at once: 16 MiB.
-    static let blockElements = 1 << 22
 
     /// Losses [rows] for local logits [rows, V/t] and targets [rows] in the whole vocabulary; with
     /// `gradWeights`, the logits are overwritten by gradWeights[t]·∂loss_t/∂z (as `CrossEntropy`).

@@ -27,14 +27,18 @@ extension Array where Element == TransformerLayer {
 
     /// Layer `index`'s whole activations for its backward (`saved` holding every layer's), computing
     /// again what the forward did not keep. A layer inside a chunk comes from `chunk`, which the
-    /// chunk's last layer fills by running the chunk's forward again from its input.
+    /// chunk's last layer fills by running the chunk's forward again from its input. Under 16-bit
+    /// storage the layer's window then holds its parameters, for its backward.
     func restore(_ saved: [SavedLayer], layer index: Int, chunk: inout [Int: TransformerLayer.Activations],
                  pass: LayerPass) throws -> TransformerLayer.Activations {
         switch saved[index] {
         case .activations(let partial):
             return try self[index].restore(partial, pass: pass)
         case .chunkInput, .insideChunk:
-            if let a = chunk.removeValue(forKey: index) { return a }
+            if let a = chunk.removeValue(forKey: index) {
+                try self[index].window?.load()
+                return a
+            }
             var start = index
             while case .insideChunk = saved[start] { start -= 1 }
             guard case .chunkInput(let kept) = saved[start] else {

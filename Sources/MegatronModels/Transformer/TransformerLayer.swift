@@ -30,8 +30,8 @@ struct TransformerLayer {
     let residualIsNormOutput: Bool
     let device: CPUDevice
     /// Under 16-bit parameter storage, the fp32 window the layer's parameters are viewed in: loaded
-    /// by every forward, backward and recomputation.
-    var window: ParameterWindow.Slot?
+    /// by every forward and every restoring of its activations for the backward.
+    let window: ParameterWindow.Slot?
 
     /// What one half's backward needs from its forward.
     struct Half<Core> {
@@ -144,6 +144,7 @@ extension TransformerLayer {
         let localHeads = config.numAttentionHeads / tensorParallel.size
         self.number = number
         self.device = device
+        window = views.window(ofPrefix: prefix)
         residualIsNormOutput = config.applyResidualConnectionPostLayernorm
         inputLayerNorm = try norm("input_layernorm")
         selfAttention = SelfAttention(layer: number, linearQKV: try column("self_attention.linear_qkv"),

@@ -177,10 +177,9 @@ public enum Checkpoint {
     /// when it has no optimizer part (an imported model's).
     static func optimizerStates(in directory: URL, iteration: Int) throws -> Set<String> {
         let folder = storedDirectory(directory, iteration: iteration)
-        let stored = try stored(in: folder)
         guard ShardedCheckpoint.isSharded(folder)
               || FileManager.default.fileExists(atPath: folder.appendingPathComponent("optimizer.safetensors").path) else { return [] }
-        return Set(try stored.optimizer().names.compactMap { $0.split(separator: ".").last.map(String.init) })
+        return Set(try stored(in: folder).optimizer().names.compactMap { $0.split(separator: ".").last.map(String.init) })
     }
 
     /// The model and optimizer tensors of the checkpoint in `folder`, in whichever format it is

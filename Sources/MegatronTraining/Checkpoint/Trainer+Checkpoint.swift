@@ -134,8 +134,8 @@ extension Trainer {
     /// The whole-model format writes fp32 buffers: 16-bit optimizer state (the precision-aware
     /// optimizer's moments or remainders) is refused, naming it.
     func requireFP32OptimizerState() throws {
-        let sixteenBit = optimizer.stateTensors.filter { $0.values.dtype != .float32 }.map(\.name)
-        guard sixteenBit.isEmpty else {
+        guard !optimizer.settings.keepsSixteenBitState else {
+            let sixteenBit = optimizer.stateTensors.filter { $0.values.dtype != .float32 }.map(\.name)
             throw TrainingError(iteration: iteration, "--ckpt-format torch writes fp32 optimizer state; this run keeps "
                                 + sixteenBit.joined(separator: ", ") + " in 16 bits: save with --ckpt-format torch_dist")
         }

@@ -27,8 +27,8 @@ extension Trainer {
         do { shard = try ownedShard() } catch { failure = error; shard = .init() }
         try agree(failure, "viewing this rank's shard")
         if settings.asyncSave {
-            // The writer keeps the model and optimizer (the owners of the shard's buffers) alive.
-            pending.startWriting(shard, to: file, keepingAlive: [model, optimizer])
+            // The shard's views keep the buffers they read alive until the writer is done.
+            pending.startWriting(shard, to: file)
             pendingSave = pending
             log("  scheduled an asynchronous save of iteration \(String(format: "%7d", iteration)): training goes on while it is written")
             return
@@ -116,11 +116,10 @@ final class PendingSave<Architecture: ModelArchitecture> {
         self.progress = progress
     }
 
-    /// Writes `shard` to `file` on a thread of its own, holding `owners` (of the memory the shard
-    /// views) until it is done.
-    func startWriting(_ shard: ShardedCheckpoint.Shard, to file: URL, keepingAlive owners: [AnyObject]) {
+    /// Writes `shard` to `file` on a thread of its own.
+    func startWriting(_ shard: ShardedCheckpoint.Shard, to file: URL) {
         let thread = BackgroundThread(name: "checkpoint-writer")
-        writer = (thread, thread.submit { try withExtendedLifetime(owners) { try shard.write(to: file) } })
+        writer = (thread, thread.submit { try shard.write(to: file) })
     }
 
     deinit { writer?.thread.stop() }

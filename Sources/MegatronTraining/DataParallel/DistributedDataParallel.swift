@@ -236,26 +236,19 @@ public final class DistributedDataParallel: @unchecked Sendable {
         lastCommunicationSeconds += Self.now() - start
     }
 
-    /// 16-bit gradients averaged over the group: each block of `sixteenBitBlock` elements widened to
+    /// 16-bit gradients averaged over the group: each block of `Tensor.fp32BlockElements` widened to
     /// fp32, scaled by 1/dp, all-reduced, and rounded back once (Megatron reduces in bf16 itself,
     /// rounding at every step of the ring; fp32 sums round once). All-reduced under the distributed
     /// optimizer too, each rank then reading its chunk: twice a reduce-scatter's traffic, for fp32
     /// scratch of one block instead of a bucket.
     private func reduceSixteenBit(_ gradients: Tensor) throws {
-        let device = model.device, block = min(gradients.count, Self.sixteenBitBlock)
-        let scratch = try Tensor(shape: [block], on: device, zeroed: false)
-        for start in stride(from: 0, to: gradients.count, by: block) {
-            let count = min(block, gradients.count - start)
-            let stored = try gradients.view(offset: start, shape: [count]), values = try scratch.view(offset: 0, shape: [count])
-            try values.assign(converting: stored, on: device)
+        let device = model.device
+        let scratch = try Tensor(shape: [min(gradients.count, Tensor.fp32BlockElements)], on: device, zeroed: false)
+        try gradients.forEachFP32Block(scratch: scratch, writeBack: true, on: device) { _, values in
             try Elementwise.scale(values, by: 1 / Float(dataParallelWithContext.size), on: device)
-            try dataParallelWithContext.allReduce(UnsafeMutableBufferPointer(start: values.floats, count: count), op: .sum)
-            try stored.assign(converting: values, on: device)
+            try dataParallelWithContext.allReduce(UnsafeMutableBufferPointer(start: values.floats, count: values.count), op: .sum)
         }
     }
-
-    /// Elements of 16-bit gradients reduced at once: 16 MiB of fp32.
-    static let sixteenBitBlock = 1 << 22
 }
 
 extension Range where Bound == Int {
