@@ -4,9 +4,9 @@
 # and full activation recomputation, save a sharded checkpoint, then two processes resume it
 # pipeline-parallel (PP=2), resharding as they load. Each process's peak resident memory is printed
 # (GNU time's maximum RSS). About 16 bytes a parameter (fp32 parameters, gradients, two Adam moments),
-# so about 8 GB a rank; 10 bytes (about 5.8 GB a rank) with 16-bit storage and the precision-aware
-# optimizer appended: --bf16 --use-precision-aware-optimizer --main-grads-dtype bf16
-# --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16.
+# so about 8 GB a rank; 10 bytes (5.1 GB of state a rank, 5.8 GB peak RSS measured) with 16-bit
+# storage and the precision-aware optimizer appended: --bf16 --use-precision-aware-optimizer
+# --main-grads-dtype bf16 --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16.
 #
 #   examples/pretrain_gpt_1b.sh DATA_PREFIX CHECKPOINT_DIR [extra pretrain flags]
 #
